@@ -1,0 +1,354 @@
+"""The placement instance: cluster topology, services, deployment groups, scaling requests.
+
+Every model is a frozen pydantic v2 model with ``extra="forbid"``. Field-level rules live on the
+fields; cross-references (unknown GPU type, node in two S1s, group of an unknown service, ...) are
+checked once, in :meth:`Instance._check_references`, as plain loops, and every error names the
+entity, the field and the value.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+FORMAT_VERSION = "1.0"
+
+Id = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:/@+-]+$")]
+Tier = Literal["low", "medium", "high"]
+Affinity = Literal["s1", "s2", "cluster"]
+RoleName = Literal["prefill", "decode", "prefill-attn", "prefill-ffn"]
+PD_ROLES: tuple[RoleName, ...] = ("prefill", "decode")
+MOE_ROLES: tuple[RoleName, ...] = ("prefill-attn", "prefill-ffn", "decode")
+TIERS: tuple[Tier, ...] = ("low", "medium", "high")
+
+
+class Frozen(BaseModel):
+    """Base of every data object: immutable, no unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def replace(self, **changes: object) -> Frozen:
+        """Return a copy with ``changes`` applied and validated again."""
+        return self.model_validate({**self.model_dump(), **changes})
+
+
+class GpuType(Frozen):
+    """A GPU model that nodes carry."""
+
+    id: Id = Field(description="GPU type name, e.g. 'H20', 'L20', 'H800'.")
+    memory_gb: float | None = Field(default=None, gt=0, description="Memory per GPU in GB.")
+
+
+class Node(Frozen):
+    """One machine and its place in the network tree cluster > S2 > S1 > S0 > node."""
+
+    id: Id = Field(description="Unique node name.")
+    gpu_type: Id = Field(description="GPU type of every GPU on this node.")
+    gpus_total: int = Field(ge=1, le=64, description="GPUs installed.")
+    gpus_free: int = Field(ge=0, le=64, description="GPUs free now (not used by any pod).")
+    cluster: Id = Field(description="Cluster (physical) the node belongs to.")
+    s2: Id = Field(description="S2 (bigpod) switch id; unique across clusters.")
+    s1: Id = Field(description="S1 (minipod) switch id; unique across S2s.")
+    s0: Id | None = Field(default=None, description="S0 (rack) switch id, informational.")
+
+    @model_validator(mode="after")
+    def _free_within_total(self) -> Node:
+        if self.gpus_free > self.gpus_total:
+            raise ValueError(f"Node '{self.id}': gpus_free={self.gpus_free} exceeds gpus_total={self.gpus_total}")
+        return self
+
+
+class RdmaSubgroup(Frozen):
+    """An explicitly declared RDMA subgroup: S1 and/or S2 switches with a priority tier."""
+
+    id: Id = Field(description="Subgroup name.")
+    tier: Tier = Field(description="Priority tier: low, medium or high (premium).")
+    s2s: list[Id] = Field(default_factory=list, description="S2 switches (all their S1s).")
+    s1s: list[Id] = Field(default_factory=list, description="Individual S1 switches.")
+
+
+class Role(Frozen):
+    """One role of a service: pod size and acceptable GPU types, first preferred."""
+
+    name: RoleName = Field(description="prefill, decode, prefill-attn or prefill-ffn.")
+    gpus_per_pod: int = Field(ge=1, le=64, description="GPUs one pod of this role takes.")
+    gpu_types: list[Id] = Field(
+        min_length=1, description="Acceptable GPU types in order of preference (first preferred)."
+    )
+
+
+class Ratio(Frozen):
+    """Pods per unit: ``prefill`` replicas and ``decode`` pods (P/D), or attn:ffn per replica."""
+
+    prefill: int = Field(ge=1, le=64, description="Prefill replicas per unit (or attn pods).")
+    decode: int = Field(ge=1, le=64, description="Decode pods per unit (or ffn pods).")
+
+
+class Service(Frozen):
+    """A P/D-disaggregated (or disaggregated MoE) LLM service."""
+
+    id: Id = Field(description="Unique service name.")
+    priority: int = Field(ge=0, le=1000, description="Higher is served first.")
+    affinity: Affinity = Field(description="Domain of each deployment group: s1, s2 or cluster.")
+    roles: list[Role] = Field(min_length=2, max_length=3, description="The service's roles.")
+    pd_ratio: Ratio = Field(description="One unit = pd_ratio.prefill replicas + decode pods.")
+    attn_ffn_ratio: Ratio | None = Field(
+        default=None,
+        description="MoE only: one prefill replica = prefill attn pods + decode(=ffn) pods.",
+    )
+    min_units: int = Field(default=0, ge=0, description="Never scale below this many units.")
+    max_units: int = Field(default=10_000, ge=0, description="Never scale above this many units.")
+    max_new_groups: int = Field(default=4, ge=0, description="At most this many new deployment groups per cycle.")
+
+    @model_validator(mode="after")
+    def _roles_consistent(self) -> Service:
+        names = [r.name for r in self.roles]
+        if len(set(names)) != len(names):
+            raise ValueError(f"Service '{self.id}': roles={names} has a duplicate role")
+        moe = set(names) == set(MOE_ROLES)
+        if not moe and set(names) != set(PD_ROLES):
+            raise ValueError(f"Service '{self.id}': roles={names} must be {list(PD_ROLES)} or {list(MOE_ROLES)}")
+        if moe and self.attn_ffn_ratio is None:
+            raise ValueError(f"Service '{self.id}': attn_ffn_ratio=None but the service is MoE")
+        if not moe and self.attn_ffn_ratio is not None:
+            raise ValueError(f"Service '{self.id}': attn_ffn_ratio is set but the service is not MoE")
+        if moe and self.affinity == "cluster":
+            raise ValueError(f"Service '{self.id}': affinity='cluster' not allowed for MoE (one S2 per group)")
+        if self.min_units > self.max_units:
+            raise ValueError(f"Service '{self.id}': min_units={self.min_units} exceeds max_units={self.max_units}")
+        return self
+
+    @property
+    def is_moe(self) -> bool:
+        """True for a disaggregated MoE service (attn/ffn prefill)."""
+        return self.attn_ffn_ratio is not None
+
+    def role(self, name: str) -> Role:
+        """The role called ``name``."""
+        for r in self.roles:
+            if r.name == name:
+                return r
+        raise KeyError(f"Service '{self.id}' has no role '{name}'")
+
+    @property
+    def pods_per_unit(self) -> dict[str, int]:
+        """Pods of each role in one unit."""
+        p, d = self.pd_ratio.prefill, self.pd_ratio.decode
+        if self.attn_ffn_ratio is None:
+            return {"prefill": p, "decode": d}
+        a, f = self.attn_ffn_ratio.prefill, self.attn_ffn_ratio.decode
+        return {"prefill-attn": p * a, "prefill-ffn": p * f, "decode": d}
+
+    @property
+    def gpus_per_unit(self) -> int:
+        """GPUs one unit takes."""
+        return sum(self.role(r).gpus_per_pod * n for r, n in self.pods_per_unit.items())
+
+
+class PodCount(Frozen):
+    """Pods of one role on one node."""
+
+    role: RoleName = Field(description="Role of these pods.")
+    node: Id = Field(description="Node they run on.")
+    count: int = Field(ge=1, description="Number of pods.")
+
+
+class DeploymentGroup(Frozen):
+    """An existing deployment group: one service's pods bound to one network domain."""
+
+    id: Id = Field(description="Unique deployment group name.")
+    service: Id = Field(description="Service it belongs to.")
+    domain: Id = Field(description="S1, S2 or cluster id, per the service's affinity.")
+    pods: list[PodCount] = Field(default_factory=list, description="Pods per role and node.")
+
+
+class ScalingRequest(Frozen):
+    """A service's new target, in whole units, for this cycle."""
+
+    service: Id = Field(description="Service to scale.")
+    target_units: int = Field(ge=0, description="Wanted total units after this cycle.")
+
+
+def _default_tier_weights() -> dict[Tier, int]:
+    return {"low": 1, "medium": 3, "high": 9}
+
+
+class ObjectiveWeights(Frozen):
+    """Weights of the premium-cost term (objective term 2)."""
+
+    tier_weights: dict[Tier, int] = Field(
+        default_factory=_default_tier_weights,
+        description="Cost per placed GPU by tier of the S1 it lands in.",
+    )
+    nonpreferred_penalty: int = Field(
+        default=2,
+        ge=0,
+        le=1000,
+        description="Extra cost per GPU per rank below a role's preferred GPU type.",
+    )
+
+    @model_validator(mode="after")
+    def _all_tiers(self) -> ObjectiveWeights:
+        for tier in TIERS:
+            w = self.tier_weights.get(tier)
+            if w is None or w < 0 or w > 1000:
+                raise ValueError(f"objective: tier_weights.{tier}={w} must be in 0..1000")
+        return self
+
+
+class Instance(Frozen):
+    """One placement cycle: topology with free GPUs, services, groups and requests."""
+
+    format_version: Literal["1.0"] = Field(description="Instance format version; '1.0'.")
+    name: str = Field(default="", description="Free-form instance name.")
+    gpu_types: list[GpuType] = Field(min_length=1, description="GPU types in the cluster.")
+    nodes: list[Node] = Field(min_length=1, description="All nodes with their free GPUs.")
+    subgroups: list[RdmaSubgroup] = Field(
+        default_factory=list,
+        description="Declared RDMA subgroups; S1s not covered get the paper's derived tiers.",
+    )
+    services: list[Service] = Field(default_factory=list, description="Services.")
+    groups: list[DeploymentGroup] = Field(default_factory=list, description="Existing deployment groups.")
+    requests: list[ScalingRequest] = Field(default_factory=list, description="This cycle's scaling requests.")
+    objective: ObjectiveWeights = Field(default_factory=ObjectiveWeights, description="Objective weights.")
+
+    @model_validator(mode="after")
+    def _check_references(self) -> Instance:
+        _check_unique("GpuType", [g.id for g in self.gpu_types])
+        _check_unique("Node", [n.id for n in self.nodes])
+        _check_unique("Service", [s.id for s in self.services])
+        _check_unique("DeploymentGroup", [g.id for g in self.groups])
+        _check_unique("RdmaSubgroup", [g.id for g in self.subgroups])
+        gpu_ids = {g.id for g in self.gpu_types}
+        s2_of_s1: dict[str, str] = {}
+        cluster_of_s2: dict[str, str] = {}
+        node_by_id = {n.id: n for n in self.nodes}
+        for n in self.nodes:
+            if n.gpu_type not in gpu_ids:
+                raise ValueError(f"Node '{n.id}': gpu_type='{n.gpu_type}' is not a declared GPU type")
+            prev = s2_of_s1.setdefault(n.s1, n.s2)
+            if prev != n.s2:
+                raise ValueError(f"Node '{n.id}': s1='{n.s1}' is already under s2='{prev}', not '{n.s2}'")
+            prev = cluster_of_s2.setdefault(n.s2, n.cluster)
+            if prev != n.cluster:
+                raise ValueError(f"Node '{n.id}': s2='{n.s2}' is already in cluster='{prev}', not '{n.cluster}'")
+        s1_ids, s2_ids = set(s2_of_s1), set(cluster_of_s2)
+        covered: dict[str, str] = {}
+        for sg in self.subgroups:
+            members = [s1 for s2 in sg.s2s for s1 in sorted(s1_ids) if s2_of_s1[s1] == s2]
+            for s2 in sg.s2s:
+                if s2 not in s2_ids:
+                    raise ValueError(f"RdmaSubgroup '{sg.id}': s2s contains unknown S2 '{s2}'")
+            for s1 in sg.s1s:
+                if s1 not in s1_ids:
+                    raise ValueError(f"RdmaSubgroup '{sg.id}': s1s contains unknown S1 '{s1}'")
+            for s1 in members + list(sg.s1s):
+                if s1 in covered:
+                    raise ValueError(f"RdmaSubgroup '{sg.id}': S1 '{s1}' is already in subgroup '{covered[s1]}'")
+                covered[s1] = sg.id
+        max_node_gpus = max(n.gpus_total for n in self.nodes)
+        services = {s.id: s for s in self.services}
+        for s in self.services:
+            for r in s.roles:
+                for t in r.gpu_types:
+                    if t not in gpu_ids:
+                        raise ValueError(f"Service '{s.id}': role '{r.name}' gpu_types contains unknown GPU type '{t}'")
+                if len(set(r.gpu_types)) != len(r.gpu_types):
+                    raise ValueError(f"Service '{s.id}': role '{r.name}' gpu_types={r.gpu_types} repeats a type")
+                if r.gpus_per_pod > max_node_gpus:
+                    raise ValueError(
+                        f"Service '{s.id}': role '{r.name}' gpus_per_pod={r.gpus_per_pod} exceeds "
+                        f"the largest node ({max_node_gpus} GPUs)"
+                    )
+        clusters = set(cluster_of_s2.values())
+        used_by_node: Counter[str] = Counter()
+        for g in self.groups:
+            svc = services.get(g.service)
+            if svc is None:
+                raise ValueError(f"DeploymentGroup '{g.id}': service='{g.service}' is not a declared service")
+            level = {"s1": s1_ids, "s2": s2_ids, "cluster": clusters}[svc.affinity]
+            if g.domain not in level:
+                raise ValueError(
+                    f"DeploymentGroup '{g.id}': domain='{g.domain}' is not an {svc.affinity} id "
+                    f"(service '{svc.id}' has affinity {svc.affinity})"
+                )
+            seen: set[tuple[str, str]] = set()
+            for pc in g.pods:
+                node = node_by_id.get(pc.node)
+                if node is None:
+                    raise ValueError(f"DeploymentGroup '{g.id}': pods node='{pc.node}' is not a declared node")
+                if (pc.role, pc.node) in seen:
+                    raise ValueError(f"DeploymentGroup '{g.id}': pods lists role '{pc.role}' on node '{pc.node}' twice")
+                seen.add((pc.role, pc.node))
+                if pc.role not in svc.pods_per_unit:
+                    raise ValueError(
+                        f"DeploymentGroup '{g.id}': pods role='{pc.role}' is not a role of service '{svc.id}'"
+                    )
+                role = svc.role(pc.role)
+                if node.gpu_type not in role.gpu_types:
+                    raise ValueError(
+                        f"DeploymentGroup '{g.id}': pod of role '{pc.role}' on node '{pc.node}' "
+                        f"has gpu_type='{node.gpu_type}', not one of {role.gpu_types}"
+                    )
+                node_domain = {"s1": node.s1, "s2": node.s2, "cluster": node.cluster}[svc.affinity]
+                if node_domain != g.domain:
+                    raise ValueError(
+                        f"DeploymentGroup '{g.id}': pod on node '{pc.node}' lies outside domain '{g.domain}'"
+                    )
+                used_by_node[pc.node] += pc.count * role.gpus_per_pod
+        for node_id, used in sorted(used_by_node.items()):
+            node = node_by_id[node_id]
+            if used > node.gpus_total - node.gpus_free:
+                raise ValueError(
+                    f"Node '{node_id}': deployment groups use {used} GPUs but only "
+                    f"gpus_total-gpus_free={node.gpus_total - node.gpus_free} are in use"
+                )
+        current: defaultdict[str, int] = defaultdict(int)
+        for g in self.groups:
+            current[g.service] += group_units(services[g.service], g)
+        seen_req: set[str] = set()
+        for req in self.requests:
+            svc = services.get(req.service)
+            if svc is None:
+                raise ValueError(f"ScalingRequest: service='{req.service}' is not a declared service")
+            if req.service in seen_req:
+                raise ValueError(f"ScalingRequest: service='{req.service}' has two requests")
+            seen_req.add(req.service)
+            if req.target_units > svc.max_units:
+                raise ValueError(
+                    f"ScalingRequest '{req.service}': target_units={req.target_units} exceeds max_units={svc.max_units}"
+                )
+            if req.target_units < svc.min_units:
+                raise ValueError(
+                    f"ScalingRequest '{req.service}': target_units={req.target_units} is below "
+                    f"min_units={svc.min_units}"
+                )
+        return self
+
+
+def _check_unique(kind: str, ids: list[str]) -> None:
+    dup = [i for i, c in Counter(ids).items() if c > 1]
+    if dup:
+        raise ValueError(f"{kind} '{sorted(dup)[0]}': id is declared more than once")
+
+
+def pods_by_role(group: DeploymentGroup) -> dict[str, int]:
+    """Total pods of each role in ``group``."""
+    out: defaultdict[str, int] = defaultdict(int)
+    for pc in group.pods:
+        out[pc.role] += pc.count
+    return dict(out)
+
+
+def group_units(service: Service, group: DeploymentGroup) -> int:
+    """Whole units a group holds: the least, over roles, of pods // pods per unit."""
+    have = pods_by_role(group)
+    return min(have.get(r, 0) // n for r, n in service.pods_per_unit.items())
+
+
+def current_units(instance: Instance, service_id: str) -> int:
+    """Whole units a service holds across its groups."""
+    svc = next(s for s in instance.services if s.id == service_id)
+    return sum(group_units(svc, g) for g in instance.groups if g.service == service_id)

@@ -1,0 +1,134 @@
+"""From pod counts per (group, role, S1, GPU type) to pods on named nodes.
+
+Solvers decide counts; binding names nodes. Additions are bound best-fit decreasing per
+(S1, GPU type): largest pods first, each onto the node with the fewest free GPUs that still fits it,
+which keeps whole nodes free. When pod sizes form a divisibility chain and the counts respect the
+per-size-class packing rows (SYSTEM.md), this never fails. Removals take the group's pods from its
+least-used nodes first, so nodes empty out.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from hetero_opt.placement.plan import GroupChange, PodChange
+from hetero_opt.topology import TopologyView
+
+
+class BindingError(RuntimeError):
+    """Counts that cannot be bound to nodes (only possible when pod sizes are not a chain)."""
+
+
+CountKey = tuple[str, str, str]  # (role, s1, gpu_type)
+
+
+@dataclass
+class GroupDraft:
+    """A group change before binding: units and pod counts per (role, S1, GPU type)."""
+
+    service: str
+    group: str
+    new: bool
+    domain: str
+    units: int
+    counts: Counter[CountKey] = field(default_factory=Counter)
+
+
+class FreePool:
+    """Free GPUs of the nodes of one (S1, GPU type), bucketed by free count for best-fit."""
+
+    def __init__(self, nodes: list[tuple[str, int]]) -> None:
+        self.buckets: defaultdict[int, list[str]] = defaultdict(list)
+        self.free: dict[str, int] = {}
+        for node_id, free in sorted(nodes):
+            self.free[node_id] = free
+            if free > 0:
+                self.buckets[free].append(node_id)
+        self.max_free = max((f for _, f in nodes), default=0)
+
+    def take(self, size: int) -> str | None:
+        """Put one pod of ``size`` GPUs on the best-fitting node; return it, or None."""
+        for free in range(size, self.max_free + 1):
+            bucket = self.buckets.get(free)
+            if bucket:
+                node_id = bucket.pop(0)
+                self.free[node_id] = free - size
+                if free - size > 0:
+                    bisect.insort(self.buckets[free - size], node_id)
+                return node_id
+        return None
+
+    def give(self, node_id: str, size: int) -> None:
+        """Undo a :meth:`take` of ``size`` GPUs on ``node_id``."""
+        free = self.free[node_id]
+        if free > 0:
+            self.buckets[free].remove(node_id)
+        self.free[node_id] = free + size
+        bisect.insort(self.buckets[free + size], node_id)
+
+
+def make_pools(view: TopologyView) -> dict[tuple[str, str], FreePool]:
+    """A fresh :class:`FreePool` per (S1, GPU type) with free GPUs."""
+    nodes: defaultdict[tuple[str, str], list[tuple[str, int]]] = defaultdict(list)
+    for n in view.instance.nodes:
+        if n.gpus_free > 0:
+            nodes[(n.s1, n.gpu_type)].append((n.id, n.gpus_free))
+    return {k: FreePool(v) for k, v in sorted(nodes.items())}
+
+
+def bind(view: TopologyView, drafts: list[GroupDraft]) -> list[GroupChange]:
+    """Bind every draft's counts to nodes; raise :class:`BindingError` if additions do not fit."""
+    pools = make_pools(view)
+    items: defaultdict[tuple[str, str], list[tuple[int, int, str, int]]] = defaultdict(list)
+    for i, d in enumerate(drafts):
+        if d.units <= 0:
+            continue
+        svc = view.service_by_id[d.service]
+        for (role, s1, gpu_type), n in d.counts.items():
+            if n > 0:
+                items[(s1, gpu_type)].append((-svc.role(role).gpus_per_pod, i, role, n))
+    pods: list[Counter[tuple[str, str]]] = [Counter() for _ in drafts]
+    for key in sorted(items):
+        pool = pools.get(key)
+        for neg_size, i, role, n in sorted(items[key]):
+            for _ in range(n):
+                node = pool.take(-neg_size) if pool else None
+                if node is None:
+                    raise BindingError(f"cannot bind {role} pods of '{drafts[i].group}' on S1 '{key[0]}' ({key[1]})")
+                pods[i][(role, node)] += 1
+    for i, d in enumerate(drafts):
+        if d.units < 0:
+            pods[i] = _bind_removal(view, d)
+    return [
+        GroupChange(
+            service=d.service,
+            group=d.group,
+            new=d.new,
+            domain=d.domain,
+            units=d.units,
+            pods=[PodChange(role=r, node=n, count=c) for (r, n), c in sorted(pods[i].items())],
+        )
+        for i, d in enumerate(drafts)
+    ]
+
+
+def _bind_removal(view: TopologyView, d: GroupDraft) -> Counter[tuple[str, str]]:
+    group = view.group_by_id[d.group]
+    used = {n.id: n.gpus_total - n.gpus_free for n in view.instance.nodes}
+    have: defaultdict[CountKey, list[tuple[int, str, int]]] = defaultdict(list)
+    for p in group.pods:
+        node = view.node_by_id[p.node]
+        have[(p.role, node.s1, node.gpu_type)].append((used[node.id], node.id, p.count))
+    out: Counter[tuple[str, str]] = Counter()
+    for key, n in sorted(d.counts.items()):
+        left = n
+        for _, node_id, count in sorted(have[key]):
+            take = min(left, count)
+            if take:
+                out[(key[0], node_id)] += take
+                left -= take
+        if left:
+            raise BindingError(f"group '{d.group}' has too few {key[0]} pods on S1 '{key[1]}' to remove")
+    return out

@@ -1,0 +1,249 @@
+"""The paper's greedy placement (HeteroScale Algorithm 4), kept faithful as baseline and fallback.
+
+Requests are taken by service priority. A scale-out walks the RDMA subgroups from low to high tier
+and fills them unit by unit with virtual allocation (each pod is deducted from the tree view at
+once, best-fit on nodes); inside a subgroup it expands the service's existing deployment group of
+that domain, or opens a new one while the service's new-group limit allows (§3.4). A scale-in
+shrinks the groups on the highest tiers first. Node binding follows (best-fit decreasing).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+from hetero_opt.instance import TIERS, Instance, Service
+from hetero_opt.placement.binding import (
+    BindingError,
+    CountKey,
+    FreePool,
+    GroupDraft,
+    bind,
+    make_pools,
+)
+from hetero_opt.placement.plan import GroupChange, Plan, PodChange, Unserved
+from hetero_opt.topology import RequestView, TopologyView, build_view
+
+TIER_RANK = {t: i for i, t in enumerate(TIERS)}
+
+
+def greedy_plan(instance: Instance, view: TopologyView | None = None) -> Plan:
+    """Place ``instance``'s requests with Algorithm 4 and return a bound, canonical plan."""
+    view = view or build_view(instance)
+    pools = make_pools(view)
+    drafts: list[GroupDraft] = []
+    picks: list[Counter[tuple[str, str]]] = []
+    unserved: list[Unserved] = []
+    for req in view.requests:
+        if req.delta > 0:
+            got, reason = _scale_out(view, pools, req, drafts, picks)
+        elif req.delta < 0:
+            got, reason = _scale_in(view, req, drafts, picks)
+        else:
+            continue
+        if got != req.delta:
+            unserved.append(Unserved(service=req.service.id, wanted_units=req.delta, placed_units=got, reason=reason))
+    try:
+        changes = bind(view, drafts)
+    except BindingError:
+        # Sizes outside a divisibility chain: keep the greedy's own node picks, which fit.
+        changes = [
+            GroupChange(
+                service=d.service,
+                group=d.group,
+                new=d.new,
+                domain=d.domain,
+                units=d.units,
+                pods=[PodChange(role=r, node=n, count=c) for (r, n), c in sorted(p.items())],
+            )
+            for d, p in zip(drafts, picks, strict=True)
+        ]
+    return Plan(changes=changes, unserved=unserved).canonical()
+
+
+def new_group_id(view: TopologyView, service: str, domain: str) -> str:
+    """Deterministic id of a new group of ``service`` in ``domain`` (unique in the instance)."""
+    base = f"{service}@{domain}"
+    gid, k = base, 1
+    while gid in view.group_by_id:
+        k += 1
+        gid = f"{base}#{k}"
+    return gid
+
+
+def _scale_out(
+    view: TopologyView,
+    pools: dict[tuple[str, str], FreePool],
+    req: RequestView,
+    drafts: list[GroupDraft],
+    picks: list[Counter[tuple[str, str]]],
+) -> tuple[int, str]:
+    svc = req.service
+    existing = {g.domain: g.id for g in reversed(view.groups_by_service.get(svc.id, []))}
+    s1s_by_sg: defaultdict[str, list[str]] = defaultdict(list)
+    for s1 in view.s1_ids:
+        s1s_by_sg[view.subgroup_by_s1[s1]].append(s1)
+
+    def sg_key(sg: str) -> tuple[int, int, str]:
+        s1s = s1s_by_sg[sg]
+        has_group = any(view.domain_of(s1, svc.affinity) in existing for s1 in s1s)
+        return (TIER_RANK[view.tier_by_s1[s1s[0]]], 0 if has_group else 1, sg)
+
+    opened: dict[str, int] = {}
+    left, new_blocked = req.delta, False
+    for sg in sorted(s1s_by_sg, key=sg_key):
+        by_domain: defaultdict[str, list[str]] = defaultdict(list)
+        for s1 in s1s_by_sg[sg]:
+            by_domain[view.domain_of(s1, svc.affinity)].append(s1)
+        for domain in sorted(by_domain, key=lambda d: (d not in existing, d)):
+            if left == 0:
+                return req.delta, ""
+            draft_idx = opened.get(domain)
+            if (
+                draft_idx is None
+                and domain not in existing
+                and len(opened) - sum(1 for d in opened if d in existing) >= svc.max_new_groups
+            ):
+                new_blocked = True
+                continue
+            while left > 0:
+                taken = _place_unit(view, pools, svc, by_domain[domain])
+                if taken is None:
+                    break
+                if draft_idx is None:
+                    gid = existing.get(domain) or new_group_id(view, svc.id, domain)
+                    drafts.append(GroupDraft(svc.id, gid, domain not in existing, domain, 0))
+                    picks.append(Counter())
+                    draft_idx = opened[domain] = len(drafts) - 1
+                draft = drafts[draft_idx]
+                draft.units += 1
+                for role, s1, gpu_type, node in taken:
+                    draft.counts[(role, s1, gpu_type)] += 1
+                    picks[draft_idx][(role, node)] += 1
+                left -= 1
+    if left == 0:
+        return req.delta, ""
+    why = f"no capacity for {left} more units within {svc.affinity} affinity and GPU types"
+    if new_blocked:
+        why += f"; new-group limit {svc.max_new_groups} reached"
+    return req.delta - left, why
+
+
+def _place_unit(
+    view: TopologyView, pools: dict[tuple[str, str], FreePool], svc: Service, s1s: list[str]
+) -> list[tuple[str, str, str, str]] | None:
+    """Virtually allocate one unit inside ``s1s``; return (role, S1, type, node) per pod or None."""
+    taken: list[tuple[str, str, str, str]] = []
+
+    def take(role: str, region: list[str]) -> bool:
+        r = svc.role(role)
+        for gpu_type in r.gpu_types:
+            for s1 in region:
+                pool = pools.get((s1, gpu_type))
+                node = pool.take(r.gpus_per_pod) if pool else None
+                if node is not None:
+                    taken.append((role, s1, gpu_type, node))
+                    return True
+        return False
+
+    def undo(upto: int) -> None:
+        while len(taken) > upto:
+            role, s1, gpu_type, node = taken.pop()
+            pools[(s1, gpu_type)].give(node, svc.role(role).gpus_per_pod)
+
+    if svc.attn_ffn_ratio is not None:
+        a, f = svc.attn_ffn_ratio.prefill, svc.attn_ffn_ratio.decode
+        for _ in range(svc.pd_ratio.prefill):
+            for s1 in s1s:
+                mark = len(taken)
+                if all(take("prefill-attn", [s1]) for _ in range(a)) and all(
+                    take("prefill-ffn", [s1]) for _ in range(f)
+                ):
+                    break
+                undo(mark)
+            else:
+                undo(0)
+                return None
+        roles = ["decode"]
+    else:
+        roles = sorted(svc.pods_per_unit, key=lambda r: -svc.role(r).gpus_per_pod)
+    for role in roles:
+        for _ in range(svc.pods_per_unit[role]):
+            if not take(role, s1s):
+                undo(0)
+                return None
+    return taken
+
+
+def _scale_in(
+    view: TopologyView,
+    req: RequestView,
+    drafts: list[GroupDraft],
+    picks: list[Counter[tuple[str, str]]],
+) -> tuple[int, str]:
+    svc = req.service
+    groups = view.groups_by_service.get(svc.id, [])
+
+    def group_tier(gid: str) -> int:
+        g = view.group_by_id[gid]
+        return max((TIER_RANK[view.tier_by_s1[view.node_by_id[p.node].s1]] for p in g.pods), default=0)
+
+    order = sorted(
+        (g.id for g in groups if view.units_by_group[g.id] > 0),
+        key=lambda gid: (-group_tier(gid), view.units_by_group[gid], gid),
+    )
+    left = -req.delta
+    for gid in order:
+        if left == 0:
+            break
+        k = min(left, view.units_by_group[gid])
+        g = view.group_by_id[gid]
+        counts = _removal_counts(view, svc, g.id, k)
+        drafts.append(GroupDraft(svc.id, gid, False, g.domain, -k, counts))
+        picks.append(Counter())
+        left -= k
+    if left == 0:
+        return req.delta, ""
+    return req.delta + left, f"groups hold only {-req.delta - left} removable units"
+
+
+def _removal_counts(view: TopologyView, svc: Service, gid: str, k: int) -> Counter[CountKey]:
+    """Pods to remove for ``k`` units of group ``gid``: premium tiers and non-preferred types first."""
+    g = view.group_by_id[gid]
+    have: Counter[CountKey] = Counter()
+    for p in g.pods:
+        node = view.node_by_id[p.node]
+        have[(p.role, node.s1, node.gpu_type)] += p.count
+
+    def cost_key(key: CountKey) -> tuple[int, int, str, str]:
+        role, s1, gpu_type = key
+        return (-TIER_RANK[view.tier_by_s1[s1]], -view.gpu_rank(svc, role, gpu_type), s1, gpu_type)
+
+    out: Counter[CountKey] = Counter()
+    roles = dict(svc.pods_per_unit)
+    if svc.attn_ffn_ratio is not None:
+        a, f = svc.attn_ffn_ratio.prefill, svc.attn_ffn_ratio.decode
+        replicas = k * svc.pd_ratio.prefill
+        by_s1: defaultdict[str, dict[str, list[CountKey]]] = defaultdict(lambda: defaultdict(list))
+        for key in have:
+            if key[0] != "decode":
+                by_s1[key[1]][key[0]].append(key)
+        for s1 in sorted(by_s1, key=lambda s: (-TIER_RANK[view.tier_by_s1[s]], s)):
+            attn = sorted(by_s1[s1]["prefill-attn"], key=cost_key)
+            ffn = sorted(by_s1[s1]["prefill-ffn"], key=cost_key)
+            n = min(replicas, sum(have[x] for x in attn) // a, sum(have[x] for x in ffn) // f)
+            for keys, need in ((attn, n * a), (ffn, n * f)):
+                for key in keys:
+                    t = min(need, have[key])
+                    if t:
+                        out[key] += t
+                        need -= t
+            replicas -= n
+        roles = {"decode": roles["decode"]}
+    for role, per_unit in roles.items():
+        need = k * per_unit
+        for key in sorted((x for x in have if x[0] == role), key=cost_key):
+            t = min(need, have[key])
+            if t:
+                out[key] += t
+                need -= t
+    return out

@@ -1,0 +1,105 @@
+"""The lexicographic objective, defined once and used to score every solver's plan.
+
+Terms, in order (a later term only breaks ties of earlier ones):
+
+1. ``unserved_gpus``: per priority class (highest priority first), GPUs of requested units the
+   plan does not add or remove. Minimised class by class: no amount of lower-priority demand
+   justifies leaving higher-priority demand unserved.
+2. ``premium_cost``: the change in held premium hardware. Each GPU added costs the tier weight of
+   its S1 plus ``nonpreferred_penalty`` per rank below the role's preferred GPU type; each GPU
+   removed saves the same amount. So scale-out spares premium tiers and scale-in frees them first.
+3. ``new_groups``: deployment groups opened.
+4. ``emptied_groups``: existing groups a scale-in empties (more is better).
+5. ``whole_free_nodes``: nodes entirely free after the plan (more is better; node binding).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from functools import total_ordering
+
+from pydantic import Field
+
+from hetero_opt.instance import Frozen, Instance
+from hetero_opt.placement.plan import Plan
+from hetero_opt.topology import TopologyView, build_view
+
+
+@total_ordering
+class Score(Frozen):
+    """Objective terms of a plan; ``a < b`` means plan *a* is better than plan *b*."""
+
+    priorities: list[int] = Field(description="Priority classes, highest first.")
+    unserved_gpus: list[int] = Field(description="Unserved GPUs per priority class.")
+    premium_cost: int = Field(description="Tier-weighted GPUs added minus removed.")
+    new_groups: int = Field(description="Deployment groups opened.")
+    emptied_groups: int = Field(description="Existing groups emptied by scale-in.")
+    whole_free_nodes: int = Field(description="Nodes with every GPU free after the plan.")
+
+    def key(self) -> tuple[object, ...]:
+        """Sort key: smaller is better."""
+        return (
+            tuple(self.unserved_gpus),
+            self.premium_cost,
+            self.new_groups,
+            -self.emptied_groups,
+            -self.whole_free_nodes,
+        )
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Score):
+            return NotImplemented
+        return self.key() < other.key()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Score):
+            return NotImplemented
+        return self.key() == other.key()
+
+    def __hash__(self) -> int:
+        return hash(self.key())
+
+
+def gpu_cost(view: TopologyView, service_id: str, role: str, s1: str, gpu_type: str) -> int:
+    """Premium cost of one GPU of ``role`` on (S1, GPU type): tier weight + rank penalty."""
+    weights = view.instance.objective
+    svc = view.service_by_id[service_id]
+    rank = view.gpu_rank(svc, role, gpu_type)
+    return weights.tier_weights[view.tier_by_s1[s1]] + weights.nonpreferred_penalty * rank
+
+
+def score(instance: Instance, plan: Plan, view: TopologyView | None = None) -> Score:
+    """Score ``plan`` on ``instance``; the one definition of every objective term."""
+    view = view or build_view(instance)
+    placed = plan.units_by_service()
+    unserved_by_prio: defaultdict[int, int] = defaultdict(int)
+    for req in view.requests:
+        shortfall = abs(req.delta) - abs(placed.get(req.service.id, 0))
+        unserved_by_prio[req.service.priority] += max(0, shortfall) * req.service.gpus_per_unit
+    priorities = sorted(unserved_by_prio, reverse=True)
+    premium = 0
+    used_delta: defaultdict[str, int] = defaultdict(int)
+    removed_units: defaultdict[str, int] = defaultdict(int)
+    for c in plan.changes:
+        svc = view.service_by_id[c.service]
+        sign = 1 if c.units > 0 else -1
+        for p in c.pods:
+            node = view.node_by_id[p.node]
+            gpus = p.count * svc.role(p.role).gpus_per_pod
+            premium += sign * gpus * gpu_cost(view, c.service, p.role, node.s1, node.gpu_type)
+            if sign > 0:
+                used_delta[p.node] += gpus
+        if c.units < 0 and not c.new:
+            removed_units[c.group] += -c.units
+    emptied = sum(
+        1 for gid, n in removed_units.items() if gid in view.units_by_group and n >= view.units_by_group[gid] > 0
+    )
+    whole_free = sum(1 for n in view.instance.nodes if n.gpus_free == n.gpus_total and used_delta.get(n.id, 0) == 0)
+    return Score(
+        priorities=priorities,
+        unserved_gpus=[unserved_by_prio[p] for p in priorities],
+        premium_cost=premium,
+        new_groups=sum(1 for c in plan.changes if c.new),
+        emptied_groups=emptied,
+        whole_free_nodes=whole_free,
+    )

@@ -1,0 +1,129 @@
+"""The one entry point: ``solve(instance, solver=...)`` → a verified :class:`PlacementResult`."""
+
+from __future__ import annotations
+
+import importlib
+import time
+
+from hetero_opt.errors import PlanError
+from hetero_opt.instance import Instance
+from hetero_opt.placement.backend import Backend, BackendOutput, SolveOptions
+from hetero_opt.placement.greedy import greedy_plan
+from hetero_opt.placement.objective import score
+from hetero_opt.placement.result import PlacementResult
+from hetero_opt.placement.verify import verify
+from hetero_opt.topology import build_view
+
+SOLVERS = ("greedy", "cpsat", "milp", "milp-cbc")
+_BACKENDS = {
+    "cpsat": ("hetero_opt.placement.cpsat", "CpSatBackend", {}),
+    "milp": ("hetero_opt.placement.milp", "MilpBackend", {"engine": "highs"}),
+    "milp-cbc": ("hetero_opt.placement.milp", "MilpBackend", {"engine": "cbc"}),
+}
+
+
+def get_backend(name: str) -> Backend:
+    """The backend called ``name`` (imported lazily, so the data model imports no solver)."""
+    if name not in _BACKENDS:
+        raise ValueError(f"solver='{name}' is not one of {list(SOLVERS)}")
+    module, cls, kwargs = _BACKENDS[name]
+    backend: Backend = getattr(importlib.import_module(module), cls)(**kwargs)
+    return backend
+
+
+def solve(
+    instance: Instance,
+    solver: str = "greedy",
+    *,
+    time_limit: float = 2.0,
+    seed: int = 0,
+    num_workers: int = 2,
+    log: bool = False,
+    export_model: str | None = None,
+) -> PlacementResult:
+    """Place ``instance``'s scaling requests with ``solver`` and verify the plan.
+
+    Parameters
+    ----------
+    instance
+        A validated instance.
+    solver
+        ``greedy`` (paper Algorithm 4), ``cpsat`` (OR-Tools CP-SAT), ``milp`` (PuLP + HiGHS)
+        or ``milp-cbc`` (PuLP + bundled CBC).
+    time_limit
+        Wall-clock budget of the solver in seconds (greedy ignores it).
+    seed, num_workers
+        Passed to the solver; the same instance and seed give the same plan.
+
+    Returns
+    -------
+    PlacementResult
+        Never worse than the greedy plan: a backend that fails, times out with nothing, or
+        returns a worse plan yields the greedy plan with ``status='fallback'`` and the reason.
+    """
+    if solver not in SOLVERS:
+        raise ValueError(f"solver='{solver}' is not one of {list(SOLVERS)}")
+    if time_limit <= 0:
+        raise ValueError(f"time_limit={time_limit} must be positive")
+    start = time.perf_counter()
+    view = build_view(instance)
+    greedy = greedy_plan(instance, view)
+    greedy_violations = verify(instance, greedy, view)
+    if greedy_violations:
+        raise PlanError(f"greedy plan fails verification: {greedy_violations[0]}")
+    greedy_score = score(instance, greedy, view)
+    out = BackendOutput(plan=greedy, status="greedy")
+    if solver != "greedy":
+        options = SolveOptions(time_limit, seed, num_workers, log, export_model)
+        out = _run_backend(get_backend(solver), view, greedy, options)
+        violations = verify(instance, out.plan, view)
+        if violations:
+            out = BackendOutput(
+                greedy,
+                "fallback",
+                out.termination,
+                f"verifier rejected the {solver} plan: {violations[0]}",
+                out.bound,
+                out.version,
+                out.stats,
+            )
+        elif score(instance, out.plan, view) > greedy_score:
+            out = BackendOutput(
+                greedy,
+                "fallback",
+                out.termination,
+                f"{solver} plan scored worse than greedy; greedy kept",
+                out.bound,
+                out.version,
+                out.stats,
+            )
+    plan = out.plan.canonical()
+    return PlacementResult(
+        instance=instance.name,
+        solver=solver,
+        solver_version=out.version,
+        status=out.status,
+        termination=out.termination,
+        fallback_reason=out.fallback_reason,
+        plan=plan,
+        score=score(instance, plan, view),
+        bound=out.bound,
+        wall_time_s=time.perf_counter() - start,
+        seed=seed,
+        warnings=view.warnings,
+        stats=out.stats,
+    )
+
+
+def _run_backend(backend: Backend, view: object, greedy: object, options: SolveOptions) -> BackendOutput:
+    from hetero_opt.placement.plan import Plan
+    from hetero_opt.topology import TopologyView
+
+    assert isinstance(view, TopologyView)
+    assert isinstance(greedy, Plan)
+    if not backend.available():
+        return BackendOutput(greedy, "fallback", "", f"{backend.name} is not available here")
+    try:
+        return backend.solve(view, greedy, options)
+    except (MemoryError, RuntimeError, OSError) as exc:
+        return BackendOutput(greedy, "fallback", type(exc).__name__, f"{backend.name} failed: {exc}")

@@ -1,0 +1,218 @@
+"""Look-ups over a validated instance, built once: the paper's topological resource tree view."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from hetero_opt.instance import (
+    DeploymentGroup,
+    Instance,
+    Node,
+    Service,
+    Tier,
+    group_units,
+    pods_by_role,
+)
+
+
+@dataclass(frozen=True)
+class RequestView:
+    """A scaling request with its current state: ``delta > 0`` scale-out, ``< 0`` scale-in."""
+
+    service: Service
+    current_units: int
+    target_units: int
+
+    @property
+    def delta(self) -> int:
+        """Units to add (positive) or remove (negative)."""
+        return self.target_units - self.current_units
+
+
+@dataclass(frozen=True, eq=False)
+class TopologyView:
+    """Immutable derived maps of an :class:`Instance`; iterate in sorted-id order."""
+
+    instance: Instance
+    warnings: list[str] = field(default_factory=list)
+
+    @cached_property
+    def node_by_id(self) -> dict[str, Node]:
+        """Node by id."""
+        return {n.id: n for n in self.instance.nodes}
+
+    @cached_property
+    def nodes_by_s1(self) -> dict[str, list[Node]]:
+        """Nodes under each S1, sorted by id."""
+        out: defaultdict[str, list[Node]] = defaultdict(list)
+        for n in sorted(self.instance.nodes, key=lambda n: n.id):
+            out[n.s1].append(n)
+        return dict(sorted(out.items()))
+
+    @cached_property
+    def s1_ids(self) -> list[str]:
+        """All S1 ids, sorted."""
+        return list(self.nodes_by_s1)
+
+    @cached_property
+    def s2_by_s1(self) -> dict[str, str]:
+        """The S2 above each S1."""
+        return {s1: nodes[0].s2 for s1, nodes in self.nodes_by_s1.items()}
+
+    @cached_property
+    def cluster_by_s1(self) -> dict[str, str]:
+        """The cluster of each S1."""
+        return {s1: nodes[0].cluster for s1, nodes in self.nodes_by_s1.items()}
+
+    @cached_property
+    def s1s_by_s2(self) -> dict[str, list[str]]:
+        """S1s under each S2, sorted."""
+        out: defaultdict[str, list[str]] = defaultdict(list)
+        for s1, s2 in self.s2_by_s1.items():
+            out[s2].append(s1)
+        return dict(sorted(out.items()))
+
+    @cached_property
+    def gpu_types_by_s1(self) -> dict[str, frozenset[str]]:
+        """GPU types present under each S1."""
+        return {s1: frozenset(n.gpu_type for n in ns) for s1, ns in self.nodes_by_s1.items()}
+
+    @cached_property
+    def tier_by_s1(self) -> dict[str, Tier]:
+        """Priority tier of each S1: declared subgroups win, else the paper's rule (§3.4)."""
+        tiers: dict[str, Tier] = {}
+        for sg in self.instance.subgroups:
+            for s2 in sg.s2s:
+                for s1 in self.s1s_by_s2.get(s2, []):
+                    tiers[s1] = sg.tier
+            for s1 in sg.s1s:
+                tiers[s1] = sg.tier
+        for s1s in self.s1s_by_s2.values():
+            types_in_s2 = set().union(*(self.gpu_types_by_s1[s1] for s1 in s1s))
+            for s1 in s1s:
+                if s1 in tiers:
+                    continue
+                if len(self.gpu_types_by_s1[s1]) > 1:
+                    tiers[s1] = "high"
+                elif len(types_in_s2) > 1:
+                    tiers[s1] = "medium"
+                else:
+                    tiers[s1] = "low"
+        return dict(sorted(tiers.items()))
+
+    @cached_property
+    def subgroup_by_s1(self) -> dict[str, str]:
+        """Id of the RDMA subgroup of each S1 (declared id, or derived ``S2:tier`` / ``S1``)."""
+        out: dict[str, str] = {}
+        for sg in self.instance.subgroups:
+            for s2 in sg.s2s:
+                for s1 in self.s1s_by_s2.get(s2, []):
+                    out[s1] = sg.id
+            for s1 in sg.s1s:
+                out[s1] = sg.id
+        for s1 in self.s1_ids:
+            if s1 not in out:
+                tier = self.tier_by_s1[s1]
+                out[s1] = s1 if tier == "high" else f"{self.s2_by_s1[s1]}:{tier}"
+        return out
+
+    @cached_property
+    def free_by_s1_type(self) -> dict[tuple[str, str], Counter[int]]:
+        """Histogram of free GPUs per node, per (S1, GPU type)."""
+        out: defaultdict[tuple[str, str], Counter[int]] = defaultdict(Counter)
+        for s1, ns in self.nodes_by_s1.items():
+            for n in ns:
+                if n.gpus_free > 0:
+                    out[(s1, n.gpu_type)][n.gpus_free] += 1
+        return dict(sorted(out.items()))
+
+    def slots(self, s1: str, gpu_type: str, size: int) -> int:
+        """Pods of ``size`` GPUs that fit on the free GPUs of (S1, GPU type) if placed alone."""
+        hist = self.free_by_s1_type.get((s1, gpu_type), Counter())
+        return sum((free // size) * count for free, count in hist.items())
+
+    @cached_property
+    def pod_sizes(self) -> list[int]:
+        """Distinct GPUs-per-pod values over all services, ascending."""
+        return sorted({r.gpus_per_pod for s in self.instance.services for r in s.roles})
+
+    @cached_property
+    def sizes_form_chain(self) -> bool:
+        """True when every pod size divides the next: then per-size-class packing is exact."""
+        sizes = self.pod_sizes
+        return all(b % a == 0 for a, b in itertools.pairwise(sizes))
+
+    @cached_property
+    def service_by_id(self) -> dict[str, Service]:
+        """Service by id."""
+        return {s.id: s for s in self.instance.services}
+
+    @cached_property
+    def groups_by_service(self) -> dict[str, list[DeploymentGroup]]:
+        """Existing groups of each service, sorted by id."""
+        out: defaultdict[str, list[DeploymentGroup]] = defaultdict(list)
+        for g in sorted(self.instance.groups, key=lambda g: g.id):
+            out[g.service].append(g)
+        return dict(out)
+
+    @cached_property
+    def group_by_id(self) -> dict[str, DeploymentGroup]:
+        """Existing group by id."""
+        return {g.id: g for g in self.instance.groups}
+
+    @cached_property
+    def units_by_group(self) -> dict[str, int]:
+        """Whole units each existing group holds."""
+        return {g.id: group_units(self.service_by_id[g.service], g) for g in self.instance.groups}
+
+    @cached_property
+    def requests(self) -> list[RequestView]:
+        """Requests sorted by service priority (highest first), then service id."""
+        out = []
+        for req in self.instance.requests:
+            svc = self.service_by_id[req.service]
+            cur = sum(self.units_by_group[g.id] for g in self.groups_by_service.get(svc.id, []))
+            out.append(RequestView(svc, cur, req.target_units))
+        return sorted(out, key=lambda r: (-r.service.priority, r.service.id))
+
+    def domain_of(self, s1: str, affinity: str) -> str:
+        """The S1, S2 or cluster id containing ``s1`` at the given affinity level."""
+        if affinity == "s1":
+            return s1
+        if affinity == "s2":
+            return self.s2_by_s1[s1]
+        return self.cluster_by_s1[s1]
+
+    @cached_property
+    def s1s_by_domain(self) -> dict[str, list[str]]:
+        """S1s inside each S1, S2 and cluster id."""
+        out: defaultdict[str, list[str]] = defaultdict(list)
+        for s1 in self.s1_ids:
+            out[s1].append(s1)
+            out[self.s2_by_s1[s1]].append(s1)
+            out[self.cluster_by_s1[s1]].append(s1)
+        return dict(out)
+
+    def gpu_rank(self, service: Service, role: str, gpu_type: str) -> int:
+        """Position of ``gpu_type`` in the role's preference list (0 = preferred)."""
+        return service.role(role).gpu_types.index(gpu_type)
+
+
+def build_view(instance: Instance) -> TopologyView:
+    """Build the look-ups for ``instance`` and collect warnings (off-ratio groups)."""
+    warnings: list[str] = []
+    services = {s.id: s for s in instance.services}
+    for g in sorted(instance.groups, key=lambda g: g.id):
+        svc = services[g.service]
+        units = group_units(svc, g)
+        have = pods_by_role(g)
+        exact = {r: units * n for r, n in svc.pods_per_unit.items()}
+        if any(have.get(r, 0) != exact[r] for r in exact):
+            warnings.append(
+                f"DeploymentGroup '{g.id}': pods {dict(sorted(have.items()))} are off ratio; "
+                f"{units} whole units, the extra pods stay as they are"
+            )
+    return TopologyView(instance, warnings)
