@@ -1,0 +1,51 @@
+"""Apply a verified plan to an instance: what the cluster looks like once the plan has run."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+from hetero_opt.instance import DeploymentGroup, Instance, PodCount
+from hetero_opt.placement.plan import Plan
+from hetero_opt.topology import build_view
+
+
+def apply_plan(instance: Instance, plan: Plan, *, release_removed: bool = True) -> Instance:
+    """Return ``instance`` after ``plan``: pods added and removed, free GPUs updated, no requests.
+
+    Parameters
+    ----------
+    release_removed
+        Give the GPUs of removed pods back (the next cycle's view). The paper does not reuse
+        them within the cycle that removes them; by the next cycle they are free again.
+    """
+    view = build_view(instance)
+    free = {n.id: n.gpus_free for n in instance.nodes}
+    pods: dict[str, Counter[tuple[str, str]]] = {
+        g.id: Counter({(p.role, p.node): p.count for p in g.pods}) for g in instance.groups
+    }
+    meta = {g.id: (g.service, g.domain) for g in instance.groups}
+    for c in plan.changes:
+        svc = view.service_by_id[c.service]
+        sign = 1 if c.units > 0 else -1
+        if c.group not in pods:
+            pods[c.group] = Counter()
+            meta[c.group] = (c.service, c.domain)
+        for p in c.pods:
+            gpus = p.count * svc.role(p.role).gpus_per_pod
+            pods[c.group][(p.role, p.node)] += sign * p.count
+            if sign > 0:
+                free[p.node] -= gpus
+            elif release_removed:
+                free[p.node] += gpus
+    groups: list[DeploymentGroup] = []
+    by_group: defaultdict[str, list[PodCount]] = defaultdict(list)
+    for gid, counts in pods.items():
+        for (role, node), n in sorted(counts.items()):
+            if n > 0:
+                by_group[gid].append(PodCount(role=role, node=node, count=n))  # type: ignore[arg-type]
+    for gid in sorted(pods):
+        if by_group[gid]:  # an emptied group disappears
+            service, domain = meta[gid]
+            groups.append(DeploymentGroup(id=gid, service=service, domain=domain, pods=by_group[gid]))
+    nodes = [n.model_copy(update={"gpus_free": free[n.id]}) for n in instance.nodes]
+    return instance.model_copy(update={"nodes": nodes, "groups": groups, "requests": []})

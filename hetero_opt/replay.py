@@ -1,0 +1,67 @@
+"""Replay a metrics series through the autoscaler on a cluster that applies each plan."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+
+import pandas as pd
+from rich.table import Table
+
+from hetero_opt.autoscaler import Autoscaler, CycleDecision
+from hetero_opt.errors import InputError
+from hetero_opt.instance import Instance
+from hetero_opt.placement.apply import apply_plan
+from hetero_opt.policy.engine import ServiceMetrics, metrics_from_frame
+
+
+def load_metrics(path: str | Path) -> list[tuple[float, dict[str, ServiceMetrics]]]:
+    """Read a metrics CSV (columns ``time``, ``service`` and ServiceMetrics fields)."""
+    p = Path(path)
+    try:
+        df = pd.read_csv(p)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{p}: cannot read metrics CSV ({exc})") from None
+    try:
+        return list(metrics_from_frame(df))
+    except InputError as exc:
+        raise InputError(f"{p}: {exc}") from None
+    except ValueError as exc:
+        raise InputError(f"{p}: bad metric value: {str(exc).splitlines()[0]}") from None
+
+
+def replay(
+    autoscaler: Autoscaler,
+    instance: Instance,
+    series: Iterable[tuple[float, Mapping[str, ServiceMetrics]]],
+) -> Iterator[tuple[CycleDecision, Instance]]:
+    """Step through ``series``; after each cycle the cluster is ``instance`` with the plan applied."""
+    for now, metrics in series:
+        decision = autoscaler.step(now, metrics, instance)
+        if decision.placement is not None:
+            instance = apply_plan(instance, decision.placement.plan)
+        yield decision, instance
+
+
+def decisions_table(decisions: Iterable[CycleDecision], *, only_changes: bool = False) -> Table:
+    """A rich table: one row per service and cycle."""
+    table = Table(title="Autoscaler decisions")
+    for col in ("time", "service", "action", "current", "wanted", "placed", "solver", "reason"):
+        table.add_column(col, overflow="fold")
+    for d in decisions:
+        for s in d.services:
+            if only_changes and s.action == "none":
+                continue
+            solver = "" if d.placement is None else f"{d.placement.solver}/{d.placement.status}"
+            reason = s.reason + (f" | unserved: {s.unserved_reason}" if s.unserved_reason else "")
+            table.add_row(
+                f"{d.time:g}",
+                s.service,
+                s.action,
+                str(s.current_units),
+                str(s.wanted_units),
+                str(s.placed_units),
+                solver,
+                reason,
+            )
+    return table

@@ -1,0 +1,95 @@
+"""The one-call autoscaler: policy → requests → placement → verification, with explicit state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import hetero_opt as ho
+from hetero_opt.autoscaler import Autoscaler, AutoscalerState
+from hetero_opt.instance import ScalingRequest, current_units, group_units
+from hetero_opt.policy.config import AutoscalerConfig, ServicePolicy, load_policy_config
+from hetero_opt.policy.engine import ServiceMetrics
+from hetero_opt.replay import load_metrics, replay
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "instances" / "autoscale"
+
+
+def _cluster() -> ho.Instance:
+    return ho.load_instance(DEMO / "cluster.yaml")
+
+
+def _config(min_units: int = 2, max_units: int = 40) -> AutoscalerConfig:
+    return AutoscalerConfig(
+        services=(
+            ServicePolicy.model_validate(
+                {
+                    "service": "chat",
+                    "policy": "proportional",
+                    "min_units": min_units,
+                    "max_units": max_units,
+                    "proportional": {"target_decode_tps_per_pod": 2000},
+                    "stability": {"cooldown_out_s": 0, "cooldown_in_s": 0},
+                }
+            ),
+        )
+    )
+
+
+def test_scale_out_sizes_both_pools_through_whole_units() -> None:
+    # 20,000 tok/s / 2,000 per decode pod = 10 decode pods; d=2 per unit → 5 units (5 P + 10 D)
+    a = Autoscaler(_config(), solver="greedy")
+    d = a.step(0.0, {"chat": ServiceMetrics(decode_tps=20_000)}, _cluster())
+    row = d.services[0]
+    assert (row.action, row.current_units, row.wanted_units, row.placed_units) == ("out", 3, 5, 5)
+    assert d.placement is not None
+    cycle = _cluster().model_copy(update={"requests": [ScalingRequest(service="chat", target_units=5)]})
+    assert ho.verify(cycle, d.placement.plan) == []
+
+
+def test_infeasible_target_is_fed_back_as_placed() -> None:
+    # 1,000,000 tok/s asks 250 units, max_units 40 caps it; the cluster of 384 GPUs holds 32 units
+    # of 12 GPUs (3 already running): placed < wanted and the next cycle starts from what was placed.
+    a = Autoscaler(_config(), solver="greedy", startup_delay_s=0)
+    inst = _cluster()
+    decisions = [d for d, inst in replay(a, inst, [(t, {"chat": ServiceMetrics(decode_tps=1e6)}) for t in (0.0, 60.0)])]
+    first, second = decisions[0].services[0], decisions[1].services[0]
+    assert first.wanted_units == 40
+    assert first.placed_units < 40
+    assert first.unserved_reason
+    assert second.current_units == first.placed_units
+
+
+def test_saved_state_resumes_exactly() -> None:
+    cfg = load_policy_config(DEMO / "policy.yaml")
+    series = load_metrics(DEMO / "metrics.csv")[:24]
+    whole = [d for d, _ in replay(Autoscaler(cfg, "greedy", startup_delay_s=900), _cluster(), series)]
+    first = Autoscaler(cfg, "greedy", startup_delay_s=900)
+    head = list(replay(first, _cluster(), series[:10]))
+    saved = first.save_state()
+    resumed = Autoscaler(cfg, "greedy", startup_delay_s=900, state=AutoscalerState.model_validate_json(saved))
+    tail = [d for d, _ in replay(resumed, head[-1][1], series[10:])]
+    got = [d for d, _ in head] + tail
+    assert [d.services for d in got] == [d.services for d in whole]
+    assert [d.state for d in got] == [d.state for d in whole]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.floats(min_value=0, max_value=200_000, allow_nan=False), min_size=1, max_size=8))
+def test_any_sequence_keeps_whole_units_within_min_and_max(loads: list[float]) -> None:
+    a = Autoscaler(_config(min_units=2, max_units=12), solver="greedy", startup_delay_s=60)
+    inst = _cluster()
+    series = [(60.0 * i, {"chat": ServiceMetrics(decode_tps=x)}) for i, x in enumerate(loads)]
+    for decision, inst in replay(a, inst, series):
+        svc = inst.services[0]
+        for g in inst.groups:
+            pods = {}
+            for p in g.pods:
+                pods[p.role] = pods.get(p.role, 0) + p.count
+            units = group_units(svc, g)
+            assert pods == {r: units * n for r, n in svc.pods_per_unit.items()}
+        assert 2 <= current_units(inst, "chat") <= 12
+        assert decision.services[0].placed_units == current_units(inst, "chat")
