@@ -54,8 +54,9 @@ def test_infeasible_target_is_fed_back_as_placed() -> None:
     # 1,000,000 tok/s asks 250 units, max_units 40 caps it; the cluster of 384 GPUs holds 32 units
     # of 12 GPUs (3 already running): placed < wanted and the next cycle starts from what was placed.
     a = Autoscaler(_config(), solver="greedy", startup_delay_s=0)
-    inst = _cluster()
-    decisions = [d for d, inst in replay(a, inst, [(t, {"chat": ServiceMetrics(decode_tps=1e6)}) for t in (0.0, 60.0)])]
+    decisions = [
+        d for d, _ in replay(a, _cluster(), [(t, {"chat": ServiceMetrics(decode_tps=1e6)}) for t in (0.0, 60.0)])
+    ]
     first, second = decisions[0].services[0], decisions[1].services[0]
     assert first.wanted_units == 40
     assert first.placed_units < 40
@@ -81,9 +82,8 @@ def test_saved_state_resumes_exactly() -> None:
 @given(st.lists(st.floats(min_value=0, max_value=200_000, allow_nan=False), min_size=1, max_size=8))
 def test_any_sequence_keeps_whole_units_within_min_and_max(loads: list[float]) -> None:
     a = Autoscaler(_config(min_units=2, max_units=12), solver="greedy", startup_delay_s=60)
-    inst = _cluster()
     series = [(60.0 * i, {"chat": ServiceMetrics(decode_tps=x)}) for i, x in enumerate(loads)]
-    for decision, inst in replay(a, inst, series):
+    for decision, inst in replay(a, _cluster(), series):
         svc = inst.services[0]
         for g in inst.groups:
             pods = {}

@@ -42,7 +42,7 @@ def apply_plan(instance: Instance, plan: Plan, *, release_removed: bool = True) 
     for gid, counts in pods.items():
         for (role, node), n in sorted(counts.items()):
             if n > 0:
-                by_group[gid].append(PodCount(role=role, node=node, count=n))  # type: ignore[arg-type]
+                by_group[gid].append(PodCount(role=role, node=node, count=n))
     for gid in sorted(pods):
         if by_group[gid]:  # an emptied group disappears
             service, domain = meta[gid]
