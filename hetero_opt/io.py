@@ -78,8 +78,11 @@ def describe_error(exc: ValidationError, data: dict[str, Any]) -> str:
         loc = loc[2:]
     field = ".".join(str(x) for x in loc) or "(entry)"
     value = err.get("input")
-    shown = "missing" if err["type"] == "missing" else repr(value)
-    if isinstance(value, (dict, list)):
+    if err["type"] == "missing":
+        shown = "missing"
+    elif isinstance(value, (dict, list)):
         shown = type(value).__name__
+    else:
+        shown = repr(value)
     head = f"{entity}: " if entity else ""
     return f"{head}{field}={shown}: {msg}"

@@ -1,0 +1,290 @@
+"""Benchmark runner: every solver on every instance of a suite, one table, one CSV, one plot.
+
+A suite is a generator family plus a list of seeds (:data:`SUITES`). :func:`run_suite` generates
+each instance once, solves it with every solver, verifies every plan, and returns one row per
+(instance, solver). Columns are described in ``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from hetero_opt.generate import generate_instance
+from hetero_opt.instance import Instance
+from hetero_opt.placement.objective import Score
+from hetero_opt.placement.result import PlacementResult
+from hetero_opt.placement.solve import solve
+from hetero_opt.placement.verify import verify
+from hetero_opt.topology import build_view
+
+SUITES: dict[str, tuple[str, tuple[int, ...]]] = {
+    "tiny": ("tiny", tuple(range(5))),
+    "small": ("small", tuple(range(5))),
+    "medium": ("medium", tuple(range(3))),
+    "large": ("large", (0,)),
+    "moe": ("moe", tuple(range(5))),
+    "contention": ("contention", tuple(range(10))),
+    "production": ("production", (0,)),
+}
+DEFAULT_SOLVERS = ("greedy", "cpsat", "milp")
+
+
+def run_suite(
+    suite: str,
+    solvers: Sequence[str] = DEFAULT_SOLVERS,
+    seeds: Sequence[int] | None = None,
+    time_limit: float = 2.0,
+    out_dir: Path | None = None,
+    *,
+    num_workers: int = 2,
+    solver_seed: int = 0,
+    progress: bool = True,
+    console: Console | None = None,
+) -> pd.DataFrame:
+    """Solve every instance of ``suite`` with every solver and collect the figures.
+
+    Parameters
+    ----------
+    suite
+        A key of :data:`SUITES`, or any generator family (then ``seeds`` defaults to ``(0,)``).
+    solvers
+        Solver names passed to :func:`hetero_opt.solve`.
+    seeds
+        Instance seeds; default: the suite's seeds.
+    time_limit, num_workers, solver_seed
+        Passed to :func:`hetero_opt.solve`.
+    out_dir
+        When given, ``bench.csv`` and ``bench.png`` are written there.
+    progress
+        Show a rich progress bar over instances.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (instance, solver); see ``docs/benchmarks.md`` for the columns.
+    """
+    family, default_seeds = SUITES.get(suite, (suite, (0,)))
+    seeds = tuple(default_seeds if seeds is None else seeds)
+    console = console or Console()
+    rows: list[dict[str, Any]] = []
+    with Progress(console=console, disable=not progress, transient=True) as bar:
+        task = bar.add_task(f"{suite}: {len(seeds)} instances x {len(solvers)} solvers", total=len(seeds))
+        for seed in seeds:
+            start = time.perf_counter()
+            instance = generate_instance(family, seed)
+            gen_time = time.perf_counter() - start
+            results = {
+                s: solve(instance, s, time_limit=time_limit, seed=solver_seed, num_workers=num_workers) for s in solvers
+            }
+            rows.extend(instance_rows(suite, family, seed, instance, results, gen_time))
+            bar.advance(task)
+    df = pd.DataFrame(rows)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tmp = out_dir / "bench.csv.tmp"
+        df.to_csv(tmp, index=False)
+        tmp.replace(out_dir / "bench.csv")
+        plot(df, out_dir / "bench.png")
+    return df
+
+
+def best_bound(results: dict[str, PlacementResult]) -> Score | None:
+    """Tightest proven lower bound over solvers: reported bounds and scores proven optimal."""
+    bounds = [r.bound for r in results.values() if r.bound is not None]
+    bounds += [r.score for r in results.values() if r.status == "optimal"]
+    return max(bounds, key=lambda b: b.key()) if bounds else None
+
+
+def gaps(result: Score, bound: Score | None) -> tuple[float, float]:
+    """(unserved GPUs above the bound, premium-cost gap in % when unserved GPUs match the bound)."""
+    if bound is None:
+        return math.nan, math.nan
+    if result.unserved_gpus != bound.unserved_gpus:
+        return float(sum(result.unserved_gpus) - sum(bound.unserved_gpus)), math.nan
+    return 0.0, 100.0 * (result.premium_cost - bound.premium_cost) / max(1, abs(bound.premium_cost))
+
+
+def instance_rows(
+    suite: str,
+    family: str,
+    seed: int,
+    instance: Instance,
+    results: dict[str, PlacementResult],
+    gen_time: float = math.nan,
+) -> list[dict[str, Any]]:
+    """The rows of one instance: one per solver, with the instance-level cpsat/greedy ratios."""
+    view = build_view(instance)
+    wanted: dict[int, int] = {}
+    for req in view.requests:
+        p = req.service.priority
+        wanted[p] = wanted.get(p, 0) + abs(req.delta) * req.service.gpus_per_unit
+    bound = best_bound(results)
+    greedy, cpsat = results.get("greedy"), results.get("cpsat")
+    ratios: dict[str, Any] = {"cpsat_premium_ratio": math.nan, "cpsat_time_ratio": math.nan, "cpsat_better": False}
+    if greedy is not None and cpsat is not None:
+        ratios = {
+            "cpsat_premium_ratio": cpsat.score.premium_cost / greedy.score.premium_cost
+            if greedy.score.premium_cost
+            else math.nan,
+            "cpsat_time_ratio": cpsat.wall_time_s / max(greedy.wall_time_s, 1e-9),
+            "cpsat_better": bool(cpsat.score < greedy.score),
+        }
+    rows = []
+    for name, r in results.items():
+        unserved = dict(zip(r.score.priorities, r.score.unserved_gpus, strict=True))
+        gap_unserved, gap_premium = gaps(r.score, bound)
+        row: dict[str, Any] = {
+            "suite": suite,
+            "family": family,
+            "seed": seed,
+            "instance": instance.name,
+            "nodes": len(instance.nodes),
+            "gpus": sum(n.gpus_total for n in instance.nodes),
+            "s1s": len(view.s1_ids),
+            "requests": len(instance.requests),
+            "gen_time_s": gen_time,
+            "solver": name,
+            "status": r.status,
+            "wall_time_s": r.wall_time_s,
+            "wanted_gpus": sum(wanted.values()),
+            "served_gpus": sum(wanted.values()) - sum(r.score.unserved_gpus),
+            "served_by_priority": " ".join(
+                f"p{p}:{wanted[p] - unserved.get(p, 0)}/{wanted[p]}" for p in sorted(wanted, reverse=True)
+            ),
+            "unserved_gpus": sum(r.score.unserved_gpus),
+            "premium_cost": r.score.premium_cost,
+            "new_groups": r.score.new_groups,
+            "whole_free_nodes": r.score.whole_free_nodes,
+            "gap_unserved_gpus": gap_unserved,
+            "gap_premium_pct": gap_premium,
+            "verify_ok": not verify(instance, r.plan, view),
+            "fallback_reason": r.fallback_reason,
+            **ratios,
+        }
+        for p in sorted(wanted, reverse=True):
+            row[f"served_p{p}"] = wanted[p] - unserved.get(p, 0)
+        rows.append(row)
+    return rows
+
+
+def _fmt(x: object, digits: int = 2) -> str:
+    if isinstance(x, float):
+        return "-" if math.isnan(x) else f"{x:.{digits}f}"
+    return str(x)
+
+
+def main_table(df: pd.DataFrame) -> Table:
+    """Per instance and solver: served GPUs by priority, premium cost, groups, time, gap, checks."""
+    table = Table(title="Placement benchmark", show_lines=False)
+    for col, justify in [
+        ("instance", "left"),
+        ("solver", "left"),
+        ("status", "left"),
+        ("served GPUs by priority", "left"),
+        ("premium", "right"),
+        ("new DGs", "right"),
+        ("time s", "right"),
+        ("gap unserved", "right"),
+        ("gap premium %", "right"),
+        ("verified", "center"),
+    ]:
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for r in df.itertuples(index=False):
+        table.add_row(
+            str(r.instance),
+            str(r.solver),
+            str(r.status),
+            str(r.served_by_priority),
+            str(r.premium_cost),
+            str(r.new_groups),
+            _fmt(r.wall_time_s, 3),
+            _fmt(r.gap_unserved_gpus, 0),
+            _fmt(r.gap_premium_pct, 1),
+            "yes" if r.verify_ok else "NO",
+        )
+    return table
+
+
+def totals_table(df: pd.DataFrame) -> Table:
+    """Per solver totals over the suite, and how often CP-SAT beats greedy."""
+    table = Table(title="Totals per solver")
+    for col in [
+        "solver",
+        "instances",
+        "served GPUs",
+        "unserved GPUs",
+        "premium",
+        "new DGs",
+        "time s (sum)",
+        "time s (max)",
+        "verified",
+        "optimal",
+    ]:
+        table.add_column(col, justify="left" if col == "solver" else "right")
+    for solver, g in df.groupby("solver", sort=False):
+        table.add_row(
+            str(solver),
+            str(len(g)),
+            str(int(g["served_gpus"].sum())),
+            str(int(g["unserved_gpus"].sum())),
+            str(int(g["premium_cost"].sum())),
+            str(int(g["new_groups"].sum())),
+            f"{g['wall_time_s'].sum():.3f}",
+            f"{g['wall_time_s'].max():.3f}",
+            f"{int(g['verify_ok'].sum())}/{len(g)}",
+            str(int((g["status"] == "optimal").sum())),
+        )
+    per_instance = df.drop_duplicates("instance")
+    if per_instance["cpsat_time_ratio"].notna().any():
+        table.caption = (
+            f"cpsat better than greedy on {int(per_instance['cpsat_better'].sum())}/{len(per_instance)} instances; "
+            f"median cpsat/greedy premium ratio {_fmt(float(per_instance['cpsat_premium_ratio'].median()))}, "
+            f"time ratio {_fmt(float(per_instance['cpsat_time_ratio'].median()), 1)}"
+        )
+    return table
+
+
+def print_report(df: pd.DataFrame, console: Console | None = None) -> None:
+    """Print :func:`main_table` and :func:`totals_table`."""
+    console = console or Console()
+    console.print(main_table(df))
+    console.print(totals_table(df))
+
+
+def plot(df: pd.DataFrame, path: Path) -> None:
+    """Premium cost and wall time per instance and solver, side by side (Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    instances = list(dict.fromkeys(df["instance"]))
+    solvers = list(dict.fromkeys(df["solver"]))
+    fig, axes = plt.subplots(1, 3, figsize=(max(9.0, 1.0 + 0.9 * len(instances) * 1.5), 4.0))
+    width = 0.8 / max(1, len(solvers))
+    for k, solver in enumerate(solvers):
+        g = df[df["solver"] == solver].set_index("instance").reindex(instances)
+        xs = [i + k * width for i in range(len(instances))]
+        axes[0].bar(xs, g["unserved_gpus"], width, label=solver)
+        axes[1].bar(xs, g["premium_cost"], width, label=solver)
+        axes[2].bar(xs, g["wall_time_s"], width, label=solver)
+    for ax, title in zip(axes, ["unserved GPUs (lower is better)", "premium cost", "wall time (s)"], strict=True):
+        ax.set_title(title)
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(instances))])
+        ax.set_xticklabels(instances, rotation=60, ha="right", fontsize=7)
+    axes[2].set_yscale("log")
+    axes[0].legend()
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)

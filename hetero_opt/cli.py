@@ -1,0 +1,393 @@
+"""The ``hetero-opt`` command line: validate, solve, schema, generate, bench.
+
+Each subcommand is one ``add_*`` function (its arguments) and one ``run_*`` function (its work),
+registered in :data:`COMMANDS`. Bad user input (:class:`~hetero_opt.errors.InputError` or
+``ValueError``) becomes one line on stderr and exit code 2, never a traceback; a plan the
+verifier rejects gives exit code 1. Outputs are written to a temporary file, then renamed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeAlias
+
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from hetero_opt import cli_autoscale
+from hetero_opt.errors import InputError, PlanError
+from hetero_opt.instance import Instance
+from hetero_opt.io import load_instance
+from hetero_opt.placement.result import PlacementResult
+from hetero_opt.placement.solve import SOLVERS, solve
+from hetero_opt.placement.verify import verify
+from hetero_opt.topology import build_view
+
+SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+INSTANCE_SUFFIXES = (".json", ".yaml", ".yml")
+SUMMARY_COLUMNS = (
+    "instance",
+    "solver",
+    "status",
+    "served_gpus",
+    "unserved_gpus",
+    "unserved_gpus_by_priority",
+    "premium_cost",
+    "new_groups",
+    "emptied_groups",
+    "whole_free_nodes",
+    "wall_time_s",
+    "violations",
+    "fallback_reason",
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# validate
+
+
+def add_validate(sub: SubParsers) -> None:
+    """Register ``validate``."""
+    p = sub.add_parser("validate", help="check instance files; one line per file; exit 2 if any is bad")
+    p.add_argument("files", nargs="+", metavar="FILE", help="instance files (.json, .yaml, .yml)")
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    """Validate every file; print ``ok`` with counts or the error; 2 if any is bad."""
+    bad = 0
+    for f in args.files:
+        try:
+            inst = load_instance(f)
+        except InputError as exc:
+            bad += 1
+            print(_one_line(exc), file=sys.stderr)
+            continue
+        print(f"{f}: ok ({instance_summary(inst)})")
+    return 2 if bad else 0
+
+
+def instance_summary(inst: Instance) -> str:
+    """Counts of an instance, e.g. ``10 nodes, 80 GPUs (80 free), 4 S1s, 1 services, ...``."""
+    view = build_view(inst)
+    total = sum(n.gpus_total for n in inst.nodes)
+    free = sum(n.gpus_free for n in inst.nodes)
+    return (
+        f"{len(inst.nodes)} nodes, {total} GPUs ({free} free), {len(view.s1_ids)} S1s, "
+        f"{len(view.s1s_by_s2)} S2s, {len(inst.services)} services, {len(inst.groups)} groups, "
+        f"{len(inst.requests)} requests"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# solve
+
+
+def add_solve(sub: SubParsers) -> None:
+    """Register ``solve``."""
+    p = sub.add_parser(
+        "solve",
+        help="solve instance files or folders; write <stem>.plan.json per instance and summary.csv",
+    )
+    p.add_argument("paths", nargs="+", metavar="FILE_OR_DIR", help="instance files, or folders of *.json/*.yaml/*.yml")
+    p.add_argument("--solver", default="greedy", choices=SOLVERS, help="placement solver (default: greedy)")
+    p.add_argument("--out-dir", required=True, type=Path, metavar="DIR", help="where plans and summary.csv go")
+    p.add_argument("--time-limit", type=float, default=2.0, metavar="S", help="solver time limit in s (default: 2)")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="solver random seed (default: 0)")
+    p.add_argument("--workers", type=int, default=2, metavar="N", help="solver worker threads (default: 2)")
+    p.add_argument(
+        "--export-model",
+        metavar="PREFIX",
+        help="write the solver model to PREFIX.* (PREFIX.<stem>.* for several instances)",
+    )
+
+
+@dataclass(frozen=True)
+class Solved:
+    """One solved instance: where it came from, its result and the verifier's findings."""
+
+    path: Path
+    instance: Instance
+    result: PlacementResult | None
+    violations: list[str]
+
+
+def run_solve(args: argparse.Namespace) -> int:
+    """Validate all inputs, then solve, verify and write each; 1 if any plan fails verification."""
+    if args.time_limit <= 0:
+        raise ValueError(f"--time-limit={args.time_limit} must be positive")
+    if args.workers < 1:
+        raise ValueError(f"--workers={args.workers} must be at least 1")
+    files = collect_instance_files(args.paths)
+    instances = [(f, load_instance(f)) for f in files]  # every input is validated before any work
+    console = _console()
+    solved: list[Solved] = []
+    with Progress(console=console, disable=len(instances) < 2, transient=True) as bar:
+        task = bar.add_task(f"solving {len(instances)} instances with {args.solver}", total=len(instances))
+        for f, inst in instances:
+            export = args.export_model
+            if export and len(instances) > 1:
+                export = f"{export}.{f.stem}"
+            solved.append(_solve_one(f, inst, args, export))
+            bar.advance(task)
+    out_dir: Path = args.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for s in solved:
+        if s.result is None or s.violations:
+            failed += 1
+            print(f"{s.path}: plan fails verification: {s.violations[0]}", file=sys.stderr)
+            continue
+        s.result.write(out_dir / f"{s.path.stem}.plan.json")
+    rows = [summary_row(s) for s in solved]
+    write_atomic(out_dir / "summary.csv", _csv_text(rows))
+    console.print(summary_table(rows, args.solver))
+    return 1 if failed else 0
+
+
+def collect_instance_files(paths: Sequence[str]) -> list[Path]:
+    """Expand folders to their instance files (sorted); reject missing paths and clashing stems."""
+    files: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in INSTANCE_SUFFIXES)
+            if not found:
+                raise InputError(f"{p}: folder holds no *.json, *.yaml or *.yml instance file")
+            files.extend(found)
+        elif p.exists():
+            files.append(p)
+        else:
+            raise InputError(f"{p}: no such file or folder")
+    stems: dict[str, Path] = {}
+    for f in files:
+        prev = stems.setdefault(f.stem, f)
+        if prev != f:
+            raise InputError(f"{f}: stem '{f.stem}' is also the stem of {prev}; plans would overwrite each other")
+    return files
+
+
+def _solve_one(path: Path, inst: Instance, args: argparse.Namespace, export: str | None) -> Solved:
+    try:
+        result = solve(
+            inst,
+            args.solver,
+            time_limit=args.time_limit,
+            seed=args.seed,
+            num_workers=args.workers,
+            export_model=export,
+        )
+    except PlanError as exc:
+        return Solved(path, inst, None, [str(exc)])
+    # solve() verifies too; checking again here keeps the CLI's promise independent of it.
+    return Solved(path, inst, result, [str(v) for v in verify(inst, result.plan)])
+
+
+def served_gpus(inst: Instance, result: PlacementResult) -> int:
+    """GPUs of requested units the plan adds or removes (at most each request's delta)."""
+    placed = result.plan.units_by_service()
+    total = 0
+    for req in build_view(inst).requests:
+        total += min(abs(req.delta), abs(placed.get(req.service.id, 0))) * req.service.gpus_per_unit
+    return total
+
+
+def summary_row(s: Solved) -> dict[str, Any]:
+    """One row of ``summary.csv`` (columns :data:`SUMMARY_COLUMNS`)."""
+    name = s.path.stem
+    if s.result is None:
+        return {c: "" for c in SUMMARY_COLUMNS} | {"instance": name, "status": "error", "violations": 1}
+    sc = s.result.score
+    return {
+        "instance": name,
+        "solver": s.result.solver,
+        "status": s.result.status,
+        "served_gpus": served_gpus(s.instance, s.result),
+        "unserved_gpus": sum(sc.unserved_gpus),
+        "unserved_gpus_by_priority": ";".join(f"{p}:{g}" for p, g in zip(sc.priorities, sc.unserved_gpus, strict=True)),
+        "premium_cost": sc.premium_cost,
+        "new_groups": sc.new_groups,
+        "emptied_groups": sc.emptied_groups,
+        "whole_free_nodes": sc.whole_free_nodes,
+        "wall_time_s": round(s.result.wall_time_s, 4),
+        "violations": len(s.violations),
+        "fallback_reason": s.result.fallback_reason,
+    }
+
+
+def _csv_text(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(SUMMARY_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def summary_table(rows: list[dict[str, Any]], solver: str) -> Table:
+    """The rows of ``summary.csv`` as a rich table."""
+    table = Table(title=f"hetero-opt solve ({solver})")
+    for col, head in (
+        ("instance", "instance"),
+        ("status", "status"),
+        ("served_gpus", "served GPUs"),
+        ("unserved_gpus_by_priority", "unserved GPUs (prio:GPUs)"),
+        ("premium_cost", "premium cost"),
+        ("new_groups", "new groups"),
+        ("wall_time_s", "time (s)"),
+        ("violations", "violations"),
+    ):
+        table.add_column(head, justify="left" if col in ("instance", "status") else "right", no_wrap=col == "instance")
+    for r in rows:
+        table.add_row(
+            str(r["instance"]),
+            str(r["status"]),
+            str(r["served_gpus"]),
+            str(r["unserved_gpus_by_priority"] or "-"),
+            str(r["premium_cost"]),
+            str(r["new_groups"]),
+            str(r["wall_time_s"]),
+            str(r["violations"]),
+        )
+    return table
+
+
+# ---------------------------------------------------------------------------------------------
+# schema, generate, bench
+
+
+def add_schema(sub: SubParsers) -> None:
+    """Register ``schema``."""
+    sub.add_parser("schema", help="print the JSON Schema of the instance format")
+
+
+def run_schema(args: argparse.Namespace) -> int:
+    """Print ``Instance.model_json_schema()`` as JSON."""
+    print(json.dumps(Instance.model_json_schema(), indent=2))
+    return 0
+
+
+def add_generate(sub: SubParsers) -> None:
+    """Register ``generate``."""
+    p = sub.add_parser("generate", help="write a synthetic instance of a generator family")
+    p.add_argument("--family", required=True, help="generator family (see hetero_opt.generate.FAMILIES)")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="instance seed (default: 0)")
+    p.add_argument("--out", required=True, type=Path, metavar="FILE", help="output file (.json, .yaml or .yml)")
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    """Generate the instance and save it (atomically)."""
+    generate = _lazy("hetero_opt.generate", "generate_instance")
+    from hetero_opt.io import save_instance
+
+    out: Path = args.out
+    if out.suffix.lower() not in INSTANCE_SUFFIXES:
+        raise ValueError(f"--out='{out}' must end in .json, .yaml or .yml")
+    inst = generate(args.family, args.seed)
+    save_instance(inst, out)
+    print(f"{out}: {instance_summary(inst)}")
+    return 0
+
+
+def add_bench(sub: SubParsers) -> None:
+    """Register ``bench``."""
+    p = sub.add_parser("bench", help="run a benchmark suite and print its report")
+    p.add_argument("suite", help="suite name (see hetero_opt.bench.SUITES) or a generator family")
+    p.add_argument("--solvers", default="greedy,cpsat,milp", help="comma-separated solvers (default: %(default)s)")
+    p.add_argument("--time-limit", type=float, default=2.0, metavar="S", help="solver time limit in s (default: 2)")
+    p.add_argument("--out-dir", type=Path, metavar="DIR", help="write bench.csv and bench.png here")
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """Run the suite with :func:`hetero_opt.bench.run_suite` and print the report."""
+    run_suite = _lazy("hetero_opt.bench", "run_suite")
+    print_report = _lazy("hetero_opt.bench", "print_report")
+    solvers = [s.strip() for s in args.solvers.split(",") if s.strip()]
+    for s in solvers:
+        if s not in SOLVERS:
+            raise ValueError(f"--solvers: solver='{s}' is not one of {list(SOLVERS)}")
+    if args.time_limit <= 0:
+        raise ValueError(f"--time-limit={args.time_limit} must be positive")
+    console = _console()
+    df = run_suite(args.suite, solvers, time_limit=args.time_limit, out_dir=args.out_dir, console=console)
+    print_report(df, console=console)
+    return 0
+
+
+def _lazy(module: str, name: str) -> Callable[..., Any]:
+    """Import ``module.name`` only when the subcommand runs; a missing module is an input error."""
+    import importlib
+
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+        raise InputError(f"{module}: module is not installed in this build") from None
+    fn: Callable[..., Any] = getattr(mod, name)
+    return fn
+
+
+# ---------------------------------------------------------------------------------------------
+# registry and entry point
+
+Command: TypeAlias = tuple[Callable[[SubParsers], None], Callable[[argparse.Namespace], int]]
+
+#: Subcommands in help order. Adding one = one ``add_x``/``run_x`` pair + one line here.
+COMMANDS: dict[str, Command] = {
+    "validate": (add_validate, run_validate),
+    "solve": (add_solve, run_solve),
+    "schema": (add_schema, run_schema),
+    "generate": (add_generate, run_generate),
+    "bench": (add_bench, run_bench),
+    "autoscale": (cli_autoscale.add_parser, cli_autoscale.run),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every registered subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="hetero-opt",
+        description="Topology-aware placement of P/D-disaggregated LLM serving (HeteroScale).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add, _ in COMMANDS.values():
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``hetero-opt``; return the exit code (0 ok, 1 plan failed verification, 2 bad input)."""
+    args = build_parser().parse_args(argv)
+    _, run = COMMANDS[args.command]
+    try:
+        return run(args)
+    except (InputError, ValueError) as exc:
+        print(_one_line(exc), file=sys.stderr)
+        return 2
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _console() -> Console:
+    """A console at least 120 columns wide, so tables stay readable when piped."""
+    return Console(width=max(Console().width, 120))
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,48 @@
+"""``hetero-opt autoscale``: one cycle, or a replay of a metrics series, printed as a table."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+
+from hetero_opt.autoscaler import Autoscaler
+from hetero_opt.io import load_instance
+from hetero_opt.policy.config import load_policy_config
+from hetero_opt.replay import decisions_table, load_metrics, replay
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register the ``autoscale`` subcommand."""
+    p = sub.add_parser("autoscale", help="run the autoscaler over a metrics series and print its decisions")
+    p.add_argument("--config", required=True, help="policy config YAML (hetero_opt.policy.config)")
+    p.add_argument("--metrics", required=True, help="metrics CSV: time, service, decode_tps, ttft_ms, tbt_ms, ...")
+    p.add_argument("--instance", required=True, help="cluster instance file (its requests are ignored)")
+    p.add_argument("--solver", default="greedy", choices=["greedy", "cpsat", "milp"], help="placement solver")
+    p.add_argument("--time-limit", type=float, default=2.0, help="solver time limit per cycle (s)")
+    p.add_argument("--startup-delay", type=float, default=120.0, help="seconds until placed units are ready")
+    p.add_argument("--once", action="store_true", help="run only the first time step")
+    p.add_argument("--all", action="store_true", help="show cycles without a change too")
+    p.add_argument("--state-out", help="write the autoscaler state JSON here at the end")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the subcommand; input errors propagate as InputError (exit 2 in the CLI)."""
+    config = load_policy_config(args.config)
+    instance = load_instance(args.instance)
+    series = load_metrics(args.metrics)
+    if args.once:
+        series = series[:1]
+    autoscaler = Autoscaler(
+        config, args.solver, time_limit=args.time_limit, startup_delay_s=args.startup_delay
+    )
+    decisions = [d for d, _ in replay(autoscaler, instance, series)]
+    Console(width=160).print(decisions_table(decisions, only_changes=not args.all))
+    if args.state_out:
+        from pathlib import Path
+
+        out = Path(args.state_out)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(autoscaler.save_state())
+        tmp.replace(out)
+    return 0

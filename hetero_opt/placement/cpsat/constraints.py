@@ -1,0 +1,114 @@
+"""Hard constraints of the CP-SAT placement model (SYSTEM.md "The placement problem").
+
+No big-M: a new group's units are linked to ``open`` by their own natural bound, packing uses the
+free-GPU histogram of each (S1, GPU type).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from itertools import pairwise
+
+from ortools.sat.python import cp_model
+
+from hetero_opt.placement.cpsat.variables import InSlot, OutSlot
+from hetero_opt.topology import TopologyView
+
+
+def add_out_slot(model: cp_model.CpModel, slot: OutSlot, upper: list[int]) -> None:
+    """Whole units with exact ratios; a new group holds at least one unit iff it is opened."""
+    svc = slot.request.service
+    ppu = svc.pods_per_unit
+    ratio = svc.attn_ffn_ratio
+    by_role: defaultdict[str, list[cp_model.IntVar]] = defaultdict(list)
+    by_role_s1: defaultdict[tuple[str, str], list[cp_model.IntVar]] = defaultdict(list)
+    for (role, s1, _), var in sorted(slot.pods.items()):
+        by_role[role].append(var)
+        by_role_s1[(role, s1)].append(var)
+    for role, per_unit in sorted(ppu.items()):
+        if ratio is None or role == "decode":
+            model.add(cp_model.LinearExpr.sum(by_role[role]) == per_unit * slot.units)
+    if ratio is not None:
+        for s1, y in sorted(slot.replicas.items()):
+            for role, k in (("prefill-attn", ratio.prefill), ("prefill-ffn", ratio.decode)):
+                model.add(cp_model.LinearExpr.sum(by_role_s1[(role, s1)]) == k * y)
+        model.add(cp_model.LinearExpr.sum(list(slot.replicas.values())) == svc.pd_ratio.prefill * slot.units)
+    if slot.open is not None:
+        ub = upper[slot.units.index]
+        model.add(slot.units <= ub * slot.open)
+        model.add(slot.units >= slot.open)
+
+
+def add_out_request(model: cp_model.CpModel, slots: list[OutSlot]) -> None:
+    """Targets never exceeded; at most ``max_new_groups`` new groups."""
+    if not slots:
+        return
+    req = slots[0].request
+    model.add(sum(s.units for s in slots) <= req.delta)
+    opens = [s.open for s in slots if s.open is not None]
+    if len(opens) > req.service.max_new_groups:
+        model.add(sum(opens) <= req.service.max_new_groups)
+
+
+def is_chain(sizes: list[int]) -> bool:
+    """True when every size (ascending) divides the next."""
+    return all(b % a == 0 for a, b in pairwise(sorted(sizes)))
+
+
+def add_packing(model: cp_model.CpModel, view: TopologyView, slots: list[OutSlot], upper: list[int]) -> int:
+    """Per (S1, GPU type, size class) capacity rows over all scale-out pods; return non-exact rows.
+
+    With sizes in a divisibility chain, ``sum size*x over sizes >= k <= k * sum_n floor(free_n/k)``
+    is exact. Otherwise the valid relaxation ``count of pods >= k <= sum_n floor(free_n/k)`` plus total
+    GPUs is used, and binding decides.
+    """
+    items: defaultdict[tuple[str, str], list[tuple[int, cp_model.IntVar]]] = defaultdict(list)
+    for slot in slots:
+        svc = slot.request.service
+        for (role, s1, gpu_type), var in sorted(slot.pods.items()):
+            items[(s1, gpu_type)].append((svc.role(role).gpus_per_pod, var))
+    relaxed = 0
+    for key in sorted(items):
+        hist = view.free_by_s1_type[key]
+        sizes = sorted({size for size, _ in items[key]})
+        exact = is_chain(sizes)
+        if not exact:
+            relaxed += 1
+            total = sum(f * c for f, c in hist.items())
+            sizes_all = [size for size, _ in items[key]]
+            model.add(cp_model.LinearExpr.weighted_sum([v for _, v in items[key]], sizes_all) <= total)
+        for k in sizes:
+            slots_k = sum((f // k) * c for f, c in hist.items())
+            big = [(size, v) for size, v in items[key] if size >= k]
+            coef = [size if exact else 1 for size, _ in big]
+            rhs = k * slots_k if exact else slots_k
+            if sum(c * upper[v.index] for c, (_, v) in zip(coef, big, strict=True)) <= rhs:
+                continue
+            model.add(cp_model.LinearExpr.weighted_sum([v for _, v in big], coef) <= rhs)
+    return relaxed
+
+
+def add_in_slot(model: cp_model.CpModel, slot: InSlot) -> None:
+    """Removed pods form whole units (MoE: whole replicas per S1); ``emptied`` iff all units go."""
+    svc = slot.request.service
+    ratio = svc.attn_ffn_ratio
+    for role, per_unit in sorted(svc.pods_per_unit.items()):
+        terms = [v for (r, _, _), v in sorted(slot.pods.items()) if r == role]
+        model.add(sum(terms) == per_unit * slot.units)
+    if ratio is not None:
+        for s1, w in sorted(slot.replicas.items()):
+            for role, k in (("prefill-attn", ratio.prefill), ("prefill-ffn", ratio.decode)):
+                terms = [v for (r, s, _), v in sorted(slot.pods.items()) if r == role and s == s1]
+                model.add(sum(terms) == k * w)
+        for (role, s1, _), v in sorted(slot.pods.items()):
+            if role != "decode" and s1 not in slot.replicas:
+                model.add(v == 0)
+        model.add(sum(slot.replicas.values()) == svc.pd_ratio.prefill * slot.units)
+    model.add(slot.units == slot.held).only_enforce_if(slot.emptied)
+    model.add(slot.units <= slot.held - 1).only_enforce_if(~slot.emptied)
+
+
+def add_in_request(model: cp_model.CpModel, slots: list[InSlot]) -> None:
+    """Remove at most what was asked (stage 1 maximises it; the verifier wants exactly that)."""
+    if slots:
+        model.add(sum(s.units for s in slots) <= -slots[0].request.delta)

@@ -1,0 +1,98 @@
+"""Objective terms of the CP-SAT model as integer linear forms, matching ``placement.objective``.
+
+Each term is a :class:`Linear` (variables with integer coefficients) so that the staged solver can
+evaluate it on any complete assignment (hint or incumbent) without asking the solver.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from ortools.sat.python import cp_model
+
+from hetero_opt.placement.cpsat.variables import InSlot, OutSlot
+from hetero_opt.placement.objective import gpu_cost
+from hetero_opt.topology import TopologyView
+
+WEIGHT_LIMIT = 10**9  # largest objective range of one weighted priority stage
+
+
+@dataclass
+class Linear:
+    """``sum coef * var``; ``expr()`` for the model, ``value(values)`` on an assignment."""
+
+    vars: list[cp_model.IntVar] = field(default_factory=list)
+    coefs: list[int] = field(default_factory=list)
+
+    def add(self, var: cp_model.IntVar, coef: int) -> None:
+        """Append ``coef * var``."""
+        if coef:
+            self.vars.append(var)
+            self.coefs.append(coef)
+
+    def expr(self) -> cp_model.LinearExprT:
+        """The model expression."""
+        return cp_model.LinearExpr.weighted_sum(self.vars, self.coefs)
+
+    def value(self, values: list[int]) -> int:
+        """Value on a complete assignment indexed by variable index."""
+        return sum(c * values[v.index] for v, c in zip(self.vars, self.coefs, strict=True))
+
+    def scaled(self, k: int) -> Linear:
+        """``k * self``."""
+        return Linear(list(self.vars), [k * c for c in self.coefs])
+
+    def plus(self, other: Linear) -> Linear:
+        """``self + other``."""
+        return Linear(self.vars + other.vars, self.coefs + other.coefs)
+
+
+def served_gpus(outs: list[OutSlot], ins: list[InSlot]) -> dict[int, Linear]:
+    """GPUs served (added or removed) per priority class."""
+    out: defaultdict[int, Linear] = defaultdict(Linear)
+    for o in outs:
+        out[o.request.service.priority].add(o.units, o.request.service.gpus_per_unit)
+    for i in ins:
+        out[i.request.service.priority].add(i.units, i.request.service.gpus_per_unit)
+    return dict(out)
+
+
+def premium_cost(view: TopologyView, outs: list[OutSlot], ins: list[InSlot]) -> Linear:
+    """Premium cost: GPUs added times their cost minus GPUs removed times their cost."""
+    lin = Linear()
+    for sign, slots in ((1, outs), (-1, ins)):
+        for slot in slots:
+            svc = slot.request.service
+            for (role, s1, gpu_type), var in sorted(slot.pods.items()):
+                cost = gpu_cost(view, svc.id, role, s1, gpu_type)
+                lin.add(var, sign * svc.role(role).gpus_per_pod * cost)
+    return lin
+
+
+def groups_term(outs: list[OutSlot], ins: list[InSlot]) -> tuple[Linear, int]:
+    """``(E+1) * new_groups - emptied_groups`` (exactly lexicographic, E = emptiable groups), and E+1."""
+    k = len(ins) + 1
+    lin = Linear()
+    for o in outs:
+        if o.open is not None:
+            lin.add(o.open, k)
+    for i in ins:
+        lin.add(i.emptied, -1)
+    return lin, k
+
+
+def class_weights(maxima: list[int]) -> list[int] | None:
+    """Weights making ``sum w_c * served_c`` lexicographic over classes (highest first), or None.
+
+    ``w_last = 1`` and ``w_c = 1 + sum_{l > c} w_l * max_l``: one more GPU of class c outweighs every
+    lower class at its maximum. None when the objective range would exceed ``WEIGHT_LIMIT``.
+    """
+    weights = [0] * len(maxima)
+    below = 0
+    for i in range(len(maxima) - 1, -1, -1):
+        weights[i] = 1 + below
+        below += weights[i] * maxima[i]
+        if below > WEIGHT_LIMIT:
+            return None
+    return weights

@@ -1,0 +1,55 @@
+"""How many: HeteroScale's policy engine (paper §3.3, §3.6, Appendix 9) and the HPA baseline."""
+
+from hetero_opt.policy.config import (
+    AutoscalerConfig,
+    FeedbackConfig,
+    HPAPolicyConfig,
+    PeriodicConfig,
+    ProportionalConfig,
+    ServicePolicy,
+    StabilityConfig,
+    load_policy_config,
+)
+from hetero_opt.policy.engine import (
+    Decision,
+    EngineState,
+    PolicyEngine,
+    ServiceMetrics,
+    ServicePolicyState,
+    decide,
+    metrics_from_frame,
+)
+from hetero_opt.policy.feedback import LatencyTiers
+from hetero_opt.policy.periodic import PeriodicWindow
+from hetero_opt.policy.profiles import ServingProfile, load_profile, load_profiles
+from hetero_opt.policy.prometheus import (
+    PromSample,
+    parse_exposition,
+    service_metrics_from_samples,
+)
+
+__all__ = [
+    "AutoscalerConfig",
+    "Decision",
+    "EngineState",
+    "FeedbackConfig",
+    "HPAPolicyConfig",
+    "LatencyTiers",
+    "PeriodicConfig",
+    "PeriodicWindow",
+    "PolicyEngine",
+    "PromSample",
+    "ProportionalConfig",
+    "ServiceMetrics",
+    "ServicePolicy",
+    "ServicePolicyState",
+    "ServingProfile",
+    "StabilityConfig",
+    "decide",
+    "load_policy_config",
+    "load_profile",
+    "load_profiles",
+    "metrics_from_frame",
+    "parse_exposition",
+    "service_metrics_from_samples",
+]

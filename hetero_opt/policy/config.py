@@ -1,0 +1,177 @@
+"""Configuration of the policy engine: one :class:`ServicePolicy` per service, loadable from YAML.
+
+Defaults follow the paper where it gives numbers (tier steps +20 %/+10 %/−5 %) and Kubernetes
+for the HPA baseline (tolerance 0.1, 300 s scale-down stabilisation, 15 s sync). Thresholds the
+paper leaves open (θ, α/β/γ, cooldowns) have defaults documented in ``docs/policy.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+
+from hetero_opt.errors import InputError
+from hetero_opt.policy._base import Frozen
+from hetero_opt.policy.feedback import LatencyTiers
+from hetero_opt.policy.hpa import HPABehavior, HPAControllerConfig
+from hetero_opt.policy.periodic import PeriodicWindow
+from hetero_opt.policy.profiles import ServingProfile, load_profiles
+
+PolicyName = Literal["proportional", "feedback", "hybrid", "periodic", "hpa", "static"]
+
+
+class ProportionalConfig(Frozen):
+    """Algorithm 2 on decode TPS."""
+
+    target_decode_tps_per_pod: float | None = Field(
+        default=None, gt=0, description="Decode tokens/s per decode pod; None = from profile."
+    )
+    theta_out: float = Field(default=0.1, ge=0, description="Scale out when R > 1 + theta_out.")
+    theta_in: float = Field(default=0.1, ge=0, lt=1, description="Scale in when R < 1 - theta_in.")
+
+
+class FeedbackConfig(Frozen):
+    """Algorithm 3 on latency."""
+
+    signals: tuple[Literal["tbt", "ttft"], ...] = Field(
+        default=("tbt",), min_length=1, description="Latency signals used (paper: TBT first)."
+    )
+    target_ttft_ms: float | None = Field(default=None, gt=0, description="TTFT target (ms); None = profile SLO.")
+    target_tbt_ms: float | None = Field(default=None, gt=0, description="TBT target (ms); None = profile SLO.")
+    tiers: LatencyTiers = Field(default_factory=LatencyTiers, description="Tier thresholds.")
+
+
+class PeriodicConfig(Frozen):
+    """Time-of-day schedule."""
+
+    windows: tuple[PeriodicWindow, ...] = Field(default=(), description="Windows, first wins.")
+    default_units: int | None = Field(default=None, ge=0, description="Units outside all windows; None = keep current.")
+    utc_offset_hours: float = Field(
+        default=0.0, ge=-14, le=14, description="Fixed offset of the schedule's local time."
+    )
+
+
+class HPAPolicyConfig(Frozen):
+    """The Kubernetes HPA baseline: each pool scaled alone on its GPU utilisation."""
+
+    prefill_target_util_percent: int = Field(default=60, gt=0, description="Prefill pool target GPU utilisation (%).")
+    decode_target_util_percent: int = Field(default=60, gt=0, description="Decode pool target GPU utilisation (%).")
+    behavior: HPABehavior | None = Field(default=None, description="spec.behavior for both pools; None = legacy path.")
+    controller: HPAControllerConfig = Field(default_factory=HPAControllerConfig, description="Controller flags.")
+
+
+class StabilityConfig(Frozen):
+    """Anti-flapping mechanisms of §3.6."""
+
+    cooldown_out_s: float = Field(default=60.0, ge=0, description="Scale-out cooldown (s).")
+    cooldown_in_s: float = Field(default=300.0, ge=0, description="Scale-in cooldown (s).")
+    cooldown_from: Literal["last_action", "same_direction"] = Field(
+        default="last_action",
+        description="Count cooldowns from the last action of any direction (paper) or the same.",
+    )
+    max_step_out_units: int | None = Field(default=None, ge=1, description="Dampening: most units added per action.")
+    max_step_out_percent: float | None = Field(
+        default=None, gt=0, description="Dampening: most percent of supply added per action."
+    )
+    max_step_in_units: int | None = Field(default=None, ge=1, description="Dampening: most units removed per action.")
+    max_step_in_percent: float | None = Field(
+        default=None, gt=0, le=100, description="Dampening: most percent removed per action."
+    )
+    scale_in_window_s: float = Field(default=0.0, ge=0, description="Scale-in stabilisation window (s); 0 = off.")
+    count_pending: bool = Field(default=True, description="Count starting units as supply (no double scale-out).")
+
+
+class ServicePolicy(Frozen):
+    """How one service is scaled."""
+
+    service: str = Field(min_length=1, description="Service id (matches the instance).")
+    policy: PolicyName = Field(description="Which policy decides.")
+    min_units: int = Field(default=1, ge=0, description="Fewest units.")
+    max_units: int = Field(default=1000, ge=0, description="Most units.")
+    static_units: int | None = Field(default=None, ge=0, description="Units of the static policy (peak provisioning).")
+    profile: str | None = Field(default=None, description="Serving profile name (models/).")
+    gpu_type: str | None = Field(default=None, description="GPU type to read the profile at.")
+    proportional: ProportionalConfig = Field(default_factory=ProportionalConfig, description="Algorithm 2 settings.")
+    feedback: FeedbackConfig = Field(default_factory=FeedbackConfig, description="Algorithm 3 settings.")
+    periodic: PeriodicConfig = Field(default_factory=PeriodicConfig, description="Periodic schedule.")
+    hpa: HPAPolicyConfig = Field(default_factory=HPAPolicyConfig, description="HPA baseline.")
+    stability: StabilityConfig = Field(default_factory=StabilityConfig, description="Stability mechanisms.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ServicePolicy:
+        if self.min_units > self.max_units:
+            raise ValueError(f"Service '{self.service}': min_units={self.min_units} exceeds max_units={self.max_units}")
+        if self.policy == "static" and self.static_units is None:
+            raise ValueError(f"Service '{self.service}': policy 'static' needs static_units")
+        if self.policy == "periodic" and not self.periodic.windows:
+            raise ValueError(f"Service '{self.service}': policy 'periodic' needs windows")
+        if (self.profile is None) != (self.gpu_type is None):
+            raise ValueError(f"Service '{self.service}': profile and gpu_type must be given together")
+        return self
+
+    def resolve(self, profiles: Mapping[str, ServingProfile]) -> ServicePolicy:
+        """Fill targets left None from the service's serving profile."""
+        if self.profile is None or self.gpu_type is None:
+            return self
+        if self.profile not in profiles:
+            raise InputError(f"Service '{self.service}': profile='{self.profile}' not found")
+        prof = profiles[self.profile]
+        prop = self.proportional
+        if prop.target_decode_tps_per_pod is None:
+            prop = prop.replace(target_decode_tps_per_pod=prof.decode_tps_per_pod(self.gpu_type))
+        fb = self.feedback
+        if fb.target_ttft_ms is None:
+            fb = fb.replace(target_ttft_ms=prof.slo.ttft_ms)
+        if fb.target_tbt_ms is None:
+            fb = fb.replace(target_tbt_ms=prof.slo.tbt_ms)
+        return self.replace(proportional=prop, feedback=fb)
+
+
+class AutoscalerConfig(Frozen):
+    """All services' policies."""
+
+    services: tuple[ServicePolicy, ...] = Field(description="One entry per service.")
+    sync_period_s: float = Field(default=30.0, gt=0, description="Control cycle (s).")
+    models_dir: str | None = Field(default=None, description="Profiles folder, relative to the config file.")
+
+    @model_validator(mode="after")
+    def _unique(self) -> AutoscalerConfig:
+        seen: set[str] = set()
+        for s in self.services:
+            if s.service in seen:
+                raise ValueError(f"Service '{s.service}': listed twice")
+            seen.add(s.service)
+        return self
+
+    def by_service(self) -> dict[str, ServicePolicy]:
+        """Policies keyed by service id."""
+        return {s.service: s for s in self.services}
+
+
+def load_policy_config(path: str | Path, profiles: Mapping[str, ServingProfile] | None = None) -> AutoscalerConfig:
+    """Load an :class:`AutoscalerConfig` from YAML and resolve profile targets.
+
+    Profiles come from ``profiles`` if given, else from ``models_dir`` (relative to the file).
+    """
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(f"Policy config '{p}': cannot read: {exc}") from exc
+    try:
+        cfg = AutoscalerConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(x) for x in first["loc"])
+        raise InputError(f"Policy config '{p}': {loc}: {first['msg']}") from exc
+    if not any(s.profile for s in cfg.services):
+        return cfg
+    if profiles is None:
+        if cfg.models_dir is None:
+            raise InputError(f"Policy config '{p}': services name profiles but no models_dir")
+        profiles = load_profiles(p.parent / cfg.models_dir)
+    return cfg.replace(services=tuple(s.resolve(profiles) for s in cfg.services))

@@ -1,0 +1,428 @@
+"""The policy engine: one pure decision per service per control cycle.
+
+:func:`decide` runs the service's policy (Algorithm 2, Algorithm 3, hybrid, periodic, static or
+the HPA baseline), then the stability stages — scale-in stabilisation window, dampening, the
+``[min, max]`` clamp — and returns a :class:`Decision` with the rule that fired and its numbers,
+plus the new :class:`ServicePolicyState`. State is explicit and JSON round-trippable
+(``model_dump_json`` / ``model_validate_json``); ``now`` is always an argument.
+
+Supply: ``current_units`` are units serving now, ``pending_units`` units already requested and
+still starting. With ``stability.count_pending`` (default) both count as supply, so a cycle does
+not scale out again for capacity on its way. ``target_units`` is the desired *total* (serving
+plus starting).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from pydantic import Field
+
+from hetero_opt.errors import InputError
+from hetero_opt.policy._base import Frozen
+from hetero_opt.policy.config import AutoscalerConfig, ServicePolicy
+from hetero_opt.policy.feedback import LatencySignal, feedback_decision
+from hetero_opt.policy.hpa import (
+    HPAHistory,
+    HPASpec,
+    reconcile,
+    tolerances_for,
+    utilization_replicas,
+)
+from hetero_opt.policy.hybrid import combine
+from hetero_opt.policy.periodic import periodic_target
+from hetero_opt.policy.proportional import proportional_decision
+from hetero_opt.policy.stability import (
+    Action,
+    UnitRecommendation,
+    action_for,
+    clamp_units,
+    cooldown_passed,
+    cooldown_reference,
+    dampen,
+    stabilize_scale_in,
+)
+
+
+class ServiceMetrics(Frozen):
+    """One cycle's observations of one service. Every field may be missing (None)."""
+
+    decode_tps: float | None = Field(default=None, ge=0, description="Decode tokens/s.")
+    prefill_tps: float | None = Field(default=None, ge=0, description="KV-cache-missed prefill tokens/s.")
+    ttft_ms: float | None = Field(default=None, ge=0, description="Mean TTFT (ms).")
+    tbt_ms: float | None = Field(default=None, ge=0, description="Mean TBT (ms).")
+    prefill_gpu_util: float | None = Field(default=None, ge=0, description="Prefill pool mean GPU utilisation (%).")
+    decode_gpu_util: float | None = Field(default=None, ge=0, description="Decode pool mean GPU utilisation (%).")
+    prefill_ready_pods: int | None = Field(default=None, ge=0, description="Ready prefill pods.")
+    prefill_unready_pods: int | None = Field(default=None, ge=0, description="Started but not ready prefill pods.")
+    decode_ready_pods: int | None = Field(default=None, ge=0, description="Ready decode pods.")
+    decode_unready_pods: int | None = Field(default=None, ge=0, description="Started but not ready decode pods.")
+
+    @classmethod
+    def from_mapping(cls, row: Mapping[str, Any]) -> ServiceMetrics:
+        """Build from a dict or pandas Series; unknown keys are skipped, NaN becomes None."""
+        values: dict[str, Any] = {}
+        for name in cls.model_fields:
+            if name in row:
+                v = row[name]
+                if v is None or (isinstance(v, float) and math.isnan(v)):
+                    continue
+                values[name] = int(v) if name.endswith("_pods") else float(v)
+        return cls.model_validate(values)
+
+
+def metrics_from_frame(df: Any) -> Iterator[tuple[float, dict[str, ServiceMetrics]]]:
+    """Yield ``(time, {service: ServiceMetrics})`` per time step of a pandas DataFrame.
+
+    Columns: ``time``, ``service`` and any :class:`ServiceMetrics` field; times ascending.
+    """
+    for col in ("time", "service"):
+        if col not in df.columns:
+            raise InputError(f"Metrics frame: column '{col}' missing")
+    for t, group in df.sort_values(["time", "service"]).groupby("time", sort=True):
+        yield (
+            float(t),
+            {str(r["service"]): ServiceMetrics.from_mapping(r) for _, r in group.iterrows()},
+        )
+
+
+class ServicePolicyState(Frozen):
+    """What the engine remembers about one service between cycles."""
+
+    last_scale_out_at: float | None = Field(default=None, description="Last scale-out (s).")
+    last_scale_in_at: float | None = Field(default=None, description="Last scale-in (s).")
+    scale_in_history: tuple[UnitRecommendation, ...] = Field(
+        default=(), description="Raw recommendations inside the scale-in window."
+    )
+    hpa_prefill: HPAHistory = Field(default_factory=HPAHistory, description="HPA baseline history, prefill pool.")
+    hpa_decode: HPAHistory = Field(default_factory=HPAHistory, description="HPA baseline history, decode pool.")
+
+
+class Decision(Frozen):
+    """One service's decision for one cycle."""
+
+    service: str = Field(description="Service id.")
+    action: Action = Field(description="out, in or none (relative to supply).")
+    target_units: int = Field(ge=0, description="Desired total units (serving + starting).")
+    supply_units: int = Field(ge=0, description="Units counted as supply this cycle.")
+    prefill_pods: int = Field(ge=0, description="Desired prefill pods.")
+    decode_pods: int = Field(ge=0, description="Desired decode pods.")
+    rule: str = Field(description="Policy that decided, e.g. proportional, hpa, clamp.")
+    reason: str = Field(description="The rule that fired and its numbers.")
+
+
+class EngineState(Frozen):
+    """States of all services."""
+
+    services: dict[str, ServicePolicyState] = Field(default_factory=dict, description="State per service id.")
+
+
+def _latency_signals(config: ServicePolicy, m: ServiceMetrics) -> list[LatencySignal]:
+    fb = config.feedback
+    out: list[LatencySignal] = []
+    for name in fb.signals:
+        value = m.tbt_ms if name == "tbt" else m.ttft_ms
+        target = fb.target_tbt_ms if name == "tbt" else fb.target_ttft_ms
+        if target is None:
+            raise InputError(f"Service '{config.service}': feedback.target_{name}_ms unset (no profile)")
+        if value is not None:
+            out.append(LatencySignal(name=name, value_ms=value, target_ms=target))
+    return out
+
+
+def _target_tps(config: ServicePolicy) -> float:
+    t = config.proportional.target_decode_tps_per_pod
+    if t is None:
+        raise InputError(
+            f"Service '{config.service}': proportional.target_decode_tps_per_pod unset (give it or a profile)"
+        )
+    return t
+
+
+def _propose(
+    config: ServicePolicy,
+    now: float,
+    m: ServiceMetrics,
+    supply: int,
+    unit: tuple[int, int],
+    out_ok: bool,
+    in_ok: bool,
+) -> tuple[int, str]:
+    """The policy's own proposal (before stability stages) and its reason."""
+    policy = config.policy
+    if policy == "static":
+        assert config.static_units is not None  # validated
+        return config.static_units, f"static {config.static_units} units"
+    if policy == "periodic":
+        per = config.periodic
+        units, why = periodic_target(now, per.windows, per.default_units, per.utc_offset_hours)
+        return (supply if units is None else units), why
+    tiers = config.feedback.tiers
+    if policy == "feedback":
+        fres = feedback_decision(
+            signals=_latency_signals(config, m),
+            supply_units=supply,
+            tiers=tiers,
+            min_units=config.min_units,
+            out_cooldown_ok=out_ok,
+            in_cooldown_ok=in_ok,
+        )
+        return fres.target_units, fres.reason
+    if m.decode_tps is None:
+        prop_target, prop_reason = supply, "no decode TPS metric; hold"
+        pres = None
+    else:
+        pres = proportional_decision(
+            decode_tps=m.decode_tps,
+            target_tps_per_pod=_target_tps(config),
+            supply_units=supply,
+            decode_per_unit=unit[1],
+            theta_out=config.proportional.theta_out,
+            theta_in=config.proportional.theta_in,
+            out_cooldown_ok=out_ok,
+            in_cooldown_ok=in_ok,
+        )
+        prop_target, prop_reason = pres.target_units, pres.reason
+    if policy == "proportional":
+        return prop_target, prop_reason
+    fres = feedback_decision(
+        signals=_latency_signals(config, m),
+        supply_units=supply,
+        tiers=tiers,
+        min_units=config.min_units,
+        out_cooldown_ok=out_ok,
+        in_cooldown_ok=in_ok,
+        allow_in=False,
+    )
+    if pres is None:
+        target = fres.target_units if fres.action == "out" else prop_target
+        return target, f"[proportional] {prop_reason}; [latency] {fres.reason}"
+    hres = combine(pres, fres, supply)
+    return hres.target_units, hres.reason
+
+
+def _decide_hpa(
+    config: ServicePolicy,
+    state: ServicePolicyState,
+    now: float,
+    m: ServiceMetrics,
+    current_units: int,
+    pending_units: int,
+    unit: tuple[int, int],
+    current_pods: tuple[int, int] | None,
+) -> tuple[Decision, ServicePolicyState]:
+    hc = config.hpa
+    p, d = unit
+    if current_pods is None:
+        current_pods = ((current_units + pending_units) * p, (current_units + pending_units) * d)
+    pools = (
+        (
+            "prefill",
+            p,
+            current_pods[0],
+            m.prefill_gpu_util,
+            hc.prefill_target_util_percent,
+            m.prefill_ready_pods,
+            m.prefill_unready_pods,
+            state.hpa_prefill,
+        ),
+        (
+            "decode",
+            d,
+            current_pods[1],
+            m.decode_gpu_util,
+            hc.decode_target_util_percent,
+            m.decode_ready_pods,
+            m.decode_unready_pods,
+            state.hpa_decode,
+        ),
+    )
+    desired: list[int] = []
+    histories: list[HPAHistory] = []
+    reasons: list[str] = []
+    for name, per_unit, spec_replicas, util, target, ready, unready, hist in pools:
+        spec = HPASpec(
+            min_replicas=config.min_units * per_unit,
+            max_replicas=max(1, config.max_units * per_unit),
+            behavior=hc.behavior,
+        )
+        if util is None:
+            desired.append(spec_replicas)
+            histories.append(hist)
+            reasons.append(f"{name}: no GPU utilisation metric; hold {spec_replicas}")
+            continue
+        n_ready = ready if ready is not None else current_units * per_unit
+        n_unready = unready if unready is not None else pending_units * per_unit
+        proposal = utilization_replicas(
+            spec_replicas,
+            n_ready,
+            n_unready,
+            int(util),
+            target,
+            tolerances_for(spec, hc.controller),
+        )
+        res, new_hist = reconcile(spec, hist, now, spec_replicas, [proposal], hc.controller)
+        desired.append(res.desired_replicas)
+        histories.append(new_hist)
+        reasons.append(
+            f"{name}: util {int(util)}% / target {target}% over {n_ready} ready → "
+            f"{proposal} pods, {res.reason} → {res.desired_replicas}"
+        )
+    units = max(math.ceil(desired[0] / p), math.ceil(desired[1] / d))
+    units = clamp_units(units, config.min_units, config.max_units)
+    if desired[0] > current_pods[0] or desired[1] > current_pods[1]:
+        action: Action = "out"
+    elif desired[0] < current_pods[0] or desired[1] < current_pods[1]:
+        action = "in"
+    else:
+        action = "none"
+    new_state = state.replace(
+        hpa_prefill=histories[0],
+        hpa_decode=histories[1],
+        last_scale_out_at=now if action == "out" else state.last_scale_out_at,
+        last_scale_in_at=now if action == "in" else state.last_scale_in_at,
+    )
+    decision = Decision(
+        service=config.service,
+        action=action,
+        target_units=units,
+        supply_units=current_units + pending_units,
+        prefill_pods=desired[0],
+        decode_pods=desired[1],
+        rule="hpa",
+        reason="; ".join(reasons) + " (pools scaled independently)",
+    )
+    return decision, new_state
+
+
+def decide(
+    config: ServicePolicy,
+    state: ServicePolicyState,
+    now: float,
+    metrics: ServiceMetrics,
+    current_units: int,
+    pending_units: int,
+    unit: tuple[int, int],
+    *,
+    current_pods: tuple[int, int] | None = None,
+) -> tuple[Decision, ServicePolicyState]:
+    """Decide one service's target for this cycle.
+
+    Parameters
+    ----------
+    config
+        The service's policy, with profile targets resolved.
+    state
+        The state returned by the previous call (``ServicePolicyState()`` at first).
+    now
+        Current time in seconds (epoch seconds for the periodic policy).
+    metrics
+        This cycle's observations.
+    current_units, pending_units
+        Units serving, and units requested and still starting.
+    unit
+        ``(p, d)``: prefill and decode pods per unit.
+    current_pods
+        HPA baseline only: actual ``(prefill, decode)`` pods when pools drifted off the ratio.
+
+    Returns
+    -------
+    (Decision, ServicePolicyState)
+    """
+    if current_units < 0 or pending_units < 0:
+        raise ValueError(f"Service '{config.service}': negative units current={current_units} pending={pending_units}")
+    p, d = unit
+    if p < 1 or d < 1:
+        raise ValueError(f"Service '{config.service}': unit={unit} needs >= 1 pod per role")
+    if config.policy == "hpa":
+        return _decide_hpa(config, state, now, metrics, current_units, pending_units, unit, current_pods)
+    st = config.stability
+    supply = current_units + (pending_units if st.count_pending else 0)
+    out_ok = cooldown_passed(
+        cooldown_reference("out", state.last_scale_out_at, state.last_scale_in_at, st.cooldown_from),
+        now,
+        st.cooldown_out_s,
+    )
+    in_ok = cooldown_passed(
+        cooldown_reference("in", state.last_scale_out_at, state.last_scale_in_at, st.cooldown_from),
+        now,
+        st.cooldown_in_s,
+    )
+    proposed, reason = _propose(config, now, metrics, supply, unit, out_ok, in_ok)
+    rule: str = config.policy
+    target, history = stabilize_scale_in(state.scale_in_history, supply, proposed, now, st.scale_in_window_s)
+    if target != proposed:
+        reason += f"; scale-in held at {target} by {st.scale_in_window_s:g} s window"
+    damped = dampen(
+        supply,
+        target,
+        max_out_units=st.max_step_out_units,
+        max_out_percent=st.max_step_out_percent,
+        max_in_units=st.max_step_in_units,
+        max_in_percent=st.max_step_in_percent,
+    )
+    if damped != target:
+        reason += f"; dampened {target} → {damped}"
+    final = clamp_units(damped, config.min_units, config.max_units)
+    if final != damped:
+        reason += f"; clamped {damped} → {final} to [{config.min_units}, {config.max_units}]"
+        rule = f"{rule}+clamp"
+    action = action_for(supply, final)
+    new_state = state.replace(
+        scale_in_history=history,
+        last_scale_out_at=now if action == "out" else state.last_scale_out_at,
+        last_scale_in_at=now if action == "in" else state.last_scale_in_at,
+    )
+    decision = Decision(
+        service=config.service,
+        action=action,
+        target_units=final,
+        supply_units=supply,
+        prefill_pods=final * p,
+        decode_pods=final * d,
+        rule=rule,
+        reason=reason,
+    )
+    return decision, new_state
+
+
+class PolicyEngine:
+    """All services' policies; :meth:`step` is pure over an explicit :class:`EngineState`."""
+
+    def __init__(self, config: AutoscalerConfig) -> None:
+        self.config = config
+        self._by_service = config.by_service()
+
+    def step(
+        self,
+        state: EngineState,
+        now: float,
+        metrics: Mapping[str, ServiceMetrics],
+        current_units: Mapping[str, int],
+        pending_units: Mapping[str, int],
+        units: Mapping[str, tuple[int, int]],
+    ) -> tuple[dict[str, Decision], EngineState]:
+        """Decide every configured service, in sorted id order.
+
+        A service without metrics this cycle gets empty :class:`ServiceMetrics`.
+        """
+        decisions: dict[str, Decision] = {}
+        new_states = dict(state.services)
+        for sid in sorted(self._by_service):
+            cfg = self._by_service[sid]
+            if sid not in units or sid not in current_units:
+                raise InputError(f"Service '{sid}': no current units or unit shape given")
+            dec, st = decide(
+                cfg,
+                state.services.get(sid, ServicePolicyState()),
+                now,
+                metrics.get(sid, ServiceMetrics()),
+                current_units[sid],
+                pending_units.get(sid, 0),
+                units[sid],
+            )
+            decisions[sid] = dec
+            new_states[sid] = st
+        return decisions, EngineState(services=new_states)

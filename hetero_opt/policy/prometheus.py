@@ -1,0 +1,195 @@
+"""Turn Prometheus samples of vLLM / SGLang servers into :class:`ServiceMetrics`.
+
+Input: samples ``(metric name, labels, timestamp s, value)`` — from a range query or from
+scraping the text exposition format at several times (:func:`parse_exposition`). Each pod is one
+label set (``le`` excluded). Pods carry a service label (default ``service``) and a role label
+(default ``role``: ``prefill`` / ``decode``; a pod without role counts as decode).
+
+Metric names read (see ``docs/policy.md``):
+
+- decode TPS: counters ``vllm:generation_tokens_total``, ``sglang:generation_tokens_total``
+  (rate over the window, resets handled), else the SGLang gauge ``sglang:gen_throughput``
+  (tokens/s, latest value); summed over decode pods.
+- prefill TPS: counters ``vllm:prompt_tokens_total``, ``sglang:prompt_tokens_total`` over
+  prefill pods (prompt tokens *including* prefix-cache hits).
+- TTFT: histogram ``vllm:time_to_first_token_seconds`` / ``sglang:time_to_first_token_seconds``.
+- TBT: histograms ``vllm:inter_token_latency_seconds``, ``vllm:time_per_output_token_seconds``,
+  ``sglang:inter_token_latency_seconds``, ``sglang:time_per_output_token_seconds`` (first found
+  per pod). Histogram means are ``Δ_sum / Δ_count`` over the window, pooled over pods.
+- GPU utilisation: DCGM gauge ``DCGM_FI_DEV_GPU_UTIL`` (%), mean per role.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+
+from pydantic import Field
+
+from hetero_opt.errors import InputError
+from hetero_opt.policy._base import Frozen
+from hetero_opt.policy.engine import ServiceMetrics
+
+GEN_COUNTERS = ("vllm:generation_tokens_total", "sglang:generation_tokens_total")
+GEN_GAUGES = ("sglang:gen_throughput",)
+PROMPT_COUNTERS = ("vllm:prompt_tokens_total", "sglang:prompt_tokens_total")
+TTFT_HISTOGRAMS = ("vllm:time_to_first_token_seconds", "sglang:time_to_first_token_seconds")
+TBT_HISTOGRAMS = (
+    "vllm:inter_token_latency_seconds",
+    "vllm:time_per_output_token_seconds",
+    "sglang:inter_token_latency_seconds",
+    "sglang:time_per_output_token_seconds",
+)
+GPU_UTIL_GAUGES = ("DCGM_FI_DEV_GPU_UTIL",)
+
+_LINE = re.compile(
+    r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?\s+(?P<value>\S+)"
+    r"(?:\s+(?P<ts>-?\d+))?\s*$"
+)
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"')
+
+
+class PromSample(Frozen):
+    """One sample of one series."""
+
+    name: str = Field(min_length=1, description="Metric name, e.g. vllm:generation_tokens_total.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Label set.")
+    timestamp: float = Field(description="Sample time (s).")
+    value: float = Field(description="Sample value.")
+
+
+def parse_exposition(text: str, timestamp: float) -> list[PromSample]:
+    """Parse the Prometheus text exposition format scraped at ``timestamp`` (s).
+
+    Comment lines are skipped; an explicit per-line timestamp (ms) overrides ``timestamp``.
+    """
+    out: list[PromSample] = []
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        m = _LINE.match(line)
+        if m is None:
+            raise InputError(f"Exposition line {lineno}: cannot parse {line!r}")
+        labels = {
+            k: v.replace('\\"', '"').replace("\\n", "\n").replace("\\\\", "\\")
+            for k, v in _LABEL.findall(m.group("labels") or "")
+        }
+        try:
+            value = float(m.group("value"))
+        except ValueError as exc:
+            raise InputError(f"Exposition line {lineno}: value={m.group('value')!r}") from exc
+        ts = m.group("ts")
+        out.append(
+            PromSample(
+                name=m.group("name"),
+                labels=labels,
+                timestamp=int(ts) / 1000 if ts is not None else timestamp,
+                value=value,
+            )
+        )
+    return out
+
+
+def counter_increase(points: Sequence[tuple[float, float]]) -> float:
+    """Increase of a counter over time-sorted points; a drop is a reset (restart from 0)."""
+    total = 0.0
+    for (_, prev), (_, cur) in itertools.pairwise(points):
+        total += cur - prev if cur >= prev else cur
+    return total
+
+
+def counter_rate(points: Sequence[tuple[float, float]]) -> float | None:
+    """Per-second rate of a counter over its points; None with fewer than two."""
+    if len(points) < 2 or points[-1][0] <= points[0][0]:
+        return None
+    return counter_increase(points) / (points[-1][0] - points[0][0])
+
+
+PodKey = tuple[tuple[str, str], ...]
+
+
+def _pod_key(labels: dict[str, str]) -> PodKey:
+    return tuple(sorted((k, v) for k, v in labels.items() if k != "le"))
+
+
+def service_metrics_from_samples(
+    samples: Iterable[PromSample],
+    now: float,
+    window_s: float = 60.0,
+    *,
+    service_label: str = "service",
+    role_label: str = "role",
+) -> dict[str, ServiceMetrics]:
+    """Aggregate samples in ``[now - window_s, now]`` into one ServiceMetrics per service."""
+    # series[service][role][pod][name] -> [(t, v)]
+    series: dict[str, dict[str, dict[PodKey, dict[str, list[tuple[float, float]]]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    )
+    for s in samples:
+        if not now - window_s <= s.timestamp <= now or s.name.endswith("_bucket"):
+            continue
+        svc = s.labels.get(service_label)
+        if svc is None:
+            continue
+        role = s.labels.get(role_label, "decode")
+        series[svc][role][_pod_key(s.labels)][s.name].append((s.timestamp, s.value))
+    out: dict[str, ServiceMetrics] = {}
+    for svc in sorted(series):
+        roles = series[svc]
+        for pods in roles.values():
+            for by_name in pods.values():
+                for pts in by_name.values():
+                    pts.sort()
+        decode = roles.get("decode", {})
+        prefill = roles.get("prefill", {})
+        everyone = [by_name for pods in roles.values() for by_name in pods.values()]
+        out[svc] = ServiceMetrics(
+            decode_tps=_tokens_per_s(decode.values(), GEN_COUNTERS, GEN_GAUGES),
+            prefill_tps=_tokens_per_s(prefill.values(), PROMPT_COUNTERS, ()),
+            ttft_ms=_histogram_mean_ms(everyone, TTFT_HISTOGRAMS),
+            tbt_ms=_histogram_mean_ms(everyone, TBT_HISTOGRAMS),
+            prefill_gpu_util=_gauge_mean(prefill.values(), GPU_UTIL_GAUGES),
+            decode_gpu_util=_gauge_mean(decode.values(), GPU_UTIL_GAUGES),
+        )
+    return out
+
+
+def _tokens_per_s(
+    pods: Iterable[dict[str, list[tuple[float, float]]]],
+    counters: Sequence[str],
+    gauges: Sequence[str],
+) -> float | None:
+    total = 0.0
+    found = False
+    for by_name in pods:
+        rate = next((r for n in counters if (r := counter_rate(by_name.get(n, []))) is not None), None)
+        if rate is None:
+            rate = next((by_name[n][-1][1] for n in gauges if by_name.get(n)), None)
+        if rate is not None and math.isfinite(rate):
+            total += rate
+            found = True
+    return total if found else None
+
+
+def _histogram_mean_ms(pods: Iterable[dict[str, list[tuple[float, float]]]], names: Sequence[str]) -> float | None:
+    sum_inc = 0.0
+    count_inc = 0.0
+    for by_name in pods:
+        for n in names:
+            sums, counts = by_name.get(f"{n}_sum", []), by_name.get(f"{n}_count", [])
+            if len(sums) >= 2 and len(counts) >= 2:
+                sum_inc += counter_increase(sums)
+                count_inc += counter_increase(counts)
+                break
+    if count_inc <= 0:
+        return None
+    return sum_inc / count_inc * 1000.0
+
+
+def _gauge_mean(pods: Iterable[dict[str, list[tuple[float, float]]]], names: Sequence[str]) -> float | None:
+    values = [by_name[n][-1][1] for by_name in pods for n in names if by_name.get(n)]
+    return sum(values) / len(values) if values else None

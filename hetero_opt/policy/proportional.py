@@ -1,0 +1,129 @@
+"""Algorithm 2 of the paper: proportional control on decode TPS, sized in whole P/D units.
+
+One signal sizes both pools: ``decode pods = observed decode TPS / target TPS per decode pod``,
+then ``units = ceil(decode pods / d)`` for a unit of ``p`` prefill + ``d`` decode pods.
+``R = expected units / supply units``; ScaleOut when ``R > 1 + θ_out`` and the out-cooldown
+passed, ScaleIn when ``R < 1 − θ_in`` and the in-cooldown passed, else NoChange. Comparisons are
+exact (fractions), so ``R == 1 + θ_out`` is reliably NoChange.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+from pydantic import Field
+
+from hetero_opt.policy._base import Frozen
+from hetero_opt.policy.stability import Action
+
+
+def exact(x: float) -> Fraction:
+    """The decimal a float was written as, as an exact fraction (``0.1`` → ``1/10``)."""
+    return Fraction(repr(x))
+
+
+class ProportionalResult(Frozen):
+    """What Algorithm 2 decided and the numbers it used."""
+
+    action: Action = Field(description="out, in or none.")
+    target_units: int = Field(ge=0, description="Expected units on a scale, else supply.")
+    expected_units: int = Field(ge=0, description="Units the observed TPS needs.")
+    decode_pods_needed: float = Field(ge=0, description="Observed TPS / target TPS per pod.")
+    ratio: float | None = Field(description="R = expected / supply; None when supply is 0.")
+    reason: str = Field(description="The rule that fired and its numbers.")
+
+
+def units_for_decode_pods(decode_pods: float, decode_per_unit: int) -> int:
+    """Whole units that hold ``decode_pods`` decode pods: ``ceil(pods / d)``."""
+    return math.ceil(exact(decode_pods) / decode_per_unit) if decode_pods > 0 else 0
+
+
+def proportional_decision(
+    *,
+    decode_tps: float,
+    target_tps_per_pod: float,
+    supply_units: int,
+    decode_per_unit: int,
+    theta_out: float,
+    theta_in: float,
+    out_cooldown_ok: bool,
+    in_cooldown_ok: bool,
+) -> ProportionalResult:
+    """Run Algorithm 2 once.
+
+    Parameters
+    ----------
+    decode_tps
+        Observed decode tokens/s of the whole service.
+    target_tps_per_pod
+        Decode tokens/s one decode pod sustains within SLO.
+    supply_units
+        Units running plus units already starting (pending count as supply).
+    decode_per_unit
+        ``d`` of the P/D unit.
+    theta_out, theta_in
+        Hysteresis thresholds.
+    out_cooldown_ok, in_cooldown_ok
+        Whether each cooldown has passed.
+    """
+    pods = float(exact(decode_tps) / exact(target_tps_per_pod))
+    expected = units_for_decode_pods(pods, decode_per_unit)
+    head = (
+        f"decode TPS {decode_tps:g} / {target_tps_per_pod:g} per pod = {pods:.4g} pods"
+        f" → {expected} units (d={decode_per_unit})"
+    )
+    if supply_units == 0:
+        if expected > 0 and out_cooldown_ok:
+            return ProportionalResult(
+                action="out",
+                target_units=expected,
+                expected_units=expected,
+                decode_pods_needed=pods,
+                ratio=None,
+                reason=f"{head}; supply 0 → scale out",
+            )
+        return ProportionalResult(
+            action="none",
+            target_units=0,
+            expected_units=expected,
+            decode_pods_needed=pods,
+            ratio=None,
+            reason=f"{head}; supply 0, no change",
+        )
+    r = Fraction(expected, supply_units)
+    up = 1 + exact(theta_out)
+    down = 1 - exact(theta_in)
+    rtxt = f"R={float(r):.2f}"
+    if r > up:
+        if out_cooldown_ok:
+            return ProportionalResult(
+                action="out",
+                target_units=expected,
+                expected_units=expected,
+                decode_pods_needed=pods,
+                ratio=float(r),
+                reason=f"{head}; {rtxt} > {float(up):.2f}",
+            )
+        why = f"{head}; {rtxt} > {float(up):.2f} but out-cooldown active"
+    elif r < down:
+        if in_cooldown_ok:
+            return ProportionalResult(
+                action="in",
+                target_units=expected,
+                expected_units=expected,
+                decode_pods_needed=pods,
+                ratio=float(r),
+                reason=f"{head}; {rtxt} < {float(down):.2f}",
+            )
+        why = f"{head}; {rtxt} < {float(down):.2f} but in-cooldown active"
+    else:
+        why = f"{head}; {float(down):.2f} <= {rtxt} <= {float(up):.2f}"
+    return ProportionalResult(
+        action="none",
+        target_units=supply_units,
+        expected_units=expected,
+        decode_pods_needed=pods,
+        ratio=float(r),
+        reason=why,
+    )

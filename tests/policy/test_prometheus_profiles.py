@@ -1,0 +1,127 @@
+"""Prometheus adapter on synthetic exposition text; serving profiles and YAML config loading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hetero_opt.errors import InputError
+from hetero_opt.policy import (
+    load_policy_config,
+    load_profiles,
+    parse_exposition,
+    service_metrics_from_samples,
+)
+from hetero_opt.policy.prometheus import counter_increase, counter_rate
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+
+
+def scrape(
+    gen_vllm: float, gen_sgl: float, ttft_sum: float, ttft_count: float, itl_sum: float, itl_count: float, prompt: float
+) -> str:
+    return f"""
+# HELP vllm:generation_tokens_total Number of generation tokens processed.
+# TYPE vllm:generation_tokens_total counter
+vllm:generation_tokens_total{{service="chat",role="decode",pod="d0"}} {gen_vllm}
+vllm:inter_token_latency_seconds_sum{{service="chat",role="decode",pod="d0"}} {itl_sum}
+vllm:inter_token_latency_seconds_count{{service="chat",role="decode",pod="d0"}} {itl_count}
+vllm:inter_token_latency_seconds_bucket{{service="chat",role="decode",pod="d0",le="0.05"}} 1
+# TYPE sglang:gen_throughput gauge
+sglang:gen_throughput{{service="chat",role="decode",pod="d1"}} {gen_sgl}
+vllm:prompt_tokens_total{{service="chat",role="prefill",pod="p0"}} {prompt}
+vllm:time_to_first_token_seconds_sum{{service="chat",role="prefill",pod="p0"}} {ttft_sum}
+vllm:time_to_first_token_seconds_count{{service="chat",role="prefill",pod="p0"}} {ttft_count}
+DCGM_FI_DEV_GPU_UTIL{{service="chat",role="prefill",pod="p0",gpu="0"}} 80
+DCGM_FI_DEV_GPU_UTIL{{service="chat",role="prefill",pod="p0",gpu="1"}} 60
+"""
+
+
+def test_exposition_to_service_metrics() -> None:
+    samples = parse_exposition(scrape(1000, 300, 10.0, 20, 2.0, 100, 5000), 0.0)
+    samples += parse_exposition(scrape(4000, 500, 16.0, 30, 5.0, 200, 65000), 60.0)
+    m = service_metrics_from_samples(samples, now=60.0, window_s=60.0)["chat"]
+    # vLLM counter: (4000 − 1000)/60 = 50 tok/s; SGLang gauge latest 500 → 550
+    assert m.decode_tps == pytest.approx(550.0)
+    assert m.prefill_tps == pytest.approx(1000.0)  # (65000 − 5000)/60
+    assert m.ttft_ms == pytest.approx(600.0)  # Δsum 6 s / Δcount 10 = 0.6 s
+    assert m.tbt_ms == pytest.approx(30.0)  # 3 s / 100 tokens
+    assert m.prefill_gpu_util == pytest.approx(70.0)
+    assert m.decode_gpu_util is None
+
+
+def test_counter_reset_is_handled() -> None:
+    # 100 → 400 (+300), restart → 50 (+50), → 250 (+200)
+    pts = [(0.0, 100.0), (30.0, 400.0), (60.0, 50.0), (90.0, 250.0)]
+    assert counter_increase(pts) == 550.0
+    assert counter_rate(pts) == pytest.approx(550.0 / 90.0)
+    assert counter_rate(pts[:1]) is None
+
+
+def test_exposition_explicit_timestamp_and_errors() -> None:
+    s = parse_exposition('sglang:gen_throughput{service="a",model_name="x y"} 12.5 1500', 0.0)
+    assert (s[0].timestamp, s[0].value, s[0].labels["model_name"]) == (1.5, 12.5, "x y")
+    with pytest.raises(InputError, match="line 1"):
+        parse_exposition("not a metric line {", 0.0)
+
+
+def test_profiles_load_and_cite_sources() -> None:
+    profiles = load_profiles(MODELS)
+    assert {"llama3-70b-pd", "deepseek-v3-moe"} <= set(profiles)
+    ds = profiles["deepseek-v3-moe"]
+    assert ds.decode_tps_per_pod("H800") == 14800
+    assert ds.unit("H800") == (2, 9)
+    for prof in profiles.values():
+        for g in prof.gpu_types.values():
+            assert g.decode.decode_tps_per_pod
+            assert g.decode.decode_tps_per_pod.source
+            assert g.prefill.prefill_tps_per_pod
+            assert g.prefill.prefill_tps_per_pod.source
+    with pytest.raises(InputError, match="gpu_type='B200' unknown"):
+        ds.unit("B200")
+
+
+def test_policy_config_yaml_reads_profile_targets(tmp_path: Path) -> None:
+    cfg_file = tmp_path / "policy.yaml"
+    cfg_file.write_text(
+        f"""
+models_dir: {MODELS}
+services:
+  - service: chat
+    policy: hybrid
+    profile: llama3-70b-pd
+    gpu_type: H100
+    min_units: 2
+    max_units: 40
+  - service: search
+    policy: proportional
+    profile: llama3-70b-pd
+    gpu_type: H100
+    proportional: {{target_decode_tps_per_pod: 999}}
+  - service: batch
+    policy: periodic
+    periodic:
+      windows: [{{start: "22:00", end: "06:00", units: 4}}]
+      default_units: 1
+""",
+        encoding="utf-8",
+    )
+    cfg = load_policy_config(cfg_file).by_service()
+    assert cfg["chat"].proportional.target_decode_tps_per_pod == 1480
+    assert cfg["chat"].feedback.target_tbt_ms == 50
+    assert cfg["search"].proportional.target_decode_tps_per_pod == 999  # override wins
+    assert cfg["batch"].periodic.windows[0].units == 4
+
+
+def test_policy_config_errors_name_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("services:\n  - service: a\n    policy: magic\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"services\.0\.policy"):
+        load_policy_config(bad)
+    bad.write_text(
+        "services:\n  - {service: a, policy: static, static_units: 1, min_units: 5, max_units: 2}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(InputError, match="min_units=5 exceeds max_units=2"):
+        load_policy_config(bad)

@@ -1,0 +1,70 @@
+"""The benchmark runner: rows, columns, gaps, outputs."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from rich.console import Console
+
+from hetero_opt.bench import SUITES, gaps, main_table, print_report, run_suite, totals_table
+from hetero_opt.placement.objective import Score
+
+
+def _score(unserved: list[int], premium: int) -> Score:
+    return Score(
+        priorities=[10, 1][: len(unserved)],
+        unserved_gpus=unserved,
+        premium_cost=premium,
+        new_groups=0,
+        emptied_groups=0,
+        whole_free_nodes=0,
+    )
+
+
+def test_gaps() -> None:
+    assert math.isnan(gaps(_score([0, 0], 10), None)[0])
+    # same unserved GPUs: premium gap (12 - 10) / 10 = 20 %
+    assert gaps(_score([0, 0], 12), _score([0, 0], 10)) == (0.0, 20.0)
+    # 16 unserved GPUs above the bound; the premium gap is then undefined
+    unserved, premium = gaps(_score([0, 16], 5), _score([0, 0], 10))
+    assert unserved == 16.0
+    assert math.isnan(premium)
+
+
+def test_run_suite_writes_outputs(tmp_path: Path) -> None:
+    df = run_suite("contention", solvers=("greedy", "cpsat"), seeds=(0, 1), out_dir=tmp_path, progress=False)
+    assert len(df) == 4
+    assert set(df["solver"]) == {"greedy", "cpsat"}
+    assert df["verify_ok"].all()
+    for col in [
+        "served_gpus",
+        "premium_cost",
+        "new_groups",
+        "wall_time_s",
+        "status",
+        "gap_unserved_gpus",
+        "cpsat_premium_ratio",
+        "cpsat_time_ratio",
+        "cpsat_better",
+        "served_p100",
+        "served_p50",
+    ]:
+        assert col in df.columns
+    cpsat = df[df["solver"] == "cpsat"]
+    greedy = df[df["solver"] == "greedy"]
+    assert (cpsat["served_gpus"].to_numpy() >= greedy["served_gpus"].to_numpy()).all()
+    assert (tmp_path / "bench.csv").stat().st_size > 0
+    assert (tmp_path / "bench.png").stat().st_size > 0
+    console = Console(record=True, width=200)
+    print_report(df, console)
+    text = console.export_text()
+    assert "contention-s0-spill" in text
+    assert "Totals per solver" in text
+    assert main_table(df).row_count == 4
+    assert totals_table(df).row_count == 2
+
+
+def test_suites_name_families() -> None:
+    assert SUITES["contention"] == ("contention", tuple(range(10)))
+    assert SUITES["production"][1] == (0,)
