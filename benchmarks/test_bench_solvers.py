@@ -10,6 +10,7 @@ import hetero_opt
 from hetero_opt.bench import best_bound, gaps
 from hetero_opt.generate import generate_instance
 from hetero_opt.instance import Instance
+from hetero_opt.placement.milp.bound import lp_unserved_bound
 
 CASES = [("small", s) for s in range(3)] + [("medium", s) for s in range(2)] + [("contention", s) for s in range(6)]
 
@@ -40,3 +41,12 @@ def test_cpsat_production(benchmark: Any, production: Instance) -> None:
     )
     assert hetero_opt.verify(production, result.plan) == []
     assert result.score <= greedy.score
+    bound = lp_unserved_bound(production)
+    assert bound is not None
+    priority, fewest = bound
+    top = result.score.priorities.index(priority)
+    print(
+        f"first stage (priority {priority}): cpsat leaves {result.score.unserved_gpus[top]} GPUs unserved, "
+        f"LP bound {fewest} → proven gap {result.score.unserved_gpus[top] - fewest} GPUs"
+    )
+    assert result.score.unserved_gpus[top] >= fewest
