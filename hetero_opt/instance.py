@@ -9,7 +9,7 @@ entity, the field and the value.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -29,7 +29,7 @@ class Frozen(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    def replace(self, **changes: object) -> Frozen:
+    def replace(self, **changes: Any) -> Self:
         """Return a copy with ``changes`` applied and validated again."""
         return self.model_validate({**self.model_dump(), **changes})
 

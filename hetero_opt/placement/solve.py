@@ -10,9 +10,10 @@ from hetero_opt.instance import Instance
 from hetero_opt.placement.backend import Backend, BackendOutput, SolveOptions
 from hetero_opt.placement.greedy import greedy_plan
 from hetero_opt.placement.objective import score
+from hetero_opt.placement.plan import Plan
 from hetero_opt.placement.result import PlacementResult
 from hetero_opt.placement.verify import verify
-from hetero_opt.topology import build_view
+from hetero_opt.topology import TopologyView, build_view
 
 SOLVERS = ("greedy", "cpsat", "milp", "milp-cbc")
 _BACKENDS = {
@@ -73,10 +74,12 @@ def solve(
         raise PlanError(f"greedy plan fails verification: {greedy_violations[0]}")
     greedy_score = score(instance, greedy, view)
     out = BackendOutput(plan=greedy, status="greedy")
+    final_score = greedy_score
     if solver != "greedy":
         options = SolveOptions(time_limit, seed, num_workers, log, export_model)
         out = _run_backend(get_backend(solver), view, greedy, options)
         violations = verify(instance, out.plan, view)
+        backend_score = None if violations else score(instance, out.plan, view)
         if violations:
             out = BackendOutput(
                 greedy,
@@ -87,7 +90,7 @@ def solve(
                 out.version,
                 out.stats,
             )
-        elif score(instance, out.plan, view) > greedy_score:
+        elif backend_score is not None and backend_score > greedy_score:
             out = BackendOutput(
                 greedy,
                 "fallback",
@@ -97,6 +100,8 @@ def solve(
                 out.version,
                 out.stats,
             )
+        elif backend_score is not None:
+            final_score = backend_score
     plan = out.plan.canonical()
     return PlacementResult(
         instance=instance.name,
@@ -106,7 +111,7 @@ def solve(
         termination=out.termination,
         fallback_reason=out.fallback_reason,
         plan=plan,
-        score=score(instance, plan, view),
+        score=final_score,
         bound=out.bound,
         wall_time_s=time.perf_counter() - start,
         seed=seed,
@@ -115,12 +120,7 @@ def solve(
     )
 
 
-def _run_backend(backend: Backend, view: object, greedy: object, options: SolveOptions) -> BackendOutput:
-    from hetero_opt.placement.plan import Plan
-    from hetero_opt.topology import TopologyView
-
-    assert isinstance(view, TopologyView)
-    assert isinstance(greedy, Plan)
+def _run_backend(backend: Backend, view: TopologyView, greedy: Plan, options: SolveOptions) -> BackendOutput:
     if not backend.available():
         return BackendOutput(greedy, "fallback", "", f"{backend.name} is not available here")
     try:

@@ -1,17 +1,5 @@
-"""Shared base model of the policy package: frozen, no unknown fields."""
+"""The policy package's data objects share the project's frozen base model."""
 
-from __future__ import annotations
+from hetero_opt.instance import Frozen
 
-from typing import Any, Self
-
-from pydantic import BaseModel, ConfigDict
-
-
-class Frozen(BaseModel):
-    """Base of every policy data object: immutable, unknown fields rejected."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    def replace(self, **changes: Any) -> Self:
-        """Return a copy with ``changes`` applied and validated again."""
-        return self.model_validate({**self.model_dump(), **changes})
+__all__ = ["Frozen"]

@@ -23,7 +23,7 @@ from pydantic import Field
 from hetero_opt.errors import InputError
 from hetero_opt.policy._base import Frozen
 from hetero_opt.policy.config import AutoscalerConfig, ServicePolicy
-from hetero_opt.policy.feedback import LatencySignal, feedback_decision
+from hetero_opt.policy.feedback import FeedbackResult, LatencySignal, feedback_decision
 from hetero_opt.policy.hpa import (
     HPAHistory,
     HPASpec,
@@ -159,47 +159,40 @@ def _propose(
         per = config.periodic
         units, why = periodic_target(now, per.windows, per.default_units, per.utc_offset_hours)
         return (supply if units is None else units), why
-    tiers = config.feedback.tiers
-    if policy == "feedback":
-        fres = feedback_decision(
+
+    def latency(allow_in: bool) -> FeedbackResult:
+        return feedback_decision(
             signals=_latency_signals(config, m),
             supply_units=supply,
-            tiers=tiers,
+            tiers=config.feedback.tiers,
             min_units=config.min_units,
             out_cooldown_ok=out_ok,
             in_cooldown_ok=in_ok,
+            allow_in=allow_in,
         )
+
+    if policy == "feedback":
+        fres = latency(allow_in=True)
         return fres.target_units, fres.reason
     if m.decode_tps is None:
         prop_target, prop_reason = supply, "no decode TPS metric; hold"
-        pres = None
-    else:
-        pres = proportional_decision(
-            decode_tps=m.decode_tps,
-            target_tps_per_pod=_target_tps(config),
-            supply_units=supply,
-            decode_per_unit=unit[1],
-            theta_out=config.proportional.theta_out,
-            theta_in=config.proportional.theta_in,
-            out_cooldown_ok=out_ok,
-            in_cooldown_ok=in_ok,
-        )
-        prop_target, prop_reason = pres.target_units, pres.reason
-    if policy == "proportional":
+        if policy == "hybrid":
+            fres = latency(allow_in=False)
+            return max(prop_target, fres.target_units), f"{prop_reason}; {fres.reason}"
         return prop_target, prop_reason
-    fres = feedback_decision(
-        signals=_latency_signals(config, m),
+    pres = proportional_decision(
+        decode_tps=m.decode_tps,
+        target_tps_per_pod=_target_tps(config),
         supply_units=supply,
-        tiers=tiers,
-        min_units=config.min_units,
+        decode_per_unit=unit[1],
+        theta_out=config.proportional.theta_out,
+        theta_in=config.proportional.theta_in,
         out_cooldown_ok=out_ok,
         in_cooldown_ok=in_ok,
-        allow_in=False,
     )
-    if pres is None:
-        target = fres.target_units if fres.action == "out" else prop_target
-        return target, f"[proportional] {prop_reason}; [latency] {fres.reason}"
-    hres = combine(pres, fres, supply)
+    if policy == "proportional":
+        return pres.target_units, pres.reason
+    hres = combine(pres, latency(allow_in=False), supply)
     return hres.target_units, hres.reason
 
 

@@ -14,7 +14,7 @@ anew by every stage; metric values are integers in milli-units, as ``Quantity.Mi
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 from pydantic import Field
@@ -316,6 +316,38 @@ def _ceil_capped(x: float) -> int:
     return math.ceil(min(x, float(MAX_INT32)))
 
 
+def _rebalanced_replicas(
+    current_replicas: int,
+    values: dict[str, int],
+    groups: PodGroups,
+    ratio: float,
+    missing_on_scale_down: Callable[[str], int],
+    ratio_of: Callable[[dict[str, int]], float],
+    tol: Tolerances,
+) -> int:
+    """Both calculators' shared tail: fill missing/unready samples, recompute, guard direction.
+
+    Missing pods count as ``missing_on_scale_down(name)`` when ``ratio < 1``, 0 when ``ratio > 1``
+    and are left out at exactly 1; unready pods count 0 when scaling up with them.
+    """
+    if ratio < 1.0:
+        for name in groups.missing:
+            values[name] = missing_on_scale_down(name)
+    elif ratio > 1.0:
+        for name in groups.missing:
+            values[name] = 0
+    if groups.unready and ratio > 1.0:
+        for name in groups.unready:
+            values[name] = 0
+    new_ratio = ratio_of(values)
+    if tol.is_within(new_ratio) or _direction_flip(ratio, new_ratio):
+        return current_replicas
+    new_replicas = _ceil_capped(new_ratio * len(values))
+    if (new_ratio < 1.0 and new_replicas > current_replicas) or (new_ratio > 1.0 and new_replicas < current_replicas):
+        return current_replicas
+    return new_replicas
+
+
 def get_resource_replicas(
     current_replicas: int,
     target_percent: int,
@@ -353,24 +385,17 @@ def get_resource_replicas(
         if tol.is_within(ratio):
             return current_replicas, utilization
         return _ceil_capped(ratio * groups.ready_count), utilization
-    if groups.missing:
-        if ratio < 1.0:
-            fallback = max(100, target_percent)
-            for name in groups.missing:
-                values[name] = requests[name] * fallback // 100
-        elif ratio > 1.0:
-            for name in groups.missing:
-                values[name] = 0
-    if scale_up_with_unready:
-        for name in groups.unready:
-            values[name] = 0
-    new_ratio, _ = resource_utilization_ratio(values, requests, target_percent)
-    if tol.is_within(new_ratio) or _direction_flip(ratio, new_ratio):
-        return current_replicas, utilization
-    new_replicas = _ceil_capped(new_ratio * len(values))
-    if (new_ratio < 1.0 and new_replicas > current_replicas) or (new_ratio > 1.0 and new_replicas < current_replicas):
-        return current_replicas, utilization
-    return new_replicas, utilization
+    fallback = max(100, target_percent)
+    replicas = _rebalanced_replicas(
+        current_replicas,
+        values,
+        groups,
+        ratio,
+        lambda name: requests[name] * fallback // 100,
+        lambda v: resource_utilization_ratio(v, requests, target_percent)[0],
+        tol,
+    )
+    return replicas, utilization
 
 
 def get_plain_metric_replicas(
@@ -398,23 +423,16 @@ def get_plain_metric_replicas(
         if tol.is_within(ratio):
             return current_replicas, usage
         return _ceil_capped(ratio * groups.ready_count), usage
-    if groups.missing:
-        if ratio < 1.0:
-            for name in groups.missing:
-                values[name] = target_milli
-        elif ratio > 1.0:
-            for name in groups.missing:
-                values[name] = 0
-    if scale_up_with_unready:
-        for name in groups.unready:
-            values[name] = 0
-    new_ratio, _ = metric_usage_ratio(values, target_milli)
-    if tol.is_within(new_ratio) or _direction_flip(ratio, new_ratio):
-        return current_replicas, usage
-    new_replicas = _ceil_capped(new_ratio * len(values))
-    if (new_ratio < 1.0 and new_replicas > current_replicas) or (new_ratio > 1.0 and new_replicas < current_replicas):
-        return current_replicas, usage
-    return new_replicas, usage
+    replicas = _rebalanced_replicas(
+        current_replicas,
+        values,
+        groups,
+        ratio,
+        lambda _name: target_milli,
+        lambda v: metric_usage_ratio(v, target_milli)[0],
+        tol,
+    )
+    return replicas, usage
 
 
 def get_usage_ratio_replica_count(
