@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -32,12 +33,31 @@ class RequestView:
         return self.target_units - self.current_units
 
 
+_CAPACITY_CACHES = ("free_by_s1_type", "slots_by_size")
+
+
 @dataclass(frozen=True, eq=False)
 class TopologyView:
     """Immutable derived maps of an :class:`Instance`; iterate in sorted-id order."""
 
     instance: Instance
     warnings: list[str] = field(default_factory=list)
+    taken: Mapping[str, int] = field(default_factory=dict)  # GPUs per node promised to other changes
+
+    def free(self, node: Node) -> int:
+        """Free GPUs of ``node`` that are not :attr:`taken`."""
+        return node.gpus_free - self.taken.get(node.id, 0)
+
+    def with_taken(self, taken: Mapping[str, int]) -> TopologyView:
+        """The same view with ``taken`` GPUs per node no longer free (capacity look-ups recomputed)."""
+        total = dict(self.taken)
+        for node_id, gpus in taken.items():
+            total[node_id] = total.get(node_id, 0) + gpus
+        out = TopologyView(self.instance, self.warnings, total)
+        for key, value in self.__dict__.items():
+            if key not in _CAPACITY_CACHES and key not in ("instance", "warnings", "taken"):
+                out.__dict__[key] = value  # share the look-ups that do not depend on free GPUs
+        return out
 
     @cached_property
     def node_by_id(self) -> dict[str, Node]:
@@ -125,14 +145,24 @@ class TopologyView:
         out: defaultdict[tuple[str, str], Counter[int]] = defaultdict(Counter)
         for s1, ns in self.nodes_by_s1.items():
             for n in ns:
-                if n.gpus_free > 0:
-                    out[(s1, n.gpu_type)][n.gpus_free] += 1
+                free = self.free(n)
+                if free > 0:
+                    out[(s1, n.gpu_type)][free] += 1
         return dict(sorted(out.items()))
 
     def slots(self, s1: str, gpu_type: str, size: int) -> int:
         """Pods of ``size`` GPUs that fit on the free GPUs of (S1, GPU type) if placed alone."""
         hist = self.free_by_s1_type.get((s1, gpu_type), Counter())
         return sum((free // size) * count for free, count in hist.items())
+
+    @cached_property
+    def slots_by_size(self) -> dict[int, dict[tuple[str, str], int]]:
+        """Per pod size, :meth:`slots` of every (S1, GPU type) where at least one pod fits."""
+        out: dict[int, dict[tuple[str, str], int]] = {}
+        for size in self.pod_sizes:
+            counts = {key: sum((f // size) * c for f, c in hist.items()) for key, hist in self.free_by_s1_type.items()}
+            out[size] = {key: n for key, n in counts.items() if n > 0}
+        return out
 
     @cached_property
     def pod_sizes(self) -> list[int]:

@@ -12,13 +12,21 @@ from hetero_opt.topology import TopologyView
 
 @dataclass(frozen=True)
 class SolveOptions:
-    """Options shared by the backends."""
+    """Options shared by the backends.
+
+    ``time_limit`` is the nominal budget (CP-SAT derives its deterministic-time budget from it, so
+    results do not depend on machine load); ``deadline`` (a ``time.perf_counter()`` value) is when
+    the backend must have returned, set by :func:`~hetero_opt.placement.solve.solve` to what is left
+    of the limit. ``deterministic=False`` lets CP-SAT run its faster, non-reproducible portfolio.
+    """
 
     time_limit: float = 2.0
     seed: int = 0
     num_workers: int = 2
     log: bool = False
     export_model: str | None = None
+    deterministic: bool = True
+    deadline: float | None = None
 
 
 @dataclass

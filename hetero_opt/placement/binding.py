@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from hetero_opt.placement.plan import GroupChange, PodChange
@@ -69,18 +70,23 @@ class FreePool:
         bisect.insort(self.buckets[free + size], node_id)
 
 
-def make_pools(view: TopologyView) -> dict[tuple[str, str], FreePool]:
-    """A fresh :class:`FreePool` per (S1, GPU type) with free GPUs."""
+def make_pools(view: TopologyView, taken: Mapping[str, int] | None = None) -> dict[tuple[str, str], FreePool]:
+    """A fresh :class:`FreePool` per (S1, GPU type) with free GPUs (less ``taken`` GPUs per node)."""
+    taken = taken or {}
     nodes: defaultdict[tuple[str, str], list[tuple[str, int]]] = defaultdict(list)
     for n in view.instance.nodes:
-        if n.gpus_free > 0:
-            nodes[(n.s1, n.gpu_type)].append((n.id, n.gpus_free))
+        free = view.free(n) - taken.get(n.id, 0)
+        if free > 0:
+            nodes[(n.s1, n.gpu_type)].append((n.id, free))
     return {k: FreePool(v) for k, v in sorted(nodes.items())}
 
 
-def bind(view: TopologyView, drafts: list[GroupDraft]) -> list[GroupChange]:
-    """Bind every draft's counts to nodes; raise :class:`BindingError` if additions do not fit."""
-    pools = make_pools(view)
+def bind(view: TopologyView, drafts: list[GroupDraft], taken: Mapping[str, int] | None = None) -> list[GroupChange]:
+    """Bind every draft's counts to nodes; raise :class:`BindingError` if additions do not fit.
+
+    ``taken``: GPUs per node already promised to other changes of the same plan.
+    """
+    pools = make_pools(view, taken)
     items: defaultdict[tuple[str, str], list[tuple[int, int, str, int]]] = defaultdict(list)
     for i, d in enumerate(drafts):
         if d.units <= 0:
@@ -116,11 +122,10 @@ def bind(view: TopologyView, drafts: list[GroupDraft]) -> list[GroupChange]:
 
 def _bind_removal(view: TopologyView, d: GroupDraft) -> Counter[tuple[str, str]]:
     group = view.group_by_id[d.group]
-    used = {n.id: n.gpus_total - n.gpus_free for n in view.instance.nodes}
     have: defaultdict[CountKey, list[tuple[int, str, int]]] = defaultdict(list)
     for p in group.pods:
         node = view.node_by_id[p.node]
-        have[(p.role, node.s1, node.gpu_type)].append((used[node.id], node.id, p.count))
+        have[(p.role, node.s1, node.gpu_type)].append((node.gpus_total - node.gpus_free, node.id, p.count))
     out: Counter[tuple[str, str]] = Counter()
     for key, n in sorted(d.counts.items()):
         left = n

@@ -41,6 +41,7 @@ def solve(
     num_workers: int = 2,
     log: bool = False,
     export_model: str | None = None,
+    deterministic: bool = True,
 ) -> PlacementResult:
     """Place ``instance``'s scaling requests with ``solver`` and verify the plan.
 
@@ -52,9 +53,15 @@ def solve(
         ``greedy`` (paper Algorithm 4), ``cpsat`` (OR-Tools CP-SAT), ``milp`` (PuLP + HiGHS)
         or ``milp-cbc`` (PuLP + bundled CBC).
     time_limit
-        Wall-clock budget of the solver in seconds (greedy ignores it).
+        Wall-clock budget in seconds of the whole call: view, greedy, backend, verification
+        (greedy ignores it). The backend gets what is left after greedy and keeps back what
+        verification will take.
     seed, num_workers
         Passed to the solver; the same instance and seed give the same plan.
+    deterministic
+        CP-SAT only: True (default) budgets CP-SAT in deterministic time derived from
+        ``time_limit``, so the plan does not depend on machine load; False runs the faster
+        non-reproducible portfolio. The wall-clock limit holds either way.
 
     Returns
     -------
@@ -69,14 +76,18 @@ def solve(
     start = time.perf_counter()
     view = build_view(instance)
     greedy = greedy_plan(instance, view)
+    check_start = time.perf_counter()
     greedy_violations = verify(instance, greedy, view)
     if greedy_violations:
         raise PlanError(f"greedy plan fails verification: {greedy_violations[0]}")
     greedy_score = score(instance, greedy, view)
+    check_time = time.perf_counter() - check_start
     out = BackendOutput(plan=greedy, status="greedy")
     final_score = greedy_score
     if solver != "greedy":
-        options = SolveOptions(time_limit, seed, num_workers, log, export_model)
+        # Keep back twice what checking the greedy plan took: the backend's plan is checked the same way.
+        deadline = start + time_limit - 2.0 * check_time - 0.005
+        options = SolveOptions(time_limit, seed, num_workers, log, export_model, deterministic, deadline)
         out = _run_backend(get_backend(solver), view, greedy, options)
         violations = verify(instance, out.plan, view)
         backend_score = None if violations else score(instance, out.plan, view)

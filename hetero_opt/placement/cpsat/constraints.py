@@ -7,6 +7,7 @@ free-GPU histogram of each (S1, GPU type).
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from itertools import pairwise
 
 from ortools.sat.python import cp_model
@@ -55,37 +56,57 @@ def is_chain(sizes: list[int]) -> bool:
     return all(b % a == 0 for a, b in pairwise(sorted(sizes)))
 
 
-def add_packing(model: cp_model.CpModel, view: TopologyView, slots: list[OutSlot], upper: list[int]) -> int:
-    """Per (S1, GPU type, size class) capacity rows over all scale-out pods; return non-exact rows.
+@dataclass
+class Row:
+    """One capacity row ``sum coef * values[index] <= rhs`` (kept to check and repair assignments)."""
+
+    index: list[int]
+    coef: list[int]
+    rhs: int
+
+    def slack(self, values: list[int]) -> int:
+        """``rhs - lhs`` on a complete assignment (negative when violated)."""
+        return self.rhs - sum(c * values[i] for i, c in zip(self.index, self.coef, strict=True))
+
+
+def add_packing(
+    model: cp_model.CpModel, view: TopologyView, slots: list[OutSlot], upper: list[int]
+) -> tuple[list[Row], int]:
+    """Per (S1, GPU type, size class) capacity rows over all scale-out pods; return them and the non-exact count.
 
     With sizes in a divisibility chain, ``sum size*x over sizes >= k <= k * sum_n floor(free_n/k)``
     is exact. Otherwise the valid relaxation ``count of pods >= k <= sum_n floor(free_n/k)`` plus total
-    GPUs is used, and binding decides.
+    GPUs is used, and binding decides. Rows that no assignment can violate are left out.
     """
     items: defaultdict[tuple[str, str], list[tuple[int, cp_model.IntVar]]] = defaultdict(list)
     for slot in slots:
         svc = slot.request.service
-        for (role, s1, gpu_type), var in sorted(slot.pods.items()):
-            items[(s1, gpu_type)].append((svc.role(role).gpus_per_pod, var))
+        size_of: dict[str, int] = {r.name: r.gpus_per_pod for r in svc.roles}
+        for (role, s1, gpu_type), var in slot.pods.items():
+            items[(s1, gpu_type)].append((size_of[role], var))
     relaxed = 0
+    rows: list[Row] = []
+
+    def add(big: list[tuple[int, cp_model.IntVar]], by_size: bool, rhs: int) -> None:
+        index = [v.index for _, v in big]
+        coef = [size if by_size else 1 for size, _ in big]
+        if sum(c * upper[i] for c, i in zip(coef, index, strict=True)) > rhs:
+            model.add(cp_model.LinearExpr.weighted_sum([v for _, v in big], coef) <= rhs)
+            rows.append(Row(index, coef, rhs))
+
     for key in sorted(items):
         hist = view.free_by_s1_type[key]
-        sizes = sorted({size for size, _ in items[key]})
+        cell = sorted(items[key], key=lambda t: (t[0], t[1].index))
+        sizes = sorted({size for size, _ in cell})
         exact = is_chain(sizes)
         if not exact:
             relaxed += 1
-            total = sum(f * c for f, c in hist.items())
-            sizes_all = [size for size, _ in items[key]]
-            model.add(cp_model.LinearExpr.weighted_sum([v for _, v in items[key]], sizes_all) <= total)
+            add(cell, True, sum(f * c for f, c in hist.items()))
         for k in sizes:
-            slots_k = sum((f // k) * c for f, c in hist.items())
-            big = [(size, v) for size, v in items[key] if size >= k]
-            coef = [size if exact else 1 for size, _ in big]
-            rhs = k * slots_k if exact else slots_k
-            if sum(c * upper[v.index] for c, (_, v) in zip(coef, big, strict=True)) <= rhs:
-                continue
-            model.add(cp_model.LinearExpr.weighted_sum([v for _, v in big], coef) <= rhs)
-    return relaxed
+            slots_k = view.slots_by_size[k].get(key, 0)
+            big = [t for t in cell if t[0] >= k]
+            add(big, exact, k * slots_k if exact else slots_k)
+    return rows, relaxed
 
 
 def add_in_slot(model: cp_model.CpModel, slot: InSlot) -> None:

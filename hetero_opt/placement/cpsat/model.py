@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from typing import Literal
 
 from ortools.sat.python import cp_model
 
@@ -30,6 +31,20 @@ class PlacementModel:
     groups_weight: int
     relaxed_rows: int = 0
     max_served: dict[int, int] = field(default_factory=dict)
+    rows: list[constraints.Row] = field(default_factory=list)
+    upper: list[int] = field(default_factory=list)
+    slots_by_priority: dict[int, list[list[int]]] = field(default_factory=dict)
+    quiet: dict[int, cp_model.IntVar] = field(default_factory=dict)
+
+
+def slot_indices(slot: OutSlot | InSlot) -> list[int]:
+    """Indices of every variable of one slot; all zero is always a feasible value of a slot."""
+    out = [slot.units.index, *(v.index for v in slot.pods.values()), *(v.index for v in slot.replicas.values())]
+    if isinstance(slot, OutSlot) and slot.open is not None:
+        out.append(slot.open.index)
+    if isinstance(slot, InSlot):
+        out.append(slot.emptied.index)
+    return out
 
 
 def build(view: TopologyView, requests: list[RequestView]) -> PlacementModel:
@@ -53,8 +68,18 @@ def build(view: TopologyView, requests: list[RequestView]) -> PlacementModel:
                 constraints.add_in_slot(model, islot)
             constraints.add_in_request(model, islots)
             ins.extend(islots)
-    relaxed = constraints.add_packing(model, view, outs, pool.upper)
+    rows, relaxed = constraints.add_packing(model, view, outs, pool.upper)
     groups, weight = groups_term(outs, ins)
+    by_priority: defaultdict[int, list[OutSlot | InSlot]] = defaultdict(list)
+    members_all: list[OutSlot | InSlot] = [*outs, *ins]
+    for member in members_all:
+        by_priority[member.request.service.priority].append(member)
+    quiet: dict[int, cp_model.IntVar] = {}
+    for prio, members in sorted(by_priority.items()):
+        quiet[prio] = pool.bool_var(f"quiet[{prio}]")
+        model.add(sum(s.units for s in members) == 0).only_enforce_if(quiet[prio])
+    if [v.index for v in pool.all] != list(range(len(pool.all))):
+        raise AssertionError("every variable of the model must come from the pool, in index order")
     return PlacementModel(
         view=view,
         model=model,
@@ -67,6 +92,10 @@ def build(view: TopologyView, requests: list[RequestView]) -> PlacementModel:
         groups=groups,
         groups_weight=weight,
         relaxed_rows=relaxed,
+        rows=rows,
+        upper=list(pool.upper),
+        slots_by_priority={p: [slot_indices(s) for s in members] for p, members in by_priority.items()},
+        quiet=quiet,
         max_served=dict(sorted(max_served.items(), reverse=True)),
     )
 
@@ -120,7 +149,44 @@ def plan_values(pm: PlacementModel, plan: Plan) -> list[int]:
 
 
 def add_hint(pm: PlacementModel, values: list[int]) -> None:
-    """Replace the model's hint by the complete assignment ``values``."""
-    pm.model.clear_hints()  # type: ignore[no-untyped-call]
-    for var, val in zip(pm.variables, values, strict=True):
-        pm.model.add_hint(var, val)
+    """Replace the model's hint by the complete assignment ``values`` (written into the proto at once)."""
+    proto = pm.model.proto
+    proto.clear_solution_hint()
+    proto.solution_hint.vars.extend(range(len(values)))
+    proto.solution_hint.values.extend(values)
+
+
+def set_objective(pm: PlacementModel, vars_: list[int], coefs: list[int], sense: Literal["min", "max"]) -> None:
+    """Set ``min``/``max sum coefs * vars`` directly in the proto (the Python expression path is slow at 30k terms)."""
+    proto = pm.model.proto
+    proto.clear_objective()
+    merged: defaultdict[int, int] = defaultdict(int)
+    for i, c in zip(vars_, coefs, strict=True):
+        merged[i] += c
+    sign = 1 if sense == "min" else -1
+    proto.objective.vars.extend(list(merged))
+    proto.objective.coeffs.extend([sign * c for c in merged.values()])
+    proto.objective.scaling_factor = float(sign)
+
+
+def set_quiet(pm: PlacementModel, classes: list[int], on: bool) -> None:
+    """Force (``on``) or release the priority ``classes`` to place nothing.
+
+    Used to solve a served stage with every lower class silent: an exact decomposition, since a
+    lower class can always place nothing. Only the domain of one Boolean per class changes.
+    """
+    variables = pm.model.proto.variables
+    for c in classes:
+        variables[pm.quiet[c].index].domain[0] = int(on)
+
+
+def with_quiet(pm: PlacementModel, classes: list[int], values: list[int], on: bool) -> list[int]:
+    """Copy of ``values`` consistent with :func:`set_quiet`: silenced classes place nothing."""
+    out = list(values)
+    for c in classes:
+        out[pm.quiet[c].index] = int(on)
+        if on:
+            for slot in pm.slots_by_priority[c]:
+                for i in slot:
+                    out[i] = 0
+    return out

@@ -11,11 +11,9 @@ from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
 
-from hetero_opt.placement.cpsat.variables import InSlot, OutSlot
+from hetero_opt.placement.cpsat.variables import CountKey, InSlot, OutSlot
 from hetero_opt.placement.objective import gpu_cost
 from hetero_opt.topology import TopologyView
-
-WEIGHT_LIMIT = 10**9  # largest objective range of one weighted priority stage
 
 
 @dataclass
@@ -38,6 +36,10 @@ class Linear:
     def value(self, values: list[int]) -> int:
         """Value on a complete assignment indexed by variable index."""
         return sum(c * values[v.index] for v, c in zip(self.vars, self.coefs, strict=True))
+
+    def lowest(self, upper: list[int]) -> int:
+        """Smallest value over every assignment within ``[0, upper]``: a trivial lower bound."""
+        return sum(min(0, c) * upper[v.index] for v, c in zip(self.vars, self.coefs, strict=True))
 
     def scaled(self, k: int) -> Linear:
         """``k * self``."""
@@ -64,9 +66,11 @@ def premium_cost(view: TopologyView, outs: list[OutSlot], ins: list[InSlot]) -> 
     for sign, slots in ((1, outs), (-1, ins)):
         for slot in slots:
             svc = slot.request.service
-            for (role, s1, gpu_type), var in sorted(slot.pods.items()):
-                cost = gpu_cost(view, svc.id, role, s1, gpu_type)
-                lin.add(var, sign * svc.role(role).gpus_per_pod * cost)
+            per_gpu: dict[CountKey, int] = {}
+            for key, var in sorted(slot.pods.items()):
+                if key not in per_gpu:
+                    per_gpu[key] = svc.role(key[0]).gpus_per_pod * gpu_cost(view, svc.id, *key)
+                lin.add(var, sign * per_gpu[key])
     return lin
 
 
@@ -80,19 +84,3 @@ def groups_term(outs: list[OutSlot], ins: list[InSlot]) -> tuple[Linear, int]:
     for i in ins:
         lin.add(i.emptied, -1)
     return lin, k
-
-
-def class_weights(maxima: list[int]) -> list[int] | None:
-    """Weights making ``sum w_c * served_c`` lexicographic over classes (highest first), or None.
-
-    ``w_last = 1`` and ``w_c = 1 + sum_{l > c} w_l * max_l``: one more GPU of class c outweighs every
-    lower class at its maximum. None when the objective range would exceed ``WEIGHT_LIMIT``.
-    """
-    weights = [0] * len(maxima)
-    below = 0
-    for i in range(len(maxima) - 1, -1, -1):
-        weights[i] = 1 + below
-        below += weights[i] * maxima[i]
-        if below > WEIGHT_LIMIT:
-            return None
-    return weights

@@ -1,218 +1,134 @@
-"""Staged lexicographic solve of the CP-SAT model, extraction into group drafts, binding.
+"""The CP-SAT backend: top class first, then the staged full model when the budget allows it.
 
-Stages on one model, each hinted with the previous (complete) solution, the first with the greedy
-plan: (1) GPUs served per priority class, highest first (several classes in one stage when exact
-weights stay small; a class the incumbent already serves in full is fixed without solving), (2)
-premium cost, (3) ``(E+1) * new groups - emptied groups``. A stage proven optimal is fixed with
-``==``, otherwise with ``<=``/``>=`` the incumbent, so every stage is monotone. Scale-in and
-scale-out share no constraint, so they are separate models (the lexicographic optimum of a sum of
-independent parts is the sum of their optima).
+1. **Top class first.** The first lexicographic stage (GPUs served of the top priority class) is
+   solved on a model of the top class alone: exact, since lower classes can always place nothing,
+   and at production size a model a fifth of the full one, proven early.
+2. **Completion.** When that serves more than the greedy plan, the other classes are placed by the
+   greedy itself on what the top class leaves free; the result is the new incumbent.
+3. **Full model.** When ``time_limit`` covers it (:data:`FULL_MODEL_SECONDS_PER_VAR`, a rule on
+   the model's estimated size so that the path taken does not depend on machine load), the full
+   model is built and solved in stages from the incumbent (:mod:`.stages`).
+
+Scale-in and scale-out share no constraint, so they are separate models (the lexicographic optimum
+of a sum of independent parts is the sum of their optima).
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from dataclasses import dataclass, field
 from importlib.metadata import version as version_of
-from typing import Literal
 
 from ortools.sat.python import cp_model
 
-from hetero_opt.instance import Instance
+from hetero_opt.instance import Instance, ScalingRequest
+from hetero_opt.placement.apply import apply_plan
 from hetero_opt.placement.backend import BackendOutput, SolveOptions
 from hetero_opt.placement.binding import BindingError, GroupDraft, bind
-from hetero_opt.placement.cpsat.model import HintError, PlacementModel, add_hint, build, plan_values
-from hetero_opt.placement.cpsat.objective import Linear, class_weights
+from hetero_opt.placement.cpsat.blocks import improve_by_class
+from hetero_opt.placement.cpsat.model import HintError, add_hint, build, plan_values
+from hetero_opt.placement.cpsat.objective import Linear
+from hetero_opt.placement.cpsat.plans import estimated_vars, extract, gpus_taken, restrict
+from hetero_opt.placement.cpsat.stages import (
+    DTIME_PER_SECOND,
+    SCALE_IN_SHARE,
+    Budget,
+    ModelInvalidError,
+    Staged,
+    StagedSolver,
+    StageFailed,
+    StageResult,
+)
 from hetero_opt.placement.greedy import greedy_plan
 from hetero_opt.placement.objective import Score, score
-from hetero_opt.placement.plan import Plan, Unserved
-from hetero_opt.topology import TopologyView, build_view
+from hetero_opt.placement.plan import GroupChange, Plan, Unserved
+from hetero_opt.topology import RequestView, TopologyView, build_view
 
-BIG_MODEL_VARS = 2_000  # above this, skip symmetry detection and probing in presolve
-DTIME_PER_SECOND = 1.0  # deterministic-time budget per second of wall-clock budget
-
-
-class ModelInvalidError(Exception):
-    """CP-SAT rejected the model: a bug in hetero_opt (deliberately not a RuntimeError)."""
-
-
-class StageFailed(Exception):
-    """A stage proved the model infeasible although the incumbent satisfies it."""
+# The full model is built only when time_limit >= this * its estimated variable count: building,
+# presolving and solving it takes about that long here (29k variables: 0.7 s to build, 0.3-0.5 s
+# per presolve), so at production size a 2 s limit takes the top-class path and 5 s the full one.
+FULL_MODEL_SECONDS_PER_VAR = 1e-4
 
 
 @dataclass
-class Staged:
-    """Result of the staged solve of one model."""
+class TopResult:
+    """The top class's served stage, solved on a model of the top class alone."""
 
-    values: list[int]
-    proven: bool = True
-    termination: list[str] = field(default_factory=list)
-    unserved_lb: dict[int, int] = field(default_factory=dict)
-    premium_lb: int | None = None
-    groups_lb: int | None = None
-    stats: dict[str, float] = field(default_factory=dict)
+    priority: int
+    proven: bool
+    bound: float | None
+    termination: str
+    drafts: list[GroupDraft] = field(default_factory=list)
+    unserved: list[Unserved] = field(default_factory=list)
 
 
-def _parameters(
-    solver: cp_model.CpSolver, pm: PlacementModel, options: SolveOptions, budget: float, deterministic: bool
-) -> None:
-    """Seed, workers, budget; deterministic (interleaved) search or the faster parallel portfolio.
+def top_class_first(
+    view: TopologyView, part: list[RequestView], hint: Plan, options: SolveOptions, budget: Budget
+) -> tuple[TopResult | None, dict[str, float]]:
+    """Solve the served stage of the top priority class on a model of that class alone.
 
-    Big models get a light presolve (no symmetry, no probing, one iteration) when deterministic, and
-    none otherwise: at 18k variables full presolve alone takes about 0.6 s of a 2 s budget.
+    None when ``hint`` already serves the whole top class.
     """
-    p = solver.parameters
-    p.num_workers = max(1, options.num_workers)
-    p.random_seed = options.seed
-    p.max_time_in_seconds = max(budget, 0.01)
-    p.log_search_progress = options.log
-    big = len(pm.variables) > BIG_MODEL_VARS
-    if deterministic:
-        p.interleave_search = True
-        p.max_deterministic_time = max(budget, 0.01) * DTIME_PER_SECOND
-        if big:
-            p.symmetry_level = 0
-            p.cp_model_probing_level = 0
-            p.max_presolve_iterations = 1
-    elif big:
-        p.cp_model_presolve = False
+    classes = sorted({r.service.priority for r in part}, reverse=True)
+    start = time.perf_counter()
+    pm = build(view, [r for r in part if r.service.priority == classes[0]])
+    values = plan_values(pm, hint)
+    served = pm.served.get(classes[0], Linear())
+    if not served.vars or served.value(values) == pm.max_served[classes[0]]:
+        return None, {}
+    solver = StagedSolver(pm, values, options, budget)
+    res = solver.served_stage(0)
+    drafts, unserved = extract(pm, res.values)
+    stats = {"vars": float(len(pm.variables)), "s": time.perf_counter() - start, **solver.out.stats}
+    return TopResult(classes[0], res.proven, res.bound, solver.out.termination[-1], drafts, unserved), stats
 
 
-class StagedSolver:
-    """Runs the stages of one :class:`PlacementModel` against a wall-clock deadline."""
+def complete(view: TopologyView, top: TopResult, part: list[RequestView], hint: Plan) -> Plan:
+    """The top class's placement plus the other classes' placement, as close to ``hint`` as fits.
 
-    def __init__(
-        self, pm: PlacementModel, values: list[int], options: SolveOptions, deadline: float, deterministic: bool
-    ) -> None:
-        self.pm = pm
-        self.deterministic = deterministic
-        self.options = options
-        self.deadline = deadline
-        self.out = Staged(values=values)
+    The top class is bound to nodes around the hint's other additions, which are kept as they are;
+    only if that does not fit are the other classes re-placed by the greedy on what the top class
+    leaves free.
 
-    def _stage(self, name: str, lin: Linear, sense: Literal["min", "max"], share: float) -> tuple[bool, float | None]:
-        """Optimise ``lin`` from the incumbent; fix it; return (proven optimal, best bound)."""
-        pm, out = self.pm, self.out
-        incumbent = lin.value(out.values)
-        if not lin.vars:
-            return True, float(incumbent)
-        add_hint(pm, out.values)
-        if sense == "min":
-            pm.model.minimize(lin.expr())
-        else:
-            pm.model.maximize(lin.expr())
-        budget = max(0.0, self.deadline - time.perf_counter()) * share
-        solver = cp_model.CpSolver()
-        _parameters(solver, pm, self.options, budget, self.deterministic)
-        status = solver.solve(pm.model)
-        out.stats[f"{name}_wall_s"] = out.stats.get(f"{name}_wall_s", 0.0) + solver.wall_time
-        out.termination.append(f"{name}:{solver.status_name(status)}")
-        if status == cp_model.MODEL_INVALID:
-            raise ModelInvalidError(pm.model.validate())
-        if status == cp_model.INFEASIBLE:
-            raise StageFailed(f"stage {name} is infeasible although the incumbent is feasible")
-        proven = status == cp_model.OPTIMAL
-        bound: float | None = solver.best_objective_bound if status != cp_model.UNKNOWN else None
-        if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            values = list(solver.response_proto.solution)
-            better = lin.value(values) <= incumbent if sense == "min" else lin.value(values) >= incumbent
-            if better:
-                out.values = values
-        value = lin.value(out.values)
-        if proven:
-            pm.model.add(lin.expr() == value)
-        elif sense == "min":
-            pm.model.add(lin.expr() <= value)
-        else:
-            pm.model.add(lin.expr() >= value)
-        out.proven = out.proven and proven
-        return proven, bound
-
-    def run(self) -> Staged:
-        """Stages 1 to 3; returns the final assignment and proven bounds."""
-        pm, out = self.pm, self.out
-        classes = list(pm.max_served)
-        i = 0
-        while i < len(classes):
-            prio = classes[i]
-            lin = pm.served.get(prio, Linear())
-            top = pm.max_served[prio]
-            if lin.value(out.values) == top or not lin.vars:
-                pm.model.add(lin.expr() == lin.value(out.values))
-                out.unserved_lb[prio] = top - lin.value(out.values)
-                i += 1
-                continue
-            j = i + 1
-            while j < len(classes) and class_weights([pm.max_served[c] for c in classes[i : j + 1]]) is not None:
-                j += 1
-            chunk = classes[i:j]
-            weights = class_weights([pm.max_served[c] for c in chunk]) or [1]
-            total = Linear()
-            for c, w in zip(chunk, weights, strict=True):
-                total = total.plus(pm.served.get(c, Linear()).scaled(w))
-            proven, bound = self._stage(f"served{prio}", total, "max", 0.4)
-            for c in chunk:
-                served = pm.served.get(c, Linear()).value(out.values)
-                if proven:
-                    pm.model.add(pm.served.get(c, Linear()).expr() == served)
-                    out.unserved_lb[c] = pm.max_served[c] - served
-                elif len(chunk) == 1 and bound is not None:
-                    out.unserved_lb[c] = max(0, top - int(bound + 1e-6))
-                else:
-                    out.unserved_lb[c] = 0
-            i = j
-        _, bound = self._stage("premium", pm.premium, "min", 0.6)
-        out.premium_lb = None if bound is None else math.ceil(bound - 1e-6)
-        _, bound = self._stage("groups", pm.groups, "min", 0.9)
-        out.groups_lb = None if bound is None else math.ceil(bound - 1e-6)
-        return out
+    Raises
+    ------
+    BindingError
+        If the top class's counts cannot be bound to nodes (pod sizes outside a divisibility chain).
+    """
+    others = [r for r in part if r.service.priority != top.priority]
+    kept = restrict(hint, others)
+    with contextlib.suppress(BindingError):
+        changes = bind(view, top.drafts, gpus_taken(view, kept.changes))
+        return Plan(changes=[*changes, *kept.changes], unserved=[*top.unserved, *kept.unserved]).canonical()
+    top_changes = bind(view, top.drafts)
+    residual = apply_plan(view.instance, Plan(changes=top_changes), release_removed=False)
+    residual = residual.model_copy(
+        update={"requests": [ScalingRequest(service=r.service.id, target_units=r.target_units) for r in others]}
+    )
+    rest = greedy_plan(residual)
+    return Plan(changes=[*top_changes, *rest.changes], unserved=[*top.unserved, *rest.unserved]).canonical()
 
 
-def extract(pm: PlacementModel, values: list[int]) -> tuple[list[GroupDraft], list[Unserved]]:
-    """Group drafts (non-zero slots) and unserved records from a complete assignment."""
-    drafts: list[GroupDraft] = []
-    placed: dict[str, int] = {r.service.id: 0 for r in pm.requests}
-    for o in pm.outs:
-        units = values[o.units.index]
-        if units > 0:
-            d = GroupDraft(o.request.service.id, o.group, o.new, o.domain, units)
-            for key, var in sorted(o.pods.items()):
-                if values[var.index]:
-                    d.counts[key] = values[var.index]
-            drafts.append(d)
-            placed[o.request.service.id] += units
-    for s in pm.ins:
-        units = values[s.units.index]
-        if units > 0:
-            d = GroupDraft(s.request.service.id, s.group, False, s.domain, -units)
-            for key, var in sorted(s.pods.items()):
-                if values[var.index]:
-                    d.counts[key] = values[var.index]
-            drafts.append(d)
-            placed[s.request.service.id] -= units
-    unserved = []
-    for r in pm.requests:
-        got = placed[r.service.id]
-        if got != r.delta:
-            if r.delta > 0:
-                why = f"CP-SAT: no capacity for {r.delta - got} more units within {r.service.affinity} affinity"
-            else:
-                why = f"CP-SAT: groups hold only {-got} removable whole units"
-            unserved.append(Unserved(service=r.service.id, wanted_units=r.delta, placed_units=got, reason=why))
-    return drafts, unserved
+def post_processing_reserve(view: TopologyView) -> float:
+    """Seconds kept back from CP-SAT for extraction, binding, verification and scoring."""
+    return 0.03 + 8e-6 * len(view.instance.nodes)
+
+
+@dataclass
+class PartResult:
+    """One part (scale-in or scale-out) solved: bound changes, unserved, stage record."""
+
+    changes: list[GroupChange]
+    unserved: list[Unserved]
+    staged: Staged
+    has_ins: bool
 
 
 class CpSatBackend:
-    """OR-Tools CP-SAT placement backend (staged lexicographic objective, greedy hint)."""
+    """OR-Tools CP-SAT placement backend (top class first, staged lexicographic objective)."""
 
     name = "cpsat"
-
-    def __init__(self, deterministic: bool = True) -> None:
-        """``deterministic``: same instance and seed give the same plan (interleaved search,
-        deterministic-time budget); False runs the faster non-deterministic parallel portfolio."""
-        self.deterministic = deterministic
 
     def available(self) -> bool:
         """CP-SAT ships with the ``ortools`` wheel, a hard dependency."""
@@ -221,6 +137,8 @@ class CpSatBackend:
     def solve(self, view: TopologyView, hint: Plan, options: SolveOptions) -> BackendOutput:
         """Solve scale-in, then scale-out, from ``hint``; return the bound plan or the hint on failure."""
         start = time.perf_counter()
+        deadline = (options.deadline or start + options.time_limit) - post_processing_reserve(view)
+        budget = Budget(deadline, options.time_limit * DTIME_PER_SECOND, options.deterministic)
         version = f"ortools {version_of('ortools')}"
         reqs = [r for r in view.requests if r.delta != 0]
         if options.export_model:
@@ -228,62 +146,132 @@ class CpSatBackend:
             with contextlib.suppress(HintError):
                 add_hint(pm_all, plan_values(pm_all, hint))
             pm_all.model.export_to_file(options.export_model + ".pb.txt")
-        drafts: list[GroupDraft] = []
-        unserved: list[Unserved] = []
-        parts = [
-            ("in", [r for r in reqs if r.delta < 0], start + 0.25 * options.time_limit),
-            ("out", [r for r in reqs if r.delta > 0], start + options.time_limit),
-        ]
-        runs: list[Staged] = []
+        ins, outs = [r for r in reqs if r.delta < 0], [r for r in reqs if r.delta > 0]
+        results: list[PartResult] = []
         stats: dict[str, float] = {}
-        for tag, part, deadline in parts:
-            if not part:
-                continue
-            pm = build(view, part)
-            stats[f"{tag}_vars"] = float(len(pm.variables))
-            stats[f"{tag}_relaxed_rows"] = float(pm.relaxed_rows)
-            stats[f"{tag}_build_s"] = time.perf_counter() - start
-            try:
-                staged = StagedSolver(pm, plan_values(pm, hint), options, deadline, self.deterministic).run()
-            except (HintError, StageFailed) as exc:
-                return BackendOutput(hint, "fallback", type(exc).__name__, str(exc), None, version, stats)
-            stats.update({f"{tag}_{k}": v for k, v in staged.stats.items()})
-            runs.append(staged)
-            d, u = extract(pm, staged.values)
-            drafts += d
-            unserved += u
-        termination = " ".join(t for r in runs for t in r.termination)
         try:
-            changes = bind(view, sorted(drafts, key=lambda d: (d.service, d.group)))
-        except BindingError as exc:
-            return BackendOutput(hint, "fallback", termination, f"binding failed: {exc}", None, version, stats)
-        plan = Plan(changes=changes, unserved=unserved).canonical()
-        status = "optimal" if all(r.proven for r in runs) else "feasible"
+            if ins:
+                part_budget = budget.part(SCALE_IN_SHARE if outs else 1.0)
+                given = part_budget.dtime
+                results.append(_solve_part(view, ins, hint, options, part_budget, stats, "in"))
+                budget.spend(given - part_budget.dtime)
+            if outs:
+                results.append(_solve_part(view, outs, hint, options, budget, stats, "out"))
+        except (HintError, StageFailed, BindingError) as exc:
+            return BackendOutput(hint, "fallback", type(exc).__name__, str(exc), None, version, stats)
+        termination = " ".join(t for r in results for t in r.staged.termination)
+        changes = [c for r in results for c in r.changes]
+        plan = Plan(changes=changes, unserved=[u for r in results for u in r.unserved]).canonical()
+        status = "optimal" if all(r.staged.proven for r in results) else "feasible"
         if score(view.instance, hint, view) < score(view.instance, plan, view):
             # Ties on every modelled term can still lose on whole free nodes (binding only): keep the hint.
             plan = hint
             stats["hint_kept"] = 1.0
         stats["wall_s"] = time.perf_counter() - start
-        return BackendOutput(plan, status, termination, "", _bound(view, runs), version, stats)
+        return BackendOutput(plan, status, termination, "", _bound(view, results), version, stats)
 
 
-def _bound(view: TopologyView, runs: list[Staged]) -> Score | None:
-    """Best proven bound on the score terms, or None if some stage proved no bound."""
-    if any(r.premium_lb is None or r.groups_lb is None for r in runs):
-        return None
+def _solve_part(
+    view: TopologyView,
+    part: list[RequestView],
+    hint: Plan,
+    options: SolveOptions,
+    budget: Budget,
+    stats: dict[str, float],
+    tag: str,
+) -> PartResult:
+    """The staged full model of ``part`` when the time limit covers it, else the class blocks."""
+    start = time.perf_counter()
+    est = estimated_vars(view, part)
+    stats[f"{tag}_estimated_vars"] = float(est)
+    if options.time_limit < FULL_MODEL_SECONDS_PER_VAR * est:
+        return _by_class(view, part, hint, options, budget, stats, tag)
+    several = len({r.service.priority for r in part}) > 1
+    top, top_stats = top_class_first(view, part, hint, options, budget) if several else (None, {})
+    stats.update({f"{tag}_top_{k}": v for k, v in top_stats.items()})
+    incumbent = _improved(view, part, restrict(hint, part), top)
+    pm = build(view, part)
+    stats[f"{tag}_vars"] = float(len(pm.variables))
+    stats[f"{tag}_relaxed_rows"] = float(pm.relaxed_rows)
+    stats[f"{tag}_build_s"] = time.perf_counter() - start
+    values = plan_values(pm, incumbent)
+    first = None if top is None else StageResult(values, top.proven, top.bound)
+    staged = StagedSolver(pm, values, options, budget).run(first)
+    if top is not None:
+        staged.termination.insert(0, top.termination)
+    stats.update({f"{tag}_{k}": v for k, v in staged.stats.items()})
+    drafts, unserved = extract(pm, staged.values)
+    changes = bind(view, sorted(drafts, key=lambda d: (d.service, d.group)))
+    return PartResult(changes, unserved, staged, bool(pm.ins))
+
+
+def _improved(view: TopologyView, part: list[RequestView], incumbent: Plan, top: TopResult | None) -> Plan:
+    """``incumbent``, or its completion around ``top``'s placement when that scores better."""
+    if top is None:
+        return incumbent
+    completed = complete(view, top, part, incumbent)
+    return completed if score(view.instance, completed, view) < score(view.instance, incumbent, view) else incumbent
+
+
+def _by_class(
+    view: TopologyView,
+    part: list[RequestView],
+    hint: Plan,
+    options: SolveOptions,
+    budget: Budget,
+    stats: dict[str, float],
+    tag: str,
+) -> PartResult:
+    """Class blocks from the hint; then, if the top class is still short, its stage on the whole capacity.
+
+    The first block (the top class on what the other classes' placements leave) usually serves
+    the whole top class, which proves the first stage at once. Only if it does not is the top
+    class's stage solved on the whole capacity (exact; lower classes may then be re-placed).
+    """
+    blocks = improve_by_class(view, part, restrict(hint, part), options, budget)
+    stats.update({f"{tag}_{k}": v for k, v in blocks.stats.items()})
+    plan, top = blocks.plan, None
+    if _top_served(part, plan) < _top_wanted(part):
+        top, top_stats = top_class_first(view, part, plan, options, budget)
+        stats.update({f"{tag}_top_{k}": v for k, v in top_stats.items()})
+        plan = _improved(view, part, plan, top)
+    staged = Staged(values=[], proven=False, termination=[*blocks.termination, *([top.termination] if top else [])])
+    prio = max(r.service.priority for r in part)
+    served, wanted = _top_served(part, plan), _top_wanted(part)
+    if served == wanted or (top is not None and top.proven):
+        staged.unserved_lb[prio] = wanted - served
+    elif top is not None and top.bound is not None:
+        staged.unserved_lb[prio] = max(0, wanted - int(top.bound + 1e-6))
+    return PartResult(plan.changes, plan.unserved, staged, any(r.delta < 0 for r in part))
+
+
+def _top_wanted(part: list[RequestView]) -> int:
+    """GPUs the top priority class of ``part`` asks for."""
+    prio = max(r.service.priority for r in part)
+    return sum(abs(r.delta) * r.service.gpus_per_unit for r in part if r.service.priority == prio)
+
+
+def _top_served(part: list[RequestView], plan: Plan) -> int:
+    """GPUs of the top priority class of ``part`` that ``plan`` serves."""
+    prio = max(r.service.priority for r in part)
+    placed = plan.units_by_service()
+    return sum(abs(placed.get(r.service.id, 0)) * r.service.gpus_per_unit for r in part if r.service.priority == prio)
+
+
+def _bound(view: TopologyView, results: list[PartResult]) -> Score:
+    """Proven lexicographic lower bound on the score: no plan scores better (trivial terms where unproven)."""
     priorities = sorted({r.service.priority for r in view.requests}, reverse=True)
-    unserved = [sum(r.unserved_lb.get(p, 0) for r in runs) for p in priorities]
+    unserved = [sum(r.staged.unserved_lb.get(p, 0) for r in results) for p in priorities]
     new_groups, emptied = 0, 0
-    for r in runs:
-        lb = r.groups_lb or 0
-        if lb >= 0:
-            new_groups += lb
+    for r in results:
+        if r.has_ins:  # scale-in only: groups = -emptied
+            emptied += -r.staged.groups_lb
         else:
-            emptied += -lb
+            new_groups += r.staged.groups_lb
     return Score(
         priorities=priorities,
         unserved_gpus=unserved,
-        premium_cost=sum(r.premium_lb or 0 for r in runs),
+        premium_cost=sum(r.staged.premium_lb for r in results),
         new_groups=new_groups,
         emptied_groups=emptied,
         whole_free_nodes=sum(1 for n in view.instance.nodes if n.gpus_free == n.gpus_total),

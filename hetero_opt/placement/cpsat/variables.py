@@ -73,14 +73,12 @@ class InSlot:
 
 def role_capacity(view: TopologyView, req: RequestView) -> dict[CountKey, int]:
     """Pods of each role that fit alone on each (S1, acceptable GPU type) with free GPUs."""
-    svc = req.service
     out: dict[CountKey, int] = {}
-    for (s1, gpu_type), hist in view.free_by_s1_type.items():
-        for role in svc.roles:
-            if gpu_type in role.gpu_types:
-                n = sum((free // role.gpus_per_pod) * c for free, c in hist.items())
-                if n > 0:
-                    out[(role.name, s1, gpu_type)] = n
+    for role in req.service.roles:
+        types = set(role.gpu_types)
+        for (s1, gpu_type), n in view.slots_by_size[role.gpus_per_pod].items():
+            if gpu_type in types:
+                out[(role.name, s1, gpu_type)] = n
     return out
 
 

@@ -91,7 +91,7 @@ class MilpBackend:
     def solve(self, view: TopologyView, hint: Plan, options: SolveOptions) -> BackendOutput:
         """Solve ``view``'s requests in lexicographic stages; fall back to ``hint`` on failure."""
         start = time.perf_counter()
-        deadline = start + options.time_limit
+        deadline = options.deadline or start + options.time_limit
         version = self.version()
         model = build_model(view)
         stats: dict[str, float] = {

@@ -1,0 +1,78 @@
+"""Class blocks: improve a plan one priority class at a time, the other classes held fixed.
+
+For instances whose full model does not fit the time limit. Each block is a model of one
+priority class on the capacity the other classes' placements leave, solved in stages from the
+incumbent (served, premium, groups); the block's new placement replaces its old one. Every step is
+monotone in the lexicographic objective: the class serves no less, the other classes are unchanged,
+so premium cost and groups can only fall. Blocks run in priority order while their estimated cost
+fits :data:`BLOCK_SHARE` of the time limit, a rule on model size, so the blocks taken do not depend
+on machine load.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hetero_opt.placement.backend import SolveOptions
+from hetero_opt.placement.binding import bind
+from hetero_opt.placement.cpsat.model import build, plan_values
+from hetero_opt.placement.cpsat.plans import estimated_vars, extract, residual_view, restrict
+from hetero_opt.placement.cpsat.stages import Budget, StagedSolver
+from hetero_opt.placement.objective import score
+from hetero_opt.placement.plan import Plan
+from hetero_opt.topology import RequestView, TopologyView
+
+SECONDS_PER_VAR = 1e-4  # build, presolve and a useful search, per model variable, on this machine
+BLOCK_SHARE = 0.5  # of the time limit that blocks may take, by their estimated cost
+
+
+@dataclass
+class BlockRun:
+    """What the blocks did: the improved plan of the part and a record per block."""
+
+    plan: Plan
+    termination: list[str] = field(default_factory=list)
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+def planned_blocks(view: TopologyView, part: list[RequestView], time_limit: float) -> list[list[RequestView]]:
+    """The class blocks to run, highest priority first: the first always, the next while they fit."""
+    classes = sorted({r.service.priority for r in part}, reverse=True)
+    blocks: list[list[RequestView]] = []
+    spent = 0.0
+    for prio in classes:
+        block = [r for r in part if r.service.priority == prio]
+        cost = SECONDS_PER_VAR * estimated_vars(view, block)
+        if blocks and spent + cost > BLOCK_SHARE * time_limit:
+            break
+        spent += cost
+        blocks.append(block)
+    return blocks
+
+
+def improve_by_class(
+    view: TopologyView, part: list[RequestView], incumbent: Plan, options: SolveOptions, budget: Budget
+) -> BlockRun:
+    """Improve ``incumbent`` (a plan of ``part`` only) block by block; never returns a worse plan."""
+    run = BlockRun(plan=incumbent)
+    blocks = planned_blocks(view, part, options.time_limit)
+    for k, block in enumerate(blocks):
+        prio = block[0].service.priority
+        ids = {r.service.id for r in block}
+        others = [c for c in run.plan.changes if c.service not in ids]
+        rview = residual_view(view, others)
+        pm = build(rview, block)
+        block_budget = budget.part(1.0 / (len(blocks) - k))
+        given = block_budget.dtime
+        staged = StagedSolver(pm, plan_values(pm, run.plan), options, block_budget).run()
+        budget.spend(given - block_budget.dtime)
+        drafts, unserved = extract(pm, staged.values)
+        changes = bind(rview, sorted(drafts, key=lambda d: (d.service, d.group)))
+        kept = restrict(run.plan, [r for r in part if r.service.id not in ids])
+        candidate = Plan(changes=[*kept.changes, *changes], unserved=[*kept.unserved, *unserved]).canonical()
+        run.termination.append(f"class{prio}[" + " ".join(staged.termination) + "]")
+        run.stats.update({f"class{prio}_{key}": v for key, v in staged.stats.items()})
+        run.stats[f"class{prio}_vars"] = float(len(pm.variables))
+        if score(view.instance, candidate, view) <= score(view.instance, run.plan, view):
+            run.plan = candidate
+    return run

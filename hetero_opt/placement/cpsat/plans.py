@@ -1,0 +1,78 @@
+"""Between plans and models: extraction of drafts, restriction of a plan, residual capacity."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from hetero_opt.placement.binding import GroupDraft
+from hetero_opt.placement.cpsat.model import PlacementModel
+from hetero_opt.placement.cpsat.variables import role_capacity
+from hetero_opt.placement.plan import GroupChange, Plan, Unserved
+from hetero_opt.topology import RequestView, TopologyView
+
+
+def estimated_vars(view: TopologyView, part: list[RequestView]) -> int:
+    """Variables of the model of ``part``, estimated from the pod cells each request can use."""
+    return sum(len(role_capacity(view, r)) for r in part) * 6 // 5
+
+
+def extract(pm: PlacementModel, values: list[int]) -> tuple[list[GroupDraft], list[Unserved]]:
+    """Group drafts (non-zero slots) and unserved records from a complete assignment."""
+    drafts: list[GroupDraft] = []
+    placed: dict[str, int] = {r.service.id: 0 for r in pm.requests}
+    for o in pm.outs:
+        units = values[o.units.index]
+        if units > 0:
+            d = GroupDraft(o.request.service.id, o.group, o.new, o.domain, units)
+            for key, var in sorted(o.pods.items()):
+                if values[var.index]:
+                    d.counts[key] = values[var.index]
+            drafts.append(d)
+            placed[o.request.service.id] += units
+    for s in pm.ins:
+        units = values[s.units.index]
+        if units > 0:
+            d = GroupDraft(s.request.service.id, s.group, False, s.domain, -units)
+            for key, var in sorted(s.pods.items()):
+                if values[var.index]:
+                    d.counts[key] = values[var.index]
+            drafts.append(d)
+            placed[s.request.service.id] -= units
+    unserved = []
+    for r in pm.requests:
+        got = placed[r.service.id]
+        if got != r.delta:
+            if r.delta > 0:
+                why = f"CP-SAT: no capacity for {r.delta - got} more units within {r.service.affinity} affinity"
+            else:
+                why = f"CP-SAT: groups hold only {-got} removable whole units"
+            unserved.append(Unserved(service=r.service.id, wanted_units=r.delta, placed_units=got, reason=why))
+    return drafts, unserved
+
+
+def restrict(plan: Plan, part: list[RequestView]) -> Plan:
+    """The changes and unserved entries of ``plan`` that belong to the services of ``part``."""
+    ids = {r.service.id for r in part}
+    return Plan(
+        changes=[c for c in plan.changes if c.service in ids], unserved=[u for u in plan.unserved if u.service in ids]
+    )
+
+
+def gpus_taken(view: TopologyView, changes: list[GroupChange]) -> Counter[str]:
+    """GPUs per node that the additions among ``changes`` use."""
+    taken: Counter[str] = Counter()
+    for c in changes:
+        if c.units > 0:
+            svc = view.service_by_id[c.service]
+            for p in c.pods:
+                taken[p.node] += p.count * svc.role(p.role).gpus_per_pod
+    return taken
+
+
+def residual_view(view: TopologyView, changes: list[GroupChange]) -> TopologyView:
+    """The view of what is free once the additions among ``changes`` are placed.
+
+    Removals give nothing back: the paper does not reuse GPUs within the cycle that frees them.
+    """
+    taken = gpus_taken(view, changes)
+    return view.with_taken(taken) if taken else view

@@ -1,0 +1,273 @@
+"""Staged lexicographic solve of one CP-SAT placement model within a time budget.
+
+Stages on one model, each hinted with the incumbent (a complete feasible assignment): (1) GPUs
+served, one priority class at a time from the highest, (2) premium cost, (3) ``(E+1) * new groups
+- emptied groups``. A stage proven optimal is fixed with ``==``, otherwise with ``<=``/``>=`` the
+incumbent, so every stage is monotone and every stage bound is a valid lexicographic bound.
+
+The served stage of class *c* runs with every lower class silent (placing nothing). That is exact:
+a lower class can always place nothing, so it cannot change how much of *c* fits. The stage's
+solution, merged with the incumbent's lower classes (repaired by emptying lower slots of any
+capacity row the merge overfills), is the next incumbent.
+
+Budget: in deterministic mode (the default) every stage gets a share of a deterministic-time
+budget derived from ``time_limit`` alone, so the same instance and seed give the same plan; the
+wall-clock deadline is a safety net that also caps every stage.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ortools.sat.python import cp_model
+
+from hetero_opt.placement.backend import SolveOptions
+from hetero_opt.placement.cpsat.model import PlacementModel, add_hint, set_objective, set_quiet, with_quiet
+from hetero_opt.placement.cpsat.objective import Linear
+
+BIG_MODEL_VARS = 2_000  # above this, skip symmetry detection and probing in presolve
+# Deterministic time per second of time_limit. CP-SAT's deterministic time runs at 0.15-0.4 per
+# wall second with 2 workers here, and at production size about half the wall budget goes to
+# Python (greedy, model build, binding), so 0.15 keeps the wall-clock safety net from binding.
+DTIME_PER_SECOND = 0.06
+# A stage whose deterministic budget is below this per variable cannot even load its hint at this
+# size (it ends UNKNOWN): skip it; and one with less wall time left than STAGE_SECONDS_PER_VAR.
+STAGE_DTIME_PER_VAR = 1e-5
+STAGE_SECONDS_PER_VAR = 1e-5  # a stage with less wall time left than this per variable is skipped (presolve)
+MIN_STAGE_DTIME = 0.02  # every stage gets at least this much deterministic time (the wall limit still caps it)
+SCALE_IN_SHARE = 0.1  # of the budget for the (small) scale-in model
+SERVED_SHARE, PREMIUM_SHARE, GROUPS_SHARE = 0.7, 0.8, 1.0  # of what is left when the stage starts
+
+
+class ModelInvalidError(Exception):
+    """CP-SAT rejected the model: a bug in hetero_opt (deliberately not a RuntimeError)."""
+
+
+class StageFailed(Exception):
+    """A stage proved the model infeasible although the incumbent satisfies it."""
+
+
+@dataclass
+class Budget:
+    """Wall-clock deadline (a safety net) and the deterministic-time budget left."""
+
+    deadline: float
+    dtime: float
+    deterministic: bool
+
+    def limits(self, share: float) -> tuple[float, float]:
+        """(wall seconds, deterministic time) for a stage taking ``share`` of what is left.
+
+        The wall limit keeps back a tenth (and 30 ms): CP-SAT overshoots its limit by about that
+        much on large models while it stops its workers and postsolves.
+        """
+        wall = max(0.0, 0.9 * (self.deadline - time.perf_counter()) - 0.03)
+        if self.deterministic:
+            return wall, max(MIN_STAGE_DTIME, self.dtime * share)
+        return wall * share, math.inf
+
+    def spend(self, dtime: float) -> None:
+        """Account for a finished solve."""
+        self.dtime = max(0.0, self.dtime - dtime)
+
+    def part(self, share: float) -> Budget:
+        """A budget of ``share`` of this one, for one part of the solve; :meth:`spend` what it used."""
+        if self.deterministic:
+            return Budget(self.deadline, self.dtime * share, True)
+        now = time.perf_counter()
+        return Budget(now + share * max(0.0, self.deadline - now), math.inf, False)
+
+
+@dataclass
+class Staged:
+    """Result of the staged solve of one model."""
+
+    values: list[int]
+    proven: bool = True
+    termination: list[str] = field(default_factory=list)
+    unserved_lb: dict[int, int] = field(default_factory=dict)
+    premium_lb: int = 0
+    groups_lb: int = 0
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class StageResult:
+    """Best assignment of one stage (never worse than its hint), whether proven, and the bound."""
+
+    values: list[int]
+    proven: bool
+    bound: float | None
+
+
+def _parameters(
+    solver: cp_model.CpSolver, pm: PlacementModel, options: SolveOptions, wall: float, dtime: float
+) -> None:
+    """Seed, workers, limits; deterministic (interleaved) search or the faster parallel portfolio.
+
+    Big models get a light presolve (no symmetry, no probing, one iteration) when deterministic, and
+    none otherwise: at 18k variables full presolve alone takes about 0.6 s of a 2 s budget.
+    """
+    p = solver.parameters
+    p.num_workers = max(1, options.num_workers)
+    p.random_seed = options.seed
+    p.max_time_in_seconds = max(wall, 0.001)
+    p.log_search_progress = options.log
+    big = len(pm.variables) > BIG_MODEL_VARS
+    if options.deterministic:
+        p.interleave_search = True
+        p.max_deterministic_time = max(dtime, 0.001)
+        if big:
+            p.symmetry_level = 0
+            p.cp_model_probing_level = 0
+            p.max_presolve_iterations = 1
+    elif big:
+        p.cp_model_presolve = False
+
+
+class StagedSolver:
+    """Runs the stages of one :class:`PlacementModel` within a :class:`Budget`."""
+
+    def __init__(self, pm: PlacementModel, values: list[int], options: SolveOptions, budget: Budget) -> None:
+        self.pm = pm
+        self.options = options
+        self.budget = budget
+        self.out = Staged(values=values)
+
+    def _stage(
+        self, name: str, lin: Linear, sense: Literal["min", "max"], share: float, hint: list[int]
+    ) -> StageResult:
+        """Optimise ``lin`` from ``hint`` (a complete feasible assignment)."""
+        pm, out = self.pm, self.out
+        incumbent = lin.value(hint)
+        if not lin.vars:
+            return StageResult(hint, True, float(incumbent))
+        add_hint(pm, hint)
+        set_objective(pm, [v.index for v in lin.vars], lin.coefs, sense)
+        wall, dtime = self.budget.limits(share)
+        if dtime < STAGE_DTIME_PER_VAR * len(pm.variables):
+            out.termination.append(f"{name}:SKIPPED(budget)")
+            return StageResult(hint, False, None)
+        if wall < STAGE_SECONDS_PER_VAR * len(pm.variables):
+            out.termination.append(f"{name}:SKIPPED(deadline)")
+            return StageResult(hint, False, None)
+        solver = cp_model.CpSolver()
+        _parameters(solver, pm, self.options, wall, dtime)
+        status = solver.solve(pm.model)
+        self.budget.spend(solver.deterministic_time)
+        out.stats[f"{name}_wall_s"] = out.stats.get(f"{name}_wall_s", 0.0) + solver.wall_time
+        out.stats[f"{name}_dtime"] = out.stats.get(f"{name}_dtime", 0.0) + solver.deterministic_time
+        out.termination.append(f"{name}:{solver.status_name(status)}")
+        if status == cp_model.MODEL_INVALID:
+            raise ModelInvalidError(pm.model.validate())
+        if status == cp_model.INFEASIBLE:
+            raise StageFailed(f"stage {name} is infeasible although its hint is feasible")
+        bound = solver.best_objective_bound if status != cp_model.UNKNOWN else None
+        values = hint
+        if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            found = list(solver.response_proto.solution)
+            better = lin.value(found) <= incumbent if sense == "min" else lin.value(found) >= incumbent
+            if better:
+                values = found
+        return StageResult(values, status == cp_model.OPTIMAL, bound)
+
+    def _fix(self, lin: Linear, value: int, proven: bool, sense: Literal["min", "max"]) -> None:
+        """Keep the stage's value in every later stage: ``==`` if proven, else no worse."""
+        if proven:
+            self.pm.model.add(lin.expr() == value)
+        elif sense == "min":
+            self.pm.model.add(lin.expr() <= value)
+        else:
+            self.pm.model.add(lin.expr() >= value)
+        self.out.proven = self.out.proven and proven
+
+    def served_stage(self, k: int) -> StageResult:
+        """Maximise GPUs served of the k-th priority class with every lower class silent."""
+        pm, out = self.pm, self.out
+        classes = list(pm.max_served)
+        lower = classes[k + 1 :]
+        set_quiet(pm, lower, True)
+        try:
+            res = self._stage(
+                f"served{classes[k]}",
+                pm.served.get(classes[k], Linear()),
+                "max",
+                SERVED_SHARE,
+                with_quiet(pm, lower, out.values, True),
+            )
+        finally:
+            set_quiet(pm, lower, False)
+        return StageResult(with_quiet(pm, lower, res.values, False), res.proven, res.bound)
+
+    def run(self, first: StageResult | None = None) -> Staged:
+        """Served stages (class by class), then premium and groups; returns assignment and bounds.
+
+        ``first``: the top class's served stage already solved on a model of the top class alone
+        (see :func:`~hetero_opt.placement.cpsat.solver.top_class_first`): an incumbent (complete
+        assignment of this model) that serves what it proved, with its proof and bound.
+        """
+        pm, out = self.pm, self.out
+        classes = list(pm.max_served)
+        for k, prio in enumerate(classes):
+            lin = pm.served.get(prio, Linear())
+            top = pm.max_served[prio]
+            if not lin.vars or lin.value(out.values) == top:
+                self._fix(lin, lin.value(out.values), True, "max")
+                out.unserved_lb[prio] = top - lin.value(out.values)
+                continue
+            res = first if k == 0 and first is not None else self.served_stage(k)
+            served = lin.value(res.values)
+            if served > lin.value(out.values):
+                out.values = merge(
+                    pm, res.values, out.values, [pm.slots_by_priority[c] for c in reversed(classes[k + 1 :])]
+                )
+            else:
+                served = lin.value(out.values)
+            self._fix(lin, served, res.proven, "max")
+            if res.proven:
+                out.unserved_lb[prio] = top - served
+            else:
+                out.unserved_lb[prio] = 0 if res.bound is None else max(0, top - math.floor(res.bound + 1e-6))
+        upper = pm.upper
+        for name, lin, share in (("premium", pm.premium, PREMIUM_SHARE), ("groups", pm.groups, GROUPS_SHARE)):
+            res = self._stage(name, lin, "min", share, out.values)
+            out.values = res.values
+            self._fix(lin, lin.value(out.values), res.proven, "min")
+            lb = lin.lowest(upper) if res.bound is None else math.ceil(res.bound - 1e-6)
+            if name == "premium":
+                out.premium_lb = lb
+            else:
+                out.groups_lb = lb
+        return out
+
+
+def merge(
+    pm: PlacementModel, upper_part: list[int], incumbent: list[int], lower_slots: list[list[list[int]]]
+) -> list[int]:
+    """``upper_part`` with the lower classes' slots taken from ``incumbent``, made feasible again.
+
+    Only the capacity rows link slots, so a lower-class slot (lowest class first) that has pods in
+    an overfilled row is emptied until no row is overfilled; an all-zero slot is always feasible.
+    """
+    values = list(upper_part)
+    for per_class in lower_slots:
+        for s in per_class:
+            for i in s:
+                values[i] = incumbent[i]
+    for row in pm.rows:
+        if row.slack(values) >= 0:
+            continue
+        for per_class in lower_slots:
+            members = set(row.index)
+            for s in per_class:
+                if any(values[i] and i in members for i in s):
+                    for i in s:
+                        values[i] = 0
+                if row.slack(values) >= 0:
+                    break
+            if row.slack(values) >= 0:
+                break
+    return values
