@@ -28,11 +28,22 @@ class PlacementResult(Frozen):
     fallback_reason: str = Field(default="", description="Why the greedy plan was returned.")
     plan: Plan = Field(description="The plan.")
     score: Score = Field(description="Objective terms (hetero_opt.placement.objective).")
-    bound: Score | None = Field(default=None, description="Best proven bound on the terms, if any.")
+    bound: Score | None = Field(
+        default=None,
+        description="Proven lexicographic lower bound on the terms (no plan scores better); terms not "
+        "proven hold trivial bounds.",
+    )
     wall_time_s: float = Field(ge=0, description="Wall time of the solve in seconds.")
     seed: int = Field(default=0, description="Random seed used.")
     warnings: list[str] = Field(default_factory=list, description="Warnings about the input.")
     stats: dict[str, float] = Field(default_factory=dict, description="Solver statistics.")
+
+    @property
+    def first_stage_gap(self) -> int | None:
+        """Unserved GPUs of the top priority class above the proven bound (0: first stage optimal)."""
+        if self.bound is None or not self.score.unserved_gpus:
+            return None
+        return self.score.unserved_gpus[0] - self.bound.unserved_gpus[0]
 
     @property
     def unserved(self) -> list[Unserved]:

@@ -19,6 +19,7 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 from importlib.metadata import version as version_of
+from typing import Literal
 
 from ortools.sat.python import cp_model
 
@@ -125,10 +126,18 @@ class PartResult:
     has_ins: bool
 
 
+Strategy = Literal["auto", "full", "blocks"]
+
+
 class CpSatBackend:
     """OR-Tools CP-SAT placement backend (top class first, staged lexicographic objective)."""
 
     name = "cpsat"
+
+    def __init__(self, strategy: Strategy = "auto") -> None:
+        """``strategy``: ``full`` always builds the full model, ``blocks`` always takes the class-block
+        path, ``auto`` chooses by the model's estimated size against ``time_limit``."""
+        self.strategy = strategy
 
     def available(self) -> bool:
         """CP-SAT ships with the ``ortools`` wheel, a hard dependency."""
@@ -153,10 +162,10 @@ class CpSatBackend:
             if ins:
                 part_budget = budget.part(SCALE_IN_SHARE if outs else 1.0)
                 given = part_budget.dtime
-                results.append(_solve_part(view, ins, hint, options, part_budget, stats, "in"))
+                results.append(_solve_part(view, ins, hint, options, part_budget, stats, "in", self.strategy))
                 budget.spend(given - part_budget.dtime)
             if outs:
-                results.append(_solve_part(view, outs, hint, options, budget, stats, "out"))
+                results.append(_solve_part(view, outs, hint, options, budget, stats, "out", self.strategy))
         except (HintError, StageFailed, BindingError) as exc:
             return BackendOutput(hint, "fallback", type(exc).__name__, str(exc), None, version, stats)
         termination = " ".join(t for r in results for t in r.staged.termination)
@@ -179,12 +188,14 @@ def _solve_part(
     budget: Budget,
     stats: dict[str, float],
     tag: str,
+    strategy: Strategy = "auto",
 ) -> PartResult:
     """The staged full model of ``part`` when the time limit covers it, else the class blocks."""
     start = time.perf_counter()
     est = estimated_vars(view, part)
     stats[f"{tag}_estimated_vars"] = float(est)
-    if options.time_limit < FULL_MODEL_SECONDS_PER_VAR * est:
+    fits = options.time_limit >= FULL_MODEL_SECONDS_PER_VAR * est
+    if strategy == "blocks" or (strategy == "auto" and not fits):
         return _by_class(view, part, hint, options, budget, stats, tag)
     several = len({r.service.priority for r in part}) > 1
     top, top_stats = top_class_first(view, part, hint, options, budget) if several else (None, {})

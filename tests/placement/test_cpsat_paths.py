@@ -1,0 +1,98 @@
+"""CP-SAT's two paths (full staged model, class blocks), the top-class-first stage, budgets, bounds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from hetero_opt import Instance, build_view, score, solve, verify
+from hetero_opt.generate import generate_instance
+from hetero_opt.placement.backend import BackendOutput, SolveOptions
+from hetero_opt.placement.cpsat import CpSatBackend
+from hetero_opt.placement.cpsat.blocks import planned_blocks
+from hetero_opt.placement.greedy import greedy_plan
+from placement.test_cpsat import CONTENTION, instance, node, pd_service, small_instances
+
+
+def run(inst: Instance, strategy: Any, time_limit: float = 5.0) -> BackendOutput:
+    """The backend's own output, checked against greedy, the verifier and its own bound."""
+    view = build_view(inst)
+    greedy = greedy_plan(inst, view)
+    out = CpSatBackend(strategy).solve(view, greedy, SolveOptions(time_limit=time_limit))
+    assert out.status != "fallback", out.fallback_reason
+    assert verify(inst, out.plan, view) == []
+    got = score(inst, out.plan, view)
+    assert got <= score(inst, greedy, view)
+    assert out.bound is not None
+    assert out.bound <= got
+    return out
+
+
+# 'top' (priority 10, S1 affinity, one new group at most) wants 2 units of 8+8 GPUs. S1 'a-1' (two
+# free nodes) comes first in the greedy's order and holds one unit; the greedy opens its one group
+# there and leaves 16 GPUs unserved. S1 'b-1' (four free nodes) holds both, but the greedy put 'low'
+# (priority 1, 1+1 GPU pods, cluster affinity) on one of them after 'a-1' filled up.
+SHORT_S1 = instance(
+    nodes=[
+        node("a1x", "a", "a-1"),
+        node("a1y", "a", "a-1"),
+        *(node(f"b1{k}", "b", "b-1") for k in "wxyz"),
+    ],
+    services=[
+        pd_service("top", 10, "s1", ["H20"], ["H20"], max_new_groups=1),
+        pd_service("low", 1, "cluster", ["H20"], ["H20"], p_size=1, d_size=1),
+    ],
+    requests=[{"service": "top", "target_units": 2}, {"service": "low", "target_units": 1}],
+)
+
+
+def test_greedy_leaves_the_top_class_short_on_short_s1() -> None:
+    greedy = solve(SHORT_S1, "greedy")
+    assert greedy.score.unserved_gpus == [16, 0]
+
+
+@pytest.mark.parametrize("strategy", ["full", "blocks"])
+def test_both_paths_serve_the_top_class_and_prove_the_first_stage(strategy: str) -> None:
+    out = run(SHORT_S1, strategy)
+    got = score(SHORT_S1, out.plan)
+    assert got.unserved_gpus == [0, 0]  # 'top' moves to b-1, 'low' to a-1
+    assert out.bound is not None
+    assert out.bound.unserved_gpus[0] == 0
+    tops = {p.node for c in out.plan.changes if c.service == "top" for p in c.pods}
+    assert tops == {"b1w", "b1x", "b1y", "b1z"}
+
+
+def test_full_model_trades_between_classes_but_blocks_do_not() -> None:
+    # CONTENTION: 'hi' must move to L20 so that 'lo' fits on H20. The greedy serves 'hi' in full, so
+    # the class blocks (each class alone, the other fixed) cannot see the trade; the full model can.
+    assert score(CONTENTION, run(CONTENTION, "full").plan).unserved_gpus == [0, 0]
+    assert score(CONTENTION, run(CONTENTION, "blocks").plan).unserved_gpus == [0, 16]
+
+
+def test_solve_reports_the_first_stage_gap() -> None:
+    result = solve(SHORT_S1, "cpsat")
+    assert result.first_stage_gap == 0
+    assert solve(SHORT_S1, "greedy").first_stage_gap is None
+
+
+def test_blocks_are_planned_by_size_not_by_clock() -> None:
+    inst = generate_instance("production", 0)
+    view = build_view(inst)
+    outs = [r for r in view.requests if r.delta > 0]
+    short = planned_blocks(view, outs, 2.0)
+    assert [b[0].service.priority for b in short] == [100]  # the top class always, alone at 2 s
+    assert len(planned_blocks(view, outs, 60.0)) == 3
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(small_instances())
+def test_random_instances_on_the_block_path(inst: Instance) -> None:
+    run(inst, "blocks")
+
+
+def test_same_seed_same_plan_on_both_paths() -> None:
+    inst = generate_instance("contention", 1)
+    for strategy in ("full", "blocks"):
+        assert run(inst, strategy).plan == run(inst, strategy).plan
