@@ -24,6 +24,7 @@ from hetero_opt.topology import RequestView, TopologyView
 
 SECONDS_PER_VAR = 1e-4  # build, presolve and a useful search, per model variable, on this machine
 BLOCK_SHARE = 0.5  # of the time limit that blocks may take, by their estimated cost
+MAX_ROUNDS = 2  # passes over the classes (a second pass sees the others' improved placements)
 
 
 @dataclass
@@ -36,17 +37,22 @@ class BlockRun:
 
 
 def planned_blocks(view: TopologyView, part: list[RequestView], time_limit: float) -> list[list[RequestView]]:
-    """The class blocks to run, highest priority first: the first always, the next while they fit."""
+    """The class blocks to run, highest priority first, in up to :data:`MAX_ROUNDS` rounds.
+
+    The first block always runs; the next ones while their estimated cost still fits
+    :data:`BLOCK_SHARE` of ``time_limit``.
+    """
     classes = sorted({r.service.priority for r in part}, reverse=True)
+    by_class = {p: [r for r in part if r.service.priority == p] for p in classes}
+    cost = {p: SECONDS_PER_VAR * estimated_vars(view, by_class[p]) for p in classes}
     blocks: list[list[RequestView]] = []
     spent = 0.0
-    for prio in classes:
-        block = [r for r in part if r.service.priority == prio]
-        cost = SECONDS_PER_VAR * estimated_vars(view, block)
-        if blocks and spent + cost > BLOCK_SHARE * time_limit:
-            break
-        spent += cost
-        blocks.append(block)
+    for _ in range(MAX_ROUNDS if len(classes) > 1 else 1):
+        for prio in classes:
+            if blocks and spent + cost[prio] > BLOCK_SHARE * time_limit:
+                return blocks
+            spent += cost[prio]
+            blocks.append(by_class[prio])
     return blocks
 
 
@@ -56,8 +62,11 @@ def improve_by_class(
     """Improve ``incumbent`` (a plan of ``part`` only) block by block; never returns a worse plan."""
     run = BlockRun(plan=incumbent)
     blocks = planned_blocks(view, part, options.time_limit)
+    seen: dict[int, int] = {}
     for k, block in enumerate(blocks):
         prio = block[0].service.priority
+        seen[prio] = seen.get(prio, 0) + 1
+        tag = f"class{prio}" if seen[prio] == 1 else f"class{prio}#{seen[prio]}"
         ids = {r.service.id for r in block}
         others = [c for c in run.plan.changes if c.service not in ids]
         rview = residual_view(view, others)
@@ -70,9 +79,9 @@ def improve_by_class(
         changes = bind(rview, sorted(drafts, key=lambda d: (d.service, d.group)))
         kept = restrict(run.plan, [r for r in part if r.service.id not in ids])
         candidate = Plan(changes=[*kept.changes, *changes], unserved=[*kept.unserved, *unserved]).canonical()
-        run.termination.append(f"class{prio}[" + " ".join(staged.termination) + "]")
-        run.stats.update({f"class{prio}_{key}": v for key, v in staged.stats.items()})
-        run.stats[f"class{prio}_vars"] = float(len(pm.variables))
+        run.termination.append(f"{tag}[" + " ".join(staged.termination) + "]")
+        run.stats.update({f"{tag}_{key}": v for key, v in staged.stats.items()})
+        run.stats[f"{tag}_vars"] = float(len(pm.variables))
         if score(view.instance, candidate, view) <= score(view.instance, run.plan, view):
             run.plan = candidate
     return run
