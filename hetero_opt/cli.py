@@ -44,6 +44,7 @@ SUMMARY_COLUMNS = (
     "new_groups",
     "emptied_groups",
     "whole_free_nodes",
+    "first_stage_gap",
     "wall_time_s",
     "violations",
     "fallback_reason",
@@ -102,6 +103,11 @@ def add_solve(sub: SubParsers) -> None:
     p.add_argument("--time-limit", type=float, default=2.0, metavar="S", help="solver time limit in s (default: 2)")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="solver random seed (default: 0)")
     p.add_argument("--workers", type=int, default=2, metavar="N", help="solver worker threads (default: 2)")
+    p.add_argument(
+        "--fast",
+        action="store_true",
+        help="CP-SAT: use the whole wall budget with its parallel portfolio (better plans, not reproducible)",
+    )
     p.add_argument(
         "--export-model",
         metavar="PREFIX",
@@ -183,6 +189,7 @@ def _solve_one(path: Path, inst: Instance, args: argparse.Namespace, export: str
             seed=args.seed,
             num_workers=args.workers,
             export_model=export,
+            deterministic=not args.fast,
         )
     except PlanError as exc:
         return Solved(path, inst, None, [str(exc)])
@@ -216,6 +223,7 @@ def summary_row(s: Solved) -> dict[str, Any]:
         "new_groups": sc.new_groups,
         "emptied_groups": sc.emptied_groups,
         "whole_free_nodes": sc.whole_free_nodes,
+        "first_stage_gap": "" if s.result.first_stage_gap is None else s.result.first_stage_gap,
         "wall_time_s": round(s.result.wall_time_s, 4),
         "violations": len(s.violations),
         "fallback_reason": s.result.fallback_reason,

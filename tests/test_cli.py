@@ -59,6 +59,16 @@ def test_solve_one_file_with_cpsat(tmp_path: Path) -> None:
     result = PlacementResult.from_json((tmp_path / "tier_preference.plan.json").read_text())
     assert result.solver == "cpsat"
     assert result.score.premium_cost == 224
+    assert result.first_stage_gap == 0
+    summary = (tmp_path / "summary.csv").read_text().splitlines()
+    assert summary[1].split(",")[summary[0].split(",").index("first_stage_gap")] == "0"
+
+
+def test_fast_mode_solves_the_same_instance(tmp_path: Path) -> None:
+    args = ["solve", TIER, "--solver", "cpsat", "--out-dir", str(tmp_path), "--time-limit", "2", "--fast"]
+    assert main(args) == 0
+    result = PlacementResult.from_json((tmp_path / "tier_preference.plan.json").read_text())
+    assert result.score.premium_cost == 224  # optimal either way on this small instance
 
 
 def test_same_seed_same_plan_file(tmp_path: Path) -> None:
