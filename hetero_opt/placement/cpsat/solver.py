@@ -25,7 +25,7 @@ from ortools.sat.python import cp_model
 
 from hetero_opt.instance import Instance, ScalingRequest
 from hetero_opt.placement.apply import apply_plan
-from hetero_opt.placement.backend import BackendOutput, SolveOptions
+from hetero_opt.placement.backend import BackendOutput, SolveOptions, post_processing_reserve
 from hetero_opt.placement.binding import BindingError, GroupDraft, bind
 from hetero_opt.placement.cpsat.blocks import improve_by_class
 from hetero_opt.placement.cpsat.model import HintError, add_hint, build, plan_values
@@ -109,11 +109,6 @@ def complete(view: TopologyView, top: TopResult, part: list[RequestView], hint: 
     )
     rest = greedy_plan(residual)
     return Plan(changes=[*top_changes, *rest.changes], unserved=[*top.unserved, *rest.unserved]).canonical()
-
-
-def post_processing_reserve(view: TopologyView) -> float:
-    """Seconds kept back from CP-SAT for extraction, binding, verification and scoring."""
-    return 0.03 + 8e-6 * len(view.instance.nodes)
 
 
 @dataclass

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pulp
 
-from hetero_opt.placement.backend import BackendOutput, SolveOptions
+from hetero_opt.placement.backend import BackendOutput, SolveOptions, post_processing_reserve
 from hetero_opt.placement.binding import BindingError, GroupDraft, bind
 from hetero_opt.placement.milp.model import MilpModel, build_model, evaluate, hint_values, is_feasible
 from hetero_opt.placement.objective import Score, gpu_cost
@@ -59,6 +59,11 @@ class _HighsWithStart(pulp.HiGHS):  # type: ignore[misc]
         lp.solverModel.run()
 
 
+# Handing a model to the solver costs about this per variable (PuLP writes it, HiGHS or CBC reads
+# it): a stage with less time left than that would overshoot the deadline, so it is skipped.
+SETUP_SECONDS_PER_VAR = 2e-5
+
+
 class MilpBackend:
     """Independent MILP backend (PuLP) used to cross-check CP-SAT's optimality.
 
@@ -91,7 +96,7 @@ class MilpBackend:
     def solve(self, view: TopologyView, hint: Plan, options: SolveOptions) -> BackendOutput:
         """Solve ``view``'s requests in lexicographic stages; fall back to ``hint`` on failure."""
         start = time.perf_counter()
-        deadline = options.deadline or start + options.time_limit
+        deadline = (options.deadline or start + options.time_limit) - post_processing_reserve(view)
         version = self.version()
         model = build_model(view)
         stats: dict[str, float] = {
@@ -171,7 +176,7 @@ class MilpBackend:
             wanted = model.wanted_by_priority[int(stage.removeprefix("served_p"))]
             if evaluate(expr, values) >= wanted:
                 return StageResult(stage, evaluate(expr, values), True, None, "incumbent serves all", 0.0), values
-        if budget <= 0.01:
+        if budget <= max(0.01, SETUP_SECONDS_PER_VAR * len(prob.variables())):
             opt = False
             return StageResult(stage, evaluate(expr, values) if values else 0, opt, None, "no time left", 0.0), values
         solver = self._solver(values, budget, options)
