@@ -96,3 +96,18 @@ def test_same_seed_same_plan_on_both_paths() -> None:
     inst = generate_instance("contention", 1)
     for strategy in ("full", "blocks"):
         assert run(inst, strategy).plan == run(inst, strategy).plan
+
+
+@pytest.mark.parametrize(("family", "seed"), [("tiny", 21), ("tiny", 61), ("small", 38)])
+def test_a_lower_class_without_any_slot_is_no_error(family: str, seed: int) -> None:
+    # A class that can place nothing anywhere has no slot and no silencing switch in the model.
+    inst = generate_instance(family, seed)
+    for strategy in ("full", "blocks"):
+        run(inst, strategy)
+    assert verify(inst, solve(inst, "cpsat").plan) == []
+
+
+@pytest.mark.parametrize(("family", "seed"), [("moe", 16), ("moe", 42), ("tiny", 33), ("small", 68)])
+def test_block_path_bound_holds_with_scale_in(family: str, seed: int) -> None:
+    # Scale-in lowers premium cost and empties groups: the bound's trivial terms must allow for it.
+    run(generate_instance(family, seed), "blocks")

@@ -7,6 +7,7 @@ from collections import Counter
 from hetero_opt.placement.binding import GroupDraft
 from hetero_opt.placement.cpsat.model import PlacementModel
 from hetero_opt.placement.cpsat.variables import role_capacity
+from hetero_opt.placement.objective import gpu_cost
 from hetero_opt.placement.plan import GroupChange, Plan, Unserved
 from hetero_opt.topology import RequestView, TopologyView
 
@@ -86,3 +87,26 @@ def residual_view(view: TopologyView, changes: list[GroupChange]) -> TopologyVie
     """
     taken = gpus_taken(view, changes)
     return view.with_taken(taken) if taken else view
+
+
+def trivial_bounds(view: TopologyView, part: list[RequestView]) -> tuple[int, int]:
+    """(premium cost, groups term) that no plan of ``part`` can beat, without solving anything.
+
+    Scale-out: 0 and 0 (costs are non-negative). Scale-in: removing every pod the part's groups
+    hold, and emptying every such group.
+    """
+    premium, groups = 0, 0
+    for r in part:
+        if r.delta >= 0:
+            continue
+        svc = r.service
+        for g in view.groups_by_service.get(svc.id, []):
+            if view.units_by_group[g.id] <= 0:
+                continue
+            groups -= 1
+            for p in g.pods:
+                node = view.node_by_id[p.node]
+                premium -= (
+                    p.count * svc.role(p.role).gpus_per_pod * gpu_cost(view, svc.id, p.role, node.s1, node.gpu_type)
+                )
+    return premium, groups

@@ -30,7 +30,7 @@ from hetero_opt.placement.binding import BindingError, GroupDraft, bind
 from hetero_opt.placement.cpsat.blocks import improve_by_class
 from hetero_opt.placement.cpsat.model import HintError, add_hint, build, plan_values
 from hetero_opt.placement.cpsat.objective import Linear
-from hetero_opt.placement.cpsat.plans import estimated_vars, extract, gpus_taken, restrict
+from hetero_opt.placement.cpsat.plans import estimated_vars, extract, gpus_taken, restrict, trivial_bounds
 from hetero_opt.placement.cpsat.stages import (
     DTIME_PER_SECOND,
     SCALE_IN_SHARE,
@@ -57,6 +57,7 @@ class TopResult:
     """The top class's served stage, solved on a model of the top class alone."""
 
     priority: int
+    served: int  # GPUs of the top class its solution serves
     proven: bool
     bound: float | None
     termination: str
@@ -82,7 +83,9 @@ def top_class_first(
     res = solver.served_stage(0)
     drafts, unserved = extract(pm, res.values)
     stats = {"vars": float(len(pm.variables)), "s": time.perf_counter() - start, **solver.out.stats}
-    return TopResult(classes[0], res.proven, res.bound, solver.out.termination[-1], drafts, unserved), stats
+    top = TopResult(classes[0], served.value(res.values), res.proven, res.bound, solver.out.termination[-1])
+    top.drafts, top.unserved = drafts, unserved
+    return top, stats
 
 
 def complete(view: TopologyView, top: TopResult, part: list[RequestView], hint: Plan) -> Plan:
@@ -201,7 +204,8 @@ def _solve_part(
     stats[f"{tag}_relaxed_rows"] = float(pm.relaxed_rows)
     stats[f"{tag}_build_s"] = time.perf_counter() - start
     values = plan_values(pm, incumbent)
-    first = None if top is None else StageResult(values, top.proven, top.bound)
+    served = pm.served.get(max(r.service.priority for r in part), Linear())
+    first = None if top is None or served.value(values) != top.served else StageResult(values, top.proven, top.bound)
     staged = StagedSolver(pm, values, options, budget).run(first)
     if top is not None:
         staged.termination.insert(0, top.termination)
@@ -212,10 +216,16 @@ def _solve_part(
 
 
 def _improved(view: TopologyView, part: list[RequestView], incumbent: Plan, top: TopResult | None) -> Plan:
-    """``incumbent``, or its completion around ``top``'s placement when that scores better."""
+    """``incumbent``, or its completion around ``top``'s placement when that scores better.
+
+    Counts outside a divisibility chain of pod sizes may not bind to nodes: then ``incumbent``.
+    """
     if top is None:
         return incumbent
-    completed = complete(view, top, part, incumbent)
+    try:
+        completed = complete(view, top, part, incumbent)
+    except BindingError:
+        return incumbent
     return completed if score(view.instance, completed, view) < score(view.instance, incumbent, view) else incumbent
 
 
@@ -244,10 +254,13 @@ def _by_class(
     staged = Staged(values=[], proven=False, termination=[*blocks.termination, *([top.termination] if top else [])])
     prio = max(r.service.priority for r in part)
     served, wanted = _top_served(part, plan), _top_wanted(part)
-    if served == wanted or (top is not None and top.proven):
-        staged.unserved_lb[prio] = wanted - served
+    if served == wanted:
+        staged.unserved_lb[prio] = 0
+    elif top is not None and top.proven:
+        staged.unserved_lb[prio] = wanted - top.served
     elif top is not None and top.bound is not None:
         staged.unserved_lb[prio] = max(0, wanted - int(top.bound + 1e-6))
+    staged.premium_lb, staged.groups_lb = trivial_bounds(view, part)
     return PartResult(plan.changes, plan.unserved, staged, any(r.delta < 0 for r in part))
 
 

@@ -29,9 +29,11 @@ from hetero_opt.placement.cpsat.model import PlacementModel, add_hint, set_objec
 from hetero_opt.placement.cpsat.objective import Linear
 
 BIG_MODEL_VARS = 2_000  # above this, skip symmetry detection and probing in presolve
-# Deterministic time per second of time_limit. CP-SAT's deterministic time runs at 0.15-0.4 per
-# wall second with 2 workers here, and at production size about half the wall budget goes to
-# Python (greedy, model build, binding), so 0.15 keeps the wall-clock safety net from binding.
+# Deterministic time per second of time_limit. CP-SAT's deterministic time runs at 0.13-0.3 per
+# wall second with 2 workers here (presolve counts little), and at production size about half the
+# wall budget goes to Python (greedy, model build, binding); 0.06 kept every production run of 2 s
+# clear of the wall-clock safety net (same plan on repeated runs, docs/benchmarks.md). Every stage
+# gets at least MIN_STAGE_DTIME, so many small stages can exceed the total; then the wall decides.
 DTIME_PER_SECOND = 0.06
 # A stage whose deterministic budget is below this per variable cannot even load its hint at this
 # size (it ends UNKNOWN): skip it; and one with less wall time left than STAGE_SECONDS_PER_VAR.
@@ -70,8 +72,9 @@ class Budget:
         return wall * share, math.inf
 
     def spend(self, dtime: float) -> None:
-        """Account for a finished solve."""
-        self.dtime = max(0.0, self.dtime - dtime)
+        """Account for a finished solve (deterministic mode only; the portfolio has no such budget)."""
+        if self.deterministic:
+            self.dtime = max(0.0, self.dtime - dtime)
 
     def part(self, share: float) -> Budget:
         """A budget of ``share`` of this one, for one part of the solve; :meth:`spend` what it used."""
@@ -188,7 +191,7 @@ class StagedSolver:
         """Maximise GPUs served of the k-th priority class with every lower class silent."""
         pm, out = self.pm, self.out
         classes = list(pm.max_served)
-        lower = classes[k + 1 :]
+        lower = [c for c in classes[k + 1 :] if c in pm.quiet]  # a class with no slot places nothing anyway
         set_quiet(pm, lower, True)
         try:
             res = self._stage(
@@ -222,7 +225,7 @@ class StagedSolver:
             served = lin.value(res.values)
             if served > lin.value(out.values):
                 out.values = merge(
-                    pm, res.values, out.values, [pm.slots_by_priority[c] for c in reversed(classes[k + 1 :])]
+                    pm, res.values, out.values, [pm.slots_by_priority.get(c, []) for c in reversed(classes[k + 1 :])]
                 )
             else:
                 served = lin.value(out.values)
