@@ -24,6 +24,7 @@ from hetero_opt.topology import RequestView, TopologyView
 
 SECONDS_PER_VAR = 1e-4  # build, presolve and a useful search, per model variable, on this machine
 BLOCK_SHARE = 0.5  # of the time limit that blocks may take, by their estimated cost
+FIRST_BLOCK_SHARE = 0.5  # at least this share of the budget for the first block (the first-stage proof)
 MAX_ROUNDS = 2  # passes over the classes (a second pass sees the others' improved placements)
 
 
@@ -62,6 +63,8 @@ def improve_by_class(
     """Improve ``incumbent`` (a plan of ``part`` only) block by block; never returns a worse plan."""
     run = BlockRun(plan=incumbent)
     blocks = planned_blocks(view, part, options.time_limit)
+    size_of = {b[0].service.priority: estimated_vars(view, b) for b in blocks}
+    sizes = [size_of[b[0].service.priority] for b in blocks]
     seen: dict[int, int] = {}
     for k, block in enumerate(blocks):
         prio = block[0].service.priority
@@ -71,7 +74,10 @@ def improve_by_class(
         others = [c for c in run.plan.changes if c.service not in ids]
         rview = residual_view(view, others)
         pm = build(rview, block)
-        block_budget = budget.part(1.0 / (len(blocks) - k))
+        share = sizes[k] / max(1, sum(sizes[k:]))  # budget shares follow model sizes ...
+        if k == 0:
+            share = max(share, FIRST_BLOCK_SHARE)  # ... but the top class's block proves the first stage
+        block_budget = budget.part(share)
         given = block_budget.dtime
         staged = StagedSolver(pm, plan_values(pm, run.plan), options, block_budget).run()
         budget.spend(given - block_budget.dtime)
