@@ -33,7 +33,7 @@ SUITES: dict[str, tuple[str, tuple[int, ...]]] = {
     "large": ("large", (0,)),
     "moe": ("moe", tuple(range(5))),
     "contention": ("contention", tuple(range(10))),
-    "production": ("production", (0,)),
+    "production": ("production", (0, 1, 2, 3)),
 }
 DEFAULT_SOLVERS = ("greedy", "cpsat", "milp")
 

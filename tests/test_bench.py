@@ -67,4 +67,4 @@ def test_run_suite_writes_outputs(tmp_path: Path) -> None:
 
 def test_suites_name_families() -> None:
     assert SUITES["contention"] == ("contention", tuple(range(10)))
-    assert SUITES["production"][1] == (0,)
+    assert SUITES["production"][1] == (0, 1, 2, 3)
