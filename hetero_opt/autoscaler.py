@@ -159,7 +159,3 @@ class Autoscaler:
     def save_state(self) -> str:
         """The state as JSON."""
         return self.state.model_dump_json()
-
-    def load_state(self, text: str) -> None:
-        """Resume from JSON written by :meth:`save_state`."""
-        self.state = AutoscalerState.model_validate_json(text)

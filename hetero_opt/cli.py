@@ -25,7 +25,7 @@ from rich.table import Table
 from hetero_opt import cli_autoscale
 from hetero_opt.errors import InputError, PlanError
 from hetero_opt.instance import Instance
-from hetero_opt.io import load_instance
+from hetero_opt.io import load_instance, write_atomic
 from hetero_opt.placement.result import PlacementResult
 from hetero_opt.placement.solve import SOLVERS, solve
 from hetero_opt.placement.verify import verify
@@ -379,13 +379,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InputError, ValueError) as exc:
         print(_one_line(exc), file=sys.stderr)
         return 2
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def _console() -> Console:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from rich.console import Console
 
 from hetero_opt.autoscaler import Autoscaler
-from hetero_opt.io import load_instance
+from hetero_opt.io import load_instance, write_atomic
 from hetero_opt.policy.config import load_policy_config
 from hetero_opt.replay import decisions_table, load_metrics, replay
 
@@ -39,10 +40,5 @@ def run(args: argparse.Namespace) -> int:
     decisions = [d for d, _ in replay(autoscaler, instance, series)]
     Console(width=160).print(decisions_table(decisions, only_changes=not args.all))
     if args.state_out:
-        from pathlib import Path
-
-        out = Path(args.state_out)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(autoscaler.save_state())
-        tmp.replace(out)
+        write_atomic(Path(args.state_out), autoscaler.save_state())
     return 0

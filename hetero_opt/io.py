@@ -57,9 +57,14 @@ def save_instance(instance: Instance, path: str | Path) -> None:
     text = (
         yaml.safe_dump(data, sort_keys=False) if p.suffix.lower() in (".yaml", ".yml") else json.dumps(data, indent=1)
     )
-    tmp = p.with_name(p.name + ".tmp")
+    write_atomic(p, text)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename (never a partial file)."""
+    tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
-    tmp.replace(p)
+    tmp.replace(path)
 
 
 def describe_error(exc: ValidationError, data: dict[str, Any]) -> str:

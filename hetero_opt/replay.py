@@ -50,7 +50,7 @@ def decisions_table(decisions: Iterable[CycleDecision], *, only_changes: bool = 
         table.add_column(col, overflow="fold")
     for d in decisions:
         for s in d.services:
-            if only_changes and s.action == "none":
+            if only_changes and s.wanted_units == s.current_units == s.placed_units:
                 continue
             solver = "" if d.placement is None else f"{d.placement.solver}/{d.placement.status}"
             reason = s.reason + (f" | unserved: {s.unserved_reason}" if s.unserved_reason else "")

@@ -26,14 +26,19 @@ from hetero_opt.topology import RequestView, TopologyView, build_view
 TIER_RANK = {t: i for i, t in enumerate(TIERS)}
 
 
-def greedy_plan(instance: Instance, view: TopologyView | None = None) -> Plan:
-    """Place ``instance``'s requests with Algorithm 4 and return a bound, canonical plan."""
+def greedy_plan(
+    instance: Instance, view: TopologyView | None = None, requests: list[RequestView] | None = None
+) -> Plan:
+    """Place ``instance``'s requests (or only ``requests``) with Algorithm 4; a bound, canonical plan.
+
+    ``view`` may hold GPUs already promised to other changes (:meth:`TopologyView.with_taken`).
+    """
     view = view or build_view(instance)
     pools = make_pools(view)
     drafts: list[GroupDraft] = []
     picks: list[Counter[tuple[str, str]]] = []
     unserved: list[Unserved] = []
-    for req in view.requests:
+    for req in view.requests if requests is None else requests:
         if req.delta > 0:
             got, reason = _scale_out(view, pools, req, drafts, picks)
         elif req.delta < 0:

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from hetero_opt.instance import Frozen
+from hetero_opt.io import write_atomic
 from hetero_opt.placement.objective import Score
 from hetero_opt.placement.plan import Plan, Unserved
 
@@ -61,6 +62,4 @@ class PlacementResult(Frozen):
 
     def write(self, path: Path) -> None:
         """Write atomically (temporary file, then rename)."""
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(self.to_json())
-        tmp.replace(path)
+        write_atomic(path, self.to_json())

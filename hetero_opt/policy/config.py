@@ -135,7 +135,6 @@ class AutoscalerConfig(Frozen):
     """All services' policies."""
 
     services: tuple[ServicePolicy, ...] = Field(description="One entry per service.")
-    sync_period_s: float = Field(default=30.0, gt=0, description="Control cycle (s).")
     models_dir: str | None = Field(default=None, description="Profiles folder, relative to the config file.")
 
     @model_validator(mode="after")

@@ -363,6 +363,8 @@ def decide(
         reason += f"; clamped {damped} → {final} to [{config.min_units}, {config.max_units}]"
         rule = f"{rule}+clamp"
     action = action_for(supply, final)
+    if action == "none":
+        final = current_units + pending_units  # keep everything, starting units included (target is a total)
     new_state = state.replace(
         scale_in_history=history,
         last_scale_out_at=now if action == "out" else state.last_scale_out_at,

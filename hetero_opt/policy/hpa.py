@@ -112,7 +112,6 @@ class HPABehavior(Frozen):
 class HPAControllerConfig(Frozen):
     """Controller flags (``kube-controller-manager``) with their upstream defaults."""
 
-    sync_period_s: float = Field(default=15.0, gt=0, description="Reconcile cadence (s).")
     tolerance: float = Field(default=0.1, ge=0, description="Cluster-wide tolerance.")
     downscale_stabilization_s: float = Field(
         default=300.0, ge=0, description="Legacy window and the nil scale-down window (s)."

@@ -82,8 +82,9 @@ def test_blocks_are_planned_by_size_not_by_clock() -> None:
     view = build_view(inst)
     outs = [r for r in view.requests if r.delta > 0]
     short = planned_blocks(view, outs, 2.0)
-    assert [b[0].service.priority for b in short] == [100]  # the top class always, alone at 2 s
-    assert [b[0].service.priority for b in planned_blocks(view, outs, 60.0)] == [100, 50, 10] * 2  # two rounds
+    assert [block[0].service.priority for block, _ in short] == [100]  # the top class always, alone at 2 s
+    long = planned_blocks(view, outs, 60.0)
+    assert [block[0].service.priority for block, _ in long] == [100, 50, 10] * 2  # two rounds
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

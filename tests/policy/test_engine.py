@@ -59,6 +59,13 @@ def test_pending_units_count_as_supply() -> None:
     assert d2.action == "out"
 
 
+def test_without_pending_as_supply_no_action_keeps_the_starting_units() -> None:
+    # 900 TPS / 100 = 9 pods → 5 units = the 5 serving: no action, and the 2 starting units stay wanted.
+    no_pending = svc(stability=StabilityConfig(count_pending=False))
+    d, _ = decide(no_pending, ServicePolicyState(), 0.0, ServiceMetrics(decode_tps=900), 5, 2, UNIT)
+    assert (d.action, d.target_units, d.supply_units) == ("none", 7, 5)
+
+
 def test_out_cooldown_just_expired_and_just_not() -> None:
     cfg = svc()
     st0 = ServicePolicyState(last_scale_out_at=1000.0)

@@ -37,23 +37,26 @@ class BlockRun:
     stats: dict[str, float] = field(default_factory=dict)
 
 
-def planned_blocks(view: TopologyView, part: list[RequestView], time_limit: float) -> list[list[RequestView]]:
+def planned_blocks(
+    view: TopologyView, part: list[RequestView], time_limit: float
+) -> list[tuple[list[RequestView], int]]:
     """The class blocks to run, highest priority first, in up to :data:`MAX_ROUNDS` rounds.
 
     The first block always runs; the next ones while their estimated cost still fits
-    :data:`BLOCK_SHARE` of ``time_limit``.
+    :data:`BLOCK_SHARE` of ``time_limit``. Each block comes with its model's estimated size.
     """
     classes = sorted({r.service.priority for r in part}, reverse=True)
     by_class = {p: [r for r in part if r.service.priority == p] for p in classes}
-    cost = {p: SECONDS_PER_VAR * estimated_vars(view, by_class[p]) for p in classes}
-    blocks: list[list[RequestView]] = []
+    size = {p: estimated_vars(view, by_class[p]) for p in classes}
+    blocks: list[tuple[list[RequestView], int]] = []
     spent = 0.0
     for _ in range(MAX_ROUNDS if len(classes) > 1 else 1):
         for prio in classes:
-            if blocks and spent + cost[prio] > BLOCK_SHARE * time_limit:
+            cost = SECONDS_PER_VAR * size[prio]
+            if blocks and spent + cost > BLOCK_SHARE * time_limit:
                 return blocks
-            spent += cost[prio]
-            blocks.append(by_class[prio])
+            spent += cost
+            blocks.append((by_class[prio], size[prio]))
     return blocks
 
 
@@ -62,36 +65,33 @@ def improve_by_class(
 ) -> BlockRun:
     """Improve ``incumbent`` (a plan of ``part`` only) block by block; never returns a worse plan."""
     run = BlockRun(plan=incumbent)
+    best = score(view.instance, incumbent, view)
     blocks = planned_blocks(view, part, options.time_limit)
-    size_of = {b[0].service.priority: estimated_vars(view, b) for b in blocks}
-    sizes = [size_of[b[0].service.priority] for b in blocks]
+    sizes = [size for _, size in blocks]
     seen: dict[int, int] = {}
-    for k, block in enumerate(blocks):
+    for k, (block, _) in enumerate(blocks):
         prio = block[0].service.priority
         seen[prio] = seen.get(prio, 0) + 1
         tag = f"class{prio}" if seen[prio] == 1 else f"class{prio}#{seen[prio]}"
         ids = {r.service.id for r in block}
-        others = [c for c in run.plan.changes if c.service not in ids]
-        rview = residual_view(view, others)
+        kept = restrict(run.plan, [r for r in part if r.service.id not in ids])
+        rview = residual_view(view, kept.changes)
         pm = build(rview, block)
         share = sizes[k] / max(1, sum(sizes[k:]))  # budget shares follow model sizes ...
         if k == 0:
             share = max(share, FIRST_BLOCK_SHARE)  # ... but the top class's block proves the first stage
-        block_budget = budget.part(share)
-        given = block_budget.dtime
-        staged = StagedSolver(pm, plan_values(pm, run.plan), options, block_budget).run()
-        budget.spend(given - block_budget.dtime)
+        staged = StagedSolver(pm, plan_values(pm, run.plan), options, budget.part(share)).run()
         drafts, unserved = extract(pm, staged.values)
         try:
             changes = bind(rview, sorted(drafts, key=lambda d: (d.service, d.group)))
         except BindingError:  # pod sizes outside a divisibility chain: keep this class as it was
             run.termination.append(f"{tag}[binding failed; kept]")
             continue
-        kept = restrict(run.plan, [r for r in part if r.service.id not in ids])
         candidate = Plan(changes=[*kept.changes, *changes], unserved=[*kept.unserved, *unserved]).canonical()
         run.termination.append(f"{tag}[" + " ".join(staged.termination) + "]")
         run.stats.update({f"{tag}_{key}": v for key, v in staged.stats.items()})
         run.stats[f"{tag}_vars"] = float(len(pm.variables))
-        if score(view.instance, candidate, view) <= score(view.instance, run.plan, view):
-            run.plan = candidate
+        candidate_score = score(view.instance, candidate, view)
+        if candidate_score <= best:
+            run.plan, best = candidate, candidate_score
     return run

@@ -28,7 +28,6 @@ class PlacementModel:
     served: dict[int, Linear]
     premium: Linear
     groups: Linear
-    groups_weight: int
     relaxed_rows: int = 0
     max_served: dict[int, int] = field(default_factory=dict)
     rows: list[constraints.Row] = field(default_factory=list)
@@ -69,13 +68,12 @@ def build(view: TopologyView, requests: list[RequestView]) -> PlacementModel:
             constraints.add_in_request(model, islots)
             ins.extend(islots)
     rows, relaxed = constraints.add_packing(model, view, outs, pool.upper)
-    groups, weight = groups_term(outs, ins)
     by_priority: defaultdict[int, list[OutSlot | InSlot]] = defaultdict(list)
     members_all: list[OutSlot | InSlot] = [*outs, *ins]
     for member in members_all:
         by_priority[member.request.service.priority].append(member)
     quiet: dict[int, cp_model.IntVar] = {}
-    for prio, members in sorted(by_priority.items()):
+    for prio, members in sorted(by_priority.items())[:-1]:  # the top class is never silenced
         quiet[prio] = pool.bool_var(f"quiet[{prio}]")
         model.add(sum(s.units for s in members) == 0).only_enforce_if(quiet[prio])
     if [v.index for v in pool.all] != list(range(len(pool.all))):
@@ -89,8 +87,7 @@ def build(view: TopologyView, requests: list[RequestView]) -> PlacementModel:
         variables=pool.all,
         served=served_gpus(outs, ins),
         premium=premium_cost(view, outs, ins),
-        groups=groups,
-        groups_weight=weight,
+        groups=groups_term(outs, ins),
         relaxed_rows=relaxed,
         rows=rows,
         upper=list(pool.upper),

@@ -41,14 +41,6 @@ class Linear:
         """Smallest value over every assignment within ``[0, upper]``: a trivial lower bound."""
         return sum(min(0, c) * upper[v.index] for v, c in zip(self.vars, self.coefs, strict=True))
 
-    def scaled(self, k: int) -> Linear:
-        """``k * self``."""
-        return Linear(list(self.vars), [k * c for c in self.coefs])
-
-    def plus(self, other: Linear) -> Linear:
-        """``self + other``."""
-        return Linear(self.vars + other.vars, self.coefs + other.coefs)
-
 
 def served_gpus(outs: list[OutSlot], ins: list[InSlot]) -> dict[int, Linear]:
     """GPUs served (added or removed) per priority class."""
@@ -74,8 +66,8 @@ def premium_cost(view: TopologyView, outs: list[OutSlot], ins: list[InSlot]) -> 
     return lin
 
 
-def groups_term(outs: list[OutSlot], ins: list[InSlot]) -> tuple[Linear, int]:
-    """``(E+1) * new_groups - emptied_groups`` (exactly lexicographic, E = emptiable groups), and E+1."""
+def groups_term(outs: list[OutSlot], ins: list[InSlot]) -> Linear:
+    """``(E+1) * new_groups - emptied_groups`` (exactly lexicographic, E = emptiable groups)."""
     k = len(ins) + 1
     lin = Linear()
     for o in outs:
@@ -83,4 +75,4 @@ def groups_term(outs: list[OutSlot], ins: list[InSlot]) -> tuple[Linear, int]:
             lin.add(o.open, k)
     for i in ins:
         lin.add(i.emptied, -1)
-    return lin, k
+    return lin

@@ -6,7 +6,7 @@ from collections import Counter
 
 from hetero_opt.placement.binding import GroupDraft
 from hetero_opt.placement.cpsat.model import PlacementModel
-from hetero_opt.placement.cpsat.variables import role_capacity
+from hetero_opt.placement.cpsat.variables import InSlot, OutSlot, role_capacity
 from hetero_opt.placement.objective import gpu_cost
 from hetero_opt.placement.plan import GroupChange, Plan, Unserved
 from hetero_opt.topology import RequestView, TopologyView
@@ -31,24 +31,17 @@ def extract(pm: PlacementModel, values: list[int]) -> tuple[list[GroupDraft], li
     """Group drafts (non-zero slots) and unserved records from a complete assignment."""
     drafts: list[GroupDraft] = []
     placed: dict[str, int] = {r.service.id: 0 for r in pm.requests}
-    for o in pm.outs:
-        units = values[o.units.index]
+    slots: list[tuple[OutSlot | InSlot, bool, int]] = [(o, o.new, 1) for o in pm.outs]
+    slots += [(s, False, -1) for s in pm.ins]
+    for slot, new, sign in slots:
+        units = values[slot.units.index]
         if units > 0:
-            d = GroupDraft(o.request.service.id, o.group, o.new, o.domain, units)
-            for key, var in sorted(o.pods.items()):
+            d = GroupDraft(slot.request.service.id, slot.group, new, slot.domain, sign * units)
+            for key, var in sorted(slot.pods.items()):
                 if values[var.index]:
                     d.counts[key] = values[var.index]
             drafts.append(d)
-            placed[o.request.service.id] += units
-    for s in pm.ins:
-        units = values[s.units.index]
-        if units > 0:
-            d = GroupDraft(s.request.service.id, s.group, False, s.domain, -units)
-            for key, var in sorted(s.pods.items()):
-                if values[var.index]:
-                    d.counts[key] = values[var.index]
-            drafts.append(d)
-            placed[s.request.service.id] -= units
+            placed[slot.request.service.id] += sign * units
     unserved = []
     for r in pm.requests:
         got = placed[r.service.id]

@@ -3,11 +3,13 @@
 1. **Top class first.** The first lexicographic stage (GPUs served of the top priority class) is
    solved on a model of the top class alone: exact, since lower classes can always place nothing,
    and at production size a model a fifth of the full one, proven early.
-2. **Completion.** When that serves more than the greedy plan, the other classes are placed by the
-   greedy itself on what the top class leaves free; the result is the new incumbent.
-3. **Full model.** When ``time_limit`` covers it (:data:`FULL_MODEL_SECONDS_PER_VAR`, a rule on
-   the model's estimated size so that the path taken does not depend on machine load), the full
-   model is built and solved in stages from the incumbent (:mod:`.stages`).
+2. **Completion.** When that serves more than the greedy plan, the top class is bound around the
+   greedy plan's other additions, kept as they are (or, if that does not fit, the other classes are
+   re-placed by the greedy on what the top class leaves); the result is the new incumbent.
+3. **Full model or class blocks.** When ``time_limit`` covers it (:data:`FULL_MODEL_SECONDS_PER_VAR`,
+   a rule on the model's estimated size, so the path taken does not depend on machine load), the
+   full model is built and solved in stages from the incumbent (:mod:`.stages`); otherwise the plan
+   is improved one priority class at a time (:mod:`.blocks`), the top class first.
 
 Scale-in and scale-out share no constraint, so they are separate models (the lexicographic optimum
 of a sum of independent parts is the sum of their optima).
@@ -23,14 +25,20 @@ from typing import Literal
 
 from ortools.sat.python import cp_model
 
-from hetero_opt.instance import Instance, ScalingRequest
-from hetero_opt.placement.apply import apply_plan
+from hetero_opt.instance import Instance
 from hetero_opt.placement.backend import BackendOutput, SolveOptions, post_processing_reserve
 from hetero_opt.placement.binding import BindingError, GroupDraft, bind
 from hetero_opt.placement.cpsat.blocks import improve_by_class
 from hetero_opt.placement.cpsat.model import HintError, add_hint, build, plan_values
 from hetero_opt.placement.cpsat.objective import Linear
-from hetero_opt.placement.cpsat.plans import estimated_vars, extract, gpus_taken, restrict, trivial_bounds
+from hetero_opt.placement.cpsat.plans import (
+    estimated_vars,
+    extract,
+    gpus_taken,
+    residual_view,
+    restrict,
+    trivial_bounds,
+)
 from hetero_opt.placement.cpsat.stages import (
     DTIME_PER_SECOND,
     SCALE_IN_SHARE,
@@ -106,11 +114,7 @@ def complete(view: TopologyView, top: TopResult, part: list[RequestView], hint: 
         changes = bind(view, top.drafts, gpus_taken(view, kept.changes))
         return Plan(changes=[*changes, *kept.changes], unserved=[*top.unserved, *kept.unserved]).canonical()
     top_changes = bind(view, top.drafts)
-    residual = apply_plan(view.instance, Plan(changes=top_changes), release_removed=False)
-    residual = residual.model_copy(
-        update={"requests": [ScalingRequest(service=r.service.id, target_units=r.target_units) for r in others]}
-    )
-    rest = greedy_plan(residual)
+    rest = greedy_plan(view.instance, residual_view(view, top_changes), others)
     return Plan(changes=[*top_changes, *rest.changes], unserved=[*top.unserved, *rest.unserved]).canonical()
 
 
@@ -159,9 +163,7 @@ class CpSatBackend:
         try:
             if ins:
                 part_budget = budget.part(SCALE_IN_SHARE if outs else 1.0)
-                given = part_budget.dtime
                 results.append(_solve_part(view, ins, hint, options, part_budget, stats, "in", self.strategy))
-                budget.spend(given - part_budget.dtime)
             if outs:
                 results.append(_solve_part(view, outs, hint, options, budget, stats, "out", self.strategy))
         except (HintError, StageFailed, BindingError) as exc:

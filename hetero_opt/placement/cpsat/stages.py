@@ -59,6 +59,7 @@ class Budget:
     deadline: float
     dtime: float
     deterministic: bool
+    parent: Budget | None = None
 
     def limits(self, share: float) -> tuple[float, float]:
         """(wall seconds, deterministic time) for a stage taking ``share`` of what is left.
@@ -72,16 +73,21 @@ class Budget:
         return wall * share, math.inf
 
     def spend(self, dtime: float) -> None:
-        """Account for a finished solve (deterministic mode only; the portfolio has no such budget)."""
+        """Account for a finished solve, here and in every budget this one is a part of.
+
+        Deterministic mode only; the portfolio has no such budget.
+        """
         if self.deterministic:
             self.dtime = max(0.0, self.dtime - dtime)
+            if self.parent is not None:
+                self.parent.spend(dtime)
 
     def part(self, share: float) -> Budget:
-        """A budget of ``share`` of this one, for one part of the solve; :meth:`spend` what it used."""
+        """A budget of ``share`` of this one for one part of the solve; what it spends, this one spends."""
         if self.deterministic:
-            return Budget(self.deadline, self.dtime * share, True)
+            return Budget(self.deadline, self.dtime * share, True, self)
         now = time.perf_counter()
-        return Budget(now + share * max(0.0, self.deadline - now), math.inf, False)
+        return Budget(now + share * max(0.0, self.deadline - now), math.inf, False, self)
 
 
 @dataclass
@@ -148,8 +154,6 @@ class StagedSolver:
         incumbent = lin.value(hint)
         if not lin.vars:
             return StageResult(hint, True, float(incumbent))
-        add_hint(pm, hint)
-        set_objective(pm, [v.index for v in lin.vars], lin.coefs, sense)
         wall, dtime = self.budget.limits(share)
         if dtime < STAGE_DTIME_PER_VAR * len(pm.variables):
             out.termination.append(f"{name}:SKIPPED(budget)")
@@ -157,6 +161,8 @@ class StagedSolver:
         if wall < STAGE_SECONDS_PER_VAR * len(pm.variables):
             out.termination.append(f"{name}:SKIPPED(deadline)")
             return StageResult(hint, False, None)
+        add_hint(pm, hint)
+        set_objective(pm, [v.index for v in lin.vars], lin.coefs, sense)
         solver = cp_model.CpSolver()
         _parameters(solver, pm, self.options, wall, dtime)
         status = solver.solve(pm.model)
@@ -234,12 +240,11 @@ class StagedSolver:
                 out.unserved_lb[prio] = top - served
             else:
                 out.unserved_lb[prio] = 0 if res.bound is None else max(0, top - math.floor(res.bound + 1e-6))
-        upper = pm.upper
         for name, lin, share in (("premium", pm.premium, PREMIUM_SHARE), ("groups", pm.groups, GROUPS_SHARE)):
             res = self._stage(name, lin, "min", share, out.values)
             out.values = res.values
             self._fix(lin, lin.value(out.values), res.proven, "min")
-            lb = lin.lowest(upper) if res.bound is None else math.ceil(res.bound - 1e-6)
+            lb = lin.lowest(pm.upper) if res.bound is None else math.ceil(res.bound - 1e-6)
             if name == "premium":
                 out.premium_lb = lb
             else:
@@ -263,8 +268,8 @@ def merge(
     for row in pm.rows:
         if row.slack(values) >= 0:
             continue
+        members = set(row.index)
         for per_class in lower_slots:
-            members = set(row.index)
             for s in per_class:
                 if any(values[i] and i in members for i in s):
                     for i in s:
