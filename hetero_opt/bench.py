@@ -117,7 +117,7 @@ def first_stage_gap(result: Score, bound: Score | None) -> float:
     """GPUs of the top priority class left unserved above the bound: 0 means the first stage is optimal."""
     if bound is None or not result.unserved_gpus:
         return math.nan
-    return float(result.unserved_gpus[0] - bound.unserved_gpus[0])
+    return float(result.first_stage_gap(bound))
 
 
 def instance_rows(

@@ -152,6 +152,8 @@ class TopologyView:
 
     def slots(self, s1: str, gpu_type: str, size: int) -> int:
         """Pods of ``size`` GPUs that fit on the free GPUs of (S1, GPU type) if placed alone."""
+        if size in self.slots_by_size:
+            return self.slots_by_size[size].get((s1, gpu_type), 0)
         hist = self.free_by_s1_type.get((s1, gpu_type), Counter())
         return sum((free // size) * count for free, count in hist.items())
 
@@ -164,16 +166,26 @@ class TopologyView:
             out[size] = {key: n for key, n in counts.items() if n > 0}
         return out
 
+    def candidate_cells(self, requests: list[RequestView]) -> int:
+        """How many pod counts a model of ``requests`` needs: a measure of its size.
+
+        A scale-out request may use every (role, S1, GPU type) cell where one of its pods fits; a
+        scale-in request only the pods its service's groups hold.
+        """
+        cells = 0
+        for r in requests:
+            if r.delta > 0:
+                for role in r.service.roles:
+                    types = set(role.gpu_types)
+                    cells += sum(1 for _, t in self.slots_by_size[role.gpus_per_pod] if t in types)
+            elif r.delta < 0:
+                cells += sum(len(g.pods) + 2 for g in self.groups_by_service.get(r.service.id, []))
+        return cells
+
     @cached_property
     def pod_sizes(self) -> list[int]:
         """Distinct GPUs-per-pod values over all services, ascending."""
         return sorted({r.gpus_per_pod for s in self.instance.services for r in s.roles})
-
-    @cached_property
-    def sizes_form_chain(self) -> bool:
-        """True when every pod size divides the next: then per-size-class packing is exact."""
-        sizes = self.pod_sizes
-        return all(b % a == 0 for a, b in itertools.pairwise(sizes))
 
     @cached_property
     def service_by_id(self) -> dict[str, Service]:
@@ -246,3 +258,8 @@ def build_view(instance: Instance) -> TopologyView:
                 f"{units} whole units, the extra pods stay as they are"
             )
     return TopologyView(instance, warnings)
+
+
+def is_chain(sizes: list[int]) -> bool:
+    """True when every pod size (ascending) divides the next: then per-size-class packing is exact."""
+    return all(b % a == 0 for a, b in itertools.pairwise(sorted(sizes)))

@@ -57,5 +57,6 @@ class Backend(Protocol):
 
 
 def post_processing_reserve(view: TopologyView) -> float:
-    """Seconds a backend keeps back from its solver for extraction, binding, verification and scoring."""
+    """Seconds a backend keeps back from its solver for extraction, binding and its own scoring, and for
+    the solver's overshoot (``solve()`` keeps back the final verification separately)."""
     return 0.03 + 8e-6 * len(view.instance.nodes)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter, defaultdict
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from hetero_opt.placement.plan import GroupChange, PodChange
@@ -70,23 +69,22 @@ class FreePool:
         bisect.insort(self.buckets[free + size], node_id)
 
 
-def make_pools(view: TopologyView, taken: Mapping[str, int] | None = None) -> dict[tuple[str, str], FreePool]:
-    """A fresh :class:`FreePool` per (S1, GPU type) with free GPUs (less ``taken`` GPUs per node)."""
-    taken = taken or {}
+def make_pools(view: TopologyView) -> dict[tuple[str, str], FreePool]:
+    """A fresh :class:`FreePool` per (S1, GPU type) with free GPUs (those the view has not promised)."""
     nodes: defaultdict[tuple[str, str], list[tuple[str, int]]] = defaultdict(list)
     for n in view.instance.nodes:
-        free = view.free(n) - taken.get(n.id, 0)
+        free = view.free(n)
         if free > 0:
             nodes[(n.s1, n.gpu_type)].append((n.id, free))
     return {k: FreePool(v) for k, v in sorted(nodes.items())}
 
 
-def bind(view: TopologyView, drafts: list[GroupDraft], taken: Mapping[str, int] | None = None) -> list[GroupChange]:
+def bind(view: TopologyView, drafts: list[GroupDraft]) -> list[GroupChange]:
     """Bind every draft's counts to nodes; raise :class:`BindingError` if additions do not fit.
 
-    ``taken``: GPUs per node already promised to other changes of the same plan.
+    GPUs the view has promised to other changes (:meth:`TopologyView.with_taken`) are not used.
     """
-    pools = make_pools(view, taken)
+    pools = make_pools(view)
     items: defaultdict[tuple[str, str], list[tuple[int, int, str, int]]] = defaultdict(list)
     for i, d in enumerate(drafts):
         if d.units <= 0:

@@ -46,6 +46,10 @@ class Score(Frozen):
             -self.whole_free_nodes,
         )
 
+    def first_stage_gap(self, bound: Score) -> int:
+        """GPUs of the top priority class left unserved above ``bound``'s: 0 means stage 1 is optimal."""
+        return self.unserved_gpus[0] - bound.unserved_gpus[0] if self.unserved_gpus else 0
+
     def __lt__(self, other: object) -> bool:
         if not isinstance(other, Score):
             return NotImplemented

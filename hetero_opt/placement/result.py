@@ -44,7 +44,7 @@ class PlacementResult(Frozen):
         """Unserved GPUs of the top priority class above the proven bound (0: first stage optimal)."""
         if self.bound is None or not self.score.unserved_gpus:
             return None
-        return self.score.unserved_gpus[0] - self.bound.unserved_gpus[0]
+        return self.score.first_stage_gap(self.bound)
 
     @property
     def unserved(self) -> list[Unserved]:

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from itertools import pairwise
 
 from ortools.sat.python import cp_model
 
 from hetero_opt.placement.cpsat.variables import InSlot, OutSlot
-from hetero_opt.topology import TopologyView
+from hetero_opt.topology import TopologyView, is_chain
 
 
 def add_out_slot(model: cp_model.CpModel, slot: OutSlot, upper: list[int]) -> None:
@@ -49,11 +48,6 @@ def add_out_request(model: cp_model.CpModel, slots: list[OutSlot]) -> None:
     opens = [s.open for s in slots if s.open is not None]
     if len(opens) > req.service.max_new_groups:
         model.add(sum(opens) <= req.service.max_new_groups)
-
-
-def is_chain(sizes: list[int]) -> bool:
-    """True when every size (ascending) divides the next."""
-    return all(b % a == 0 for a, b in pairwise(sorted(sizes)))
 
 
 @dataclass

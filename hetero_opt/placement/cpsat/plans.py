@@ -6,25 +6,15 @@ from collections import Counter
 
 from hetero_opt.placement.binding import GroupDraft
 from hetero_opt.placement.cpsat.model import PlacementModel
-from hetero_opt.placement.cpsat.variables import InSlot, OutSlot, role_capacity
+from hetero_opt.placement.cpsat.variables import InSlot, OutSlot
 from hetero_opt.placement.objective import gpu_cost
 from hetero_opt.placement.plan import GroupChange, Plan, Unserved
 from hetero_opt.topology import RequestView, TopologyView
 
 
 def estimated_vars(view: TopologyView, part: list[RequestView]) -> int:
-    """Variables of the model of ``part``, estimated from the pod cells each request can use.
-
-    A scale-out request may use every (role, S1, GPU type) cell with room; a scale-in request only
-    the pods its service's groups hold.
-    """
-    cells = 0
-    for r in part:
-        if r.delta > 0:
-            cells += len(role_capacity(view, r))
-        else:
-            cells += sum(len(g.pods) + 2 for g in view.groups_by_service.get(r.service.id, []))
-    return cells * 6 // 5
+    """Variables of the CP-SAT model of ``part``: its pod cells plus a fifth (units, new-group switches)."""
+    return view.candidate_cells(part) * 6 // 5
 
 
 def extract(pm: PlacementModel, values: list[int]) -> tuple[list[GroupDraft], list[Unserved]]:

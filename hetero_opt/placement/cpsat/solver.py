@@ -34,7 +34,6 @@ from hetero_opt.placement.cpsat.objective import Linear
 from hetero_opt.placement.cpsat.plans import (
     estimated_vars,
     extract,
-    gpus_taken,
     residual_view,
     restrict,
     trivial_bounds,
@@ -111,7 +110,7 @@ def complete(view: TopologyView, top: TopResult, part: list[RequestView], hint: 
     others = [r for r in part if r.service.priority != top.priority]
     kept = restrict(hint, others)
     with contextlib.suppress(BindingError):
-        changes = bind(view, top.drafts, gpus_taken(view, kept.changes))
+        changes = bind(residual_view(view, kept.changes), top.drafts)
         return Plan(changes=[*changes, *kept.changes], unserved=[*top.unserved, *kept.unserved]).canonical()
     top_changes = bind(view, top.drafts)
     rest = greedy_plan(view.instance, residual_view(view, top_changes), others)

@@ -62,6 +62,9 @@ class _HighsWithStart(pulp.HiGHS):  # type: ignore[misc]
 # Handing a model to the solver costs about this per variable (PuLP writes it, HiGHS or CBC reads
 # it): a stage with less time left than that would overshoot the deadline, so it is skipped.
 SETUP_SECONDS_PER_VAR = 2e-5
+# PuLP builds about 15k variables per second here (production size: 29k variables,
+# 25k pod cells, 1.1-2.3 s): a model whose build alone would eat the limit is not started.
+BUILD_SECONDS_PER_CELL = 1e-4
 
 
 class MilpBackend:
@@ -98,9 +101,16 @@ class MilpBackend:
         start = time.perf_counter()
         deadline = (options.deadline or start + options.time_limit) - post_processing_reserve(view)
         version = self.version()
+        cells = view.candidate_cells([r for r in view.requests if r.delta != 0])
+        if options.time_limit < BUILD_SECONDS_PER_CELL * cells:
+            reason = (
+                f"{self.name}: a model of ~{cells} pod cells takes longer than time_limit={options.time_limit:g} s "
+                f"to build and solve here"
+            )
+            return BackendOutput(hint, "fallback", "too large", reason, None, version, {"cells": float(cells)})
         model = build_model(view)
         stats: dict[str, float] = {
-            "variables": float(len(model.prob.variables())),
+            "variables": float(len(model.variables())),
             "constraints": float(model.prob.numConstraints()),
             "build_s": time.perf_counter() - start,
         }
@@ -176,11 +186,11 @@ class MilpBackend:
             wanted = model.wanted_by_priority[int(stage.removeprefix("served_p"))]
             if evaluate(expr, values) >= wanted:
                 return StageResult(stage, evaluate(expr, values), True, None, "incumbent serves all", 0.0), values
-        if budget <= max(0.01, SETUP_SECONDS_PER_VAR * len(prob.variables())):
+        if budget <= max(0.01, SETUP_SECONDS_PER_VAR * len(model.variables())):
             opt = False
             return StageResult(stage, evaluate(expr, values) if values else 0, opt, None, "no time left", 0.0), values
         solver = self._solver(values, budget, options)
-        for v in prob.variables():
+        for v in model.variables():
             v.varValue = None if values is None else values.get(v.name, 0)
         prob.solve(solver)
         sol_status = prob.sol_status
@@ -193,7 +203,7 @@ class MilpBackend:
             bound = float(prob.solverModel.getInfo().mip_dual_bound)
         new_values = None
         if found:
-            new_values = {v.name: round(v.varValue or 0.0) for v in prob.variables()}
+            new_values = {v.name: round(v.varValue or 0.0) for v in model.variables()}
             if not is_feasible(model, new_values):
                 found, optimal, termination = False, False, termination + " (rounded solution infeasible)"
                 new_values = None

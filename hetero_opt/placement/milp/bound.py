@@ -23,7 +23,7 @@ def lp_unserved_bound(instance: Instance) -> tuple[int, int] | None:
     if not classes:
         return None
     top = max(classes)
-    for var in model.prob.variables():
+    for var in model.variables():
         var.cat = pulp.LpContinuous
     model.prob.setObjective(-model.served_by_priority[top])
     model.prob.solve(pulp.HiGHS(msg=False, mip=False))

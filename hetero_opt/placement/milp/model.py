@@ -17,7 +17,6 @@ cross-check each other. Decisions are counts, never node picks:
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from hetero_opt.placement.binding import CountKey
 from hetero_opt.placement.greedy import new_group_id
 from hetero_opt.placement.objective import gpu_cost
 from hetero_opt.placement.plan import Plan
-from hetero_opt.topology import RequestView, TopologyView
+from hetero_opt.topology import RequestView, TopologyView, is_chain
 
 ROLE_TAG = {"prefill": "P", "decode": "D", "prefill-attn": "PA", "prefill-ffn": "PF"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.]")
@@ -77,10 +76,13 @@ class MilpModel:
     emptied: pulp.LpAffineExpression
     exact_packing: bool
     candidate_domains: dict[str, int] = field(default_factory=dict)
+    all_variables: list[pulp.LpVariable] = field(default_factory=list)
 
     def variables(self) -> list[pulp.LpVariable]:
-        """All variables, in creation order."""
-        return list(self.prob.variables())
+        """All variables, sorted by name (read once after the build: PuLP re-scans every row per call)."""
+        if not self.all_variables:
+            self.all_variables = list(self.prob.variables())
+        return self.all_variables
 
 
 class _Namer:
@@ -110,7 +112,7 @@ def build_model(view: TopologyView) -> MilpModel:
     out_requests = [r for r in view.requests if r.delta > 0]
     in_requests = [r for r in view.requests if r.delta < 0]
     sizes = sorted({role.gpus_per_pod for r in out_requests for role in r.service.roles})
-    exact = all(b % a == 0 for a, b in itertools.pairwise(sizes))
+    exact = is_chain(sizes)
 
     out_slots: list[OutSlot] = []
     candidates: dict[str, int] = {}
