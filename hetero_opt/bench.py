@@ -130,10 +130,7 @@ def instance_rows(
 ) -> list[dict[str, Any]]:
     """The rows of one instance: one per solver, with the instance-level cpsat/greedy ratios."""
     view = build_view(instance)
-    wanted: dict[int, int] = {}
-    for req in view.requests:
-        p = req.service.priority
-        wanted[p] = wanted.get(p, 0) + abs(req.delta) * req.service.gpus_per_unit
+    wanted = view.wanted_gpus_by_priority
     bound = best_bound(results)
     optimal = [r.score for r in results.values() if r.status == "optimal"]
     premium_bound = max(optimal, key=lambda b: b.key()) if optimal else None

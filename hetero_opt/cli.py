@@ -199,11 +199,7 @@ def _solve_one(path: Path, inst: Instance, args: argparse.Namespace, export: str
 
 def served_gpus(inst: Instance, result: PlacementResult) -> int:
     """GPUs of requested units the plan adds or removes (at most each request's delta)."""
-    placed = result.plan.units_by_service()
-    total = 0
-    for req in build_view(inst).requests:
-        total += min(abs(req.delta), abs(placed.get(req.service.id, 0))) * req.service.gpus_per_unit
-    return total
+    return sum(build_view(inst).wanted_gpus_by_priority.values()) - sum(result.score.unserved_gpus)
 
 
 def summary_row(s: Solved) -> dict[str, Any]:

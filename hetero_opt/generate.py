@@ -84,7 +84,7 @@ SPECS: dict[str, FamilySpec] = {
         moe_share=0.5,
     ),
     "contention": FamilySpec(
-        "40-150 nodes built so greedy's request order loses priority demand or burns premium tiers",
+        "30-100 nodes built so greedy's request order loses priority demand or burns premium tiers",
         0,
         (0, 0),
         (0, 0),

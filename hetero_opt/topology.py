@@ -166,6 +166,14 @@ class TopologyView:
             out[size] = {key: n for key, n in counts.items() if n > 0}
         return out
 
+    @cached_property
+    def wanted_gpus_by_priority(self) -> dict[int, int]:
+        """GPUs of the units each priority class asks to add or remove, highest priority first."""
+        wanted: defaultdict[int, int] = defaultdict(int)
+        for r in self.requests:
+            wanted[r.service.priority] += abs(r.delta) * r.service.gpus_per_unit
+        return dict(sorted(wanted.items(), reverse=True))
+
     def candidate_cells(self, requests: list[RequestView]) -> int:
         """How many pod counts a model of ``requests`` needs: a measure of its size.
 

@@ -90,28 +90,13 @@ def solve(
         options = SolveOptions(time_limit, seed, num_workers, log, export_model, deterministic, deadline)
         out = _run_backend(get_backend(solver), view, greedy, options)
         violations = verify(instance, out.plan, view)
-        backend_score = None if violations else score(instance, out.plan, view)
-        if violations:
-            out = BackendOutput(
-                greedy,
-                "fallback",
-                out.termination,
-                f"verifier rejected the {solver} plan: {violations[0]}",
-                out.bound,
-                out.version,
-                out.stats,
-            )
-        elif backend_score is not None and backend_score > greedy_score:
-            out = BackendOutput(
-                greedy,
-                "fallback",
-                out.termination,
-                f"{solver} plan scored worse than greedy; greedy kept",
-                out.bound,
-                out.version,
-                out.stats,
-            )
-        elif backend_score is not None:
+        why = f"verifier rejected the {solver} plan: {violations[0]}" if violations else ""
+        backend_score = greedy_score if violations else score(instance, out.plan, view)
+        if not why and backend_score > greedy_score:
+            why = f"{solver} plan scored worse than greedy; greedy kept"
+        if why:
+            out = BackendOutput(greedy, "fallback", out.termination, why, out.bound, out.version, out.stats)
+        else:
             final_score = backend_score
     plan = out.plan.canonical()
     return PlacementResult(

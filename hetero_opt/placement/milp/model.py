@@ -126,9 +126,7 @@ def build_model(view: TopologyView) -> MilpModel:
     _add_capacity(view, prob, name, out_slots, exact)
 
     served: defaultdict[int, list[tuple[pulp.LpVariable, int]]] = defaultdict(list)
-    wanted: defaultdict[int, int] = defaultdict(int)
-    for req in view.requests:
-        wanted[req.service.priority] += abs(req.delta) * req.service.gpus_per_unit
+    wanted = view.wanted_gpus_by_priority
     premium: list[tuple[pulp.LpVariable, int]] = []
     for o in out_slots:
         svc = o.request.service
@@ -147,7 +145,7 @@ def build_model(view: TopologyView) -> MilpModel:
         out_slots=out_slots,
         in_slots=in_slots,
         served_by_priority={p: _expr(served[p]) for p in sorted(wanted, reverse=True)},
-        wanted_by_priority=dict(sorted(wanted.items(), reverse=True)),
+        wanted_by_priority=wanted,
         premium=_expr(premium),
         new_groups=_expr([(o.open, 1) for o in out_slots if o.open is not None]),
         emptied=_expr([(s.emptied, 1) for s in in_slots if s.emptied is not None]),
