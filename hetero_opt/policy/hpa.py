@@ -6,6 +6,10 @@ an inclusive tolerance interval with per-direction tolerances, the ``groupPods``
 unready and missing pods, the legacy stabilization (no ``behavior``) and the behavior path
 (stabilization windows, Pods/Percent rate policies, scale-event storage).
 
+The pod-level replica calculator (:func:`group_pods` … :func:`get_usage_ratio_replica_count`) is
+the upstream code ported as a reference and checked against the ported upstream test tables;
+the engine's baseline works on pool averages through :func:`utilization_replicas`.
+
 Differences from the controller, all deliberate: time is a float of seconds passed in as
 ``now`` (never the wall clock); history is an explicit immutable :class:`HPAHistory` returned
 anew by every stage; metric values are integers in milli-units, as ``Quantity.MilliValue()``.
@@ -491,8 +495,9 @@ def utilization_replicas(
 ) -> int:
     """Resource rule on a pool average (all ready pods sampled, unready pods without samples).
 
-    Equivalent to :func:`get_resource_replicas` with equal requests: unready pods are left out
-    on scale-down and counted at 0 on scale-up.
+    The rule of :func:`get_resource_replicas` applied to a pool's average utilization, with its
+    CPU treatment of unready pods: left out on scale-down, counted at 0 on scale-up. This is what
+    the engine's HPA baseline calls per pool.
     """
     if ready_pods <= 0:
         return current_replicas
@@ -630,36 +635,48 @@ def calculate_scale_up_limit(current: int, history: HPAHistory, rules: ScalingRu
     ``ceil(start × (1 + value/100))``. ``Max`` keeps the largest, ``Min`` the smallest,
     ``Disabled`` returns ``current``.
     """
-    select = rules.select_policy or "Max"
-    if select == "Disabled":
-        return current
-    proposals: list[int] = []
-    for policy in rules.policies or ():
-        start = _period_start(current, policy, history, now)
+
+    def step(start: int, policy: ScalingPolicy) -> int:
         if policy.type == "Pods":
-            proposals.append(start + policy.value)
-        else:
-            proposals.append(math.ceil(start * (1 + policy.value / 100)))
-    if not proposals:
-        return current
-    return max(proposals) if select == "Max" else min(proposals)
+            return start + policy.value
+        return math.ceil(start * (1 + policy.value / 100))
+
+    return _rate_limit(current, history, rules, now, step, up=True)
 
 
 def calculate_scale_down_limit(current: int, history: HPAHistory, rules: ScalingRules, now: float) -> int:
-    """Scale-down limit (``calculateScaleDownLimitWithBehaviors``); Percent truncates toward 0."""
+    """Scale-down limit (``calculateScaleDownLimitWithBehaviors``); Percent truncates toward 0.
+
+    ``Max`` (the most change) keeps the smallest proposal, ``Min`` the largest.
+    """
+
+    def step(start: int, policy: ScalingPolicy) -> int:
+        if policy.type == "Pods":
+            return start - policy.value
+        return int(start * (1 - policy.value / 100))
+
+    return _rate_limit(current, history, rules, now, step, up=False)
+
+
+def _rate_limit(
+    current: int,
+    history: HPAHistory,
+    rules: ScalingRules,
+    now: float,
+    step: Callable[[int, ScalingPolicy], int],
+    *,
+    up: bool,
+) -> int:
+    """Every policy's proposal from its period-start count; ``Max`` selects the most change."""
     select = rules.select_policy or "Max"
     if select == "Disabled":
         return current
-    proposals: list[int] = []
-    for policy in rules.policies or ():
-        start = _period_start(current, policy, history, now)
-        if policy.type == "Pods":
-            proposals.append(start - policy.value)
-        else:
-            proposals.append(int(start * (1 - policy.value / 100)))
+    proposals = [step(_period_start(current, p, history, now), p) for p in rules.policies or ()]
     if not proposals:
         return current
-    return min(proposals) if select == "Max" else max(proposals)
+    most = max if up else min
+    least = min if up else max
+    return most(proposals) if select == "Max" else least(proposals)
 
 
 def convert_desired_replicas_with_behavior_rate(

@@ -73,57 +73,31 @@ def proportional_decision(
         f"decode TPS {decode_tps:g} / {target_tps_per_pod:g} per pod = {pods:.4g} pods"
         f" → {expected} units (d={decode_per_unit})"
     )
+    action: Action = "none"
+    ratio: float | None = None
     if supply_units == 0:
         if expected > 0 and out_cooldown_ok:
-            return ProportionalResult(
-                action="out",
-                target_units=expected,
-                expected_units=expected,
-                decode_pods_needed=pods,
-                ratio=None,
-                reason=f"{head}; supply 0 → scale out",
-            )
-        return ProportionalResult(
-            action="none",
-            target_units=0,
-            expected_units=expected,
-            decode_pods_needed=pods,
-            ratio=None,
-            reason=f"{head}; supply 0, no change",
-        )
-    r = Fraction(expected, supply_units)
-    up = 1 + exact(theta_out)
-    down = 1 - exact(theta_in)
-    rtxt = f"R={float(r):.2f}"
-    if r > up:
-        if out_cooldown_ok:
-            return ProportionalResult(
-                action="out",
-                target_units=expected,
-                expected_units=expected,
-                decode_pods_needed=pods,
-                ratio=float(r),
-                reason=f"{head}; {rtxt} > {float(up):.2f}",
-            )
-        why = f"{head}; {rtxt} > {float(up):.2f} but out-cooldown active"
-    elif r < down:
-        if in_cooldown_ok:
-            return ProportionalResult(
-                action="in",
-                target_units=expected,
-                expected_units=expected,
-                decode_pods_needed=pods,
-                ratio=float(r),
-                reason=f"{head}; {rtxt} < {float(down):.2f}",
-            )
-        why = f"{head}; {rtxt} < {float(down):.2f} but in-cooldown active"
+            action, why = "out", f"{head}; supply 0 → scale out"
+        else:
+            why = f"{head}; supply 0, no change"
     else:
-        why = f"{head}; {float(down):.2f} <= {rtxt} <= {float(up):.2f}"
+        r = Fraction(expected, supply_units)
+        ratio = float(r)
+        up, down = 1 + exact(theta_out), 1 - exact(theta_in)
+        rtxt = f"R={ratio:.2f}"
+        if r > up:
+            action = "out" if out_cooldown_ok else "none"
+            why = f"{head}; {rtxt} > {float(up):.2f}" + ("" if out_cooldown_ok else " but out-cooldown active")
+        elif r < down:
+            action = "in" if in_cooldown_ok else "none"
+            why = f"{head}; {rtxt} < {float(down):.2f}" + ("" if in_cooldown_ok else " but in-cooldown active")
+        else:
+            why = f"{head}; {float(down):.2f} <= {rtxt} <= {float(up):.2f}"
     return ProportionalResult(
-        action="none",
-        target_units=supply_units,
+        action=action,
+        target_units=expected if action != "none" else supply_units,
         expected_units=expected,
         decode_pods_needed=pods,
-        ratio=float(r),
+        ratio=ratio,
         reason=why,
     )

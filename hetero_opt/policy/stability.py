@@ -59,20 +59,19 @@ def dampen(
     small service can always move.
     """
     if target > supply:
-        step = target - supply
-        if max_out_units is not None:
-            step = min(step, max_out_units)
-        if max_out_percent is not None:
-            step = min(step, max(1, math.ceil(supply * max_out_percent / 100)))
-        return supply + step
+        return supply + _limited(target - supply, supply, max_out_units, max_out_percent)
     if target < supply:
-        step = supply - target
-        if max_in_units is not None:
-            step = min(step, max_in_units)
-        if max_in_percent is not None:
-            step = min(step, max(1, math.ceil(supply * max_in_percent / 100)))
-        return supply - step
+        return supply - _limited(supply - target, supply, max_in_units, max_in_percent)
     return target
+
+
+def _limited(step: int, supply: int, max_units: int | None, max_percent: float | None) -> int:
+    """``step`` within ``max_units`` and ``ceil(supply × max_percent / 100)`` (at least 1)."""
+    if max_units is not None:
+        step = min(step, max_units)
+    if max_percent is not None:
+        step = min(step, max(1, math.ceil(supply * max_percent / 100)))
+    return step
 
 
 def clamp_units(target: int, min_units: int, max_units: int) -> int:
