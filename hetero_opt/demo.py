@@ -12,18 +12,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from hetero_opt.cli import served_gpus
+from hetero_opt.cli import _console, collect_instance_files, served_gpus
 from hetero_opt.io import load_instance
 from hetero_opt.placement.solve import solve
 from hetero_opt.placement.verify import verify
 
 INSTANCES_DIR = Path(__file__).resolve().parent.parent / "instances"
 DEMO_SOLVERS = ("greedy", "cpsat")
-
-
-def instance_files(folder: Path = INSTANCES_DIR) -> list[Path]:
-    """The bundled instance files (top level of ``folder``), sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".json", ".yaml", ".yml"))
 
 
 def run_placement_demo(
@@ -45,7 +40,7 @@ def run_placement_demo(
     time_limit
         Time limit per solve in seconds.
     """
-    console = console or Console(width=max(Console().width, 120))
+    console = console or _console()
     table = Table(title="Placement of the bundled instances (instances/README.md has the known answers)")
     for head in ("instance", "solver", "status", "served GPUs", "unserved GPUs", "premium cost", "new groups"):
         table.add_column(
@@ -54,7 +49,7 @@ def run_placement_demo(
     table.add_column("time (s)", justify="right")
     table.add_column("verified", justify="center")
     all_ok = True
-    for path in instance_files(folder):
+    for path in collect_instance_files([str(folder)]):
         instance = load_instance(path)
         for solver in solvers:
             result = solve(instance, solver, time_limit=time_limit, seed=0)
@@ -76,7 +71,8 @@ def run_placement_demo(
 
 
 def main() -> int:
-    """Run every demo part; exit code 1 if any plan fails verification."""
+    """Run every demo part; exit code 1 if a bundled plan fails verification or the verifier rejected
+    a solver's plan during the replay (``solve()`` then falls back to greedy and says so)."""
     ok = run_placement_demo()
     ok = run_autoscaler_demo() and ok
     return 0 if ok else 1
@@ -84,14 +80,11 @@ def main() -> int:
 
 def run_autoscaler_demo() -> bool:
     """Replay one day of ServeGen m-large decode TPS through the autoscaler (CP-SAT placement)."""
-    from rich.console import Console
-
     from hetero_opt.autoscaler import Autoscaler
-    from hetero_opt.io import load_instance
     from hetero_opt.policy.config import load_policy_config
     from hetero_opt.replay import decisions_table, load_metrics, replay
 
-    root = Path(__file__).resolve().parents[1] / "instances" / "autoscale"
+    root = INSTANCES_DIR / "autoscale"
     config = load_policy_config(root / "policy.yaml")
     autoscaler = Autoscaler(config, "cpsat", time_limit=1.0, startup_delay_s=300)
     series = load_metrics(root / "metrics.csv")

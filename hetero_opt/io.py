@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from hetero_opt.errors import InputError
 from hetero_opt.instance import Instance
+
+M = TypeVar("M", bound=BaseModel)
 
 _KINDS = {
     "gpu_types": "GpuType",
@@ -91,3 +93,23 @@ def describe_error(exc: ValidationError, data: dict[str, Any]) -> str:
         shown = repr(value)
     head = f"{entity}: " if entity else ""
     return f"{head}{field}={shown}: {msg}"
+
+
+def load_yaml_model(path: Path, model: type[M], what: str, defaults: dict[str, Any] | None = None) -> M:
+    """Read a YAML file into ``model``; one-line :class:`InputError` naming ``what``, the file and field.
+
+    ``defaults`` fill keys the file leaves out (when it holds a mapping).
+    """
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(f"{what} '{path}': cannot read: {exc}") from exc
+    if isinstance(data, dict) and defaults:
+        data = {**defaults, **data}
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(x) for x in first["loc"])
+        msg = str(first["msg"]).removeprefix("Value error, ")
+        raise InputError(f"{what} '{path}': {loc}: {msg}") from exc

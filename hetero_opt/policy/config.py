@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from hetero_opt.errors import InputError
+from hetero_opt.io import load_yaml_model
 from hetero_opt.policy._base import Frozen
 from hetero_opt.policy.feedback import LatencyTiers
 from hetero_opt.policy.hpa import HPABehavior, HPAControllerConfig
@@ -157,16 +157,7 @@ def load_policy_config(path: str | Path, profiles: Mapping[str, ServingProfile] 
     Profiles come from ``profiles`` if given, else from ``models_dir`` (relative to the file).
     """
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise InputError(f"Policy config '{p}': cannot read: {exc}") from exc
-    try:
-        cfg = AutoscalerConfig.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"])
-        raise InputError(f"Policy config '{p}': {loc}: {first['msg']}") from exc
+    cfg = load_yaml_model(p, AutoscalerConfig, "Policy config")
     if not any(s.profile for s in cfg.services):
         return cfg
     if profiles is None:

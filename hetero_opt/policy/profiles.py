@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from hetero_opt.errors import InputError
+from hetero_opt.io import load_yaml_model
 from hetero_opt.policy._base import Frozen
 
 
@@ -101,18 +101,7 @@ class ServingProfile(Frozen):
 def load_profile(path: str | Path) -> ServingProfile:
     """Load one profile YAML; errors name the file."""
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise InputError(f"Profile file '{p}': cannot read: {exc}") from exc
-    if isinstance(data, dict):
-        data.setdefault("name", p.stem)
-    try:
-        return ServingProfile.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"])
-        raise InputError(f"Profile file '{p}': {loc}: {first['msg']}") from exc
+    return load_yaml_model(p, ServingProfile, "Profile file", defaults={"name": p.stem})
 
 
 def load_profiles(directory: str | Path) -> dict[str, ServingProfile]:
