@@ -14,6 +14,8 @@ def test_generate_production(benchmark: Any) -> None:
     inst = benchmark.pedantic(generate_instance, args=("production", 0), rounds=3, iterations=1)
     print(f"\nproduction instance generated: {len(inst.nodes)} nodes, median {benchmark.stats['median']:.3f} s")
     assert len(inst.nodes) >= 20_000
+    assert (len(inst.nodes), sum(n.gpus_total for n in inst.nodes)) == (20_480, 163_840)  # as benchmarks/conftest says
+    assert (len(inst.services), len(inst.requests)) == (200, 50)
 
 
 def test_greedy_production(benchmark: Any, production: Instance) -> None:

@@ -27,15 +27,18 @@ def test_solver_never_worse_than_greedy(solver: str, family: str, seed: int) -> 
         assert result.score < greedy.score  # built so that a joint plan beats greedy
 
 
+LIMIT_S, GOAL_S, LONGER_S = 2.0, 10.0, 10.0  # the issue's limit, its stage-1 goal, a longer run
+
+
 def test_cpsat_production(benchmark: Any, production: Instance) -> None:
-    """Within 2 s: a verified plan no worse than greedy, its first-stage gap, and when stage 1 was proven."""
+    """Within the limit: a verified plan no worse than greedy, its first-stage gap, and when stage 1 was proven."""
     greedy = hetero_opt.solve(production, "greedy")
     result = benchmark.pedantic(
-        hetero_opt.solve, args=(production, "cpsat"), kwargs={"time_limit": 2.0}, rounds=1, iterations=1
+        hetero_opt.solve, args=(production, "cpsat"), kwargs={"time_limit": LIMIT_S}, rounds=1, iterations=1
     )
-    again = hetero_opt.solve(production, "cpsat", time_limit=2.0)
+    again = hetero_opt.solve(production, "cpsat", time_limit=LIMIT_S)
     print(
-        f"\ncpsat on production, 2 s limit: {result.status}, {result.wall_time_s:.2f} s wall, served "
+        f"\ncpsat on production, {LIMIT_S:g} s limit: {result.status}, {result.wall_time_s:.2f} s wall, served "
         f"{result.score.unserved_gpus} unserved by class (greedy {greedy.score.unserved_gpus}), premium "
         f"{result.score.premium_cost} (greedy {greedy.score.premium_cost}); first-stage gap {result.first_stage_gap} "
         f"GPUs; same plan on a second run: {again.plan == result.plan}"
@@ -51,12 +54,16 @@ def test_cpsat_production(benchmark: Any, production: Instance) -> None:
     print(
         f"first stage (priority {priority}): cpsat leaves {result.score.unserved_gpus[top]} GPUs unserved; "
         f"its own bound {result.bound.unserved_gpus[top] if result.bound else None}, LP relaxation {fewest}; "
-        + (f"proven optimal within {result.wall_time_s:.2f} s (goal: 10 s)" if proven else "not proven in 2 s")
+        + (
+            f"proven optimal within {result.wall_time_s:.2f} s (goal: {GOAL_S:g} s)"
+            if proven
+            else f"not proven within {LIMIT_S:g} s"
+        )
     )
     assert result.score.unserved_gpus[top] >= fewest
-    longer = hetero_opt.solve(production, "cpsat", time_limit=10.0)
+    longer = hetero_opt.solve(production, "cpsat", time_limit=LONGER_S)
     print(
-        f"with a 10 s limit: first-stage gap {longer.first_stage_gap} GPUs, premium {longer.score.premium_cost}, "
-        f"{longer.wall_time_s:.2f} s wall"
+        f"with a {LONGER_S:g} s limit: first-stage gap {longer.first_stage_gap} GPUs, "
+        f"premium {longer.score.premium_cost}, {longer.wall_time_s:.2f} s wall"
     )
     assert longer.score <= greedy.score

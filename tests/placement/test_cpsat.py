@@ -213,14 +213,19 @@ def test_solve_entry_point_and_export(tmp_path: Path) -> None:
 
 @st.composite
 def small_instances(draw: st.DrawFn) -> Instance:
-    """2 S2 x 2 S1 x 2 nodes of random type and free GPUs; 2-3 services with random requests."""
+    """2 S2 x 2 S1 x 2 nodes of random type and free GPUs; 2-3 services with random requests.
+
+    A service may already hold one unit (a group on one node, whose free GPUs shrink to match),
+    so requests scale out, stay or scale in (target 0).
+    """
     nodes = []
     for s2 in ("a", "b"):
         for s1 in ("1", "2"):
             for k in ("x", "y"):
                 gpu = draw(st.sampled_from(["H20", "L20"]))
                 nodes.append(node(f"{s2}{s1}{k}", s2, f"{s2}-{s1}", gpu, free=draw(st.sampled_from([0, 2, 4, 8]))))
-    services, requests = [], []
+    used = {n["id"]: 0 for n in nodes}
+    services, requests, groups = [], [], []
     for i in range(draw(st.integers(2, 3))):
         types = draw(st.sampled_from([["H20"], ["L20"], ["H20", "L20"], ["L20", "H20"]]))
         svc = pd_service(
@@ -235,8 +240,43 @@ def small_instances(draw: st.DrawFn) -> Instance:
         )
         svc["pd_ratio"] = {"prefill": draw(st.integers(1, 2)), "decode": draw(st.integers(1, 2))}
         services.append(svc)
-        requests.append({"service": svc["id"], "target_units": draw(st.integers(1, 4))})
-    return instance(nodes=nodes, services=services, requests=requests)
+        held = _one_unit_group(draw, svc, nodes, used) if draw(st.booleans()) else None
+        if held is not None:
+            groups.append(held)
+        target = draw(st.sampled_from([0, 0, 1, 3]) if held else st.integers(1, 4))
+        requests.append({"service": svc["id"], "target_units": target})
+    for n in nodes:
+        n["gpus_free"] = min(n["gpus_free"], n["gpus_total"] - used[n["id"]])
+    return instance(nodes=nodes, services=services, groups=groups, requests=requests)
+
+
+def _one_unit_group(
+    draw: st.DrawFn, svc: dict[str, Any], nodes: list[dict[str, Any]], used: dict[str, int]
+) -> dict[str, Any] | None:
+    """One unit of ``svc``: prefill pods on one node, decode pods on a node of the same S1, or None."""
+    p_role, d_role = svc["roles"]
+    n_p, n_d = svc["pd_ratio"]["prefill"], svc["pd_ratio"]["decode"]
+    need_p, need_d = n_p * p_role["gpus_per_pod"], n_d * d_role["gpus_per_pod"]
+
+    def room(n: dict[str, Any], role: dict[str, Any], gpus: int) -> bool:
+        return n["gpu_type"] in role["gpu_types"] and used[n["id"]] + gpus <= n["gpus_total"]
+
+    pairs = [
+        (a, b)
+        for a in nodes
+        for b in nodes
+        if a["s1"] == b["s1"]
+        and room(a, p_role, need_p)
+        and room(b, d_role, need_d + (need_p if a is b else 0))
+    ]
+    if not pairs:
+        return None
+    a, b = draw(st.sampled_from(pairs))
+    used[a["id"]] += need_p
+    used[b["id"]] += need_d
+    domain = {"s1": a["s1"], "s2": a["s2"], "cluster": a["cluster"]}[svc["affinity"]]
+    pods = [{"role": "prefill", "node": a["id"], "count": n_p}, {"role": "decode", "node": b["id"], "count": n_d}]
+    return {"id": f"{svc['id']}-g", "service": svc["id"], "domain": domain, "pods": pods}
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

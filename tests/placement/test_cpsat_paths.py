@@ -12,6 +12,7 @@ from hetero_opt.generate import generate_instance
 from hetero_opt.placement.backend import BackendOutput, SolveOptions
 from hetero_opt.placement.cpsat import CpSatBackend
 from hetero_opt.placement.cpsat.blocks import planned_blocks
+from hetero_opt.placement.cpsat.model import build
 from hetero_opt.placement.greedy import greedy_plan
 from placement.test_cpsat import CONTENTION, instance, node, pd_service, small_instances
 
@@ -103,6 +104,10 @@ def test_same_seed_same_plan_on_both_paths() -> None:
 def test_a_lower_class_without_any_slot_is_no_error(family: str, seed: int) -> None:
     # A class that can place nothing anywhere has no slot and no silencing switch in the model.
     inst = generate_instance(family, seed)
+    view = build_view(inst)
+    outs = [r for r in view.requests if r.delta > 0]
+    pm = build(view, outs)
+    assert set(pm.max_served) - set(pm.slots_by_priority), "the case this test is about"
     for strategy in ("full", "blocks"):
         run(inst, strategy)
     assert verify(inst, solve(inst, "cpsat").plan) == []

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from conftest import BUNDLED
 
 import hetero_opt as ho
 from hetero_opt.generate import generate_instance
 
-ROOT = Path(__file__).resolve().parents[2]
-BUNDLED = sorted((ROOT / "instances").glob("*.yaml"))
 GENERATED = [(f, s) for f in ("tiny", "small", "contention", "moe") for s in range(3)] + [("medium", 0)]
 
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from conftest import INSTANCES_DIR
 
 import hetero_opt as ho
 from hetero_opt.placement.milp.bound import lp_unserved_bound
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def test_bound_is_below_every_plan_and_equals_the_milp_optimum_on_priority_contention() -> None:
-    instance = ho.load_instance(ROOT / "instances" / "priority_contention.yaml")
+    instance = ho.load_instance(INSTANCES_DIR / "priority_contention.yaml")
     bound = lp_unserved_bound(instance)
     assert bound is not None
     priority, fewest = bound
@@ -26,5 +24,5 @@ def test_bound_is_below_every_plan_and_equals_the_milp_optimum_on_priority_conte
 
 def test_scale_in_counts_as_demand_and_is_fully_servable() -> None:
     # removing 3 units of 8 GPUs = 24 GPUs of priority 10; the groups hold them, so the bound is 0
-    instance = ho.load_instance(ROOT / "instances" / "scale_in_premium.yaml")
+    instance = ho.load_instance(INSTANCES_DIR / "scale_in_premium.yaml")
     assert lp_unserved_bound(instance) == (10, 0)

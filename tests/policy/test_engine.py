@@ -229,4 +229,7 @@ def test_targets_stay_within_min_max(
         assert lo <= d.target_units <= hi
         if d.action == "in":
             assert d.target_units >= lo
+        if policy != "hpa":  # the HPA decides per pool; its action follows pods, not units
+            direction = (d.target_units > d.supply_units) - (d.target_units < d.supply_units)
+            assert d.action == {-1: "in", 0: "none", 1: "out"}[direction]
         units, now = d.target_units, now + dt_s

@@ -327,6 +327,28 @@ def test_group_pods(
     ), name
 
 
+@pytest.mark.parametrize(
+    ("name", "pods_kw", "sampled", "missing", "ignored"),
+    [
+        # groupPods: a pod with a deletion timestamp is ignored
+        ("deleted", {"deleted": True}, True, set(), {"a"}),
+        # groupPods: a Failed pod is ignored
+        ("failed", {"phase": "Failed"}, True, set(), {"a"}),
+        # groupPods: a running pod without a sample is missing
+        ("no sample", {}, False, {"a"}, set()),
+    ],
+)
+def test_group_pods_ignored_and_missing(
+    name: str, pods_kw: dict[str, object], sampled: bool, missing: set[str], ignored: set[str]
+) -> None:
+    from hetero_opt.policy.hpa import group_pods
+
+    pod = Pod.model_validate({"name": "a", **pods_kw})
+    metrics = {"a": PodMetric(value=1, timestamp=NOW)} if sampled else {}
+    g = group_pods([pod], metrics, cpu=True, now=NOW, cpu_initialization_period_s=120, initial_readiness_delay_s=10)
+    assert (g.ready_count, set(g.unready), set(g.missing), set(g.ignored)) == (0, set(), missing, ignored)
+
+
 def test_plain_metric_cases() -> None:
     pods3 = [Pod(name=f"p{i}") for i in range(3)]
     pods5 = [Pod(name=f"p{i}") for i in range(5)]
