@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from conftest import make_instance as instance
+from conftest import node
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -12,10 +14,6 @@ from hetero_opt import Instance, build_view, score, solve, verify
 from hetero_opt.placement.backend import BackendOutput, SolveOptions
 from hetero_opt.placement.cpsat import CpSatBackend, hint_is_feasible
 from hetero_opt.placement.greedy import greedy_plan
-
-
-def node(nid: str, s2: str, s1: str, gpu: str = "H20", free: int = 8, total: int = 8) -> dict[str, Any]:
-    return {"id": nid, "gpu_type": gpu, "gpus_total": total, "gpus_free": free, "cluster": "c", "s2": s2, "s1": s1}
 
 
 def pd_service(sid: str, prio: int, affinity: str, p_types: list[str], d_types: list[str], **kw: Any) -> dict[str, Any]:
@@ -30,10 +28,6 @@ def pd_service(sid: str, prio: int, affinity: str, p_types: list[str], d_types: 
         "pd_ratio": {"prefill": 1, "decode": 1},
         **kw,
     }
-
-
-def instance(**parts: Any) -> Instance:
-    return Instance.model_validate({"format_version": "1.0", "gpu_types": [{"id": "H20"}, {"id": "L20"}], **parts})
 
 
 def run(inst: Instance, seed: int = 0) -> BackendOutput:

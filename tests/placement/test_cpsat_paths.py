@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from conftest import make_instance as instance
+from conftest import node
 from hypothesis import HealthCheck, given, settings
 
 from hetero_opt import Instance, build_view, score, solve, verify
@@ -14,7 +16,7 @@ from hetero_opt.placement.cpsat import CpSatBackend
 from hetero_opt.placement.cpsat.blocks import planned_blocks
 from hetero_opt.placement.cpsat.model import build
 from hetero_opt.placement.greedy import greedy_plan
-from placement.test_cpsat import CONTENTION, instance, node, pd_service, small_instances
+from placement.test_cpsat import CONTENTION, pd_service, small_instances
 
 
 def run(inst: Instance, strategy: Any, time_limit: float = 5.0) -> BackendOutput:

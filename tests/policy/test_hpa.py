@@ -765,6 +765,8 @@ E159 = uniform([1, 5, 9], 120)  # ages 100, 60, 20 s
             5,
             "DesiredWithinRange",
         ),
+        # Upstream names kept: "outdated" events are those older than a policy's period, which the
+        # port decides by timestamp alone (upstream's flag only marks them for cleanup).
         # Pods 1000/30 s: start 100 − 11 = 89 → 1089; Percent 100/60 s: start 80 → 160
         (
             "events marked outdated, two policies, up",
