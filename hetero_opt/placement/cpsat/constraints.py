@@ -7,12 +7,12 @@ free-GPU histogram of each (S1, GPU type).
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
 
 from hetero_opt.placement.cpsat.variables import InSlot, OutSlot
-from hetero_opt.topology import TopologyView, is_chain
+from hetero_opt.placement.slots import Load, PackingRow, packing_rows
+from hetero_opt.topology import TopologyView
 
 
 def add_out_slot(model: cp_model.CpModel, slot: OutSlot, upper: list[int]) -> None:
@@ -50,56 +50,25 @@ def add_out_request(model: cp_model.CpModel, slots: list[OutSlot]) -> None:
         model.add(sum(opens) <= req.service.max_new_groups)
 
 
-@dataclass
-class Row:
-    """One capacity row ``sum coef * values[index] <= rhs`` (kept to check and repair assignments)."""
-
-    index: list[int]
-    coef: list[int]
-    rhs: int
-
-    def slack(self, values: list[int]) -> int:
-        """``rhs - lhs`` on a complete assignment (negative when violated)."""
-        return self.rhs - sum(c * values[i] for i, c in zip(self.index, self.coef, strict=True))
-
-
 def add_packing(
-    model: cp_model.CpModel, view: TopologyView, slots: list[OutSlot], upper: list[int]
-) -> tuple[list[Row], int]:
-    """Per (S1, GPU type, size class) capacity rows over all scale-out pods; return them and the non-exact count.
+    model: cp_model.CpModel, view: TopologyView, slots: list[OutSlot], upper: list[int], load: Load | None = None
+) -> tuple[list[PackingRow], int]:
+    """Capacity rows (:func:`~hetero_opt.placement.slots.packing_rows`) over all scale-out pods.
 
-    With sizes in a divisibility chain, ``sum size*x over sizes >= k <= k * sum_n floor(free_n/k)``
-    is exact. Otherwise the valid relaxation ``count of pods >= k <= sum_n floor(free_n/k)`` plus total
-    GPUs is used, and binding decides. Rows that no assignment can violate are left out.
+    ``load``: pods already placed outside this model, whose capacity is used up. Returns the rows
+    and the count of (S1, GPU type) cells whose rows are a relaxation (sizes not a chain).
     """
-    items: defaultdict[tuple[str, str], list[tuple[int, cp_model.IntVar]]] = defaultdict(list)
+    items: defaultdict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
+    var_by_index: dict[int, cp_model.IntVar] = {}
     for slot in slots:
         svc = slot.request.service
         size_of: dict[str, int] = {r.name: r.gpus_per_pod for r in svc.roles}
         for (role, s1, gpu_type), var in slot.pods.items():
-            items[(s1, gpu_type)].append((size_of[role], var))
-    relaxed = 0
-    rows: list[Row] = []
-
-    def add(big: list[tuple[int, cp_model.IntVar]], by_size: bool, rhs: int) -> None:
-        index = [v.index for _, v in big]
-        coef = [size if by_size else 1 for size, _ in big]
-        if sum(c * upper[i] for c, i in zip(coef, index, strict=True)) > rhs:
-            model.add(cp_model.LinearExpr.weighted_sum([v for _, v in big], coef) <= rhs)
-            rows.append(Row(index, coef, rhs))
-
-    for key in sorted(items):
-        hist = view.free_by_s1_type[key]
-        cell = sorted(items[key], key=lambda t: (t[0], t[1].index))
-        sizes = sorted({size for size, _ in cell})
-        exact = is_chain(sizes)
-        if not exact:
-            relaxed += 1
-            add(cell, True, sum(f * c for f, c in hist.items()))
-        for k in sizes:
-            slots_k = view.slots_by_size[k].get(key, 0)
-            big = [t for t in cell if t[0] >= k]
-            add(big, exact, k * slots_k if exact else slots_k)
+            items[(s1, gpu_type)].append((size_of[role], var.index))
+            var_by_index[var.index] = var
+    rows, relaxed = packing_rows(view, items, [float(u) for u in upper], load)
+    for row in rows:
+        model.add(cp_model.LinearExpr.weighted_sum([var_by_index[i] for i in row.index], row.coef) <= row.rhs)
     return rows, relaxed
 
 

@@ -12,6 +12,7 @@ from hetero_opt.placement.cpsat import constraints
 from hetero_opt.placement.cpsat.objective import Linear, groups_term, premium_cost, served_gpus
 from hetero_opt.placement.cpsat.variables import InSlot, OutSlot, VarPool, in_slots, out_slots
 from hetero_opt.placement.plan import Plan
+from hetero_opt.placement.slots import Load, PackingRow
 from hetero_opt.topology import RequestView, TopologyView
 
 
@@ -30,7 +31,7 @@ class PlacementModel:
     groups: Linear
     relaxed_rows: int = 0
     max_served: dict[int, int] = field(default_factory=dict)
-    rows: list[constraints.Row] = field(default_factory=list)
+    rows: list[PackingRow] = field(default_factory=list)
     upper: list[int] = field(default_factory=list)
     slots_by_priority: dict[int, list[list[int]]] = field(default_factory=dict)
     quiet: dict[int, cp_model.IntVar] = field(default_factory=dict)
@@ -46,8 +47,12 @@ def slot_indices(slot: OutSlot | InSlot) -> list[int]:
     return out
 
 
-def build(view: TopologyView, requests: list[RequestView]) -> PlacementModel:
-    """The model of ``requests`` (scale-out and/or scale-in) on ``view``'s free GPUs."""
+def build(view: TopologyView, requests: list[RequestView], load: Load | None = None) -> PlacementModel:
+    """The model of ``requests`` (scale-out and/or scale-in) on ``view``'s free GPUs.
+
+    ``load``: pods placed outside the model (counts per (S1, GPU type) and size) whose capacity is
+    used up; with pod sizes in a divisibility chain the model's counts and ``load`` bind together.
+    """
     model = cp_model.CpModel()
     pool = VarPool(model)
     outs: list[OutSlot] = []
@@ -67,7 +72,7 @@ def build(view: TopologyView, requests: list[RequestView]) -> PlacementModel:
                 constraints.add_in_slot(model, islot)
             constraints.add_in_request(model, islots)
             ins.extend(islots)
-    rows, relaxed = constraints.add_packing(model, view, outs, pool.upper)
+    rows, relaxed = constraints.add_packing(model, view, outs, pool.upper, load)
     by_priority: defaultdict[int, list[OutSlot | InSlot]] = defaultdict(list)
     members_all: list[OutSlot | InSlot] = [*outs, *ins]
     for member in members_all:

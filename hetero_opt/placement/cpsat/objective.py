@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
 
-from hetero_opt.placement.cpsat.variables import CountKey, InSlot, OutSlot
+from hetero_opt.placement.binding import CountKey
+from hetero_opt.placement.cpsat.variables import InSlot, OutSlot
 from hetero_opt.placement.objective import gpu_cost
 from hetero_opt.topology import TopologyView
 

@@ -30,6 +30,7 @@ from hetero_opt.placement.backend import BackendOutput, SolveOptions, post_proce
 from hetero_opt.placement.binding import BindingError, GroupDraft, bind
 from hetero_opt.placement.cpsat.blocks import improve_by_class
 from hetero_opt.placement.cpsat.model import HintError, add_hint, build, plan_values
+from hetero_opt.placement.cpsat.neighbourhood import Guided, lp_guided
 from hetero_opt.placement.cpsat.objective import Linear
 from hetero_opt.placement.cpsat.plans import (
     estimated_vars,
@@ -127,7 +128,7 @@ class PartResult:
     has_ins: bool
 
 
-Strategy = Literal["auto", "full", "blocks"]
+Strategy = Literal["auto", "full", "blocks", "lp"]
 
 
 class CpSatBackend:
@@ -137,7 +138,9 @@ class CpSatBackend:
 
     def __init__(self, strategy: Strategy = "auto") -> None:
         """``strategy``: ``full`` always builds the full model, ``blocks`` always takes the class-block
-        path, ``auto`` chooses by the model's estimated size against ``time_limit``."""
+        path, ``lp`` returns the LP-guided plan (:mod:`.neighbourhood`) when the LP solves in time,
+        ``auto`` starts from the LP-guided plan and then takes the full model where ``time_limit``
+        covers its estimated size, else the class blocks unless the LP plan already meets its bounds."""
         self.strategy = strategy
 
     def available(self) -> bool:
@@ -191,10 +194,101 @@ def _solve_part(
 ) -> PartResult:
     """The staged full model of ``part`` when the time limit covers it, else the class blocks."""
     start = time.perf_counter()
+    lp_staged: Staged | None = None
+    if tag == "out" and strategy in ("auto", "lp"):
+        guided = _guided(view, part, options, budget, stats)
+        if guided is not None:
+            lp_staged = _lp_bounds(part, guided)
+            # Where the full model fits the limit it proves every term: the LP plan is only its hint.
+            done = strategy == "lp" or not _fits(view, part, options, stats, tag)
+            if done and (strategy == "lp" or _meets(view, part, guided.plan, lp_staged)):
+                return PartResult(guided.plan.changes, guided.plan.unserved, lp_staged, False)
+            if score(view.instance, guided.plan, view) < score(view.instance, restrict(hint, part), view):
+                hint = guided.plan
+    result = _solve_existing(view, part, hint, options, budget, stats, tag, strategy, start)
+    if lp_staged is not None:
+        result.staged = _tighter(result.staged, lp_staged)
+    return result
+
+
+def _guided(
+    view: TopologyView, part: list[RequestView], options: SolveOptions, budget: Budget, stats: dict[str, float]
+) -> Guided | None:
+    """The LP-guided plan of a scale-out part, or None (LP not solved in time, counts that do not bind)."""
+    try:
+        guided = lp_guided(view, part, options, budget)
+    except BindingError:
+        stats["lp_binding_failed"] = 1.0
+        return None
+    if guided is not None:
+        stats.update({f"lp_{k}" if not k.startswith("lp_") else k: v for k, v in guided.stats.items()})
+        stats["lp_fixed_requests"] = float(guided.fixed)
+        stats["lp_freed_requests"] = float(guided.freed)
+    return guided
+
+
+def _lp_bounds(part: list[RequestView], guided: Guided) -> Staged:
+    """The relaxation's bounds as a stage record of the part (terms it did not bound stay trivial)."""
+    wanted: dict[int, int] = {}
+    for r in part:
+        wanted[r.service.priority] = wanted.get(r.service.priority, 0) + r.delta * r.service.gpus_per_unit
+    out = guided.outcome
+    staged = Staged(values=[], proven=False, termination=["lp", *guided.termination])
+    staged.unserved_lb = {p: max(0, w - out.served_ub.get(p, w)) for p, w in wanted.items()}
+    staged.premium_lb = out.premium_lb or 0
+    staged.groups_lb = out.groups_lb or 0
+    return staged
+
+
+def _meets(view: TopologyView, part: list[RequestView], plan: Plan, bounds: Staged) -> bool:
+    """True when ``plan`` attains the bounds on served GPUs of every class and on premium cost."""
+    placed = plan.units_by_service()
+    served: dict[int, int] = {}
+    wanted: dict[int, int] = {}
+    for r in part:
+        p = r.service.priority
+        served[p] = served.get(p, 0) + placed.get(r.service.id, 0) * r.service.gpus_per_unit
+        wanted[p] = wanted.get(p, 0) + r.delta * r.service.gpus_per_unit
+    if any(wanted[p] - served[p] != bounds.unserved_lb.get(p, 0) for p in wanted):
+        return False
+    return score(view.instance, plan, view).premium_cost == bounds.premium_lb
+
+
+def _fits(
+    view: TopologyView, part: list[RequestView], options: SolveOptions, stats: dict[str, float], tag: str
+) -> bool:
+    """True when ``time_limit`` covers the full model of ``part`` (a rule on its estimated size)."""
     est = estimated_vars(view, part)
     stats[f"{tag}_estimated_vars"] = float(est)
-    fits = options.time_limit >= FULL_MODEL_SECONDS_PER_VAR * est
-    if strategy == "blocks" or (strategy == "auto" and not fits):
+    return options.time_limit >= FULL_MODEL_SECONDS_PER_VAR * est
+
+
+def _tighter(a: Staged, b: Staged) -> Staged:
+    """``a`` with the lexicographically larger of the two bounds (both valid, so the larger is too)."""
+    classes = sorted(set(a.unserved_lb) | set(b.unserved_lb), reverse=True)
+
+    def key(s: Staged) -> tuple[object, ...]:
+        return tuple(s.unserved_lb.get(p, 0) for p in classes), s.premium_lb, s.groups_lb
+
+    best = b if key(b) > key(a) else a
+    a.unserved_lb, a.premium_lb, a.groups_lb = dict(best.unserved_lb), best.premium_lb, best.groups_lb
+    return a
+
+
+def _solve_existing(
+    view: TopologyView,
+    part: list[RequestView],
+    hint: Plan,
+    options: SolveOptions,
+    budget: Budget,
+    stats: dict[str, float],
+    tag: str,
+    strategy: Strategy,
+    start: float,
+) -> PartResult:
+    """The staged full model of ``part`` when the time limit covers it, else the class blocks."""
+    fits = _fits(view, part, options, stats, tag)
+    if strategy == "blocks" or (strategy in ("auto", "lp") and not fits):
         return _by_class(view, part, hint, options, budget, stats, tag)
     several = len({r.service.priority for r in part}) > 1
     top, top_stats = top_class_first(view, part, hint, options, budget) if several else (None, {})

@@ -9,15 +9,14 @@ gets one slot per existing group that holds units.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
 
-from hetero_opt.placement.greedy import new_group_id
+from hetero_opt.placement.binding import CountKey
+from hetero_opt.placement.slots import out_slot_specs
 from hetero_opt.topology import RequestView, TopologyView
-
-CountKey = tuple[str, str, str]  # (role, s1, gpu_type)
 
 
 class VarPool:
@@ -71,81 +70,18 @@ class InSlot:
     replicas: dict[str, cp_model.IntVar] = field(default_factory=dict)
 
 
-def role_capacity(view: TopologyView, req: RequestView) -> dict[CountKey, int]:
-    """Pods of each role that fit alone on each (S1, acceptable GPU type) with free GPUs."""
-    out: dict[CountKey, int] = {}
-    for role in req.service.roles:
-        types = set(role.gpu_types)
-        for (s1, gpu_type), n in view.slots_by_size[role.gpus_per_pod].items():
-            if gpu_type in types:
-                out[(role.name, s1, gpu_type)] = n
-    return out
-
-
-def _replica_capacity(req: RequestView, cap: dict[CountKey, int]) -> dict[str, int]:
-    """MoE: prefill replicas (a attn + f ffn pods) that fit on each S1, each role alone."""
-    ratio = req.service.attn_ffn_ratio
-    if ratio is None:
-        return {}
-    per_s1: defaultdict[tuple[str, str], int] = defaultdict(int)
-    for (role, s1, _), n in cap.items():
-        per_s1[(role, s1)] += n
-    s1s = sorted({s1 for _, s1, _ in cap})
-    out = {
-        s1: min(per_s1[("prefill-attn", s1)] // ratio.prefill, per_s1[("prefill-ffn", s1)] // ratio.decode)
-        for s1 in s1s
-    }
-    return {s1: n for s1, n in out.items() if n > 0}
-
-
 def out_slots(pool: VarPool, view: TopologyView, req: RequestView) -> list[OutSlot]:
-    """Slots (with their variables) of scale-out request ``req`` in domains where a unit can fit.
-
-    A domain qualifies when every role (MoE: every prefill replica and decode) has room for one
-    unit counting each role alone, a necessary condition; units are bounded by that room and delta.
-    """
-    svc = req.service
-    ppu = svc.pods_per_unit
-    cap = role_capacity(view, req)
-    rep = _replica_capacity(req, cap)
-    by_domain: defaultdict[str, Counter[str]] = defaultdict(Counter)
-    cap_in: defaultdict[str, list[tuple[CountKey, int]]] = defaultdict(list)
-    rep_in: defaultdict[str, list[tuple[str, int]]] = defaultdict(list)
-    for key, n in sorted(cap.items()):
-        domain = view.domain_of(key[1], svc.affinity)
-        by_domain[domain][key[0]] += n
-        if key[0] == "decode" or svc.attn_ffn_ratio is None or key[1] in rep:
-            cap_in[domain].append((key, n))
-    for s1, n in sorted(rep.items()):
-        domain = view.domain_of(s1, svc.affinity)
-        by_domain[domain]["@replicas"] += n
-        rep_in[domain].append((s1, n))
-    existing: dict[str, str] = {}
-    for g in view.groups_by_service.get(svc.id, []):
-        existing.setdefault(g.domain, g.id)
+    """Slots (with their variables) of scale-out request ``req``: one per :func:`out_slot_specs` entry."""
     slots: list[OutSlot] = []
-    for domain in sorted(by_domain):
-        room = by_domain[domain]
-        if svc.attn_ffn_ratio is not None:
-            limits = [room["@replicas"] // svc.pd_ratio.prefill, room["decode"] // ppu["decode"]]
-        else:
-            limits = [room[r] // n for r, n in ppu.items()]
-        ub = min([req.delta, *limits])
-        gid = existing.get(domain)
-        if ub <= 0 or (gid is None and svc.max_new_groups == 0):
-            continue
-        tag = f"{svc.id}|{domain}"
-        if gid is None:
-            is_open = pool.bool_var(f"open[{tag}]")
-            slot = OutSlot(req, new_group_id(view, svc.id, domain), True, domain, pool.int_var(0, ub, f"u[{tag}]"))
-            slot.open = is_open
-        else:
-            slot = OutSlot(req, gid, False, domain, pool.int_var(0, ub, f"u[{tag}]"))
-        for (role, s1, gpu_type), n in cap_in[domain]:
-            name = f"x[{tag}|{role}|{s1}|{gpu_type}]"
-            slot.pods[(role, s1, gpu_type)] = pool.int_var(0, min(n, ppu[role] * ub), name)
-        for s1, n in rep_in[domain]:
-            slot.replicas[s1] = pool.int_var(0, min(n, svc.pd_ratio.prefill * ub), f"y[{tag}|{s1}]")
+    for spec in out_slot_specs(view, req):
+        tag = f"{req.service.id}|{spec.domain}"
+        is_open = pool.bool_var(f"open[{tag}]") if spec.new else None
+        slot = OutSlot(req, spec.group, spec.new, spec.domain, pool.int_var(0, spec.max_units, f"u[{tag}]"))
+        slot.open = is_open
+        for (role, s1, gpu_type), n in spec.cells:
+            slot.pods[(role, s1, gpu_type)] = pool.int_var(0, n, f"x[{tag}|{role}|{s1}|{gpu_type}]")
+        for s1, n in spec.replicas:
+            slot.replicas[s1] = pool.int_var(0, n, f"y[{tag}|{s1}]")
         slots.append(slot)
     return slots
 

@@ -1,0 +1,225 @@
+"""The LP relaxation of the scale-out placement model, solved lexicographically with HiGHS.
+
+Built from the same solver-neutral slots and packing rows as the CP-SAT model
+(:mod:`hetero_opt.placement.slots`), with every variable continuous. Its staged optimum gives a
+proven lower bound on each objective term (served GPUs per priority class, premium cost, new
+groups), and its solution guides CP-SAT: requests the LP places integrally are kept as they are and
+only the fractional ones are re-optimised (:mod:`hetero_opt.placement.cpsat.neighbourhood`).
+
+Why the bounds are lexicographically valid: stage *k* keeps every earlier term at the integer value
+its LP bound allows (served ``>= floor``, premium ``<= ceil``). If an earlier bound is not attained
+by any integer plan, the bound vector is already strictly below every plan on that earlier term and
+the later terms do not matter; if it is attained, every optimal plan satisfies the rows added.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import highspy
+import numpy as np
+
+from hetero_opt.placement.binding import CountKey
+from hetero_opt.placement.objective import gpu_cost
+from hetero_opt.placement.slots import Load, OutSlotSpec, out_slot_specs, packing_rows
+from hetero_opt.topology import RequestView, TopologyView
+
+TOL = 1e-6  # an LP value within this of an integer counts as integral
+
+
+@dataclass
+class SlotColumns:
+    """Column indices of one slot: units, new-group switch, pods per cell, MoE replicas per S1."""
+
+    spec: OutSlotSpec
+    units: int
+    open: int | None
+    cells: dict[CountKey, int]
+    replicas: dict[str, int]
+
+
+@dataclass
+class Relaxation:
+    """The LP: columns with bounds, rows in CSR form, and the objective terms as sparse vectors."""
+
+    slots: list[SlotColumns]
+    lower: list[float]
+    upper: list[float]
+    row_starts: list[int]
+    row_index: list[int]
+    row_value: list[float]
+    row_lower: list[float]
+    row_upper: list[float]
+    served: dict[int, dict[int, float]]  # priority (highest first) -> column -> GPUs per unit
+    premium: dict[int, float]
+    groups: dict[int, float]
+
+    @property
+    def num_cols(self) -> int:
+        """Number of columns."""
+        return len(self.lower)
+
+    def add_col(self, ub: float) -> int:
+        """A new column in ``[0, ub]``; its index."""
+        self.lower.append(0.0)
+        self.upper.append(float(ub))
+        return len(self.lower) - 1
+
+    def add_row(self, terms: list[tuple[int, float]], lo: float, hi: float) -> None:
+        """The row ``lo <= sum coef * col <= hi``."""
+        self.row_starts.append(len(self.row_index))
+        self.row_index.extend(i for i, _ in terms)
+        self.row_value.extend(c for _, c in terms)
+        self.row_lower.append(lo)
+        self.row_upper.append(hi)
+
+
+def build_relaxation(view: TopologyView, requests: list[RequestView], load: Load | None = None) -> Relaxation:
+    """The LP relaxation of the scale-out ``requests`` (``delta > 0``) on ``view``'s free GPUs."""
+    lp = Relaxation([], [], [], [], [], [], [], [], {}, {}, {})
+    inf = highspy.kHighsInf
+    items: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for req in sorted(requests, key=lambda r: (-r.service.priority, r.service.id)):
+        svc = req.service
+        ppu = svc.pods_per_unit
+        served = lp.served.setdefault(svc.priority, {})
+        opens: list[tuple[int, float]] = []
+        units_terms: list[tuple[int, float]] = []
+        for spec in out_slot_specs(view, req):
+            cols = SlotColumns(spec, lp.add_col(spec.max_units), None, {}, {})
+            units_terms.append((cols.units, 1.0))
+            served[cols.units] = float(svc.gpus_per_unit)
+            if spec.new:
+                cols.open = lp.add_col(1)
+                opens.append((cols.open, 1.0))
+                lp.groups[cols.open] = 1.0
+                lp.add_row([(cols.units, 1.0), (cols.open, -float(spec.max_units))], -inf, 0.0)
+                lp.add_row([(cols.units, 1.0), (cols.open, -1.0)], 0.0, inf)
+            for key, n in spec.cells:
+                col = lp.add_col(n)
+                cols.cells[key] = col
+                size = svc.role(key[0]).gpus_per_pod
+                lp.premium[col] = float(size * gpu_cost(view, svc.id, *key))
+                items.setdefault((key[1], key[2]), []).append((size, col))
+            for s1, n in spec.replicas:
+                cols.replicas[s1] = lp.add_col(n)
+            _slot_rows(lp, cols, ppu)
+            lp.slots.append(cols)
+        if units_terms:
+            lp.add_row(units_terms, -inf, float(req.delta))
+        if len(opens) > svc.max_new_groups:
+            lp.add_row(opens, -inf, float(svc.max_new_groups))
+    rows, _ = packing_rows(view, items, lp.upper, load)
+    for row in rows:
+        lp.add_row([(i, float(c)) for i, c in zip(row.index, row.coef, strict=True)], -inf, float(row.rhs))
+    return lp
+
+
+def _slot_rows(lp: Relaxation, cols: SlotColumns, ppu: dict[str, int]) -> None:
+    """Whole units with exact ratios (MoE: whole prefill replicas per S1), as in the CP-SAT model."""
+    svc = cols.spec.request.service
+    ratio = svc.attn_ffn_ratio
+    for role, per_unit in sorted(ppu.items()):
+        if ratio is None or role == "decode":
+            terms = [(c, 1.0) for (r, _, _), c in cols.cells.items() if r == role]
+            lp.add_row([*terms, (cols.units, -float(per_unit))], 0.0, 0.0)
+    if ratio is not None:
+        for s1, y in sorted(cols.replicas.items()):
+            for role, k in (("prefill-attn", ratio.prefill), ("prefill-ffn", ratio.decode)):
+                terms = [(c, 1.0) for (r, s, _), c in cols.cells.items() if r == role and s == s1]
+                lp.add_row([*terms, (y, -float(k))], 0.0, 0.0)
+        terms = [(y, 1.0) for y in cols.replicas.values()]
+        lp.add_row([*terms, (cols.units, -float(svc.pd_ratio.prefill))], 0.0, 0.0)
+
+
+@dataclass
+class LpOutcome:
+    """Proven bounds per term and the LP solution the last solved stage ended with."""
+
+    served_ub: dict[int, int] = field(default_factory=dict)  # priority -> most GPUs any plan serves
+    premium_lb: int | None = None
+    groups_lb: int | None = None
+    values: np.ndarray | None = None
+    complete: bool = False  # every stage solved to optimality
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+def solve_relaxation(
+    lp: Relaxation, deadline: float, stop_before: str = "", iteration_limit: int | None = None
+) -> LpOutcome:
+    """Solve the stages served (class by class), premium, groups, each warm-started from the last.
+
+    Stops at the first stage that is not solved to optimality before ``deadline`` (a
+    ``time.perf_counter()`` value), or before the stage named ``stop_before``; the bounds proven so
+    far are kept. ``iteration_limit`` caps the simplex iterations of all stages together, a limit
+    that, unlike the deadline, does not depend on machine load.
+    """
+    out = LpOutcome()
+    if not lp.slots:
+        out.complete = True
+        return out
+    start = time.perf_counter()
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    n = lp.num_cols
+    h.addVars(n, np.array(lp.lower), np.array(lp.upper))
+    starts = np.array(lp.row_starts, dtype=np.int32)
+    h.addRows(
+        len(lp.row_starts),
+        np.array(lp.row_lower),
+        np.array(lp.row_upper),
+        len(lp.row_index),
+        starts,
+        np.array(lp.row_index, dtype=np.int32),
+        np.array(lp.row_value),
+    )
+    out.stats["lp_build_s"] = time.perf_counter() - start
+    stages: list[tuple[str, dict[int, float], bool]] = [
+        *((f"served{p}", terms, True) for p, terms in lp.served.items()),
+        ("premium", lp.premium, False),
+        ("groups", lp.groups, False),
+    ]
+    everything = np.arange(n, dtype=np.int32)
+    iterations = 0
+    for name, terms, maximise in stages:
+        left = deadline - time.perf_counter()
+        if left <= 0 or name == stop_before:
+            return out
+        cost = np.zeros(n)
+        for i, c in terms.items():
+            cost[i] = c
+        h.changeColsCost(n, everything, cost)
+        h.changeObjectiveSense(highspy.ObjSense.kMaximize if maximise else highspy.ObjSense.kMinimize)
+        h.setOptionValue("time_limit", max(left, 1e-3))
+        if iteration_limit is not None:
+            h.setOptionValue("simplex_iteration_limit", max(0, iteration_limit - iterations))
+        tick = time.perf_counter()
+        h.run()
+        out.stats[f"lp_{name}_s"] = time.perf_counter() - tick
+        iterations += int(h.getInfo().simplex_iteration_count)
+        out.stats["lp_iterations"] = float(iterations)
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            return out
+        value = float(h.getInfo().objective_function_value)
+        out.values = np.array(h.getSolution().col_value)
+        idx = np.array(list(terms), dtype=np.int32)
+        coef = np.array(list(terms.values()))
+        inf = highspy.kHighsInf
+        if maximise:
+            bound = math.floor(value + TOL * max(1.0, abs(value)))
+            out.served_ub[int(name.removeprefix("served"))] = bound
+            if len(idx):
+                h.addRow(float(bound), inf, len(idx), idx, coef)
+        else:
+            bound = math.ceil(value - TOL * max(1.0, abs(value)))
+            if name == "premium":
+                out.premium_lb = bound
+            else:
+                out.groups_lb = bound
+            if len(idx):
+                h.addRow(-inf, float(bound), len(idx), idx, coef)
+    out.complete = True
+    out.stats["lp_s"] = time.perf_counter() - start
+    return out
