@@ -26,7 +26,7 @@ from hetero_opt.placement.backend import SolveOptions
 from hetero_opt.placement.binding import BindingError, GroupDraft, bind
 from hetero_opt.placement.cpsat.model import HintError, PlacementModel, build, plan_values
 from hetero_opt.placement.cpsat.plans import extract, gpus_taken, restrict
-from hetero_opt.placement.cpsat.stages import Budget, StagedSolver
+from hetero_opt.placement.cpsat.stages import STAGE_DTIME_PER_VAR, Budget, StagedSolver
 from hetero_opt.placement.greedy import greedy_plan
 from hetero_opt.placement.plan import Plan, Unserved
 from hetero_opt.placement.relaxation import TOL, LpOutcome, Relaxation, build_relaxation, solve_relaxation
@@ -42,7 +42,12 @@ LP_SHARE = 0.6
 # Simplex iterations per second of time_limit: production seeds need 2.5k-4k for the served and
 # premium stages (0.3-0.8 s here), so 2 s allows 20k.
 LP_ITERATIONS_PER_SECOND = 10_000
+# The LP path is taken only when time_limit covers this per pod cell: building and solving the LP of
+# production (29k cells) takes 0.5-1 s here, so it runs from time_limit ~0.9 s on.
+LP_SECONDS_PER_CELL = 3e-5
 MAX_SPREAD = 16  # most requests re-placed by CP-SAT to open fewer new groups
+# A chunk is started only with this much wall time per pod cell left (model build and presolve).
+CHUNK_SECONDS_PER_CELL = 2e-5
 
 
 @dataclass
@@ -68,6 +73,8 @@ def lp_guided(
         If the counts do not bind to nodes (pod sizes outside a divisibility chain).
     """
     start = time.perf_counter()
+    if options.time_limit < LP_SECONDS_PER_CELL * view.candidate_cells(part):
+        return None
     lp = build_relaxation(view, part)
     lp_deadline = start + LP_SHARE * max(0.0, budget.deadline - start)
     iterations = max(1, int(LP_ITERATIONS_PER_SECOND * options.time_limit))
@@ -89,40 +96,74 @@ def lp_guided(
             unserved.append(Unserved(service=r.service.id, wanted_units=r.delta, placed_units=got, reason=why))
     freed = [r for r in part if not integral.get(r.service.id, True)]
     guided = Guided(Plan(), outcome, len(part) - len(freed), len(freed))
-    # Then the requests the LP spreads over the most new groups: the LP barely sees group counts
-    # (a fractional switch costs units/max_units), so CP-SAT's groups stage consolidates them.
-    opened = Counter(d.service for d in drafts if d.new)
-    spread = sorted((r for r in part if opened[r.service.id] > 0), key=lambda r: (-opened[r.service.id], r.service.id))
-    chunks = [freed[i : i + CHUNK] for i in range(0, len(freed), CHUNK)]
-    chunks += [spread[i : i + CHUNK] for i in range(0, min(len(spread), MAX_SPREAD), CHUNK)]
     first_hint = _greedy_around(view, freed, drafts) if freed else None
+    run = _Chunks(view, options, budget, drafts, load, unserved, guided.termination, stats)
+    # Phase A: the fractional requests, served and premium (the terms the LP bounds tightly).
+    chunks = [freed[i : i + CHUNK] for i in range(0, len(freed), CHUNK)]
     for k, chunk in enumerate(chunks):
-        ids = {r.service.id for r in chunk}
-        own = [d for d in drafts if d.service in ids]
-        if own:  # a consolidation chunk: its requests leave the load and their drafts are the hint
-            drafts = [d for d in drafts if d.service not in ids]
-            _add_load(view, own, load, -1)
-        pm = build(view, chunk, load)
-        hint = _draft_values(pm, own) if own else _hint(pm, first_hint, chunk)
-        if hint is None and own:  # cannot express the LP's placement: keep it
-            drafts.extend(own)
-            _add_load(view, own, load)
-            continue
-        if hint is None:  # earlier chunks moved: place this one by the greedy around them
-            hint = _hint(pm, _greedy_around(view, chunk, drafts), chunk) or [0] * len(pm.variables)
-        staged = StagedSolver(pm, hint, options, budget.part(1.0 / (len(chunks) - k)), single=True).run()
-        new_drafts, missing = extract(pm, staged.values)
-        drafts.extend(new_drafts)
-        unserved.extend(missing)
-        _add_load(view, new_drafts, load)
-        guided.termination.append(f"rins{k}[" + " ".join(staged.termination) + "]")
-        stats.update({f"rins{k}_{key}": v for key, v in staged.stats.items()})
-        stats[f"rins{k}_vars"] = float(len(pm.variables))
+        run.solve(chunk, first_hint, len(chunks) - k, frozenset({"groups"}))
+    # Phase B, while the budget lasts: the requests spread over the most new groups, re-placed at no
+    # more premium. The LP barely sees group counts (a fractional switch costs units/max_units).
+    opened = Counter(d.service for d in run.drafts if d.new)
+    spread = sorted((r for r in part if opened[r.service.id] > 0), key=lambda r: (-opened[r.service.id], r.service.id))
+    chunks = [spread[i : i + CHUNK] for i in range(0, min(len(spread), MAX_SPREAD), CHUNK)]
+    for k, chunk in enumerate(chunks):
+        if not run.solve(chunk, None, len(chunks) - k, frozenset({"served", "premium"})):
+            break
+    drafts, unserved = run.drafts, run.unserved
     changes = bind(view, sorted(drafts, key=lambda d: (d.service, d.group)))
     guided.plan = Plan(changes=changes, unserved=unserved).canonical()
     stats["rins_total_s"] = time.perf_counter() - start
     guided.stats = stats
     return guided
+
+
+@dataclass
+class _Chunks:
+    """Re-optimises chunks of requests with CP-SAT around the drafts placed so far (updated in place)."""
+
+    view: TopologyView
+    options: SolveOptions
+    budget: Budget
+    drafts: list[GroupDraft]
+    load: dict[tuple[str, str], Counter[int]]
+    unserved: list[Unserved]
+    termination: list[str]
+    stats: dict[str, float]
+    count: int = 0
+
+    def solve(self, chunk: list[RequestView], hint_plan: Plan | None, left: int, skip: frozenset[str]) -> bool:
+        """Re-place ``chunk`` (its drafts, if any, are the hint); False when the budget is spent."""
+        view, ids = self.view, {r.service.id for r in chunk}
+        estimate = view.candidate_cells(chunk)
+        if self.budget.deterministic and self.budget.dtime < STAGE_DTIME_PER_VAR * estimate:
+            self.termination.append(f"rins{self.count}:SKIPPED(budget)")
+            return False
+        if self.budget.deadline - time.perf_counter() < CHUNK_SECONDS_PER_CELL * estimate:
+            self.termination.append(f"rins{self.count}:SKIPPED(deadline)")
+            return False
+        own = [d for d in self.drafts if d.service in ids]
+        self.drafts = [d for d in self.drafts if d.service not in ids]
+        _add_load(view, own, self.load, -1)
+        pm = build(view, chunk, self.load)
+        hint = _draft_values(pm, own) if own else _hint(pm, hint_plan, chunk)
+        if hint is None and own:  # the model cannot express the placement: keep it
+            self.drafts.extend(own)
+            _add_load(view, own, self.load)
+            return True
+        if hint is None:  # earlier chunks moved: place this one by the greedy around them
+            hint = _hint(pm, _greedy_around(view, chunk, self.drafts), chunk) or [0] * len(pm.variables)
+        staged = StagedSolver(pm, hint, self.options, self.budget.part(1.0 / left), single=True).run(skip=skip)
+        new_drafts, missing = extract(pm, staged.values)
+        self.drafts.extend(new_drafts)
+        self.unserved = [u for u in self.unserved if u.service not in ids] + missing
+        _add_load(view, new_drafts, self.load)
+        tag = f"rins{self.count}"
+        self.termination.append(f"{tag}[" + " ".join(staged.termination) + "]")
+        self.stats.update({f"{tag}_{key}": v for key, v in staged.stats.items()})
+        self.stats[f"{tag}_vars"] = float(len(pm.variables))
+        self.count += 1
+        return True
 
 
 def _greedy_around(view: TopologyView, requests: list[RequestView], placed: list[GroupDraft]) -> Plan | None:

@@ -221,18 +221,23 @@ class StagedSolver:
             set_quiet(pm, lower, False)
         return StageResult(with_quiet(pm, lower, res.values, False), res.proven, res.bound)
 
-    def run(self, first: StageResult | None = None) -> Staged:
+    def run(self, first: StageResult | None = None, skip: frozenset[str] = frozenset()) -> Staged:
         """Served stages (class by class), then premium and groups; returns assignment and bounds.
 
         ``first``: the top class's served stage already solved on a model of the top class alone
         (see :func:`~hetero_opt.placement.cpsat.solver.top_class_first`): an incumbent (complete
         assignment of this model) that serves what it proved, with its proof and bound.
+        ``skip``: stages (``served``, ``premium``, ``groups``) kept at the incumbent's value unsolved.
         """
         pm, out = self.pm, self.out
         classes = list(pm.max_served)
         for k, prio in enumerate(classes):
             lin = pm.served.get(prio, Linear())
             top = pm.max_served[prio]
+            if "served" in skip and lin.vars and lin.value(out.values) < top:
+                self._fix(lin, lin.value(out.values), False, "max")
+                out.termination.append(f"served{prio}:SKIPPED")
+                continue
             if not lin.vars or lin.value(out.values) == top:
                 self._fix(lin, lin.value(out.values), True, "max")
                 out.unserved_lb[prio] = top - lin.value(out.values)
@@ -251,6 +256,10 @@ class StagedSolver:
             else:
                 out.unserved_lb[prio] = 0 if res.bound is None else max(0, top - math.floor(res.bound + 1e-6))
         for name, lin, share in (("premium", pm.premium, PREMIUM_SHARE), ("groups", pm.groups, GROUPS_SHARE)):
+            if name in skip:
+                self._fix(lin, lin.value(out.values), False, "min")
+                out.termination.append(f"{name}:SKIPPED")
+                continue
             res = self._stage(name, lin, "min", share, out.values)
             out.values = res.values
             self._fix(lin, lin.value(out.values), res.proven, "min")
