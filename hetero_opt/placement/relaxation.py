@@ -22,7 +22,6 @@ import highspy
 import numpy as np
 
 from hetero_opt.placement.binding import CountKey
-from hetero_opt.placement.objective import gpu_cost
 from hetero_opt.placement.slots import Load, OutSlotSpec, out_slot_specs, packing_rows
 from hetero_opt.topology import RequestView, TopologyView
 
@@ -70,8 +69,10 @@ class Relaxation:
     def add_row(self, terms: list[tuple[int, float]], lo: float, hi: float) -> None:
         """The row ``lo <= sum coef * col <= hi``."""
         self.row_starts.append(len(self.row_index))
-        self.row_index.extend(i for i, _ in terms)
-        self.row_value.extend(c for _, c in terms)
+        if terms:
+            index, value = zip(*terms, strict=True)
+            self.row_index.extend(index)
+            self.row_value.extend(value)
         self.row_lower.append(lo)
         self.row_upper.append(hi)
 
@@ -81,9 +82,14 @@ def build_relaxation(view: TopologyView, requests: list[RequestView], load: Load
     lp = Relaxation([], [], [], [], [], [], [], [], {}, {}, {})
     inf = highspy.kHighsInf
     items: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    weights = view.instance.objective
+    tier_weight = {s1: weights.tier_weights[tier] for s1, tier in view.tier_by_s1.items()}
     for req in sorted(requests, key=lambda r: (-r.service.priority, r.service.id)):
         svc = req.service
-        ppu = svc.pods_per_unit
+        size_of: dict[str, int] = {r.name: r.gpus_per_pod for r in svc.roles}
+        # premium per pod = size * (tier weight + penalty * rank): gpu_cost, unrolled for speed
+        penalty = weights.nonpreferred_penalty
+        rank_cost: dict[tuple[str, str], int] = {(r.name, t): penalty * i for r in svc.roles for i, t in enumerate(r.gpu_types)}
         served = lp.served.setdefault(svc.priority, {})
         opens: list[tuple[int, float]] = []
         units_terms: list[tuple[int, float]] = []
@@ -100,12 +106,13 @@ def build_relaxation(view: TopologyView, requests: list[RequestView], load: Load
             for key, n in spec.cells:
                 col = lp.add_col(n)
                 cols.cells[key] = col
-                size = svc.role(key[0]).gpus_per_pod
-                lp.premium[col] = float(size * gpu_cost(view, svc.id, *key))
-                items.setdefault((key[1], key[2]), []).append((size, col))
+                role, s1, gpu_type = key
+                size = size_of[role]
+                lp.premium[col] = float(size * (tier_weight[s1] + rank_cost[(role, gpu_type)]))
+                items.setdefault((s1, gpu_type), []).append((size, col))
             for s1, n in spec.replicas:
                 cols.replicas[s1] = lp.add_col(n)
-            _slot_rows(lp, cols, ppu)
+            _slot_rows(lp, cols)
             lp.slots.append(cols)
         if units_terms:
             lp.add_row(units_terms, -inf, float(req.delta))
@@ -113,23 +120,26 @@ def build_relaxation(view: TopologyView, requests: list[RequestView], load: Load
             lp.add_row(opens, -inf, float(svc.max_new_groups))
     rows, _ = packing_rows(view, items, lp.upper, load)
     for row in rows:
-        lp.add_row([(i, float(c)) for i, c in zip(row.index, row.coef, strict=True)], -inf, float(row.rhs))
+        lp.add_row(list(zip(row.index, map(float, row.coef), strict=True)), -inf, float(row.rhs))
     return lp
 
 
-def _slot_rows(lp: Relaxation, cols: SlotColumns, ppu: dict[str, int]) -> None:
+def _slot_rows(lp: Relaxation, cols: SlotColumns) -> None:
     """Whole units with exact ratios (MoE: whole prefill replicas per S1), as in the CP-SAT model."""
     svc = cols.spec.request.service
     ratio = svc.attn_ffn_ratio
-    for role, per_unit in sorted(ppu.items()):
+    by_role: dict[str, list[tuple[int, float]]] = {}
+    by_role_s1: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    for (role, s1, _), c in cols.cells.items():
+        by_role.setdefault(role, []).append((c, 1.0))
+        by_role_s1.setdefault((role, s1), []).append((c, 1.0))
+    for role, per_unit in sorted(svc.pods_per_unit.items()):
         if ratio is None or role == "decode":
-            terms = [(c, 1.0) for (r, _, _), c in cols.cells.items() if r == role]
-            lp.add_row([*terms, (cols.units, -float(per_unit))], 0.0, 0.0)
+            lp.add_row([*by_role.get(role, []), (cols.units, -float(per_unit))], 0.0, 0.0)
     if ratio is not None:
         for s1, y in sorted(cols.replicas.items()):
             for role, k in (("prefill-attn", ratio.prefill), ("prefill-ffn", ratio.decode)):
-                terms = [(c, 1.0) for (r, s, _), c in cols.cells.items() if r == role and s == s1]
-                lp.add_row([*terms, (y, -float(k))], 0.0, 0.0)
+                lp.add_row([*by_role_s1.get((role, s1), []), (y, -float(k))], 0.0, 0.0)
         terms = [(y, 1.0) for y in cols.replicas.values()]
         lp.add_row([*terms, (cols.units, -float(svc.pd_ratio.prefill))], 0.0, 0.0)
 
