@@ -89,7 +89,9 @@ def build_relaxation(view: TopologyView, requests: list[RequestView], load: Load
         size_of: dict[str, int] = {r.name: r.gpus_per_pod for r in svc.roles}
         # premium per pod = size * (tier weight + penalty * rank): gpu_cost, unrolled for speed
         penalty = weights.nonpreferred_penalty
-        rank_cost: dict[tuple[str, str], int] = {(r.name, t): penalty * i for r in svc.roles for i, t in enumerate(r.gpu_types)}
+        rank_cost: dict[tuple[str, str], int] = {
+            (r.name, t): penalty * i for r in svc.roles for i, t in enumerate(r.gpu_types)
+        }
         served = lp.served.setdefault(svc.priority, {})
         opens: list[tuple[int, float]] = []
         units_terms: list[tuple[int, float]] = []
