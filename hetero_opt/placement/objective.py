@@ -50,6 +50,22 @@ class Score(Frozen):
         """GPUs of the top priority class left unserved above ``bound``'s: 0 means stage 1 is optimal."""
         return self.unserved_gpus[0] - bound.unserved_gpus[0] if self.unserved_gpus else 0
 
+    def gaps_to(self, bound: Score) -> dict[str, int | list[int]]:
+        """How far each term is from ``bound`` (0: at the bound, so proven where the earlier terms are).
+
+        Unserved GPUs per class, premium cost and new groups are minimised (score minus bound);
+        emptied groups and whole free nodes are maximised (bound minus score). Whole free nodes
+        are decided by node binding, which no solver optimises: its gap is to the trivial bound
+        (every node free before the plan stays free), reported, never claimed.
+        """
+        return {
+            "unserved_gpus": [a - b for a, b in zip(self.unserved_gpus, bound.unserved_gpus, strict=False)],
+            "premium_cost": self.premium_cost - bound.premium_cost,
+            "new_groups": self.new_groups - bound.new_groups,
+            "emptied_groups": bound.emptied_groups - self.emptied_groups,
+            "whole_free_nodes": bound.whole_free_nodes - self.whole_free_nodes,
+        }
+
     def __lt__(self, other: object) -> bool:
         if not isinstance(other, Score):
             return NotImplemented

@@ -22,8 +22,9 @@ class PlacementResult(Frozen):
     solver: str = Field(description="Solver that produced the plan: greedy, cpsat or milp.")
     solver_version: str = Field(default="", description="Version of the solver library.")
     status: Status = Field(
-        description="optimal: every stage proven; feasible: a plan without full proof; "
-        "fallback: the solver failed and the greedy plan is returned; greedy: the greedy solver."
+        description="optimal: terms 1-4 proven (whole free nodes, term 5, is decided by node binding and "
+        "is heuristic; see gaps); feasible: a plan without full proof; fallback: the solver failed and the "
+        "greedy plan is returned; greedy: the greedy solver."
     )
     termination: str = Field(default="", description="Why the solver stopped, in its own words.")
     fallback_reason: str = Field(default="", description="Why the greedy plan was returned.")
@@ -45,6 +46,11 @@ class PlacementResult(Frozen):
         if self.bound is None or not self.score.unserved_gpus:
             return None
         return self.score.first_stage_gap(self.bound)
+
+    @property
+    def gaps(self) -> dict[str, int | list[int]] | None:
+        """Per objective term, the distance to the proven bound (:meth:`Score.gaps_to`); None without a bound."""
+        return None if self.bound is None else self.score.gaps_to(self.bound)
 
     @property
     def unserved(self) -> list[Unserved]:
