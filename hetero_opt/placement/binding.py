@@ -96,12 +96,14 @@ def bind(view: TopologyView, drafts: list[GroupDraft]) -> list[GroupChange]:
     pods: list[Counter[tuple[str, str]]] = [Counter() for _ in drafts]
     for key in sorted(items):
         pool = pools.get(key)
-        for neg_size, i, role, n in sorted(items[key]):
-            for _ in range(n):
-                node = pool.take(-neg_size) if pool else None
-                if node is None:
-                    raise BindingError(f"cannot bind {role} pods of '{drafts[i].group}' on S1 '{key[0]}' ({key[1]})")
-                pods[i][(role, node)] += 1
+        placed = _best_fit(pool, sorted(items[key])) if pool else None
+        if placed is None and pool:  # best fit is exact only for a divisibility chain of sizes
+            placed = _exact_packing(pool, sorted(items[key]))
+        if placed is None:
+            _, i, role, _ = sorted(items[key])[0]
+            raise BindingError(f"cannot bind {role} pods of '{drafts[i].group}' on S1 '{key[0]}' ({key[1]})")
+        for i, role, node in placed:
+            pods[i][(role, node)] += 1
     for i, d in enumerate(drafts):
         if d.units < 0:
             pods[i] = _bind_removal(view, d)
@@ -116,6 +118,59 @@ def bind(view: TopologyView, drafts: list[GroupDraft]) -> list[GroupChange]:
         )
         for i, d in enumerate(drafts)
     ]
+
+
+def _best_fit(pool: FreePool, items: list[tuple[int, int, str, int]]) -> list[tuple[int, str, str]] | None:
+    """Best-fit decreasing of ``items`` ((-size, draft, role, count), largest first) into ``pool``.
+
+    Returns (draft, role, node) per pod, or None (and ``pool`` as it was) when one does not fit.
+    """
+    placed: list[tuple[int, str, str, int]] = []
+    for neg_size, i, role, n in items:
+        for _ in range(n):
+            node = pool.take(-neg_size)
+            if node is None:
+                for _, _, node_id, size in placed:
+                    pool.give(node_id, size)
+                return None
+            placed.append((i, role, node, -neg_size))
+    return [(i, role, node) for i, role, node, _ in placed]
+
+
+def _exact_packing(pool: FreePool, items: list[tuple[int, int, str, int]]) -> list[tuple[int, str, str]] | None:
+    """Pods of ``items`` per node by a small CP-SAT feasibility model (sizes outside a chain); None if none fits.
+
+    One integer per (item, node): the item's pods on the node; each item places all its pods and
+    each node holds at most its free GPUs. Deterministic (one worker, fixed seed).
+    """
+    from ortools.sat.python import cp_model  # binding is pure Python unless best fit fails
+
+    nodes = sorted(n for n, free in pool.free.items() if free > 0)
+    model = cp_model.CpModel()
+    y: dict[tuple[int, str], cp_model.IntVar] = {}
+    for k, (neg_size, _, _, n) in enumerate(items):
+        fits = [node for node in nodes if pool.free[node] >= -neg_size]
+        for node in fits:
+            y[(k, node)] = model.new_int_var(0, min(n, pool.free[node] // -neg_size), f"y{k}_{node}")
+        model.add(sum(y[(k, node)] for node in fits) == n)
+    for node in nodes:
+        terms = [(-items[k][0], var) for (k, nd), var in y.items() if nd == node]
+        if terms:
+            model.add(sum(size * var for size, var in terms) <= pool.free[node])
+    solver = cp_model.CpSolver()
+    solver.parameters.num_workers = 1
+    solver.parameters.random_seed = 0
+    solver.parameters.max_time_in_seconds = 10.0
+    if solver.solve(model) not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return None
+    placed: list[tuple[int, str, str]] = []
+    for (k, node), var in sorted(y.items(), key=lambda kv: kv[0]):
+        _, i, role, _ = items[k]
+        for _ in range(solver.value(var)):
+            placed.append((i, role, node))
+            size = -items[k][0]
+            pool.free[node] -= size
+    return placed
 
 
 def _bind_removal(view: TopologyView, d: GroupDraft) -> Counter[tuple[str, str]]:

@@ -54,6 +54,7 @@ class Relaxation:
     served: dict[int, dict[int, float]]  # priority (highest first) -> column -> GPUs per unit
     premium: dict[int, float]
     groups: dict[int, float]
+    relaxed: int = 0  # (S1, GPU type) cells whose pod sizes are not a divisibility chain
 
     @property
     def num_cols(self) -> int:
@@ -120,7 +121,7 @@ def build_relaxation(view: TopologyView, requests: list[RequestView], load: Load
             lp.add_row(units_terms, -inf, float(req.delta))
         if len(opens) > svc.max_new_groups:
             lp.add_row(opens, -inf, float(svc.max_new_groups))
-    rows, _ = packing_rows(view, items, lp.upper, load)
+    rows, lp.relaxed = packing_rows(view, items, lp.upper, load)
     for row in rows:
         lp.add_row(list(zip(row.index, map(float, row.coef), strict=True)), -inf, float(row.rhs))
     return lp

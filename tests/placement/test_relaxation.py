@@ -10,9 +10,10 @@ from conftest import INSTANCES_DIR, node, pd_service, request
 from conftest import make_instance as instance
 from hypothesis import HealthCheck, given, settings
 
-from hetero_opt import Instance, build_view, load_instance, score, verify
+from hetero_opt import Instance, Plan, build_view, load_instance, score, solve, verify
 from hetero_opt.generate import generate_instance
 from hetero_opt.placement.backend import SolveOptions
+from hetero_opt.placement.binding import BindingError, GroupDraft, bind
 from hetero_opt.placement.cpsat import CpSatBackend
 from hetero_opt.placement.cpsat.model import build
 from hetero_opt.placement.greedy import greedy_plan
@@ -92,3 +93,35 @@ def test_lp_guided_path_on_medium_instances_is_verified_and_bounded(seed: int) -
     assert out.bound is not None
     assert out.bound <= got
     assert out.stats["lp_cols"] > 0  # the LP path ran
+
+
+# Pod sizes 2 and 3 are not a divisibility chain. n1 has 6 free GPUs, n2 has 4: 'a' (1+1 pods of 3)
+# and 'b' (1+1 pods of 2) fit only as n1 = 3+3 and n2 = 2+2. Best fit (largest pods first onto the
+# fullest node that fits) puts a 3 on n2 and strands the last 2; the greedy leaves 'b' unserved.
+NOT_A_CHAIN = instance(
+    nodes=[node("n1", "a", "a-1", free=6), node("n2", "a", "a-1", free=4)],
+    services=[pd_service("a", "s1", p_size=3, d_size=3), pd_service("b", "s1", prio=5, p_size=2, d_size=2)],
+    requests=[request("a", 1), request("b", 1)],
+)
+
+
+def test_counts_outside_a_chain_bind_and_serve_more_than_the_greedy() -> None:
+    assert solve(NOT_A_CHAIN, "greedy").score.unserved_gpus == [0, 4]
+    for solver in ("cpsat", "milp"):
+        result = solve(NOT_A_CHAIN, solver)
+        assert result.status != "fallback", result.fallback_reason
+        assert result.score.unserved_gpus == [0, 0]  # 3+3 on n1, 2+2 on n2
+        placed = {(c.service, p.node) for c in result.plan.changes for p in c.pods}
+        assert placed == {("a", "n1"), ("b", "n2")}
+
+
+def test_exact_packing_where_best_fit_fails() -> None:
+    view = build_view(NOT_A_CHAIN)
+    drafts = [
+        GroupDraft("a", "a@a-1", True, "a-1", 1, Counter({("prefill", "a-1", "H20"): 1, ("decode", "a-1", "H20"): 1})),
+        GroupDraft("b", "b@a-1", True, "a-1", 1, Counter({("prefill", "a-1", "H20"): 1, ("decode", "a-1", "H20"): 1})),
+    ]
+    changes = bind(view, drafts)
+    assert verify(NOT_A_CHAIN, Plan(changes=changes), view) == []
+    with pytest.raises(BindingError):  # one more 2-GPU pod than the 10 free GPUs can hold
+        bind(view, [*drafts, GroupDraft("b", "b@a-1", True, "a-1", 1, Counter({("decode", "a-1", "H20"): 1}))])

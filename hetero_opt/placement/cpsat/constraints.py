@@ -10,9 +10,9 @@ from collections import defaultdict
 
 from ortools.sat.python import cp_model
 
-from hetero_opt.placement.cpsat.variables import InSlot, OutSlot
+from hetero_opt.placement.cpsat.variables import InSlot, OutSlot, VarPool
 from hetero_opt.placement.slots import Load, PackingRow, packing_rows
-from hetero_opt.topology import TopologyView
+from hetero_opt.topology import TopologyView, is_chain
 
 
 def add_out_slot(model: cp_model.CpModel, slot: OutSlot, upper: list[int]) -> None:
@@ -51,25 +51,75 @@ def add_out_request(model: cp_model.CpModel, slots: list[OutSlot]) -> None:
 
 
 def add_packing(
-    model: cp_model.CpModel, view: TopologyView, slots: list[OutSlot], upper: list[int], load: Load | None = None
+    model: cp_model.CpModel, view: TopologyView, slots: list[OutSlot], pool: VarPool, load: Load | None = None
 ) -> tuple[list[PackingRow], int]:
     """Capacity rows (:func:`~hetero_opt.placement.slots.packing_rows`) over all scale-out pods.
 
-    ``load``: pods already placed outside this model, whose capacity is used up. Returns the rows
-    and the count of (S1, GPU type) cells whose rows are a relaxation (sizes not a chain).
+    ``load``: pods already placed outside this model, whose capacity is used up. Where the pod sizes
+    of an (S1, GPU type) do not form a divisibility chain and nothing is loaded there, the rows are
+    made exact at node level (:func:`add_node_rows`), so the counts always bind to nodes. Returns the
+    rows (node rows included) and the count of (S1, GPU type) cells that are not a chain.
     """
     items: defaultdict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
     var_by_index: dict[int, cp_model.IntVar] = {}
+    slot_by_index: dict[int, OutSlot] = {}
     for slot in slots:
         svc = slot.request.service
         size_of: dict[str, int] = {r.name: r.gpus_per_pod for r in svc.roles}
         for (role, s1, gpu_type), var in slot.pods.items():
             items[(s1, gpu_type)].append((size_of[role], var.index))
             var_by_index[var.index] = var
-    rows, relaxed = packing_rows(view, items, [float(u) for u in upper], load)
+            slot_by_index[var.index] = slot
+    rows, relaxed = packing_rows(view, items, [float(u) for u in pool.upper], load)
     for row in rows:
         model.add(cp_model.LinearExpr.weighted_sum([var_by_index[i] for i in row.index], row.coef) <= row.rhs)
+    for key in sorted(items):
+        if not is_chain(sorted({size for size, _ in items[key]})) and not (load or {}).get(key):
+            rows += add_node_rows(model, view, key, items[key], var_by_index, slot_by_index, pool)
     return rows, relaxed
+
+
+def add_node_rows(
+    model: cp_model.CpModel,
+    view: TopologyView,
+    key: tuple[str, str],
+    cell: list[tuple[int, int]],
+    var_by_index: dict[int, cp_model.IntVar],
+    slot_by_index: dict[int, OutSlot],
+    pool: VarPool,
+) -> list[PackingRow]:
+    """Exact packing of one (S1, GPU type) whose pod sizes are not a chain: pods per node.
+
+    Each pod count ``x`` of the cell is split over the nodes (``x == sum_n y[x, n]``) and every node
+    holds at most its free GPUs (``sum size * y[., n] <= free_n``). The node variables belong to the
+    pod count's slot (:attr:`OutSlot.node_pods`), so a slot set to zero stays feasible.
+    """
+    s1, gpu_type = key
+    nodes = [(n.id, view.free(n)) for n in view.nodes_by_s1.get(s1, []) if n.gpu_type == gpu_type and view.free(n) > 0]
+    per_node: defaultdict[str, list[tuple[int, int]]] = defaultdict(list)
+    for size, index in cell:
+        x = var_by_index[index]
+        slot = slot_by_index[index]
+        parts = []
+        for node_id, free in nodes:
+            if free >= size:
+                y = pool.int_var(0, min(free // size, pool.upper[index]), f"{x.name}@{node_id}")
+                slot.node_pods[(index, node_id)] = y
+                parts.append(y)
+                per_node[node_id].append((size, y.index))
+        model.add(cp_model.LinearExpr.sum(parts) == x)
+    rows = []
+    free_of = dict(nodes)
+    for node_id, terms in sorted(per_node.items()):
+        row = PackingRow([i for _, i in terms], [size for size, _ in terms], free_of[node_id])
+        if sum(c * pool.upper[i] for c, i in zip(row.coef, row.index, strict=True)) > row.rhs:
+            model.add(cp_model.LinearExpr.weighted_sum([_pool_var(pool, i) for i in row.index], row.coef) <= row.rhs)
+            rows.append(row)
+    return rows
+
+
+def _pool_var(pool: VarPool, index: int) -> cp_model.IntVar:
+    return pool.all[index]
 
 
 def add_in_slot(model: cp_model.CpModel, slot: InSlot) -> None:

@@ -40,8 +40,10 @@ class PlacementModel:
 def slot_indices(slot: OutSlot | InSlot) -> list[int]:
     """Indices of every variable of one slot; all zero is always a feasible value of a slot."""
     out = [slot.units.index, *(v.index for v in slot.pods.values()), *(v.index for v in slot.replicas.values())]
-    if isinstance(slot, OutSlot) and slot.open is not None:
-        out.append(slot.open.index)
+    if isinstance(slot, OutSlot):
+        if slot.open is not None:
+            out.append(slot.open.index)
+        out += [v.index for v in slot.node_pods.values()]
     if isinstance(slot, InSlot):
         out.append(slot.emptied.index)
     return out
@@ -72,7 +74,7 @@ def build(view: TopologyView, requests: list[RequestView], load: Load | None = N
                 constraints.add_in_slot(model, islot)
             constraints.add_in_request(model, islots)
             ins.extend(islots)
-    rows, relaxed = constraints.add_packing(model, view, outs, pool.upper, load)
+    rows, relaxed = constraints.add_packing(model, view, outs, pool, load)
     by_priority: defaultdict[int, list[OutSlot | InSlot]] = defaultdict(list)
     members_all: list[OutSlot | InSlot] = [*outs, *ins]
     for member in members_all:
@@ -142,6 +144,12 @@ def plan_values(pm: PlacementModel, plan: Plan) -> list[int]:
             if var is None:
                 raise HintError(f"group '{c.group}' has no variable for {key}")
             values[var.index] = n
+        if isinstance(slot, OutSlot) and slot.node_pods:
+            for p in c.pods:
+                node = view.node_by_id[p.node]
+                y = slot.node_pods.get((slot.pods[(p.role, node.s1, node.gpu_type)].index, p.node))
+                if y is not None:
+                    values[y.index] += p.count
         ratio = svc.attn_ffn_ratio
         if ratio is not None:
             for s1, var in slot.replicas.items():

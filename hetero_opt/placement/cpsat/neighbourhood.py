@@ -76,6 +76,8 @@ def lp_guided(
     if options.time_limit < LP_SECONDS_PER_CELL * view.candidate_cells(part):
         return None
     lp = build_relaxation(view, part)
+    if lp.relaxed:  # pod sizes outside a chain: only the full model's node rows make counts bind
+        return None
     lp_deadline = start + LP_SHARE * max(0.0, budget.deadline - start)
     iterations = max(1, int(LP_ITERATIONS_PER_SECOND * options.time_limit))
     outcome = solve_relaxation(lp, lp_deadline, stop_before="groups", iteration_limit=iterations)

@@ -54,6 +54,9 @@ class OutSlot:
     open: cp_model.IntVar | None = None
     pods: dict[CountKey, cp_model.IntVar] = field(default_factory=dict)
     replicas: dict[str, cp_model.IntVar] = field(default_factory=dict)
+    # (pod-count variable index, node id) -> pods of that count on the node; only in (S1, GPU type)
+    # cells whose pod sizes are not a divisibility chain (constraints.add_node_rows)
+    node_pods: dict[tuple[int, str], cp_model.IntVar] = field(default_factory=dict)
 
 
 @dataclass
