@@ -9,6 +9,7 @@ entity, the field and the value.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -316,8 +317,9 @@ class Instance(Frozen):
                     f"gpus_total-gpus_free={node.gpus_total - node.gpus_free} are in use"
                 )
         current: defaultdict[str, int] = defaultdict(int)
+        s1_of_node = {n.id: n.s1 for n in self.nodes}
         for g in self.groups:
-            current[g.service] += group_units(services[g.service], g)
+            current[g.service] += group_units(services[g.service], g, s1_of_node)
         seen_req: set[str] = set()
         for req in self.requests:
             svc = services.get(req.service)
@@ -370,13 +372,31 @@ def pods_by_role(group: DeploymentGroup) -> dict[str, int]:
     return dict(out)
 
 
-def group_units(service: Service, group: DeploymentGroup) -> int:
-    """Whole units a group holds: the least, over roles, of pods // pods per unit."""
+def group_units(service: Service, group: DeploymentGroup, s1_of_node: Mapping[str, str] | None = None) -> int:
+    """Whole units a group holds: the least, over roles, of pods // pods per unit.
+
+    For an MoE service, given ``s1_of_node``, a prefill replica counts only when its attn and ffn
+    pods share an S1 (paper §3.4; a replica split by drift cannot be removed as a whole): units
+    are at most ``whole replicas // pd_ratio.prefill``.
+    """
     have = pods_by_role(group)
-    return min(have.get(r, 0) // n for r, n in service.pods_per_unit.items())
+    units = min(have.get(r, 0) // n for r, n in service.pods_per_unit.items())
+    if service.attn_ffn_ratio is None or s1_of_node is None:
+        return units
+    attn: Counter[str] = Counter()
+    ffn: Counter[str] = Counter()
+    for pc in group.pods:
+        if pc.role == "prefill-attn":
+            attn[s1_of_node[pc.node]] += pc.count
+        elif pc.role == "prefill-ffn":
+            ffn[s1_of_node[pc.node]] += pc.count
+    a, f = service.attn_ffn_ratio.prefill, service.attn_ffn_ratio.decode
+    replicas = sum(min(attn[s1] // a, ffn[s1] // f) for s1 in attn)
+    return min(units, replicas // service.pd_ratio.prefill)
 
 
 def current_units(instance: Instance, service_id: str) -> int:
     """Whole units a service holds across its groups."""
     svc = next(s for s in instance.services if s.id == service_id)
-    return sum(group_units(svc, g) for g in instance.groups if g.service == service_id)
+    s1_of_node = {n.id: n.s1 for n in instance.nodes}
+    return sum(group_units(svc, g, s1_of_node) for g in instance.groups if g.service == service_id)

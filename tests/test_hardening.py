@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import group, instance_dict, node, pd_service, request
+from conftest import group, instance_dict, moe_service, node, pd_service, request
 
 import hetero_opt as ho
 from hetero_opt.cli import main
 from hetero_opt.errors import InputError
-from hetero_opt.instance import MAX_UNITS
+from hetero_opt.instance import MAX_UNITS, current_units
 from hetero_opt.io import load_instance
 from hetero_opt.placement.apply import apply_plan
 
@@ -274,3 +274,36 @@ def test_time_limit_nan_or_out_of_range_is_refused(
         ho.solve(load_instance(path), "cpsat", time_limit=float(limit))
     assert not (tmp_path / "o").exists()
     assert math.isfinite(ho.solve(load_instance(path), "greedy", time_limit=86_400).wall_time_s)
+
+
+# -------------------------------------------------------------------- found by the fuzz suite
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_moe_replica_split_across_s1s_is_not_a_removable_unit(
+    solver: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Group 'g': replica 1 whole on x1 (S1 b-0), replica 2 split (attn x3 in b-0, ffn y1 in b-1),
+    # decode pods on x2 and y2. Only one replica can be removed whole: the group holds 1 unit, not 2,
+    # and scaling to 0 removes that unit (before: greedy removed 0 attn pods and raised PlanError).
+    pods = [("prefill-attn", "x1", 1), ("prefill-ffn", "x1", 1), ("decode", "x2", 1)]
+    pods += [("prefill-attn", "x3", 1), ("prefill-ffn", "y1", 1), ("decode", "y2", 1)]
+    data = instance_dict(
+        nodes=[
+            node("x1", "b", "b-0", free=0),
+            node("x2", "b", "b-0", free=0),
+            node("x3", "b", "b-0", free=4),
+            node("y1", "b", "b-1", free=4),
+            node("y2", "b", "b-1", free=0),
+        ],
+        services=[moe_service("moe", "s2")],
+        groups=[group("g", "moe", "b", *pods)],
+        requests=[request("moe", 0)],
+    )
+    path = _write(tmp_path, data)
+    assert current_units(load_instance(path), "moe") == 1
+    plan = _solve_ok(capsys, path, tmp_path / "out", solver)
+    (change,) = plan["changes"]
+    assert change["units"] == -1
+    removed = {p["role"]: p["node"] for p in change["pods"]}
+    assert removed["prefill-attn"][0] == removed["prefill-ffn"][0] == "x"  # one replica, inside S1 b-0
