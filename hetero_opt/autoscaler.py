@@ -9,6 +9,7 @@ uninterrupted run would. Infeasibility is fed back: the next cycle counts what w
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from pydantic import Field
@@ -16,9 +17,13 @@ from pydantic import Field
 from hetero_opt.errors import InputError
 from hetero_opt.instance import Frozen, Instance, ScalingRequest, current_units
 from hetero_opt.placement.result import PlacementResult
-from hetero_opt.placement.solve import solve
+from hetero_opt.placement.solve import check_options, solve
 from hetero_opt.policy.config import AutoscalerConfig
 from hetero_opt.policy.engine import EngineState, PolicyEngine, ServiceMetrics
+
+#: Bounds that keep every stored time (``now + startup_delay_s``) finite and exact to the millisecond.
+MAX_TIME_S = 1e15
+MAX_STARTUP_DELAY_S = 1e9
 
 
 class Starting(Frozen):
@@ -86,6 +91,9 @@ class Autoscaler:
         startup_delay_s: float = 120.0,
         state: AutoscalerState | None = None,
     ) -> None:
+        check_options(time_limit, seed, 1)
+        if not (math.isfinite(startup_delay_s) and 0 <= startup_delay_s <= MAX_STARTUP_DELAY_S):
+            raise InputError(f"Autoscaler: startup_delay_s={startup_delay_s} must be in 0..{MAX_STARTUP_DELAY_S:g} s")
         self.config = config
         self.solver = solver
         self.time_limit = time_limit
@@ -96,6 +104,8 @@ class Autoscaler:
 
     def step(self, now: float, metrics: Mapping[str, ServiceMetrics], instance: Instance) -> CycleDecision:
         """Run one cycle at time ``now`` on the live cluster ``instance``; updates :attr:`state`."""
+        if not (math.isfinite(now) and abs(now) <= MAX_TIME_S):
+            raise InputError(f"Autoscaler: now={now} must be a finite time in seconds within ±{MAX_TIME_S:g}")
         if self.state.last_time is not None and now < self.state.last_time:
             raise InputError(f"Autoscaler: now={now} is before the last cycle {self.state.last_time}")
         services = {s.id: s for s in instance.services}

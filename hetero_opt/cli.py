@@ -12,6 +12,8 @@ import argparse
 import csv
 import io
 import json
+import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,9 +27,9 @@ from rich.table import Table
 from hetero_opt import cli_autoscale
 from hetero_opt.errors import InputError, PlanError
 from hetero_opt.instance import Instance
-from hetero_opt.io import load_instance, write_atomic
+from hetero_opt.io import load_instance, write_all_atomic
 from hetero_opt.placement.result import PlacementResult
-from hetero_opt.placement.solve import SOLVERS, solve
+from hetero_opt.placement.solve import MAX_SEED, MAX_TIME_LIMIT_S, MAX_WORKERS, SOLVERS, solve
 from hetero_opt.placement.verify import verify
 from hetero_opt.topology import build_view
 
@@ -127,12 +129,14 @@ class Solved:
 
 def run_solve(args: argparse.Namespace) -> int:
     """Validate all inputs, then solve, verify and write each; 1 if any plan fails verification."""
-    if args.time_limit <= 0:
-        raise ValueError(f"--time-limit={args.time_limit} must be positive")
-    if args.workers < 1:
-        raise ValueError(f"--workers={args.workers} must be at least 1")
+    check_time_limit(args.time_limit)
+    if not 1 <= args.workers <= MAX_WORKERS:
+        raise InputError(f"--workers={args.workers} must be at least 1 and at most {MAX_WORKERS}")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise InputError(f"--seed={args.seed} must be in 0..{MAX_SEED}")
     files = collect_instance_files(args.paths)
     instances = [(f, load_instance(f)) for f in files]  # every input is validated before any work
+    check_out_dir(args.out_dir)
     console = _console()
     solved: list[Solved] = []
     with Progress(console=console, disable=len(instances) < 2, transient=True) as bar:
@@ -144,18 +148,46 @@ def run_solve(args: argparse.Namespace) -> int:
             solved.append(_solve_one(f, inst, args, export))
             bar.advance(task)
     out_dir: Path = args.out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
+    outputs: dict[Path, str] = {}
     failed = 0
     for s in solved:
         if s.result is None or s.violations:
             failed += 1
             print(f"{s.path}: plan fails verification: {s.violations[0]}", file=sys.stderr)
             continue
-        s.result.write(out_dir / f"{s.path.stem}.plan.json")
+        outputs[out_dir / f"{s.path.stem}.plan.json"] = s.result.to_json()
     rows = [summary_row(s) for s in solved]
-    write_atomic(out_dir / "summary.csv", _csv_text(rows))
+    outputs[out_dir / "summary.csv"] = _csv_text(rows)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise InputError(f"--out-dir '{out_dir}': cannot create folder ({why})") from None
+    write_all_atomic(outputs)
     console.print(summary_table(rows, args.solver))
     return 1 if failed else 0
+
+
+def check_time_limit(value: float, flag: str = "--time-limit") -> None:
+    """Raise :class:`InputError` unless ``value`` is a finite time limit in (0, one day]."""
+    if not (math.isfinite(value) and 0 < value <= MAX_TIME_LIMIT_S):
+        raise InputError(f"{flag}={value} must be positive and finite, at most {MAX_TIME_LIMIT_S:g} s")
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse, before any work, an output folder that is a file, lies under a file or is not writable."""
+    try:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise InputError(f"--out-dir '{out_dir}': exists and is not a folder")
+        existing = out_dir
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise InputError(f"--out-dir '{out_dir}': '{existing}' is a file, not a folder")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise InputError(f"--out-dir '{out_dir}': folder '{existing}' is not writable")
+    except OSError as exc:
+        raise InputError(f"--out-dir '{out_dir}': cannot inspect ({exc.strerror or type(exc).__name__})") from None
 
 
 def collect_instance_files(paths: Sequence[str]) -> list[Path]:
@@ -163,15 +195,18 @@ def collect_instance_files(paths: Sequence[str]) -> list[Path]:
     files: list[Path] = []
     for raw in paths:
         p = Path(raw)
-        if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in INSTANCE_SUFFIXES)
-            if not found:
-                raise InputError(f"{p}: folder holds no *.json, *.yaml or *.yml instance file")
-            files.extend(found)
-        elif p.exists():
-            files.append(p)
-        else:
-            raise InputError(f"{p}: no such file or folder")
+        try:
+            if p.is_dir():
+                found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in INSTANCE_SUFFIXES)
+                if not found:
+                    raise InputError(f"{p}: folder holds no *.json, *.yaml or *.yml instance file")
+                files.extend(found)
+            elif p.exists():
+                files.append(p)
+            else:
+                raise InputError(f"{p}: no such file or folder")
+        except OSError as exc:
+            raise InputError(f"{p}: cannot read folder ({exc.strerror or type(exc).__name__})") from None
     stems: dict[str, Path] = {}
     for f in files:
         prev = stems.setdefault(f.stem, f)
@@ -316,8 +351,7 @@ def run_bench(args: argparse.Namespace) -> int:
     for s in solvers:
         if s not in SOLVERS:
             raise ValueError(f"--solvers: solver='{s}' is not one of {list(SOLVERS)}")
-    if args.time_limit <= 0:
-        raise ValueError(f"--time-limit={args.time_limit} must be positive")
+    check_time_limit(args.time_limit)
     console = _console()
     df = run_suite(args.suite, solvers, time_limit=args.time_limit, out_dir=args.out_dir, console=console)
     print_report(df, console=console)
@@ -375,6 +409,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InputError, ValueError) as exc:
         print(_one_line(exc), file=sys.stderr)
         return 2
+    except OSError as exc:  # a file or folder the OS refuses: bad input, not a bug
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(_one_line(f"{where}{exc.strerror or exc}"), file=sys.stderr)
+        return 2
 
 
 def _console() -> Console:
@@ -382,7 +420,7 @@ def _console() -> Console:
     return Console(width=max(Console().width, 120))
 
 
-def _one_line(exc: BaseException) -> str:
+def _one_line(exc: BaseException | str) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 

@@ -9,6 +9,7 @@ entity, the field and the value.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -16,6 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 FORMAT_VERSION = "1.0"
 
 Id = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:/@+-]+$")]
+#: Topology ids (cluster, S2, S1, S0) hold no '@': a new group's id ``<service>@<domain>`` then names one pair.
+TopoId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:/+-]+$")]
+#: Group ids may carry the ``#k`` suffix and the length of ``<service>@<domain>#k`` that new groups get.
+GroupId = Annotated[str, Field(min_length=1, max_length=420, pattern=r"^[A-Za-z0-9_.:/@+#-]+$")]
+#: Upper bound of every unit count (targets, min/max units, new groups): far above any cluster
+#: (160k GPUs), far below what overflows a solver's 64-bit arithmetic (units x GPUs x weights).
+MAX_UNITS = 1_000_000
 Tier = Literal["low", "medium", "high"]
 Affinity = Literal["s1", "s2", "cluster"]
 RoleName = Literal["prefill", "decode", "prefill-attn", "prefill-ffn"]
@@ -27,7 +35,7 @@ TIERS: tuple[Tier, ...] = ("low", "medium", "high")
 class Frozen(BaseModel):
     """Base of every data object: immutable, no unknown fields."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     def replace(self, **changes: Any) -> Self:
         """Return a copy with ``changes`` applied and validated again."""
@@ -48,10 +56,10 @@ class Node(Frozen):
     gpu_type: Id = Field(description="GPU type of every GPU on this node.")
     gpus_total: int = Field(ge=1, le=64, description="GPUs installed.")
     gpus_free: int = Field(ge=0, le=64, description="GPUs free now (not used by any pod).")
-    cluster: Id = Field(description="Cluster (physical) the node belongs to.")
-    s2: Id = Field(description="S2 (bigpod) switch id; unique across clusters.")
-    s1: Id = Field(description="S1 (minipod) switch id; unique across S2s.")
-    s0: Id | None = Field(default=None, description="S0 (rack) switch id, informational.")
+    cluster: TopoId = Field(description="Cluster (physical) the node belongs to.")
+    s2: TopoId = Field(description="S2 (bigpod) switch id; unique across clusters and levels.")
+    s1: TopoId = Field(description="S1 (minipod) switch id; unique across S2s and levels.")
+    s0: TopoId | None = Field(default=None, description="S0 (rack) switch id, informational.")
 
     @model_validator(mode="after")
     def _free_within_total(self) -> Node:
@@ -98,9 +106,11 @@ class Service(Frozen):
         default=None,
         description="MoE only: one prefill replica = prefill attn pods + decode(=ffn) pods.",
     )
-    min_units: int = Field(default=0, ge=0, description="Never scale below this many units.")
-    max_units: int = Field(default=10_000, ge=0, description="Never scale above this many units.")
-    max_new_groups: int = Field(default=4, ge=0, description="At most this many new deployment groups per cycle.")
+    min_units: int = Field(default=0, ge=0, le=MAX_UNITS, description="Never scale below this many units.")
+    max_units: int = Field(default=10_000, ge=0, le=MAX_UNITS, description="Never scale above this many units.")
+    max_new_groups: int = Field(
+        default=4, ge=0, le=MAX_UNITS, description="At most this many new deployment groups per cycle."
+    )
 
     @model_validator(mode="after")
     def _roles_consistent(self) -> Service:
@@ -152,15 +162,15 @@ class PodCount(Frozen):
 
     role: RoleName = Field(description="Role of these pods.")
     node: Id = Field(description="Node they run on.")
-    count: int = Field(ge=1, description="Number of pods.")
+    count: int = Field(ge=1, le=64, description="Number of pods (a node has at most 64 GPUs).")
 
 
 class DeploymentGroup(Frozen):
     """An existing deployment group: one service's pods bound to one network domain."""
 
-    id: Id = Field(description="Unique deployment group name.")
+    id: GroupId = Field(description="Unique deployment group name.")
     service: Id = Field(description="Service it belongs to.")
-    domain: Id = Field(description="S1, S2 or cluster id, per the service's affinity.")
+    domain: TopoId = Field(description="S1, S2 or cluster id, per the service's affinity.")
     pods: list[PodCount] = Field(default_factory=list, description="Pods per role and node.")
 
 
@@ -168,7 +178,7 @@ class ScalingRequest(Frozen):
     """A service's new target, in whole units, for this cycle."""
 
     service: Id = Field(description="Service to scale.")
-    target_units: int = Field(ge=0, description="Wanted total units after this cycle.")
+    target_units: int = Field(ge=0, le=MAX_UNITS, description="Wanted total units after this cycle.")
 
 
 def _default_tier_weights() -> dict[Tier, int]:
@@ -225,6 +235,7 @@ class Instance(Frozen):
         s2_of_s1: dict[str, str] = {}
         cluster_of_s2: dict[str, str] = {}
         node_by_id = {n.id: n for n in self.nodes}
+        _check_levels_disjoint(self.nodes)
         for n in self.nodes:
             if n.gpu_type not in gpu_ids:
                 raise ValueError(f"Node '{n.id}': gpu_type='{n.gpu_type}' is not a declared GPU type")
@@ -306,8 +317,9 @@ class Instance(Frozen):
                     f"gpus_total-gpus_free={node.gpus_total - node.gpus_free} are in use"
                 )
         current: defaultdict[str, int] = defaultdict(int)
+        s1_of_node = {n.id: n.s1 for n in self.nodes}
         for g in self.groups:
-            current[g.service] += group_units(services[g.service], g)
+            current[g.service] += group_units(services[g.service], g, s1_of_node)
         seen_req: set[str] = set()
         for req in self.requests:
             svc = services.get(req.service)
@@ -328,6 +340,24 @@ class Instance(Frozen):
         return self
 
 
+def _check_levels_disjoint(nodes: list[Node]) -> None:
+    """Cluster, S2, S1, S0 and node ids differ across levels: a domain is named by its bare id."""
+    level_of: dict[str, str] = {}
+    for n in nodes:
+        for level, ident in (("cluster", n.cluster), ("s2", n.s2), ("s1", n.s1), ("s0", n.s0), ("id", n.id)):
+            if ident is None:
+                continue
+            prev = level_of.setdefault(ident, level)
+            if prev != level:
+                raise ValueError(
+                    f"Node '{n.id}': {level}='{ident}' is already used as {_LEVEL_NAMES[prev]} id "
+                    "(cluster, S2, S1, S0 and node ids must differ across levels)"
+                )
+
+
+_LEVEL_NAMES = {"cluster": "a cluster", "s2": "an S2", "s1": "an S1", "s0": "an S0", "id": "a node"}
+
+
 def _check_unique(kind: str, ids: list[str]) -> None:
     dup = [i for i, c in Counter(ids).items() if c > 1]
     if dup:
@@ -342,13 +372,31 @@ def pods_by_role(group: DeploymentGroup) -> dict[str, int]:
     return dict(out)
 
 
-def group_units(service: Service, group: DeploymentGroup) -> int:
-    """Whole units a group holds: the least, over roles, of pods // pods per unit."""
+def group_units(service: Service, group: DeploymentGroup, s1_of_node: Mapping[str, str] | None = None) -> int:
+    """Whole units a group holds: the least, over roles, of pods // pods per unit.
+
+    For an MoE service, given ``s1_of_node``, a prefill replica counts only when its attn and ffn
+    pods share an S1 (paper §3.4; a replica split by drift cannot be removed as a whole): units
+    are at most ``whole replicas // pd_ratio.prefill``.
+    """
     have = pods_by_role(group)
-    return min(have.get(r, 0) // n for r, n in service.pods_per_unit.items())
+    units = min(have.get(r, 0) // n for r, n in service.pods_per_unit.items())
+    if service.attn_ffn_ratio is None or s1_of_node is None:
+        return units
+    attn: Counter[str] = Counter()
+    ffn: Counter[str] = Counter()
+    for pc in group.pods:
+        if pc.role == "prefill-attn":
+            attn[s1_of_node[pc.node]] += pc.count
+        elif pc.role == "prefill-ffn":
+            ffn[s1_of_node[pc.node]] += pc.count
+    a, f = service.attn_ffn_ratio.prefill, service.attn_ffn_ratio.decode
+    replicas = sum(min(attn[s1] // a, ffn[s1] // f) for s1 in attn)
+    return min(units, replicas // service.pd_ratio.prefill)
 
 
 def current_units(instance: Instance, service_id: str) -> int:
     """Whole units a service holds across its groups."""
     svc = next(s for s in instance.services if s.id == service_id)
-    return sum(group_units(svc, g) for g in instance.groups if g.service == service_id)
+    s1_of_node = {n.id: n.s1 for n in instance.nodes}
+    return sum(group_units(svc, g, s1_of_node) for g in instance.groups if g.service == service_id)

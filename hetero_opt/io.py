@@ -35,21 +35,42 @@ def parse_instance(data: object, source: str = "<instance>") -> Instance:
 
 
 def load_instance(path: str | Path) -> Instance:
-    """Load and validate an instance file (``.json``, ``.yaml`` or ``.yml``)."""
+    """Load and validate an instance file (``.json``, ``.yaml`` or ``.yml``, UTF-8)."""
     p = Path(path)
+    data = parse_text(read_text(p), p)
     try:
-        text = p.read_text()
+        return parse_instance(data, str(p))
+    except RecursionError:
+        raise InputError(f"{p}: nesting is too deep to validate") from None
+
+
+def read_text(path: Path) -> str:
+    """The UTF-8 text of ``path``; :class:`InputError` naming the file when it cannot be read or decoded."""
+    try:
+        raw = path.read_bytes()
     except OSError as exc:
-        raise InputError(f"{p}: cannot read file ({exc.strerror})") from None
+        raise InputError(f"{path}: cannot read file ({exc.strerror or type(exc).__name__})") from None
     try:
-        data = yaml.safe_load(text) if p.suffix.lower() in (".yaml", ".yml") else json.loads(text)
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start}") from None
+
+
+def parse_text(text: str, path: Path) -> object:
+    """Parse JSON, or YAML for ``.yaml``/``.yml``; one-line :class:`InputError` naming the file and where."""
+    try:
+        return yaml.safe_load(text) if path.suffix.lower() in (".yaml", ".yml") else json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputError(f"{p}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+        raise InputError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        raise InputError(f"{p}: malformed YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    return parse_instance(data, str(p))
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise InputError(f"{path}: malformed YAML{where}: {problem}") from None
+    except RecursionError:
+        raise InputError(f"{path}: nesting is too deep to parse") from None
+    except ValueError as exc:  # e.g. an integer literal beyond Python's 4300-digit conversion limit
+        raise InputError(f"{path}: unreadable value: {_clip(str(exc))}") from None
 
 
 def save_instance(instance: Instance, path: str | Path) -> None:
@@ -64,9 +85,28 @@ def save_instance(instance: Instance, path: str | Path) -> None:
 
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename (never a partial file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    write_all_atomic({path: text})
+
+
+def write_all_atomic(files: dict[Path, str]) -> None:
+    """Write every file or none: all go to temporary files first, then each is renamed.
+
+    A file that cannot be written raises :class:`InputError` naming it, after the temporary
+    files written so far are removed.
+    """
+    tmps: list[tuple[Path, Path]] = []
+    try:
+        for path, text in files.items():
+            tmp = path.with_name(path.name + ".tmp")
+            tmps.append((tmp, path))
+            tmp.write_text(text, encoding="utf-8")
+        for tmp, path in tmps:
+            tmp.replace(path)
+    except OSError as exc:
+        for tmp, _ in tmps:
+            tmp.unlink(missing_ok=True)
+        where = exc.filename or (tmps[-1][1] if tmps else "?")
+        raise InputError(f"{where}: cannot write ({exc.strerror or type(exc).__name__})") from None
 
 
 def describe_error(exc: ValidationError, data: dict[str, Any]) -> str:
@@ -81,7 +121,7 @@ def describe_error(exc: ValidationError, data: dict[str, Any]) -> str:
         items = data.get(str(loc[0]))
         item = items[loc[1]] if isinstance(items, list) and loc[1] < len(items) else None
         ident = item.get("id", item.get("service")) if isinstance(item, dict) else None
-        entity = f"{_KINDS[str(loc[0])]} '{ident}'" if ident is not None else f"{loc[0]}[{loc[1]}]"
+        entity = f"{_KINDS[str(loc[0])]} '{_clip(str(ident))}'" if ident is not None else f"{loc[0]}[{loc[1]}]"
         loc = loc[2:]
     field = ".".join(str(x) for x in loc) or "(entry)"
     value = err.get("input")
@@ -90,9 +130,14 @@ def describe_error(exc: ValidationError, data: dict[str, Any]) -> str:
     elif isinstance(value, (dict, list)):
         shown = type(value).__name__
     else:
-        shown = repr(value)
+        shown = _clip(repr(value))
     head = f"{entity}: " if entity else ""
-    return f"{head}{field}={shown}: {msg}"
+    return " ".join(f"{head}{_clip(field)}={shown}: {msg}".split())
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters (an error line quotes values, not megabytes)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def load_yaml_model(path: Path, model: type[M], what: str, defaults: dict[str, Any] | None = None) -> M:
@@ -102,8 +147,8 @@ def load_yaml_model(path: Path, model: type[M], what: str, defaults: dict[str, A
     """
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise InputError(f"{what} '{path}': cannot read: {exc}") from exc
+    except (OSError, yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
+        raise InputError(f"{what} '{path}': cannot read: {' '.join(str(exc).split())}") from exc
     if isinstance(data, dict) and defaults:
         data = {**defaults, **data}
     try:

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import pandas as pd
+from pydantic import ValidationError
 from rich.table import Table
 
 from hetero_opt.autoscaler import Autoscaler, CycleDecision
@@ -26,6 +27,10 @@ def load_metrics(path: str | Path) -> list[tuple[float, dict[str, ServiceMetrics
         return list(metrics_from_frame(df))
     except InputError as exc:
         raise InputError(f"{p}: {exc}") from None
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(x) for x in err["loc"])
+        raise InputError(f"{p}: bad metric value: {field}={err.get('input')!r}: {err['msg']}") from None
     except ValueError as exc:
         raise InputError(f"{p}: bad metric value: {str(exc).splitlines()[0]}") from None
 

@@ -216,7 +216,8 @@ class TopologyView:
     @cached_property
     def units_by_group(self) -> dict[str, int]:
         """Whole units each existing group holds."""
-        return {g.id: group_units(self.service_by_id[g.service], g) for g in self.instance.groups}
+        s1_of_node = {n.id: n.s1 for n in self.instance.nodes}
+        return {g.id: group_units(self.service_by_id[g.service], g, s1_of_node) for g in self.instance.groups}
 
     @cached_property
     def requests(self) -> list[RequestView]:
@@ -255,9 +256,10 @@ def build_view(instance: Instance) -> TopologyView:
     """Build the look-ups for ``instance`` and collect warnings (off-ratio groups)."""
     warnings: list[str] = []
     services = {s.id: s for s in instance.services}
+    s1_of_node = {n.id: n.s1 for n in instance.nodes}
     for g in sorted(instance.groups, key=lambda g: g.id):
         svc = services[g.service]
-        units = group_units(svc, g)
+        units = group_units(svc, g, s1_of_node)
         have = pods_by_role(g)
         exact = {r: units * n for r, n in svc.pods_per_unit.items()}
         if any(have.get(r, 0) != exact[r] for r in exact):

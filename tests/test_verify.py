@@ -126,30 +126,100 @@ def _wrong_group_identity(d: dict[str, Any]) -> None:
     change(d, "g-hi")["domain"] = "a"
 
 
-CASES: list[tuple[str, Mutation, str]] = [
-    ("node-over-capacity", _all_on_a1, "node-capacity"),
-    ("wrong-gpu-type", _onto("h2"), "gpu-type"),  # h2 is L20; 'out' takes only H20
-    ("outside-domain", _onto("h3"), "affinity"),  # h3 is H20 but under S2 'h', the group is in 'a'
-    ("broken-ratio", _broken_ratio, "whole-units"),
-    ("too-many-units", _too_many_units, "target"),
-    ("remove-missing-pods", _remove_missing, "remove-missing"),
-    ("remove-more-units-than-held", _remove_too_many, "remove-units"),
-    ("duplicated-group", _duplicate, "duplicate-group"),
-    ("new-group-limit", _two_new_groups, "new-groups"),
-    ("missing-unserved-record", _no_unserved_record, "unserved-record"),
-    ("unknown-group", _unknown_group, "unknown-group"),
-    ("wrong-direction", _wrong_direction, "direction"),
-    ("group-identity", _wrong_group_identity, "group-identity"),
+def _remove_both_groups(d: dict[str, Any]) -> None:
+    # 'in' asks 2 -> 1 but the plan also empties g-lo: removes 2 units
+    d["changes"].append(
+        {
+            "service": "in",
+            "group": "g-lo",
+            "new": False,
+            "domain": "a",
+            "units": -1,
+            "pods": [{"role": "prefill", "node": "a3", "count": 1}, {"role": "decode", "node": "a3", "count": 1}],
+        }
+    )
+
+
+def _unknown_node(d: dict[str, Any]) -> None:
+    out_group(d)["pods"][0]["node"] = "zz"
+
+
+def _unknown_role(d: dict[str, Any]) -> None:
+    out_group(d)["pods"][0]["role"] = "prefill-attn"  # a role name, not one of 'out'
+
+
+def _new_reuses_existing_id(d: dict[str, Any]) -> None:
+    out_group(d)["group"] = "g-lo"
+
+
+def _new_group_shrinks(d: dict[str, Any]) -> None:
+    c = change(d, "g-hi")
+    c["new"], c["group"] = True, "in@h"
+
+
+def _new_group_in_an_s1(d: dict[str, Any]) -> None:
+    out_group(d)["domain"] = "a-1"  # an S1 id; 'out' has S2 affinity
+
+
+def _served_but_listed(d: dict[str, Any]) -> None:
+    d["unserved"].append({"service": "out", "wanted_units": 2, "placed_units": 2, "reason": "x"})
+
+
+# (case, mutation of the greedy plan, the verifier's exact codes in order: no more, no fewer)
+CASES: list[tuple[str, Mutation, list[str]]] = [
+    ("node-over-capacity", _all_on_a1, ["node-capacity"]),
+    ("wrong-gpu-type", _onto("h2"), ["gpu-type", "affinity"]),  # h2 is L20 under S2 'h'; 'out' takes H20 in 'a'
+    ("outside-domain", _onto("h3"), ["affinity"]),  # h3 is H20 but under S2 'h', the group is in 'a'
+    ("broken-ratio", _broken_ratio, ["whole-units"]),
+    ("too-many-units", _too_many_units, ["target", "unserved-record"]),
+    ("remove-missing-pods", _remove_missing, ["remove-missing"]),
+    # removes 2 units of a 1-unit group: 2 pods of each role where h1 holds 1 of each
+    (
+        "remove-more-units-than-held",
+        _remove_too_many,
+        ["remove-units", "remove-missing", "remove-missing", "target", "unserved-record"],
+    ),
+    ("remove-more-than-requested", _remove_both_groups, ["target", "unserved-record"]),
+    ("duplicated-group", _duplicate, ["duplicate-group", "target", "unserved-record"]),
+    ("new-group-limit", _two_new_groups, ["new-groups"]),
+    ("missing-unserved-record", _no_unserved_record, ["unserved-record"]),
+    ("served-but-listed-unserved", _served_but_listed, ["unserved-record"]),
+    ("unknown-group", _unknown_group, ["unknown-group"]),
+    ("unknown-node", _unknown_node, ["unknown-node", "whole-units"]),
+    ("unknown-role", _unknown_role, ["unknown-role", "whole-units"]),
+    ("new-group-reuses-an-id", _new_reuses_existing_id, ["new-group-id"]),
+    ("new-group-shrinks", _new_group_shrinks, ["direction"]),
+    ("new-group-domain-of-wrong-level", _new_group_in_an_s1, ["affinity"]),
+    ("wrong-direction", _wrong_direction, ["direction", "unserved-record"]),
+    ("group-identity", _wrong_group_identity, ["group-identity"]),
 ]
 
 
-@pytest.mark.parametrize(("case", "mutate", "code"), CASES, ids=[c[0] for c in CASES])
-def test_verifier_catches_a_broken_plan(case: str, mutate: Mutation, code: str) -> None:
+@pytest.mark.parametrize(("case", "mutate", "codes"), CASES, ids=[c[0] for c in CASES])
+def test_verifier_catches_a_broken_plan(case: str, mutate: Mutation, codes: list[str]) -> None:
     d = PLAN.model_dump(mode="json")
     mutate(d)
     broken = Plan.model_validate(d)
-    codes = {v.code for v in verify(INST, broken)}
-    assert code in codes, f"{case}: got {codes}"
+    assert [v.code for v in verify(INST, broken)] == codes, case
+
+
+def test_verifier_min_units_no_request_and_a_change_for_a_steady_service() -> None:
+    # without a request for 'in', the plan's g-hi change has none: once for the group, once for the service
+    inst = INST.replace(requests=[r.model_dump() for r in INST.requests if r.service != "in"])
+    assert [(v.code, v.entity) for v in verify(inst, PLAN)] == [
+        ("no-request", "group 'g-hi'"),
+        ("no-request", "service 'in'"),
+    ]
+    # 'in' with min_units 1 asks 2 -> 1; removing both groups' units ends at 0 < 1
+    d = PLAN.model_dump(mode="json")
+    _remove_both_groups(d)
+    services = [s.model_dump() | ({"min_units": 1} if s.id == "in" else {}) for s in INST.services]
+    inst = INST.replace(services=services)
+    assert [v.code for v in verify(inst, Plan.model_validate(d))] == ["target", "min-units", "unserved-record"]
+    # 'in' asks 2 -> 2 (delta 0): any change of its groups goes the wrong way
+    requests = [r.model_dump() | ({"target_units": 2} if r.service == "in" else {}) for r in INST.requests]
+    inst = INST.replace(requests=requests)
+    assert [v.code for v in verify(inst, PLAN)] == ["direction", "unserved-record"]
 
 
 def test_verifier_catches_a_moe_replica_split_across_s1s() -> None:
@@ -167,8 +237,10 @@ def test_verifier_catches_a_moe_replica_split_across_s1s() -> None:
     ffn = next(p for p in pods if p["role"] == "prefill-ffn")
     assert attn["node"] == ffn["node"]
     ffn["node"] = "n2" if attn["node"] == "n1" else "n1"
-    codes = {v.code for v in verify(inst, Plan.model_validate(d))}
-    assert "moe-replica" in codes
+    # each S1 now holds half a replica (attn without ffn, ffn without attn), and the node the ffn pod
+    # moved to also holds the 8-GPU decode pod: 8 + 4 GPUs on 8 free
+    got = [(v.code, v.entity) for v in verify(inst, Plan.model_validate(d))]
+    assert got == [("moe-replica", "S1 'a-1'"), ("moe-replica", "S1 'a-2'"), ("node-capacity", f"node '{ffn['node']}'")]
 
 
 def test_a_violation_names_its_entity_and_numbers() -> None:

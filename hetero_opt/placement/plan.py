@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from hetero_opt.instance import Frozen, Id, RoleName
+from hetero_opt.instance import Frozen, GroupId, Id, RoleName, TopoId
 
 
 class PodChange(Frozen):
@@ -12,16 +12,16 @@ class PodChange(Frozen):
 
     role: RoleName = Field(description="Role of the pods.")
     node: Id = Field(description="Node the pods are added to or removed from.")
-    count: int = Field(ge=1, description="Number of pods.")
+    count: int = Field(ge=1, le=64, description="Number of pods (a node has at most 64 GPUs).")
 
 
 class GroupChange(Frozen):
     """One deployment group grown (``units > 0``) or shrunk (``units < 0``) by whole units."""
 
     service: Id = Field(description="Service of the group.")
-    group: Id = Field(description="Existing group id, or the id given to a new group.")
+    group: GroupId = Field(description="Existing group id, or the id given to a new group.")
     new: bool = Field(description="True when this change opens a new deployment group.")
-    domain: Id = Field(description="The group's S1, S2 or cluster id.")
+    domain: TopoId = Field(description="The group's S1, S2 or cluster id.")
     units: int = Field(description="Units added (positive) or removed (negative); never 0.")
     pods: list[PodChange] = Field(description="Pods added (units > 0) or removed (units < 0).")
 

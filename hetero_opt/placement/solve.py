@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import math
 import time
 
-from hetero_opt.errors import PlanError
+from hetero_opt.errors import InputError, PlanError
 from hetero_opt.instance import Instance
 from hetero_opt.placement.backend import Backend, BackendOutput, SolveOptions
 from hetero_opt.placement.greedy import greedy_plan
@@ -16,6 +17,9 @@ from hetero_opt.placement.verify import verify
 from hetero_opt.topology import TopologyView, build_view
 
 SOLVERS = ("greedy", "cpsat", "milp", "milp-cbc")
+MAX_TIME_LIMIT_S = 86_400.0  # one day: a control cycle never needs more; keeps deadlines finite
+MAX_SEED = 2**31 - 1  # CP-SAT's random_seed is a 32-bit int
+MAX_WORKERS = 256
 _BACKENDS = {
     "cpsat": ("hetero_opt.placement.cpsat", "CpSatBackend", {}),
     "milp": ("hetero_opt.placement.milp", "MilpBackend", {"engine": "highs"}),
@@ -71,8 +75,7 @@ def solve(
     """
     if solver not in SOLVERS:
         raise ValueError(f"solver='{solver}' is not one of {list(SOLVERS)}")
-    if time_limit <= 0:
-        raise ValueError(f"time_limit={time_limit} must be positive")
+    check_options(time_limit, seed, num_workers)
     start = time.perf_counter()
     view = build_view(instance)
     greedy = greedy_plan(instance, view)
@@ -114,6 +117,16 @@ def solve(
         warnings=view.warnings,
         stats=out.stats,
     )
+
+
+def check_options(time_limit: float, seed: int, num_workers: int) -> None:
+    """Raise :class:`InputError` unless the solver options are in range (and finite)."""
+    if not (math.isfinite(time_limit) and 0 < time_limit <= MAX_TIME_LIMIT_S):
+        raise InputError(f"solve: time_limit={time_limit} must be a number in (0, {MAX_TIME_LIMIT_S:g}] seconds")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise InputError(f"solve: seed={seed!r} must be an integer in 0..{MAX_SEED}")
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or not 1 <= num_workers <= MAX_WORKERS:
+        raise InputError(f"solve: num_workers={num_workers!r} must be an integer in 1..{MAX_WORKERS}")
 
 
 def _run_backend(backend: Backend, view: TopologyView, greedy: Plan, options: SolveOptions) -> BackendOutput:

@@ -46,7 +46,7 @@ def verify(instance: Instance, plan: Plan, view: TopologyView | None = None) -> 
         if svc is None or req is None:
             bad("no-request", entity, f"service '{c.service}' has no scaling request")
             continue
-        if c.units == 0 or (c.units > 0) != (req.delta > 0):
+        if c.units == 0 or req.delta == 0 or (c.units > 0) != (req.delta > 0):
             bad("direction", entity, f"units={c.units} but the request's delta is {req.delta}")
             continue
         if not _check_group_identity(view, c, bad):

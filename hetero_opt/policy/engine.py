@@ -69,8 +69,16 @@ class ServiceMetrics(Frozen):
                 v = row[name]
                 if v is None or (isinstance(v, float) and math.isnan(v)):
                     continue
-                values[name] = int(v) if name.endswith("_pods") else float(v)
+                values[name] = _whole(name, v) if name.endswith("_pods") else float(v)
         return cls.model_validate(values)
+
+
+def _whole(name: str, value: Any) -> int:
+    """``value`` as a pod count; a fraction or a non-finite number is an error, not truncated."""
+    f = float(value)
+    if not f.is_integer():
+        raise ValueError(f"{name}={value} is not a whole number of pods")
+    return int(f)
 
 
 def metrics_from_frame(df: Any) -> Iterator[tuple[float, dict[str, ServiceMetrics]]]:

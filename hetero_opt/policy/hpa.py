@@ -26,6 +26,7 @@ from pydantic import Field
 from hetero_opt.policy._base import Frozen
 
 MAX_INT32 = 2**31 - 1
+MAX_INT64 = 2**63 - 1
 
 Reason = Literal[
     "DesiredWithinRange",
@@ -61,7 +62,9 @@ class Pod(Frozen):
     ready: bool | None = Field(default=True, description="Ready condition status; None when the pod has no condition.")
     ready_transition_time: float = Field(default=-1e9, description="Last transition time of the Ready condition (s).")
     start_time: float | None = Field(default=-1e9, description="Pod start time (s); None when the pod has not started.")
-    request_milli: int = Field(default=1000, ge=0, description="Sum of the pod's requests of the resource (milli).")
+    request_milli: int | None = Field(
+        default=None, ge=0, description="Sum of the pod's requests of the resource (milli); None = not set."
+    )
 
 
 class PodMetric(Frozen):
@@ -285,30 +288,49 @@ def group_pods(
     )
 
 
+def go_quo(a: int, b: int) -> int:
+    """Integer division truncated toward zero, as Go's ``/`` on integers (Python's ``//`` floors)."""
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b > 0) else -q
+
+
 def resource_utilization_ratio(
     values: Mapping[str, int], requests: Mapping[str, int], target_percent: int
-) -> tuple[float, int]:
-    """Return ``(ratio, utilization %)``; utilization is integer-truncated first.
+) -> tuple[float, int, int]:
+    """Return ``(ratio, utilization %, raw average usage)`` (``GetResourceUtilizationRatio``).
 
-    Samples of pods without a request are skipped (``GetResourceUtilizationRatio``).
+    Utilization ``Σusage·100 / Σrequest`` and the raw average ``Σusage / n`` are integers
+    truncated toward zero; samples of pods without a request are skipped.
     """
     total = 0
     requested = 0
+    entries = 0
     for name, value in values.items():
         if name not in requests:
             continue
         total += value
         requested += requests[name]
+        entries += 1
     if requested == 0:
         raise ValueError("no metrics returned matched known pods")
-    utilization = (total * 100) // requested
-    return utilization / target_percent, utilization
+    utilization = go_quo(total * 100, requested)
+    return utilization / target_percent, utilization, go_quo(total, entries)
 
 
 def metric_usage_ratio(values: Mapping[str, int], target_milli: int) -> tuple[float, int]:
-    """Return ``(ratio, average)`` with the average truncated (``GetMetricUsageRatio``)."""
-    average = sum(values.values()) // len(values)
+    """Return ``(ratio, average)``, the average truncated toward zero (``GetMetricUsageRatio``)."""
+    average = go_quo(sum(values.values()), len(values))
     return average / target_milli, average
+
+
+def calculate_requests(pods: Sequence[Pod], resource: str = "cpu") -> dict[str, int]:
+    """Request of every pod (``calculateRequests``); a pod without one is an error, as upstream."""
+    requests: dict[str, int] = {}
+    for pod in pods:
+        if pod.request_milli is None:
+            raise ValueError(f"missing request for {resource} in Pod {pod.name}")
+        requests[pod.name] = pod.request_milli
+    return requests
 
 
 def _direction_flip(old: float, new: float) -> bool:
@@ -362,10 +384,11 @@ def get_resource_replicas(
     tolerances: Tolerances | None = None,
     cpu_initialization_period_s: float = 300.0,
     initial_readiness_delay_s: float = 30.0,
-) -> tuple[int, int]:
+) -> tuple[int, int, int]:
     """Replica count for a Resource ``Utilization`` target (``GetResourceReplicas``).
 
-    Returns ``(replicas, utilization %)``. Missing pods on scale-down count at
+    Returns ``(replicas, utilization %, raw average usage)``. Every pod needs a request
+    (:func:`calculate_requests`). Missing pods on scale-down count at
     ``max(100, target)`` % of their request, on scale-up at 0; unready pods count at 0 on
     scale-up. ``current_replicas`` is the scale's spec replicas.
     """
@@ -381,13 +404,13 @@ def get_resource_replicas(
     values = {k: m.value for k, m in metrics.items() if k not in groups.ignored | groups.unready}
     if not values:
         raise ValueError("no metrics returned from resource metrics API")
-    requests = {p.name: p.request_milli for p in pods}
-    ratio, utilization = resource_utilization_ratio(values, requests, target_percent)
+    requests = calculate_requests(pods)
+    ratio, utilization, raw = resource_utilization_ratio(values, requests, target_percent)
     scale_up_with_unready = bool(groups.unready) and ratio > 1.0
     if not scale_up_with_unready and not groups.missing:
         if tol.is_within(ratio):
-            return current_replicas, utilization
-        return _ceil_capped(ratio * groups.ready_count), utilization
+            return current_replicas, utilization, raw
+        return _ceil_capped(ratio * groups.ready_count), utilization, raw
     fallback = max(100, target_percent)
     replicas = _rebalanced_replicas(
         current_replicas,
@@ -398,7 +421,7 @@ def get_resource_replicas(
         lambda v: resource_utilization_ratio(v, requests, target_percent)[0],
         tol,
     )
-    return replicas, utilization
+    return replicas, utilization, raw
 
 
 def get_plain_metric_replicas(
@@ -462,9 +485,13 @@ def get_value_metric_replicas(
     target_milli: int,
     ready_pod_count: int,
     tolerances: Tolerances | None = None,
-) -> int:
-    """Object/External ``Value`` target: ratio ``value / target`` over ready pods."""
-    return get_usage_ratio_replica_count(current_replicas, value_milli / target_milli, ready_pod_count, tolerances)
+) -> tuple[int, int]:
+    """Object/External ``Value`` target: ratio ``value / target`` over ready pods.
+
+    Returns ``(replicas, usage)``; the usage is the metric value, as upstream reports it.
+    """
+    replicas = get_usage_ratio_replica_count(current_replicas, value_milli / target_milli, ready_pod_count, tolerances)
+    return replicas, value_milli
 
 
 def get_per_pod_metric_replicas(
@@ -472,17 +499,25 @@ def get_per_pod_metric_replicas(
     total_milli: int,
     target_per_pod_milli: int,
     tolerances: Tolerances | None = None,
-) -> int:
+) -> tuple[int, int]:
     """Object/External ``AverageValue`` target (``GetExternalPerPodMetricReplicas``).
 
     ``ratio = total / (target × status replicas)``; inside tolerance keep ``status_replicas``,
     else ``ceil(total / target)``. This is the shape of HeteroScale's decode-TPS policy.
+    Returns ``(replicas, usage)`` with usage ``ceil(total / status replicas)``.
+
+    At zero status replicas the ratio is Go's float64 division by zero (±Inf or NaN): never
+    within tolerance, so the result is ``ceil(total / target)``. The usage is then ±Inf or NaN
+    converted to int64, which Go leaves to the platform; we saturate (±MaxInt64, NaN → 0).
     """
     tol = tolerances or Tolerances()
+    if status_replicas == 0:
+        replicas = _ceil_capped(total_milli / target_per_pod_milli)
+        return replicas, MAX_INT64 if total_milli > 0 else (-MAX_INT64 if total_milli < 0 else 0)
     ratio = total_milli / (target_per_pod_milli * status_replicas)
-    if tol.is_within(ratio):
-        return status_replicas
-    return _ceil_capped(total_milli / target_per_pod_milli)
+    replicas = status_replicas if tol.is_within(ratio) else _ceil_capped(total_milli / target_per_pod_milli)
+    usage = MAX_INT64 if float(total_milli) >= float(MAX_INT64) else math.ceil(total_milli / status_replicas)
+    return replicas, usage
 
 
 def utilization_replicas(
@@ -492,12 +527,17 @@ def utilization_replicas(
     utilization_percent: int,
     target_percent: int,
     tolerances: Tolerances | None = None,
+    *,
+    ready_request_milli: int = 1000,
+    unready_request_milli: int | None = None,
 ) -> int:
     """Resource rule on a pool average (all ready pods sampled, unready pods without samples).
 
-    The rule of :func:`get_resource_replicas` applied to a pool's average utilization, with its
-    CPU treatment of unready pods: left out on scale-down, counted at 0 on scale-up. This is what
-    the engine's HPA baseline calls per pool.
+    Exactly :func:`get_resource_replicas` on ``ready_pods`` pods of request ``ready_request_milli``
+    each using ``utilization_percent`` of it and ``unready_pods`` unsampled pods of request
+    ``unready_request_milli`` (default: the same): unready pods are left out on scale-down and
+    count at 0 usage, with their own requests, on scale-up. This is what the engine's HPA
+    baseline calls per pool (its pods all have one size, so the requests are equal).
     """
     if ready_pods <= 0:
         return current_replicas
@@ -508,7 +548,12 @@ def utilization_replicas(
             return current_replicas
         return _ceil_capped(ratio * ready_pods)
     total = ready_pods + unready_pods
-    new_util = (utilization_percent * ready_pods) // total
+    ready_requests = ready_request_milli * ready_pods
+    unready_each = ready_request_milli if unready_request_milli is None else unready_request_milli
+    requested = ready_requests + unready_each * unready_pods
+    if requested == 0:
+        raise ValueError("no metrics returned matched known pods")
+    new_util = go_quo(utilization_percent * ready_requests, requested)
     new_ratio = new_util / target_percent
     if tol.is_within(new_ratio) or _direction_flip(ratio, new_ratio):
         return current_replicas

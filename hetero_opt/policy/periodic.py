@@ -9,11 +9,17 @@ midnight, and the weekday is the day the window *starts* (Friday 22:00–06:00 c
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Sequence
 
 from pydantic import Field, field_validator
 
+from hetero_opt.errors import InputError
 from hetero_opt.policy._base import Frozen
+
+#: Latest ``now`` a schedule accepts: 9999-12-31 00:00 UTC in epoch seconds (the calendar's end).
+#: Epoch *milliseconds* (1.7e12 today) lie far above it and are refused rather than misread.
+MAX_EPOCH_S = 253_402_214_400
 
 
 def _minutes(hhmm: str) -> int:
@@ -61,7 +67,15 @@ class PeriodicWindow(Frozen):
 
 
 def local_time(now: float, utc_offset_hours: float) -> tuple[int, int]:
-    """Return ``(weekday, minute of day)`` of epoch seconds ``now`` at a fixed UTC offset."""
+    """Return ``(weekday, minute of day)`` of epoch seconds ``now`` at a fixed UTC offset.
+
+    Raises :class:`InputError` unless ``now`` is finite and within ``0..MAX_EPOCH_S`` seconds.
+    """
+    if not (math.isfinite(now) and 0 <= now <= MAX_EPOCH_S):
+        raise InputError(
+            f"periodic policy: now={now} is not a time in epoch seconds (0..{MAX_EPOCH_S}); "
+            "epoch milliseconds must be divided by 1000"
+        )
     t = dt.datetime.fromtimestamp(now, tz=dt.UTC) + dt.timedelta(hours=utc_offset_hours)
     return t.weekday(), t.hour * 60 + t.minute
 

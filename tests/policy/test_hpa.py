@@ -227,7 +227,7 @@ def test_resource_replicas(
     expected: int,
 ) -> None:
     pods, metrics = cpu_pods(levels, requests, ready, phase, deleted)
-    got, _ = get_resource_replicas(current, target, pods, metrics, now=NOW)
+    got, _, _ = get_resource_replicas(current, target, pods, metrics, now=NOW)
     assert got == expected, name
 
 
@@ -244,8 +244,8 @@ def test_computed_tolerance_alg_implementation() -> None:
 def test_min_replicas_integer_percent_truncation() -> None:
     # TestMinReplicas: 114*100/3000 = 3 % (3.8 truncated); 3/90 × 3 = 0.1 → 1 → min 2
     pods, metrics = cpu_pods([10, 95, 9], [1000] * 3)
-    proposal, util = get_resource_replicas(3, 90, pods, metrics, now=NOW)
-    assert (proposal, util) == (1, 3)
+    proposal, util, raw = get_resource_replicas(3, 90, pods, metrics, now=NOW)
+    assert (proposal, util, raw) == (1, 3, 38)  # raw average usage 114 // 3 = 38
     res, _ = reconcile(
         HPASpec(min_replicas=2, max_replicas=5),
         HPAHistory(recommendations=()),
@@ -369,25 +369,25 @@ def test_plain_metric_cases() -> None:
 
 def test_object_and_external_cases() -> None:
     # rc_object_uses_ready_pod_count (TestReplicaCalcScaleUpCMObject): ratio 5.0 × 1 ready → 5
-    assert get_value_metric_replicas(3, 50000, 10000, ready_pod_count=1) == 5
+    assert get_value_metric_replicas(3, 50000, 10000, ready_pod_count=1) == (5, 50000)  # usage: the value
     # TestReplicaCalcToleranceCMObject: 20666/20000 inside → 3
-    assert get_value_metric_replicas(3, 20666, 20000, ready_pod_count=3) == 3
+    assert get_value_metric_replicas(3, 20666, 20000, ready_pod_count=3)[0] == 3
     # TestReplicaCalcScaleUpCMExternalIgnoresUnreadyPods: 8600/4400 = 1.95 × 1 ready → 2
-    assert get_value_metric_replicas(3, 8600, 4400, ready_pod_count=1) == 2
+    assert get_value_metric_replicas(3, 8600, 4400, ready_pod_count=1)[0] == 2
     # rc_external_scale_down (TestReplicaCalcScaleDownCMExternal): 8600/14334 × 5 = 2.9999 → 3
-    assert get_value_metric_replicas(5, 8600, 14334, ready_pod_count=5) == 3
+    assert get_value_metric_replicas(5, 8600, 14334, ready_pod_count=5)[0] == 3
     # TestReplicaCalcToleranceCMExternal: 8600/8888 = 0.968 inside → 3
-    assert get_value_metric_replicas(3, 8600, 8888, ready_pod_count=3) == 3
+    assert get_value_metric_replicas(3, 8600, 8888, ready_pod_count=3)[0] == 3
     # hc_object_scale_from_zero_ignores_tolerance: from 0 replicas ceil(ratio), ratio 1.0 → 1
     assert get_usage_ratio_replica_count(0, 1.0, 0) == 1
     # TestReplicaCalcScaleUpPerPodCMExternal: 8600/(2150×3) = 1.33 → ceil(8600/2150) = 4
-    assert get_per_pod_metric_replicas(3, 8600, 2150) == 4
+    assert get_per_pod_metric_replicas(3, 8600, 2150) == (4, 2867)  # usage ceil(8600 / 3)
     # TestReplicaCalcScaleDownPerPodCMExternal: 8600/(2867×5) = 0.6 → ceil(2.9997) = 3
-    assert get_per_pod_metric_replicas(5, 8600, 2867) == 3
+    assert get_per_pod_metric_replicas(5, 8600, 2867) == (3, 1720)
     # TestReplicaCalcTolerancePerPodCMExternal: 8600/(2900×3) = 0.989 → 3
-    assert get_per_pod_metric_replicas(3, 8600, 2900) == 3
+    assert get_per_pod_metric_replicas(3, 8600, 2900) == (3, 2867)
     # TestReplicaCalcTolerancePerPodCMObject: 20166/(5000×4) = 1.008 → 4
-    assert get_per_pod_metric_replicas(4, 20166, 5000) == 4
+    assert get_per_pod_metric_replicas(4, 20166, 5000) == (4, 5042)  # ceil(5041.5)
 
 
 @pytest.mark.parametrize(
@@ -401,7 +401,7 @@ def test_object_and_external_cases() -> None:
 )
 def test_per_direction_tolerance(name: str, status: int, total: int, expected: int) -> None:
     tol = Tolerances(scale_up=0.05, scale_down=0.5)
-    assert get_per_pod_metric_replicas(status, total, 100, tol) == expected, name
+    assert get_per_pod_metric_replicas(status, total, 100, tol)[0] == expected, name
 
 
 def test_tolerance_is_inclusive_interval() -> None:
@@ -458,7 +458,7 @@ def test_scale_down_stabilize_initial_size_vs_empty_history() -> None:
     # TestScaleDownStabilizeInitialSize: nil history seeds {5, now} → stays 5;
     # TestScaleDown: empty history → 1400/5000 = 28 % / 50 → 3
     pods, metrics = cpu_pods([100, 300, 500, 250, 250], [1000] * 5)
-    proposal, _ = get_resource_replicas(5, 50, pods, metrics, now=NOW)
+    proposal, _, _ = get_resource_replicas(5, 50, pods, metrics, now=NOW)
     spec = HPASpec(min_replicas=2, max_replicas=6)
     ctl = HPAControllerConfig(scale_up_limit_factor=8)
     nil, _ = reconcile(spec, HPAHistory(), NOW, 5, [proposal], ctl)

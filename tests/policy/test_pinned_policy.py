@@ -1,0 +1,69 @@
+"""Policy behaviour pinned where mutation testing found tests that could not fail (issue 11)."""
+
+from __future__ import annotations
+
+import pytest
+
+from hetero_opt.policy.proportional import proportional_decision
+from hetero_opt.policy.stability import UnitRecommendation, cooldown_passed, cooldown_reference, stabilize_scale_in
+
+
+def test_scale_in_window_never_holds_a_scale_out() -> None:
+    # window 300 s with an old high recommendation (20 at t=0): a scale-out proposal of 12 over a
+    # supply of 10 passes through as 12 (not min(supply, highest) = 10, not the stored 20)
+    history = (UnitRecommendation(units=20, at=0.0),)
+    target, kept = stabilize_scale_in(history, supply=10, proposed=12, now=100.0, window_s=300)
+    assert target == 12
+    assert [r.units for r in kept] == [20, 12]
+    # a proposal equal to supply is no scale-in either: it passes through
+    assert stabilize_scale_in(history, supply=10, proposed=10, now=100.0, window_s=300)[0] == 10
+
+
+def _decide(tps: float, supply: int, d: int = 1, out_ok: bool = True, in_ok: bool = True) -> tuple[str, int]:
+    r = proportional_decision(
+        decode_tps=tps,
+        target_tps_per_pod=2000,
+        supply_units=supply,
+        decode_per_unit=d,
+        theta_out=0.1,
+        theta_in=0.1,
+        out_cooldown_ok=out_ok,
+        in_cooldown_ok=in_ok,
+    )
+    return r.action, r.target_units
+
+
+@pytest.mark.parametrize(
+    ("tps", "supply", "d", "expected"),
+    [
+        (1.0, 0, 1, ("out", 1)),  # from zero: 1/2000 of a pod still needs one unit
+        (0.0, 0, 1, ("none", 0)),  # no demand at zero supply: stay at zero
+        (1000.0, 2, 1, ("in", 1)),  # half a decode pod of demand: R = 1/2 < 0.9 → 1 unit, never 0
+        (1000.0, 1, 1, ("none", 1)),  # R = 1 inside the band
+        (2001.0, 1, 2, ("none", 1)),  # 1.0005 pods, d=2: ceil(1.0005 / 2) = 1 unit, R = 1
+        (4001.0, 1, 2, ("out", 2)),  # 2.0005 pods, d=2: 2 units, R = 2 > 1.1
+        (12000.0, 2, 1, ("out", 6)),  # 6 pods: a step of 4 units at once
+    ],
+)
+def test_proportional_from_zero_below_one_pod_and_steps_above_one_unit(
+    tps: float, supply: int, d: int, expected: tuple[str, int]
+) -> None:
+    assert _decide(tps, supply, d) == expected
+
+
+def test_proportional_respects_each_cooldown_alone() -> None:
+    assert _decide(12000.0, 2, out_ok=False) == ("none", 2)
+    assert _decide(12000.0, 2, in_ok=False) == ("out", 6)
+    assert _decide(1000.0, 2, in_ok=False) == ("none", 2)
+    assert _decide(1000.0, 2, out_ok=False) == ("in", 1)
+
+
+def test_same_direction_cooldown_counts_from_that_direction_only() -> None:
+    # scaled out at 100, in at 500; now 700 with a 300 s cooldown
+    assert cooldown_reference("out", 100.0, 500.0, "same_direction") == 100.0
+    assert cooldown_reference("in", 100.0, 500.0, "same_direction") == 500.0
+    assert cooldown_reference("out", 100.0, 500.0, "last_action") == 500.0
+    assert cooldown_reference("out", None, None, "last_action") is None
+    assert cooldown_passed(cooldown_reference("out", 100.0, 500.0, "same_direction"), 700.0, 300)
+    assert not cooldown_passed(cooldown_reference("out", 100.0, 500.0, "last_action"), 700.0, 300)
+    assert cooldown_passed(500.0, 800.0, 300)  # inclusive: exactly the cooldown later

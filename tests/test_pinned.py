@@ -1,0 +1,119 @@
+"""Behaviour pinned where mutation testing found tests that could not fail (issue 11).
+
+Score's ordering is strict; greedy's scale-in order comes from tiers, not from id order; greedy
+scales MoE services in whole replicas per S1.
+"""
+
+from __future__ import annotations
+
+import pytest
+from conftest import group, make_instance, moe_service, node, pd_service, request
+
+from hetero_opt import Instance, Score, score, verify
+from hetero_opt.placement.greedy import greedy_plan
+
+
+def _score(unserved: int = 0, premium: int = 0, new: int = 0, emptied: int = 0, free: int = 0) -> Score:
+    return Score(
+        priorities=[10],
+        unserved_gpus=[unserved],
+        premium_cost=premium,
+        new_groups=new,
+        emptied_groups=emptied,
+        whole_free_nodes=free,
+    )
+
+
+@pytest.mark.parametrize(
+    ("better", "worse"),
+    [
+        (_score(unserved=0, premium=99), _score(unserved=1)),  # term 1 beats every later term
+        (_score(premium=3, new=9), _score(premium=4)),
+        (_score(new=1, emptied=0), _score(new=2, emptied=5)),
+        (_score(emptied=2), _score(emptied=1)),  # more emptied groups is better
+        (_score(free=3), _score(free=2)),  # more whole free nodes is better
+    ],
+)
+def test_score_order_is_strict_and_follows_the_terms(better: Score, worse: Score) -> None:
+    assert better < worse
+    assert not worse < better
+    assert better <= worse
+    assert not worse <= better  # with a broken __eq__ (always True), <= would hold both ways
+    assert better != worse
+    assert not better < better
+    assert better == better.model_copy()
+    assert hash(better) == hash(better.model_copy())
+
+
+def test_score_equality_ignores_nothing_the_key_holds() -> None:
+    assert _score(premium=1) != _score(premium=2)
+    assert _score() == _score()
+    assert _score().__eq__("not a score") is NotImplemented
+
+
+def _scale_in_instance(target: int) -> Instance:
+    # 'a-low': 2 units on low S2 'a'; 'z-high': 2 units on high S1 'h-1' (H20 + L20). Ids sort
+    # low-tier first, so only the tier can put 'z-high' first.
+    return make_instance(
+        nodes=[
+            node("a1", "a", "a-1", free=0),
+            node("a2", "a", "a-1", free=0),
+            node("h1", "h", "h-1", free=0),
+            node("h2", "h", "h-1", free=0),
+            node("h3", "h", "h-1", "L20"),
+        ],
+        services=[pd_service("chat", "s2", p_size=4, d_size=4)],
+        groups=[
+            group("a-low", "chat", "a", ("prefill", "a1", 2), ("decode", "a2", 2)),
+            group("z-high", "chat", "h", ("prefill", "h1", 2), ("decode", "h2", 2)),
+        ],
+        requests=[request("chat", target)],
+    )
+
+
+@pytest.mark.parametrize(
+    ("target", "removed", "premium"),
+    [
+        (3, {"z-high": -1}, -8 * 9),  # 1 unit of 8 GPUs freed on the high tier
+        (1, {"z-high": -2, "a-low": -1}, -16 * 9 - 8 * 1),  # high tier emptied first, then low
+    ],
+)
+def test_greedy_scale_in_frees_the_high_tier_first_whatever_the_ids(
+    target: int, removed: dict[str, int], premium: int
+) -> None:
+    inst = _scale_in_instance(target)
+    plan = greedy_plan(inst)
+    assert {c.group: c.units for c in plan.changes} == removed
+    assert score(inst, plan).premium_cost == premium
+    assert verify(inst, plan) == []
+
+
+def test_greedy_scales_a_moe_service_in_by_whole_replicas_from_the_high_tier() -> None:
+    # MoE unit: 1 attn + 1 ffn (4 GPUs each) + 1 decode (8). Group 'a-g' (low S2 'a') and 'z-g'
+    # (high S1 'h-1', mixed H20/L20) hold 1 unit each; 2 -> 1 removes z-g's unit: 16 GPUs at weight 9.
+    inst = make_instance(
+        nodes=[
+            node("a1", "a", "a-1", free=0),
+            node("a2", "a", "a-1", free=0),
+            node("h1", "h", "h-1", free=0),
+            node("h2", "h", "h-1", free=0),
+            node("h3", "h", "h-1", "L20"),
+        ],
+        services=[moe_service("moe", "s2")],
+        groups=[
+            group("a-g", "moe", "a", ("prefill-attn", "a1", 1), ("prefill-ffn", "a1", 1), ("decode", "a2", 1)),
+            group("z-g", "moe", "h", ("prefill-attn", "h1", 1), ("prefill-ffn", "h1", 1), ("decode", "h2", 1)),
+        ],
+        requests=[request("moe", 1)],
+    )
+    plan = greedy_plan(inst)
+    (c,) = plan.changes
+    assert (c.group, c.units) == ("z-g", -1)
+    assert sorted((p.role, p.node, p.count) for p in c.pods) == [
+        ("decode", "h2", 1),
+        ("prefill-attn", "h1", 1),
+        ("prefill-ffn", "h1", 1),
+    ]
+    assert score(inst, plan).premium_cost == -16 * 9
+    assert score(inst, plan).emptied_groups == 1
+    assert verify(inst, plan) == []
