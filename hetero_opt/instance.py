@@ -14,7 +14,9 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-FORMAT_VERSION = "1.0"
+FORMAT_VERSION = "1.1"
+#: Versions read; 1.0 files are 1.1 files without single-role services and all-or-nothing requests.
+FORMAT_VERSIONS = ("1.0", "1.1")
 
 Id = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:/@+-]+$")]
 #: Topology ids (cluster, S2, S1, S0) hold no '@': a new group's id ``<service>@<domain>`` then names one pair.
@@ -26,8 +28,10 @@ GroupId = Annotated[str, Field(min_length=1, max_length=420, pattern=r"^[A-Za-z0
 MAX_UNITS = 1_000_000
 Tier = Literal["low", "medium", "high"]
 Affinity = Literal["s1", "s2", "cluster"]
-RoleName = Literal["prefill", "decode", "prefill-attn", "prefill-ffn"]
+RoleName = Literal["prefill", "decode", "prefill-attn", "prefill-ffn", "serve"]
 PD_ROLES: tuple[RoleName, ...] = ("prefill", "decode")
+#: Aggregated serving (no P/D split, format 1.1): one role, a unit is one pod.
+SINGLE_ROLES: tuple[RoleName, ...] = ("serve",)
 MOE_ROLES: tuple[RoleName, ...] = ("prefill-attn", "prefill-ffn", "decode")
 TIERS: tuple[Tier, ...] = ("low", "medium", "high")
 
@@ -80,7 +84,7 @@ class RdmaSubgroup(Frozen):
 class Role(Frozen):
     """One role of a service: pod size and acceptable GPU types, first preferred."""
 
-    name: RoleName = Field(description="prefill, decode, prefill-attn or prefill-ffn.")
+    name: RoleName = Field(description="prefill, decode, prefill-attn, prefill-ffn, or serve (aggregated, 1.1).")
     gpus_per_pod: int = Field(ge=1, le=64, description="GPUs one pod of this role takes.")
     gpu_types: list[Id] = Field(
         min_length=1, description="Acceptable GPU types in order of preference (first preferred)."
@@ -100,8 +104,12 @@ class Service(Frozen):
     id: Id = Field(description="Unique service name.")
     priority: int = Field(ge=0, le=1000, description="Higher is served first.")
     affinity: Affinity = Field(description="Domain of each deployment group: s1, s2 or cluster.")
-    roles: list[Role] = Field(min_length=2, max_length=3, description="The service's roles.")
-    pd_ratio: Ratio = Field(description="One unit = pd_ratio.prefill replicas + decode pods.")
+    roles: list[Role] = Field(min_length=1, max_length=3, description="The service's roles.")
+    pd_ratio: Ratio = Field(
+        default_factory=lambda: Ratio(prefill=1, decode=1),
+        description="One unit = pd_ratio.prefill replicas + decode pods; required unless the service has the "
+        "single role 'serve' (a unit is then one pod and pd_ratio is not read).",
+    )
     attn_ffn_ratio: Ratio | None = Field(
         default=None,
         description="MoE only: one prefill replica = prefill attn pods + decode(=ffn) pods.",
@@ -118,8 +126,13 @@ class Service(Frozen):
         if len(set(names)) != len(names):
             raise ValueError(f"Service '{self.id}': roles={names} has a duplicate role")
         moe = set(names) == set(MOE_ROLES)
-        if not moe and set(names) != set(PD_ROLES):
-            raise ValueError(f"Service '{self.id}': roles={names} must be {list(PD_ROLES)} or {list(MOE_ROLES)}")
+        if self.is_single_role:
+            pass  # a unit is one pod; pd_ratio, if given, is not read
+        elif "pd_ratio" not in self.model_fields_set:
+            raise ValueError(f"Service '{self.id}': pd_ratio is missing (required for roles={names})")
+        elif not moe and set(names) != set(PD_ROLES):
+            allowed = f"{list(PD_ROLES)}, {list(MOE_ROLES)} or {list(SINGLE_ROLES)}"
+            raise ValueError(f"Service '{self.id}': roles={names} must be {allowed}")
         if moe and self.attn_ffn_ratio is None:
             raise ValueError(f"Service '{self.id}': attn_ffn_ratio=None but the service is MoE")
         if not moe and self.attn_ffn_ratio is not None:
@@ -129,6 +142,11 @@ class Service(Frozen):
         if self.min_units > self.max_units:
             raise ValueError(f"Service '{self.id}': min_units={self.min_units} exceeds max_units={self.max_units}")
         return self
+
+    @property
+    def is_single_role(self) -> bool:
+        """True for aggregated serving: the one role ``serve`` (format 1.1)."""
+        return [r.name for r in self.roles] == list(SINGLE_ROLES)
 
     @property
     def is_moe(self) -> bool:
@@ -145,6 +163,8 @@ class Service(Frozen):
     @property
     def pods_per_unit(self) -> dict[str, int]:
         """Pods of each role in one unit."""
+        if self.is_single_role:
+            return {"serve": 1}
         p, d = self.pd_ratio.prefill, self.pd_ratio.decode
         if self.attn_ffn_ratio is None:
             return {"prefill": p, "decode": d}
@@ -179,6 +199,11 @@ class ScalingRequest(Frozen):
 
     service: Id = Field(description="Service to scale.")
     target_units: int = Field(ge=0, le=MAX_UNITS, description="Wanted total units after this cycle.")
+    all_or_nothing: bool = Field(
+        default=False,
+        description="Place the whole change or none of it (a gang, as Kueue's topology-aware scheduling "
+        "does); format 1.1.",
+    )
 
 
 def _default_tier_weights() -> dict[Tier, int]:
@@ -211,7 +236,10 @@ class ObjectiveWeights(Frozen):
 class Instance(Frozen):
     """One placement cycle: topology with free GPUs, services, groups and requests."""
 
-    format_version: Literal["1.0"] = Field(description="Instance format version; '1.0'.")
+    format_version: Literal["1.0", "1.1"] = Field(
+        description="Instance format version: '1.1', or '1.0' without single-role services and all-or-nothing "
+        "requests."
+    )
     name: str = Field(default="", description="Free-form instance name.")
     gpu_types: list[GpuType] = Field(min_length=1, description="GPU types in the cluster.")
     nodes: list[Node] = Field(min_length=1, description="All nodes with their free GPUs.")
@@ -236,6 +264,8 @@ class Instance(Frozen):
         cluster_of_s2: dict[str, str] = {}
         node_by_id = {n.id: n for n in self.nodes}
         _check_levels_disjoint(self.nodes)
+        if self.format_version == "1.0":
+            _check_version_1_0(self)
         for n in self.nodes:
             if n.gpu_type not in gpu_ids:
                 raise ValueError(f"Node '{n.id}': gpu_type='{n.gpu_type}' is not a declared GPU type")
@@ -400,3 +430,15 @@ def current_units(instance: Instance, service_id: str) -> int:
     svc = next(s for s in instance.services if s.id == service_id)
     s1_of_node = {n.id: n.s1 for n in instance.nodes}
     return sum(group_units(svc, g, s1_of_node) for g in instance.groups if g.service == service_id)
+
+
+def _check_version_1_0(instance: Instance) -> None:
+    """Format 1.0 knows neither single-role services nor all-or-nothing requests."""
+    for svc in instance.services:
+        if svc.is_single_role:
+            raise ValueError(f"Service '{svc.id}': roles=['serve'] needs format_version='1.1', not '1.0'")
+    for req in instance.requests:
+        if req.all_or_nothing:
+            raise ValueError(
+                f"ScalingRequest '{req.service}': all_or_nothing=true needs format_version='1.1', not '1.0'"
+            )

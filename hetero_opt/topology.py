@@ -26,6 +26,7 @@ class RequestView:
     service: Service
     current_units: int
     target_units: int
+    all_or_nothing: bool = False  # the whole delta or nothing
 
     @property
     def delta(self) -> int:
@@ -226,7 +227,7 @@ class TopologyView:
         for req in self.instance.requests:
             svc = self.service_by_id[req.service]
             cur = sum(self.units_by_group[g.id] for g in self.groups_by_service.get(svc.id, []))
-            out.append(RequestView(svc, cur, req.target_units))
+            out.append(RequestView(svc, cur, req.target_units, req.all_or_nothing))
         return sorted(out, key=lambda r: (-r.service.priority, r.service.id))
 
     def domain_of(self, s1: str, affinity: str) -> str:

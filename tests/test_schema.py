@@ -12,7 +12,7 @@ import yaml
 from conftest import BUNDLED
 
 from hetero_opt.cli import main
-from hetero_opt.instance import FORMAT_VERSION, Instance
+from hetero_opt.instance import FORMAT_VERSION, FORMAT_VERSIONS, Instance
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,8 @@ def test_schema_command_prints_the_model_schema(capsys: pytest.CaptureFixture[st
     assert printed == schema
     assert printed["additionalProperties"] is False  # unknown fields are refused
     assert set(printed["required"]) == {"format_version", "gpu_types", "nodes"}
-    assert printed["properties"]["format_version"]["const"] == FORMAT_VERSION
+    assert printed["properties"]["format_version"]["enum"] == list(FORMAT_VERSIONS)
+    assert FORMAT_VERSIONS[-1] == FORMAT_VERSION  # new files get the newest version
 
 
 def _check_required(data: object, schema: dict[str, Any], defs: dict[str, Any], where: str) -> None:

@@ -39,12 +39,17 @@ def greedy_plan(
     picks: list[Counter[tuple[str, str]]] = []
     unserved: list[Unserved] = []
     for req in view.requests if requests is None else requests:
+        mark = len(drafts)
         if req.delta > 0:
             got, reason = _scale_out(view, pools, req, drafts, picks)
         elif req.delta < 0:
             got, reason = _scale_in(view, req, drafts, picks)
         else:
             continue
+        if req.all_or_nothing and got not in (0, req.delta):
+            _undo(view, pools, drafts, picks, mark)
+            reason = f"all or nothing: only {abs(got)} of {abs(req.delta)} units fit ({reason})"
+            got = 0
         if got != req.delta:
             unserved.append(Unserved(service=req.service.id, wanted_units=req.delta, placed_units=got, reason=reason))
     try:
@@ -63,6 +68,24 @@ def greedy_plan(
             for d, p in zip(drafts, picks, strict=True)
         ]
     return Plan(changes=changes, unserved=unserved).canonical()
+
+
+def _undo(
+    view: TopologyView,
+    pools: dict[tuple[str, str], FreePool],
+    drafts: list[GroupDraft],
+    picks: list[Counter[tuple[str, str]]],
+    mark: int,
+) -> None:
+    """Take back every draft from index ``mark`` on, returning added pods' GPUs to their pools."""
+    for d, p in zip(drafts[mark:], picks[mark:], strict=True):
+        svc = view.service_by_id[d.service]
+        for (role, node_id), n in p.items():
+            node = view.node_by_id[node_id]
+            for _ in range(n):
+                pools[(node.s1, node.gpu_type)].give(node_id, svc.role(role).gpus_per_pod)
+    del drafts[mark:]
+    del picks[mark:]
 
 
 def new_group_id(view: TopologyView, service: str, domain: str) -> str:

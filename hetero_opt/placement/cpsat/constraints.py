@@ -44,7 +44,12 @@ def add_out_request(model: cp_model.CpModel, slots: list[OutSlot]) -> None:
     if not slots:
         return
     req = slots[0].request
-    model.add(sum(s.units for s in slots) <= req.delta)
+    if req.all_or_nothing:
+        model.add_linear_expression_in_domain(
+            cp_model.LinearExpr.sum([s.units for s in slots]), cp_model.Domain.from_values([0, req.delta])
+        )
+    else:
+        model.add(sum(s.units for s in slots) <= req.delta)
     opens = [s.open for s in slots if s.open is not None]
     if len(opens) > req.service.max_new_groups:
         model.add(sum(opens) <= req.service.max_new_groups)
@@ -144,5 +149,12 @@ def add_in_slot(model: cp_model.CpModel, slot: InSlot) -> None:
 
 def add_in_request(model: cp_model.CpModel, slots: list[InSlot]) -> None:
     """Remove at most what was asked (stage 1 maximises it; the verifier wants exactly that)."""
-    if slots:
-        model.add(sum(s.units for s in slots) <= -slots[0].request.delta)
+    if not slots:
+        return
+    req = slots[0].request
+    if req.all_or_nothing:
+        model.add_linear_expression_in_domain(
+            cp_model.LinearExpr.sum([s.units for s in slots]), cp_model.Domain.from_values([0, -req.delta])
+        )
+    else:
+        model.add(sum(s.units for s in slots) <= -req.delta)

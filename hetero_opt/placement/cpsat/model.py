@@ -98,10 +98,26 @@ def build(view: TopologyView, requests: list[RequestView], load: Load | None = N
         relaxed_rows=relaxed,
         rows=rows,
         upper=list(pool.upper),
-        slots_by_priority={p: [slot_indices(s) for s in members] for p, members in by_priority.items()},
+        slots_by_priority={p: _emptiable(members) for p, members in by_priority.items()},
         quiet=quiet,
         max_served=dict(sorted(max_served.items(), reverse=True)),
     )
+
+
+def _emptiable(members: list[OutSlot | InSlot]) -> list[list[int]]:
+    """Variable indices of the parts of a class that can be set to zero alone: a slot, or all the slots
+    of an all-or-nothing request together (zeroing one of its slots would leave a part of the gang)."""
+    out: list[list[int]] = []
+    gangs: dict[str, list[int]] = {}
+    for s in members:
+        if s.request.all_or_nothing:
+            gang = gangs.setdefault(s.request.service.id, [])
+            if not gang:
+                out.append(gang)
+            gang.extend(slot_indices(s))
+        else:
+            out.append(slot_indices(s))
+    return out
 
 
 class HintError(ValueError):

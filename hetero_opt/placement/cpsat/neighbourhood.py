@@ -199,10 +199,15 @@ def _integral(lp: Relaxation, x: np.ndarray) -> dict[str, bool]:
         out[sid] = out.get(sid, True) and ok
         if cols.spec.new and x[cols.units] > 0.5:
             opened[sid] += 1
+    units: Counter[str] = Counter()
     for cols in lp.slots:
-        svc = cols.spec.request.service
-        if opened[svc.id] > svc.max_new_groups:  # fractional switches let the LP open more groups
-            out[svc.id] = False
+        units[cols.spec.request.service.id] += round(float(x[cols.units]))
+    for cols in lp.slots:
+        req = cols.spec.request
+        if opened[req.service.id] > req.service.max_new_groups:  # fractional switches open more groups
+            out[req.service.id] = False
+        if req.all_or_nothing and units[req.service.id] not in (0, req.delta):  # the LP row is only <= delta
+            out[req.service.id] = False
     return out
 
 

@@ -30,7 +30,7 @@ from hetero_opt.placement.objective import gpu_cost
 from hetero_opt.placement.plan import Plan
 from hetero_opt.topology import RequestView, TopologyView, is_chain
 
-ROLE_TAG = {"prefill": "P", "decode": "D", "prefill-attn": "PA", "prefill-ffn": "PF"}
+ROLE_TAG = {"prefill": "P", "decode": "D", "prefill-attn": "PA", "prefill-ffn": "PF", "serve": "S"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.]")
 
 
@@ -46,6 +46,7 @@ class OutSlot:
     open: pulp.LpVariable | None
     pods: dict[CountKey, pulp.LpVariable] = field(default_factory=dict)
     replicas: dict[str, pulp.LpVariable] = field(default_factory=dict)
+    gang: pulp.LpVariable | None = None  # all-or-nothing request: 1 when the request is placed
 
 
 @dataclass
@@ -60,6 +61,7 @@ class InSlot:
     emptied: pulp.LpVariable | None
     pods: dict[CountKey, pulp.LpVariable] = field(default_factory=dict)
     replicas: dict[str, pulp.LpVariable] = field(default_factory=dict)
+    gang: pulp.LpVariable | None = None  # all-or-nothing request: 1 when the request is placed
 
 
 @dataclass
@@ -227,11 +229,25 @@ def _out_slots(
                 name("replicas", tag),
             )
         slots.append(slot)
-    prob += _expr([(s.units, 1) for s in slots]) <= req.delta, name("target", f"r{ri}", svc.id)
+    gang = _target(prob, name, f"r{ri}", req, [s.units for s in slots], req.delta)
+    for s in slots:
+        s.gang = gang
     opens = [(s.open, 1) for s in slots if s.open is not None]
     if len(opens) > svc.max_new_groups:
         prob += _expr(opens) <= svc.max_new_groups, name("max_new_groups", f"r{ri}", svc.id)
     return slots, num_candidates
+
+
+def _target(
+    prob: pulp.LpProblem, name: _Namer, tag: str, req: RequestView, units: list[pulp.LpVariable], wanted: int
+) -> pulp.LpVariable | None:
+    """At most ``wanted`` units; for an all-or-nothing request exactly 0 or ``wanted`` (binary ``gang``)."""
+    if req.all_or_nothing and units:
+        gang = prob.add_variable(name("gang", tag, req.service.id), cat=pulp.LpBinary)
+        prob += _expr([(u, 1) for u in units]) == wanted * gang, name("target", tag, req.service.id)
+        return gang
+    prob += _expr([(u, 1) for u in units]) <= wanted, name("target", tag, req.service.id)
+    return None
 
 
 def _in_slots(view: TopologyView, prob: pulp.LpProblem, name: _Namer, ri: int, req: RequestView) -> list[InSlot]:
@@ -271,7 +287,9 @@ def _in_slots(view: TopologyView, prob: pulp.LpProblem, name: _Namer, ri: int, r
                 name("replicas_rm", tag),
             )
         slots.append(slot)
-    prob += _expr([(s.units, 1) for s in slots]) <= -req.delta, name("target", f"r{ri}", svc.id)
+    gang = _target(prob, name, f"r{ri}", req, [s.units for s in slots], -req.delta)
+    for s in slots:
+        s.gang = gang
     return slots
 
 
@@ -330,6 +348,10 @@ def hint_values(model: MilpModel, view: TopologyView, plan: Plan) -> dict[str, i
                     if s1 not in slot.replicas:
                         return None
                     values[slot.replicas[s1].name] += n // a
+    slots: list[OutSlot | InSlot] = [*model.out_slots, *model.in_slots]
+    for s in slots:  # all-or-nothing switches: on where the request is placed
+        if s.gang is not None and values[s.units.name]:
+            values[s.gang.name] = 1
     return values if is_feasible(model, values) else None
 
 
