@@ -15,6 +15,7 @@ from pydantic import Field
 
 from hetero_opt.errors import InputError
 from hetero_opt.instance import Frozen, Instance, ScalingRequest, current_units
+from hetero_opt.placement.apply import apply_plan
 from hetero_opt.placement.result import PlacementResult
 from hetero_opt.placement.solve import solve
 from hetero_opt.policy.config import AutoscalerConfig
@@ -57,6 +58,10 @@ class CycleDecision(Frozen):
     services: list[ServiceCycle] = Field(description="Per service, sorted by id.")
     placement: PlacementResult | None = Field(description="Verified placement; None if no change.")
     state: AutoscalerState = Field(description="State after this cycle.")
+
+    def apply(self, instance: Instance) -> Instance:
+        """``instance`` once this cycle's plan has run (unchanged when nothing was placed)."""
+        return instance if self.placement is None else apply_plan(instance, self.placement.plan)
 
 
 class Autoscaler:

@@ -11,7 +11,6 @@ from rich.table import Table
 from hetero_opt.autoscaler import Autoscaler, CycleDecision
 from hetero_opt.errors import InputError
 from hetero_opt.instance import Instance
-from hetero_opt.placement.apply import apply_plan
 from hetero_opt.policy.engine import ServiceMetrics, metrics_from_frame
 
 
@@ -38,8 +37,7 @@ def replay(
     """Step through ``series``; after each cycle the cluster is ``instance`` with the plan applied."""
     for now, metrics in series:
         decision = autoscaler.step(now, metrics, instance)
-        if decision.placement is not None:
-            instance = apply_plan(instance, decision.placement.plan)
+        instance = decision.apply(instance)
         yield decision, instance
 
 
