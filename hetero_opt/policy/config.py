@@ -31,7 +31,10 @@ class ProportionalConfig(Frozen):
         default=None, gt=0, description="Decode tokens/s per decode pod; None = from profile."
     )
     theta_out: float = Field(default=0.1, ge=0, description="Scale out when R > 1 + theta_out.")
-    theta_in: float = Field(default=0.1, ge=0, lt=1, description="Scale in when R < 1 - theta_in.")
+    theta_in: float = Field(default=0.2, ge=0, lt=1, description="Scale in when R < 1 - theta_in.")
+    in_headroom: float = Field(
+        default=0.1, ge=0, description="A scale-in keeps this fraction of capacity above the load (in→out guard)."
+    )
 
 
 class FeedbackConfig(Frozen):
@@ -81,7 +84,9 @@ class StabilityConfig(Frozen):
     max_step_in_percent: float | None = Field(
         default=None, gt=0, le=100, description="Dampening: most percent removed per action."
     )
-    scale_in_window_s: float = Field(default=0.0, ge=0, description="Scale-in stabilisation window (s); 0 = off.")
+    scale_in_window_s: float = Field(
+        default=1800.0, ge=0, description="Scale-in stabilisation window (s); 0 = off."
+    )
     count_pending: bool = Field(default=True, description="Count starting units as supply (no double scale-out).")
 
 

@@ -45,6 +45,9 @@ from hetero_opt.policy.stability import (
     stabilize_scale_in,
 )
 
+COOLDOWN_POLICIES = frozenset({"proportional", "feedback", "hybrid"})
+"""Policies whose actions wait for cooldowns (periodic and static follow their schedule)."""
+
 
 class ServiceMetrics(Frozen):
     """One cycle's observations of one service. Every field may be missing (None)."""
@@ -147,10 +150,9 @@ def _propose(
     m: ServiceMetrics,
     supply: int,
     unit: tuple[int, int],
-    out_ok: bool,
-    in_ok: bool,
 ) -> tuple[int, str]:
-    """The policy's own proposal (before stability stages) and its reason."""
+    """The policy's raw proposal and its reason: cooldowns are applied after the scale-in window
+    has recorded it (:func:`decide`), so a recommendation counts even while a cooldown runs."""
     policy = config.policy
     if policy == "static":
         assert config.static_units is not None  # validated
@@ -166,8 +168,8 @@ def _propose(
             supply_units=supply,
             tiers=config.feedback.tiers,
             min_units=config.min_units,
-            out_cooldown_ok=out_ok,
-            in_cooldown_ok=in_ok,
+            out_cooldown_ok=True,
+            in_cooldown_ok=True,
             allow_in=allow_in,
         )
 
@@ -187,8 +189,9 @@ def _propose(
         decode_per_unit=unit[1],
         theta_out=config.proportional.theta_out,
         theta_in=config.proportional.theta_in,
-        out_cooldown_ok=out_ok,
-        in_cooldown_ok=in_ok,
+        in_headroom=config.proportional.in_headroom,
+        out_cooldown_ok=True,
+        in_cooldown_ok=True,
     )
     if policy == "proportional":
         return pres.target_units, pres.reason
@@ -343,11 +346,14 @@ def decide(
         now,
         st.cooldown_in_s,
     )
-    proposed, reason = _propose(config, now, metrics, supply, unit, out_ok, in_ok)
+    proposed, reason = _propose(config, now, metrics, supply, unit)
     rule: str = config.policy
     target, history = stabilize_scale_in(state.scale_in_history, supply, proposed, now, st.scale_in_window_s)
     if target != proposed:
         reason += f"; scale-in held at {target} by {st.scale_in_window_s:g} s window"
+    if config.policy in COOLDOWN_POLICIES and target != supply and not (out_ok if target > supply else in_ok):
+        reason += f"; {'out' if target > supply else 'in'}-cooldown active"
+        target = supply
     damped = dampen(
         supply,
         target,
