@@ -48,6 +48,14 @@ class FeedbackConfig(Frozen):
     tiers: LatencyTiers = Field(default_factory=LatencyTiers, description="Tier thresholds.")
 
 
+class HybridConfig(Frozen):
+    """Hybrid: how long latency must stay relaxed before the units it added are released."""
+
+    release_hold_s: float = Field(
+        default=1800.0, ge=0, description="Release latency-added units after this long in the relaxed (γ) tier (s)."
+    )
+
+
 class PeriodicConfig(Frozen):
     """Time-of-day schedule."""
 
@@ -102,6 +110,7 @@ class ServicePolicy(Frozen):
     gpu_type: str | None = Field(default=None, description="GPU type to read the profile at.")
     proportional: ProportionalConfig = Field(default_factory=ProportionalConfig, description="Algorithm 2 settings.")
     feedback: FeedbackConfig = Field(default_factory=FeedbackConfig, description="Algorithm 3 settings.")
+    hybrid: HybridConfig = Field(default_factory=HybridConfig, description="Hybrid memory settings.")
     periodic: PeriodicConfig = Field(default_factory=PeriodicConfig, description="Periodic schedule.")
     hpa: HPAPolicyConfig = Field(default_factory=HPAPolicyConfig, description="HPA baseline.")
     stability: StabilityConfig = Field(default_factory=StabilityConfig, description="Stability mechanisms.")

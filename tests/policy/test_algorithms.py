@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from hetero_opt.policy.feedback import LatencySignal, LatencyTiers, feedback_decision
-from hetero_opt.policy.hybrid import combine
+from hetero_opt.policy.hybrid import HybridMemory, combine
 from hetero_opt.policy.periodic import PeriodicWindow, periodic_target
 from hetero_opt.policy.proportional import proportional_decision
 from hetero_opt.policy.stability import (
@@ -180,14 +180,15 @@ def test_feedback_multiple_signals() -> None:
 
 
 def test_hybrid_latency_only_adds() -> None:
+    none = HybridMemory()
     p_in = prop(800, 10)  # proportional says in to 8
-    relaxed = fb(10, 10)  # latency says in to 9 → ignored
-    assert combine(p_in, relaxed, 10).target_units == 8
-    hot = fb(130, 10)  # latency +10 % → 11 overrides the scale-in
-    h = combine(p_in, hot, 10)
-    assert (h.action, h.target_units, h.driver) == ("out", 11, "latency")
+    relaxed = fb(10, 10)  # latency relaxed: ignored by hybrid (scale-in is proportional's)
+    assert combine(p_in, relaxed, 10, none, 0.0, 1800.0, True).target_units == 8
+    hot = fb(130, 10)  # latency +10 % → 11 overrides the scale-in, 11 − 8 = 3 units remembered
+    h = combine(p_in, hot, 10, none, 0.0, 1800.0, False)
+    assert (h.action, h.target_units, h.driver, h.memory.latency_units) == ("out", 11, "latency", 3)
     p_out = prop(2000, 10)  # 20 units
-    assert combine(p_out, hot, 10).target_units == 20
+    assert combine(p_out, hot, 10, none, 0.0, 1800.0, False).target_units == 20
 
 
 def epoch(y: int, mo: int, d: int, h: int, mi: int) -> float:
