@@ -49,6 +49,9 @@ class ServiceCycle(Frozen):
     wanted_units: int = Field(description="Target units the policy asked for.")
     placed_units: int = Field(description="Target units after placement (what really happened).")
     unserved_reason: str = Field(default="", description="Why placement fell short, if it did.")
+    unit: tuple[int, int] = Field(description="The service's (p, d) in the instance; placement keeps it.")
+    wanted_unit: tuple[int, int] = Field(description="(p, d) the policy sized pods with (the prefill guard's move).")
+    alerts: tuple[str, ...] = Field(default=(), description="Alerts: prefill short at the bound, ratio moves.")
 
 
 class CycleDecision(Frozen):
@@ -145,6 +148,13 @@ class Autoscaler:
             if got > 0:
                 starting.setdefault(sid, []).append(Starting(ready_at=now + self.startup_delay_s, units=got))
             d = decisions[sid]
+            wanted_unit = d.unit or unit[sid]
+            alerts = d.alerts
+            if wanted_unit != unit[sid]:
+                alerts += (
+                    f"P:D move {unit[sid][0]}P:{unit[sid][1]}D → {wanted_unit[0]}P:{wanted_unit[1]}D wanted; "
+                    "placement keeps the service's ratio until its groups are redeployed at the new one",
+                )
             rows.append(
                 ServiceCycle(
                     service=sid,
@@ -156,6 +166,9 @@ class Autoscaler:
                     wanted_units=wanted[sid],
                     placed_units=cur[sid] + got,
                     unserved_reason=unserved.get(sid, ""),
+                    unit=unit[sid],
+                    wanted_unit=wanted_unit,
+                    alerts=alerts,
                 )
             )
         self.state = AutoscalerState(engine=engine_state, starting=starting, last_time=now)

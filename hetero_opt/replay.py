@@ -6,6 +6,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import pandas as pd
+from rich.markup import escape
 from rich.table import Table
 
 from hetero_opt.autoscaler import Autoscaler, CycleDecision
@@ -60,6 +61,6 @@ def decisions_table(decisions: Iterable[CycleDecision], *, only_changes: bool = 
                 str(s.wanted_units),
                 str(s.placed_units),
                 solver,
-                reason,
+                escape(reason),
             )
     return table

@@ -48,6 +48,22 @@ class FeedbackConfig(Frozen):
     tiers: LatencyTiers = Field(default_factory=LatencyTiers, description="Tier thresholds.")
 
 
+class PrefillGuardConfig(Frozen):
+    """The prefill guard (``policy/prefill_guard.py``): prefill TPS against prefill capacity."""
+
+    enabled: bool = Field(default=True, description="Check prefill every cycle (needs prefill_tps and a per-pod rate).")
+    prefill_tps_per_pod: float | None = Field(
+        default=None, gt=0, description="Cache-missed prompt tokens/s per prefill pod; None = from profile."
+    )
+    min_prefill_per_decode: float | None = Field(
+        default=None, gt=0, description="Lowest P:D the guard may move to; None = profile bounds (else no move)."
+    )
+    max_prefill_per_decode: float | None = Field(
+        default=None, gt=0, description="Highest P:D the guard may move to; None = profile bounds (else no move)."
+    )
+    margin: float = Field(default=0.2, ge=0, lt=1, description="Headroom kept when moving prefill down.")
+
+
 class HybridConfig(Frozen):
     """Hybrid: how long latency must stay relaxed before the units it added are released."""
 
@@ -111,6 +127,7 @@ class ServicePolicy(Frozen):
     proportional: ProportionalConfig = Field(default_factory=ProportionalConfig, description="Algorithm 2 settings.")
     feedback: FeedbackConfig = Field(default_factory=FeedbackConfig, description="Algorithm 3 settings.")
     hybrid: HybridConfig = Field(default_factory=HybridConfig, description="Hybrid memory settings.")
+    prefill_guard: PrefillGuardConfig = Field(default_factory=PrefillGuardConfig, description="Prefill guard.")
     periodic: PeriodicConfig = Field(default_factory=PeriodicConfig, description="Periodic schedule.")
     hpa: HPAPolicyConfig = Field(default_factory=HPAPolicyConfig, description="HPA baseline.")
     stability: StabilityConfig = Field(default_factory=StabilityConfig, description="Stability mechanisms.")
@@ -142,7 +159,16 @@ class ServicePolicy(Frozen):
             fb = fb.replace(target_ttft_ms=prof.slo.ttft_ms)
         if fb.target_tbt_ms is None:
             fb = fb.replace(target_tbt_ms=prof.slo.tbt_ms)
-        return self.replace(proportional=prop, feedback=fb)
+        guard = self.prefill_guard
+        if guard.prefill_tps_per_pod is None:
+            guard = guard.replace(prefill_tps_per_pod=prof.prefill_tps_per_pod(self.gpu_type))
+        bounds = prof.gpu(self.gpu_type).unit.bounds
+        if bounds is not None and guard.min_prefill_per_decode is None and guard.max_prefill_per_decode is None:
+            guard = guard.replace(
+                min_prefill_per_decode=bounds.min_prefill_per_decode,
+                max_prefill_per_decode=bounds.max_prefill_per_decode,
+            )
+        return self.replace(proportional=prop, feedback=fb, prefill_guard=guard)
 
 
 class AutoscalerConfig(Frozen):

@@ -33,6 +33,7 @@ from hetero_opt.policy.hpa import (
 )
 from hetero_opt.policy.hybrid import HybridMemory, HybridResult, combine, proportional_share
 from hetero_opt.policy.periodic import periodic_target
+from hetero_opt.policy.prefill_guard import GuardResult, prefill_guard
 from hetero_opt.policy.proportional import ProportionalResult, proportional_decision
 from hetero_opt.policy.stability import (
     Action,
@@ -111,10 +112,14 @@ class Decision(Frozen):
     action: Action = Field(description="out, in or none (relative to supply).")
     target_units: int = Field(ge=0, description="Desired total units (serving + starting).")
     supply_units: int = Field(ge=0, description="Units counted as supply this cycle.")
-    prefill_pods: int = Field(ge=0, description="Desired prefill pods.")
-    decode_pods: int = Field(ge=0, description="Desired decode pods.")
+    prefill_pods: int = Field(ge=0, description="Desired prefill pods (target_units × unit[0]).")
+    decode_pods: int = Field(ge=0, description="Desired decode pods (target_units × unit[1]).")
     rule: str = Field(description="Policy that decided, e.g. proportional, hpa, clamp.")
     reason: str = Field(description="The rule that fired and its numbers.")
+    unit: tuple[int, int] | None = Field(
+        default=None, description="(p, d) the pods are sized with: the given unit, or the prefill guard's move."
+    )
+    alerts: tuple[str, ...] = Field(default=(), description="What needs a human, e.g. prefill short at the bound.")
 
 
 class EngineState(Frozen):
@@ -398,17 +403,38 @@ def decide(
         last_scale_out_at=now if action == "out" else state.last_scale_out_at,
         last_scale_in_at=now if action == "in" else state.last_scale_in_at,
     )
+    guard = _guard(config, metrics, final, unit)
+    if guard.reason:
+        reason += f"; {guard.reason}"
+    gp, gd = guard.unit
     decision = Decision(
         service=config.service,
         action=action,
         target_units=final,
         supply_units=supply,
-        prefill_pods=final * p,
-        decode_pods=final * d,
+        prefill_pods=final * gp,
+        decode_pods=final * gd,
         rule=rule,
         reason=reason,
+        unit=guard.unit,
+        alerts=(guard.alert,) if guard.alert else (),
     )
     return decision, new_state
+
+
+def _guard(config: ServicePolicy, m: ServiceMetrics, units: int, unit: tuple[int, int]) -> GuardResult:
+    g = config.prefill_guard
+    if not g.enabled:
+        return GuardResult(unit=unit, prefill_pods_needed=None)
+    return prefill_guard(
+        prefill_tps=m.prefill_tps,
+        prefill_tps_per_pod=g.prefill_tps_per_pod,
+        units=units,
+        unit=unit,
+        min_prefill_per_decode=g.min_prefill_per_decode,
+        max_prefill_per_decode=g.max_prefill_per_decode,
+        margin=g.margin,
+    )
 
 
 class PolicyEngine:
