@@ -45,14 +45,21 @@ def replay(
 def decisions_table(decisions: Iterable[CycleDecision], *, only_changes: bool = False) -> Table:
     """A rich table: one row per service and cycle."""
     table = Table(title="Autoscaler decisions")
-    for col in ("time", "service", "action", "current", "wanted", "placed", "solver", "reason"):
+    for col in ("time", "service", "action", "current", "wanted", "placed", "draining", "solver", "reason"):
         table.add_column(col, overflow="fold")
     for d in decisions:
         for s in d.services:
-            if only_changes and s.wanted_units == s.current_units == s.placed_units:
+            soft = s.drained_units or s.reinstated_units or s.deleted_units
+            if only_changes and s.wanted_units == s.current_units == s.placed_units and not soft:
                 continue
             solver = "" if d.placement is None else f"{d.placement.solver}/{d.placement.status}"
+            if d.drain is not None and s.drained_units:
+                solver = f"{d.drain.solver}/{d.drain.status} (drain)"
             reason = s.reason + (f" | unserved: {s.unserved_reason}" if s.unserved_reason else "")
+            reason += "".join(f" | ALERT: {a}" for a in s.alerts)
+            moves = [f"+{s.drained_units} drained"] if s.drained_units else []
+            moves += [f"{s.reinstated_units} reinstated"] if s.reinstated_units else []
+            moves += [f"{s.deleted_units} deleted"] if s.deleted_units else []
             table.add_row(
                 f"{d.time:g}",
                 s.service,
@@ -60,6 +67,7 @@ def decisions_table(decisions: Iterable[CycleDecision], *, only_changes: bool = 
                 str(s.current_units),
                 str(s.wanted_units),
                 str(s.placed_units),
+                str(s.draining_units) + (f" ({', '.join(moves)})" if moves else ""),
                 solver,
                 escape(reason),
             )

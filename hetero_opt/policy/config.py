@@ -112,6 +112,9 @@ class StabilityConfig(Frozen):
         default=1800.0, ge=0, description="Scale-in stabilisation window (s); 0 = off."
     )
     count_pending: bool = Field(default=True, description="Count starting units as supply (no double scale-out).")
+    soft_scale_in_s: float = Field(
+        default=0.0, ge=0, description="Soft scale-in: drain removed pods this long before deleting them (s); 0 = off."
+    )
 
 
 class ServicePolicy(Frozen):

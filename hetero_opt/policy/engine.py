@@ -404,7 +404,7 @@ def decide(
         last_scale_in_at=now if action == "in" else state.last_scale_in_at,
     )
     guard = _guard(config, metrics, final, unit)
-    if guard.reason:
+    if guard.reason and not guard.alert:  # an alert is reported once, in alerts
         reason += f"; {guard.reason}"
     gp, gd = guard.unit
     decision = Decision(
