@@ -122,6 +122,7 @@ class Autoscaler:
         self.seed = seed
         self.startup_delay_s = startup_delay_s
         self.engine = PolicyEngine(config)
+        self._policies = config.by_service()
         self.state = state or AutoscalerState()
 
     def step(self, now: float, metrics: Mapping[str, ServiceMetrics], instance: Instance) -> CycleDecision:
@@ -133,7 +134,7 @@ class Autoscaler:
         for sid in configured:
             if sid not in services:
                 raise InputError(f"Autoscaler: service '{sid}' is configured but not in the instance")
-        stability = {sid: self.engine.config.by_service()[sid].stability for sid in configured}
+        stability = {sid: self._policies[sid].stability for sid in configured}
         draining = {sid: list(self.state.draining.get(sid, [])) for sid in configured}
         total = {sid: current_units(instance, sid) for sid in configured}
         held = {sid: sum(b.units for b in draining[sid]) for sid in configured}

@@ -1,4 +1,4 @@
-"""Soft scale-in (paper §3.6): drain, reinstate when demand returns, delete when the window ends."""
+"""Soft scale-in (hetero_opt.drain and the Autoscaler, paper §3.6): drain, reinstate, delete."""
 
 from __future__ import annotations
 
