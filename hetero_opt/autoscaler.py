@@ -5,6 +5,10 @@ decisions into scaling requests, places them (*where*) with greedy, CP-SAT or MI
 plan and returns a :class:`CycleDecision`. The state (policy histories, cooldown clocks, units still
 starting) is explicit and serialises to JSON, so a restart from saved state continues exactly as an
 uninterrupted run would. Infeasibility is fed back: the next cycle counts what was really placed.
+
+Soft scale-in (paper §3.6, ``stability.soft_scale_in_s`` > 0): a scale-in's pods are chosen by the
+placement engine and drained (:mod:`hetero_opt.drain`), reinstated if demand returns within the
+window, deleted when it ends. :meth:`CycleDecision.apply` applies what the cycle placed and deleted.
 """
 
 from __future__ import annotations
@@ -14,8 +18,11 @@ from collections.abc import Mapping
 
 from pydantic import Field
 
+from hetero_opt.drain import DrainBatch, expire, reinstate, without_draining
 from hetero_opt.errors import InputError
 from hetero_opt.instance import Frozen, Instance, ScalingRequest, current_units
+from hetero_opt.placement.apply import apply_plan
+from hetero_opt.placement.plan import Plan
 from hetero_opt.placement.result import PlacementResult
 from hetero_opt.placement.solve import check_options, solve
 from hetero_opt.policy.config import AutoscalerConfig
@@ -38,6 +45,9 @@ class AutoscalerState(Frozen):
 
     engine: EngineState = Field(default_factory=EngineState, description="Policy engine state.")
     starting: dict[str, list[Starting]] = Field(default_factory=dict, description="Units still starting, per service.")
+    draining: dict[str, list[DrainBatch]] = Field(
+        default_factory=dict, description="Soft scale-in: units drained and not yet deleted, per service, oldest first."
+    )
     last_time: float | None = Field(default=None, description="Time of the last cycle (s).")
 
 
@@ -48,11 +58,19 @@ class ServiceCycle(Frozen):
     action: str = Field(description="out, in or none.")
     rule: str = Field(description="Policy rule that decided.")
     reason: str = Field(description="The rule that fired and its numbers.")
-    current_units: int = Field(description="Units in the cluster at the start of the cycle.")
+    current_units: int = Field(description="Units serving or starting at the start of the cycle (draining excluded).")
     starting_units: int = Field(description="Of those, units still starting.")
     wanted_units: int = Field(description="Target units the policy asked for.")
-    placed_units: int = Field(description="Target units after placement (what really happened).")
+    placed_units: int = Field(description="Units serving or starting after the cycle (what really happened).")
+    draining_units: int = Field(default=0, ge=0, description="Units draining after the cycle (still in the cluster).")
+    draining_pods: dict[str, int] = Field(default_factory=dict, description="Draining pods per role after the cycle.")
+    drained_units: int = Field(default=0, ge=0, description="Units this cycle started draining.")
+    reinstated_units: int = Field(default=0, ge=0, description="Draining units this cycle took back into service.")
+    deleted_units: int = Field(default=0, ge=0, description="Drained units this cycle deleted (window ended).")
     unserved_reason: str = Field(default="", description="Why placement fell short, if it did.")
+    unit: tuple[int, int] = Field(description="The service's (p, d) in the instance; placement keeps it.")
+    wanted_unit: tuple[int, int] = Field(description="(p, d) the policy sized pods with (the prefill guard's move).")
+    alerts: tuple[str, ...] = Field(default=(), description="Alerts: prefill short at the bound, ratio moves.")
 
 
 class CycleDecision(Frozen):
@@ -60,8 +78,20 @@ class CycleDecision(Frozen):
 
     time: float = Field(description="Cycle time (s).")
     services: list[ServiceCycle] = Field(description="Per service, sorted by id.")
-    placement: PlacementResult | None = Field(description="Verified placement; None if no change.")
+    placement: PlacementResult | None = Field(description="Verified placement applied now; None if no change.")
+    drain: PlacementResult | None = Field(
+        default=None, description="Soft scale-in: the verified scale-in whose pods start draining (not applied)."
+    )
+    deleted: Plan | None = Field(default=None, description="Drained pods deleted now (their window ended).")
     state: AutoscalerState = Field(description="State after this cycle.")
+
+    def apply(self, instance: Instance) -> Instance:
+        """``instance`` once this cycle's placement and deletions have run (draining pods stay)."""
+        if self.placement is not None:
+            instance = apply_plan(instance, self.placement.plan)
+        if self.deleted is not None:
+            instance = apply_plan(instance, self.deleted)
+        return instance
 
 
 class Autoscaler:
@@ -100,6 +130,7 @@ class Autoscaler:
         self.seed = seed
         self.startup_delay_s = startup_delay_s
         self.engine = PolicyEngine(config)
+        self._policies = config.by_service()
         self.state = state or AutoscalerState()
 
     def step(self, now: float, metrics: Mapping[str, ServiceMetrics], instance: Instance) -> CycleDecision:
@@ -113,7 +144,11 @@ class Autoscaler:
         for sid in configured:
             if sid not in services:
                 raise InputError(f"Autoscaler: service '{sid}' is configured but not in the instance")
-        cur = {sid: current_units(instance, sid) for sid in configured}
+        stability = {sid: self._policies[sid].stability for sid in configured}
+        draining = {sid: list(self.state.draining.get(sid, [])) for sid in configured}
+        total = {sid: current_units(instance, sid) for sid in configured}
+        held = {sid: sum(b.units for b in draining[sid]) for sid in configured}
+        cur = {sid: max(0, total[sid] - held[sid]) for sid in configured}
         starting: dict[str, list[Starting]] = {}
         for sid in configured:
             left = [s for s in self.state.starting.get(sid, []) if s.ready_at > now]
@@ -129,27 +164,52 @@ class Autoscaler:
             n_starting,
             unit,
         )
-        requests = []
         wanted: dict[str, int] = {}
+        reinstated: dict[str, int] = {}
+        deleted: dict[str, list[DrainBatch]] = {}
+        hard: list[ScalingRequest] = []
+        soft: list[ScalingRequest] = []
         for sid in configured:
             svc = services[sid]
             wanted[sid] = min(max(decisions[sid].target_units, svc.min_units), svc.max_units)
-            if wanted[sid] != cur[sid]:
-                requests.append(ScalingRequest(service=sid, target_units=wanted[sid]))
-        result: PlacementResult | None = None
-        placed: dict[str, int] = {}
-        unserved: dict[str, str] = {}
-        if requests:
-            cycle = instance.model_copy(update={"requests": requests})
-            result = solve(cycle, self.solver, time_limit=self.time_limit, seed=self.seed)
-            placed = result.plan.units_by_service()
-            unserved = {u.service: u.reason for u in result.plan.unserved}
+            reinstated[sid], draining[sid] = reinstate(
+                draining[sid], max(0, wanted[sid] - cur[sid]), svc.pods_per_unit
+            )
+            active = cur[sid] + reinstated[sid]
+            deleted[sid], draining[sid] = expire(draining[sid], now, stability[sid].soft_scale_in_s)
+            still = sum(b.units for b in draining[sid]) + sum(b.units for b in deleted[sid])
+            if wanted[sid] > active or (wanted[sid] < active and stability[sid].soft_scale_in_s <= 0):
+                hard.append(ScalingRequest(service=sid, target_units=wanted[sid] + still))
+            elif wanted[sid] < active:
+                soft.append(ScalingRequest(service=sid, target_units=wanted[sid]))
+        result = self._solve(instance, hard)
+        drain = None
+        if soft:  # the next pods to drain are chosen among those not already draining
+            all_draining = [b for sid in configured for b in draining[sid] + deleted[sid]]
+            drain = self._solve(without_draining(instance, all_draining), soft)
+        placed = result.plan.units_by_service() if result else {}
+        drained = drain.plan.units_by_service() if drain else {}
+        unserved = {u.service: u.reason for r in (result, drain) if r for u in r.plan.unserved}
         rows = []
         for sid in configured:
             got = placed.get(sid, 0)
             if got > 0:
                 starting.setdefault(sid, []).append(Starting(ready_at=now + self.startup_delay_s, units=got))
+            if drain is not None and drained.get(sid):
+                changes = sorted((c for c in drain.plan.changes if c.service == sid), key=lambda c: c.group)
+                draining[sid].append(DrainBatch(since=now, changes=changes))
             d = decisions[sid]
+            wanted_unit = d.unit or unit[sid]
+            alerts = d.alerts
+            if wanted_unit != unit[sid]:
+                alerts += (
+                    f"P:D move {unit[sid][0]}P:{unit[sid][1]}D → {wanted_unit[0]}P:{wanted_unit[1]}D wanted; "
+                    "placement keeps the service's ratio until its groups are redeployed at the new one",
+                )
+            pods: dict[str, int] = {}
+            for b in draining[sid]:
+                for role, n in b.pods_by_role().items():
+                    pods[role] = pods.get(role, 0) + n
             rows.append(
                 ServiceCycle(
                     service=sid,
@@ -159,12 +219,39 @@ class Autoscaler:
                     current_units=cur[sid],
                     starting_units=n_starting[sid],
                     wanted_units=wanted[sid],
-                    placed_units=cur[sid] + got,
+                    placed_units=cur[sid] + reinstated[sid] + got + drained.get(sid, 0),
+                    draining_units=sum(b.units for b in draining[sid]),
+                    draining_pods=dict(sorted(pods.items())),
+                    drained_units=-drained.get(sid, 0),
+                    reinstated_units=reinstated[sid],
+                    deleted_units=sum(b.units for b in deleted[sid]),
                     unserved_reason=unserved.get(sid, ""),
+                    unit=unit[sid],
+                    wanted_unit=wanted_unit,
+                    alerts=alerts,
                 )
             )
-        self.state = AutoscalerState(engine=engine_state, starting=starting, last_time=now)
-        return CycleDecision(time=now, services=rows, placement=result, state=self.state)
+        dels = [c for sid in configured for b in deleted[sid] for c in b.changes]
+        self.state = AutoscalerState(
+            engine=engine_state,
+            starting=starting,
+            draining={sid: b for sid, b in draining.items() if b},
+            last_time=now,
+        )
+        return CycleDecision(
+            time=now,
+            services=rows,
+            placement=result,
+            drain=drain,
+            deleted=Plan(changes=dels) if dels else None,
+            state=self.state,
+        )
+
+    def _solve(self, instance: Instance, requests: list[ScalingRequest]) -> PlacementResult | None:
+        if not requests:
+            return None
+        cycle = instance.model_copy(update={"requests": requests})
+        return solve(cycle, self.solver, time_limit=self.time_limit, seed=self.seed)
 
     def save_state(self) -> str:
         """The state as JSON."""

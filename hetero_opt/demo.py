@@ -92,7 +92,13 @@ def run_autoscaler_demo() -> bool:
     console = Console(width=170)
     console.print(decisions_table(decisions, only_changes=True))
     ok = all(d.placement is None or not d.placement.fallback_reason.startswith("verifier") for d in decisions)
-    console.print(f"{len(decisions)} cycles replayed, {sum(d.placement is not None for d in decisions)} placements")
+    rows = [s for d in decisions for s in d.services]
+    console.print(
+        f"{len(decisions)} cycles replayed: {sum(d.placement is not None for d in decisions)} placements, "
+        f"{sum(d.drain is not None for d in decisions)} soft scale-ins (drains), "
+        f"{sum(s.reinstated_units for s in rows)} units reinstated, {sum(s.deleted_units for s in rows)} deleted, "
+        f"{sum(bool(s.alerts) for s in rows)} cycles with alerts"
+    )
     return ok
 
 

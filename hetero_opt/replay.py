@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 from pydantic import ValidationError
+from rich.markup import escape
 from rich.table import Table
 
 from hetero_opt.autoscaler import Autoscaler, CycleDecision
 from hetero_opt.errors import InputError
 from hetero_opt.instance import Instance
-from hetero_opt.placement.apply import apply_plan
 from hetero_opt.policy.engine import ServiceMetrics, metrics_from_frame
 
 
@@ -43,22 +43,28 @@ def replay(
     """Step through ``series``; after each cycle the cluster is ``instance`` with the plan applied."""
     for now, metrics in series:
         decision = autoscaler.step(now, metrics, instance)
-        if decision.placement is not None:
-            instance = apply_plan(instance, decision.placement.plan)
+        instance = decision.apply(instance)
         yield decision, instance
 
 
 def decisions_table(decisions: Iterable[CycleDecision], *, only_changes: bool = False) -> Table:
     """A rich table: one row per service and cycle."""
     table = Table(title="Autoscaler decisions")
-    for col in ("time", "service", "action", "current", "wanted", "placed", "solver", "reason"):
+    for col in ("time", "service", "action", "current", "wanted", "placed", "draining", "solver", "reason"):
         table.add_column(col, overflow="fold")
     for d in decisions:
         for s in d.services:
-            if only_changes and s.wanted_units == s.current_units == s.placed_units:
+            soft = s.drained_units or s.reinstated_units or s.deleted_units
+            if only_changes and s.wanted_units == s.current_units == s.placed_units and not soft:
                 continue
             solver = "" if d.placement is None else f"{d.placement.solver}/{d.placement.status}"
+            if d.drain is not None and s.drained_units:
+                solver = f"{d.drain.solver}/{d.drain.status} (drain)"
             reason = s.reason + (f" | unserved: {s.unserved_reason}" if s.unserved_reason else "")
+            reason += "".join(f" | ALERT: {a}" for a in s.alerts)
+            moves = [f"+{s.drained_units} drained"] if s.drained_units else []
+            moves += [f"{s.reinstated_units} reinstated"] if s.reinstated_units else []
+            moves += [f"{s.deleted_units} deleted"] if s.deleted_units else []
             table.add_row(
                 f"{d.time:g}",
                 s.service,
@@ -66,7 +72,8 @@ def decisions_table(decisions: Iterable[CycleDecision], *, only_changes: bool = 
                 str(s.current_units),
                 str(s.wanted_units),
                 str(s.placed_units),
+                str(s.draining_units) + (f" ({', '.join(moves)})" if moves else ""),
                 solver,
-                reason,
+                escape(reason),
             )
     return table

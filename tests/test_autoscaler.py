@@ -31,7 +31,7 @@ def _config(min_units: int = 2, max_units: int = 40) -> AutoscalerConfig:
                     "policy": "proportional",
                     "min_units": min_units,
                     "max_units": max_units,
-                    "proportional": {"target_decode_tps_per_pod": 2000},
+                    "proportional": {"target_decode_tps_per_pod": 1300},
                     "stability": {"cooldown_out_s": 0, "cooldown_in_s": 0},
                 }
             ),
@@ -40,9 +40,9 @@ def _config(min_units: int = 2, max_units: int = 40) -> AutoscalerConfig:
 
 
 def test_scale_out_sizes_both_pools_through_whole_units() -> None:
-    # 20,000 tok/s / 2,000 per decode pod = 10 decode pods; d=2 per unit → 5 units (5 P + 10 D)
+    # 6,500 tok/s / 1,300 per decode pod = 5 decode pods; unit 3P:1D → 5 units (15 P + 5 D)
     a = Autoscaler(_config(), solver="greedy")
-    d = a.step(0.0, {"chat": ServiceMetrics(decode_tps=20_000)}, _cluster())
+    d = a.step(0.0, {"chat": ServiceMetrics(decode_tps=6_500)}, _cluster())
     row = d.services[0]
     assert (row.action, row.current_units, row.wanted_units, row.placed_units) == ("out", 3, 5, 5)
     assert d.placement is not None
@@ -51,8 +51,8 @@ def test_scale_out_sizes_both_pools_through_whole_units() -> None:
 
 
 def test_infeasible_target_is_fed_back_as_placed() -> None:
-    # 1,000,000 tok/s asks 250 units, max_units 40 caps it; the cluster of 384 GPUs holds 32 units
-    # of 12 GPUs (3 already running): placed < wanted and the next cycle starts from what was placed.
+    # 1,000,000 tok/s asks 770 units, max_units 40 caps it; the cluster's 288 H20 GPUs hold 18 units
+    # of 16 GPUs (3 already running): placed < wanted and the next cycle starts from what was placed.
     a = Autoscaler(_config(), solver="greedy", startup_delay_s=0)
     decisions = [
         d for d, _ in replay(a, _cluster(), [(t, {"chat": ServiceMetrics(decode_tps=1e6)}) for t in (0.0, 60.0)])

@@ -4,7 +4,9 @@ from hetero_opt.policy.config import (
     AutoscalerConfig,
     FeedbackConfig,
     HPAPolicyConfig,
+    HybridConfig,
     PeriodicConfig,
+    PrefillGuardConfig,
     ProportionalConfig,
     ServicePolicy,
     StabilityConfig,
@@ -20,7 +22,10 @@ from hetero_opt.policy.engine import (
     metrics_from_frame,
 )
 from hetero_opt.policy.feedback import LatencyTiers
+from hetero_opt.policy.hybrid import HybridMemory
+from hetero_opt.policy.openloop import FlapStats, OpenLoopResult, flap_stats, open_loop, servegen_series
 from hetero_opt.policy.periodic import PeriodicWindow
+from hetero_opt.policy.prefill_guard import GuardResult, prefill_guard
 from hetero_opt.policy.profiles import ServingProfile, load_profile, load_profiles
 from hetero_opt.policy.prometheus import (
     PromSample,
@@ -33,11 +38,17 @@ __all__ = [
     "Decision",
     "EngineState",
     "FeedbackConfig",
+    "FlapStats",
+    "GuardResult",
     "HPAPolicyConfig",
+    "HybridConfig",
+    "HybridMemory",
     "LatencyTiers",
+    "OpenLoopResult",
     "PeriodicConfig",
     "PeriodicWindow",
     "PolicyEngine",
+    "PrefillGuardConfig",
     "PromSample",
     "ProportionalConfig",
     "ServiceMetrics",
@@ -46,10 +57,14 @@ __all__ = [
     "ServingProfile",
     "StabilityConfig",
     "decide",
+    "flap_stats",
     "load_policy_config",
     "load_profile",
     "load_profiles",
     "metrics_from_frame",
+    "open_loop",
     "parse_exposition",
+    "prefill_guard",
+    "servegen_series",
     "service_metrics_from_samples",
 ]

@@ -31,7 +31,10 @@ class ProportionalConfig(Frozen):
         default=None, gt=0, description="Decode tokens/s per decode pod; None = from profile."
     )
     theta_out: float = Field(default=0.1, ge=0, description="Scale out when R > 1 + theta_out.")
-    theta_in: float = Field(default=0.1, ge=0, lt=1, description="Scale in when R < 1 - theta_in.")
+    theta_in: float = Field(default=0.2, ge=0, lt=1, description="Scale in when R < 1 - theta_in.")
+    in_headroom: float = Field(
+        default=0.1, ge=0, description="A scale-in keeps this fraction of capacity above the load (in→out guard)."
+    )
 
 
 class FeedbackConfig(Frozen):
@@ -43,6 +46,30 @@ class FeedbackConfig(Frozen):
     target_ttft_ms: float | None = Field(default=None, gt=0, description="TTFT target (ms); None = profile SLO.")
     target_tbt_ms: float | None = Field(default=None, gt=0, description="TBT target (ms); None = profile SLO.")
     tiers: LatencyTiers = Field(default_factory=LatencyTiers, description="Tier thresholds.")
+
+
+class PrefillGuardConfig(Frozen):
+    """The prefill guard (``policy/prefill_guard.py``): prefill TPS against prefill capacity."""
+
+    enabled: bool = Field(default=True, description="Check prefill every cycle (needs prefill_tps and a per-pod rate).")
+    prefill_tps_per_pod: float | None = Field(
+        default=None, gt=0, description="Cache-missed prompt tokens/s per prefill pod; None = from profile."
+    )
+    min_prefill_per_decode: float | None = Field(
+        default=None, gt=0, description="Lowest P:D the guard may move to; None = profile bounds (else no move)."
+    )
+    max_prefill_per_decode: float | None = Field(
+        default=None, gt=0, description="Highest P:D the guard may move to; None = profile bounds (else no move)."
+    )
+    margin: float = Field(default=0.2, ge=0, lt=1, description="Headroom kept when moving prefill down.")
+
+
+class HybridConfig(Frozen):
+    """Hybrid: how long latency must stay relaxed before the units it added are released."""
+
+    release_hold_s: float = Field(
+        default=1800.0, ge=0, description="Release latency-added units after this long in the relaxed (γ) tier (s)."
+    )
 
 
 class PeriodicConfig(Frozen):
@@ -81,8 +108,13 @@ class StabilityConfig(Frozen):
     max_step_in_percent: float | None = Field(
         default=None, gt=0, le=100, description="Dampening: most percent removed per action."
     )
-    scale_in_window_s: float = Field(default=0.0, ge=0, description="Scale-in stabilisation window (s); 0 = off.")
+    scale_in_window_s: float = Field(
+        default=1800.0, ge=0, description="Scale-in stabilisation window (s); 0 = off."
+    )
     count_pending: bool = Field(default=True, description="Count starting units as supply (no double scale-out).")
+    soft_scale_in_s: float = Field(
+        default=0.0, ge=0, description="Soft scale-in: drain removed pods this long before deleting them (s); 0 = off."
+    )
 
 
 class ServicePolicy(Frozen):
@@ -97,6 +129,8 @@ class ServicePolicy(Frozen):
     gpu_type: str | None = Field(default=None, description="GPU type to read the profile at.")
     proportional: ProportionalConfig = Field(default_factory=ProportionalConfig, description="Algorithm 2 settings.")
     feedback: FeedbackConfig = Field(default_factory=FeedbackConfig, description="Algorithm 3 settings.")
+    hybrid: HybridConfig = Field(default_factory=HybridConfig, description="Hybrid memory settings.")
+    prefill_guard: PrefillGuardConfig = Field(default_factory=PrefillGuardConfig, description="Prefill guard.")
     periodic: PeriodicConfig = Field(default_factory=PeriodicConfig, description="Periodic schedule.")
     hpa: HPAPolicyConfig = Field(default_factory=HPAPolicyConfig, description="HPA baseline.")
     stability: StabilityConfig = Field(default_factory=StabilityConfig, description="Stability mechanisms.")
@@ -128,7 +162,16 @@ class ServicePolicy(Frozen):
             fb = fb.replace(target_ttft_ms=prof.slo.ttft_ms)
         if fb.target_tbt_ms is None:
             fb = fb.replace(target_tbt_ms=prof.slo.tbt_ms)
-        return self.replace(proportional=prop, feedback=fb)
+        guard = self.prefill_guard
+        if guard.prefill_tps_per_pod is None:
+            guard = guard.replace(prefill_tps_per_pod=prof.prefill_tps_per_pod(self.gpu_type))
+        bounds = prof.gpu(self.gpu_type).unit.bounds
+        if bounds is not None and guard.min_prefill_per_decode is None and guard.max_prefill_per_decode is None:
+            guard = guard.replace(
+                min_prefill_per_decode=bounds.min_prefill_per_decode,
+                max_prefill_per_decode=bounds.max_prefill_per_decode,
+            )
+        return self.replace(proportional=prop, feedback=fb, prefill_guard=guard)
 
 
 class AutoscalerConfig(Frozen):

@@ -23,7 +23,7 @@ from pydantic import Field
 from hetero_opt.errors import InputError
 from hetero_opt.policy._base import Frozen
 from hetero_opt.policy.config import AutoscalerConfig, ServicePolicy
-from hetero_opt.policy.feedback import FeedbackResult, LatencySignal, feedback_decision
+from hetero_opt.policy.feedback import LatencySignal, classify, feedback_decision
 from hetero_opt.policy.hpa import (
     HPAHistory,
     HPASpec,
@@ -31,9 +31,10 @@ from hetero_opt.policy.hpa import (
     tolerances_for,
     utilization_replicas,
 )
-from hetero_opt.policy.hybrid import combine
+from hetero_opt.policy.hybrid import HybridMemory, HybridResult, combine, proportional_share
 from hetero_opt.policy.periodic import periodic_target
-from hetero_opt.policy.proportional import proportional_decision
+from hetero_opt.policy.prefill_guard import GuardResult, prefill_guard
+from hetero_opt.policy.proportional import ProportionalResult, proportional_decision
 from hetero_opt.policy.stability import (
     Action,
     UnitRecommendation,
@@ -44,6 +45,9 @@ from hetero_opt.policy.stability import (
     dampen,
     stabilize_scale_in,
 )
+
+COOLDOWN_POLICIES = frozenset({"proportional", "feedback", "hybrid"})
+"""Policies whose actions wait for cooldowns (periodic and static follow their schedule)."""
 
 
 class ServiceMetrics(Frozen):
@@ -104,6 +108,7 @@ class ServicePolicyState(Frozen):
     scale_in_history: tuple[UnitRecommendation, ...] = Field(
         default=(), description="Raw recommendations inside the scale-in window."
     )
+    hybrid: HybridMemory = Field(default_factory=HybridMemory, description="Hybrid policy: latency-added units.")
     hpa_prefill: HPAHistory = Field(default_factory=HPAHistory, description="HPA baseline history, prefill pool.")
     hpa_decode: HPAHistory = Field(default_factory=HPAHistory, description="HPA baseline history, decode pool.")
 
@@ -115,10 +120,14 @@ class Decision(Frozen):
     action: Action = Field(description="out, in or none (relative to supply).")
     target_units: int = Field(ge=0, description="Desired total units (serving + starting).")
     supply_units: int = Field(ge=0, description="Units counted as supply this cycle.")
-    prefill_pods: int = Field(ge=0, description="Desired prefill pods.")
-    decode_pods: int = Field(ge=0, description="Desired decode pods.")
+    prefill_pods: int = Field(ge=0, description="Desired prefill pods (target_units × unit[0]).")
+    decode_pods: int = Field(ge=0, description="Desired decode pods (target_units × unit[1]).")
     rule: str = Field(description="Policy that decided, e.g. proportional, hpa, clamp.")
     reason: str = Field(description="The rule that fired and its numbers.")
+    unit: tuple[int, int] | None = Field(
+        default=None, description="(p, d) the pods are sized with: the given unit, or the prefill guard's move."
+    )
+    alerts: tuple[str, ...] = Field(default=(), description="What needs a human, e.g. prefill short at the bound.")
 
 
 class EngineState(Frozen):
@@ -149,59 +158,71 @@ def _target_tps(config: ServicePolicy) -> float:
     return t
 
 
+class Proposal(Frozen):
+    """A policy's raw proposal for one cycle."""
+
+    units: int = Field(ge=0, description="Proposed total units.")
+    reason: str = Field(description="The rule that fired and its numbers.")
+    hybrid: HybridResult | None = Field(default=None, description="The hybrid layers' outcome (hybrid only).")
+
+
 def _propose(
     config: ServicePolicy,
+    state: ServicePolicyState,
     now: float,
     m: ServiceMetrics,
     supply: int,
     unit: tuple[int, int],
-    out_ok: bool,
-    in_ok: bool,
-) -> tuple[int, str]:
-    """The policy's own proposal (before stability stages) and its reason."""
+) -> Proposal:
+    """The policy's raw proposal: cooldowns are applied after the scale-in window has recorded it
+    (:func:`decide`), so a recommendation counts even while a cooldown runs."""
     policy = config.policy
     if policy == "static":
         assert config.static_units is not None  # validated
-        return config.static_units, f"static {config.static_units} units"
+        return Proposal(units=config.static_units, reason=f"static {config.static_units} units")
     if policy == "periodic":
         per = config.periodic
         units, why = periodic_target(now, per.windows, per.default_units, per.utc_offset_hours)
-        return (supply if units is None else units), why
-
-    def latency(allow_in: bool) -> FeedbackResult:
-        return feedback_decision(
-            signals=_latency_signals(config, m),
-            supply_units=supply,
-            tiers=config.feedback.tiers,
-            min_units=config.min_units,
-            out_cooldown_ok=out_ok,
-            in_cooldown_ok=in_ok,
-            allow_in=allow_in,
-        )
-
-    if policy == "feedback":
-        fres = latency(allow_in=True)
-        return fres.target_units, fres.reason
-    if m.decode_tps is None:
-        prop_target, prop_reason = supply, "no decode TPS metric; hold"
-        if policy == "hybrid":
-            fres = latency(allow_in=False)
-            return max(prop_target, fres.target_units), f"{prop_reason}; {fres.reason}"
-        return prop_target, prop_reason
-    pres = proportional_decision(
-        decode_tps=m.decode_tps,
-        target_tps_per_pod=_target_tps(config),
+        return Proposal(units=supply if units is None else units, reason=why)
+    signals = _latency_signals(config, m) if policy in ("feedback", "hybrid") else []
+    latency = feedback_decision(
+        signals=signals,
         supply_units=supply,
-        decode_per_unit=unit[1],
-        theta_out=config.proportional.theta_out,
-        theta_in=config.proportional.theta_in,
-        out_cooldown_ok=out_ok,
-        in_cooldown_ok=in_ok,
+        tiers=config.feedback.tiers,
+        min_units=config.min_units,
+        out_cooldown_ok=True,
+        in_cooldown_ok=True,
+        allow_in=policy == "feedback",
     )
+    if policy == "feedback":
+        return Proposal(units=latency.target_units, reason=latency.reason)
+    share = proportional_share(supply, state.hybrid) if policy == "hybrid" else supply
+    if m.decode_tps is None:
+        pres = ProportionalResult(
+            action="none",
+            target_units=share,
+            expected_units=share,
+            decode_pods_needed=0.0,
+            ratio=None,
+            reason="no decode TPS metric; hold",
+        )
+    else:
+        pres = proportional_decision(
+            decode_tps=m.decode_tps,
+            target_tps_per_pod=_target_tps(config),
+            supply_units=share,
+            decode_per_unit=unit[1],
+            theta_out=config.proportional.theta_out,
+            theta_in=config.proportional.theta_in,
+            in_headroom=config.proportional.in_headroom,
+            out_cooldown_ok=True,
+            in_cooldown_ok=True,
+        )
     if policy == "proportional":
-        return pres.target_units, pres.reason
-    hres = combine(pres, latency(allow_in=False), supply)
-    return hres.target_units, hres.reason
+        return Proposal(units=pres.target_units, reason=pres.reason)
+    relaxed = bool(signals) and all(classify(s, config.feedback.tiers) == "gamma" for s in signals)
+    hres = combine(pres, latency, supply, state.hybrid, now, config.hybrid.release_hold_s, relaxed)
+    return Proposal(units=hres.target_units, reason=hres.reason, hybrid=hres)
 
 
 def _decide_hpa(
@@ -351,11 +372,15 @@ def decide(
         now,
         st.cooldown_in_s,
     )
-    proposed, reason = _propose(config, now, metrics, supply, unit, out_ok, in_ok)
+    proposal = _propose(config, state, now, metrics, supply, unit)
+    proposed, reason = proposal.units, proposal.reason
     rule: str = config.policy
     target, history = stabilize_scale_in(state.scale_in_history, supply, proposed, now, st.scale_in_window_s)
     if target != proposed:
         reason += f"; scale-in held at {target} by {st.scale_in_window_s:g} s window"
+    if config.policy in COOLDOWN_POLICIES and target != supply and not (out_ok if target > supply else in_ok):
+        reason += f"; {'out' if target > supply else 'in'}-cooldown active"
+        target = supply
     damped = dampen(
         supply,
         target,
@@ -373,22 +398,51 @@ def decide(
     action = action_for(supply, final)
     if action == "none":
         final = current_units + pending_units  # keep everything, starting units included (target is a total)
+    hybrid = state.hybrid
+    if proposal.hybrid is not None:
+        # latency units are what this cycle really holds above proportional's target, at most
+        # what the layer asked for (a blocked or dampened latency scale-out adds fewer)
+        h = proposal.hybrid
+        held = min(h.memory.latency_units, max(0, final - h.proportional_units))
+        hybrid = h.memory.replace(latency_units=held)
     new_state = state.replace(
         scale_in_history=history,
+        hybrid=hybrid,
         last_scale_out_at=now if action == "out" else state.last_scale_out_at,
         last_scale_in_at=now if action == "in" else state.last_scale_in_at,
     )
+    guard = _guard(config, metrics, final, unit)
+    if guard.reason and not guard.alert:  # an alert is reported once, in alerts
+        reason += f"; {guard.reason}"
+    gp, gd = guard.unit
     decision = Decision(
         service=config.service,
         action=action,
         target_units=final,
         supply_units=supply,
-        prefill_pods=final * p,
-        decode_pods=final * d,
+        prefill_pods=final * gp,
+        decode_pods=final * gd,
         rule=rule,
         reason=reason,
+        unit=guard.unit,
+        alerts=(guard.alert,) if guard.alert else (),
     )
     return decision, new_state
+
+
+def _guard(config: ServicePolicy, m: ServiceMetrics, units: int, unit: tuple[int, int]) -> GuardResult:
+    g = config.prefill_guard
+    if not g.enabled:
+        return GuardResult(unit=unit, prefill_pods_needed=None)
+    return prefill_guard(
+        prefill_tps=m.prefill_tps,
+        prefill_tps_per_pod=g.prefill_tps_per_pod,
+        units=units,
+        unit=unit,
+        min_prefill_per_decode=g.min_prefill_per_decode,
+        max_prefill_per_decode=g.max_prefill_per_decode,
+        margin=g.margin,
+    )
 
 
 class PolicyEngine:

@@ -42,12 +42,30 @@ class RoleProfile(Frozen):
     )
 
 
+class RatioBounds(Frozen):
+    """How far the prefill guard may move the unit's P:D (prefill pods per decode pod)."""
+
+    min_prefill_per_decode: float = Field(gt=0, description="Lowest P:D the guard may use.")
+    max_prefill_per_decode: float = Field(gt=0, description="Highest P:D the guard may use.")
+    source: str = Field(min_length=1, description="Why these bounds.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RatioBounds:
+        if self.min_prefill_per_decode > self.max_prefill_per_decode:
+            raise ValueError(
+                f"bounds: min_prefill_per_decode={self.min_prefill_per_decode} exceeds "
+                f"max_prefill_per_decode={self.max_prefill_per_decode}"
+            )
+        return self
+
+
 class UnitShape(Frozen):
     """The recommended P/D unit: ``prefill`` + ``decode`` pods scaled together."""
 
     prefill: int = Field(ge=1, description="Prefill pods per unit.")
     decode: int = Field(ge=1, description="Decode pods per unit.")
     source: str = Field(min_length=1, description="Why this ratio.")
+    bounds: RatioBounds | None = Field(default=None, description="Curated P:D range for the prefill guard.")
 
 
 class GpuProfile(Frozen):
@@ -89,6 +107,12 @@ class ServingProfile(Frozen):
     def decode_tps_per_pod(self, gpu_type: str) -> float:
         """Target decode tokens/s per decode pod on ``gpu_type``."""
         fig = self.gpu(gpu_type).decode.decode_tps_per_pod
+        assert fig is not None  # validated
+        return fig.value
+
+    def prefill_tps_per_pod(self, gpu_type: str) -> float:
+        """Prompt tokens/s per prefill pod on ``gpu_type``."""
+        fig = self.gpu(gpu_type).prefill.prefill_tps_per_pod
         assert fig is not None  # validated
         return fig.value
 

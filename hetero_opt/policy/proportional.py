@@ -1,10 +1,11 @@
 """Algorithm 2 of the paper: proportional control on decode TPS, sized in whole P/D units.
 
-One signal sizes both pools: ``decode pods = observed decode TPS / target TPS per decode pod``,
-then ``units = ceil(decode pods / d)`` for a unit of ``p`` prefill + ``d`` decode pods.
-``R = expected units / supply units``; ScaleOut when ``R > 1 + θ_out`` and the out-cooldown
-passed, ScaleIn when ``R < 1 − θ_in`` and the in-cooldown passed, else NoChange. Comparisons are
-exact (fractions), so ``R == 1 + θ_out`` is reliably NoChange.
+One signal sizes both pools: ``decode pods = observed decode TPS / target TPS per decode pod``.
+``R`` is the paper's continuous ratio ``I_expected / I_curr = decode pods / (supply units × d)``
+for a unit of ``p`` prefill + ``d`` decode pods; ScaleOut when ``R > 1 + θ_out`` and the
+out-cooldown passed, ScaleIn when ``R < 1 − θ_in`` and the in-cooldown passed, else NoChange. Only
+the action's target is rounded: ``units = ceil(decode pods / d)``, whole units so the ratio holds.
+Comparisons are exact (fractions), so ``R == 1 + θ_out`` is reliably NoChange.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class ProportionalResult(Frozen):
     target_units: int = Field(ge=0, description="Expected units on a scale, else supply.")
     expected_units: int = Field(ge=0, description="Units the observed TPS needs.")
     decode_pods_needed: float = Field(ge=0, description="Observed TPS / target TPS per pod.")
-    ratio: float | None = Field(description="R = expected / supply; None when supply is 0.")
+    ratio: float | None = Field(description="R = decode pods needed / (supply × d); None when supply is 0.")
     reason: str = Field(description="The rule that fired and its numbers.")
 
 
@@ -49,6 +50,7 @@ def proportional_decision(
     theta_in: float,
     out_cooldown_ok: bool,
     in_cooldown_ok: bool,
+    in_headroom: float = 0.0,
 ) -> ProportionalResult:
     """Run Algorithm 2 once.
 
@@ -66,8 +68,12 @@ def proportional_decision(
         Hysteresis thresholds.
     out_cooldown_ok, in_cooldown_ok
         Whether each cooldown has passed.
+    in_headroom
+        A scale-in keeps this fraction above the load: ``ceil(pods × (1 + h) / d)`` units, so the
+        next ordinary rise does not reverse it (the in→out guard); never above supply.
     """
-    pods = float(exact(decode_tps) / exact(target_tps_per_pod))
+    pods_exact = exact(decode_tps) / exact(target_tps_per_pod)
+    pods = float(pods_exact)
     expected = units_for_decode_pods(pods, decode_per_unit)
     head = (
         f"decode TPS {decode_tps:g} / {target_tps_per_pod:g} per pod = {pods:.4g} pods"
@@ -81,7 +87,7 @@ def proportional_decision(
         else:
             why = f"{head}; supply 0, no change"
     else:
-        r = Fraction(expected, supply_units)
+        r = pods_exact / (supply_units * decode_per_unit)
         ratio = float(r)
         up, down = 1 + exact(theta_out), 1 - exact(theta_in)
         rtxt = f"R={ratio:.2f}"
@@ -89,8 +95,15 @@ def proportional_decision(
             action = "out" if out_cooldown_ok else "none"
             why = f"{head}; {rtxt} > {float(up):.2f}" + ("" if out_cooldown_ok else " but out-cooldown active")
         elif r < down:
-            action = "in" if in_cooldown_ok else "none"
-            why = f"{head}; {rtxt} < {float(down):.2f}" + ("" if in_cooldown_ok else " but in-cooldown active")
+            keep = units_for_decode_pods(float(pods_exact * (1 + exact(in_headroom))), decode_per_unit)
+            if keep >= supply_units:
+                why = f"{head}; {rtxt} < {float(down):.2f} but {in_headroom:.0%} headroom keeps {keep} units"
+            else:
+                action = "in" if in_cooldown_ok else "none"
+                expected = keep
+                why = f"{head}; {rtxt} < {float(down):.2f}" + (
+                    f" → {keep} units with {in_headroom:.0%} headroom" if in_headroom else ""
+                ) + ("" if in_cooldown_ok else " but in-cooldown active")
         else:
             why = f"{head}; {float(down):.2f} <= {rtxt} <= {float(up):.2f}"
     return ProportionalResult(

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from hetero_opt.policy.feedback import LatencySignal, LatencyTiers, feedback_decision
-from hetero_opt.policy.hybrid import combine
+from hetero_opt.policy.hybrid import HybridMemory, combine
 from hetero_opt.policy.periodic import PeriodicWindow, periodic_target
 from hetero_opt.policy.proportional import proportional_decision
 from hetero_opt.policy.stability import (
@@ -33,7 +33,7 @@ def prop(tps: float, supply: int, d: int = 1, out_ok: bool = True, in_ok: bool =
 
 
 def test_proportional_reason_example() -> None:
-    # 5200 / 400 = 13 pods; d = 5 → ceil(13/5) = 3 units; R = 3/2 = 1.50 > 1.10
+    # 5200 / 400 = 13 pods; R = 13 / (2 units × d=5) = 1.30 > 1.10; target ceil(13/5) = 3 units
     r = proportional_decision(
         decode_tps=5200,
         target_tps_per_pod=400,
@@ -46,17 +46,19 @@ def test_proportional_reason_example() -> None:
     )
     assert (r.action, r.target_units) == ("out", 3)
     assert "5200 / 400 per pod = 13 pods → 3 units" in r.reason
-    assert "R=1.50 > 1.10" in r.reason
+    assert "R=1.30 > 1.10" in r.reason
 
 
 @pytest.mark.parametrize(
     ("tps", "supply", "action", "target"),
     [
         (1100, 10, "none", 10),  # R = 11/10 == 1 + θ_out exactly → no change
-        (1101, 10, "out", 12),  # 11.01 pods → 12 units, R = 1.2 > 1.1
+        (1101, 10, "out", 12),  # R = 11.01/10 > 1.1 → ceil 11.01 = 12 units
         (900, 10, "none", 10),  # R = 0.9 == 1 − θ_in exactly → no change
-        (899, 10, "none", 10),  # 8.99 pods → ceil 9 units → R = 0.9, still the boundary
+        (899, 10, "in", 9),  # R = 8.99/10 < 0.9 (continuous R: the paper's) → ceil 8.99 = 9 units
         (800, 10, "in", 8),  # 8 units, R = 0.8 < 0.9 → in
+        (420, 4, "none", 4),  # R = 4.2/4 = 1.05 inside the band (R on ceil units was 5/4 = 1.25: out)
+        (450, 4, "out", 5),  # R = 4.5/4 = 1.125 > 1.1 → 5 units
     ],
 )
 def test_proportional_thresholds(tps: float, supply: int, action: str, target: int) -> None:
@@ -67,6 +69,14 @@ def test_proportional_thresholds(tps: float, supply: int, action: str, target: i
 def test_proportional_rounds_to_whole_units() -> None:
     # 13 pods, d = 4 → ceil(3.25) = 4 units
     assert prop(1300, 2, d=4).target_units == 4
+
+
+def test_proportional_ratio_is_continuous_in_decode_pods() -> None:
+    # 9 pods on 2 units of d=4 (8 decode pods): R = 9/8 = 1.125 > 1.1 → ceil(9/4) = 3 units
+    r = prop(900, 2, d=4)
+    assert (r.action, r.target_units, r.ratio) == ("out", 3, 1.125)
+    # 8.5 pods: R = 8.5/8 = 1.0625, inside the band although ceil(8.5/4) = 3 units > 2
+    assert prop(850, 2, d=4).action == "none"
 
 
 def test_proportional_cooldowns_block() -> None:
@@ -170,14 +180,15 @@ def test_feedback_multiple_signals() -> None:
 
 
 def test_hybrid_latency_only_adds() -> None:
+    none = HybridMemory()
     p_in = prop(800, 10)  # proportional says in to 8
-    relaxed = fb(10, 10)  # latency says in to 9 → ignored
-    assert combine(p_in, relaxed, 10).target_units == 8
-    hot = fb(130, 10)  # latency +10 % → 11 overrides the scale-in
-    h = combine(p_in, hot, 10)
-    assert (h.action, h.target_units, h.driver) == ("out", 11, "latency")
+    relaxed = fb(10, 10)  # latency relaxed: ignored by hybrid (scale-in is proportional's)
+    assert combine(p_in, relaxed, 10, none, 0.0, 1800.0, True).target_units == 8
+    hot = fb(130, 10)  # latency +10 % → 11 overrides the scale-in, 11 − 8 = 3 units remembered
+    h = combine(p_in, hot, 10, none, 0.0, 1800.0, False)
+    assert (h.action, h.target_units, h.driver, h.memory.latency_units) == ("out", 11, "latency", 3)
     p_out = prop(2000, 10)  # 20 units
-    assert combine(p_out, hot, 10).target_units == 20
+    assert combine(p_out, hot, 10, none, 0.0, 1800.0, False).target_units == 20
 
 
 def epoch(y: int, mo: int, d: int, h: int, mi: int) -> float:
@@ -225,3 +236,19 @@ def test_scale_in_window_takes_max() -> None:
     # an old high recommendation never causes a scale-out
     t, _ = stabilize_scale_in((UnitRecommendation(units=50, at=300.0),), 10, 9, 310.0, 300)
     assert t == 10
+
+
+def test_proportional_scale_in_keeps_headroom() -> None:
+    # 5 pods on 10 units (d=1): R = 0.5 < 0.9; 10 % headroom → ceil(5.5) = 6 units, not 5
+    r = proportional_decision(
+        decode_tps=500, target_tps_per_pod=100, supply_units=10, decode_per_unit=1,
+        theta_out=0.1, theta_in=0.1, out_cooldown_ok=True, in_cooldown_ok=True, in_headroom=0.1,
+    )
+    assert (r.action, r.target_units) == ("in", 6)
+    # 8.5 pods on 10 units: R = 0.85 < 0.9 but ceil(8.5 × 1.2) = 11 ≥ 10 with 20 % headroom → no change
+    r = proportional_decision(
+        decode_tps=850, target_tps_per_pod=100, supply_units=10, decode_per_unit=1,
+        theta_out=0.1, theta_in=0.1, out_cooldown_ok=True, in_cooldown_ok=True, in_headroom=0.2,
+    )
+    assert (r.action, r.target_units) == ("none", 10)
+    assert "headroom keeps 11 units" in r.reason

@@ -43,10 +43,10 @@ def svc(policy: str = "proportional", **kw: object) -> ServicePolicy:
 
 
 def test_proportional_decision_and_reason() -> None:
-    # 1300 TPS / 100 = 13 decode pods; d = 2 → 7 units; R = 7/5 = 1.40 > 1.10
+    # 1300 TPS / 100 = 13 decode pods; R = 13 / (5 units × d=2) = 1.30 > 1.10; ceil(13/2) = 7 units
     d, s = decide(svc(), ServicePolicyState(), 0.0, ServiceMetrics(decode_tps=1300), 5, 0, UNIT)
     assert (d.action, d.target_units, d.prefill_pods, d.decode_pods) == ("out", 7, 7, 14)
-    assert "R=1.40 > 1.10" in d.reason
+    assert "R=1.30 > 1.10" in d.reason
     assert s.last_scale_out_at == 0.0
 
 
@@ -78,10 +78,11 @@ def test_in_cooldown_counts_from_any_last_action() -> None:
     cfg = svc()
     # scaled OUT at t=1000; scale-in needs C_in = 300 s since that (paper's T_last)
     st0 = ServicePolicyState(last_scale_out_at=1000.0)
-    m = ServiceMetrics(decode_tps=200)  # 2 pods → 1 unit, R = 0.2
+    m = ServiceMetrics(decode_tps=200)  # 2 pods, R = 2 / (5 × 2) = 0.2
     assert decide(cfg, st0, 1299.0, m, 5, 0, UNIT)[0].action == "none"
     d, _ = decide(cfg, st0, 1300.0, m, 5, 0, UNIT)
-    assert (d.action, d.target_units) == ("in", 1)
+    # default 10 % in-headroom: ceil(2 × 1.1 / 2) = 2 units
+    assert (d.action, d.target_units) == ("in", 2)
 
 
 def test_clamp_min_max_and_dampening() -> None:

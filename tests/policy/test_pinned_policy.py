@@ -41,7 +41,8 @@ def _decide(tps: float, supply: int, d: int = 1, out_ok: bool = True, in_ok: boo
         (1000.0, 2, 1, ("in", 1)),  # half a decode pod of demand: R = 1/2 < 0.9 → 1 unit, never 0
         (1000.0, 1, 1, ("none", 1)),  # R = 1 inside the band
         (2001.0, 1, 2, ("none", 1)),  # 1.0005 pods, d=2: ceil(1.0005 / 2) = 1 unit, R = 1
-        (4001.0, 1, 2, ("out", 2)),  # 2.0005 pods, d=2: 2 units, R = 2 > 1.1
+        (4001.0, 1, 2, ("none", 1)),  # 2.0005 pods, d=2: R = 1.0003 (continuous, paper) inside the band
+        (4801.0, 1, 2, ("out", 2)),  # 2.4 pods, d=2: R = 1.2 > 1.1 → ceil(1.2) = 2 units
         (12000.0, 2, 1, ("out", 6)),  # 6 pods: a step of 4 units at once
     ],
 )

@@ -71,9 +71,24 @@ def test_profiles_load_and_cite_sources() -> None:
     assert {"llama3-70b-pd", "deepseek-v3-moe"} <= set(profiles)
     ds = profiles["deepseek-v3-moe"]
     assert ds.decode_tps_per_pod("H800") == 14800
-    assert ds.unit("H800") == (2, 9)
+    # DeepSeek's published day: 608e9 / 86,400 / 73,700 = 95.5 prefill and 168e9 / 86,400 / 14,800
+    # = 131.4 decode nodes, P:D = 0.727; the unit 3:4 = 0.75 is within 5 % of it
+    assert ds.unit("H800") == (3, 4)
+    published = (608e9 / 73_700) / (168e9 / 14_800)
+    assert published == pytest.approx(0.727, abs=1e-3)
+    assert pytest.approx(published, rel=0.05) == 3 / 4
     for prof in profiles.values():
-        for g in prof.gpu_types.values():
+        for gpu, g in prof.gpu_types.items():
+            # every unit gives prefill at least 90 % of what its decode pods need at the
+            # profile's own input/output mix (DeepSeek 3.6 or 2 input tokens per output, Llama 8)
+            p, d = prof.unit(gpu)
+            assert g.prefill.prefill_tps_per_pod
+            assert g.decode.decode_tps_per_pod
+            per_output = {"deepseek-v3-moe": 2.0 if gpu == "H100" else 3.6}.get(prof.name, 8.0)
+            if prof.name == "deepseek-v3-moe" and gpu == "H800":
+                per_output = 608 / 168  # the published day's mix
+            need = d * g.decode.decode_tps_per_pod.value * per_output / g.prefill.prefill_tps_per_pod.value
+            assert p >= 0.9 * need, (prof.name, gpu, p, need)
             assert g.decode.decode_tps_per_pod
             assert g.decode.decode_tps_per_pod.source
             assert g.prefill.prefill_tps_per_pod

@@ -1,0 +1,150 @@
+"""The prefill guard: moves p within the curated bounds or alerts; pods always at the unit's ratio."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hetero_opt.policy.config import (
+    PrefillGuardConfig,
+    ProportionalConfig,
+    ServicePolicy,
+    StabilityConfig,
+    load_policy_config,
+)
+from hetero_opt.policy.engine import ServiceMetrics, ServicePolicyState, decide
+from hetero_opt.policy.prefill_guard import GuardResult, prefill_guard
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def guard(
+    tps: float | None, units: int = 5, unit: tuple[int, int] = (3, 1), lo: float | None = 2, hi: float | None = 4
+) -> GuardResult:
+    return prefill_guard(
+        prefill_tps=tps,
+        prefill_tps_per_pod=3400,
+        units=units,
+        unit=unit,
+        min_prefill_per_decode=lo,
+        max_prefill_per_decode=hi,
+    )
+
+
+@pytest.mark.parametrize(
+    ("tps", "unit", "alert"),
+    [
+        (40_800, (3, 1), False),  # 12 pods ≤ 5×3 = 15; ceil(12 / (5 × 0.8)) = 3 = p → stay
+        (54_400, (4, 1), False),  # 16 pods > 15 → ceil(16/5) = 4 ≤ bound 4 → 4P:1D
+        (74_800, (4, 1), True),  # 22 pods → ceil(22/5) = 5 > bound 4 → 4P:1D and an alert
+        (23_800, (2, 1), False),  # 7 pods → max(2, ceil(7/4)) = 2 → 2P:1D
+        (3_400, (2, 1), False),  # 1 pod: never below the lower bound 2
+    ],
+)
+def test_guard_moves_within_bounds_or_alerts(tps: float, unit: tuple[int, int], alert: bool) -> None:
+    g = guard(tps)
+    assert (g.unit, bool(g.alert)) == (unit, alert)
+
+
+def test_guard_without_bounds_or_metric() -> None:
+    # no curated bounds: p may not move, shortage is an alert
+    g = guard(54_400, lo=None, hi=None)
+    assert g.unit == (3, 1)
+    assert "prefill short even at the bound 3P:1D (15 pods); 4P:1D would be needed" in g.alert
+    assert guard(None) == guard(None, lo=None, hi=None)
+    assert (guard(None).unit, guard(None).alert, guard(None).prefill_pods_needed) == ((3, 1), "", None)
+
+
+def test_bounds_scale_with_d() -> None:
+    # unit 2P:4D (0.5), bounds 0.4–0.8 → p in [ceil(1.6), floor(3.2)] = [2, 3]; 13 pods on 4 units
+    # → ceil(13/4) = 4 > 3 → 3P:4D and an alert
+    g = guard(13 * 3400, units=4, unit=(2, 4), lo=0.4, hi=0.8)
+    assert g.unit == (3, 4)
+    assert g.alert
+
+
+def _svc(**kw: object) -> ServicePolicy:
+    return ServicePolicy.model_validate(
+        {
+            "service": "chat",
+            "policy": "proportional",
+            "max_units": 50,
+            "proportional": ProportionalConfig(target_decode_tps_per_pod=1300),
+            "prefill_guard": PrefillGuardConfig(
+                prefill_tps_per_pod=3400, min_prefill_per_decode=2, max_prefill_per_decode=4
+            ),
+            "stability": StabilityConfig(cooldown_out_s=0, cooldown_in_s=0),
+            **kw,
+        }
+    )
+
+
+def test_decision_sizes_pods_with_the_guarded_unit() -> None:
+    # 6,500 / 1,300 = 5 decode pods → 5 units; 16 prefill pods needed → 4P:1D → 20 P + 5 D
+    m = ServiceMetrics(decode_tps=6500, prefill_tps=54_400)
+    d, _ = decide(_svc(), ServicePolicyState(), 0.0, m, 5, 0, (3, 1))
+    assert (d.target_units, d.unit, d.prefill_pods, d.decode_pods, d.alerts) == (5, (4, 1), 20, 5, ())
+    assert "short → unit 4P:1D" in d.reason
+    d, _ = decide(_svc(), ServicePolicyState(), 0.0, ServiceMetrics(decode_tps=6500, prefill_tps=1e6), 5, 0, (3, 1))
+    assert d.unit == (4, 1)
+    assert d.alerts
+    assert d.alerts[0].startswith("prefill TPS 1e+06 / 3400 per pod")
+    off = _svc(prefill_guard=PrefillGuardConfig(enabled=False))
+    d, _ = decide(off, ServicePolicyState(), 0.0, m, 5, 0, (3, 1))
+    assert (d.unit, d.prefill_pods) == ((3, 1), 15)
+
+
+def test_profile_fills_rate_and_bounds() -> None:
+    cfg = load_policy_config(ROOT / "instances" / "autoscale" / "policy.yaml").by_service()["chat"]
+    g = cfg.prefill_guard
+    assert (g.prefill_tps_per_pod, g.min_prefill_per_decode, g.max_prefill_per_decode) == (3400, 2, 4)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    tps=st.floats(0, 1e6, allow_nan=False),
+    units=st.integers(0, 40),
+    p=st.integers(1, 6),
+    d=st.integers(1, 6),
+    lo=st.floats(0.1, 2.0),
+    span=st.floats(0.0, 3.0),
+)
+def test_guard_invariants(tps: float, units: int, p: int, d: int, lo: float, span: float) -> None:
+    g = prefill_guard(
+        prefill_tps=tps,
+        prefill_tps_per_pod=1000,
+        units=units,
+        unit=(p, d),
+        min_prefill_per_decode=lo,
+        max_prefill_per_decode=lo + span,
+    )
+    gp, gd = g.unit
+    assert gd == d
+    assert gp >= 1
+    if units and not g.alert:
+        assert units * gp >= tps / 1000 - 1e-9  # enough prefill
+    if g.alert:
+        assert gp == max(p, math.floor((lo + span) * d + 1e-12)) or gp >= p
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(0, 60_000, allow_nan=False), st.floats(0, 300_000, allow_nan=False)), max_size=8),
+    st.sampled_from(["proportional", "hybrid", "feedback", "static"]),
+)
+def test_targets_are_non_negative_integers_at_the_units_ratio(loads: list[tuple[float, float]], policy: str) -> None:
+    cfg = _svc(policy=policy, static_units=4, feedback={"target_tbt_ms": 50, "target_ttft_ms": 1000})
+    state = ServicePolicyState()
+    supply = 3
+    for i, (dec, pre) in enumerate(loads):
+        d, state = decide(cfg, state, 600.0 * i, ServiceMetrics(decode_tps=dec, prefill_tps=pre), supply, 0, (3, 1))
+        assert isinstance(d.target_units, int)
+        assert d.target_units >= 0
+        assert d.unit is not None
+        assert (d.prefill_pods, d.decode_pods) == (d.target_units * d.unit[0], d.target_units * d.unit[1])
+        assert 2 <= d.unit[0] <= 4 or d.unit[0] == 3
+        supply = d.target_units
