@@ -1,0 +1,1 @@
+"""What-if: a closed-loop serving simulator (roofline performance model, request and fluid modes)."""
