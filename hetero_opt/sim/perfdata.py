@@ -116,11 +116,9 @@ class CalibrationSet(Frozen):
     points: tuple[CalibrationPoint, ...] = Field(min_length=1, description="Points.")
 
 
-def _load(name: str, model: type[Frozen], path: Path | None) -> Frozen:
+def _load(name: str, model: type[Frozen]) -> Frozen:
     try:
-        text = (
-            path.read_text(encoding="utf-8") if path else resources.files("hetero_opt.data").joinpath(name).read_text()
-        )
+        text = resources.files("hetero_opt.data").joinpath(name).read_text(encoding="utf-8")
         data = yaml.safe_load(text)
     except (OSError, yaml.YAMLError) as exc:
         raise InputError(f"{name}: cannot read: {exc}") from exc
