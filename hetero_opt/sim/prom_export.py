@@ -1,0 +1,65 @@
+"""The simulator's metrics under vLLM's Prometheus names, rendered as text exposition.
+
+One label set per service and role (``service``, ``role``), the labels
+``hetero_opt.policy.prometheus`` reads back. Counters accumulate over the run; histograms are
+fed each window's per-request samples (request mode) or the window mean once (fluid mode).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from hetero_opt.sim.window import Window
+
+TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0)
+TBT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
+
+
+class PromExporter:
+    """A prometheus-client registry fed once per control window."""
+
+    def __init__(self, services: list[str]) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        labels = ["service", "role"]
+        self.gen = Counter("vllm:generation_tokens", "Generated tokens.", labels, registry=r)
+        self.prompt = Counter("vllm:prompt_tokens", "Prefilled (cache-missed) prompt tokens.", labels, registry=r)
+        self.running = Gauge("vllm:num_requests_running", "Requests in decode batches.", labels, registry=r)
+        self.waiting = Gauge("vllm:num_requests_waiting", "Requests queued.", labels, registry=r)
+        self.ttft = Histogram("vllm:time_to_first_token_seconds", "TTFT.", labels, buckets=TTFT_BUCKETS, registry=r)
+        self.tbt = Histogram("vllm:inter_token_latency_seconds", "TBT.", labels, buckets=TBT_BUCKETS, registry=r)
+        self.util = Gauge("DCGM_FI_DEV_GPU_UTIL", "Mean GPU utilisation of the pool (%).", labels, registry=r)
+        self.ready = Gauge("hetero_opt:ready_pods", "Ready pods.", labels, registry=r)
+        for s in services:  # every series exists from the start
+            for role in ("prefill", "decode"):
+                self.gen.labels(s, role)
+                self.prompt.labels(s, role)
+
+    def observe(self, service: str, w: Window) -> None:
+        """Add one window's counts, set gauges, observe latencies."""
+        self.gen.labels(service, "decode").inc(w.decode_tokens)
+        self.prompt.labels(service, "prefill").inc(w.prefill_tokens)
+        self.running.labels(service, "decode").set(w.running)
+        self.waiting.labels(service, "prefill").set(w.queue_prefill)
+        self.waiting.labels(service, "decode").set(w.queue_decode)
+        if w.prefill_ready_s:
+            self.util.labels(service, "prefill").set(min(100.0, 100 * w.prefill_busy_s / w.prefill_ready_s))
+        if w.decode_ready_s:
+            self.util.labels(service, "decode").set(min(100.0, 100 * w.decode_busy_s / w.decode_ready_s))
+        self.ready.labels(service, "prefill").set(w.ready_prefill)
+        self.ready.labels(service, "decode").set(w.ready_decode)
+        if w.ttft.size or w.tbt.size:
+            for x in w.ttft.tolist():
+                self.ttft.labels(service, "decode").observe(x)
+            for x in w.tbt.tolist():
+                self.tbt.labels(service, "decode").observe(x)
+        else:
+            ttft, tbt = w.latency_stats()
+            if "mean" in ttft and ttft["mean"] < float("inf"):
+                self.ttft.labels(service, "decode").observe(ttft["mean"] / 1000)
+            if "mean" in tbt and tbt["mean"] < float("inf"):
+                self.tbt.labels(service, "decode").observe(tbt["mean"] / 1000)
+
+    def render(self) -> str:
+        """The current metrics as Prometheus text exposition (format 0.0.4)."""
+        return generate_latest(self.registry).decode()
