@@ -267,3 +267,11 @@ def prefix_hits(trace: RequestTrace, capacity_blocks: int) -> np.ndarray:
         while len(lru) > capacity_blocks:
             lru.popitem(last=False)
     return hits
+
+
+def scale_rates(trace: RateTrace, factor: float) -> RateTrace:
+    """The same windows with every rate multiplied by ``factor``."""
+    if factor <= 0:
+        raise InputError(f"scale={factor} must be positive")
+    return RateTrace(f"{trace.name}x{factor:g}", trace.start_s, trace.window_s, trace.rate_rps * factor,
+                     trace.mean_input, trace.mean_output, trace.gaps)
