@@ -223,9 +223,11 @@ def simulate(
         decision = None
         if scaling:
             wanted = _policy_services(policy)
-            decision = autoscaler.step(t, {k: v for k, v in metrics.items() if k in wanted}, instance)
+            held = _draining_gpus(book.pods, t)
+            seen = _with_free(instance, held, -1)  # GPUs of draining pods are not free yet
+            decision = autoscaler.step(t, {k: v for k, v in metrics.items() if k in wanted}, seen)
             if decision.placement is not None:
-                after = apply_plan(instance, decision.placement.plan)
+                after = _with_free(apply_plan(seen, decision.placement.plan), held, +1)
                 new, gone = book.apply(instance, after, t, cfg.startup_delay_s)
                 for p in new:
                     engine.add_pod(p)
@@ -294,6 +296,23 @@ def _capacity(w: Window, pods: list[Pod], service: str, model: str, tbt_slo: flo
             w.prefill_capacity_tokens += perf.prefill_tps(prompt, prompt - missed) * dt
         else:
             w.decode_capacity_tokens += perf.decode_tps_at(tbt_slo, ctx)[0] * dt
+
+
+def _draining_gpus(pods: list[Pod], t: float) -> dict[str, int]:
+    """GPUs per node still held by draining pods at ``t`` (the instance already counts them free)."""
+    held: dict[str, int] = {}
+    for p in pods:
+        if p.draining and (p.removed_at is None or p.removed_at > t):
+            held[p.node] = held.get(p.node, 0) + p.gpus
+    return held
+
+
+def _with_free(instance: Instance, held: dict[str, int], sign: int) -> Instance:
+    """``instance`` with ``sign * held`` GPUs added to its nodes' free GPUs."""
+    if not held:
+        return instance
+    nodes = [n.replace(gpus_free=n.gpus_free + sign * held[n.id]) if n.id in held else n for n in instance.nodes]
+    return instance.replace(nodes=nodes)
 
 
 def _policy_services(policy: AutoscalerConfig) -> set[str]:

@@ -62,7 +62,7 @@ class _Service:
     queue: deque[int] = field(default_factory=deque)
     idle: list[int] = field(default_factory=list)
     decode_ready: list[int] = field(default_factory=list)
-    decode_wait: deque[int] = field(default_factory=deque)
+    decode_wait: deque[tuple[int, int]] = field(default_factory=deque)  # (request, prefill pod)
     window: Window = field(default_factory=lambda: Window(0.0, 0.0))
     ttft: list[float] = field(default_factory=list)
     tbt: list[float] = field(default_factory=list)
@@ -97,6 +97,7 @@ class RequestEngine:
         self.next_arrival = 0
         self.now = 0.0
         self.rng = np.random.default_rng(cfg.seed)
+        self._uniform: list[float] = []
 
     # -------------------------------------------------------------------- pods
 
@@ -227,17 +228,20 @@ class RequestEngine:
         ready = svc.decode_ready
         if not ready:
             return None
-        if len(ready) == 1:
+        n = len(ready)
+        if n == 1:
             return ready[0]
-        i, j = self.rng.integers(0, len(ready), 2)
-        a, b = self.decode[ready[int(i)]], self.decode[ready[int(j)]]
+        if len(self._uniform) < 2:  # draw in blocks: one numpy call per 65,536 choices
+            self._uniform = self.rng.random(65_536).tolist()
+        a = self.decode[ready[int(self._uniform.pop() * n)]]
+        b = self.decode[ready[int(self._uniform.pop() * n)]]
         la, lb = a.batch + len(a.pending), b.batch + len(b.pending)
         return a.pod.id if (la, a.pod.id) <= (lb, b.pod.id) else b.pod.id
 
     def _send_to_decode(self, svc: _Service, r: int, pp: _PrefillPod, t: float) -> None:
         did = self._pick_decode(svc)
         if did is None:
-            svc.decode_wait.append(r)
+            svc.decode_wait.append((r, pp.pod.id))
             self.join_t[r] = t  # time it left prefill, to time out later
             return
         dp = self.decode[did]
@@ -341,11 +345,8 @@ class RequestEngine:
         svc.decode_ready.append(pid)
         dp.last_t = t
         while svc.decode_wait:
-            r = svc.decode_wait.popleft()
-            target = self.decode[self._pick_decode(svc) or pid]
-            dt = kv_transfer_time(svc.model, self.inp[r], 1, target.pod.gpu_type, target.pod.gpus,
-                                  target.pod.gpu_type, True)
-            self._push(t + dt, KV_DONE, r, target.pod.id)
+            r, src = svc.decode_wait.popleft()
+            self._send_to_decode(svc, r, self.prefill[src], t)
 
     # -------------------------------------------------------------------- windows
 
@@ -362,8 +363,8 @@ class RequestEngine:
             limit = t1 - self.cfg.queue_timeout_s
             while svc.queue and self.arrival[svc.queue[0]] < limit:
                 self._drop(svc.queue.popleft(), "queue_timeout")
-            while svc.decode_wait and self.join_t[svc.decode_wait[0]] < limit:
-                self._drop(svc.decode_wait.popleft(), "no_decode_pod")
+            while svc.decode_wait and self.join_t[svc.decode_wait[0][0]] < limit:
+                self._drop(svc.decode_wait.popleft()[0], "no_decode_pod")
             w.queue_prefill = len(svc.queue)
             w.ttft = np.asarray(svc.ttft)
             w.tbt = np.asarray(svc.tbt)

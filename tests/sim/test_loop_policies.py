@@ -30,3 +30,20 @@ def test_policy_and_solver_in_the_loop(policy: str, solver: str, extra: dict[str
         # decode GPU utilisation reads ~100 % at any load (paper Fig. 2c): HPA keeps adding units
         assert c["units"].iloc[-1] > 2
         assert c["decode_gpu_util"].median() > 90
+
+
+def test_draining_pods_hold_their_gpus() -> None:
+    from hetero_opt.sim.loop import _draining_gpus, _with_free
+    from hetero_opt.sim.pods import Pod
+
+    _, _, inst = example()
+    pods = [
+        Pod(0, "chat", "decode", "chat-g1", "sa0-n4", "H20", 4, "sa-0", 0.0, 0.0, draining=True),
+        Pod(1, "chat", "decode", "chat-g1", "sa0-n4", "H20", 4, "sa-0", 0.0, 0.0, draining=True, removed_at=50.0),
+    ]
+    held = _draining_gpus(pods, 60.0)
+    assert held == {"sa0-n4": 4}  # the pod removed at 50 s gave its GPUs back
+    free = {n.id: n.gpus_free for n in inst.nodes}
+    freed = _with_free(inst, {"sa0-n4": 8}, +1)  # as apply_plan leaves it after removing both pods
+    seen = _with_free(freed, held, -1)
+    assert {n.id: n.gpus_free for n in seen.nodes}["sa0-n4"] == free["sa0-n4"] + 4
