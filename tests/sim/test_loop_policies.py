@@ -37,13 +37,13 @@ def test_draining_pods_hold_their_gpus() -> None:
     from hetero_opt.sim.pods import Pod
 
     _, _, inst = example()
+    # two pods on sa0-n5 (8 GPUs free: apply_plan already removed them from their group)
     pods = [
-        Pod(0, "chat", "decode", "chat-g1", "sa0-n4", "H20", 4, "sa-0", 0.0, 0.0, draining=True),
-        Pod(1, "chat", "decode", "chat-g1", "sa0-n4", "H20", 4, "sa-0", 0.0, 0.0, draining=True, removed_at=50.0),
+        Pod(0, "chat", "decode", "chat-g2", "sa0-n5", "H20", 4, "sa-0", 0.0, 0.0, draining=True),
+        Pod(1, "chat", "decode", "chat-g2", "sa0-n5", "H20", 4, "sa-0", 0.0, 0.0, draining=True, removed_at=50.0),
     ]
     held = _draining_gpus(pods, 60.0)
-    assert held == {"sa0-n4": 4}  # the pod removed at 50 s gave its GPUs back
-    free = {n.id: n.gpus_free for n in inst.nodes}
-    freed = _with_free(inst, {"sa0-n4": 8}, +1)  # as apply_plan leaves it after removing both pods
-    seen = _with_free(freed, held, -1)
-    assert {n.id: n.gpus_free for n in seen.nodes}["sa0-n4"] == free["sa0-n4"] + 4
+    assert held == {"sa0-n5": 4}  # the pod removed at 50 s gave its GPUs back
+    seen = _with_free(inst, held, -1)
+    assert {n.id: n.gpus_free for n in seen.nodes}["sa0-n5"] == 8 - 4
+    assert _with_free(seen, held, +1) == inst
