@@ -17,7 +17,7 @@ Requests are counted as fractions: arrivals = completed + dropped + in flight, e
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -25,6 +25,11 @@ from hetero_opt.sim.config import SimConfig
 from hetero_opt.sim.perf import PodPerf, kv_transfer_time, pod_perf
 from hetero_opt.sim.pods import Pod
 from hetero_opt.sim.window import Window
+
+#: Equal-probability points of the prompt-length distribution TTFT is averaged over.
+QUANTILES = (np.arange(16) + 0.5) / 16
+#: Prompt lengths of an exponential distribution at QUANTILES, relative to the mean (rate traces).
+EXPONENTIAL_SPREAD = -np.log(1 - QUANTILES)
 
 
 @dataclass
@@ -35,6 +40,17 @@ class Load:
     prompt: float  # mean prompt tokens
     missed: float  # mean cache-missed prompt tokens
     output: float  # mean output tokens
+    spread: np.ndarray = field(default_factory=lambda: EXPONENTIAL_SPREAD)  # missed tokens / mean at QUANTILES
+
+
+
+
+def spread_of(missed: np.ndarray) -> np.ndarray:
+    """Cache-missed prompt lengths at :data:`QUANTILES`, relative to their mean."""
+    if missed.size == 0 or missed.mean() <= 0:
+        return EXPONENTIAL_SPREAD
+    out: np.ndarray = np.quantile(missed, QUANTILES) / missed.mean()
+    return out
 
 
 def erlang_c(c: int, a: float) -> float:
@@ -107,6 +123,7 @@ class FluidEngine:
             i += 1
         self.cursor[service] = i
         n = tok_p = tok_m = tok_o = 0.0
+        spread = np.zeros(QUANTILES.size)
         j = i
         while j < len(rows) and rows[j][0] < t1:
             a, b, ld = rows[j]
@@ -116,10 +133,11 @@ class FluidEngine:
             tok_p += k * ld.prompt
             tok_m += k * ld.missed
             tok_o += k * ld.output
+            spread += k * ld.spread
             j += 1
         if n <= 0:
             return Load(0.0, 0.0, 0.0, 0.0)
-        return Load(n, tok_p / n, tok_m / n, tok_o / n)
+        return Load(n, tok_p / n, tok_m / n, tok_o / n, spread / n)
 
     def step(self, t0: float, t1: float, pods: list[Pod]) -> dict[str, Window]:
         """Simulate ``[t0, t1)`` and return its windows."""
@@ -201,11 +219,15 @@ class FluidEngine:
                 kv = kv_transfer_time(model, ld.prompt, pre[0][0].gpus, pre[0][0].gpu_type, dec[0][0].gpus,
                                       dec[0][0].gpu_type, True)
             n_pre = sum(1 for p, _ in pre if frac[p.id] > 0)
-            one = pre[0][1].prefill_time(missed, missed * (ld.prompt - missed + missed / 2)) if pre else float("inf")
+            hit = max(ld.prompt - missed, 0.0)
+            lengths = missed * ld.spread
+            one = (np.array([pre[0][1].prefill_time(x, x * (hit + x / 2)) for x in lengths]) if pre
+                   else np.full(lengths.size, np.inf))
             mu = (pre_tps / n_pre / missed) if n_pre else 0.0
             lam = ld.requests / dt
-            base = one + kv + (self.backlog_p[svc] / rate_p if rate_p > 0 else float("inf"))
-            base += self.backlog_d[svc] * out_tok / cap_d if cap_d > 0 else 0.0
+            wait = (self.backlog_p[svc] / rate_p if rate_p > 0 else float("inf"))
+            wait += self.backlog_d[svc] * out_tok / cap_d if cap_d > 0 else 0.0
+            base = one + kv + wait
             ttft_q = _ttft_quantiles(n_pre, lam, mu, base)
             w.ttft_stats = {k: v * 1000 for k, v in ttft_q.items()}
             w.tbt_stats = {k: tbt * 1000 for k in ("mean", "p50", "p90", "p99")}
@@ -256,24 +278,38 @@ def _count_pods(w: Window, pods: list[Pod], t0: float, t1: float) -> None:
             w.unready_decode += not ready
 
 
-def _ttft_quantiles(c: int, lam: float, mu: float, base: float) -> dict[str, float]:
-    if c == 0 or mu <= 0 or not math.isfinite(base):
-        return dict.fromkeys(("mean", "p50", "p90", "p99"), float("inf"))
+def _tail(c: int, lam: float, mu: float, base: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """P(TTFT > x) for each ``x``, over the prompt-length points: ``base_k`` plus the M/M/c wait."""
+    xs = np.asarray(x, dtype=float)[..., None]
     a = lam / mu
     if a >= c:
-        return dict.fromkeys(("mean", "p50", "p90", "p99"), base)
-    pw = erlang_c(c, a)
-    gap = c * mu - lam
-    out = {"mean": base + pw / gap}
-    for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
-        out[name] = base + (math.log(pw / (1 - q)) / gap if pw > 1 - q else 0.0)
+        out: np.ndarray = (base > xs).mean(axis=-1)
+        return out
+    pw, gap = erlang_c(c, a), c * mu - lam
+    out = np.where(base > xs, 1.0, pw * np.exp(-gap * np.maximum(xs - base, 0.0))).mean(axis=-1)
     return out
 
 
-def _ttft_attainment(c: int, lam: float, mu: float, base: float, slo: float) -> float:
-    if c == 0 or mu <= 0 or base > slo:
-        return 0.0
+#: Grid points the TTFT tail is evaluated on to read its percentiles.
+_GRID = 512
+
+
+def _ttft_quantiles(c: int, lam: float, mu: float, base: np.ndarray) -> dict[str, float]:
+    if c == 0 or mu <= 0 or not np.isfinite(base).all():
+        return dict.fromkeys(("mean", "p50", "p90", "p99"), float("inf"))
     a = lam / mu
-    if a >= c:
-        return 1.0
-    return float(1 - erlang_c(c, a) * np.exp(-(c * mu - lam) * (slo - base)))
+    wait = erlang_c(c, a) / (c * mu - lam) if a < c else 0.0
+    out = {"mean": float(base.mean()) + wait}
+    hi = float(base.max()) + (10 / (c * mu - lam) if a < c else 0.0) + 1e-6
+    xs = np.linspace(0.0, hi, _GRID)
+    tail = _tail(c, lam, mu, base, xs)  # non-increasing in x
+    for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
+        i = int(np.searchsorted(-tail, -(1 - q), side="right"))  # first x with P(TTFT > x) <= 1 - q
+        out[name] = float(xs[min(i, _GRID - 1)])
+    return out
+
+
+def _ttft_attainment(c: int, lam: float, mu: float, base: np.ndarray, slo: float) -> float:
+    if c == 0 or mu <= 0:
+        return 0.0
+    return float(1 - _tail(c, lam, mu, base, np.array(slo)))

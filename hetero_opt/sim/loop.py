@@ -22,7 +22,7 @@ from hetero_opt.placement.apply import apply_plan
 from hetero_opt.policy.config import AutoscalerConfig
 from hetero_opt.policy.engine import ServiceMetrics
 from hetero_opt.sim.config import SimConfig, check_against
-from hetero_opt.sim.fluid_mode import FluidEngine, Load
+from hetero_opt.sim.fluid_mode import FluidEngine, Load, spread_of
 from hetero_opt.sim.perf import pod_perf
 from hetero_opt.sim.pods import Pod, PodKey, pod_changes, pod_counts
 from hetero_opt.sim.prom_export import PromExporter
@@ -140,7 +140,8 @@ def _loads(trace: Trace, cfg: SimConfig, hits: np.ndarray | None, share: np.ndar
             so_ = np.bincount(idx, weights=out_t, minlength=n_bins)
             for b in range(n_bins):
                 n = float(cnt[b])
-                ld = Load(n, si_[b] / n, sm_[b] / n, so_[b] / n) if n else Load(0.0, 0.0, 0.0, 0.0)
+                missed = (inp - hit)[idx == b]
+                ld = Load(n, si_[b] / n, sm_[b] / n, so_[b] / n, spread_of(missed)) if n else Load(0.0, 0.0, 0.0, 0.0)
                 rows.append((b * period, (b + 1) * period, ld))
         out[s.service] = rows
     return out

@@ -16,6 +16,7 @@ THROUGHPUT_RTOL = 0.05  # decode and prefill tokens/s, GPU-hours
 TBT_RTOL = 0.05  # mean TBT
 TTFT_RTOL = 0.10  # mean TTFT
 UTIL_ATOL = 2.0  # pool GPU utilisation, percentage points
+ATTAIN_ATOL = 0.02  # TTFT and TBT SLO attainment (share of requests)
 
 
 def _weighted(c, col):  # type: ignore[no-untyped-def]
@@ -35,6 +36,8 @@ def test_request_and_fluid_agree_on_the_conversation_hour() -> None:
     assert np.isclose(_weighted(a, "ttft_mean_ms"), _weighted(b, "ttft_mean_ms"), rtol=TTFT_RTOL)
     assert abs(a["prefill_gpu_util"].mean() - b["prefill_gpu_util"].mean()) <= UTIL_ATOL
     assert abs(a["decode_gpu_util"].mean() - b["decode_gpu_util"].mean()) <= UTIL_ATOL
+    for ok in ("ok_ttft", "ok_tbt", "ok_both"):
+        assert abs(a[ok].sum() / a["judged"].sum() - b[ok].sum() / b["judged"].sum()) <= ATTAIN_ATOL, ok
 
 
 def test_fluid_conservation_is_exact_and_decode_util_stays_high() -> None:
