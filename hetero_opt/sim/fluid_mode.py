@@ -304,8 +304,12 @@ def _ttft_quantiles(c: int, lam: float, mu: float, base: np.ndarray) -> dict[str
     xs = np.linspace(0.0, hi, _GRID)
     tail = _tail(c, lam, mu, base, xs)  # non-increasing in x
     for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
-        i = int(np.searchsorted(-tail, -(1 - q), side="right"))  # first x with P(TTFT > x) <= 1 - q
-        out[name] = float(xs[min(i, _GRID - 1)])
+        i = min(int(np.searchsorted(-tail, -(1 - q), side="right")), _GRID - 1)  # first x: P(TTFT > x) <= 1-q
+        lo, hi_x = float(xs[max(i - 1, 0)]), float(xs[i])
+        for _ in range(30):  # refine inside the grid cell, so percentiles are exact to ~1e-9 of the span
+            mid = (lo + hi_x) / 2
+            lo, hi_x = (mid, hi_x) if _tail(c, lam, mu, base, np.array(mid)) > 1 - q else (lo, mid)
+        out[name] = hi_x
     return out
 
 
