@@ -290,8 +290,30 @@ def _tail(c: int, lam: float, mu: float, base: np.ndarray, x: np.ndarray) -> np.
     return out
 
 
-#: Grid points the TTFT tail is evaluated on to read its percentiles.
-_GRID = 512
+def _quantile(c: int, lam: float, mu: float, base: np.ndarray, q: float) -> float:
+    """Exact ``q``-quantile of TTFT = base_k (equally likely) + the M/M/c wait.
+
+    Between two sorted bases the tail is ``A_j + B_j·e^(−gap·x)`` (points not yet reached count 1,
+    the others their exponential wait), so each segment is solved in closed form.
+    """
+    b = np.sort(base)
+    k = b.size
+    target = 1 - q
+    a = lam / mu
+    pw = erlang_c(c, a) if a < c else 1.0
+    if a >= c or pw <= 0:  # no steady state (the wait is the backlog in base), or no wait at all
+        return float(b[max(k - int(target * k + 1e-12) - 1, 0)])
+    gap = c * mu - lam
+    log_b = np.log(pw / k) + np.logaddexp.accumulate(gap * b)  # ln B_j
+    for j in range(k):
+        a_j = (k - j - 1) / k
+        if a_j + math.exp(log_b[j] - gap * b[j]) <= target:
+            return float(b[j])  # the tail falls below target at the jump onto this point
+        if target > a_j:
+            x = (log_b[j] - math.log(target - a_j)) / gap
+            if j == k - 1 or x < b[j + 1]:
+                return float(x)
+    return float(b[-1])
 
 
 def _ttft_quantiles(c: int, lam: float, mu: float, base: np.ndarray) -> dict[str, float]:
@@ -300,16 +322,8 @@ def _ttft_quantiles(c: int, lam: float, mu: float, base: np.ndarray) -> dict[str
     a = lam / mu
     wait = erlang_c(c, a) / (c * mu - lam) if a < c else 0.0
     out = {"mean": float(base.mean()) + wait}
-    hi = float(base.max()) + (10 / (c * mu - lam) if a < c else 0.0) + 1e-6
-    xs = np.linspace(0.0, hi, _GRID)
-    tail = _tail(c, lam, mu, base, xs)  # non-increasing in x
     for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
-        i = min(int(np.searchsorted(-tail, -(1 - q), side="right")), _GRID - 1)  # first x: P(TTFT > x) <= 1-q
-        lo, hi_x = float(xs[max(i - 1, 0)]), float(xs[i])
-        for _ in range(30):  # refine inside the grid cell, so percentiles are exact to ~1e-9 of the span
-            mid = (lo + hi_x) / 2
-            lo, hi_x = (mid, hi_x) if _tail(c, lam, mu, base, np.array(mid)) > 1 - q else (lo, mid)
-        out[name] = hi_x
+        out[name] = _quantile(c, lam, mu, base, q)
     return out
 
 

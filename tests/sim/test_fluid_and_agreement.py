@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sim_helpers import TRACES, conv, example, static
 
-from hetero_opt.sim.fluid_mode import erlang_c
+from hetero_opt.sim.fluid_mode import _quantile, _tail, erlang_c
 from hetero_opt.sim.loop import simulate
 from hetero_opt.sim.trace import RateTrace, load_trace, scale_rates
 
@@ -53,6 +53,20 @@ def test_fluid_conservation_is_exact_and_decode_util_stays_high() -> None:
     light = c[c["decode_tps"] < 0.3 * c["decode_capacity_tps"]]
     assert len(light) > 10
     assert light["decode_gpu_util"].median() > 90
+
+
+def test_ttft_quantiles_are_exact() -> None:
+    # the closed-form quantile x satisfies P(TTFT > x) <= 1 - q < P(TTFT > x - ε) on random cases
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        c = int(rng.integers(1, 10))
+        mu = float(rng.uniform(0.5, 3))
+        lam = float(rng.uniform(0.1, c * mu * 0.99))
+        base = rng.uniform(0.1, 5, 16)
+        for q in (0.5, 0.9, 0.99):
+            x = _quantile(c, lam, mu, base, q)
+            assert float(_tail(c, lam, mu, base, np.array(x))) <= 1 - q + 1e-9
+            assert float(_tail(c, lam, mu, base, np.array(x - 1e-7))) >= 1 - q - 1e-6
 
 
 def test_erlang_c_known_values() -> None:
