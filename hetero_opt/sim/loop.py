@@ -392,6 +392,7 @@ def _requests_frame(engine: RequestEngine, trace: RequestTrace, hits: np.ndarray
             "input_tokens": trace.input_tokens,
             "cached_tokens": hits,
             "output_tokens": out,
+            "prefill_wait_s": np.asarray(engine.prefill_t) - arrival,
             "ttft_s": np.where(np.isnan(first), np.nan, first - arrival),
             "tbt_s": tbt,
             "e2e_s": finish - arrival,

@@ -81,6 +81,7 @@ class RequestEngine:
         self.svc_of = service_of.tolist()
         n = len(self.arrival)
         self.first_t = [float("nan")] * n
+        self.prefill_t = [float("nan")] * n
         self.finish_t = [float("nan")] * n
         self.join_t = [float("nan")] * n
         self.status = [STATUS_PENDING] * n
@@ -202,6 +203,7 @@ class RequestEngine:
             if batch and tokens + new > budget:
                 break
             q.popleft()
+            self.prefill_t[r] = t
             batch.append(r)
             tokens += new
             pairs += new * (self.hit[r] + new / 2)
