@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sim_helpers import conv, example
+from sim_helpers import conv, example, static
 
 from hetero_opt.policy.config import AutoscalerConfig, ServicePolicy
 from hetero_opt.sim.loop import simulate
@@ -47,3 +47,28 @@ def test_draining_pods_hold_their_gpus() -> None:
     seen = _with_free(inst, held, -1)
     assert {n.id: n.gpus_free for n in seen.nodes}["sa0-n5"] == 8 - 4
     assert _with_free(seen, held, +1) == inst
+
+
+def _moved(inst, decode_node: str, prefill_nodes: list[str], domain: str):  # type: ignore[no-untyped-def]
+    """The example with its one group's 2 units re-placed: prefill on ``prefill_nodes``, decode on one node."""
+    pods = [{"role": "prefill", "node": n, "count": 2} for n in prefill_nodes]
+    pods.append({"role": "decode", "node": decode_node, "count": 2})
+    used = {n: 8 for n in prefill_nodes} | {decode_node: 8}
+    nodes = [n.replace(gpus_free=n.gpus_total - used.get(n.id, 0)) for n in inst.nodes]
+    group = inst.groups[0].replace(domain=domain, pods=pods)
+    return inst.replace(nodes=nodes, groups=[group])
+
+
+def test_placed_gpu_type_and_s1_set_the_speed() -> None:
+    # same load, same static 2 units; only where the pods sit differs
+    cfg, _, inst = example()
+    trace = conv(600)
+    h20 = _moved(inst, "sa0-n4", ["sa0-n0", "sa0-n1", "sa0-n2", "sa0-n3"], "sa")
+    l20 = _moved(inst, "sc0-n4", ["sc0-n0", "sc0-n1", "sc0-n2", "sc0-n3"], "sc")  # decode on L20 (GDDR6)
+    cross = _moved(inst, "sa1-n0", ["sa0-n0", "sa0-n1", "sa0-n2", "sa0-n3"], "sa")  # decode in another S1
+    runs = {k: simulate(trace, cfg, static(2), v, "request").requests for k, v in
+            {"h20": h20, "l20": l20, "cross": cross}.items()}
+    tbt = {k: float(r["tbt_s"].mean()) for k, r in runs.items() if r is not None}
+    ttft = {k: float(r["ttft_s"].mean()) for k, r in runs.items() if r is not None}
+    assert tbt["l20"] > 1.3 * tbt["h20"]  # 0.86 TB/s GDDR6 and PCIe all-reduce vs 4 TB/s HBM3
+    assert ttft["cross"] > ttft["h20"]  # KV transfer across S1s at a quarter of the bandwidth
