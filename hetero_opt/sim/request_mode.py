@@ -45,7 +45,7 @@ class _DecodePod:
     batch: int = 0
     ctx0: float = 0.0  # Σ (context at join − steps at join); context now = ctx0 + batch·steps
     kv_used: float = 0.0
-    version: int = 0
+    next_t: float = float("inf")  # earliest completion event in the heap for this pod
     finish: list[tuple[float, int]] = field(default_factory=list)
     pending: deque[int] = field(default_factory=deque)
     tokens: float = 0.0
@@ -300,18 +300,25 @@ class RequestEngine:
         w.ok_both += ok_f and ok_b
 
     def _retime(self, dp: _DecodePod) -> None:
-        dp.version += 1
+        """New step time; schedule the next completion unless an event at or before it is pending.
+
+        An event that fires early is harmless (nothing finishes, it re-schedules), so a join, which
+        only delays completions, pushes nothing: about one heap event per request fewer.
+        """
         if dp.batch == 0:
             dp.tau = 0.0
             return
         dp.tau = dp.perf.decode_step(dp.batch, dp.ctx0 + dp.batch * dp.steps)
         t_next = dp.last_t + max(dp.finish[0][0] - dp.steps, 0.0) * dp.tau
-        self._push(t_next, DECODE_NEXT, dp.pod.id, dp.version)
+        if t_next < dp.next_t:
+            dp.next_t = t_next
+            self._push(t_next, DECODE_NEXT, dp.pod.id, 0)
 
-    def _decode_next(self, did: int, version: int, t: float) -> None:
+    def _decode_next(self, did: int, _: int, t: float) -> None:
         dp = self.decode[did]
-        if version != dp.version:
+        if t < dp.next_t:  # superseded by an earlier event that has already run
             return
+        dp.next_t = float("inf")
         self._advance(dp, t)
         svc = self.services[self.svc_index[dp.pod.service]]
         fin = dp.finish
