@@ -314,7 +314,7 @@ class RequestEngine:
             dp.next_t = t_next
             self._push(t_next, DECODE_NEXT, dp.pod.id, 0)
 
-    def _decode_next(self, did: int, _: int, t: float) -> None:
+    def _decode_next(self, did: int, _tag: int, t: float) -> None:
         dp = self.decode[did]
         if t < dp.next_t:  # superseded by an earlier event that has already run
             return
