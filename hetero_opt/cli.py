@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from hetero_opt import cli_autoscale
+from hetero_opt import cli_autoscale, cli_simulate
 from hetero_opt.errors import InputError, PlanError
 from hetero_opt.instance import Instance
 from hetero_opt.io import load_instance, write_all_atomic
@@ -385,6 +385,7 @@ COMMANDS: dict[str, Command] = {
     "generate": (add_generate, run_generate),
     "bench": (add_bench, run_bench),
     "autoscale": (cli_autoscale.add_parser, cli_autoscale.run),
+    "simulate": (cli_simulate.add_parser, cli_simulate.run),
 }
 
 

@@ -1,0 +1,31 @@
+"""What-if: a closed-loop serving simulator (roofline performance model, request and fluid modes).
+
+``simulate(trace, config, policy, instance, mode)`` runs requests of a trace through simulated
+prefill and decode pools with the autoscaler and placement in the loop; see ``docs/simulator.md``.
+"""
+
+from hetero_opt.sim.calibration import calibration_errors
+from hetero_opt.sim.config import SimConfig, SimService, SimSLO, load_sim_config
+from hetero_opt.sim.loop import SimRun, simulate
+from hetero_opt.sim.perf import PodPerf, kv_transfer_time, pod_perf
+from hetero_opt.sim.prom_export import PromExporter
+from hetero_opt.sim.trace import RateTrace, RequestTrace, load_trace, scale_rates, scale_trace
+
+__all__ = [
+    "PodPerf",
+    "PromExporter",
+    "RateTrace",
+    "RequestTrace",
+    "SimConfig",
+    "SimRun",
+    "SimSLO",
+    "SimService",
+    "calibration_errors",
+    "kv_transfer_time",
+    "load_sim_config",
+    "load_trace",
+    "pod_perf",
+    "scale_rates",
+    "scale_trace",
+    "simulate",
+]
