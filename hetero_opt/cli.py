@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from hetero_opt import cli_autoscale
+from hetero_opt import cli_autoscale, cli_k8s
 from hetero_opt.errors import InputError, PlanError
 from hetero_opt.instance import Instance
 from hetero_opt.io import load_instance, write_atomic
@@ -351,6 +351,8 @@ COMMANDS: dict[str, Command] = {
     "generate": (add_generate, run_generate),
     "bench": (add_bench, run_bench),
     "autoscale": (cli_autoscale.add_parser, cli_autoscale.run),
+    "import": (cli_k8s.add_import, cli_k8s.run_import),
+    "export": (cli_k8s.add_export, cli_k8s.run_export),
 }
 
 
