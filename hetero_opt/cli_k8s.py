@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from hetero_opt.errors import InputError
-from hetero_opt.io import load_instance, save_instance, write_atomic
+from hetero_opt.io import load_instance, parse_instance, save_instance, write_atomic
 
 
 def add_import(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -24,6 +24,13 @@ def add_import(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="topology labels: NVIDIA Topograph, EKS, GKE, or those named in --map (default: labels)",
     )
     p.add_argument("--map", metavar="FILE", help="import map YAML: cluster, GPU names, topology labels, services")
+    p.add_argument(
+        "--request",
+        action="append",
+        default=[],
+        metavar="SERVICE=UNITS",
+        help="add a scaling request (target units) to the instance; repeatable",
+    )
     p.add_argument("--out", required=True, type=Path, metavar="FILE", help="instance file to write (.json/.yaml)")
 
 
@@ -40,12 +47,24 @@ def run_import(args: argparse.Namespace) -> int:
         print(
             "warning: --preset labels without topology labels in --map: every node uses the fallback", file=sys.stderr
         )
+    requests = [_request(r) for r in args.request]
     result = import_k8s_files(args.nodes, args.pods, args.preset, mapping)
+    instance = result.instance
+    if requests:
+        data = instance.model_dump(mode="json") | {"requests": requests}
+        instance = parse_instance(data, "imported instance with --request")
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    save_instance(result.instance, out)
-    print(f"{out}: {instance_summary(result.instance)}")
+    save_instance(instance, out)
+    print(f"{out}: {instance_summary(instance)}")
     return 0
+
+
+def _request(text: str) -> dict[str, Any]:
+    service, sep, units = text.partition("=")
+    if not sep or not service or not units.strip().isdigit():
+        raise InputError(f"--request={text!r} must be SERVICE=UNITS, e.g. chat=4")
+    return {"service": service, "target_units": int(units)}
 
 
 def add_export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -22,6 +22,7 @@ from hetero_opt.adapters.k8s_import import (
 from hetero_opt.cli import main
 from hetero_opt.errors import InputError
 from hetero_opt.instance import current_units
+from hetero_opt.io import load_instance
 
 MAP = load_import_map(DATA / "map.yaml")
 
@@ -174,3 +175,17 @@ def test_bad_map_names_file_and_field(tmp_path: Path, capsys: pytest.CaptureFixt
     ]
     assert main(argv) == 2
     assert "tolerated_taint" in capsys.readouterr().err
+
+
+def test_cli_request_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "inst.json"
+    base = ["import", "k8s", "--nodes", str(DATA / "gpu-nodes.json"), "--pods", str(DATA / "pods-rbg.json")]
+    base += ["--preset", "topograph", "--map", str(DATA / "map.yaml"), "--out", str(out)]
+    assert main([*base, "--request", "chat=2"]) == 0
+    assert [(r.service, r.target_units) for r in load_instance(out).requests] == [("chat", 2)]
+    out.unlink()
+    assert main([*base, "--request", "chat=99"]) == 2  # map: max_units 16
+    assert "ScalingRequest 'chat': target_units=99 exceeds max_units=16" in capsys.readouterr().err
+    assert main([*base, "--request", "chat"]) == 2
+    assert "--request='chat' must be SERVICE=UNITS" in capsys.readouterr().err
+    assert not out.exists()
