@@ -193,21 +193,25 @@ def _label(obj: Any, key: str) -> str | None:
     return str(value) if value is not None else None
 
 
-def _gpu_quantity(resources: dict[str, Any] | None) -> int:
+def _gpu_quantity(resources: dict[str, Any] | None, where: str) -> int:
     raw = (resources or {}).get(GPU_RESOURCE)
     if raw is None:
         return 0
     # Kubernetes accepts only whole numbers for extended resources such as GPUs.
     if not str(raw).isdigit():
-        raise InputError(f"{GPU_RESOURCE}={raw!r} is not a whole number of GPUs")
+        raise InputError(f"{where}: {GPU_RESOURCE}={raw!r} is not a whole number of GPUs")
     return int(str(raw))
 
 
 def _pod_gpus(pod: Any) -> int:
     """GPUs a pod holds: the sum over containers, at least the largest init container's."""
     spec = pod.spec
-    main = sum(_gpu_quantity(_requests(c)) for c in spec.containers or [])
-    init = max((_gpu_quantity(_requests(c)) for c in spec.init_containers or []), default=0)
+    where = f"Pod '{pod.metadata.namespace or 'default'}/{pod.metadata.name}'"
+    main = sum(_gpu_quantity(_requests(c), f"{where} container '{c.name}'") for c in spec.containers or [])
+    init = max(
+        (_gpu_quantity(_requests(c), f"{where} init container '{c.name}'") for c in spec.init_containers or []),
+        default=0,
+    )
     return max(main, init)
 
 
@@ -244,7 +248,7 @@ def _node(n: Any, used: dict[str, int], labels: TopologyLabels | None, m: Import
     for t in (n.spec.taints or []) if n.spec is not None else []:
         if t.effect in ("NoSchedule", "NoExecute") and t.key not in m.tolerated_taints:
             return None, f"taint {t.key}={t.value or ''}:{t.effect}"
-    total = _gpu_quantity(n.status.allocatable if n.status is not None else None)
+    total = _gpu_quantity(n.status.allocatable if n.status is not None else None, f"Node '{name}' allocatable")
     if total <= 0:
         return None, f"no allocatable {GPU_RESOURCE}"
     if total > 64:

@@ -33,12 +33,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hetero_opt import __version__
+from hetero_opt.adapters.prometheus import PromQLSource
 from hetero_opt.autoscaler import Autoscaler
 from hetero_opt.errors import InputError, PlanError
 from hetero_opt.io import parse_instance
 from hetero_opt.placement.result import PlacementResult
 from hetero_opt.placement.solve import solve
-from hetero_opt.policy.engine import ServicePolicyState
+from hetero_opt.policy.engine import ServiceMetrics, ServicePolicyState
 from hetero_opt.service.config import Loaded
 from hetero_opt.service.models import ErrorResponse, Health, SolveRequest, StepRequest, StepResponse
 from hetero_opt.service.state import ServiceState, StateStore, StoredState
@@ -162,8 +163,9 @@ def create_app(loaded: Loaded, state_dir: Path | None = None) -> FastAPI:
         seed = cfg.seed if req.seed is None else req.seed
         return await timed(lambda: solve(req.instance, solver, time_limit=limit, seed=seed))
 
-    @app.post("/v1/step", response_model=StepResponse, responses=ERRORS | {409: {"model": ErrorResponse}},
-              dependencies=[Depends(require_token)])  # fmt: skip
+    step_errors = ERRORS | {c: {"model": ErrorResponse} for c in (409, 502)}
+
+    @app.post("/v1/step", response_model=StepResponse, responses=step_errors, dependencies=[Depends(require_token)])
     async def step_endpoint(req: StepRequest) -> Any:
         """One autoscaler cycle with the server-side state; the new state is saved before answering."""
         if loaded.autoscaler is None:
@@ -171,7 +173,22 @@ def create_app(loaded: Loaded, state_dir: Path | None = None) -> FastAPI:
         policy = loaded.autoscaler
         return await timed(lambda: _step(req, policy))
 
+    def _metrics(req: StepRequest) -> dict[str, ServiceMetrics]:
+        if req.metrics is not None:
+            return req.metrics
+        prom = cfg.prometheus
+        if prom is None:
+            raise InputError("metrics=missing: the request brings none and the service config names no prometheus")
+        source = PromQLSource(
+            prom.url, prom.label_map, window_s=prom.window_s, step_s=prom.step_s, selector=prom.selector
+        )
+        try:
+            return source.metrics(req.time)
+        except InputError as exc:  # the metrics server failed, not the caller
+            raise HTTPException(502, str(exc)) from None
+
     def _step(req: StepRequest, policy: Any) -> StepResponse:
+        metrics = _metrics(req)
         with step_lock:
             auto = Autoscaler(
                 policy,
@@ -181,7 +198,7 @@ def create_app(loaded: Loaded, state_dir: Path | None = None) -> FastAPI:
                 startup_delay_s=cfg.startup_delay_s,
                 state=store.state.autoscaler_state(),
             )
-            decision = auto.step(req.time, req.metrics, req.instance)
+            decision = auto.step(req.time, metrics, req.instance)
             services = {s.id: s for s in req.instance.services}
             saved: dict[str, ServiceState] = {}
             desired: dict[str, dict[str, int]] = {}

@@ -8,10 +8,21 @@ from typing import Literal
 
 from pydantic import Field
 
+from hetero_opt.adapters.prometheus import LabelMap
 from hetero_opt.errors import InputError
 from hetero_opt.instance import Frozen
 from hetero_opt.io import load_yaml_model
 from hetero_opt.policy.config import AutoscalerConfig, load_policy_config
+
+
+class PrometheusConfig(Frozen):
+    """Where ``/v1/step`` reads metrics when a request brings none."""
+
+    url: str = Field(min_length=1, description="Prometheus base URL, e.g. http://prometheus:9090.")
+    window_s: float = Field(default=60.0, gt=0, description="Window read before the step's time (s).")
+    step_s: float = Field(default=15.0, gt=0, description="query_range resolution (s).")
+    selector: str = Field(default="", description='Extra label matchers, e.g. namespace="llm".')
+    label_map: LabelMap = Field(default_factory=LabelMap, description="Metric labels -> services and roles.")
 
 
 class ServiceConfig(Frozen):
@@ -27,6 +38,9 @@ class ServiceConfig(Frozen):
     startup_delay_s: float = Field(default=120.0, ge=0, description="Seconds until placed units are ready.")
     request_timeout_s: float = Field(default=30.0, gt=0, description="A request still running after this gets 504.")
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, description="Larger request bodies get 413.")
+    prometheus: PrometheusConfig | None = Field(
+        default=None, description="Metrics source for steps without metrics; None = requests must bring them."
+    )
     token_env: str | None = Field(
         default=None, description="Environment variable holding the bearer token; None = no token needed."
     )

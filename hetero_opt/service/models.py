@@ -25,7 +25,9 @@ class StepRequest(Frozen):
     """One autoscaler cycle: the time, each service's metrics and the live cluster."""
 
     time: float = Field(description="Cycle time (s); never before the last step's.")
-    metrics: dict[str, ServiceMetrics] = Field(description="Observations per service id.")
+    metrics: dict[str, ServiceMetrics] | None = Field(
+        default=None, description="Observations per service id; None = read from the configured Prometheus."
+    )
     instance: Instance = Field(description="The cluster now (its requests are ignored).")
 
 

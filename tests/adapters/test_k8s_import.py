@@ -189,3 +189,28 @@ def test_cli_request_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert main([*base, "--request", "chat"]) == 2
     assert "--request='chat' must be SERVICE=UNITS" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_fractional_gpu_request_names_pod_and_container() -> None:
+    pods = _items("pods-rbg.json")
+    pods[0]["spec"]["containers"][0]["resources"]["requests"]["nvidia.com/gpu"] = "0.5"
+    with pytest.raises(InputError, match=r"Pod 'llm/chat-g1-prefill-0' container 'engine': nvidia.com/gpu='0.5'"):
+        import_k8s(_items("gpu-nodes.json"), pods, "topograph", MAP)
+
+
+@pytest.mark.parametrize("pods", ["pods-rbg.json", "pods-lws.json", "pods-deployment.json"])
+def test_every_pod_list_imports_into_a_valid_instance(tmp_path: Path, pods: str) -> None:
+    out = tmp_path / "inst.yaml"
+    argv = ["import", "k8s", "--nodes", str(DATA / "gpu-nodes.json"), "--pods", str(DATA / pods)]
+    assert main([*argv, "--preset", "topograph", "--map", str(DATA / "map.yaml"), "--out", str(out)]) == 0
+    assert main(["validate", str(out)]) == 0
+
+
+def test_yaml_node_list_reads_like_json(tmp_path: Path) -> None:
+    import yaml
+
+    nodes = tmp_path / "nodes.yaml"
+    nodes.write_text(yaml.safe_dump(json.loads((DATA / "gpu-nodes.json").read_text())))
+    from_yaml = import_k8s_files(nodes, None, "topograph", MAP).instance
+    from_json = import_k8s_files(DATA / "gpu-nodes.json", None, "topograph", MAP).instance
+    assert from_yaml.nodes == from_json.nodes

@@ -168,3 +168,28 @@ def test_unknown_path_and_health() -> None:
     r = client.get("/v2/nothing")
     assert (r.status_code, r.json()) == (404, {"error": "Not Found"})
     assert client.get("/healthz").json() == {"status": "ok", "step": True, "last_time": None}
+
+
+def test_step_without_metrics_reads_the_configured_prometheus(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hetero_opt.adapters.prometheus import PromQLSource
+    from hetero_opt.policy.engine import ServiceMetrics
+    from hetero_opt.service.config import PrometheusConfig
+
+    inst = load_instance(DEMO / "cluster.yaml").model_dump(mode="json")
+    assert _client().post("/v1/step", json={"time": 1.0, "instance": inst}).status_code == 400  # none configured
+    client = _client(prometheus=PrometheusConfig(url="http://127.0.0.1:9", window_s=30.0))
+    r = client.post("/v1/step", json={"time": 1.0, "instance": inst})
+    assert r.status_code == 502  # nothing listens on port 9
+    assert "Prometheus 'http://127.0.0.1:9': cannot query" in r.json()["error"]
+    asked: list[float] = []
+
+    def fake(self: PromQLSource, now: float) -> dict[str, ServiceMetrics]:
+        asked.append(now)
+        return {"chat": ServiceMetrics(decode_tps=6000.0)}
+
+    monkeypatch.setattr(PromQLSource, "metrics", fake)
+    r = client.post("/v1/step", json={"time": 1.0, "instance": inst})
+    assert r.status_code == 200, r.text
+    assert asked == [1.0]
+    # 6000 tok/s / 2000 per decode pod = 3 decode pods -> 2 units of 2 decode pods (min_units 2)
+    assert r.json()["services"][0]["wanted_units"] == 2
