@@ -80,6 +80,8 @@ def export_manifests(
     """The manifests (plain JSON data) that carry out ``plan`` on ``instance``'s cluster."""
     if fmt not in FORMATS:
         raise InputError(f"--format={fmt!r} must be one of {list(FORMATS)}")
+    if not _DNS_LABEL.fullmatch(namespace):
+        raise InputError(f"--namespace={namespace!r} is not a DNS-1123 label (a-z, 0-9, '-', at most 63)")
     services = {s.id: s for s in instance.services}
     service_of = {g.id: g.service for g in instance.groups} | {c.group: c.service for c in plan.changes}
     domain_of = {g.id: g.domain for g in instance.groups} | {c.group: c.domain for c in plan.changes}
@@ -205,6 +207,7 @@ def _rbg(meta: _Meta, role_pods: dict[str, PodsByNode], templates: dict[str, dic
 
 
 _NAME_BAD = re.compile(r"[^a-z0-9-]+")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _LABEL_BAD = re.compile(r"[^A-Za-z0-9_.-]+")
 
 

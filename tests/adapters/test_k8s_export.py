@@ -186,3 +186,11 @@ def test_cli_export_bad_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     assert message in err
     assert len(err.splitlines()) == 1
     assert not out.exists()
+
+
+def test_bad_namespace_is_refused() -> None:
+    from hetero_opt.errors import InputError
+
+    inst, plan = _solved(target=2)
+    with pytest.raises(InputError, match="--namespace='LLM Team' is not a DNS-1123 label"):
+        export_manifests(inst, plan, "deployment", namespace="LLM Team")

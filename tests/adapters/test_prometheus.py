@@ -84,3 +84,8 @@ def test_query_names_every_metric_and_unreachable_server_is_one_line() -> None:
     assert src.query().endswith(',namespace="llm"}')
     with pytest.raises(InputError, match=r"Prometheus 'http://127.0.0.1:9': cannot query"):
         src.metrics(100.0)
+
+
+def test_exemplar_after_escaped_quote_in_a_label() -> None:
+    [s] = parse_exposition('m{a="x\\"#y"} 3 # {trace_id="t"} 9\n', 0.0)
+    assert (s.labels, s.value) == ({"a": 'x"#y'}, 3.0)
