@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from hetero_opt.errors import InputError
+
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``serve``."""
@@ -17,12 +19,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run(args: argparse.Namespace) -> int:
     """Load the config, build the app and run uvicorn until interrupted."""
-    from hetero_opt.service.app import create_app
-    from hetero_opt.service.config import load_service_config
+    try:
+        import uvicorn
 
+        from hetero_opt.service.app import create_app
+        from hetero_opt.service.config import load_service_config
+    except ModuleNotFoundError as exc:
+        raise InputError(f"{exc.name} is not installed: pip install 'hetero_opt[serve]'") from None
+    if not 0 < args.port < 65536:
+        raise InputError(f"--port={args.port} must be in 1..65535")
     config = load_service_config(args.config)
     app = create_app(config, state_dir=args.state_dir)
-    import uvicorn
 
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

@@ -70,6 +70,8 @@ def to_dict(model: Any) -> Any:
 
 @functools.cache
 def _client() -> Any:
-    from kubernetes.client import ApiClient
-
+    try:
+        from kubernetes.client import ApiClient
+    except ModuleNotFoundError:
+        raise InputError("the kubernetes client is not installed: pip install 'hetero_opt[k8s]'") from None
     return ApiClient()

@@ -214,3 +214,17 @@ def test_yaml_node_list_reads_like_json(tmp_path: Path) -> None:
     from_yaml = import_k8s_files(nodes, None, "topograph", MAP).instance
     from_json = import_k8s_files(DATA / "gpu-nodes.json", None, "topograph", MAP).instance
     assert from_yaml.nodes == from_json.nodes
+
+
+def test_missing_kubernetes_client_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from hetero_opt.adapters import k8s_objects
+
+    k8s_objects._client.cache_clear()
+    monkeypatch.setitem(sys.modules, "kubernetes.client", None)
+    try:
+        with pytest.raises(InputError, match=r"pip install 'hetero_opt\[k8s\]'"):
+            import_k8s_files(DATA / "gpu-nodes.json")
+    finally:
+        k8s_objects._client.cache_clear()

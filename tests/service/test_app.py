@@ -193,3 +193,29 @@ def test_step_without_metrics_reads_the_configured_prometheus(monkeypatch: pytes
     assert asked == [1.0]
     # 6000 tok/s / 2000 per decode pod = 3 decode pods -> 2 units of 2 decode pods (min_units 2)
     assert r.json()["services"][0]["wanted_units"] == 2
+
+
+def test_serve_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from hetero_opt.cli import main
+
+    assert main(["serve", "--config", str(tmp_path / "none.yaml")]) == 2
+    assert "Service config" in capsys.readouterr().err
+    assert main(["serve", "--config", str(CONFIG), "--port", "70000"]) == 2
+    assert "--port=70000 must be in 1..65535" in capsys.readouterr().err
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "autoscaler-state.json").write_text("{broken")
+    assert main(["serve", "--config", str(CONFIG), "--state-dir", str(state)]) == 2
+    assert "cannot be read back" in capsys.readouterr().err
+
+
+def test_missing_extras_say_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    from hetero_opt.cli import main
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)
+    assert main(["serve", "--config", str(CONFIG)]) == 2
+    assert "uvicorn is not installed: pip install 'hetero_opt[serve]'" in capsys.readouterr().err
