@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from hetero_opt import cli_autoscale, cli_k8s, cli_serve
+from hetero_opt import cli_autoscale, cli_k8s, cli_metrics, cli_serve
 from hetero_opt.errors import InputError, PlanError
 from hetero_opt.instance import Instance
 from hetero_opt.io import load_instance, write_atomic
@@ -354,6 +354,7 @@ COMMANDS: dict[str, Command] = {
     "import": (cli_k8s.add_import, cli_k8s.run_import),
     "export": (cli_k8s.add_export, cli_k8s.run_export),
     "serve": (cli_serve.add_parser, cli_serve.run),
+    "metrics": (cli_metrics.add_parser, cli_metrics.run),
 }
 
 

@@ -162,6 +162,19 @@ class PromQLSource:
         """ServiceMetrics per service at ``now``, for ``Autoscaler.step``."""
         return service_metrics(self.samples(now), now, self.window_s, self.label_map)
 
+    def series(self, start: float, end: float, every: float) -> list[tuple[float, dict[str, ServiceMetrics]]]:
+        """ServiceMetrics at ``start, start + every, ...`` up to ``end``, from one ``query_range`` call."""
+        if every <= 0 or end < start:
+            raise InputError(f"PromQLSource: every={every} must be positive and end={end} not before start={start}")
+        samples = self.query_range(self.query(), start - self.window_s, end, self.step_s)
+        times = [start + k * every for k in range(int((end - start) // every) + 1)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MetricsMatchWarning)  # an idle cycle is no mapping problem
+            out = [(t, service_metrics(samples, t, self.window_s, self.label_map)) for t in times]
+        if samples and not any(m for _, m in out):
+            service_metrics(samples, end, end - start + self.window_s, self.label_map)  # warns, naming values seen
+        return out
+
 
 def parse_matrix(body: object, source: str = "Prometheus") -> list[PromSample]:
     """Samples from a ``query_range`` answer (``resultType: matrix``)."""

@@ -153,3 +153,38 @@ def test_promql_source_builds_service_metrics_from_a_real_server(prometheus: str
 def test_selector_that_matches_nothing_gives_no_service(prometheus: str) -> None:
     src = PromQLSource(prometheus, LabelMap(service_label="model_name"), window_s=5.0, selector='job="other"')
     assert src.metrics(time.time()) == {}
+
+
+def test_cli_metrics_csv_feeds_autoscale(prometheus: str, tmp_path: Path) -> None:
+    from hetero_opt.cli import main
+    from hetero_opt.replay import load_metrics
+
+    demo = Path(__file__).resolve().parents[2] / "instances" / "autoscale"
+    label_map = tmp_path / "labels.yaml"
+    label_map.write_text(f"service_label: model_name\nservices: {{{MODEL}: chat}}\n")
+    out = tmp_path / "metrics.csv"
+    end = round(time.time())
+    argv = ["metrics", "prometheus", "--url", prometheus, "--map", str(label_map), "--out", str(out)]
+    argv += ["--start", str(end - 4), "--end", str(end), "--every", "2", "--window", "4", "--step", "1"]
+    assert main(argv) == 0
+    series = load_metrics(out)
+    assert [t for t, _ in series] == [end - 4, end - 2, end]  # cycles every 2 s
+    last = series[-1][1]["chat"]
+    assert last.ttft_ms == pytest.approx(TTFT_S * 1000)
+    assert last.decode_tps == pytest.approx(DECODE_TPS, rel=0.3)  # 4 s window: one 1 s scrape off at most
+    config, cluster = str(demo / "policy.yaml"), str(demo / "cluster.yaml")
+    assert main(["autoscale", "--config", config, "--metrics", str(out), "--instance", cluster, "--once"]) == 0
+
+
+def test_cli_metrics_nothing_mapped_is_exit_2(
+    prometheus: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hetero_opt.cli import main
+
+    end = str(round(time.time()))
+    argv = ["metrics", "prometheus", "--url", prometheus, "--end", end, "--every", "2", "--window", "4", "--step", "1"]
+    assert main([*argv, "--start", str(int(end) - 2), "--out", str(tmp_path / "m.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "none maps to a service: label 'service' holds '<absent>'" in err
+    assert "no samples map to a service" in err.splitlines()[-1]
+    assert not (tmp_path / "m.csv").exists()
