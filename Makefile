@@ -4,12 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench fuzz clean
+.PHONY: demo test lint bench fuzz loadtest prometheus clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,k8s,serve]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -19,7 +19,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check hetero_opt tests benchmarks
 	$(BIN)/mypy hetero_opt
 
-test: $(STAMP) lint
+# The Prometheus server the metrics tests scrape through (Debian's package); tests skip, saying why, without it.
+prometheus:
+	@test -x /usr/bin/prometheus || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus) \
+		|| echo "prometheus: cannot install Debian's package; the Prometheus server test will skip"
+
+test: $(STAMP) lint prometheus
 	$(BIN)/pytest
 
 # The long fuzz profile: 10,000 cases (FUZZ_CASES=N for a reduced run); see docs/reliability.md.
@@ -28,6 +33,10 @@ fuzz: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/pytest benchmarks --benchmark-enable -p no:cacheprovider
+
+# Bounded load test of `hetero-opt serve` on localhost (stops by itself).
+loadtest: $(STAMP)
+	$(BIN)/python benchmarks/serve_load.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from hetero_opt import cli_autoscale, cli_simulate
+from hetero_opt import cli_autoscale, cli_k8s, cli_metrics, cli_serve, cli_simulate
 from hetero_opt.errors import InputError, PlanError
 from hetero_opt.instance import Instance
 from hetero_opt.io import load_instance, write_all_atomic
@@ -386,6 +386,10 @@ COMMANDS: dict[str, Command] = {
     "bench": (add_bench, run_bench),
     "autoscale": (cli_autoscale.add_parser, cli_autoscale.run),
     "simulate": (cli_simulate.add_parser, cli_simulate.run),
+    "import": (cli_k8s.add_import, cli_k8s.run_import),
+    "export": (cli_k8s.add_export, cli_k8s.run_export),
+    "serve": (cli_serve.add_parser, cli_serve.run),
+    "metrics": (cli_metrics.add_parser, cli_metrics.run),
 }
 
 

@@ -1,7 +1,7 @@
 """Turn Prometheus samples of vLLM / SGLang servers into :class:`ServiceMetrics`.
 
 Input: samples ``(metric name, labels, timestamp s, value)`` — from a range query or from
-scraping the text exposition format at several times (:func:`parse_exposition`). Each pod is one
+scraping at several times (:func:`parse_exposition`, prometheus-client's parsers). Each pod is one
 label set (``le`` excluded). Pods carry a service label (default ``service``) and a role label
 (default ``role``: ``prefill`` / ``decode``; a pod without role counts as decode).
 
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
@@ -45,13 +45,6 @@ TBT_HISTOGRAMS = (
 )
 GPU_UTIL_GAUGES = ("DCGM_FI_DEV_GPU_UTIL",)
 
-_LINE = re.compile(
-    r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?\s+(?P<value>\S+)"
-    r"(?:\s+(?P<ts>-?\d+))?\s*$"
-)
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"')
-
-
 class PromSample(Frozen):
     """One sample of one series."""
 
@@ -61,37 +54,73 @@ class PromSample(Frozen):
     value: float = Field(description="Sample value.")
 
 
-def parse_exposition(text: str, timestamp: float) -> list[PromSample]:
-    """Parse the Prometheus text exposition format scraped at ``timestamp`` (s).
+class MetricsMatchWarning(UserWarning):
+    """Samples were given but none could be attributed to a service."""
 
-    Comment lines are skipped; an explicit per-line timestamp (ms) overrides ``timestamp``.
+
+def parse_exposition(text: str, timestamp: float) -> list[PromSample]:
+    """Parse a scrape taken at ``timestamp`` (s) with prometheus-client's parsers.
+
+    OpenMetrics (text ending in ``# EOF``) or the Prometheus text format; exemplars never reach
+    values or labels; an explicit per-sample timestamp overrides ``timestamp``.
     """
-    out: list[PromSample] = []
-    for lineno, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        m = _LINE.match(line)
-        if m is None:
-            raise InputError(f"Exposition line {lineno}: cannot parse {line!r}")
-        labels = {
-            k: v.replace('\\"', '"').replace("\\n", "\n").replace("\\\\", "\\")
-            for k, v in _LABEL.findall(m.group("labels") or "")
-        }
-        try:
-            value = float(m.group("value"))
-        except ValueError as exc:
-            raise InputError(f"Exposition line {lineno}: value={m.group('value')!r}") from exc
-        ts = m.group("ts")
-        out.append(
-            PromSample(
-                name=m.group("name"),
-                labels=labels,
-                timestamp=int(ts) / 1000 if ts is not None else timestamp,
-                value=value,
-            )
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
+    from prometheus_client.parser import text_string_to_metric_families as parse_text
+
+    openmetrics = text.rstrip().endswith("# EOF")
+    try:
+        families = list(
+            parse_openmetrics(text)  # type: ignore[no-untyped-call]
+            if openmetrics
+            else parse_text(_strip_exemplars(text))
         )
-    return out
+    except ValueError as exc:
+        raise InputError(f"Exposition line {_bad_line(text, openmetrics)}: {' '.join(str(exc).split())}") from None
+    return [
+        PromSample(
+            name=s.name,
+            labels=dict(s.labels),
+            timestamp=float(s.timestamp) if s.timestamp is not None else timestamp,
+            value=float(s.value),
+        )
+        for fam in families
+        for s in fam.samples
+    ]
+
+
+def _strip_exemplars(text: str) -> str:
+    """Cut an OpenMetrics exemplar (`` # {...} v``) off each sample line of the Prometheus text format."""
+    return "\n".join(_sample_part(line) for line in text.splitlines())
+
+
+def _sample_part(line: str) -> str:
+    if line.lstrip().startswith("#"):
+        return line
+    quoted = escaped = False
+    for i, ch in enumerate(line):
+        if escaped:
+            escaped = False
+        elif ch == "\\" and quoted:
+            escaped = True
+        elif ch == '"':
+            quoted = not quoted
+        elif ch == "#" and not quoted:
+            return line[:i].rstrip()
+    return line
+
+
+def _bad_line(text: str, openmetrics: bool) -> int:
+    """Number of the first line the text-format parser rejects on its own (1 when not found)."""
+    from prometheus_client.parser import text_string_to_metric_families as parse_text
+
+    if openmetrics:
+        return 1
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        try:
+            list(parse_text(_sample_part(line)))
+        except ValueError:
+            return lineno
+    return 1
 
 
 def counter_increase(points: Sequence[tuple[float, float]]) -> float:
@@ -129,14 +158,23 @@ def service_metrics_from_samples(
     series: dict[str, dict[str, dict[PodKey, dict[str, list[tuple[float, float]]]]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     )
+    seen = 0
     for s in samples:
         if not now - window_s <= s.timestamp <= now or s.name.endswith("_bucket"):
             continue
+        seen += 1
         svc = s.labels.get(service_label)
         if svc is None:
             continue
         role = s.labels.get(role_label, "decode")
         series[svc][role][_pod_key(s.labels)][s.name].append((s.timestamp, s.value))
+    if seen and not series:
+        warnings.warn(
+            f"{seen} samples in the window but none has the label '{service_label}'; no service matched "
+            "(map metric labels to services with hetero_opt.adapters.prometheus.LabelMap)",
+            MetricsMatchWarning,
+            stacklevel=2,
+        )
     out: dict[str, ServiceMetrics] = {}
     for svc in sorted(series):
         roles = series[svc]

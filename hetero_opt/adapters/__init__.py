@@ -1,0 +1,1 @@
+"""The outside world: Kubernetes objects in and out, Prometheus over HTTP."""

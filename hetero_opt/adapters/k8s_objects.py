@@ -1,0 +1,77 @@
+"""Kubernetes JSON into the ``kubernetes`` client's typed models, with one-line errors."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hetero_opt.errors import InputError
+
+
+def load_k8s_file(path: str | Path) -> Any:
+    """Read a JSON or YAML file (``kubectl get ... -o json|yaml``) into plain data."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read file ({exc.strerror})") from None
+    try:
+        return yaml.safe_load(text) if p.suffix.lower() in (".yaml", ".yml") else json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{p}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"{p}: malformed YAML: {getattr(exc, 'problem', exc)}") from None
+
+
+def list_items(data: Any, kind: str, source: str) -> list[dict[str, Any]]:
+    """The ``items`` of a ``List`` (or a single object) of ``kind``; checks each item's kind."""
+    if isinstance(data, dict) and isinstance(data.get("items"), list):
+        items = data["items"]
+    elif isinstance(data, dict) and data.get("kind") == kind:
+        items = [data]
+    else:
+        raise InputError(f"{source}: kind={_kind_of(data)!r}: expected a {kind} or a List of {kind} objects")
+    out: list[dict[str, Any]] = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise InputError(f"{source}: items[{i}]={type(item).__name__}: expected a {kind} object")
+        if item.get("kind", kind) != kind:
+            raise InputError(f"{source}: items[{i}]: kind={item.get('kind')!r}: expected {kind}")
+        out.append(item)
+    return out
+
+
+def _kind_of(data: Any) -> object:
+    return data.get("kind", "missing") if isinstance(data, dict) else type(data).__name__
+
+
+def to_model(obj: dict[str, Any], model: str) -> Any:
+    """Deserialise ``obj`` into the kubernetes client model ``model`` (e.g. ``"V1Node"``).
+
+    The client raises ``ValueError`` for a missing required field; that becomes an InputError.
+    """
+    try:
+        # The public deserialize() changed its signature between client releases (a response
+        # object before v34, text plus content type after); the data-level method did not.
+        return _client()._ApiClient__deserialize(obj, model)
+    except (ValueError, TypeError) as exc:
+        name = (obj.get("metadata") or {}).get("name", "?") if isinstance(obj, dict) else "?"
+        raise InputError(f"{model.removeprefix('V1')} '{name}': {exc}") from None
+
+
+def to_dict(model: Any) -> Any:
+    """A kubernetes client model back to plain JSON data (camelCase keys, None dropped)."""
+    return _client().sanitize_for_serialization(model)
+
+
+@functools.cache
+def _client() -> Any:
+    try:
+        from kubernetes.client import ApiClient
+    except ModuleNotFoundError:
+        raise InputError("the kubernetes client is not installed: pip install 'hetero_opt[k8s]'") from None
+    return ApiClient()
