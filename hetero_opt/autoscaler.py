@@ -201,9 +201,9 @@ class Autoscaler:
             d = decisions[sid]
             wanted_unit = d.unit or unit[sid]
             alerts = d.alerts
-            if wanted_unit != unit[sid]:
+            if wanted_unit[0] > unit[sid][0]:  # a surplus move only saves GPUs: wanted_unit shows it
                 alerts += (
-                    f"P:D move {unit[sid][0]}P:{unit[sid][1]}D → {wanted_unit[0]}P:{wanted_unit[1]}D wanted; "
+                    f"prefill short at {unit[sid][0]}P:{unit[sid][1]}D: {wanted_unit[0]}P:{wanted_unit[1]}D wanted; "
                     "placement keeps the service's ratio until its groups are redeployed at the new one",
                 )
             pods: dict[str, int] = {}

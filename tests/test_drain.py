@@ -128,3 +128,17 @@ def test_units_add_up_with_draining(loads: list[float], window_s: float) -> None
         assert 2 <= r.placed_units <= 12
         pods = {"decode": r.draining_units, "prefill": 3 * r.draining_units}
         assert r.draining_pods == {k: v for k, v in pods.items() if v}
+
+
+def test_prefill_short_at_the_instance_ratio_is_an_alert() -> None:
+    # 5 units at 3P:1D hold 15 prefill pods; 54,400 / 3,400 = 16 needed → the guard wants 4P:1D,
+    # the placement keeps 3P:1D and the cycle says so; a surplus move (2P:1D) is no alert
+    cfg = load_policy_config(DEMO / "policy.yaml")
+    a = Autoscaler(cfg, solver="greedy")
+    d = a.step(600.0, {"chat": ServiceMetrics(decode_tps=6500, prefill_tps=54_400)}, _cluster())
+    r = d.services[0]
+    assert (r.unit, r.wanted_unit, r.placed_units) == ((3, 1), (4, 1), 5)
+    assert any(x.startswith("prefill short at 3P:1D: 4P:1D wanted") for x in r.alerts)
+    light = {"chat": ServiceMetrics(decode_tps=6500, prefill_tps=10_000)}
+    d = Autoscaler(cfg, solver="greedy").step(600.0, light, _cluster())
+    assert (d.services[0].wanted_unit, d.services[0].alerts) == ((2, 1), ())

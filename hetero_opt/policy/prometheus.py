@@ -10,8 +10,10 @@ Metric names read (see ``docs/policy.md``):
 - decode TPS: counters ``vllm:generation_tokens_total``, ``sglang:generation_tokens_total``
   (rate over the window, resets handled), else the SGLang gauge ``sglang:gen_throughput``
   (tokens/s, latest value); summed over decode pods.
-- prefill TPS: counters ``vllm:prompt_tokens_total``, ``sglang:prompt_tokens_total`` over
-  prefill pods (prompt tokens *including* prefix-cache hits).
+- prefill TPS (the paper's *cache-missed* prompt tokens/s): counters ``vllm:prompt_tokens_total``,
+  ``sglang:prompt_tokens_total`` over prefill pods, less per pod the rate of the vLLM counter
+  ``vllm:prefix_cache_hits_total`` (tokens served from the prefix cache) or, for SGLang, times
+  ``1 − sglang:cache_hit_rate`` (latest gauge); a pod exporting neither counts every prompt token.
 - TTFT: histogram ``vllm:time_to_first_token_seconds`` / ``sglang:time_to_first_token_seconds``.
 - TBT: histograms ``vllm:inter_token_latency_seconds``, ``vllm:time_per_output_token_seconds``,
   ``sglang:inter_token_latency_seconds``, ``sglang:time_per_output_token_seconds`` (first found
@@ -36,6 +38,8 @@ from hetero_opt.policy.engine import ServiceMetrics
 GEN_COUNTERS = ("vllm:generation_tokens_total", "sglang:generation_tokens_total")
 GEN_GAUGES = ("sglang:gen_throughput",)
 PROMPT_COUNTERS = ("vllm:prompt_tokens_total", "sglang:prompt_tokens_total")
+CACHE_HIT_COUNTERS = ("vllm:prefix_cache_hits_total",)
+CACHE_HIT_RATE_GAUGES = ("sglang:cache_hit_rate",)
 TTFT_HISTOGRAMS = ("vllm:time_to_first_token_seconds", "sglang:time_to_first_token_seconds")
 TBT_HISTOGRAMS = (
     "vllm:inter_token_latency_seconds",
@@ -187,7 +191,7 @@ def service_metrics_from_samples(
         everyone = [by_name for pods in roles.values() for by_name in pods.values()]
         out[svc] = ServiceMetrics(
             decode_tps=_tokens_per_s(decode.values(), GEN_COUNTERS, GEN_GAUGES),
-            prefill_tps=_tokens_per_s(prefill.values(), PROMPT_COUNTERS, ()),
+            prefill_tps=_missed_prompt_tps(prefill.values()),
             ttft_ms=_histogram_mean_ms(everyone, TTFT_HISTOGRAMS),
             tbt_ms=_histogram_mean_ms(everyone, TBT_HISTOGRAMS),
             prefill_gpu_util=_gauge_mean(prefill.values(), GPU_UTIL_GAUGES),
@@ -211,6 +215,23 @@ def _tokens_per_s(
             total += rate
             found = True
     return total if found else None
+
+
+def _missed_prompt_tps(pods: Iterable[dict[str, list[tuple[float, float]]]]) -> float | None:
+    """Cache-missed prompt tokens/s summed over prefill pods (see the module docstring)."""
+    total: float | None = None
+    for by_name in pods:
+        prompt = _tokens_per_s([by_name], PROMPT_COUNTERS, ())
+        if prompt is None:
+            continue
+        hits = _tokens_per_s([by_name], CACHE_HIT_COUNTERS, ())
+        rate = next((by_name[n][-1][1] for n in CACHE_HIT_RATE_GAUGES if by_name.get(n)), None)
+        if hits is not None:
+            prompt -= hits
+        elif rate is not None and math.isfinite(rate):
+            prompt *= 1 - min(1.0, max(0.0, rate))
+        total = (total or 0.0) + max(0.0, prompt)
+    return total
 
 
 def _histogram_mean_ms(pods: Iterable[dict[str, list[tuple[float, float]]]], names: Sequence[str]) -> float | None:

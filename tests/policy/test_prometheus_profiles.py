@@ -51,6 +51,22 @@ def test_exposition_to_service_metrics() -> None:
     assert m.decode_gpu_util is None
 
 
+def test_prefill_tps_is_cache_missed() -> None:
+    # vLLM pod: 60,000 prompt tokens in 60 s, 45,000 of them prefix-cache hits → 250 tok/s missed;
+    # SGLang pod: 12,000 prompt tokens in 60 s at a 75 % hit rate → 50 tok/s missed
+    def text(prompt: float, hits: float, sgl: float) -> str:
+        return (
+            f'vllm:prompt_tokens_total{{service="chat",role="prefill",pod="p0"}} {prompt}\n'
+            f'vllm:prefix_cache_hits_total{{service="chat",role="prefill",pod="p0"}} {hits}\n'
+            f'sglang:prompt_tokens_total{{service="chat",role="prefill",pod="p1"}} {sgl}\n'
+            f'sglang:cache_hit_rate{{service="chat",role="prefill",pod="p1"}} 0.75\n'
+        )
+
+    samples = parse_exposition(text(0, 0, 0), 0.0) + parse_exposition(text(60_000, 45_000, 12_000), 60.0)
+    m = service_metrics_from_samples(samples, now=60.0, window_s=60.0)["chat"]
+    assert m.prefill_tps == pytest.approx(250.0 + 50.0)
+
+
 def test_counter_reset_is_handled() -> None:
     # 100 → 400 (+300), restart → 50 (+50), → 250 (+200)
     pts = [(0.0, 100.0), (30.0, 400.0), (60.0, 50.0), (90.0, 250.0)]
