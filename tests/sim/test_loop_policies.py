@@ -16,7 +16,12 @@ HYBRID = {
 
 @pytest.mark.parametrize(
     ("policy", "solver", "extra"),
-    [("hpa", "greedy", {}), ("hybrid", "greedy", HYBRID), ("hybrid", "cpsat", HYBRID)],
+    [
+        ("hpa", "greedy", {}),
+        ("hybrid", "greedy", HYBRID),
+        ("hybrid", "cpsat", HYBRID),
+        ("proportional", "milp", {"proportional": HYBRID["proportional"]}),
+    ],
 )
 def test_policy_and_solver_in_the_loop(policy: str, solver: str, extra: dict[str, object]) -> None:
     cfg, _, inst = example()
