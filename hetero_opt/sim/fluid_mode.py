@@ -111,7 +111,7 @@ class FluidEngine:
         self.perf[pod.id] = pod_perf(self.models[pod.service], pod.gpu_type, pod.role, pod.gpus)
 
     def drain_pod(self, pod: Pod, now: float) -> None:
-        """A fluid pod drains at once: its work joins the others' (kept for one more window)."""
+        """A fluid pod keeps serving (and costing GPUs) for up to 60 s while its batch empties, then goes."""
         pod.draining = True
         pod.removed_at = now if pod.ready_at > now else now + min(self.cfg.control_period_s, 60.0)
 

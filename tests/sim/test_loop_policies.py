@@ -16,7 +16,12 @@ HYBRID = {
 
 @pytest.mark.parametrize(
     ("policy", "solver", "extra"),
-    [("hpa", "greedy", {}), ("hybrid", "greedy", HYBRID), ("hybrid", "cpsat", HYBRID)],
+    [
+        ("hpa", "greedy", {}),
+        ("hybrid", "greedy", HYBRID),
+        ("hybrid", "cpsat", HYBRID),
+        ("proportional", "milp", {"proportional": HYBRID["proportional"]}),
+    ],
 )
 def test_policy_and_solver_in_the_loop(policy: str, solver: str, extra: dict[str, object]) -> None:
     cfg, _, inst = example()
@@ -72,3 +77,23 @@ def test_placed_gpu_type_and_s1_set_the_speed() -> None:
     ttft = {k: float(r["ttft_s"].mean()) for k, r in runs.items() if r is not None}
     assert tbt["l20"] > 1.3 * tbt["h20"]  # 0.86 TB/s GDDR6 and PCIe all-reduce vs 4 TB/s HBM3
     assert ttft["cross"] > ttft["h20"]  # KV transfer across S1s at a quarter of the bandwidth
+
+
+def test_startup_delay_and_draining() -> None:
+    # a cycle row at time t reports the window [t - 60, t) and its pods, then the decision taken at t
+    cfg, _, inst = example()  # 2 units running
+    trace = conv(900)
+    # scale out to 3 at t = 60 s: the new unit's 5 pods are unready until 60 + 120 s
+    up = simulate(trace, cfg, static(3), inst, "request").cycles.set_index("time")
+    assert up.loc[60.0, "action"] == "out"
+    assert (up.loc[120.0, "unready_prefill"], up.loc[120.0, "unready_decode"]) == (4, 1)
+    assert (up.loc[180.0, "ready_prefill"], up.loc[180.0, "unready_prefill"]) == (12, 0)
+    assert up.loc[120.0, "gpus"] == 60  # starting pods cost GPUs
+    # scale in to 1 at t = 60 s: the removed unit's pods finish their requests first, still costing GPUs
+    down = simulate(trace, cfg, static(1), inst, "request")
+    c = down.cycles.set_index("time")
+    assert c.loc[60.0, "action"] == "in"
+    assert sum(down.dropped.values()) == 0
+    assert down.completed == down.arrivals
+    assert 20 < c.loc[120.0, "gpus"] < 40  # the drained pods held their 20 GPUs for part of the window
+    assert c.loc[180.0, "gpus"] == 20
