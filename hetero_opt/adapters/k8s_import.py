@@ -9,20 +9,15 @@
   the zone.
 - Unschedulable, NotReady and tainted nodes (a NoSchedule/NoExecute taint not in
   ``tolerated_taints``) and nodes without GPUs are left out, each with a warning giving the reason.
-- Deployment groups from pod labels: hetero-opt's own (``hetero-opt.io/*``, written by the
-  exporter), else RoleBasedGroup (``rolebasedgroup.workloads.x-k8s.io/{name,role}``), else
-  LeaderWorkerSet (``leaderworkerset.sigs.k8s.io/name`` = ``<group>-<role>``), else
-  ``app.kubernetes.io/{part-of,component}`` (Deployments).
-- Services come from the map file; a service seen only in pod labels is inferred (roles' pod sizes
-  and GPU types from its pods, P/D ratio from its smallest group, the tightest affinity holding
-  every group) with a warning.
+- Deployment groups from pod labels (:mod:`hetero_opt.adapters.k8s_groups`). Services come from
+  the map file; a service seen only in pod labels is inferred (roles' pod sizes and GPU types from
+  its pods, P/D ratio from its smallest group, the tightest affinity holding every group) with a
+  warning.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,33 +25,24 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from hetero_opt.adapters.k8s_objects import list_items, load_k8s_file, to_model
-from hetero_opt.errors import InputError
-from hetero_opt.instance import (
-    FORMAT_VERSION,
-    Affinity,
-    DeploymentGroup,
-    Frozen,
-    GpuType,
-    Instance,
-    Node,
-    PodCount,
-    Ratio,
-    Role,
-    Service,
+from hetero_opt.adapters.k8s_groups import SERVICE_LABEL, groups_for, seen_pods, services_for
+from hetero_opt.adapters.k8s_objects import (
+    GPU_RESOURCE,
+    as_id,
+    gpu_quantity,
+    gpus_used_by_node,
+    label_of,
+    list_items,
+    load_k8s_file,
+    to_model,
 )
+from hetero_opt.errors import InputError
+from hetero_opt.instance import FORMAT_VERSION, Frozen, GpuType, Instance, Node, Service
 from hetero_opt.io import load_yaml_model, parse_instance
 
-GPU_RESOURCE = "nvidia.com/gpu"
 PRODUCT_LABEL = "nvidia.com/gpu.product"
 MEMORY_LABEL = "nvidia.com/gpu.memory"
 ZONE_LABEL = "topology.kubernetes.io/zone"
-OWN_PREFIX = "hetero-opt.io/"
-SERVICE_LABEL, GROUP_LABEL, ROLE_LABEL = OWN_PREFIX + "service", OWN_PREFIX + "group", OWN_PREFIX + "role"
-RBG_NAME, RBG_ROLE = "rolebasedgroup.workloads.x-k8s.io/name", "rolebasedgroup.workloads.x-k8s.io/role"
-LWS_NAME = "leaderworkerset.sigs.k8s.io/name"
-APP_PART_OF, APP_COMPONENT = "app.kubernetes.io/part-of", "app.kubernetes.io/component"
-ROLE_NAMES = ("prefill", "decode", "prefill-attn", "prefill-ffn")
 Preset = Literal["topograph", "eks", "gke", "labels"]
 
 
@@ -145,7 +131,7 @@ def import_k8s(
     warnings: list[str] = []
     node_objs = [to_model(n, "V1Node") for n in nodes]
     pod_objs = [to_model(p, "V1Pod") for p in pods]
-    used = _gpus_used_by_node(pod_objs)
+    used = gpus_used_by_node(pod_objs)
     out_nodes: list[Node] = []
     memory: dict[str, float] = {}
     unlabelled: list[str] = []
@@ -156,7 +142,7 @@ def import_k8s(
             continue
         if why:
             unlabelled.append(node.id)
-        mem = _label(n, MEMORY_LABEL)
+        mem = label_of(n, MEMORY_LABEL)
         if mem and mem.isdigit():
             memory.setdefault(node.gpu_type, round(int(mem) / 1024, 1))
         out_nodes.append(node)
@@ -171,9 +157,9 @@ def import_k8s(
     out_nodes = _levels_apart(out_nodes, warnings)
     gpu_types = [GpuType(id=t, memory_gb=memory.get(t)) for t in sorted({n.gpu_type for n in out_nodes})]
     node_by_id = {n.id: n for n in out_nodes}
-    pods_seen = _group_pods(pod_objs, node_by_id, m, warnings)
-    services = _services(pods_seen, node_by_id, m, warnings)
-    groups = _groups(pods_seen, services, node_by_id, warnings)
+    pods_seen = seen_pods(pod_objs, node_by_id, m.namespaces, m.service_labels, warnings)
+    services = services_for(pods_seen, node_by_id, m.services, warnings)
+    groups = groups_for(pods_seen, services, node_by_id)
     data = {
         "format_version": FORMAT_VERSION,
         "name": name,
@@ -189,55 +175,6 @@ def import_k8s(
 # nodes
 
 
-def _label(obj: Any, key: str) -> str | None:
-    labels = obj.metadata.labels or {}
-    value = labels.get(key)
-    return str(value) if value is not None else None
-
-
-def _gpu_quantity(resources: dict[str, Any] | None, where: str) -> int:
-    raw = (resources or {}).get(GPU_RESOURCE)
-    if raw is None:
-        return 0
-    # Kubernetes accepts only whole numbers for extended resources such as GPUs.
-    if not str(raw).isdigit():
-        raise InputError(f"{where}: {GPU_RESOURCE}={raw!r} is not a whole number of GPUs")
-    return int(str(raw))
-
-
-def _pod_gpus(pod: Any) -> int:
-    """GPUs a pod holds: the sum over containers, at least the largest init container's."""
-    spec = pod.spec
-    where = f"Pod '{pod.metadata.namespace or 'default'}/{pod.metadata.name}'"
-    main = sum(_gpu_quantity(_requests(c), f"{where} container '{c.name}'") for c in spec.containers or [])
-    init = max(
-        (_gpu_quantity(_requests(c), f"{where} init container '{c.name}'") for c in spec.init_containers or []),
-        default=0,
-    )
-    return max(main, init)
-
-
-def _requests(container: Any) -> dict[str, Any]:
-    res = container.resources
-    if res is None:
-        return {}
-    # GPUs are extended resources: a limit alone implies the same request.
-    return {**(res.limits or {}), **(res.requests or {})}
-
-
-def _running(pod: Any) -> bool:
-    phase = pod.status.phase if pod.status is not None else None
-    return bool(pod.spec.node_name) and phase not in ("Succeeded", "Failed")
-
-
-def _gpus_used_by_node(pods: list[Any]) -> dict[str, int]:
-    used: defaultdict[str, int] = defaultdict(int)
-    for p in pods:
-        if _running(p):
-            used[p.spec.node_name] += _pod_gpus(p)
-    return dict(used)
-
-
 def _node(n: Any, used: dict[str, int], labels: TopologyLabels | None, m: ImportMap) -> tuple[Node | None, str]:
     """The node, or None and why it is left out; a non-empty reason with a node = no topology labels."""
     name = n.metadata.name
@@ -250,28 +187,28 @@ def _node(n: Any, used: dict[str, int], labels: TopologyLabels | None, m: Import
     for t in (n.spec.taints or []) if n.spec is not None else []:
         if t.effect in ("NoSchedule", "NoExecute") and t.key not in m.tolerated_taints:
             return None, f"taint {t.key}={t.value or ''}:{t.effect}"
-    total = _gpu_quantity(n.status.allocatable if n.status is not None else None, f"Node '{name}' allocatable")
+    total = gpu_quantity(n.status.allocatable if n.status is not None else None, f"Node '{name}' allocatable")
     if total <= 0:
         return None, f"no allocatable {GPU_RESOURCE}"
     if total > 64:
         return None, f"allocatable {GPU_RESOURCE}={total} exceeds 64"
-    product = _label(n, PRODUCT_LABEL)
+    product = label_of(n, PRODUCT_LABEL)
     if product is None:
         return None, f"no {PRODUCT_LABEL} label"
     gpu_type = m.gpu_types.get(product) or gpu_type_name(product)
-    cluster = (_label(n, labels.cluster) if labels and labels.cluster else None) or m.cluster
-    s2 = _label(n, labels.s2) if labels else None
-    s1 = _label(n, labels.s1) if labels else None
-    s0 = _label(n, labels.s0) if labels and labels.s0 else None
+    cluster = (label_of(n, labels.cluster) if labels and labels.cluster else None) or m.cluster
+    s2 = label_of(n, labels.s2) if labels else None
+    s1 = label_of(n, labels.s1) if labels else None
+    s0 = label_of(n, labels.s0) if labels and labels.s0 else None
     missing = ""
     if s2 is None or s1 is None:
-        s2, s1, s0 = f"zone:{_label(n, ZONE_LABEL) or 'none'}", f"host:{name}", None
+        s2, s1, s0 = f"zone:{label_of(n, ZONE_LABEL) or 'none'}", f"host:{name}", None
         missing = "no topology labels"
     free = max(total - used.get(name, 0), 0)
     try:
         node = Node(
             id=name, gpu_type=gpu_type, gpus_total=total, gpus_free=free,
-            cluster=_id(cluster), s2=_id(s2), s1=_id(s1), s0=_id(s0) if s0 else None,
+            cluster=_topo_id(cluster), s2=_topo_id(s2), s1=_topo_id(s1), s0=_topo_id(s0) if s0 else None,
         )  # fmt: skip
     except ValueError as exc:
         raise InputError(f"Node '{name}': {str(exc).splitlines()[0]}") from None
@@ -286,12 +223,12 @@ def gpu_type_name(product: str) -> str:
     for part in product.replace("_", "-").split("-"):
         if _TOKEN.fullmatch(part):
             return part
-    return _id(product)
+    return as_id(product)
 
 
-def _id(value: str) -> str:
-    """A label value as a topology id (characters outside the id alphabet, '@' included, become '-')."""
-    return re.sub(r"[^A-Za-z0-9_.:/+-]", "-", value)[:190] or "-"
+def _topo_id(value: str) -> str:
+    """A label value as a topology id: as :func:`as_id`, and no '@' (new group ids are ``<service>@<domain>``)."""
+    return as_id(value).replace("@", "-")[:190]
 
 
 _LEVELS = ("cluster", "s2", "s1", "s0")
@@ -318,150 +255,3 @@ def _levels_apart(nodes: list[Node], warnings: list[str]) -> list[Node]:
         n.model_copy(update={lv: renamed.get((lv, getattr(n, lv)), getattr(n, lv)) for lv in _LEVELS})
         for n in nodes
     ]
-
-
-# ---------------------------------------------------------------------------------------------
-# pods -> groups and services
-
-
-@dataclass(frozen=True)
-class _SeenPod:
-    service: str
-    group: str
-    role: str
-    node: str
-    gpus: int
-    pod: str
-
-
-def _pod_identity(
-    labels: dict[str, str], annotations: dict[str, str], service_labels: tuple[str, ...]
-) -> tuple[str, str, str] | None:
-    """(service, group, role) from a pod's labels, or None for a pod that is no serving group's.
-
-    The exporter's annotations hold the exact ids where labels had to be sanitised.
-    """
-    found: tuple[str, str] | None = None
-    if ROLE_LABEL in labels and GROUP_LABEL in labels:
-        found = labels[GROUP_LABEL], labels[ROLE_LABEL]
-    elif RBG_NAME in labels and RBG_ROLE in labels:
-        found = labels[RBG_NAME], labels[RBG_ROLE]
-    elif LWS_NAME in labels:
-        lws = labels[LWS_NAME]
-        role = next((r for r in sorted(ROLE_NAMES, key=len, reverse=True) if lws.endswith("-" + r)), None)
-        found = (lws.removesuffix("-" + role), role) if role else None
-    elif APP_PART_OF in labels and APP_COMPONENT in labels:
-        found = labels[APP_PART_OF], labels[APP_COMPONENT]
-    if found is None:
-        return None
-    group = annotations.get(GROUP_LABEL, found[0])
-    service = annotations.get(SERVICE_LABEL) or next((labels[k] for k in service_labels if k in labels), group)
-    return service, group, found[1]
-
-
-def _group_pods(pods: list[Any], node_by_id: dict[str, Node], m: ImportMap, warnings: list[str]) -> list[_SeenPod]:
-    out: list[_SeenPod] = []
-    for p in sorted(pods, key=lambda p: (p.metadata.namespace or "", p.metadata.name or "")):
-        if not _running(p):
-            continue
-        if m.namespaces and (p.metadata.namespace or "default") not in m.namespaces:
-            continue
-        ident = _pod_identity(p.metadata.labels or {}, p.metadata.annotations or {}, m.service_labels)
-        if ident is None:
-            continue
-        service, group, role = ident
-        pod_name = f"{p.metadata.namespace or 'default'}/{p.metadata.name}"
-        if role not in ROLE_NAMES:
-            warnings.append(f"Pod '{pod_name}': role={role!r} is not one of {list(ROLE_NAMES)}; not counted in a group")
-            continue
-        if p.spec.node_name not in node_by_id:
-            warnings.append(f"Pod '{pod_name}': node '{p.spec.node_name}' was left out; not counted in a group")
-            continue
-        gpus = _pod_gpus(p)
-        if gpus <= 0:
-            warnings.append(f"Pod '{pod_name}': requests no {GPU_RESOURCE}; not counted in a group")
-            continue
-        out.append(_SeenPod(_id(service), _id(group), role, p.spec.node_name, gpus, pod_name))
-    return out
-
-
-def _services(
-    pods: list[_SeenPod], node_by_id: dict[str, Node], m: ImportMap, warnings: list[str]
-) -> dict[str, Service]:
-    services = {s.id: s for s in m.services}
-    by_service: defaultdict[str, list[_SeenPod]] = defaultdict(list)
-    for p in pods:
-        by_service[p.service].append(p)
-    for sid in sorted(by_service):
-        if sid in services:
-            continue
-        services[sid] = _infer_service(sid, by_service[sid], node_by_id)
-        warnings.append(
-            f"Service '{sid}': not in the map file; inferred from its pods "
-            f"(pd_ratio={services[sid].pd_ratio.prefill}:{services[sid].pd_ratio.decode}, "
-            f"affinity={services[sid].affinity}, priority=0)"
-        )
-    return dict(sorted(services.items()))
-
-
-def _infer_service(sid: str, pods: list[_SeenPod], node_by_id: dict[str, Node]) -> Service:
-    roles = [r for r in ROLE_NAMES if any(p.role == r for p in pods)]
-    if set(roles) != {"prefill", "decode"}:
-        raise InputError(
-            f"Service '{sid}': pods have roles={roles}; a service not in the map file needs prefill and decode pods"
-        )
-    role_models = []
-    for r in roles:
-        sizes = sorted({p.gpus for p in pods if p.role == r})
-        if len(sizes) > 1:
-            raise InputError(f"Service '{sid}': role '{r}' pods request {sizes} GPUs; one size per role")
-        types = sorted({node_by_id[p.node].gpu_type for p in pods if p.role == r})
-        role_models.append(Role(name=r, gpus_per_pod=sizes[0], gpu_types=types))
-    counts: defaultdict[str, dict[str, int]] = defaultdict(lambda: {"prefill": 0, "decode": 0})
-    for p in pods:
-        counts[p.group][p.role] += 1
-    smallest = min(counts.values(), key=lambda c: (c["prefill"] + c["decode"], sorted(c.items())))
-    g = math.gcd(smallest["prefill"], smallest["decode"]) or 1
-    ratio = Ratio(prefill=max(smallest["prefill"] // g, 1), decode=max(smallest["decode"] // g, 1))
-    return Service(id=sid, priority=0, affinity=_tightest_affinity(pods, node_by_id), roles=role_models, pd_ratio=ratio)
-
-
-def _tightest_affinity(pods: list[_SeenPod], node_by_id: dict[str, Node]) -> Affinity:
-    by_group: defaultdict[str, list[Node]] = defaultdict(list)
-    for p in pods:
-        by_group[p.group].append(node_by_id[p.node])
-    for level in ("s1", "s2"):
-        if all(len({getattr(n, level) for n in nodes}) == 1 for nodes in by_group.values()):
-            return level
-    return "cluster"
-
-
-def _groups(
-    pods: list[_SeenPod], services: dict[str, Service], node_by_id: dict[str, Node], warnings: list[str]
-) -> list[DeploymentGroup]:
-    by_group: defaultdict[tuple[str, str], list[_SeenPod]] = defaultdict(list)
-    for p in pods:
-        by_group[(p.group, p.service)].append(p)
-    groups: list[DeploymentGroup] = []
-    owner: dict[str, str] = {}
-    for (gid, sid), members in sorted(by_group.items()):
-        if gid in owner:
-            raise InputError(f"DeploymentGroup '{gid}': pods name services '{owner[gid]}' and '{sid}'")
-        owner[gid] = sid
-        svc = services[sid]
-        domains = sorted({_domain(node_by_id[p.node], svc.affinity) for p in members})
-        if len(domains) > 1:
-            raise InputError(
-                f"DeploymentGroup '{gid}': pods span {svc.affinity} domains {domains} "
-                f"(service '{sid}' has affinity {svc.affinity}); e.g. pod '{members[0].pod}'"
-            )
-        counts: defaultdict[tuple[str, str], int] = defaultdict(int)
-        for p in members:
-            counts[(p.role, p.node)] += 1
-        pod_counts = [PodCount(role=r, node=n, count=c) for (r, n), c in sorted(counts.items())]
-        groups.append(DeploymentGroup(id=gid, service=sid, domain=domains[0], pods=pod_counts))
-    return groups
-
-
-def _domain(node: Node, affinity: str) -> str:
-    return {"s1": node.s1, "s2": node.s2, "cluster": node.cluster}[affinity]

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import functools
 import json
+import re
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from hetero_opt.errors import InputError
+
+GPU_RESOURCE = "nvidia.com/gpu"
 
 
 def load_k8s_file(path: str | Path) -> Any:
@@ -75,3 +79,61 @@ def _client() -> Any:
     except ModuleNotFoundError:
         raise InputError("the kubernetes client is not installed: pip install 'hetero_opt[k8s]'") from None
     return ApiClient()
+
+
+def label_of(obj: Any, key: str) -> str | None:
+    """The value of label ``key`` of a client model object, or None."""
+    labels = obj.metadata.labels or {}
+    value = labels.get(key)
+    return str(value) if value is not None else None
+
+
+def gpu_quantity(resources: dict[str, Any] | None, where: str) -> int:
+    """Whole GPUs in a resources map (0 when absent); ``where`` names the object in errors."""
+    raw = (resources or {}).get(GPU_RESOURCE)
+    if raw is None:
+        return 0
+    # Kubernetes accepts only whole numbers for extended resources such as GPUs.
+    if not str(raw).isdigit():
+        raise InputError(f"{where}: {GPU_RESOURCE}={raw!r} is not a whole number of GPUs")
+    return int(str(raw))
+
+
+def pod_gpus(pod: Any) -> int:
+    """GPUs a pod holds: the sum over containers, at least the largest init container's."""
+    spec = pod.spec
+    where = f"Pod '{pod.metadata.namespace or 'default'}/{pod.metadata.name}'"
+    main = sum(gpu_quantity(_requests(c), f"{where} container '{c.name}'") for c in spec.containers or [])
+    init = max(
+        (gpu_quantity(_requests(c), f"{where} init container '{c.name}'") for c in spec.init_containers or []),
+        default=0,
+    )
+    return max(main, init)
+
+
+def _requests(container: Any) -> dict[str, Any]:
+    res = container.resources
+    if res is None:
+        return {}
+    # GPUs are extended resources: a limit alone implies the same request.
+    return {**(res.limits or {}), **(res.requests or {})}
+
+
+def is_running(pod: Any) -> bool:
+    """A pod bound to a node that has not finished holds its resources."""
+    phase = pod.status.phase if pod.status is not None else None
+    return bool(pod.spec.node_name) and phase not in ("Succeeded", "Failed")
+
+
+def gpus_used_by_node(pods: list[Any]) -> dict[str, int]:
+    """GPUs the running pods hold, per node name."""
+    used: defaultdict[str, int] = defaultdict(int)
+    for p in pods:
+        if is_running(p):
+            used[p.spec.node_name] += pod_gpus(p)
+    return dict(used)
+
+
+def as_id(value: str) -> str:
+    """A label value as an instance id (characters outside the id alphabet become '-')."""
+    return re.sub(r"[^A-Za-z0-9_.:/@+-]", "-", value)[:200] or "-"
