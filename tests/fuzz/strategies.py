@@ -91,7 +91,7 @@ def instance_dicts(draw: st.DrawFn) -> dict[str, Any]:
     requests = []
     for svc in services:
         cur = units[svc["id"]]
-        svc["min_units"] = draw(st.integers(0, cur))
+        svc["min_units"] = draw(st.integers(0, cur + 1))  # sometimes below min already
         svc["max_units"] = draw(st.integers(max(cur, svc["min_units"]), cur + 6))
         if draw(st.integers(0, 4)):
             requests.append(
