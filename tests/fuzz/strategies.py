@@ -67,7 +67,7 @@ def instance_dicts(draw: st.DrawFn) -> dict[str, Any]:
                     total = draw(st.sampled_from([4, 8]))
                     nodes.append(
                         {
-                            "id": f"{s1}.n{i}",
+                            "id": f"n{c}.{b}.{a}.{i}",  # unique even when switch ids clash
                             "gpu_type": gpu,
                             "gpus_total": total,
                             "gpus_free": total,
