@@ -217,7 +217,7 @@ def mutations(draw: st.DrawFn, data: dict[str, Any]) -> dict[str, Any]:
             parent = parent[key]
         kind = draw(st.sampled_from(["set", "set", "delete", "duplicate", "bump"]))
         if kind == "set":
-            parent[last] = draw(st.sampled_from(NASTY))
+            parent[last] = copy.deepcopy(draw(st.sampled_from(NASTY)))  # never share NASTY's lists
         elif kind == "delete":
             del parent[last]
         elif kind == "duplicate" and isinstance(parent, list) and isinstance(last, int):
