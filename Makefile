@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench fuzz loadtest prometheus clean
+.PHONY: demo test lint bench fuzz mutate loadtest prometheus clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -31,6 +31,13 @@ test: $(STAMP) lint prometheus
 fuzz: $(STAMP)
 	HETERO_FUZZ=long HETERO_FUZZ_CASES=$(FUZZ_CASES) $(BIN)/pytest tests/fuzz -p no:cacheprovider --hypothesis-show-statistics
 
+# Mutation testing with mutmut over [tool.mutmut] only_mutate in pyproject.toml; see docs/reliability.md.
+mutate: $(STAMP)
+	$(BIN)/python -m pip install --quiet "mutmut==3.8.1"
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/mutmut run --max-children 2
+	$(BIN)/mutmut results --all true > mutants/results.txt || true
+	@grep -c ": killed" mutants/results.txt | sed 's/^/killed: /'; grep -c ": survived" mutants/results.txt | sed 's/^/survived: /'
+
 bench: $(STAMP)
 	$(BIN)/pytest benchmarks --benchmark-enable -p no:cacheprovider
 
@@ -39,4 +46,4 @@ loadtest: $(STAMP)
 	$(BIN)/python benchmarks/serve_load.py
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) out mutants .pytest_cache .mypy_cache .ruff_cache

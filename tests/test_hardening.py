@@ -307,3 +307,19 @@ def test_moe_replica_split_across_s1s_is_not_a_removable_unit(
     assert change["units"] == -1
     removed = {p["role"]: p["node"] for p in change["pods"]}
     assert removed["prefill-attn"][0] == removed["prefill-ffn"][0] == "x"  # one replica, inside S1 b-0
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_min_units_above_current_with_a_short_scale_out_is_no_violation(
+    solver: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 'svc' holds 0 units with min_units 2 and asks 2; one 8-GPU unit fits the one free node (of 16
+    # GPUs asked). Falling short of min on a scale-out is unserved demand, not a broken plan (before:
+    # the verifier's min-units check rejected greedy's plan and solve raised PlanError).
+    data = instance_dict(
+        nodes=[node("n1", "a", "a-1")],
+        services=[pd_service("svc", "s2", p_size=4, d_size=4, min_units=2)],
+        requests=[request("svc", 2)],
+    )
+    plan = _solve_ok(capsys, _write(tmp_path, data), tmp_path / "out", solver)
+    assert [(u["service"], u["placed_units"]) for u in plan["unserved"]] == [("svc", 1)]

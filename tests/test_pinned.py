@@ -117,3 +117,40 @@ def test_greedy_scales_a_moe_service_in_by_whole_replicas_from_the_high_tier() -
     assert score(inst, plan).premium_cost == -16 * 9
     assert score(inst, plan).emptied_groups == 1
     assert verify(inst, plan) == []
+
+
+def test_first_stage_gap_is_the_top_class_above_its_bound() -> None:
+    got = Score(
+        priorities=[9, 1], unserved_gpus=[16, 8], premium_cost=0, new_groups=0, emptied_groups=0, whole_free_nodes=0
+    )
+    bound = got.model_copy(update={"unserved_gpus": [8, 0]})
+    assert got.first_stage_gap(bound) == 8  # only the top class (16 - 8) counts, not the 8 below
+    assert bound.first_stage_gap(bound) == 0
+    assert _score().model_copy(update={"priorities": [], "unserved_gpus": []}).first_stage_gap(_score()) == 0
+
+
+def test_whole_free_nodes_and_emptied_groups_are_counted_by_the_plan() -> None:
+    # n1 has 4 of 8 GPUs free, n2 is whole; one unit (2 + 2 GPUs) fits n1 (best fit) and keeps n2
+    # whole; the same unit on n2 leaves no whole free node.
+    inst = make_instance(
+        nodes=[node("n1", "a", "a-1", free=4), node("n2", "a", "a-1")],
+        services=[pd_service("chat", "s2", p_size=2, d_size=2)],
+        requests=[request("chat", 1)],
+    )
+    plan = greedy_plan(inst)
+    assert {p.node for c in plan.changes for p in c.pods} == {"n1"}
+    assert score(inst, plan).whole_free_nodes == 1
+    moved = plan.model_copy(
+        update={
+            "changes": [
+                c.model_copy(update={"pods": [p.model_copy(update={"node": "n2"}) for p in c.pods]})
+                for c in plan.changes
+            ]
+        }
+    )
+    assert verify(inst, moved) == []
+    assert score(inst, moved).whole_free_nodes == 0
+    assert score(inst, moved) > score(inst, plan)  # term 5 breaks the tie
+    # scale-in: emptying a group counts, shrinking one does not
+    assert score(_scale_in_instance(2), greedy_plan(_scale_in_instance(2))).emptied_groups == 1
+    assert score(_scale_in_instance(3), greedy_plan(_scale_in_instance(3))).emptied_groups == 0

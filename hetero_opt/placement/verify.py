@@ -107,7 +107,7 @@ def verify(instance: Instance, plan: Plan, view: TopologyView | None = None) -> 
             bad("target", f"service '{sid}'", f"removes {-got} units, request asks {-req.delta}")
         if req.all_or_nothing and got not in (0, req.delta):
             bad("all-or-nothing", f"service '{sid}'", f"places {got} of {req.delta} units of an all-or-nothing request")
-        if req.current_units + got < req.service.min_units:
+        if req.delta < 0 and req.current_units + got < req.service.min_units:  # scale-out may fall short
             bad("min-units", f"service '{sid}'", f"ends at {req.current_units + got} < min {req.service.min_units}")
         if new_by_service[sid] > req.service.max_new_groups:
             bad("new-groups", f"service '{sid}'", f"opens {new_by_service[sid]} > {req.service.max_new_groups}")

@@ -67,7 +67,7 @@ def instance_dicts(draw: st.DrawFn) -> dict[str, Any]:
                     total = draw(st.sampled_from([4, 8]))
                     nodes.append(
                         {
-                            "id": f"{s1}.n{i}",
+                            "id": f"n{c}.{b}.{a}.{i}",  # unique even when switch ids clash
                             "gpu_type": gpu,
                             "gpus_total": total,
                             "gpus_free": total,
@@ -91,7 +91,7 @@ def instance_dicts(draw: st.DrawFn) -> dict[str, Any]:
     requests = []
     for svc in services:
         cur = units[svc["id"]]
-        svc["min_units"] = draw(st.integers(0, cur))
+        svc["min_units"] = draw(st.integers(0, cur + 1))  # sometimes below min already
         svc["max_units"] = draw(st.integers(max(cur, svc["min_units"]), cur + 6))
         if draw(st.integers(0, 4)):
             requests.append(
@@ -217,7 +217,7 @@ def mutations(draw: st.DrawFn, data: dict[str, Any]) -> dict[str, Any]:
             parent = parent[key]
         kind = draw(st.sampled_from(["set", "set", "delete", "duplicate", "bump"]))
         if kind == "set":
-            parent[last] = draw(st.sampled_from(NASTY))
+            parent[last] = copy.deepcopy(draw(st.sampled_from(NASTY)))  # never share NASTY's lists
         elif kind == "delete":
             del parent[last]
         elif kind == "duplicate" and isinstance(parent, list) and isinstance(last, int):
