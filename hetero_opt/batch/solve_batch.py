@@ -181,7 +181,19 @@ def warm_up(solver: str) -> None:
 
 
 def record_output(job: Job[SolveTask], outcome: Outcome[SolveOutput], out_dir: Path) -> Entry:
-    """Write the plan of a successful task; the manifest entry of any outcome."""
+    """Write the plan of a successful task (a failed one removes a stale plan); the manifest entry."""
+    name = f"{job.key}.plan.json"
+    failed = _failed(job, outcome)
+    if failed is not None or outcome.value is None or outcome.value.result is None:
+        (out_dir / name).unlink(missing_ok=True)
+        return failed or Entry(job.key, job.inputs, "failed", error="no result")
+    text = outcome.value.result.to_json()
+    write_atomic(out_dir / name, text)
+    return Entry(job.key, job.inputs, "done", outcome.value.row, files={name: sha256_bytes(text.encode())})
+
+
+def _failed(job: Job[SolveTask], outcome: Outcome[SolveOutput]) -> Entry | None:
+    """The failed entry of an outcome that has no plan to write, with why; None if it has one."""
     out = outcome.value
     if out is None:
         row = summary_row(job.key, job.task.instance, None, [outcome.error_line])
@@ -197,10 +209,7 @@ def record_output(job: Job[SolveTask], outcome: Outcome[SolveOutput], out_dir: P
         )
     if out.result is None or out.violations:
         return Entry(job.key, job.inputs, "failed", out.row, error=f"plan fails verification: {out.violations[0]}")
-    name = f"{job.key}.plan.json"
-    text = out.result.to_json()
-    write_atomic(out_dir / name, text)
-    return Entry(job.key, job.inputs, "done", out.row, files={name: sha256_bytes(text.encode())})
+    return None
 
 
 def task_inputs(settings: SolveSettings) -> dict[str, Any]:

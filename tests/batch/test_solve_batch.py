@@ -126,3 +126,24 @@ def _wall_times(out_dir: Path) -> dict[str, float]:
     import json
 
     return {p.name: round(json.loads(p.read_text())["wall_time_s"], 4) for p in out_dir.glob("*.plan.json")}
+
+
+def test_a_failing_task_is_reported_and_solved_again_next_time(
+    reference: Path, instance_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)
+    (f,) = collect_instance_files([str(instance_dir / "tiny-0.json")])
+    changed = SolveSettings(solver="cpsat", time_limit=10.0, seed=2, workers=1)
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("solver crashed")
+
+    monkeypatch.setattr("hetero_opt.batch.solve_batch.solve", crash)
+    report = solve_batch([f], changed, out, InProcessExecutor(), progress=False)
+    assert report.failures == [f"{f}: task failed: RuntimeError: solver crashed"]
+    assert summary(out)[0]["status"] == "error"
+    assert not (out / "tiny-0.plan.json").exists()  # the plan of other inputs is not left behind as this one
+    monkeypatch.undo()
+    assert solve_batch([f], changed, out, InProcessExecutor(), progress=False).solved == 1
+    assert (out / "tiny-0.plan.json").exists()
