@@ -105,7 +105,9 @@ def run_suite(
             progress=progress,
         )
         entries = [manifest.entries[j.key] for j in jobs]
-    failed: list[Outcome[object]] = [Outcome(i, None, e.error) for i, e in enumerate(entries) if e.status != "done"]
+    failed: list[Outcome[object]] = [
+        Outcome(i, None, f"{e.key}: {e.error}") for i, e in enumerate(entries) if e.status != "done"
+    ]
     if failed:
         raise SweepError(failed, len(entries))
     # Rows as the manifest recorded them: a resumed suite gives the same table as an uninterrupted one.

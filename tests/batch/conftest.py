@@ -18,7 +18,7 @@ from hetero_opt.io import save_instance
 @pytest.fixture(scope="session")
 def ray_executor() -> Iterator[RayExecutor]:
     """A RayExecutor on a local 2-CPU Ray instance, shut down at the end of the session."""
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
     try:
         yield RayExecutor()  # Ray is already up: the executor uses it and leaves it to this fixture
     finally:
