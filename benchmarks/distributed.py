@@ -4,7 +4,8 @@ Run: ``.venv/bin/python benchmarks/distributed.py [--count 200] [--family medium
 It generates ``--count`` instances into a temporary folder, solves them with ``solve_batch`` in this
 process and then on a local Ray instance with one CPU per task (``--workers 1``), and prints
 instances per minute, the speed-up per CPU, how many plans are equal, and the overheads: Ray's
-start-up, a round trip of an empty task, and a round trip carrying one instance of the family.
+start-up, a round trip of an empty task, one validating an instance file sent as text, and the
+driver's serial work per file.
 Figures and the protocol are in ``docs/distributed.md``.
 """
 
@@ -24,7 +25,7 @@ from rich.table import Table
 from hetero_opt.batch import InProcessExecutor, sweep
 from hetero_opt.batch.executor import Executor
 from hetero_opt.batch.ray_executor import RayExecutor
-from hetero_opt.batch.solve_batch import SolveSettings, SolveTask, solve_batch
+from hetero_opt.batch.solve_batch import SolveSettings, SolveTask, read_text, sha256_bytes, solve_batch, validate_task
 from hetero_opt.cli import collect_instance_files
 from hetero_opt.generate import generate_instance
 from hetero_opt.io import load_instance, save_instance
@@ -71,6 +72,10 @@ def main() -> None:
         for f in files:
             load_instance(f)
         load = (time.perf_counter() - start) / len(files)
+        start = time.perf_counter()
+        for f in files:
+            sha256_bytes(read_text(f).encode())
+        read = (time.perf_counter() - start) / len(files)
         # Plans are reproducible while CP-SAT's deterministic budget, not the wall-clock safety net,
         # ends its stages; a solve that used most of its time limit may have been cut by the net.
         cut = {
@@ -92,10 +97,11 @@ def main() -> None:
         f"solves that used > 80 % of the time limit in either run (wall-clock net): {len(cut)}; "
         f"plans equal among the others: {len(kept)}/{args.count - len(cut)}"
     )
-    console.print(f"driver: load and validate one {args.family} instance: {1000 * load:.1f} ms (serial)")
+    console.print(f"driver: read and hash one {args.family} file: {1000 * read:.1f} ms (serial)")
+    console.print(f"worker: load and validate one {args.family} instance: {1000 * load:.1f} ms (twice per task)")
     console.print(f"Ray start-up (ray.init, local): {ray_start:.1f} s (not in the Ray wall time above)")
     console.print(f"Ray round trip per task, empty: {1000 * empty:.1f} ms")
-    console.print(f"Ray round trip per task carrying one {args.family} instance: {1000 * carrying:.1f} ms")
+    console.print(f"Ray round trip per task validating one {args.family} file (text in): {1000 * carrying:.1f} ms")
     console.print(f"load average after: {os.getloadavg()}")
 
 
@@ -105,15 +111,11 @@ def overheads(executor: Executor, folder: Path, settings: SolveSettings, n: int 
     start = time.perf_counter()
     sweep(abs, list(range(n)), executor=executor, progress=False).values()
     empty = (time.perf_counter() - start) / n
-    instance = load_instance(next(iter(sorted(folder.iterdir()))))
-    tasks = [SolveTask(str(i), instance, settings) for i in range(n)]
+    path = next(iter(sorted(folder.iterdir())))
+    tasks = [SolveTask(str(i), str(path), path.read_text(), settings) for i in range(n)]
     start = time.perf_counter()
-    sweep(_num_nodes, tasks, executor=executor, progress=False).values()
+    assert sweep(validate_task, tasks, executor=executor, progress=False).values() == [""] * n
     return empty, (time.perf_counter() - start) / n
-
-
-def _num_nodes(task: SolveTask) -> int:
-    return len(task.instance.nodes)
 
 
 def _wall(out_dir: Path, stem: str) -> float:

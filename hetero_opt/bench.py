@@ -85,10 +85,10 @@ def run_suite(
     seeds = tuple(default_seeds if seeds is None else seeds)
     tasks = [BenchTask(suite, family, seed, tuple(solvers), time_limit, num_workers, solver_seed) for seed in seeds]
     jobs = [
-        Job(f"bench:{suite}:{t.seed}", {"kind": "bench", **asdict(t), "versions": library_versions()}, t) for t in tasks
+        Job(f"bench:{suite}:{t.seed}", {"kind": "bench", **asdict(t), "versions": library_versions()}) for t in tasks
     ]
     with Manifest(out_dir) as manifest:  # out_dir=None: in memory, nothing to resume
-        todo = [j for j in jobs if manifest.done(j.key, j.inputs) is None]
+        todo = [i for i, j in enumerate(jobs) if manifest.done(j.key, j.inputs) is None]
         what = f"{suite}: {len(todo)} instances x {len(solvers)} solvers" + (
             f" ({len(jobs) - len(todo)} done before)" if len(todo) < len(jobs) else ""
         )
@@ -96,7 +96,8 @@ def run_suite(
         run_jobs(
             executor,
             bench_instance,
-            todo,
+            [tasks[i] for i in todo],
+            [jobs[i] for i in todo],
             manifest,
             _entry,
             num_cpus=num_workers,
@@ -147,7 +148,7 @@ def bench_instance(task: BenchTask) -> list[dict[str, Any]]:
     return instance_rows(task.suite, task.family, task.seed, instance, results, gen_time)
 
 
-def _entry(job: Job[BenchTask], outcome: Outcome[list[dict[str, Any]]]) -> Entry:
+def _entry(job: Job, outcome: Outcome[list[dict[str, Any]]]) -> Entry:
     if outcome.ok:
         return Entry(job.key, job.inputs, "done", outcome.value)
     return Entry(job.key, job.inputs, "failed", error=outcome.error_line)

@@ -41,6 +41,12 @@ def load_instance(path: str | Path) -> Instance:
         text = p.read_text()
     except OSError as exc:
         raise InputError(f"{p}: cannot read file ({exc.strerror})") from None
+    return loads_instance(text, p)
+
+
+def loads_instance(text: str, path: str | Path) -> Instance:
+    """Decode and validate the text of an instance file; ``path`` gives the format (suffix) and the error's name."""
+    p = Path(path)
     try:
         data = yaml.safe_load(text) if p.suffix.lower() in (".yaml", ".yml") else json.loads(text)
     except json.JSONDecodeError as exc:

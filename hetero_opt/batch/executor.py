@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar, overload
 
 from hetero_opt.errors import InputError
 
@@ -40,6 +40,34 @@ class Outcome(Generic[R]):
         """The last line of the error (``Type: message``), for one-line reports."""
         lines = self.error.strip().splitlines()
         return lines[-1] if lines else ""
+
+
+class LazyTasks(Sequence[T]):
+    """Tasks ``make(0) ... make(n - 1)``, each made when an executor reaches it.
+
+    Executors take tasks in order and keep only those in flight, so a batch of large tasks (an
+    instance file's text each) never sits in the driver's memory at once.
+    """
+
+    def __init__(self, n: int, make: Callable[[int], T]) -> None:
+        self._n = n
+        self._make = make
+
+    def __len__(self) -> int:
+        return self._n
+
+    @overload
+    def __getitem__(self, i: int) -> T: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[T]: ...
+
+    def __getitem__(self, i: int | slice) -> T | Sequence[T]:
+        if isinstance(i, slice):
+            return [self._make(k) for k in range(self._n)[i]]
+        if not -self._n <= i < self._n:
+            raise IndexError(f"task {i} of {self._n}")
+        return self._make(i % self._n)
 
 
 def call_captured(fn: Callable[[T], R], task: T) -> tuple[R | None, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from rich.console import Console
 
@@ -17,32 +17,33 @@ R = TypeVar("R")
 
 
 @dataclass(frozen=True)
-class Job(Generic[T]):
-    """A task with its manifest ``key`` and the ``inputs`` that decide whether an old result still holds."""
+class Job:
+    """A task's manifest ``key`` and the ``inputs`` that decide whether an old result still holds."""
 
     key: str
     inputs: dict[str, Any]
-    task: T
 
 
 def run_jobs(
     executor: Executor,
     fn: Callable[[T], R],
-    jobs: Sequence[Job[T]],
+    tasks: Sequence[T],
+    jobs: Sequence[Job],
     manifest: Manifest,
-    finish: Callable[[Job[T], Outcome[R]], Entry],
+    finish: Callable[[Job, Outcome[R]], Entry],
     *,
     num_cpus: int = 1,
     description: str = "",
     console: Console | None = None,
     progress: bool = True,
 ) -> None:
-    """Run ``fn`` on each job's task; ``finish`` writes its files and returns the entry to record.
+    """Run ``fn`` on ``tasks[i]`` for ``jobs[i]``; ``finish`` writes its files and returns its entry.
 
-    Entries are added to ``manifest`` as tasks complete, so a batch stopped at any point keeps
-    every task finished before the stop.
+    ``tasks`` may be made lazily (:class:`~hetero_opt.batch.executor.LazyTasks`). Entries are added
+    to ``manifest`` as tasks complete, so a batch stopped at any point keeps every task finished
+    before the stop.
     """
-    outcomes = executor.run(fn, [j.task for j in jobs], num_cpus=num_cpus)
+    outcomes = executor.run(fn, tasks, num_cpus=num_cpus)
     for outcome in track(outcomes, len(jobs), description, console, progress):
         manifest.add(finish(jobs[outcome.index], outcome))
 

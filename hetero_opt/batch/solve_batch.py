@@ -1,10 +1,12 @@
 """``hetero-opt solve`` as a resumable batch: one task per instance file, on any executor.
 
-What travels to a worker is a :class:`SolveTask`: the validated instance and the solver settings.
-What comes back is a :class:`SolveOutput`: the result, the verifier's findings, the summary row and
-the worker's library versions. The driver alone writes files: each plan atomically, then its
-manifest line, and at the end ``summary.csv`` rebuilt from the manifest (so each row, wall time
-included, is what was recorded when its plan was written).
+What travels to a worker is a :class:`SolveTask`: the instance file's text and the solver settings;
+workers parse and validate it, first all of them (any bad input stops the batch before a plan is
+written), then once more to solve. What comes back is a :class:`SolveOutput`: the result, the
+verifier's findings, the summary row, the hash of the text solved and the worker's library versions.
+The driver reads and hashes files and alone writes: each plan atomically, then its manifest line,
+and at the end ``summary.csv`` rebuilt from the manifest (so each row, wall time included, is what
+was recorded when its plan was written).
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ from typing import Any
 
 from rich.console import Console
 
-from hetero_opt.batch.executor import Executor, Outcome
+from hetero_opt.batch.executor import Executor, LazyTasks, Outcome
 from hetero_opt.batch.manifest import Entry, Manifest, library_versions
 from hetero_opt.batch.resume import Job, run_jobs, split_done
-from hetero_opt.errors import PlanError
+from hetero_opt.batch.sweep import track
+from hetero_opt.errors import InputError, PlanError
 from hetero_opt.instance import Instance
-from hetero_opt.io import load_instance, write_atomic
+from hetero_opt.io import loads_instance, write_atomic
 from hetero_opt.placement.result import PlacementResult
 from hetero_opt.placement.solve import get_backend, solve
 from hetero_opt.placement.verify import verify
@@ -62,12 +65,17 @@ class SolveSettings:
 
 @dataclass(frozen=True)
 class SolveTask:
-    """One instance to solve, as it travels to a worker."""
+    """One instance file to solve, as it travels to a worker: its path (for messages and format) and text."""
 
     name: str
-    instance: Instance
+    path: str
+    text: str
     settings: SolveSettings
     export_model: str | None = None
+
+    def instance(self) -> Instance:
+        """The validated instance (:class:`~hetero_opt.errors.InputError` naming the file if bad)."""
+        return loads_instance(self.text, self.path)
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,7 @@ class SolveOutput:
     violations: list[str]
     row: dict[str, Any]
     versions: dict[str, str]
+    instance_sha256: str
 
 
 @dataclass(frozen=True)
@@ -90,14 +99,24 @@ class BatchReport:
     skipped: int
 
 
+def validate_task(task: SolveTask) -> str:
+    """The one-line error of a bad instance file, or "" (runs on a worker)."""
+    try:
+        task.instance()
+    except InputError as exc:
+        return " ".join(str(exc).split())
+    return ""
+
+
 def solve_task(task: SolveTask) -> SolveOutput:
-    """Solve, verify and summarise one instance (runs on a worker)."""
+    """Parse, solve, verify and summarise one instance (runs on a worker)."""
     s = task.settings
     warm_up(s.solver)
+    instance = task.instance()
     result: PlacementResult | None = None
     try:
         result = solve(
-            task.instance,
+            instance,
             s.solver,
             time_limit=s.time_limit,
             seed=s.seed,
@@ -109,10 +128,9 @@ def solve_task(task: SolveTask) -> SolveOutput:
         violations = [str(exc)]
     else:
         # solve() verifies too; checking again here keeps the batch's promise independent of it.
-        violations = [str(v) for v in verify(task.instance, result.plan)]
-    return SolveOutput(
-        result, violations, summary_row(task.name, task.instance, result, violations), library_versions()
-    )
+        violations = [str(v) for v in verify(instance, result.plan)]
+    row = summary_row(task.name, instance, result, violations)
+    return SolveOutput(result, violations, row, library_versions(), sha256_bytes(task.text.encode()))
 
 
 def solve_batch(
@@ -136,14 +154,19 @@ def solve_batch(
         for f in files
     ]
     todo = list(range(len(files))) if export_model else split_done(Manifest(out_dir, write=False), inputs)
-    jobs = []
-    for i in todo:
-        f = files[i]
-        export = f"{export_model}.{f.stem}" if export_model and len(files) > 1 else export_model
-        jobs.append(Job(f.stem, inputs[i][1], SolveTask(f.stem, load_instance(f), settings, export)))
+    several = len(files) > 1
+
+    def make(k: int) -> SolveTask:
+        f = files[todo[k]]
+        export = f"{export_model}.{f.stem}" if export_model and several else export_model
+        return SolveTask(f.stem, str(f), read_text(f), settings, export)
+
+    tasks = LazyTasks(len(todo), make)
+    validate(executor, tasks, console, progress)
+    jobs = [Job(*inputs[i]) for i in todo]
     failures: list[str] = []
 
-    def finish(job: Job[SolveTask], outcome: Outcome[SolveOutput]) -> Entry:
+    def finish(job: Job, outcome: Outcome[SolveOutput]) -> Entry:
         entry = record_output(job, outcome, out_dir)
         if entry.status == "failed":
             failures.append(f"{files[todo[outcome.index]]}: {entry.error}")
@@ -157,6 +180,7 @@ def solve_batch(
         run_jobs(
             executor,
             solve_task,
+            tasks,
             jobs,
             manifest,
             finish,
@@ -174,13 +198,32 @@ def solve_batch(
     return BatchReport(rows, failures, len(jobs), len(files) - len(jobs))
 
 
+def validate(executor: Executor, tasks: Sequence[SolveTask], console: Console | None, progress: bool) -> None:
+    """Validate every task's instance on ``executor``; :class:`InputError` of the first bad file."""
+    bad = [""] * len(tasks)
+    outcomes = executor.run(validate_task, tasks, num_cpus=1)
+    for o in track(outcomes, len(tasks), f"validating {len(tasks)} instances", console, progress and len(tasks) > 1):
+        bad[o.index] = o.value or (f"{tasks[o.index].path}: cannot validate: {o.error_line}" if o.error else "")
+    first = next((b for b in bad if b), "")
+    if first:
+        raise InputError(first)
+
+
+def read_text(path: Path) -> str:
+    """A file's text, byte for byte (no newline translation: its hash is the file's)."""
+    try:
+        return path.read_bytes().decode()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read file ({exc})") from None
+
+
 def warm_up(solver: str) -> None:
     """Import the solver's backend now, so a fresh worker's imports are not charged to a time limit."""
     if solver != "greedy":
         get_backend(solver)
 
 
-def record_output(job: Job[SolveTask], outcome: Outcome[SolveOutput], out_dir: Path) -> Entry:
+def record_output(job: Job, outcome: Outcome[SolveOutput], out_dir: Path) -> Entry:
     """Write the plan of a successful task (a failed one removes a stale plan); the manifest entry."""
     name = f"{job.key}.plan.json"
     failed = _failed(job, outcome)
@@ -192,12 +235,14 @@ def record_output(job: Job[SolveTask], outcome: Outcome[SolveOutput], out_dir: P
     return Entry(job.key, job.inputs, "done", outcome.value.row, files={name: sha256_bytes(text.encode())})
 
 
-def _failed(job: Job[SolveTask], outcome: Outcome[SolveOutput]) -> Entry | None:
+def _failed(job: Job, outcome: Outcome[SolveOutput]) -> Entry | None:
     """The failed entry of an outcome that has no plan to write, with why; None if it has one."""
     out = outcome.value
     if out is None:
-        row = summary_row(job.key, job.task.instance, None, [outcome.error_line])
+        row = summary_row(job.key, None, None, [outcome.error_line])
         return Entry(job.key, job.inputs, "failed", row, error=f"task failed: {outcome.error_line}")
+    if out.instance_sha256 != job.inputs["instance_sha256"]:
+        return Entry(job.key, job.inputs, "failed", out.row, error="instance file changed while the batch ran")
     if out.versions != library_versions():
         drift = {k: (v, library_versions().get(k)) for k, v in out.versions.items() if library_versions().get(k) != v}
         return Entry(
@@ -227,9 +272,11 @@ def served_gpus(inst: Instance, result: PlacementResult) -> int:
     return sum(build_view(inst).wanted_gpus_by_priority.values()) - sum(result.score.unserved_gpus)
 
 
-def summary_row(name: str, inst: Instance, result: PlacementResult | None, violations: Sequence[str]) -> dict[str, Any]:
-    """One row of ``summary.csv`` (columns :data:`SUMMARY_COLUMNS`)."""
-    if result is None:
+def summary_row(
+    name: str, inst: Instance | None, result: PlacementResult | None, violations: Sequence[str]
+) -> dict[str, Any]:
+    """One row of ``summary.csv`` (columns :data:`SUMMARY_COLUMNS`); no instance, no result: an error row."""
+    if inst is None or result is None:
         return {c: "" for c in SUMMARY_COLUMNS} | {"instance": name, "status": "error", "violations": 1}
     sc = result.score
     return {

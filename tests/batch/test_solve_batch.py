@@ -19,6 +19,7 @@ from hetero_opt.batch.manifest import MANIFEST_NAME
 from hetero_opt.batch.ray_executor import RayExecutor
 from hetero_opt.batch.solve_batch import SolveSettings, solve_batch
 from hetero_opt.cli import collect_instance_files, main
+from hetero_opt.errors import InputError
 
 # One CPU per task: two Ray tasks run side by side on the 2-CPU instance. CP-SAT proves these
 # instances optimal in a few ms; the 10 s limit keeps the wall-clock safety net (which would make
@@ -147,3 +148,17 @@ def test_a_failing_task_is_reported_and_solved_again_next_time(
     monkeypatch.undo()
     assert solve_batch([f], changed, out, InProcessExecutor(), progress=False).solved == 1
     assert (out / "tiny-0.plan.json").exists()
+
+
+def test_a_bad_input_stops_the_batch_before_any_plan(
+    instance_dir: Path, ray_executor: RayExecutor, tmp_path: Path
+) -> None:
+    folder = tmp_path / "in"
+    shutil.copytree(instance_dir, folder)
+    bad = folder / "tiny-2.json"
+    bad.write_text(bad.read_text().replace('"gpus_free": 8', '"gpus_free": 9', 1))
+    files = collect_instance_files([str(folder)])
+    for executor in (InProcessExecutor(), ray_executor):  # workers validate: the message is the same
+        with pytest.raises(InputError, match=r"tiny-2\.json: Node '.*': gpus_free=9 exceeds gpus_total=8"):
+            solve_batch(files, SETTINGS, tmp_path / executor.name, executor, progress=False)
+        assert not (tmp_path / executor.name).exists()
