@@ -162,3 +162,10 @@ def test_a_bad_input_stops_the_batch_before_any_plan(
         with pytest.raises(InputError, match=r"tiny-2\.json: Node '.*': gpus_free=9 exceeds gpus_total=8"):
             solve_batch(files, SETTINGS, tmp_path / executor.name, executor, progress=False)
         assert not (tmp_path / executor.name).exists()
+
+
+def test_cli_executor_flag(reference: Path, instance_dir: Path, ray_executor: RayExecutor, tmp_path: Path) -> None:
+    # Ray is up (fixture): the CLI's executor joins it and leaves it running
+    assert main(["solve", str(instance_dir), "--out-dir", str(tmp_path), *CLI_ARGS, "--executor", "ray"]) == 0
+    assert plans(tmp_path) == plans(reference)
+    assert summary(tmp_path) == summary(reference)
