@@ -10,7 +10,7 @@
 See ``docs/distributed.md``.
 """
 
-from hetero_opt.batch.executor import EXECUTORS, Executor, InProcessExecutor, Outcome, get_executor
+from hetero_opt.batch.executor import EXECUTORS, Executor, InProcessExecutor, LazyTasks, Outcome, get_executor
 from hetero_opt.batch.manifest import Entry, Manifest, library_versions
 from hetero_opt.batch.resume import Job, run_jobs
 from hetero_opt.batch.sweep import SweepError, SweepResult, sweep
@@ -21,6 +21,7 @@ __all__ = [
     "Executor",
     "InProcessExecutor",
     "Job",
+    "LazyTasks",
     "Manifest",
     "Outcome",
     "SweepError",

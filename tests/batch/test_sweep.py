@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import ray
 
-from hetero_opt.batch import SweepError, get_executor, sweep
+from hetero_opt.batch import LazyTasks, SweepError, get_executor, sweep
 from hetero_opt.batch.executor import Executor, InProcessExecutor
 from hetero_opt.batch.ray_executor import RayExecutor
 
@@ -53,3 +53,21 @@ def test_readme_sweep_example_runs_as_written(ray_executor: RayExecutor, capsys:
     exec(compile(block, "README.md", "exec"), {})  # Ray is up (fixture): the example joins it and leaves it up
     assert capsys.readouterr().out.strip() == "[1.0, 2.0, 3.0]"
     assert ray.is_initialized()
+
+
+def test_lazy_tasks_are_made_when_reached() -> None:
+    made: list[int] = []
+
+    def make(i: int) -> float:
+        made.append(i)
+        return float(i * i)
+
+    tasks = LazyTasks(3, make)
+    assert (len(tasks), made) == (3, [])
+    outcomes = InProcessExecutor().run(math.sqrt, tasks)
+    assert next(outcomes).value == 0.0
+    assert made == [0]  # the rest are not made yet
+    assert [o.value for o in outcomes] == [1.0, 2.0]
+    assert (tasks[-1], list(tasks[1:])) == (4.0, [1.0, 4.0])
+    with pytest.raises(IndexError, match="task 3 of 3"):
+        tasks[3]
