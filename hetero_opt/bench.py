@@ -10,14 +10,19 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
+from hetero_opt.batch.executor import Executor, InProcessExecutor, Outcome
+from hetero_opt.batch.manifest import Entry, Manifest, library_versions
+from hetero_opt.batch.resume import Job, run_jobs
+from hetero_opt.batch.solve_batch import warm_up
+from hetero_opt.batch.sweep import SweepError
 from hetero_opt.generate import generate_instance
 from hetero_opt.instance import Instance
 from hetero_opt.placement.objective import Score
@@ -49,6 +54,7 @@ def run_suite(
     solver_seed: int = 0,
     progress: bool = True,
     console: Console | None = None,
+    executor: Executor | None = None,
 ) -> pd.DataFrame:
     """Solve every instance of ``suite`` with every solver and collect the figures.
 
@@ -63,9 +69,12 @@ def run_suite(
     time_limit, num_workers, solver_seed
         Passed to :func:`hetero_opt.solve`.
     out_dir
-        When given, ``bench.csv`` and ``bench.png`` are written there.
+        When given, ``bench.csv`` and ``bench.png`` are written there, and the suite is resumable:
+        instances its manifest holds as done with the same inputs are not solved again.
     progress
         Show a rich progress bar over instances.
+    executor
+        Where instances are generated and solved (default: in this process); one task per instance.
 
     Returns
     -------
@@ -74,27 +83,75 @@ def run_suite(
     """
     family, default_seeds = SUITES.get(suite, (suite, (0,)))
     seeds = tuple(default_seeds if seeds is None else seeds)
-    console = console or Console()
-    rows: list[dict[str, Any]] = []
-    with Progress(console=console, disable=not progress, transient=True) as bar:
-        task = bar.add_task(f"{suite}: {len(seeds)} instances x {len(solvers)} solvers", total=len(seeds))
-        for seed in seeds:
-            start = time.perf_counter()
-            instance = generate_instance(family, seed)
-            gen_time = time.perf_counter() - start
-            results = {
-                s: solve(instance, s, time_limit=time_limit, seed=solver_seed, num_workers=num_workers) for s in solvers
-            }
-            rows.extend(instance_rows(suite, family, seed, instance, results, gen_time))
-            bar.advance(task)
-    df = pd.DataFrame(rows)
+    tasks = [BenchTask(suite, family, seed, tuple(solvers), time_limit, num_workers, solver_seed) for seed in seeds]
+    jobs = [
+        Job(f"bench:{suite}:{t.seed}", {"kind": "bench", **asdict(t), "versions": library_versions()}) for t in tasks
+    ]
+    with Manifest(out_dir) as manifest:  # out_dir=None: in memory, nothing to resume
+        todo = [i for i, j in enumerate(jobs) if manifest.done(j.key, j.inputs) is None]
+        what = f"{suite}: {len(todo)} instances x {len(solvers)} solvers" + (
+            f" ({len(jobs) - len(todo)} done before)" if len(todo) < len(jobs) else ""
+        )
+        executor = executor or InProcessExecutor()
+        run_jobs(
+            executor,
+            bench_instance,
+            [tasks[i] for i in todo],
+            [jobs[i] for i in todo],
+            manifest,
+            _entry,
+            num_cpus=num_workers,
+            description=what,
+            console=console or Console(),
+            progress=progress,
+        )
+        entries = [manifest.entries[j.key] for j in jobs]
+    failed: list[Outcome[object]] = [
+        Outcome(i, None, f"{e.key}: {e.error}") for i, e in enumerate(entries) if e.status != "done"
+    ]
+    if failed:
+        raise SweepError(failed, len(entries))
+    # Rows as the manifest recorded them: a resumed suite gives the same table as an uninterrupted one.
+    df = pd.DataFrame([row for e in entries for row in e.record])
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
         tmp = out_dir / "bench.csv.tmp"
         df.to_csv(tmp, index=False)
         tmp.replace(out_dir / "bench.csv")
         plot(df, out_dir / "bench.png")
     return df
+
+
+@dataclass(frozen=True)
+class BenchTask:
+    """One instance of a suite and how to solve it, as it travels to a worker."""
+
+    suite: str
+    family: str
+    seed: int
+    solvers: tuple[str, ...]
+    time_limit: float
+    num_workers: int
+    solver_seed: int
+
+
+def bench_instance(task: BenchTask) -> list[dict[str, Any]]:
+    """Generate one instance, solve it with every solver and return its rows (runs on a worker)."""
+    for solver in task.solvers:
+        warm_up(solver)
+    start = time.perf_counter()
+    instance = generate_instance(task.family, task.seed)
+    gen_time = time.perf_counter() - start
+    results = {
+        s: solve(instance, s, time_limit=task.time_limit, seed=task.solver_seed, num_workers=task.num_workers)
+        for s in task.solvers
+    }
+    return instance_rows(task.suite, task.family, task.seed, instance, results, gen_time)
+
+
+def _entry(job: Job, outcome: Outcome[list[dict[str, Any]]]) -> Entry:
+    if outcome.ok:
+        return Entry(job.key, job.inputs, "done", outcome.value)
+    return Entry(job.key, job.inputs, "failed", error=outcome.error_line)
 
 
 def best_bound(results: dict[str, PlacementResult]) -> Score | None:

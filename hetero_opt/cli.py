@@ -9,48 +9,30 @@ verifier rejects gives exit code 1. Outputs are written to a temporary file, the
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import math
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
 
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
 from hetero_opt import cli_autoscale, cli_k8s, cli_metrics, cli_serve, cli_simulate
-from hetero_opt.errors import InputError, PlanError
+from hetero_opt.batch.executor import add_executor_arguments, executor_from_args
+from hetero_opt.batch.solve_batch import SUMMARY_COLUMNS as SUMMARY_COLUMNS  # re-exported: summary.csv's columns
+from hetero_opt.batch.solve_batch import SolveSettings, solve_batch
+from hetero_opt.batch.solve_batch import served_gpus as served_gpus  # re-exported for the demo
+from hetero_opt.errors import InputError
 from hetero_opt.instance import Instance
-from hetero_opt.io import load_instance, write_all_atomic
-from hetero_opt.placement.result import PlacementResult
-from hetero_opt.placement.solve import MAX_SEED, MAX_TIME_LIMIT_S, MAX_WORKERS, SOLVERS, solve
-from hetero_opt.placement.verify import verify
+from hetero_opt.io import load_instance
+from hetero_opt.placement.solve import MAX_SEED, MAX_TIME_LIMIT_S, MAX_WORKERS, SOLVERS
 from hetero_opt.topology import build_view
 
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 INSTANCE_SUFFIXES = (".json", ".yaml", ".yml")
-SUMMARY_COLUMNS = (
-    "instance",
-    "solver",
-    "status",
-    "served_gpus",
-    "unserved_gpus",
-    "unserved_gpus_by_priority",
-    "premium_cost",
-    "new_groups",
-    "emptied_groups",
-    "whole_free_nodes",
-    "first_stage_gap",
-    "wall_time_s",
-    "violations",
-    "fallback_reason",
-)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,57 +97,24 @@ def add_solve(sub: SubParsers) -> None:
         metavar="PREFIX",
         help="write the solver model to PREFIX.* (PREFIX.<stem>.* for several instances)",
     )
-
-
-@dataclass(frozen=True)
-class Solved:
-    """One solved instance: where it came from, its result and the verifier's findings."""
-
-    path: Path
-    instance: Instance
-    result: PlacementResult | None
-    violations: list[str]
+    add_executor_arguments(p)
 
 
 def run_solve(args: argparse.Namespace) -> int:
-    """Validate all inputs, then solve, verify and write each; 1 if any plan fails verification."""
+    """Validate the inputs still to solve, then solve, verify and write each; 1 if any plan fails."""
     check_time_limit(args.time_limit)
     if not 1 <= args.workers <= MAX_WORKERS:
         raise InputError(f"--workers={args.workers} must be at least 1 and at most {MAX_WORKERS}")
     if not 0 <= args.seed <= MAX_SEED:
         raise InputError(f"--seed={args.seed} must be in 0..{MAX_SEED}")
     files = collect_instance_files(args.paths)
-    instances = [(f, load_instance(f)) for f in files]  # every input is validated before any work
     check_out_dir(args.out_dir)
+    settings = SolveSettings(args.solver, args.time_limit, args.seed, args.workers, not args.fast)
     console = _console()
-    solved: list[Solved] = []
-    with Progress(console=console, disable=len(instances) < 2, transient=True) as bar:
-        task = bar.add_task(f"solving {len(instances)} instances with {args.solver}", total=len(instances))
-        for f, inst in instances:
-            export = args.export_model
-            if export and len(instances) > 1:
-                export = f"{export}.{f.stem}"
-            solved.append(_solve_one(f, inst, args, export))
-            bar.advance(task)
-    out_dir: Path = args.out_dir
-    outputs: dict[Path, str] = {}
-    failed = 0
-    for s in solved:
-        if s.result is None or s.violations:
-            failed += 1
-            print(f"{s.path}: plan fails verification: {s.violations[0]}", file=sys.stderr)
-            continue
-        outputs[out_dir / f"{s.path.stem}.plan.json"] = s.result.to_json()
-    rows = [summary_row(s) for s in solved]
-    outputs[out_dir / "summary.csv"] = _csv_text(rows)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        why = exc.strerror or type(exc).__name__
-        raise InputError(f"--out-dir '{out_dir}': cannot create folder ({why})") from None
-    write_all_atomic(outputs)
-    console.print(summary_table(rows, args.solver))
-    return 1 if failed else 0
+    with executor_from_args(args) as executor:
+        report = solve_batch(files, settings, args.out_dir, executor, export_model=args.export_model, console=console)
+    console.print(summary_table(report.rows, args.solver))
+    return 1 if report.failures else 0
 
 
 def check_time_limit(value: float, flag: str = "--time-limit") -> None:
@@ -213,60 +162,6 @@ def collect_instance_files(paths: Sequence[str]) -> list[Path]:
         if prev != f:
             raise InputError(f"{f}: stem '{f.stem}' is also the stem of {prev}; plans would overwrite each other")
     return files
-
-
-def _solve_one(path: Path, inst: Instance, args: argparse.Namespace, export: str | None) -> Solved:
-    try:
-        result = solve(
-            inst,
-            args.solver,
-            time_limit=args.time_limit,
-            seed=args.seed,
-            num_workers=args.workers,
-            export_model=export,
-            deterministic=not args.fast,
-        )
-    except PlanError as exc:
-        return Solved(path, inst, None, [str(exc)])
-    # solve() verifies too; checking again here keeps the CLI's promise independent of it.
-    return Solved(path, inst, result, [str(v) for v in verify(inst, result.plan)])
-
-
-def served_gpus(inst: Instance, result: PlacementResult) -> int:
-    """GPUs of requested units the plan adds or removes (at most each request's delta)."""
-    return sum(build_view(inst).wanted_gpus_by_priority.values()) - sum(result.score.unserved_gpus)
-
-
-def summary_row(s: Solved) -> dict[str, Any]:
-    """One row of ``summary.csv`` (columns :data:`SUMMARY_COLUMNS`)."""
-    name = s.path.stem
-    if s.result is None:
-        return {c: "" for c in SUMMARY_COLUMNS} | {"instance": name, "status": "error", "violations": 1}
-    sc = s.result.score
-    return {
-        "instance": name,
-        "solver": s.result.solver,
-        "status": s.result.status,
-        "served_gpus": served_gpus(s.instance, s.result),
-        "unserved_gpus": sum(sc.unserved_gpus),
-        "unserved_gpus_by_priority": ";".join(f"{p}:{g}" for p, g in zip(sc.priorities, sc.unserved_gpus, strict=True)),
-        "premium_cost": sc.premium_cost,
-        "new_groups": sc.new_groups,
-        "emptied_groups": sc.emptied_groups,
-        "whole_free_nodes": sc.whole_free_nodes,
-        "first_stage_gap": "" if s.result.first_stage_gap is None else s.result.first_stage_gap,
-        "wall_time_s": round(s.result.wall_time_s, 4),
-        "violations": len(s.violations),
-        "fallback_reason": s.result.fallback_reason,
-    }
-
-
-def _csv_text(rows: list[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(SUMMARY_COLUMNS), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
 
 
 def summary_table(rows: list[dict[str, Any]], solver: str) -> Table:
@@ -340,7 +235,8 @@ def add_bench(sub: SubParsers) -> None:
     p.add_argument("suite", help="suite name (see hetero_opt.bench.SUITES) or a generator family")
     p.add_argument("--solvers", default="greedy,cpsat,milp", help="comma-separated solvers (default: %(default)s)")
     p.add_argument("--time-limit", type=float, default=2.0, metavar="S", help="solver time limit in s (default: 2)")
-    p.add_argument("--out-dir", type=Path, metavar="DIR", help="write bench.csv and bench.png here")
+    p.add_argument("--out-dir", type=Path, metavar="DIR", help="write bench.csv and bench.png here (resumable)")
+    add_executor_arguments(p)
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -353,7 +249,10 @@ def run_bench(args: argparse.Namespace) -> int:
             raise ValueError(f"--solvers: solver='{s}' is not one of {list(SOLVERS)}")
     check_time_limit(args.time_limit)
     console = _console()
-    df = run_suite(args.suite, solvers, time_limit=args.time_limit, out_dir=args.out_dir, console=console)
+    with executor_from_args(args) as executor:
+        df = run_suite(
+            args.suite, solvers, time_limit=args.time_limit, out_dir=args.out_dir, console=console, executor=executor
+        )
     print_report(df, console=console)
     return 0
 

@@ -37,7 +37,13 @@ def parse_instance(data: object, source: str = "<instance>") -> Instance:
 def load_instance(path: str | Path) -> Instance:
     """Load and validate an instance file (``.json``, ``.yaml`` or ``.yml``, UTF-8)."""
     p = Path(path)
-    data = parse_text(read_text(p), p)
+    return loads_instance(read_text(p), p)
+
+
+def loads_instance(text: str, path: str | Path) -> Instance:
+    """Parse and validate the text of an instance file; ``path`` gives the format (suffix) and the error's name."""
+    p = Path(path)
+    data = parse_text(text, p)
     try:
         return parse_instance(data, str(p))
     except RecursionError:

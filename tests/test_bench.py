@@ -5,8 +5,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
+from hetero_opt import Instance, bench
+from hetero_opt.batch import SweepError
+from hetero_opt.batch.manifest import MANIFEST_NAME
 from hetero_opt.bench import SUITES, gaps, main_table, print_report, run_suite, totals_table
 from hetero_opt.placement.objective import Score
 
@@ -68,3 +72,36 @@ def test_run_suite_writes_outputs(tmp_path: Path) -> None:
 def test_suites_name_families() -> None:
     assert SUITES["contention"] == ("contention", tuple(range(10)))
     assert SUITES["production"][1] == (0, 1, 2, 3)
+
+
+def test_interrupted_suite_resumes_to_the_same_table(tmp_path: Path) -> None:
+    solvers = ("greedy", "cpsat")
+    full = run_suite("contention", solvers=solvers, seeds=(0, 1, 2), out_dir=tmp_path, progress=False)
+    csv_text = (tmp_path / "bench.csv").read_text()
+    manifest = tmp_path / MANIFEST_NAME
+    lines = manifest.read_text().splitlines(keepends=True)
+    manifest.write_text("".join(lines[:2]) + lines[2][:40])  # killed while recording seed 2
+    again = run_suite("contention", solvers=solvers, seeds=(0, 1, 2), out_dir=tmp_path, progress=False)
+    timing = ["gen_time_s", "wall_time_s", "cpsat_time_ratio"]
+    # seed 2 was solved again (its timings are new); everything else is what was recorded
+    assert again.drop(columns=timing).equals(full.drop(columns=timing))
+    assert again[again["seed"] < 2].equals(full[full["seed"] < 2])
+    assert (tmp_path / "bench.csv").read_text().splitlines()[:5] == csv_text.splitlines()[:5]
+    assert run_suite("contention", solvers=solvers, seeds=(0, 1, 2), out_dir=tmp_path, progress=False).equals(again)
+
+
+def test_a_failed_instance_is_reported_and_the_others_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = bench.generate_instance
+
+    def flaky(family: str, seed: int) -> Instance:
+        if seed == 1:
+            raise RuntimeError("generator crashed")
+        return real(family, seed)
+
+    monkeypatch.setattr(bench, "generate_instance", flaky)
+    with pytest.raises(SweepError, match=r"1 of 2 tasks failed: task 1: bench:tiny:1: RuntimeError: generator crashed"):
+        run_suite("tiny", solvers=("greedy",), seeds=(0, 1), out_dir=tmp_path, progress=False)
+    assert not (tmp_path / "bench.csv").exists()
+    monkeypatch.undo()
+    df = run_suite("tiny", solvers=("greedy",), seeds=(0, 1), out_dir=tmp_path, progress=False)
+    assert list(df["seed"]) == [0, 1]

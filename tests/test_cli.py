@@ -36,7 +36,7 @@ def test_solve_folder_writes_one_verified_plan_per_instance_and_a_summary(
     out_dir = tmp_path / "out"
     assert main(["solve", str(INSTANCES_DIR), "--solver", "greedy", "--out-dir", str(out_dir)]) == 0
     written = sorted(p.name for p in out_dir.iterdir())
-    assert written == sorted([f"{p.stem}.plan.json" for p in BUNDLED] + ["summary.csv"])
+    assert written == sorted([f"{p.stem}.plan.json" for p in BUNDLED] + ["manifest.jsonl", "summary.csv"])
     for p in BUNDLED:
         result = PlacementResult.from_json((out_dir / f"{p.stem}.plan.json").read_text())
         assert verify(load_instance(p), result.plan) == []
@@ -82,7 +82,7 @@ def test_a_plan_failing_verification_exits_1_and_is_not_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     broken = Violation(code="node-capacity", entity="node 'a1'", message="adds 16 GPUs, 8 free")
-    monkeypatch.setattr("hetero_opt.cli.verify", lambda inst, plan: [broken])
+    monkeypatch.setattr("hetero_opt.batch.solve_batch.verify", lambda inst, plan: [broken])
     assert main(["solve", TIER, "--out-dir", str(tmp_path)]) == 1
     assert not (tmp_path / "tier_preference.plan.json").exists()
     with (tmp_path / "summary.csv").open() as f:

@@ -245,7 +245,12 @@ def test_out_dir_write_failure_exits_2_and_leaves_nothing(
 
     monkeypatch.setattr(Path, "write_text", refuse_csv)
     _refused(capsys, ["solve", str(path), "--out-dir", str(out)], "summary.csv.tmp: cannot write (Permission denied)")
-    assert sorted(p.name for p in out.iterdir()) == []  # the plan written first was rolled back
+    # batches are resumable (issue 13): the plan written first stays, with its manifest line, and no
+    # partial file is left; once writing works again the same command finishes from there
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.jsonl", f"{path.stem}.plan.json"]
+    monkeypatch.setattr(Path, "write_text", real)
+    assert main(["solve", str(path), "--out-dir", str(out)]) == 0
+    assert (out / "summary.csv").exists()
 
 
 def test_unreadable_input_folder_exits_2(
