@@ -149,3 +149,12 @@ def test_expand_existing_group_before_opening_a_new_one() -> None:
     assert (changes["chat@a-1"].new, changes["chat@a-1"].units) == (True, 1)
     assert r.score.new_groups == 1
     assert r.score.premium_cost == 2 * 8 * 1
+
+
+def test_gang_aggregated() -> None:
+    # the 2-unit gang (32 GPUs) does not fit in 24 free GPUs: none of it; 'agg' takes the 3 nodes
+    result = solve(load_instance(INSTANCES_DIR / "gang_aggregated.yaml"), "greedy")
+    assert result.score.unserved_gpus == [32, 0]
+    assert result.score.premium_cost == 3 * 8 * 1
+    assert result.score.new_groups == 1
+    assert [(u.service, u.wanted_units, u.placed_units) for u in result.plan.unserved] == [("train-serve", 2, 0)]
