@@ -69,11 +69,13 @@ class Relaxation:
 
     def add_row(self, terms: list[tuple[int, float]], lo: float, hi: float) -> None:
         """The row ``lo <= sum coef * col <= hi``."""
+        self.add_row_arrays([i for i, _ in terms], [c for _, c in terms], lo, hi)
+
+    def add_row_arrays(self, index: list[int], value: list[float], lo: float, hi: float) -> None:
+        """The row ``lo <= sum value[k] * col[index[k]] <= hi`` (no per-term tuples: the hot path)."""
         self.row_starts.append(len(self.row_index))
-        if terms:
-            index, value = zip(*terms, strict=True)
-            self.row_index.extend(index)
-            self.row_value.extend(value)
+        self.row_index.extend(index)
+        self.row_value.extend(value)
         self.row_lower.append(lo)
         self.row_upper.append(hi)
 
@@ -123,7 +125,7 @@ def build_relaxation(view: TopologyView, requests: list[RequestView], load: Load
             lp.add_row(opens, -inf, float(svc.max_new_groups))
     rows, lp.relaxed = packing_rows(view, items, lp.upper, load)
     for row in rows:
-        lp.add_row(list(zip(row.index, map(float, row.coef), strict=True)), -inf, float(row.rhs))
+        lp.add_row_arrays(row.index, [float(c) for c in row.coef], -inf, float(row.rhs))
     return lp
 
 
@@ -131,18 +133,21 @@ def _slot_rows(lp: Relaxation, cols: SlotColumns) -> None:
     """Whole units with exact ratios (MoE: whole prefill replicas per S1), as in the CP-SAT model."""
     svc = cols.spec.request.service
     ratio = svc.attn_ffn_ratio
-    by_role: dict[str, list[tuple[int, float]]] = {}
-    by_role_s1: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    by_role: dict[str, list[int]] = {}
+    by_role_s1: dict[tuple[str, str], list[int]] = {}
     for (role, s1, _), c in cols.cells.items():
-        by_role.setdefault(role, []).append((c, 1.0))
-        by_role_s1.setdefault((role, s1), []).append((c, 1.0))
+        by_role.setdefault(role, []).append(c)
+        if ratio is not None:
+            by_role_s1.setdefault((role, s1), []).append(c)
     for role, per_unit in sorted(svc.pods_per_unit.items()):
         if ratio is None or role == "decode":
-            lp.add_row([*by_role.get(role, []), (cols.units, -float(per_unit))], 0.0, 0.0)
+            index = by_role.get(role, [])
+            lp.add_row_arrays([*index, cols.units], [1.0] * len(index) + [-float(per_unit)], 0.0, 0.0)
     if ratio is not None:
         for s1, y in sorted(cols.replicas.items()):
             for role, k in (("prefill-attn", ratio.prefill), ("prefill-ffn", ratio.decode)):
-                lp.add_row([*by_role_s1.get((role, s1), []), (y, -float(k))], 0.0, 0.0)
+                index = by_role_s1.get((role, s1), [])
+                lp.add_row_arrays([*index, y], [1.0] * len(index) + [-float(k)], 0.0, 0.0)
         terms = [(y, 1.0) for y in cols.replicas.values()]
         lp.add_row([*terms, (cols.units, -float(svc.pd_ratio.prefill))], 0.0, 0.0)
 
