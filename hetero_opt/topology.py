@@ -34,7 +34,7 @@ class RequestView:
         return self.target_units - self.current_units
 
 
-_CAPACITY_CACHES = ("free_by_s1_type", "slots_by_size")
+_CAPACITY_CACHES = ("free_by_s1_type", "slots_by_size", "memo")
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,6 +59,11 @@ class TopologyView:
             if key not in _CAPACITY_CACHES and key not in ("instance", "warnings", "taken"):
                 out.__dict__[key] = value  # share the look-ups that do not depend on free GPUs
         return out
+
+    @cached_property
+    def memo(self) -> dict[object, object]:
+        """Results derived from this view's free capacity (e.g. a request's slots), kept per view."""
+        return {}
 
     @cached_property
     def node_by_id(self) -> dict[str, Node]:

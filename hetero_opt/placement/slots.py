@@ -70,6 +70,10 @@ def out_slot_specs(view: TopologyView, req: RequestView) -> list[OutSlotSpec]:
     A domain qualifies when every role (MoE: every prefill replica and decode) has room for one
     unit counting each role alone, a necessary condition; units are bounded by that room and delta.
     """
+    memo_key = ("out_slot_specs", req.service.id, req.current_units, req.target_units, req.all_or_nothing)
+    cached = view.memo.get(memo_key)
+    if isinstance(cached, list):  # the LP and each CP-SAT model of a cycle share them
+        return cached
     svc = req.service
     ppu = svc.pods_per_unit
     cap = role_capacity(view, req)
@@ -104,6 +108,7 @@ def out_slot_specs(view: TopologyView, req: RequestView) -> list[OutSlotSpec]:
         replicas = tuple((s1, min(n, svc.pd_ratio.prefill * ub)) for s1, n in rep_in[domain])
         group = new_group_id(view, svc.id, domain) if gid is None else gid
         specs.append(OutSlotSpec(req, group, gid is None, domain, ub, cells, replicas))
+    view.memo[memo_key] = specs
     return specs
 
 
