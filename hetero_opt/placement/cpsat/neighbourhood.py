@@ -28,7 +28,7 @@ from hetero_opt.placement.cpsat.model import HintError, PlacementModel, build, p
 from hetero_opt.placement.cpsat.plans import extract, gpus_taken, restrict
 from hetero_opt.placement.cpsat.stages import STAGE_DTIME_PER_VAR, Budget, StagedSolver
 from hetero_opt.placement.greedy import greedy_plan
-from hetero_opt.placement.plan import Plan, Unserved
+from hetero_opt.placement.plan import GroupChange, Plan, Unserved
 from hetero_opt.placement.relaxation import TOL, LpOutcome, Relaxation, build_relaxation, solve_relaxation
 from hetero_opt.topology import RequestView, TopologyView
 
@@ -43,8 +43,9 @@ LP_SHARE = 0.75
 # premium stages (0.3-0.8 s here), so 2 s allows 20k.
 LP_ITERATIONS_PER_SECOND = 10_000
 # The LP path is taken only when time_limit covers this per pod cell: building and solving the LP of
-# production (29k cells) takes 0.5-1 s here, so it runs from time_limit ~0.9 s on.
-LP_SECONDS_PER_CELL = 3e-5
+# production (24k cells) takes 0.7-2 s on the 2-core machine, depending on its load, and the chunks after
+# it about as much again: at 1.2e-4 it runs from time_limit ~2.9 s on; below that the class blocks do.
+LP_SECONDS_PER_CELL = 1.2e-4
 MAX_SPREAD = 16  # most requests re-placed by CP-SAT to open fewer new groups
 # A chunk is started only with this much wall time per pod cell left (model build and presolve).
 CHUNK_SECONDS_PER_CELL = 2e-5
@@ -103,7 +104,9 @@ def lp_guided(
     # Phase A: the fractional requests, served and premium (the terms the LP bounds tightly).
     chunks = [freed[i : i + CHUNK] for i in range(0, len(freed), CHUNK)]
     for k, chunk in enumerate(chunks):
-        run.solve(chunk, first_hint, len(chunks) - k, frozenset({"groups"}))
+        if not run.solve(chunk, first_hint, len(chunks) - k, frozenset({"groups"})):
+            run.place_by_greedy([r for c in chunks[k:] for r in c])  # out of budget: never leave them out
+            break
     # Phase B, while the budget lasts: the requests spread over the most new groups, re-placed at no
     # more premium. The LP barely sees group counts (a fractional switch costs units/max_units).
     opened = Counter(d.service for d in run.drafts if d.new)
@@ -133,6 +136,19 @@ class _Chunks:
     termination: list[str]
     stats: dict[str, float]
     count: int = 0
+
+    def place_by_greedy(self, requests: list[RequestView]) -> None:
+        """Place ``requests`` by the greedy around the drafts placed so far (no CP-SAT time left)."""
+        plan = _greedy_around(self.view, requests, self.drafts)
+        if plan is None:
+            return
+        ids = {r.service.id for r in requests}
+        added = [c for c in plan.changes if c.service in ids and c.units > 0]
+        self.drafts.extend(_drafts_of(self.view, added))
+        _add_load(self.view, _drafts_of(self.view, added), self.load)
+        self.unserved = [u for u in self.unserved if u.service not in ids]
+        self.unserved += [u for u in plan.unserved if u.service in ids]
+        self.termination.append(f"greedy[{len(requests)} requests]")
 
     def solve(self, chunk: list[RequestView], hint_plan: Plan | None, left: int, skip: frozenset[str]) -> bool:
         """Re-place ``chunk`` (its drafts, if any, are the hint); False when the budget is spent."""
@@ -166,6 +182,18 @@ class _Chunks:
         self.stats[f"{tag}_vars"] = float(len(pm.variables))
         self.count += 1
         return True
+
+
+def _drafts_of(view: TopologyView, changes: list[GroupChange]) -> list[GroupDraft]:
+    """Bound additions back to drafts (pod counts per (role, S1, GPU type))."""
+    drafts = []
+    for c in changes:
+        d = GroupDraft(c.service, c.group, c.new, c.domain, c.units)
+        for p in c.pods:
+            node = view.node_by_id[p.node]
+            d.counts[(p.role, node.s1, node.gpu_type)] += p.count
+        drafts.append(d)
+    return drafts
 
 
 def _greedy_around(view: TopologyView, requests: list[RequestView], placed: list[GroupDraft]) -> Plan | None:
