@@ -14,7 +14,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from hetero_opt.placement.plan import GroupChange, PodChange
-from hetero_opt.topology import TopologyView
+from hetero_opt.topology import TopologyView, is_chain
 
 
 class BindingError(RuntimeError):
@@ -97,8 +97,8 @@ def bind(view: TopologyView, drafts: list[GroupDraft]) -> list[GroupChange]:
     for key in sorted(items):
         pool = pools.get(key)
         placed = _best_fit(pool, sorted(items[key])) if pool else None
-        if placed is None and pool:  # best fit is exact only for a divisibility chain of sizes
-            placed = _exact_packing(pool, sorted(items[key]))
+        if placed is None and pool and not is_chain([-size for size, _, _, _ in items[key]]):
+            placed = _exact_packing(pool, sorted(items[key]))  # best fit is exact for a chain of sizes
         if placed is None:
             _, i, role, _ = sorted(items[key])[0]
             raise BindingError(f"cannot bind {role} pods of '{drafts[i].group}' on S1 '{key[0]}' ({key[1]})")
@@ -160,7 +160,8 @@ def _exact_packing(pool: FreePool, items: list[tuple[int, int, str, int]]) -> li
     solver = cp_model.CpSolver()
     solver.parameters.num_workers = 1
     solver.parameters.random_seed = 0
-    solver.parameters.max_time_in_seconds = 10.0
+    solver.parameters.max_deterministic_time = 2.0  # a cell of a few sizes and nodes: milliseconds
+    solver.parameters.max_time_in_seconds = 10.0  # safety net
     if solver.solve(model) not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return None
     placed: list[tuple[int, str, str]] = []

@@ -26,6 +26,9 @@ from hetero_opt.placement.slots import Load, OutSlotSpec, out_slot_specs, packin
 from hetero_opt.topology import RequestView, TopologyView
 
 TOL = 1e-6  # an LP value within this of an integer counts as integral
+# Rounding an LP objective to the integer bound: a larger slack could round up to an integer no plan
+# reaches (the row then added makes later stages infeasible and their bounds are lost).
+OBJ_TOL_ABS, OBJ_TOL_REL = 1e-6, 1e-9
 
 
 @dataclass
@@ -210,7 +213,8 @@ def solve_relaxation(
             cost[i] = c
         h.changeColsCost(n, everything, cost)
         h.changeObjectiveSense(highspy.ObjSense.kMaximize if maximise else highspy.ObjSense.kMinimize)
-        h.setOptionValue("time_limit", max(left, 1e-3))
+        # HiGHS compares time_limit with the object's run time summed over every run() (issues #1331, #1477)
+        h.setOptionValue("time_limit", h.getRunTime() + max(left, 1e-3))
         if iteration_limit is not None:
             h.setOptionValue("simplex_iteration_limit", max(0, iteration_limit - iterations))
         tick = time.perf_counter()
@@ -226,12 +230,12 @@ def solve_relaxation(
         coef = np.array(list(terms.values()))
         inf = highspy.kHighsInf
         if maximise:
-            bound = math.floor(value + TOL * max(1.0, abs(value)))
+            bound = math.floor(value + OBJ_TOL_ABS + OBJ_TOL_REL * abs(value))
             out.served_ub[int(name.removeprefix("served"))] = bound
             if len(idx):
                 h.addRow(float(bound), inf, len(idx), idx, coef)
         else:
-            bound = math.ceil(value - TOL * max(1.0, abs(value)))
+            bound = math.ceil(value - OBJ_TOL_ABS - OBJ_TOL_REL * abs(value))
             if name == "premium":
                 out.premium_lb = bound
             else:

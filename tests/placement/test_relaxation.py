@@ -16,6 +16,8 @@ from hetero_opt.placement.backend import SolveOptions
 from hetero_opt.placement.binding import BindingError, GroupDraft, bind
 from hetero_opt.placement.cpsat import CpSatBackend
 from hetero_opt.placement.cpsat.model import build
+from hetero_opt.placement.cpsat.neighbourhood import lp_guided
+from hetero_opt.placement.cpsat.stages import Budget
 from hetero_opt.placement.greedy import greedy_plan
 from hetero_opt.placement.relaxation import build_relaxation, solve_relaxation
 from placement.test_cpsat import small_instances
@@ -125,3 +127,21 @@ def test_exact_packing_where_best_fit_fails() -> None:
     assert verify(NOT_A_CHAIN, Plan(changes=changes), view) == []
     with pytest.raises(BindingError):  # one more 2-GPU pod than the 10 free GPUs can hold
         bind(view, [*drafts, GroupDraft("b", "b@a-1", True, "a-1", 1, Counter({("decode", "a-1", "H20"): 1}))])
+
+
+def test_a_chunk_without_budget_is_placed_by_the_greedy_and_recorded() -> None:
+    # each S1 holds half a unit, so the LP places 'chat' fractionally and frees it for CP-SAT; with no
+    # deterministic budget left the chunk is skipped: the greedy places it (here: nowhere) and the plan
+    # still carries its unserved record, so it verifies
+    inst = instance(
+        nodes=[node("n1", "a", "a-1"), node("n2", "b", "b-1")],
+        services=[pd_service("chat", "s1")],
+        requests=[request("chat", 1)],
+    )
+    view = build_view(inst)
+    part = [r for r in view.requests if r.delta > 0]
+    guided = lp_guided(view, part, SolveOptions(time_limit=2.0), Budget(time.perf_counter() + 10, 0.0, True))
+    assert guided is not None
+    assert guided.termination[0] == "rins0:SKIPPED(budget)"
+    assert verify(inst, guided.plan, view) == []
+    assert [(u.service, u.placed_units) for u in guided.plan.unserved] == [("chat", 0)]

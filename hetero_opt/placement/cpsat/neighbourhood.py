@@ -115,7 +115,8 @@ def lp_guided(
     for k, chunk in enumerate(chunks):
         if not run.solve(chunk, None, len(chunks) - k, frozenset({"served", "premium"})):
             break
-    drafts, unserved = run.drafts, run.unserved
+    drafts = run.drafts
+    unserved = _unserved(part, drafts, run.unserved)
     changes = bind(view, sorted(drafts, key=lambda d: (d.service, d.group)))
     guided.plan = Plan(changes=changes, unserved=unserved).canonical()
     stats["rins_total_s"] = time.perf_counter() - start
@@ -182,6 +183,21 @@ class _Chunks:
         self.stats[f"{tag}_vars"] = float(len(pm.variables))
         self.count += 1
         return True
+
+
+def _unserved(part: list[RequestView], drafts: list[GroupDraft], records: list[Unserved]) -> list[Unserved]:
+    """One record per request of ``part`` the drafts do not fully serve (the reasons recorded so far kept)."""
+    placed: Counter[str] = Counter()
+    for d in drafts:
+        placed[d.service] += d.units
+    why = {u.service: u.reason for u in records}
+    out = []
+    for r in part:
+        got = placed[r.service.id]
+        if got != r.delta:
+            reason = why.get(r.service.id) or f"LP-guided: no capacity for {r.delta - got} more units"
+            out.append(Unserved(service=r.service.id, wanted_units=r.delta, placed_units=got, reason=reason))
+    return out
 
 
 def _drafts_of(view: TopologyView, changes: list[GroupChange]) -> list[GroupDraft]:
