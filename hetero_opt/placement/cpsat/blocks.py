@@ -17,7 +17,7 @@ from hetero_opt.placement.backend import SolveOptions
 from hetero_opt.placement.binding import BindingError, bind
 from hetero_opt.placement.cpsat.model import build, plan_values
 from hetero_opt.placement.cpsat.plans import estimated_vars, extract, residual_view, restrict
-from hetero_opt.placement.cpsat.stages import Budget, StagedSolver
+from hetero_opt.placement.cpsat.stages import Budget, StagedSolver, has_time_to_build
 from hetero_opt.placement.objective import score
 from hetero_opt.placement.plan import Plan
 from hetero_opt.topology import RequestView, TopologyView
@@ -69,10 +69,13 @@ def improve_by_class(
     blocks = planned_blocks(view, part, options.time_limit)
     sizes = [size for _, size in blocks]
     seen: dict[int, int] = {}
-    for k, (block, _) in enumerate(blocks):
+    for k, (block, size) in enumerate(blocks):
         prio = block[0].service.priority
         seen[prio] = seen.get(prio, 0) + 1
         tag = f"class{prio}" if seen[prio] == 1 else f"class{prio}#{seen[prio]}"
+        if not has_time_to_build(budget, size):
+            run.termination.append(f"{tag}[SKIPPED(deadline: no time to build {size} variables)]")
+            break
         ids = {r.service.id for r in block}
         kept = restrict(run.plan, [r for r in part if r.service.id not in ids])
         rview = residual_view(view, kept.changes)

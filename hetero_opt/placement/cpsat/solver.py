@@ -48,6 +48,7 @@ from hetero_opt.placement.cpsat.stages import (
     StagedSolver,
     StageFailed,
     StageResult,
+    has_time_to_build,
 )
 from hetero_opt.placement.greedy import greedy_plan
 from hetero_opt.placement.objective import Score, score
@@ -290,6 +291,8 @@ def _solve_existing(
     fits = _fits(view, part, options, stats, tag)
     if strategy == "blocks" or (strategy in ("auto", "lp") and not fits):
         return _by_class(view, part, hint, options, budget, stats, tag)
+    if not has_time_to_build(budget, estimated_vars(view, part)):
+        return _by_class(view, part, hint, options, budget, stats, tag)  # it skips what it cannot build
     several = len({r.service.priority for r in part}) > 1
     top, top_stats = top_class_first(view, part, hint, options, budget) if several else (None, {})
     stats.update({f"{tag}_top_{k}": v for k, v in top_stats.items()})
@@ -342,7 +345,8 @@ def _by_class(
     blocks = improve_by_class(view, part, restrict(hint, part), options, budget)
     stats.update({f"{tag}_{k}": v for k, v in blocks.stats.items()})
     plan, top = blocks.plan, None
-    if _top_served(part, plan) < _top_wanted(part):
+    top_size = estimated_vars(view, [r for r in part if r.service.priority == max(q.service.priority for q in part)])
+    if _top_served(part, plan) < _top_wanted(part) and has_time_to_build(budget, top_size):
         top, top_stats = top_class_first(view, part, plan, options, budget)
         stats.update({f"{tag}_top_{k}": v for k, v in top_stats.items()})
         plan = _improved(view, part, plan, top)
