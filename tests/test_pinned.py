@@ -154,3 +154,37 @@ def test_whole_free_nodes_and_emptied_groups_are_counted_by_the_plan() -> None:
     # scale-in: emptying a group counts, shrinking one does not
     assert score(_scale_in_instance(2), greedy_plan(_scale_in_instance(2))).emptied_groups == 1
     assert score(_scale_in_instance(3), greedy_plan(_scale_in_instance(3))).emptied_groups == 0
+
+
+def test_score_terms_on_a_hand_checked_plan() -> None:
+    # 'chat' (prio 5) grows its 1-unit group g1 on low S2 'a' by 2 units; decode prefers L20 but only
+    # H20 is there: premium per unit = 4 (prefill, weight 1) + 4 × (1 + 2 × rank 1) (decode) = 16.
+    # 'big' and 'huge' (prio 5 too, 16 L20 GPUs a unit) find no L20: 16 + 32 unserved GPUs in one class.
+    inst = make_instance(
+        nodes=[node("a1", "a", "a-1", free=0), node("a2", "a", "a-1"), node("a3", "a", "a-1")],
+        services=[
+            pd_service("chat", "s2", prio=5, p_size=4, d_size=4, d_types=("L20", "H20")),
+            pd_service("big", "s2", prio=5, p_types=("L20",), d_types=("L20",)),
+            pd_service("huge", "s2", prio=5, p_types=("L20",), d_types=("L20",)),
+        ],
+        groups=[group("g1", "chat", "a", ("prefill", "a1", 1), ("decode", "a1", 1))],
+        requests=[request("chat", 3), request("big", 1), request("huge", 2)],
+    )
+    plan = greedy_plan(inst)
+    assert {c.group: c.units for c in plan.changes} == {"g1": 2}
+    s = score(inst, plan)
+    assert s.priorities == [5]
+    assert s.unserved_gpus == [16 + 32]  # both services of the class add up
+    assert s.premium_cost == 2 * 16
+    assert (s.new_groups, s.emptied_groups) == (0, 0)  # growing g1 by more than it holds empties nothing
+
+
+def test_new_groups_count_one_per_group() -> None:
+    inst = make_instance(
+        nodes=[node("a1", "a", "a-1"), node("b1", "b", "b-1")],
+        services=[pd_service("chat", "s1", p_size=4, d_size=4)],
+        requests=[request("chat", 2)],
+    )
+    plan = greedy_plan(inst)
+    assert sorted(c.group for c in plan.changes) == ["chat@a-1", "chat@b-1"]
+    assert score(inst, plan).new_groups == 2
