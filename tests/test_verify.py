@@ -206,16 +206,20 @@ def test_verifier_catches_a_broken_plan(case: str, mutate: Mutation, codes: list
 def test_verifier_min_units_no_request_and_a_change_for_a_steady_service() -> None:
     # without a request for 'in', the plan's g-hi change has none: once for the group, once for the service
     inst = INST.replace(requests=[r.model_dump() for r in INST.requests if r.service != "in"])
-    assert [(v.code, v.entity) for v in verify(inst, PLAN)] == [
-        ("no-request", "group 'g-hi'"),
-        ("no-request", "service 'in'"),
+    assert [str(v) for v in verify(inst, PLAN)] == [
+        "[no-request] group 'g-hi': service 'in' has no scaling request",
+        "[no-request] service 'in': changed without a scaling request",
     ]
     # 'in' with min_units 1 asks 2 -> 1; removing both groups' units ends at 0 < 1
     d = PLAN.model_dump(mode="json")
     _remove_both_groups(d)
     services = [s.model_dump() | ({"min_units": 1} if s.id == "in" else {}) for s in INST.services]
     inst = INST.replace(services=services)
-    assert [v.code for v in verify(inst, Plan.model_validate(d))] == ["target", "min-units", "unserved-record"]
+    assert [str(v) for v in verify(inst, Plan.model_validate(d))] == [
+        "[target] service 'in': removes 2 units, request asks 1",
+        "[min-units] service 'in': ends at 0 < min 1",
+        "[unserved-record] service 'in': places -2 of -1 units without a matching record",
+    ]
     # 'in' asks 2 -> 2 (delta 0): any change of its groups goes the wrong way
     requests = [r.model_dump() | ({"target_units": 2} if r.service == "in" else {}) for r in INST.requests]
     inst = INST.replace(requests=requests)
