@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from hetero_opt.policy.feedback import LatencyTiers, scaled_units
 from hetero_opt.policy.proportional import proportional_decision
 from hetero_opt.policy.stability import UnitRecommendation, cooldown_passed, cooldown_reference, stabilize_scale_in
 
@@ -67,3 +68,23 @@ def test_same_direction_cooldown_counts_from_that_direction_only() -> None:
     assert cooldown_passed(cooldown_reference("out", 100.0, 500.0, "same_direction"), 700.0, 300)
     assert not cooldown_passed(cooldown_reference("out", 100.0, 500.0, "last_action"), 700.0, 300)
     assert cooldown_passed(500.0, 800.0, 300)  # inclusive: exactly the cooldown later
+
+
+@pytest.mark.parametrize(
+    ("supply", "tier", "expected"),
+    [
+        (20, "alpha", 24),  # +20 %: ceil(24.0) = 24, a step of 4 units
+        (21, "alpha", 26),  # ceil(25.2) = 26
+        (20, "beta", 22),  # +10 %: 22
+        (3, "beta", 4),  # ceil(3.3) = 4; at least +1 anyway
+        (1, "alpha", 2),  # ceil(1.2) = 2
+        (0, "alpha", 1),  # from zero: at least one unit
+        (40, "gamma", 38),  # -5 %: floor(38.0) = 38, a step of 2
+        (10, "gamma", 9),  # floor(9.5) = 9
+        (3, "gamma", 2),  # floor(2.85) = 2: at least -1
+        (2, "gamma", 2),  # at min (2): hold
+        (20, "none", 20),
+    ],
+)
+def test_feedback_steps_above_one_unit_and_rounding(supply: int, tier: str, expected: int) -> None:
+    assert scaled_units(supply, tier, LatencyTiers(), min_units=2) == expected
