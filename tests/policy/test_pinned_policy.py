@@ -6,7 +6,13 @@ import pytest
 
 from hetero_opt.policy.feedback import LatencyTiers, scaled_units
 from hetero_opt.policy.proportional import proportional_decision
-from hetero_opt.policy.stability import UnitRecommendation, cooldown_passed, cooldown_reference, stabilize_scale_in
+from hetero_opt.policy.stability import (
+    UnitRecommendation,
+    cooldown_passed,
+    cooldown_reference,
+    dampen,
+    stabilize_scale_in,
+)
 
 
 def test_scale_in_window_never_holds_a_scale_out() -> None:
@@ -88,3 +94,41 @@ def test_same_direction_cooldown_counts_from_that_direction_only() -> None:
 )
 def test_feedback_steps_above_one_unit_and_rounding(supply: int, tier: str, expected: int) -> None:
     assert scaled_units(supply, tier, LatencyTiers(), min_units=2) == expected
+
+
+def test_dampen_limits_scale_in_by_units_and_by_percent() -> None:
+    assert dampen(10, 2, max_in_units=3) == 7  # 8 units asked away, 3 allowed
+    assert dampen(101, 0, max_in_percent=1) == 99  # ceil(101 x 1 / 100) = 2 units
+    assert dampen(10, 2, max_in_units=3, max_in_percent=10) == 9  # the tighter wins: ceil(1.0) = 1
+    assert dampen(10, 10, max_in_units=0) == 10
+
+
+def test_scale_in_window_edges() -> None:
+    recent = (UnitRecommendation(units=20, at=99.0),)
+    assert stabilize_scale_in(recent, 10, 8, 100.0, 0) == (8, ())  # no window: no history kept
+    assert stabilize_scale_in(recent, 10, 8, 100.0, 1)[0] == 10  # a 1 s window still holds
+    at_edge = (UnitRecommendation(units=20, at=0.0),)
+    assert stabilize_scale_in(at_edge, 10, 8, 300.0, 300)[0] == 10  # exactly window-old: still inside
+    assert stabilize_scale_in(at_edge, 10, 8, 300.5, 300)[0] == 8
+
+
+def test_proportional_reasons_say_which_cooldown_held() -> None:
+    def reason(tps: float, out_ok: bool, in_ok: bool) -> tuple[str, float | None]:
+        r = proportional_decision(
+            decode_tps=tps,
+            target_tps_per_pod=2000,
+            supply_units=2,
+            decode_per_unit=1,
+            theta_out=0.1,
+            theta_in=0.1,
+            out_cooldown_ok=out_ok,
+            in_cooldown_ok=in_ok,
+        )
+        return r.reason, r.ratio
+
+    head_out = "decode TPS 12000 / 2000 per pod = 6 pods → 6 units (d=1); R=3.00 > 1.10"
+    head_in = "decode TPS 1000 / 2000 per pod = 0.5 pods → 1 units (d=1); R=0.50 < 0.90"
+    assert reason(12000, True, True) == (head_out, 3.0)
+    assert reason(12000, False, True) == (head_out + " but out-cooldown active", 3.0)
+    assert reason(1000, True, True) == (head_in, 0.5)
+    assert reason(1000, True, False) == (head_in + " but in-cooldown active", 0.5)
