@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from hetero_opt.policy.feedback import LatencyTiers, scaled_units
+from hetero_opt.policy.feedback import (
+    FeedbackResult,
+    LatencySignal,
+    LatencyTiers,
+    classify,
+    feedback_decision,
+    scaled_units,
+)
 from hetero_opt.policy.proportional import proportional_decision
 from hetero_opt.policy.stability import (
     UnitRecommendation,
@@ -132,3 +139,45 @@ def test_proportional_reasons_say_which_cooldown_held() -> None:
     assert reason(12000, False, True) == (head_out + " but out-cooldown active", 3.0)
     assert reason(1000, True, True) == (head_in, 0.5)
     assert reason(1000, True, False) == (head_in + " but in-cooldown active", 0.5)
+
+
+def _fb(*signals: tuple[str, float], supply: int = 20, out_ok: bool = True, in_ok: bool = True) -> FeedbackResult:
+    return feedback_decision(
+        signals=[LatencySignal(name=n, value_ms=v, target_ms=50) for n, v in signals],
+        supply_units=supply,
+        tiers=LatencyTiers(),
+        min_units=2,
+        out_cooldown_ok=out_ok,
+        in_cooldown_ok=in_ok,
+    )
+
+
+def test_feedback_results_in_full() -> None:
+    # target 50 ms; tiers: alpha >= 1.2 x (60 ms), beta >= 1.0 x (50 ms), gamma <= 0.6 x (30 ms)
+    assert _fb() == FeedbackResult(action="none", target_units=20, tier="none", reason="no latency signal")
+    assert _fb(("tbt", 60)) == FeedbackResult(
+        action="out", target_units=24, tier="alpha", reason="tbt 60 >= 1.2×50 ms → +20%: 20 → 24 units"
+    )
+    assert _fb(("tbt", 50)) == FeedbackResult(
+        action="out", target_units=22, tier="beta", reason="tbt 50 >= 1×50 ms → +10%: 20 → 22 units"
+    )
+    # the most severe signal wins whatever its position; an untiered signal never outranks beta
+    assert _fb(("ttft", 55), ("tbt", 70)).tier == "alpha"
+    assert _fb(("ttft", 40), ("tbt", 55)).tier == "beta"
+    assert _fb(("tbt", 30)) == FeedbackResult(
+        action="in",
+        target_units=19,
+        tier="gamma",
+        reason="tbt 30 ms vs target 50 (gamma) → −5%: 20 → 19 units",
+    )
+    assert _fb(("tbt", 30), in_ok=False).tier == "gamma"
+    assert _fb(("tbt", 30), supply=2) == FeedbackResult(
+        action="none", target_units=2, tier="gamma", reason="tbt 30 ms vs target 50 (gamma); already at min 2"
+    )
+    assert _fb(("tbt", 40), ("ttft", 10)) == FeedbackResult(
+        action="none",
+        target_units=20,
+        tier="none",
+        reason="tbt 40 ms vs target 50 (none), ttft 10 ms vs target 50 (gamma); no tier",
+    )
+    assert classify(LatencySignal(name="tbt", value_ms=40, target_ms=50), LatencyTiers()) == "none"
