@@ -154,3 +154,89 @@ def test_whole_free_nodes_and_emptied_groups_are_counted_by_the_plan() -> None:
     # scale-in: emptying a group counts, shrinking one does not
     assert score(_scale_in_instance(2), greedy_plan(_scale_in_instance(2))).emptied_groups == 1
     assert score(_scale_in_instance(3), greedy_plan(_scale_in_instance(3))).emptied_groups == 0
+
+
+def test_score_terms_on_a_hand_checked_plan() -> None:
+    # 'chat' (prio 5) grows its 1-unit group g1 on low S2 'a' by 2 units; decode prefers L20 but only
+    # H20 is there: premium per unit = 4 (prefill, weight 1) + 4 × (1 + 2 × rank 1) (decode) = 16.
+    # 'big' and 'huge' (prio 5 too, 16 L20 GPUs a unit) find no L20: 16 + 32 unserved GPUs in one class.
+    inst = make_instance(
+        nodes=[node("a1", "a", "a-1", free=0), node("a2", "a", "a-1"), node("a3", "a", "a-1")],
+        services=[
+            pd_service("chat", "s2", prio=5, p_size=4, d_size=4, d_types=("L20", "H20")),
+            pd_service("big", "s2", prio=5, p_types=("L20",), d_types=("L20",)),
+            pd_service("huge", "s2", prio=5, p_types=("L20",), d_types=("L20",)),
+        ],
+        groups=[group("g1", "chat", "a", ("prefill", "a1", 1), ("decode", "a1", 1))],
+        requests=[request("chat", 3), request("big", 1), request("huge", 2)],
+    )
+    plan = greedy_plan(inst)
+    assert {c.group: c.units for c in plan.changes} == {"g1": 2}
+    s = score(inst, plan)
+    assert s.priorities == [5]
+    assert s.unserved_gpus == [16 + 32]  # both services of the class add up
+    assert s.premium_cost == 2 * 16
+    assert (s.new_groups, s.emptied_groups) == (0, 0)  # growing g1 by more than it holds empties nothing
+
+
+def test_new_groups_count_one_per_group() -> None:
+    inst = make_instance(
+        nodes=[node("a1", "a", "a-1"), node("b1", "b", "b-1")],
+        services=[pd_service("chat", "s1", p_size=4, d_size=4)],
+        requests=[request("chat", 2)],
+    )
+    plan = greedy_plan(inst)
+    assert sorted(c.group for c in plan.changes) == ["chat@a-1", "chat@b-1"]
+    assert score(inst, plan).new_groups == 2
+
+
+def test_greedy_expands_the_subgroup_already_holding_the_service_first() -> None:
+    # Two low-tier S2s with room; 'chat' already has a group in 'b' (ids sort 'a' first): the new
+    # unit expands g-b instead of opening a group in 'a' (paper §3.4: expand before opening).
+    inst = make_instance(
+        nodes=[node("a1", "a", "a-1"), node("b1", "b", "b-1", free=0), node("b2", "b", "b-1")],
+        services=[pd_service("chat", "s2", p_size=4, d_size=4)],
+        groups=[group("g-b", "chat", "b", ("prefill", "b1", 1), ("decode", "b1", 1))],
+        requests=[request("chat", 2)],
+    )
+    plan = greedy_plan(inst)
+    assert [(c.group, c.new, c.units) for c in plan.changes] == [("g-b", False, 1)]
+    assert score(inst, plan).new_groups == 0
+
+
+def test_greedy_keeps_its_node_picks_when_binding_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hetero_opt.placement import greedy
+    from hetero_opt.placement.binding import BindingError
+
+    inst = make_instance(
+        nodes=[node("a1", "a", "a-1"), node("a2", "a", "a-1")],  # 16 free GPUs: 2 units of 4 + 4
+        services=[pd_service("chat", "s2", p_size=4, d_size=4)],
+        requests=[request("chat", 2)],
+    )
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise BindingError("sizes outside a divisibility chain")
+
+    monkeypatch.setattr(greedy, "bind", refuse)
+    plan = greedy_plan(inst)
+    assert sum(c.units for c in plan.changes) == 2
+    assert sum(p.count for c in plan.changes for p in c.pods) == 4  # 2 units x (1 prefill + 1 decode)
+    assert verify(inst, plan) == []
+
+
+def test_greedy_gives_back_the_pods_of_a_unit_that_does_not_fit() -> None:
+    # 'first' (prio 10): prefill 8 H20 fits a1, decode 4 L20 finds no L20 -> the unit fails and its
+    # prefill pod is given back; 'second' (prio 1, 4 + 4 H20) then fits a1 (it would not if the 8
+    # GPUs stayed taken).
+    inst = make_instance(
+        nodes=[node("a1", "a", "a-1")],
+        services=[
+            pd_service("first", "s2", prio=10, p_size=8, d_size=4, d_types=("L20",)),
+            pd_service("second", "s2", prio=1, p_size=4, d_size=4),
+        ],
+        requests=[request("first", 1), request("second", 1)],
+    )
+    plan = greedy_plan(inst)
+    assert [(c.service, c.units) for c in plan.changes] == [("second", 1)]
+    assert [u.service for u in plan.unserved] == ["first"]
+    assert verify(inst, plan) == []

@@ -206,16 +206,20 @@ def test_verifier_catches_a_broken_plan(case: str, mutate: Mutation, codes: list
 def test_verifier_min_units_no_request_and_a_change_for_a_steady_service() -> None:
     # without a request for 'in', the plan's g-hi change has none: once for the group, once for the service
     inst = INST.replace(requests=[r.model_dump() for r in INST.requests if r.service != "in"])
-    assert [(v.code, v.entity) for v in verify(inst, PLAN)] == [
-        ("no-request", "group 'g-hi'"),
-        ("no-request", "service 'in'"),
+    assert [str(v) for v in verify(inst, PLAN)] == [
+        "[no-request] group 'g-hi': service 'in' has no scaling request",
+        "[no-request] service 'in': changed without a scaling request",
     ]
     # 'in' with min_units 1 asks 2 -> 1; removing both groups' units ends at 0 < 1
     d = PLAN.model_dump(mode="json")
     _remove_both_groups(d)
     services = [s.model_dump() | ({"min_units": 1} if s.id == "in" else {}) for s in INST.services]
     inst = INST.replace(services=services)
-    assert [v.code for v in verify(inst, Plan.model_validate(d))] == ["target", "min-units", "unserved-record"]
+    assert [str(v) for v in verify(inst, Plan.model_validate(d))] == [
+        "[target] service 'in': removes 2 units, request asks 1",
+        "[min-units] service 'in': ends at 0 < min 1",
+        "[unserved-record] service 'in': places -2 of -1 units without a matching record",
+    ]
     # 'in' asks 2 -> 2 (delta 0): any change of its groups goes the wrong way
     requests = [r.model_dump() | ({"target_units": 2} if r.service == "in" else {}) for r in INST.requests]
     inst = INST.replace(requests=requests)
@@ -248,3 +252,112 @@ def test_a_violation_names_its_entity_and_numbers() -> None:
     _all_on_a1(d)
     (v,) = [v for v in verify(INST, Plan.model_validate(d)) if v.code == "node-capacity"]
     assert str(v) == "[node-capacity] node 'a1': adds 16 GPUs, 8 free"
+
+
+MESSAGES = {
+    "remove-more-units-than-held": [
+        "[remove-units] group 'g-hi': removes 2 units, holds 1",
+        "[remove-missing] node 'h1': removes 2 decode pods of 'g-hi' but it has 1 there",
+        "[remove-missing] node 'h1': removes 2 prefill pods of 'g-hi' but it has 1 there",
+        "[target] service 'in': removes 2 units, request asks 1",
+        "[unserved-record] service 'in': places -2 of -1 units without a matching record",
+    ],
+    "remove-missing-pods": ["[remove-missing] node 'h3': removes 1 decode pods of 'g-hi' but it has 0 there"],
+    "duplicated-group": [
+        "[duplicate-group] group 'g-hi': changed more than once in one plan",
+        "[target] service 'in': removes 2 units, request asks 1",
+        "[unserved-record] service 'in': places -2 of -1 units without a matching record",
+    ],
+    "served-but-listed-unserved": ["[unserved-record] service 'out': fully served but listed as unserved"],
+    "unknown-group": ["[unknown-group] group 'out@a': not an existing group (and not marked new)"],
+    "new-group-reuses-an-id": ["[new-group-id] group 'g-lo': new group reuses an existing group id"],
+    "new-group-shrinks": ["[direction] group 'in@h': a new group cannot shrink"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(MESSAGES))
+def test_violation_messages_name_the_entity_and_the_numbers(case: str) -> None:
+    mutate = next(m for name, m, _ in CASES if name == case)
+    d = PLAN.model_dump(mode="json")
+    mutate(d)
+    assert [str(v) for v in verify(INST, Plan.model_validate(d))] == MESSAGES[case]
+
+
+def test_checks_go_on_after_a_broken_change() -> None:
+    # the first change (by plan order) is broken in each way that skips its own checks; the later,
+    # also broken, change of 'out' must still be reported
+    for first in (_duplicate_first, _wrong_direction, _unknown_group_first):
+        d = PLAN.model_dump(mode="json")
+        _onto("h2")(d)
+        first(d)
+        codes = [v.code for v in verify(INST, Plan.model_validate(d))]
+        assert codes.count("gpu-type") == 1, (first.__name__, codes)
+    inst = INST.replace(requests=[r.model_dump() for r in INST.requests if r.service != "in"])
+    d = PLAN.model_dump(mode="json")
+    _onto("h2")(d)
+    assert [v.code for v in verify(inst, Plan.model_validate(d))] == [
+        "no-request",
+        "gpu-type",
+        "affinity",
+        "no-request",
+    ]
+
+
+def _duplicate_first(d: dict[str, Any]) -> None:
+    d["changes"].insert(1, change(d, "g-hi"))  # g-hi, g-hi again, then out@a
+
+
+def _unknown_group_first(d: dict[str, Any]) -> None:
+    change(d, "g-hi")["group"] = "zz"  # not an existing group, listed before out@a
+
+
+def test_verifier_steady_service_growing_and_min_units_on_scale_in_only() -> None:
+    # 'in' asks 2 -> 2 (delta 0) with min_units 2; growing one of its groups is the wrong direction
+    # and exceeds the target; shrinking one is the wrong direction and ends below min
+    services = [s.model_dump() | ({"min_units": 2} if s.id == "in" else {}) for s in INST.services]
+    requests = [r.model_dump() | ({"target_units": 2} if r.service == "in" else {}) for r in INST.requests]
+    inst = INST.replace(services=services, requests=requests)
+    d = PLAN.model_dump(mode="json")
+    _wrong_direction(d)  # g-hi +1
+    change(d, "g-hi")["pods"] = [
+        {"role": "prefill", "node": "h3", "count": 1},
+        {"role": "decode", "node": "h3", "count": 1},
+    ]
+    assert [v.code for v in verify(inst, Plan.model_validate(d))] == ["direction", "target", "unserved-record"]
+    assert [v.code for v in verify(inst, PLAN)] == ["direction", "unserved-record"]  # no min-units: no scale-in
+
+
+def test_moe_replicas_spread_over_nodes_of_one_s1_are_whole() -> None:
+    # 2 units of 1 attn + 1 ffn (4 GPUs each) + 1 decode (8): attn and ffn pods spread over n1 and n2
+    # (one pod entry per node), decode on n3 and n4, all in S1 a-1: 2 attn and 2 ffn, whole replicas
+    inst: Instance = make_instance(
+        nodes=[node("n1", "a", "a-1"), node("n2", "a", "a-1"), node("n3", "a", "a-1"), node("n4", "a", "a-1")],
+        services=[moe_service("moe", "s2")],
+        requests=[request("moe", 2)],
+    )
+    plan = Plan.model_validate(
+        {
+            "changes": [
+                {
+                    "service": "moe",
+                    "group": "moe@a",
+                    "new": True,
+                    "domain": "a",
+                    "units": 2,
+                    "pods": [
+                        {"role": "prefill-attn", "node": "n1", "count": 1},
+                        {"role": "prefill-attn", "node": "n2", "count": 1},
+                        {"role": "prefill-ffn", "node": "n1", "count": 1},
+                        {"role": "prefill-ffn", "node": "n2", "count": 1},
+                        {"role": "decode", "node": "n3", "count": 1},
+                        {"role": "decode", "node": "n4", "count": 1},
+                    ],
+                }
+            ]
+        }
+    )
+    assert verify(inst, plan) == []
+    # one attn pod fewer: 1 attn and 2 ffn in a-1 (and a unit short)
+    broken = plan.model_dump(mode="json")
+    broken["changes"][0]["pods"].pop(1)
+    assert [v.code for v in verify(inst, Plan.model_validate(broken))] == ["whole-units", "moe-replica"]
