@@ -135,11 +135,12 @@ def test_proportional_reasons_say_which_cooldown_held() -> None:
         return r.reason, r.ratio
 
     head_out = "decode TPS 12000 / 2000 per pod = 6 pods → 6 units (d=1); R=3.00 > 1.10"
-    head_in = "decode TPS 1000 / 2000 per pod = 0.5 pods → 1 units (d=1); R=0.50 < 0.90"
+    # the paper's continuous R: 0.5 decode pods wanted / (2 units x 1 decode pod) = 0.25
+    head_in = "decode TPS 1000 / 2000 per pod = 0.5 pods → 1 units (d=1); R=0.25 < 0.90"
     assert reason(12000, True, True) == (head_out, 3.0)
     assert reason(12000, False, True) == (head_out + " but out-cooldown active", 3.0)
-    assert reason(1000, True, True) == (head_in, 0.5)
-    assert reason(1000, True, False) == (head_in + " but in-cooldown active", 0.5)
+    assert reason(1000, True, True) == (head_in, 0.25)
+    assert reason(1000, True, False) == (head_in + " but in-cooldown active", 0.25)
 
 
 def _fb(*signals: tuple[str, float], supply: int = 20, out_ok: bool = True, in_ok: bool = True) -> FeedbackResult:
