@@ -193,7 +193,8 @@ def _solve_part(
     tag: str,
     strategy: Strategy = "auto",
 ) -> PartResult:
-    """The staged full model of ``part`` when the time limit covers it, else the class blocks."""
+    """Scale-out: the LP-guided plan first (:mod:`.neighbourhood`), kept with its bounds when it meets
+    them and the full model does not fit; then the staged full model or the class blocks from it."""
     start = time.perf_counter()
     lp_staged: Staged | None = None
     if tag == "out" and strategy in ("auto", "lp"):
