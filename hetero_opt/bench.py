@@ -39,6 +39,7 @@ SUITES: dict[str, tuple[str, tuple[int, ...]]] = {
     "moe": ("moe", tuple(range(5))),
     "contention": ("contention", tuple(range(10))),
     "production": ("production", (0, 1, 2, 3)),
+    "heavy": ("heavy", (0, 1)),
 }
 DEFAULT_SOLVERS = ("greedy", "cpsat", "milp")
 

@@ -73,6 +73,18 @@ SPECS: dict[str, FamilySpec] = {
         max_step=12,
         max_current=12,
     ),
+    "heavy": FamilySpec(
+        "production size at ~85 % occupancy: 20,480 nodes, 200 services, 100 requests (issue 8)",
+        20480,
+        (32, 80),
+        (4, 12),
+        4,
+        200,
+        100,
+        occupancy=(0.8, 0.9),
+        max_step=12,
+        max_current=12,
+    ),
     "moe": FamilySpec(
         "~200 nodes, H20/L20, 12 services of which half disaggregated MoE (attn/ffn)",
         200,

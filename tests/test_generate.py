@@ -13,7 +13,7 @@ from hetero_opt.generate import FAMILIES, FAMILY_DESCRIPTIONS, generate_instance
 from hetero_opt.instance import Instance
 from hetero_opt.topology import build_view
 
-SMALL_FAMILIES = [f for f in FAMILIES if f not in ("production", "large")]
+SMALL_FAMILIES = [f for f in FAMILIES if f not in ("production", "heavy", "large")]
 
 
 @pytest.mark.parametrize("family", SMALL_FAMILIES)
