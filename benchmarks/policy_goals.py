@@ -55,7 +55,7 @@ def measure(label: str, trace: Trace, mode: str, period: float) -> list[dict[str
     best = best_of(results)
     peak = peak_units(trace, best.unit, best.prefill_tps_per_pod, best.decode_tps_per_pod, period)
     pols = candidate_policies(best.decode_tps_per_pod, best.prefill_tps_per_pod, peak, settings)
-    pols = {k: v for k, v in pols.items() if k in ("proportional", "hpa", "static")}
+    pols = {k: v for k, v in pols.items() if k in ("proportional", "proportional+prefill", "hpa", "static")}
     rows = compare_policies(trace, settings, best.unit, best.prefill_tps_per_pod, best.decode_tps_per_pod,
                             policies=pols)
     for r in rows:
@@ -94,8 +94,8 @@ def main() -> None:
     with pd.option_context("display.width", 250, "display.max_columns", 30):
         print(df[cols].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     for r in rows:
-        if r["name"] == "proportional":
-            print(f"{r['trace']}: {verdicts(r)}")
+        if r["name"].startswith("proportional"):
+            print(f"{r['trace']}, {r['name']}: {verdicts(r)}")
     if args.csv:
         df[cols].to_csv(args.csv, index=False)
 
