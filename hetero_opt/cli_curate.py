@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     settings = CurateSettings(args.model, args.gpu, args.gpus_per_pod, args.ttft_ms, args.tbt_ms,
                               attainment=args.attainment, pressure_window_s=args.pressure_window,
                               compare_window_s=args.compare_window, mode=args.mode, seed=args.seed)
-    console = Console(stderr=True)
+    console = Console(stderr=True, width=120)
     with executor_from_args(args) as executor:
         cap, results = pd_sweep(trace, settings, executor=executor, progress=True)
         best = best_of(results)
