@@ -20,7 +20,7 @@ from typing import Any, TypeAlias
 from rich.console import Console
 from rich.table import Table
 
-from hetero_opt import cli_autoscale, cli_k8s, cli_metrics, cli_serve, cli_simulate
+from hetero_opt import cli_autoscale, cli_curate, cli_experiment, cli_k8s, cli_metrics, cli_serve, cli_simulate
 from hetero_opt.batch.executor import add_executor_arguments, executor_from_args
 from hetero_opt.batch.solve_batch import SUMMARY_COLUMNS as SUMMARY_COLUMNS  # re-exported: summary.csv's columns
 from hetero_opt.batch.solve_batch import SolveSettings, solve_batch
@@ -285,6 +285,8 @@ COMMANDS: dict[str, Command] = {
     "bench": (add_bench, run_bench),
     "autoscale": (cli_autoscale.add_parser, cli_autoscale.run),
     "simulate": (cli_simulate.add_parser, cli_simulate.run),
+    "curate": (cli_curate.add_parser, cli_curate.run),
+    "experiment": (cli_experiment.add_parser, cli_experiment.run),
     "import": (cli_k8s.add_import, cli_k8s.run_import),
     "export": (cli_k8s.add_export, cli_k8s.run_export),
     "serve": (cli_serve.add_parser, cli_serve.run),

@@ -33,7 +33,7 @@ from hetero_opt.policy.hpa import (
 )
 from hetero_opt.policy.hybrid import HybridMemory, HybridResult, combine, proportional_share
 from hetero_opt.policy.periodic import periodic_target
-from hetero_opt.policy.prefill_guard import GuardResult, prefill_guard
+from hetero_opt.policy.prefill_guard import GuardResult, prefill_bounds, prefill_guard
 from hetero_opt.policy.proportional import ProportionalResult, proportional_decision
 from hetero_opt.policy.stability import (
     Action,
@@ -374,6 +374,10 @@ def decide(
     )
     proposal = _propose(config, state, now, metrics, supply, unit)
     proposed, reason = proposal.units, proposal.reason
+    floor = prefill_units_floor(config, metrics, unit)
+    if floor is not None and floor > proposed:
+        reason += f"; prefill needs {floor} units"
+        proposed = floor
     rule: str = config.policy
     target, history = stabilize_scale_in(state.scale_in_history, supply, proposed, now, st.scale_in_window_s)
     if target != proposed:
@@ -428,6 +432,20 @@ def decide(
         alerts=(guard.alert,) if guard.alert else (),
     )
     return decision, new_state
+
+
+def prefill_units_floor(config: ServicePolicy, m: ServiceMetrics, unit: tuple[int, int]) -> int | None:
+    """Units prefill needs at the highest allowed P:D (``prefill_guard.scale_units``), else None.
+
+    Served prefill TPS cannot exceed capacity, so pods are sized at ``target_utilisation`` of their
+    rate: a saturated pool then reads as short and the floor rises.
+    """
+    g = config.prefill_guard
+    if (config.policy not in ("proportional", "hybrid") or not (g.enabled and g.scale_units)
+            or m.prefill_tps is None or g.prefill_tps_per_pod is None):
+        return None
+    _, p_hi = prefill_bounds(unit[1], g.min_prefill_per_decode, g.max_prefill_per_decode, unit[0])
+    return math.ceil(m.prefill_tps / (max(p_hi, unit[0]) * g.prefill_tps_per_pod * g.target_utilisation) - 1e-9)
 
 
 def _guard(config: ServicePolicy, m: ServiceMetrics, units: int, unit: tuple[int, int]) -> GuardResult:

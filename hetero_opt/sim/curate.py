@@ -1,0 +1,312 @@
+"""Policy curation (paper Algorithm 1) in the simulator: pressure test, P/D ratio, serving profile, policy choice.
+
+1. **Pressure test per candidate unit.** For P/D units around the roofline's balance
+   (:func:`hetero_opt.sim.pressure.capacity_at_slo`), a static allocation of one unit serves the
+   trace's mix, its rate scaled up by bisection until SLO attainment (both targets, drops count as
+   misses) falls below ``attainment``; the largest rate that holds is the unit's goodput.
+2. **Best ratio**: the unit with the most goodput per GPU; its per-pod prefill and decode tokens/s at
+   that rate are the profile's figures, the units within 90 % of the best are the guard's bounds.
+3. **Policy choice**: proportional (the chosen defaults), proportional with the prefill floor
+   (``prefill_guard.scale_units``), hybrid, the per-pool HPA and a static allocation at the trace's
+   peak run in the closed loop on the trace; the choice is the fewest
+   GPU-hours among policies meeting ``attainment``, else the best attainment.
+
+Every grid runs through :func:`hetero_opt.batch.sweep` on the given executor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from hetero_opt.batch.executor import Executor
+from hetero_opt.batch.sweep import sweep
+from hetero_opt.errors import InputError
+from hetero_opt.sim.harness import (
+    Case,
+    Mix,
+    demand,
+    flat_rate,
+    goodput_attainment,
+    head,
+    rate_scaled,
+    run_case,
+    workload_mix,
+)
+from hetero_opt.sim.pressure import Capacity, best_unit, capacity_at_slo
+from hetero_opt.sim.trace import RateTrace, Trace
+
+#: Decode-TPS control targets this share of the pressure-tested per-pod figure: served decode TPS
+#: cannot exceed capacity, so a target at capacity never sees R > 1 + theta_out when short.
+TARGET_UTILISATION = 0.8
+#: Candidate P/D ratios as multiples of the roofline's balance (both sides of it).
+RATIO_MULTIPLES = (0.25, 0.4, 0.6, 0.8, 1.0, 1.25, 1.6, 2.5, 4.0)
+BISECTION_STEPS = 7
+#: Each candidate unit is tested as whole units totalling about this many pods, so that small and
+#: large units compare at one scale (pooling more servers alone raises goodput per GPU).
+PRESSURE_POOL_PODS = 12
+
+
+@dataclass(frozen=True)
+class PressureTask:
+    """One candidate unit's pressure test."""
+
+    case: Case
+    base_rate: float
+    attainment: float
+
+
+@dataclass(frozen=True)
+class UnitResult:
+    """Goodput of one unit under SLO."""
+
+    unit: tuple[int, int]
+    ratio: float
+    rate_rps: float
+    goodput_per_gpu: float
+    attainment: float
+    prefill_tps_per_pod: float
+    decode_tps_per_pod: float
+
+
+def pressure_test(task: PressureTask) -> UnitResult:
+    """Largest rate factor whose attainment holds (bisection on the trace's rate), for one unit."""
+    case = task.case
+    p, d = case.unit
+    lo, hi, best_att = 0.0, 1.0, float("nan")
+
+    def attained(f: float) -> float:
+        r = run_case(replace(case, trace=rate_scaled(case.trace, f, case.seed)))
+        return goodput_attainment(r)
+
+    # grow until it fails (at most 2^6 times the first guess), then bisect
+    for _ in range(7):
+        a = attained(hi)
+        if a < task.attainment:
+            break
+        lo, best_att, hi = hi, a, hi * 2
+    for _ in range(BISECTION_STEPS):
+        mid = (lo + hi) / 2
+        a = attained(mid)
+        if a >= task.attainment:
+            lo, best_att = mid, a
+        else:
+            hi = mid
+    rate = lo * task.base_rate
+    k = case.initial_units
+    gpus = k * (p + d) * case.gpus_per_pod
+    mix: Mix = _mix_of(case)
+    return UnitResult(case.unit, p / d, rate, rate / gpus, best_att,
+                      rate * mix.missed / (k * p), rate * mix.output / (k * d))
+
+
+def _mix_of(case: Case) -> Mix:
+    return workload_mix(case.trace, 200_000)
+
+
+@dataclass(frozen=True)
+class CurateSettings:
+    """What to curate for and how hard to try."""
+
+    model: str
+    gpu: str
+    gpus_per_pod: int
+    ttft_ms: float
+    tbt_ms: float
+    attainment: float = 0.9
+    pressure_window_s: float = 1200.0
+    compare_window_s: float = 6 * 3600.0
+    mode: str = "fluid"
+    control_period_s: float = 60.0
+    seed: int = 0
+
+
+def candidate_units(cap: Capacity, max_pods: int = 9) -> list[tuple[int, int]]:
+    """Units nearest to the roofline ratio times each of :data:`RATIO_MULTIPLES` (no repeats)."""
+    units: list[tuple[int, int]] = []
+    for m in RATIO_MULTIPLES:
+        u = best_unit(cap.pd_ratio * m, max_pods)
+        if u not in units:
+            units.append(u)
+    return sorted(units, key=lambda u: u[0] / u[1])
+
+
+def roofline(settings: CurateSettings, mix: Mix) -> Capacity:
+    """Algorithm 1 on the roofline: per-pod capacity at SLO and the balancing unit for ``mix``."""
+    return capacity_at_slo(settings.model, settings.gpu, settings.gpus_per_pod, ttft_ms=settings.ttft_ms,
+                           tbt_ms=settings.tbt_ms, prompt_tokens=mix.prompt, output_tokens=mix.output,
+                           cached_tokens=mix.prompt - mix.missed)
+
+
+def pd_sweep(trace: Trace, settings: CurateSettings, units: list[tuple[int, int]] | None = None,
+             executor: Executor | None = None, progress: bool = False) -> tuple[Capacity, list[UnitResult]]:
+    """Pressure-test each candidate unit on ``pressure_window_s`` of ``trace``.
+
+    Request traces: their first ``pressure_window_s``; rate traces: that long at the whole trace's
+    mean mix (a rate trace's mix drifts over days: its first windows are not its workload).
+    """
+    window = (flat_rate(trace, settings.pressure_window_s) if isinstance(trace, RateTrace)
+              else head(trace, settings.pressure_window_s))
+    mix = workload_mix(window, 200_000)
+    cap = roofline(settings, mix)
+    units = units or candidate_units(cap)
+    tasks = []
+    for u in units:
+        p, d = u
+        k = max(1, round(PRESSURE_POOL_PODS / (p + d)))
+        # first guess: what the units' bottleneck side sustains at the roofline figures
+        guess = k * min(p * cap.prefill_tps / max(mix.missed, 1.0), d * cap.decode_tps / max(mix.output, 1.0))
+        case = Case(f"pd {p}P:{d}D", window, settings.model, settings.gpu, settings.gpus_per_pod, u, k, k,
+                    {"policy": "static", "static_units": k}, settings.ttft_ms, settings.tbt_ms,
+                    control_period_s=settings.control_period_s, seed=settings.seed)
+        tasks.append(PressureTask(replace(case, trace=rate_scaled(window, guess / mix.rate_rps, settings.seed)),
+                                  guess, settings.attainment))
+    results = sweep(pressure_test, tasks, executor=executor, description="pressure test", progress=progress).values()
+    if all(r.rate_rps <= 0 for r in results):
+        raise InputError(
+            f"SLO TTFT {settings.ttft_ms:g} ms / TBT {settings.tbt_ms:g} ms: no unit reaches attainment="
+            f"{settings.attainment:g} at any rate on this trace (prompts too long for the TTFT target?)")
+    return cap, results
+
+
+def best_of(results: list[UnitResult]) -> UnitResult:
+    """The unit with the most goodput per GPU (fewest pods on ties)."""
+    return max(results, key=lambda r: (round(r.goodput_per_gpu, 9), -sum(r.unit)))
+
+
+def peak_units(trace: Trace, unit: tuple[int, int], prefill_tps: float, decode_tps: float, period_s: float) -> int:
+    """Units the busiest control window needs at the per-pod figures."""
+    _, missed, out = demand(trace, period_s, 200_000)
+    need = max(float((missed / (unit[0] * prefill_tps)).max()), float((out / (unit[1] * decode_tps)).max()))
+    return max(math.ceil(need), 1)
+
+
+def oracle_gpu_hours(trace: Trace, unit: tuple[int, int], prefill_tps: float, decode_tps: float,
+                     gpus_per_pod: int, period_s: float) -> float:
+    """Perfect foresight: each window holds exactly the units its demand needs, no start-up delay."""
+    start, missed, out = demand(trace, period_s, 200_000)
+    width = period_s if len(start) < 2 else float(start[1] - start[0])
+    units = [max(math.ceil(max(m / (unit[0] * prefill_tps), o / (unit[1] * decode_tps))), 1)
+             for m, o in zip(missed, out, strict=True)]
+    return float(sum(units) * sum(unit) * gpus_per_pod * width / 3600)
+
+
+def candidate_policies(target_decode: float, prefill_tps: float, static_units: int,
+                       settings: CurateSettings) -> dict[str, dict[str, Any]]:
+    """The policies curation compares (the paper's control, its hybrid, the HPA baseline, peak static)."""
+    slo = {"target_ttft_ms": settings.ttft_ms, "target_tbt_ms": settings.tbt_ms}
+    guard = {"prefill_tps_per_pod": prefill_tps}
+    target = {"target_decode_tps_per_pod": target_decode * TARGET_UTILISATION}
+    return {
+        "proportional": {"policy": "proportional", "proportional": target, "prefill_guard": guard},
+        "proportional+prefill": {"policy": "proportional", "proportional": target,
+                                 "prefill_guard": {**guard, "scale_units": True}},
+        "hybrid": {"policy": "hybrid", "proportional": target,
+                   "feedback": slo, "prefill_guard": guard},
+        "hpa": {"policy": "hpa"},
+        "static": {"policy": "static", "static_units": static_units},
+    }
+
+
+def compare_policies(trace: Trace, settings: CurateSettings, unit: tuple[int, int], prefill_tps: float,
+                     decode_tps: float, executor: Executor | None = None, progress: bool = False,
+                     policies: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Each candidate policy in the closed loop on ``trace`` (plus the oracle's GPU-hours)."""
+    peak = peak_units(trace, unit, prefill_tps, decode_tps, settings.control_period_s)
+    policies = policies or candidate_policies(decode_tps, prefill_tps, peak, settings)
+    max_units = max(2 * peak, 4)
+    _, missed, out = demand(trace, settings.control_period_s, 200_000)
+    first = max(1, math.ceil(max(float(out[0]) / (unit[1] * decode_tps), float(missed[0]) / (unit[0] * prefill_tps))))
+    cases = [Case(name, trace, settings.model, settings.gpu, settings.gpus_per_pod, unit,
+                  peak if pol["policy"] == "static" else min(first, max_units), max_units, pol, settings.ttft_ms,
+                  settings.tbt_ms, mode=settings.mode, control_period_s=settings.control_period_s,  # type: ignore[arg-type]
+                  seed=settings.seed)
+             for name, pol in policies.items()]
+    rows = sweep(run_case, cases, executor=executor, description="policies", progress=progress).values()
+    oracle = oracle_gpu_hours(trace, unit, prefill_tps, decode_tps, settings.gpus_per_pod, settings.control_period_s)
+    static_gh = next((r["gpu_hours"] for r in rows if r["name"] == "static"), float("nan"))
+    for r in rows:
+        r["oracle_gpu_hours"] = oracle
+        r["vs_static"] = r["gpu_hours"] / static_gh - 1 if static_gh == static_gh else float("nan")
+        r["vs_oracle"] = r["gpu_hours"] / oracle - 1 if oracle else float("nan")
+        r["peak_units"] = peak
+    return rows
+
+
+def choose(rows: list[dict[str, Any]], attainment: float) -> tuple[str, str]:
+    """The policy with the fewest GPU-hours meeting ``attainment`` on both SLOs, and why."""
+    ok = [r for r in rows if min(r["att_ttft"], r["att_tbt"]) >= attainment and r["dropped"] <= 1e-6 * r["arrivals"]]
+    if ok:
+        best = min(ok, key=lambda r: r["gpu_hours"])
+        why = f"fewest GPU-hours ({best['gpu_hours']:.1f}) of those meeting {attainment:.0%} on TTFT and TBT"
+        return best["name"], why
+    best = max(rows, key=lambda r: (r["att_both"], -r["gpu_hours"]))
+    return best["name"], f"none meets {attainment:.0%}: best attainment ({best['att_both']:.3f})"
+
+
+def simulator_version() -> str:
+    """Package version and a hash of the performance data the figures come from."""
+    from hetero_opt import __version__
+
+    h = hashlib.sha256()
+    for name in ("perf_gpus.yaml", "perf_models.yaml", "perf_calibration.yaml"):
+        h.update((resources.files("hetero_opt") / "data" / name).read_bytes())
+    return f"hetero_opt {__version__}, perf data sha256:{h.hexdigest()[:12]}"
+
+
+def data_date(path: str | Path) -> str:
+    """The first date found in the trace's first lines (Azure stamps), else the file's modification date."""
+    with open(path, errors="replace") as fh:
+        text = "".join(fh.readline() for _ in range(3))
+    m = re.search(r"\b(20\d\d-\d\d-\d\d)\b", text)
+    if m:
+        return m.group(1)
+    return datetime.fromtimestamp(Path(path).stat().st_mtime, tz=UTC).strftime("%Y-%m-%d") + " (file date)"
+
+
+def profile_document(settings: CurateSettings, trace_path: str, mix: Mix, cap: Capacity, best: UnitResult,
+                     results: list[UnitResult], name: str) -> dict[str, Any]:
+    """The serving profile (``models/*.yaml`` schema) with its provenance in ``notes``."""
+    from hetero_opt.sim.perfdata import model_catalog
+
+    spec = model_catalog().models[settings.model]
+    near = [r.ratio for r in results if r.goodput_per_gpu >= 0.9 * best.goodput_per_gpu]
+    p, d = best.unit
+    src = (f"hetero-opt curate: pressure test in the simulator ({settings.mode} mode, static {p}P:{d}D, rate "
+           f"bisected to {best.rate_rps:.3g} req/s at {settings.attainment:.0%} SLO attainment)")
+    provenance = (f"Curated by hetero-opt curate on {datetime.now(tz=UTC).strftime('%Y-%m-%d')}; trace "
+                  f"{Path(trace_path).name} (data of {data_date(trace_path)}), first {settings.pressure_window_s:g} s; "
+                  f"{simulator_version()}; SLO TTFT {settings.ttft_ms:g} ms, TBT {settings.tbt_ms:g} ms at "
+                  f"{settings.attainment:.0%}; seed {settings.seed}. Roofline at saturation: prefill "
+                  f"{cap.prefill_tps:.0f}, decode {cap.decode_tps:.0f} tok/s per pod, P per D {cap.pd_ratio:.2f}.")
+    role = {"gpus_per_pod": settings.gpus_per_pod}
+    pre_src, dec_src = src + ": cache-missed prompt tok/s per prefill pod", src + ": output tok/s per decode pod"
+    return {
+        "name": name,
+        "model": spec.hf_id,
+        "architecture": spec.architecture,
+        "engine": "hetero_opt roofline (vLLM-fitted)",
+        "precision": "fp8" if spec.weight_bytes.value == 1 else "bf16",
+        "workload": (f"{mix.prompt:.0f} prompt ({mix.missed:.0f} cache-missed) / {mix.output:.0f} output tokens "
+                     f"per request, from {Path(trace_path).name}"),
+        "slo": {"ttft_ms": settings.ttft_ms, "tbt_ms": settings.tbt_ms},
+        "gpu_types": {settings.gpu: {
+            "prefill": {**role, "prefill_tps_per_pod": {"value": round(best.prefill_tps_per_pod, 1),
+                                                          "source": pre_src}},
+            "decode": {**role, "decode_tps_per_pod": {"value": round(best.decode_tps_per_pod, 1),
+                                                        "source": dec_src}},
+            "unit": {"prefill": p, "decode": d,
+                     "source": (f"Most goodput per GPU of {len(results)} units pressure-tested "
+                                f"({best.goodput_per_gpu:.4g} req/s per GPU)"),
+                     "bounds": {"min_prefill_per_decode": round(min(near), 4),
+                                "max_prefill_per_decode": round(max(near), 4),
+                                "source": "Units within 90 % of the best goodput per GPU in the pressure test"}},
+        }},
+        "notes": provenance,
+    }
