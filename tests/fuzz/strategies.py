@@ -94,15 +94,19 @@ def instance_dicts(draw: st.DrawFn) -> dict[str, Any]:
         svc["min_units"] = draw(st.integers(0, cur + 1))  # sometimes below min already
         svc["max_units"] = draw(st.integers(max(cur, svc["min_units"]), cur + 6))
         if draw(st.integers(0, 4)):
-            requests.append(
-                {"service": svc["id"], "target_units": draw(st.integers(svc["min_units"], svc["max_units"]))}
-            )
+            req: dict[str, Any] = {
+                "service": svc["id"],
+                "target_units": draw(st.integers(svc["min_units"], svc["max_units"])),
+            }
+            if draw(st.integers(0, 4)) == 0:  # ~20 %: a gang (format 1.1)
+                req["all_or_nothing"] = True
+            requests.append(req)
     subgroups = []
     if draw(st.integers(0, 3)) == 0:
         s2s = sorted({n["s2"] for n in nodes})
         subgroups.append({"id": "sg", "tier": draw(st.sampled_from(["low", "medium", "high"])), "s2s": s2s[:1]})
     return {
-        "format_version": "1.0",
+        "format_version": "1.1",
         "name": "fuzz",
         "gpu_types": [{"id": t} for t in GPU_TYPES],
         "nodes": nodes,
@@ -114,9 +118,10 @@ def instance_dicts(draw: st.DrawFn) -> dict[str, Any]:
 
 
 def _service(draw: st.DrawFn, k: int) -> dict[str, Any]:
-    moe = draw(st.integers(0, 3)) == 0
+    kind = draw(st.integers(0, 7))
+    moe, single = kind < 2, kind == 7  # ~25 % MoE, ~12 % aggregated ('serve', format 1.1)
     sid = draw(st.sampled_from([f"svc{k}", f"svc{k}@x", f"s.{k}"]))
-    sizes = st.sampled_from([1, 2, 4, 8])
+    sizes = st.sampled_from([1, 2, 3, 4, 8])  # 3 breaks the divisibility chain (node-level rows)
     types = st.sampled_from([["H20"], ["L20"], ["H20", "L20"], ["L20", "H20"]])
     if moe:
         roles = [
@@ -124,6 +129,8 @@ def _service(draw: st.DrawFn, k: int) -> dict[str, Any]:
             {"name": "prefill-ffn", "gpus_per_pod": draw(sizes), "gpu_types": draw(types)},
             {"name": "decode", "gpus_per_pod": draw(sizes), "gpu_types": draw(types)},
         ]
+    elif single:
+        roles = [{"name": "serve", "gpus_per_pod": draw(sizes), "gpu_types": draw(types)}]
     else:
         roles = [
             {"name": "prefill", "gpus_per_pod": draw(sizes), "gpu_types": draw(types)},
@@ -139,10 +146,14 @@ def _service(draw: st.DrawFn, k: int) -> dict[str, Any]:
     }
     if moe:
         svc["attn_ffn_ratio"] = {"prefill": draw(st.integers(1, 2)), "decode": draw(st.integers(1, 2))}
+    if single:
+        del svc["pd_ratio"]
     return svc
 
 
 def _per_unit(svc: dict[str, Any]) -> dict[str, int]:
+    if "pd_ratio" not in svc:  # aggregated: a unit is one 'serve' pod
+        return {"serve": 1}
     p, d = svc["pd_ratio"]["prefill"], svc["pd_ratio"]["decode"]
     if "attn_ffn_ratio" not in svc:
         return {"prefill": p, "decode": d}
