@@ -145,3 +145,12 @@ def test_a_chunk_without_budget_is_placed_by_the_greedy_and_recorded() -> None:
     assert guided.termination[0] == "rins0:SKIPPED(budget)"
     assert verify(inst, guided.plan, view) == []
     assert [(u.service, u.placed_units) for u in guided.plan.unserved] == [("chat", 0)]
+
+
+def test_lp_guided_path_is_deterministic() -> None:
+    inst = generate_instance("medium", 2)
+    view = build_view(inst)
+    greedy = greedy_plan(inst, view)
+    runs = [CpSatBackend("lp").solve(view, greedy, SolveOptions(time_limit=20.0)) for _ in range(2)]
+    assert runs[0].plan == runs[1].plan
+    assert runs[0].bound == runs[1].bound
