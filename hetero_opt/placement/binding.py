@@ -106,7 +106,7 @@ def bind(view: TopologyView, drafts: list[GroupDraft]) -> list[GroupChange]:
             pods[i][(role, node)] += 1
     for i, d in enumerate(drafts):
         if d.units < 0:
-            pods[i] = _bind_removal(view, d)
+            pods[i] = bind_removal(view, d)
     return [
         GroupChange(
             service=d.service,
@@ -174,7 +174,8 @@ def _exact_packing(pool: FreePool, items: list[tuple[int, int, str, int]]) -> li
     return placed
 
 
-def _bind_removal(view: TopologyView, d: GroupDraft) -> Counter[tuple[str, str]]:
+def bind_removal(view: TopologyView, d: GroupDraft) -> Counter[tuple[str, str]]:
+    """Pods (role, node) that remove ``d``'s counts from its group: the least-used nodes first."""
     group = view.group_by_id[d.group]
     have: defaultdict[CountKey, list[tuple[int, str, int]]] = defaultdict(list)
     for p in group.pods:

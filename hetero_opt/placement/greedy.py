@@ -18,6 +18,7 @@ from hetero_opt.placement.binding import (
     FreePool,
     GroupDraft,
     bind,
+    bind_removal,
     make_pools,
 )
 from hetero_opt.placement.plan import GroupChange, Plan, PodChange, Unserved
@@ -55,7 +56,8 @@ def greedy_plan(
     try:
         changes = bind(view, drafts)
     except BindingError:
-        # Sizes outside a divisibility chain: keep the greedy's own node picks, which fit.
+        # Sizes outside a divisibility chain: keep the greedy's own node picks for additions, which
+        # fit; removals have no picks and are bound as bind() binds them.
         changes = [
             GroupChange(
                 service=d.service,
@@ -63,7 +65,10 @@ def greedy_plan(
                 new=d.new,
                 domain=d.domain,
                 units=d.units,
-                pods=[PodChange(role=r, node=n, count=c) for (r, n), c in sorted(p.items())],
+                pods=[
+                    PodChange(role=r, node=n, count=c)
+                    for (r, n), c in sorted((p if d.units > 0 else bind_removal(view, d)).items())
+                ],
             )
             for d, p in zip(drafts, picks, strict=True)
         ]
