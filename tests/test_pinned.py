@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from conftest import group, make_instance, moe_service, node, pd_service, request
 
-from hetero_opt import Instance, Plan, Score, score, verify
+from hetero_opt import Instance, Plan, Score, build_view, score, verify
 from hetero_opt.placement.greedy import greedy_plan
 
 
@@ -432,3 +432,107 @@ def test_greedy_fallback_keeps_the_pods_of_a_scale_in(monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(greedy, "bind", refuse)
     assert verify(inst, greedy_plan(inst)) == []
+
+
+def test_greedy_goes_on_after_a_request_already_at_its_target() -> None:
+    # 'idle' (prio 9) is at its target (delta 0); 'chat' (prio 1) after it is still served
+    inst = make_instance(
+        nodes=[node("a1", "a", "a-1", free=0), node("a2", "a", "a-1")],
+        services=[
+            pd_service("idle", "s2", prio=9, p_size=4, d_size=4),
+            pd_service("chat", "s2", prio=1, p_size=4, d_size=4),
+        ],
+        groups=[group("g", "idle", "a", ("prefill", "a1", 1), ("decode", "a1", 1))],
+        requests=[request("idle", 1), request("chat", 1)],
+    )
+    plan = greedy_plan(inst)
+    assert plan.units_by_service() == {"chat": 1}
+    assert plan.unserved == []
+
+
+def test_greedy_all_or_nothing_gives_back_only_its_own_pods() -> None:
+    # 'first' (prio 9) takes a1. 'aon' (prio 5, all or nothing, 2 units of 4 + 2 x 2 GPUs) fits once
+    # on a2 and is taken back whole, both decode pods of a2 included; 'last' (prio 1, 8 GPUs) then
+    # fits a2. 'first' keeps its unit.
+    aon = pd_service("aon", "s2", prio=5, p_size=4, d_size=2, ratio=(1, 2))
+    inst = make_instance(
+        format_version="1.1",
+        nodes=[node("a1", "a", "a-1"), node("a2", "a", "a-1")],
+        services=[
+            pd_service("first", "s2", prio=9, p_size=4, d_size=4),
+            aon,
+            pd_service("last", "s2", prio=1, p_size=4, d_size=4),
+        ],
+        requests=[request("first", 1), {**request("aon", 2), "all_or_nothing": True}, request("last", 1)],
+    )
+    plan = greedy_plan(inst)
+    assert plan.units_by_service() == {"first": 1, "last": 1}
+    (u,) = plan.unserved
+    assert (u.service, u.placed_units) == ("aon", 0)
+    assert u.reason.startswith("all or nothing: only 1 of 2 units fit")
+    assert verify(inst, plan) == []
+
+
+def test_greedy_unserved_reasons_name_the_capacity_and_the_new_group_limit() -> None:
+    nodes = [node("a1", "a", "a-1"), node("a2", "a", "a-2")]
+    s1 = make_instance(nodes=nodes, services=[pd_service("chat", "s1")], requests=[request("chat", 1)])
+    (u,) = greedy_plan(s1).unserved
+    assert u.reason == "no capacity for 1 more units within s1 affinity and GPU types"
+    limited = make_instance(
+        nodes=[node("a1", "a", "a-1", free=8, total=16), node("a2", "a", "a-2")],
+        services=[pd_service("chat", "s1", p_size=4, d_size=4, max_new_groups=0)],
+        groups=[group("g1", "chat", "a-1", ("prefill", "a1", 1), ("decode", "a1", 1))],
+        requests=[request("chat", 4)],
+    )
+    (u,) = greedy_plan(limited).unserved
+    assert u.reason == "no capacity for 2 more units within s1 affinity and GPU types; new-group limit 0 reached"
+
+
+def test_greedy_expands_an_existing_s1_group_before_opening_one_in_its_subgroup() -> None:
+    # S1s 'a-1' and 'a-2' share the low subgroup of S2 'a'; the group in 'a-2' (id sorts later) grows
+    inst = make_instance(
+        nodes=[node("a1", "a", "a-1"), node("b1", "a", "a-2", free=0), node("b2", "a", "a-2")],
+        services=[pd_service("chat", "s1", p_size=4, d_size=4)],
+        groups=[group("g", "chat", "a-2", ("prefill", "b1", 1), ("decode", "b1", 1))],
+        requests=[request("chat", 2)],
+    )
+    assert [(c.group, c.new, c.units) for c in greedy_plan(inst).changes] == [("g", False, 1)]
+
+
+def test_greedy_new_group_limit_does_not_count_expanded_groups() -> None:
+    # max 1 new group: g (S1 'a-1') takes one more unit, then one new group opens in 'a-2'
+    inst = make_instance(
+        nodes=[node("a1", "a", "a-1", free=8, total=16), node("b1", "a", "a-2")],
+        services=[pd_service("chat", "s1", p_size=4, d_size=4, max_new_groups=1)],
+        groups=[group("g", "chat", "a-1", ("prefill", "a1", 1), ("decode", "a1", 1))],
+        requests=[request("chat", 3)],
+    )
+    plan = greedy_plan(inst)
+    assert [(c.group, c.new, c.units) for c in plan.changes] == [("chat@a-2", True, 1), ("g", False, 1)]
+    assert plan.unserved == []
+
+
+def test_greedy_moe_unit_whose_second_replica_fails_gives_back_the_first() -> None:
+    # 2 replicas per unit; the only node has room for one replica (4 + 4): the second fails, the
+    # first goes back, so 'after' (prio 1, 4 + 4 GPUs) fits
+    inst = make_instance(
+        nodes=[node("n1", "a", "a-1")],
+        services=[moe_service("moe", "s2", prio=9, pd=(2, 1)), pd_service("after", "s2", prio=1, p_size=4, d_size=4)],
+        requests=[request("moe", 1), request("after", 1)],
+    )
+    plan = greedy_plan(inst)
+    assert plan.units_by_service() == {"after": 1}
+    assert [u.service for u in plan.unserved] == ["moe"]
+
+
+def test_greedy_places_only_the_requests_it_is_given() -> None:
+    inst = make_instance(
+        nodes=[node("a1", "a", "a-1"), node("a2", "a", "a-1")],
+        services=[pd_service("one", "s2", p_size=4, d_size=4), pd_service("two", "s2", p_size=4, d_size=4)],
+        requests=[request("one", 1), request("two", 1)],
+    )
+    view = build_view(inst)
+    only_two = [r for r in view.requests if r.service.id == "two"]
+    plan = greedy_plan(inst, view, only_two)
+    assert plan.units_by_service() == {"two": 1}
+    assert plan.unserved == []

@@ -120,3 +120,43 @@ def test_removing_more_pods_than_the_group_holds_names_the_group_role_and_s1() -
     draft = GroupDraft("chat", "g", False, "a", -4, Counter({("decode", "a-1", "H20"): 4}))
     with pytest.raises(BindingError, match=r"^group 'g' has too few decode pods on S1 'a-1' to remove$"):
         bind(build_view(inst), [draft])
+
+
+def test_an_empty_pool_fits_nothing() -> None:
+    assert FreePool([]).take(1) is None
+
+
+def test_a_non_chain_cell_that_best_fit_fills_is_bound_once() -> None:
+    # sizes 3 and 2 (no chain) on one node with 5 free GPUs: best fit succeeds, nothing else runs
+    inst = make_instance(
+        nodes=[node("n1", "a", "a-1", free=5)],
+        services=[pd_service("s", "s1", p_size=3, d_size=2)],
+        requests=[request("s", 1)],
+    )
+    draft = GroupDraft(
+        "s", "s@a-1", True, "a-1", 1, Counter({("prefill", "a-1", "H20"): 1, ("decode", "a-1", "H20"): 1})
+    )
+    (c,) = bind(build_view(inst), [draft])
+    assert [(p.role, p.node, p.count) for p in c.pods] == [("decode", "n1", 1), ("prefill", "n1", 1)]
+
+
+def test_a_removal_before_an_addition_and_a_zero_unit_draft_bind_in_order() -> None:
+    nodes, g = _removal_instance()
+    inst = make_instance(
+        nodes=[*nodes, node("free", "a", "a-1")],
+        services=[pd_service("chat", "s2", p_size=4, d_size=4), pd_service("new", "s2", p_size=4, d_size=4)],
+        groups=[g],
+    )
+    drafts = [
+        GroupDraft("chat", "g", False, "a", -1, Counter({("prefill", "a-1", "H20"): 1, ("decode", "a-1", "H20"): 1})),
+        GroupDraft("new", "new@a", True, "a", 0, Counter({("prefill", "a-1", "H20"): 1})),  # 0 units: no pods
+        GroupDraft(
+            "new", "new@a#2", True, "a", 1, Counter({("prefill", "a-1", "H20"): 1, ("decode", "a-1", "H20"): 1})
+        ),
+    ]
+    changes = bind(build_view(inst), drafts)
+    assert [(c.group, c.units, [(p.role, p.node, p.count) for p in c.pods]) for c in changes] == [
+        ("g", -1, [("decode", "half", 1), ("prefill", "half", 1)]),
+        ("new@a", 0, []),
+        ("new@a#2", 1, [("decode", "free", 1), ("prefill", "free", 1)]),
+    ]
