@@ -88,6 +88,11 @@ def test_additions_that_do_not_fit_name_the_group_role_and_cell() -> None:
     too_many = GroupDraft("a", "a@a-1", True, "a-1", 1, Counter({("decode", "a-1", "H20"): 5}))  # 15 of 12 GPUs
     with pytest.raises(BindingError, match=r"^cannot bind decode pods of 'a@a-1' on S1 'a-1' \(H20\)$"):
         bind(view, [B_DRAFT, too_many])
+    # a 0-count entry adds no pod: it neither joins the cell's sizes nor is named by the error
+    zero = GroupDraft("a", "a@a-1", True, "a-1", 1, Counter({("decode", "a-1", "H20"): 0}))
+    seven = GroupDraft("b", "b@a-1", True, "a-1", 1, Counter({("decode", "a-1", "H20"): 7}))  # 14 of 12 GPUs
+    with pytest.raises(BindingError, match=r"^cannot bind decode pods of 'b@a-1' on S1 'a-1' \(H20\)$"):
+        bind(view, [zero, seven])
 
 
 def _removal_instance() -> tuple[list[dict[str, object]], dict[str, object]]:
