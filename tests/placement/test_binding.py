@@ -1,0 +1,167 @@
+"""Node binding pinned on hand-made cells (issue 11: mutation testing of ``placement/binding.py``).
+
+Best-fit decreasing with ties by node id, exact packing where best fit strands a pod, removals from
+the least-used nodes first, and the errors naming what does not fit.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from conftest import group, make_instance, node, pd_service, request
+
+from hetero_opt import Plan, build_view, verify
+from hetero_opt.placement.binding import BindingError, FreePool, GroupDraft, bind
+
+
+def test_free_pool_takes_the_fullest_node_that_fits_lowest_id_first_and_takes_back() -> None:
+    pool = FreePool([("n3", 4), ("n1", 8), ("n2", 4), ("n0", 0)])
+    assert pool.max_free == 8
+    assert pool.take(4) == "n2"  # two nodes with 4 free: the lower id
+    assert pool.take(2) == "n3"  # 4 free is the best fit for 2
+    assert pool.take(2) == "n3"  # now exactly 2 free
+    assert pool.take(8) == "n1"
+    assert pool.take(1) is None
+    assert pool.free == {"n0": 0, "n1": 0, "n2": 0, "n3": 0}
+    pool.give("n3", 2)  # a node that was full
+    pool.give("n2", 4)
+    assert pool.free == {"n0": 0, "n1": 0, "n2": 4, "n3": 2}
+    assert pool.take(2) == "n3"
+    assert pool.take(3) == "n2"
+    assert pool.take(1) == "n2"
+    assert pool.take(1) is None
+
+
+# n1 has 6 free GPUs, n2 4, n3 2: 'a' (1 + 1 pods of 3) and 'b' (1 + 2 pods of 2) fill them exactly
+# as n1 = 3 + 3, n2 = 2 + 2, n3 = 2. Best fit puts the first 3 on n2 (the fullest that fits) and
+# strands the last 2-GPU pod; sizes 2 and 3 are no divisibility chain, so the exact packing runs
+# on the pool as it was before best fit (a node whose free GPUs equal a pod size included).
+EXACT = make_instance(
+    nodes=[node("n1", "a", "a-1", free=6), node("n2", "a", "a-1", free=4), node("n3", "a", "a-1", free=2)],
+    services=[
+        pd_service("a", "s1", p_size=3, d_size=3),
+        pd_service("b", "s1", prio=5, p_size=2, d_size=2, ratio=(1, 2)),
+    ],
+    requests=[request("a", 1), request("b", 1)],
+)
+A_DRAFT = GroupDraft("a", "a@a-1", True, "a-1", 1, Counter({("prefill", "a-1", "H20"): 1, ("decode", "a-1", "H20"): 1}))
+B_DRAFT = GroupDraft("b", "b@a-1", True, "a-1", 1, Counter({("prefill", "a-1", "H20"): 1, ("decode", "a-1", "H20"): 2}))
+
+
+def test_exact_packing_fills_every_node_to_the_last_gpu() -> None:
+    view = build_view(EXACT)
+    changes = bind(view, [A_DRAFT, B_DRAFT])
+    gpus: Counter[tuple[str, str]] = Counter()
+    for c in changes:
+        size = 3 if c.service == "a" else 2
+        for p in c.pods:
+            gpus[(c.service, p.node)] += size * p.count
+    assert gpus == {("a", "n1"): 6, ("b", "n2"): 4, ("b", "n3"): 2}
+    assert [(c.group, c.units, sum(p.count for p in c.pods)) for c in changes] == [("a@a-1", 1, 2), ("b@a-1", 1, 3)]
+    assert verify(EXACT, Plan(changes=changes), view) == []
+
+
+def test_best_fit_decreasing_binds_a_chain_largest_first_onto_the_fullest_node() -> None:
+    # sizes 4 and 2 form a chain: 4 -> n2 (4 free, exact), 4 -> n1 (8 free), 2 and 2 -> n1
+    inst = make_instance(
+        nodes=[node("n1", "a", "a-1"), node("n2", "a", "a-1", free=4)],
+        services=[pd_service("s", "s1", p_size=4, d_size=2, ratio=(2, 2))],
+        requests=[request("s", 1)],
+    )
+    draft = GroupDraft(
+        "s", "s@a-1", True, "a-1", 1, Counter({("prefill", "a-1", "H20"): 2, ("decode", "a-1", "H20"): 2})
+    )
+    (c,) = bind(build_view(inst), [draft])
+    assert [(p.role, p.node, p.count) for p in c.pods] == [
+        ("decode", "n1", 2),
+        ("prefill", "n1", 1),
+        ("prefill", "n2", 1),
+    ]
+
+
+def test_additions_that_do_not_fit_name_the_group_role_and_cell() -> None:
+    view = build_view(EXACT)
+    no_room = GroupDraft("b", "b@a-1", True, "a-1", 1, Counter({("decode", "a-1", "L20"): 1}))  # no L20 node
+    with pytest.raises(BindingError, match=r"^cannot bind decode pods of 'b@a-1' on S1 'a-1' \(L20\)$"):
+        bind(view, [no_room])
+    too_many = GroupDraft("a", "a@a-1", True, "a-1", 1, Counter({("decode", "a-1", "H20"): 5}))  # 15 of 12 GPUs
+    with pytest.raises(BindingError, match=r"^cannot bind decode pods of 'a@a-1' on S1 'a-1' \(H20\)$"):
+        bind(view, [B_DRAFT, too_many])
+    # a 0-count entry adds no pod: it neither joins the cell's sizes nor is named by the error
+    zero = GroupDraft("a", "a@a-1", True, "a-1", 1, Counter({("decode", "a-1", "H20"): 0}))
+    seven = GroupDraft("b", "b@a-1", True, "a-1", 1, Counter({("decode", "a-1", "H20"): 7}))  # 14 of 12 GPUs
+    with pytest.raises(BindingError, match=r"^cannot bind decode pods of 'b@a-1' on S1 'a-1' \(H20\)$"):
+        bind(view, [zero, seven])
+
+
+def _removal_instance() -> tuple[list[dict[str, object]], dict[str, object]]:
+    # 'g' holds 3 units (4-GPU pods): 'full' (id first) uses its 16 GPUs, 'half' 8 of 16.
+    nodes = [node("full", "a", "a-1", free=0, total=16), node("half", "a", "a-1", free=8, total=16)]
+    g = group(
+        "g", "chat", "a", ("prefill", "full", 2), ("decode", "half", 1), ("prefill", "half", 1), ("decode", "full", 2)
+    )
+    return nodes, g
+
+
+def test_removal_takes_pods_from_the_least_used_node_first() -> None:
+    nodes, g = _removal_instance()
+    inst = make_instance(nodes=nodes, services=[pd_service("chat", "s2", p_size=4, d_size=4)], groups=[g])
+    draft = GroupDraft(
+        "chat", "g", False, "a", -2, Counter({("prefill", "a-1", "H20"): 2, ("decode", "a-1", "H20"): 2})
+    )
+    (c,) = bind(build_view(inst), [draft])
+    assert [(p.role, p.node, p.count) for p in c.pods] == [
+        ("decode", "full", 1),
+        ("decode", "half", 1),
+        ("prefill", "full", 1),
+        ("prefill", "half", 1),
+    ]
+
+
+def test_removing_more_pods_than_the_group_holds_names_the_group_role_and_s1() -> None:
+    nodes, g = _removal_instance()
+    inst = make_instance(nodes=nodes, services=[pd_service("chat", "s2", p_size=4, d_size=4)], groups=[g])
+    draft = GroupDraft("chat", "g", False, "a", -4, Counter({("decode", "a-1", "H20"): 4}))
+    with pytest.raises(BindingError, match=r"^group 'g' has too few decode pods on S1 'a-1' to remove$"):
+        bind(build_view(inst), [draft])
+
+
+def test_an_empty_pool_fits_nothing() -> None:
+    assert FreePool([]).take(1) is None
+
+
+def test_a_non_chain_cell_that_best_fit_fills_is_bound_once() -> None:
+    # sizes 3 and 2 (no chain) on one node with 5 free GPUs: best fit succeeds, nothing else runs
+    inst = make_instance(
+        nodes=[node("n1", "a", "a-1", free=5)],
+        services=[pd_service("s", "s1", p_size=3, d_size=2)],
+        requests=[request("s", 1)],
+    )
+    draft = GroupDraft(
+        "s", "s@a-1", True, "a-1", 1, Counter({("prefill", "a-1", "H20"): 1, ("decode", "a-1", "H20"): 1})
+    )
+    (c,) = bind(build_view(inst), [draft])
+    assert [(p.role, p.node, p.count) for p in c.pods] == [("decode", "n1", 1), ("prefill", "n1", 1)]
+
+
+def test_a_removal_before_an_addition_and_a_zero_unit_draft_bind_in_order() -> None:
+    nodes, g = _removal_instance()
+    inst = make_instance(
+        nodes=[*nodes, node("free", "a", "a-1")],
+        services=[pd_service("chat", "s2", p_size=4, d_size=4), pd_service("new", "s2", p_size=4, d_size=4)],
+        groups=[g],
+    )
+    drafts = [
+        GroupDraft("chat", "g", False, "a", -1, Counter({("prefill", "a-1", "H20"): 1, ("decode", "a-1", "H20"): 1})),
+        GroupDraft("new", "new@a", True, "a", 0, Counter({("prefill", "a-1", "H20"): 1})),  # 0 units: no pods
+        GroupDraft(
+            "new", "new@a#2", True, "a", 1, Counter({("prefill", "a-1", "H20"): 1, ("decode", "a-1", "H20"): 1})
+        ),
+    ]
+    changes = bind(build_view(inst), drafts)
+    assert [(c.group, c.units, [(p.role, p.node, p.count) for p in c.pods]) for c in changes] == [
+        ("g", -1, [("decode", "half", 1), ("prefill", "half", 1)]),
+        ("new@a", 0, []),
+        ("new@a#2", 1, [("decode", "free", 1), ("prefill", "free", 1)]),
+    ]
