@@ -411,12 +411,9 @@ def test_greedy_scale_in_skips_an_empty_group_of_the_service() -> None:
     assert verify(inst, plan) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect found by mutation testing (library unchanged here): greedy's BindingError fallback keeps "
-    "its node picks, but a scale-in draft has no picks, so its removal change is left without pods",
-)
 def test_greedy_fallback_keeps_the_pods_of_a_scale_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    # found by mutation testing: the BindingError fallback kept only the greedy's node picks, and a
+    # scale-in draft has none, so its removal change came back without pods
     from hetero_opt.placement import greedy
     from hetero_opt.placement.binding import BindingError
 
