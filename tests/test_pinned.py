@@ -533,3 +533,27 @@ def test_greedy_places_only_the_requests_it_is_given() -> None:
     plan = greedy_plan(inst, view, only_two)
     assert plan.units_by_service() == {"two": 1}
     assert plan.unserved == []
+
+
+def test_gaps_to_the_bound_per_term() -> None:
+    # minimised terms: score - bound; maximised ones (emptied groups, whole free nodes): bound - score
+    got = Score(
+        priorities=[10, 5], unserved_gpus=[16, 8], premium_cost=230, new_groups=3, emptied_groups=1, whole_free_nodes=4
+    )
+    bound = Score(
+        priorities=[10, 5], unserved_gpus=[0, 8], premium_cost=224, new_groups=1, emptied_groups=2, whole_free_nodes=9
+    )
+    assert got.gaps_to(bound) == {
+        "unserved_gpus": [16, 0],
+        "premium_cost": 6,
+        "new_groups": 2,
+        "emptied_groups": 1,
+        "whole_free_nodes": 5,
+    }
+    assert bound.gaps_to(bound) == {
+        "unserved_gpus": [0, 0],
+        "premium_cost": 0,
+        "new_groups": 0,
+        "emptied_groups": 0,
+        "whole_free_nodes": 0,
+    }
