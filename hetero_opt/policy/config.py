@@ -7,7 +7,7 @@ paper leaves open (θ, α/β/γ, cooldowns) have defaults documented in ``docs/p
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -190,11 +190,7 @@ class AutoscalerConfig(Frozen):
 
     @model_validator(mode="after")
     def _unique(self) -> AutoscalerConfig:
-        seen: set[str] = set()
-        for s in self.services:
-            if s.service in seen:
-                raise ValueError(f"Service '{s.service}': listed twice")
-            seen.add(s.service)
+        check_listed_once(s.service for s in self.services)
         return self
 
     def by_service(self) -> dict[str, ServicePolicy]:
@@ -216,3 +212,12 @@ def load_policy_config(path: str | Path, profiles: Mapping[str, ServingProfile] 
             raise InputError(f"Policy config '{p}': services name profiles but no models_dir")
         profiles = load_profiles(p.parent / cfg.models_dir)
     return cfg.replace(services=tuple(s.resolve(profiles) for s in cfg.services))
+
+
+def check_listed_once(service_ids: Iterable[str]) -> None:
+    """Raise ``ValueError`` naming the first service listed twice (configs list each service once)."""
+    seen: set[str] = set()
+    for sid in service_ids:
+        if sid in seen:
+            raise ValueError(f"Service '{sid}': listed twice")
+        seen.add(sid)

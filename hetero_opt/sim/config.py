@@ -22,7 +22,7 @@ from pydantic import Field, model_validator
 from hetero_opt.errors import InputError
 from hetero_opt.instance import Frozen, Instance
 from hetero_opt.io import load_yaml_model
-from hetero_opt.policy.config import AutoscalerConfig, load_policy_config
+from hetero_opt.policy.config import AutoscalerConfig, check_listed_once, load_policy_config
 from hetero_opt.sim.perf import pod_perf
 from hetero_opt.sim.perfdata import model_catalog
 
@@ -59,11 +59,7 @@ class SimConfig(Frozen):
 
     @model_validator(mode="after")
     def _unique(self) -> SimConfig:
-        seen: set[str] = set()
-        for s in self.services:
-            if s.service in seen:
-                raise ValueError(f"Service '{s.service}': listed twice")
-            seen.add(s.service)
+        check_listed_once(s.service for s in self.services)
         return self
 
 
