@@ -28,7 +28,7 @@ class ProportionalConfig(Frozen):
     """Algorithm 2 on decode TPS."""
 
     target_decode_tps_per_pod: float | None = Field(
-        default=None, gt=0, description="Decode tokens/s per decode pod; None = from profile."
+        default=None, ge=1e-3, le=1e12, description="Decode tokens/s per decode pod; None = from profile."
     )
     theta_out: float = Field(default=0.1, ge=0, description="Scale out when R > 1 + theta_out.")
     theta_in: float = Field(default=0.2, ge=0, lt=1, description="Scale in when R < 1 - theta_in.")

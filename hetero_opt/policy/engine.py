@@ -50,11 +50,18 @@ COOLDOWN_POLICIES = frozenset({"proportional", "feedback", "hybrid"})
 """Policies whose actions wait for cooldowns (periodic and static follow their schedule)."""
 
 
+MAX_TOKENS_PER_S = 1e12  # a bound on every token rate (metrics) and per-pod target (config)
+
+
 class ServiceMetrics(Frozen):
     """One cycle's observations of one service. Every field may be missing (None)."""
 
-    decode_tps: float | None = Field(default=None, ge=0, description="Decode tokens/s.")
-    prefill_tps: float | None = Field(default=None, ge=0, description="KV-cache-missed prefill tokens/s.")
+    # Rates are bounded far above any cluster (160k GPUs x 10k tokens/s = 1.6e9), so that rate /
+    # per-pod target stays a finite number of pods (1e308 / 1e-300 overflowed in Algorithm 2).
+    decode_tps: float | None = Field(default=None, ge=0, le=MAX_TOKENS_PER_S, description="Decode tokens/s.")
+    prefill_tps: float | None = Field(
+        default=None, ge=0, le=MAX_TOKENS_PER_S, description="KV-cache-missed prefill tokens/s."
+    )
     ttft_ms: float | None = Field(default=None, ge=0, description="Mean TTFT (ms).")
     tbt_ms: float | None = Field(default=None, ge=0, description="Mean TBT (ms).")
     prefill_gpu_util: float | None = Field(default=None, ge=0, description="Prefill pool mean GPU utilisation (%).")

@@ -16,7 +16,7 @@ from hetero_opt.autoscaler import Autoscaler, AutoscalerState, CycleDecision
 from hetero_opt.instance import Instance
 from hetero_opt.placement.apply import apply_plan
 from hetero_opt.policy.config import AutoscalerConfig, ServicePolicy
-from hetero_opt.policy.engine import ServiceMetrics
+from hetero_opt.policy.engine import MAX_TOKENS_PER_S, ServiceMetrics
 
 CLUSTER = load_instance(Path(__file__).resolve().parents[2] / "instances" / "autoscale" / "cluster.yaml")
 POLICIES: dict[str, dict[str, Any]] = {
@@ -41,6 +41,9 @@ def metrics(draw: st.DrawFn) -> ServiceMetrics:
     floats = ("decode_tps", "prefill_tps", "ttft_ms", "tbt_ms", "prefill_gpu_util", "decode_gpu_util")
     pods = ("prefill_ready_pods", "prefill_unready_pods", "decode_ready_pods", "decode_unready_pods")
     values = {f: draw(FLOATS) for f in floats} | {f: draw(PODS) for f in pods}
+    for rate in ("decode_tps", "prefill_tps"):  # token rates are bounded (the largest one allowed is kept)
+        if values[rate] is not None:
+            values[rate] = min(values[rate], MAX_TOKENS_PER_S)
     return ServiceMetrics.model_validate({k: v for k, v in values.items() if v is not None})
 
 

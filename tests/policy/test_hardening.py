@@ -193,3 +193,16 @@ def test_hpa_pool_average_equals_pod_level_calculator(
         current, n_ready, n_unready, util, target, tol, ready_request_milli=req_ready, unready_request_milli=req_unready
     )
     assert got == want
+
+
+def test_huge_rate_over_tiny_target_is_refused_not_an_overflow() -> None:
+    # 1e308 tokens/s over a 1e-300 per-pod target overflowed Algorithm 2's ceil; both are now bounded
+    from pydantic import ValidationError
+
+    from hetero_opt.policy.config import ProportionalConfig
+    from hetero_opt.policy.engine import ServiceMetrics
+
+    with pytest.raises(ValidationError, match="decode_tps"):
+        ServiceMetrics(decode_tps=1e308)
+    with pytest.raises(ValidationError, match="target_decode_tps_per_pod"):
+        ProportionalConfig(target_decode_tps_per_pod=1e-300)
