@@ -88,19 +88,10 @@ def lp_guided(
         return None
     integral = _integral(lp, outcome.values)
     drafts, load = _fixed(view, lp, outcome.values, integral)
-    placed: Counter[str] = Counter()
-    for d in drafts:
-        placed[d.service] += d.units
-    unserved: list[Unserved] = []
-    for r in part:
-        if integral.get(r.service.id, True) and placed[r.service.id] < r.delta:
-            got = placed[r.service.id]
-            why = f"LP-guided: no capacity for {r.delta - got} more units within {r.service.affinity} affinity"
-            unserved.append(Unserved(service=r.service.id, wanted_units=r.delta, placed_units=got, reason=why))
     freed = [r for r in part if not integral.get(r.service.id, True)]
     guided = Guided(Plan(), outcome, len(part) - len(freed), len(freed))
     first_hint = _greedy_around(view, freed, drafts) if freed else None
-    run = _Chunks(view, options, budget, drafts, load, unserved, guided.termination, stats)
+    run = _Chunks(view, options, budget, drafts, load, [], guided.termination, stats)
     # Phase A: the fractional requests, served and premium (the terms the LP bounds tightly).
     chunks = [freed[i : i + CHUNK] for i in range(0, len(freed), CHUNK)]
     for k, chunk in enumerate(chunks):
@@ -144,9 +135,9 @@ class _Chunks:
         if plan is None:
             return
         ids = {r.service.id for r in requests}
-        added = [c for c in plan.changes if c.service in ids and c.units > 0]
-        self.drafts.extend(_drafts_of(self.view, added))
-        _add_load(self.view, _drafts_of(self.view, added), self.load)
+        added = _drafts_of(self.view, [c for c in plan.changes if c.service in ids and c.units > 0])
+        self.drafts.extend(added)
+        _add_load(self.view, added, self.load)
         self.unserved = [u for u in self.unserved if u.service not in ids]
         self.unserved += [u for u in plan.unserved if u.service in ids]
         self.termination.append(f"greedy[{len(requests)} requests]")
@@ -186,7 +177,8 @@ class _Chunks:
 
 
 def _unserved(part: list[RequestView], drafts: list[GroupDraft], records: list[Unserved]) -> list[Unserved]:
-    """One record per request of ``part`` the drafts do not fully serve (the reasons recorded so far kept)."""
+    """One record per request of ``part`` the drafts do not fully serve (reasons recorded by CP-SAT or the
+    greedy kept; the requests the LP placed as they stand get the LP's)."""
     placed: Counter[str] = Counter()
     for d in drafts:
         placed[d.service] += d.units
@@ -195,7 +187,9 @@ def _unserved(part: list[RequestView], drafts: list[GroupDraft], records: list[U
     for r in part:
         got = placed[r.service.id]
         if got != r.delta:
-            reason = why.get(r.service.id) or f"LP-guided: no capacity for {r.delta - got} more units"
+            reason = why.get(r.service.id) or (
+                f"LP-guided: no capacity for {r.delta - got} more units within {r.service.affinity} affinity"
+            )
             out.append(Unserved(service=r.service.id, wanted_units=r.delta, placed_units=got, reason=reason))
     return out
 

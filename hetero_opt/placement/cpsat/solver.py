@@ -196,18 +196,21 @@ def _solve_part(
     """Scale-out: the LP-guided plan first (:mod:`.neighbourhood`), kept with its bounds when it meets
     them and the full model does not fit; then the staged full model or the class blocks from it."""
     start = time.perf_counter()
+    est = estimated_vars(view, part)
+    stats[f"{tag}_estimated_vars"] = float(est)
+    fits = options.time_limit >= FULL_MODEL_SECONDS_PER_VAR * est  # a rule on size, not on the clock
     lp_staged: Staged | None = None
     if tag == "out" and strategy in ("auto", "lp"):
         guided = _guided(view, part, options, budget, stats)
         if guided is not None:
             lp_staged = _lp_bounds(part, guided)
+            guided_score = score(view.instance, guided.plan, view)
             # Where the full model fits the limit it proves every term: the LP plan is only its hint.
-            done = strategy == "lp" or not _fits(view, part, options, stats, tag)
-            if done and (strategy == "lp" or _meets(view, part, guided.plan, lp_staged)):
+            if strategy == "lp" or (not fits and _meets(part, guided.plan, guided_score.premium_cost, lp_staged)):
                 return PartResult(guided.plan.changes, guided.plan.unserved, lp_staged, False)
-            if score(view.instance, guided.plan, view) < score(view.instance, restrict(hint, part), view):
+            if guided_score < score(view.instance, restrict(hint, part), view):
                 hint = guided.plan
-    result = _solve_existing(view, part, hint, options, budget, stats, tag, strategy, start)
+    result = _solve_existing(view, part, hint, options, budget, stats, tag, strategy, start, est, fits)
     if lp_staged is not None:
         result.staged = _tighter(result.staged, lp_staged)
     return result
@@ -242,8 +245,9 @@ def _lp_bounds(part: list[RequestView], guided: Guided) -> Staged:
     return staged
 
 
-def _meets(view: TopologyView, part: list[RequestView], plan: Plan, bounds: Staged) -> bool:
-    """True when ``plan`` attains the bounds on served GPUs of every class and on premium cost."""
+def _meets(part: list[RequestView], plan: Plan, premium: int, bounds: Staged) -> bool:
+    """True when ``plan`` (premium cost ``premium``) attains the bounds on served GPUs of every class and
+    on premium cost."""
     placed = plan.units_by_service()
     served: dict[int, int] = {}
     wanted: dict[int, int] = {}
@@ -253,16 +257,7 @@ def _meets(view: TopologyView, part: list[RequestView], plan: Plan, bounds: Stag
         wanted[p] = wanted.get(p, 0) + r.delta * r.service.gpus_per_unit
     if any(wanted[p] - served[p] != bounds.unserved_lb.get(p, 0) for p in wanted):
         return False
-    return score(view.instance, plan, view).premium_cost == bounds.premium_lb
-
-
-def _fits(
-    view: TopologyView, part: list[RequestView], options: SolveOptions, stats: dict[str, float], tag: str
-) -> bool:
-    """True when ``time_limit`` covers the full model of ``part`` (a rule on its estimated size)."""
-    est = estimated_vars(view, part)
-    stats[f"{tag}_estimated_vars"] = float(est)
-    return options.time_limit >= FULL_MODEL_SECONDS_PER_VAR * est
+    return premium == bounds.premium_lb
 
 
 def _tighter(a: Staged, b: Staged) -> Staged:
@@ -287,12 +282,14 @@ def _solve_existing(
     tag: str,
     strategy: Strategy,
     start: float,
+    est: int,
+    fits: bool,
 ) -> PartResult:
-    """The staged full model of ``part`` when the time limit covers it, else the class blocks."""
-    fits = _fits(view, part, options, stats, tag)
+    """The staged full model of ``part`` (``est`` estimated variables) when the time limit covers it
+    (``fits``), else the class blocks."""
     if strategy == "blocks" or (strategy in ("auto", "lp") and not fits):
         return _by_class(view, part, hint, options, budget, stats, tag)
-    if not has_time_to_build(budget, estimated_vars(view, part)):
+    if not has_time_to_build(budget, est):
         return _by_class(view, part, hint, options, budget, stats, tag)  # it skips what it cannot build
     several = len({r.service.priority for r in part}) > 1
     top, top_stats = top_class_first(view, part, hint, options, budget) if several else (None, {})
