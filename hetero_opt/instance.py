@@ -146,7 +146,7 @@ class Service(Frozen):
     @property
     def is_single_role(self) -> bool:
         """True for aggregated serving: the one role ``serve`` (format 1.1)."""
-        return [r.name for r in self.roles] == list(SINGLE_ROLES)
+        return len(self.roles) == 1 and self.roles[0].name == SINGLE_ROLES[0]
 
     @property
     def is_moe(self) -> bool:

@@ -48,6 +48,11 @@ class FreePool:
                 self.buckets[free].append(node_id)
         self.max_free = max((f for _, f in nodes), default=0)
 
+    @classmethod
+    def of(cls, view: TopologyView, key: tuple[str, str]) -> FreePool:
+        """A fresh pool of the nodes of ``key`` (S1, GPU type) with the free GPUs ``view`` has not promised."""
+        return cls(free_nodes(view).get(key, []))
+
     def take(self, size: int) -> str | None:
         """Put one pod of ``size`` GPUs on the best-fitting node; return it, or None."""
         for free in range(size, self.max_free + 1):
@@ -69,14 +74,24 @@ class FreePool:
         bisect.insort(self.buckets[free + size], node_id)
 
 
+def free_nodes(view: TopologyView) -> dict[tuple[str, str], list[tuple[str, int]]]:
+    """(node id, free GPUs) of the nodes with free GPUs the view has not promised, per (S1, GPU type),
+    sorted by id; computed once per view (binding runs many times on one view in the LP path)."""
+    cached = view.memo.get("free_nodes")
+    if cached is None:
+        nodes: defaultdict[tuple[str, str], list[tuple[str, int]]] = defaultdict(list)
+        for n in view.instance.nodes:
+            free = view.free(n)
+            if free > 0:
+                nodes[(n.s1, n.gpu_type)].append((n.id, free))
+        cached = view.memo["free_nodes"] = {k: sorted(v) for k, v in sorted(nodes.items())}
+    out: dict[tuple[str, str], list[tuple[str, int]]] = cached  # type: ignore[assignment]
+    return out
+
+
 def make_pools(view: TopologyView) -> dict[tuple[str, str], FreePool]:
     """A fresh :class:`FreePool` per (S1, GPU type) with free GPUs (those the view has not promised)."""
-    nodes: defaultdict[tuple[str, str], list[tuple[str, int]]] = defaultdict(list)
-    for n in view.instance.nodes:
-        free = view.free(n)
-        if free > 0:
-            nodes[(n.s1, n.gpu_type)].append((n.id, free))
-    return {k: FreePool(v) for k, v in sorted(nodes.items())}
+    return {k: FreePool(v) for k, v in free_nodes(view).items()}
 
 
 def bind(view: TopologyView, drafts: list[GroupDraft]) -> list[GroupChange]:
@@ -84,7 +99,6 @@ def bind(view: TopologyView, drafts: list[GroupDraft]) -> list[GroupChange]:
 
     GPUs the view has promised to other changes (:meth:`TopologyView.with_taken`) are not used.
     """
-    pools = make_pools(view)
     items: defaultdict[tuple[str, str], list[tuple[int, int, str, int]]] = defaultdict(list)
     for i, d in enumerate(drafts):
         if d.units <= 0:
@@ -95,7 +109,7 @@ def bind(view: TopologyView, drafts: list[GroupDraft]) -> list[GroupChange]:
                 items[(s1, gpu_type)].append((-svc.role(role).gpus_per_pod, i, role, n))
     pods: list[Counter[tuple[str, str]]] = [Counter() for _ in drafts]
     for key in sorted(items):
-        pool = pools.get(key)
+        pool = FreePool.of(view, key) if key in free_nodes(view) else None
         placed = _best_fit(pool, sorted(items[key])) if pool else None
         if placed is None and pool and not is_chain([-size for size, _, _, _ in items[key]]):
             placed = _exact_packing(pool, sorted(items[key]))  # best fit is exact for a chain of sizes
