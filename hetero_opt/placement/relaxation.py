@@ -99,8 +99,9 @@ def build_relaxation(view: TopologyView, requests: list[RequestView], load: Load
         rank_cost: dict[tuple[str, str], int] = {
             (r.name, t): penalty * i for r in svc.roles for i, t in enumerate(r.gpu_types)
         }
+        per_unit = sorted(svc.pods_per_unit.items())  # a property: once per request, not per slot
         served = lp.served.setdefault(svc.priority, {})
-        gpus_per_unit = float(svc.gpus_per_unit)  # a property summed over roles: once per request
+        gpus_per_unit = float(svc.gpus_per_unit)
         opens: list[tuple[int, float]] = []
         units_terms: list[tuple[int, float]] = []
         for spec in out_slot_specs(view, req):
@@ -111,10 +112,12 @@ def build_relaxation(view: TopologyView, requests: list[RequestView], load: Load
                 cols.open = lp.add_col(1)
                 opens.append((cols.open, 1.0))
                 lp.groups[cols.open] = 1.0
-                lp.add_row([(cols.units, 1.0), (cols.open, -float(spec.max_units))], -inf, 0.0)
-                lp.add_row([(cols.units, 1.0), (cols.open, -1.0)], 0.0, inf)
-            for key, n in spec.cells:
-                col = lp.add_col(n)
+                lp.add_row_arrays([cols.units, cols.open], [1.0, -float(spec.max_units)], -inf, 0.0)
+                lp.add_row_arrays([cols.units, cols.open], [1.0, -1.0], 0.0, inf)
+            first = lp.num_cols
+            lp.lower.extend([0.0] * len(spec.cells))
+            lp.upper.extend([float(n) for _, n in spec.cells])
+            for col, (key, _) in enumerate(spec.cells, start=first):
                 cols.cells[key] = col
                 role, s1, gpu_type = key
                 size = size_of[role]
@@ -122,7 +125,7 @@ def build_relaxation(view: TopologyView, requests: list[RequestView], load: Load
                 items.setdefault((s1, gpu_type), []).append((size, col))
             for s1, n in spec.replicas:
                 cols.replicas[s1] = lp.add_col(n)
-            _slot_rows(lp, cols)
+            _slot_rows(lp, cols, per_unit)
             lp.slots.append(cols)
         if units_terms:
             lp.request_rows[svc.id] = (len(lp.row_starts), req.delta)
@@ -135,8 +138,9 @@ def build_relaxation(view: TopologyView, requests: list[RequestView], load: Load
     return lp
 
 
-def _slot_rows(lp: Relaxation, cols: SlotColumns) -> None:
-    """Whole units with exact ratios (MoE: whole prefill replicas per S1), as in the CP-SAT model."""
+def _slot_rows(lp: Relaxation, cols: SlotColumns, per_unit: list[tuple[str, int]]) -> None:
+    """Whole units with exact ratios (MoE: whole prefill replicas per S1), as in the CP-SAT model;
+    ``per_unit``: the service's pods per unit by role, sorted."""
     svc = cols.spec.request.service
     ratio = svc.attn_ffn_ratio
     by_role: dict[str, list[int]] = {}
@@ -145,10 +149,10 @@ def _slot_rows(lp: Relaxation, cols: SlotColumns) -> None:
         by_role.setdefault(role, []).append(c)
         if ratio is not None:
             by_role_s1.setdefault((role, s1), []).append(c)
-    for role, per_unit in sorted(svc.pods_per_unit.items()):
+    for role, pods in per_unit:
         if ratio is None or role == "decode":
             index = by_role.get(role, [])
-            lp.add_row_arrays([*index, cols.units], [1.0] * len(index) + [-float(per_unit)], 0.0, 0.0)
+            lp.add_row_arrays([*index, cols.units], [1.0] * len(index) + [-float(pods)], 0.0, 0.0)
     if ratio is not None:
         for s1, y in sorted(cols.replicas.items()):
             for role, k in (("prefill-attn", ratio.prefill), ("prefill-ffn", ratio.decode)):

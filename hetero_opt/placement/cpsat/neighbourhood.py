@@ -261,16 +261,19 @@ def _integral(lp: Relaxation, x: np.ndarray) -> dict[str, bool]:
     """Per service with a slot: True when the LP places it integrally within its new-group limit."""
     out: dict[str, bool] = {}
     opened: Counter[str] = Counter()
+    fractional = (np.abs(x - np.round(x)) > TOL).tolist()  # one pass over the columns, then plain lookups
+    units: Counter[str] = Counter()
     for cols in lp.slots:
         sid = cols.spec.request.service.id
-        idx = [cols.units, *cols.cells.values(), *cols.replicas.values()]
-        ok = bool(np.all(np.abs(x[idx] - np.round(x[idx])) <= TOL))
+        ok = not (
+            fractional[cols.units]
+            or any(fractional[c] for c in cols.cells.values())
+            or any(fractional[c] for c in cols.replicas.values())
+        )
         out[sid] = out.get(sid, True) and ok
         if cols.spec.new and x[cols.units] > 0.5:
             opened[sid] += 1
-    units: Counter[str] = Counter()
-    for cols in lp.slots:
-        units[cols.spec.request.service.id] += round(float(x[cols.units]))
+        units[sid] += round(float(x[cols.units]))
     for cols in lp.slots:
         req = cols.spec.request
         if opened[req.service.id] > req.service.max_new_groups:  # fractional switches open more groups
