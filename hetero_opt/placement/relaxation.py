@@ -59,6 +59,7 @@ class Relaxation:
     groups: dict[int, float]
     relaxed: int = 0  # (S1, GPU type) cells whose pod sizes are not a divisibility chain
     request_rows: dict[str, tuple[int, int]] = field(default_factory=dict)  # service -> (its units row, delta)
+    restricted: bool = False  # only some domains per request: its optimum is no bound on the full model
 
     @property
     def num_cols(self) -> int:
@@ -84,9 +85,15 @@ class Relaxation:
         self.row_upper.append(hi)
 
 
-def build_relaxation(view: TopologyView, requests: list[RequestView], load: Load | None = None) -> Relaxation:
-    """The LP relaxation of the scale-out ``requests`` (``delta > 0``) on ``view``'s free GPUs."""
-    lp = Relaxation([], [], [], [], [], [], [], [], {}, {}, {})
+def build_relaxation(
+    view: TopologyView,
+    requests: list[RequestView],
+    load: Load | None = None,
+    domains: dict[str, frozenset[str]] | None = None,
+) -> Relaxation:
+    """The LP relaxation of the scale-out ``requests`` (``delta > 0``) on ``view``'s free GPUs; with
+    ``domains`` (per service) only in those: a restricted model whose optimum bounds nothing."""
+    lp = Relaxation([], [], [], [], [], [], [], [], {}, {}, {}, restricted=domains is not None)
     inf = highspy.kHighsInf
     items: dict[tuple[str, str], list[tuple[int, int]]] = {}
     weights = view.instance.objective
@@ -104,7 +111,7 @@ def build_relaxation(view: TopologyView, requests: list[RequestView], load: Load
         gpus_per_unit = float(svc.gpus_per_unit)
         opens: list[tuple[int, float]] = []
         units_terms: list[tuple[int, float]] = []
-        for spec in out_slot_specs(view, req):
+        for spec in out_slot_specs(view, req, None if domains is None else domains.get(svc.id, frozenset())):
             cols = SlotColumns(spec, lp.add_col(spec.max_units), None, {}, {})
             units_terms.append((cols.units, 1.0))
             served[cols.units] = gpus_per_unit
@@ -317,6 +324,46 @@ def solve_full_service(lp: Relaxation, deadline: float, iteration_limit: int | N
     out.served_ub = wanted_gpus(lp)
     out.premium_lb = math.ceil(value - OBJ_TOL_ABS - OBJ_TOL_REL * abs(value))
     out.full_service = True
+    return out
+
+
+# Served weights of the restricted model's single LP: a GPU of the lowest class is worth more than the
+# premium of any pod, and each class SERVED_WEIGHT_STEP times the next lower one (close to, not exactly,
+# lexicographic: that LP only guides, its optimum bounds nothing).
+SERVED_WEIGHT_STEP = 100.0
+
+
+def solve_weighted(lp: Relaxation, deadline: float, iteration_limit: int | None = None) -> LpOutcome:
+    """One LP guiding a restricted model: GPUs served, weighted by class, minus premium.
+
+    ``served_ub`` holds what this LP serves per class (floored) and ``premium_lb`` stays None: on a
+    restricted model neither is a bound. ``values`` is None if it was not solved in time.
+    """
+    out = LpOutcome()
+    if not lp.slots:
+        out.complete = True
+        return out
+    start = time.perf_counter()
+    h = _highs(lp)
+    n = lp.num_cols
+    weight = max(lp.premium.values(), default=0.0) + 1.0
+    cost = -_cost(n, lp.premium)
+    for terms in reversed(lp.served.values()):  # lowest class first
+        cost += weight * _cost(n, terms)
+        weight *= SERVED_WEIGHT_STEP
+    h.changeColsCost(n, np.arange(n, dtype=np.int32), cost)
+    h.changeObjectiveSense(highspy.ObjSense.kMaximize)
+    h.setOptionValue("time_limit", max(deadline - time.perf_counter(), 1e-3))
+    if iteration_limit is not None:
+        h.setOptionValue("simplex_iteration_limit", max(0, iteration_limit))
+    h.run()
+    out.stats["lp_weighted_s"] = time.perf_counter() - start
+    out.stats["lp_iterations"] = float(h.getInfo().simplex_iteration_count)
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return out
+    out.values = np.array(h.getSolution().col_value)
+    for p, terms in lp.served.items():
+        out.served_ub[p] = math.floor(sum(c * float(out.values[i]) for i, c in terms.items()) + OBJ_TOL_ABS)
     return out
 
 

@@ -37,15 +37,36 @@ class OutSlotSpec:
     replicas: tuple[tuple[str, int], ...]  # MoE: (S1, most prefill replicas there)
 
 
-def role_capacity(view: TopologyView, req: RequestView) -> dict[CountKey, int]:
-    """Pods of each role that fit alone on each (S1, acceptable GPU type) with free GPUs."""
+def role_capacity(view: TopologyView, req: RequestView, s1s: list[str] | None = None) -> dict[CountKey, int]:
+    """Pods of each role that fit alone on each (S1, acceptable GPU type) with free GPUs; only on
+    ``s1s`` if given."""
     out: dict[CountKey, int] = {}
     for role in req.service.roles:
         types = set(role.gpu_types)
-        for (s1, gpu_type), n in view.slots_by_size[role.gpus_per_pod].items():
-            if gpu_type in types:
-                out[(role.name, s1, gpu_type)] = n
+        if s1s is None:
+            for (s1, gpu_type), n in view.slots_by_size[role.gpus_per_pod].items():
+                if gpu_type in types:
+                    out[(role.name, s1, gpu_type)] = n
+        else:
+            by_s1 = slots_by_s1(view, role.gpus_per_pod)
+            for s1 in s1s:
+                for gpu_type, n in by_s1.get(s1, ()):
+                    if gpu_type in types:
+                        out[(role.name, s1, gpu_type)] = n
     return out
+
+
+def slots_by_s1(view: TopologyView, size: int) -> dict[str, list[tuple[str, int]]]:
+    """Pods of ``size`` GPUs that fit on the free GPUs of each S1, per GPU type; once per view."""
+    key = ("slots_by_s1", size)
+    cached = view.memo.get(key)
+    if cached is None:
+        out: defaultdict[str, list[tuple[str, int]]] = defaultdict(list)
+        for (s1, gpu_type), n in sorted(view.slots_by_size.get(size, {}).items()):
+            out[s1].append((gpu_type, n))
+        cached = view.memo[key] = dict(out)
+    result: dict[str, list[tuple[str, int]]] = cached  # type: ignore[assignment]
+    return result
 
 
 def _replica_capacity(req: RequestView, cap: dict[CountKey, int]) -> dict[str, int]:
@@ -64,19 +85,21 @@ def _replica_capacity(req: RequestView, cap: dict[CountKey, int]) -> dict[str, i
     return {s1: n for s1, n in out.items() if n > 0}
 
 
-def out_slot_specs(view: TopologyView, req: RequestView) -> list[OutSlotSpec]:
-    """Slots of scale-out request ``req`` in the domains where a unit can fit, sorted by domain.
+def out_slot_specs(view: TopologyView, req: RequestView, domains: frozenset[str] | None = None) -> list[OutSlotSpec]:
+    """Slots of scale-out request ``req`` in the domains where a unit can fit, sorted by domain; only in
+    ``domains`` if given (a restricted model, see :func:`candidate_domains`).
 
     A domain qualifies when every role (MoE: every prefill replica and decode) has room for one
     unit counting each role alone, a necessary condition; units are bounded by that room and delta.
     """
-    memo_key = ("out_slot_specs", req.service.id, req.current_units, req.target_units, req.all_or_nothing)
+    memo_key = ("out_slot_specs", req.service.id, req.current_units, req.target_units, req.all_or_nothing, domains)
     cached = view.memo.get(memo_key)
     if isinstance(cached, list):  # the LP and each CP-SAT model of a cycle share them
         return cached
     svc = req.service
     ppu = svc.pods_per_unit
-    cap = role_capacity(view, req)
+    s1s = None if domains is None else sorted(s1 for d in domains for s1 in view.s1s_by_domain.get(d, []))
+    cap = role_capacity(view, req, s1s)
     rep = _replica_capacity(req, cap)
     by_domain: defaultdict[str, Counter[str]] = defaultdict(Counter)
     cap_in: defaultdict[str, list[tuple[CountKey, int]]] = defaultdict(list)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -49,11 +50,17 @@ def slot_indices(slot: OutSlot | InSlot) -> list[int]:
     return out
 
 
-def build(view: TopologyView, requests: list[RequestView], load: Load | None = None) -> PlacementModel:
+def build(
+    view: TopologyView,
+    requests: list[RequestView],
+    load: Load | None = None,
+    domains: Mapping[str, frozenset[str]] | None = None,
+) -> PlacementModel:
     """The model of ``requests`` (scale-out and/or scale-in) on ``view``'s free GPUs.
 
     ``load``: pods placed outside the model (counts per (S1, GPU type) and size) whose capacity is
     used up; with pod sizes in a divisibility chain the model's counts and ``load`` bind together.
+    ``domains``: scale-out slots only in these domains per service (a restricted model).
     """
     model = cp_model.CpModel()
     pool = VarPool(model)
@@ -63,7 +70,7 @@ def build(view: TopologyView, requests: list[RequestView], load: Load | None = N
     for req in requests:
         max_served[req.service.priority] += abs(req.delta) * req.service.gpus_per_unit
         if req.delta > 0:
-            slots = out_slots(pool, view, req)
+            slots = out_slots(pool, view, req, None if domains is None else domains.get(req.service.id, frozenset()))
             for slot in slots:
                 constraints.add_out_slot(model, slot, pool.upper)
             constraints.add_out_request(model, slots)

@@ -24,6 +24,7 @@ import numpy as np
 
 from hetero_opt.placement.backend import SolveOptions
 from hetero_opt.placement.binding import BindingError, GroupDraft, bind
+from hetero_opt.placement.candidates import candidate_domains
 from hetero_opt.placement.cpsat.model import HintError, PlacementModel, build, plan_values
 from hetero_opt.placement.cpsat.plans import extract, gpus_taken, restrict
 from hetero_opt.placement.cpsat.stages import STAGE_DTIME_PER_VAR, Budget, StagedSolver
@@ -38,8 +39,10 @@ from hetero_opt.placement.relaxation import (
     solve_freed,
     solve_full_service,
     solve_relaxation,
+    solve_weighted,
     wanted_gpus,
 )
+from hetero_opt.placement.slots import out_slot_specs
 from hetero_opt.topology import RequestView, TopologyView
 
 # Fractional requests re-optimised together. One neighbourhood over all of them stalls at 2x
@@ -64,6 +67,12 @@ LP_SECONDS_PER_CELL = 7e-5
 # optima (seeds 2 and 8) in about 0.6 s, at the LP bound.
 MIP_SHARE = 0.5
 MIP_NODES_PER_SECOND = 500
+# A restricted LP path (candidate domains, when the full model is too big for the limit) leaves this
+# much of time_limit per node to the rest of the call (view, greedy, candidate domains, verification:
+# about 2 s of CPU at 4x production's 82k nodes), and runs only with at least this many pod cells per
+# request.
+SECONDS_PER_NODE = 2.4e-5
+MIN_RESTRICTED_CELLS_PER_REQUEST = 100
 MAX_SPREAD = 16  # most requests re-placed by CP-SAT to open fewer new groups
 # A chunk is started only with this much wall time per pod cell left (model build and presolve).
 CHUNK_SECONDS_PER_CELL = 2e-5
@@ -79,6 +88,7 @@ class Guided:
     freed: int  # requests re-optimised by CP-SAT
     termination: list[str] = field(default_factory=list)
     stats: dict[str, float] = field(default_factory=dict)
+    restricted: bool = False  # the LP kept only candidate domains: its bounds are not bounds
 
 
 def lp_guided(
@@ -87,6 +97,7 @@ def lp_guided(
     options: SolveOptions,
     budget: Budget,
     why_not: dict[str, float] | None = None,
+    hint: Plan | None = None,
 ) -> Guided | None:
     """The LP-guided plan of the scale-out requests ``part``; None when the LP is not solved in time.
 
@@ -100,16 +111,25 @@ def lp_guided(
     """
     start = time.perf_counter()
     why = why_not if why_not is not None else {}
+    domains = None
     if options.time_limit < LP_SECONDS_PER_CELL * view.candidate_cells(part):
-        why["lp_skipped_by_size"] = 1.0
-        return None
-    lp = build_relaxation(view, part)
+        # too big for the limit: a model restricted to some domains per request, the hint's among them
+        cells = int((options.time_limit - SECONDS_PER_NODE * len(view.instance.nodes)) / LP_SECONDS_PER_CELL)
+        if cells < MIN_RESTRICTED_CELLS_PER_REQUEST * len(part):
+            why["lp_skipped_by_size"] = 1.0
+            return None
+        domains = candidate_domains(view, part, hint, cells)
+        why["lp_restricted_cells"] = float(cells)
+    lp = build_relaxation(view, part, domains=domains)
     if lp.relaxed:  # pod sizes outside a chain: only the full model's node rows make counts bind
         why["lp_not_a_chain"] = 1.0
         return None
     lp_deadline = start + LP_SHARE * max(0.0, budget.deadline - start)
     iterations = max(1, int(LP_ITERATIONS_PER_SECOND * options.time_limit))
-    outcome = solve_full_service(lp, lp_deadline, iterations)
+    if lp.restricted:  # no bound to prove: one weighted LP guides
+        outcome: LpOutcome | None = solve_weighted(lp, lp_deadline, iterations)
+    else:
+        outcome = solve_full_service(lp, lp_deadline, iterations)
     if outcome is None:  # not every request fits even fractionally: the staged LP finds what can be served
         outcome = solve_relaxation(lp, lp_deadline, stop_before="groups", iteration_limit=iterations)
     stats = {"lp_cols": float(lp.num_cols), "lp_rows": float(len(lp.row_starts)), **outcome.stats}
@@ -130,9 +150,9 @@ def lp_guided(
             if _meets_bounds(lp, outcome, hood.values):
                 freed = []  # served and premium proven by the LP's bounds: nothing left for CP-SAT's phase A
     drafts, load = _fixed(view, lp, values, integral)
-    guided = Guided(Plan(), outcome, len(part) - len(freed), len(freed), termination)
+    guided = Guided(Plan(), outcome, len(part) - len(freed), len(freed), termination, restricted=lp.restricted)
     first_hint = _greedy_around(view, freed, drafts) if freed and not placed_all else None
-    run = _Chunks(view, options, budget, drafts, load, [], guided.termination, stats)
+    run = _Chunks(view, options, budget, drafts, load, [], guided.termination, stats, domains)
     # Phase A: the fractional requests, served and premium (the terms the LP bounds tightly).
     chunks = [freed[i : i + CHUNK] for i in range(0, len(freed), CHUNK)]
     for k, chunk in enumerate(chunks):
@@ -168,6 +188,7 @@ class _Chunks:
     unserved: list[Unserved]
     termination: list[str]
     stats: dict[str, float]
+    domains: dict[str, frozenset[str]] | None = None  # the restricted model's candidate domains
     count: int = 0
 
     def place_by_greedy(self, requests: list[RequestView]) -> None:
@@ -191,7 +212,10 @@ class _Chunks:
     def solve(self, chunk: list[RequestView], hint_plan: Plan | None, left: int, skip: frozenset[str]) -> bool:
         """Re-place ``chunk`` (its drafts, if any, are the hint); False when the budget is spent."""
         view, ids = self.view, {r.service.id for r in chunk}
-        estimate = view.candidate_cells(chunk)
+        if self.domains is None:
+            estimate = view.candidate_cells(chunk)
+        else:
+            estimate = sum(len(s.cells) for r in chunk for s in out_slot_specs(view, r, self.domains.get(r.service.id)))
         if self.budget.deterministic and self.budget.dtime < STAGE_DTIME_PER_VAR * estimate:
             self.termination.append(f"rins{self.count}:SKIPPED(budget)")
             return False
@@ -201,7 +225,7 @@ class _Chunks:
         own = [d for d in self.drafts if d.service in ids]
         self.drafts = [d for d in self.drafts if d.service not in ids]
         _add_load(view, own, self.load, -1)
-        pm = build(view, chunk, self.load)
+        pm = build(view, chunk, self.load, self.domains)
         hint = _draft_values(pm, own) if own else _hint(pm, hint_plan, chunk)
         if hint is None and own:  # the model cannot express the placement: keep it
             self.drafts.extend(own)

@@ -201,7 +201,7 @@ def _solve_part(
     fits = options.time_limit >= FULL_MODEL_SECONDS_PER_VAR * est  # a rule on size, not on the clock
     lp_staged: Staged | None = None
     if tag == "out" and strategy in ("auto", "lp"):
-        guided = _guided(view, part, options, budget, stats)
+        guided = _guided(view, part, options, budget, stats, restrict(hint, part))
         if guided is not None:
             lp_staged = _lp_bounds(part, guided)
             guided_score = score(view.instance, guided.plan, view)
@@ -217,11 +217,16 @@ def _solve_part(
 
 
 def _guided(
-    view: TopologyView, part: list[RequestView], options: SolveOptions, budget: Budget, stats: dict[str, float]
+    view: TopologyView,
+    part: list[RequestView],
+    options: SolveOptions,
+    budget: Budget,
+    stats: dict[str, float],
+    hint: Plan,
 ) -> Guided | None:
     """The LP-guided plan of a scale-out part, or None (LP not solved in time, counts that do not bind)."""
     try:
-        guided = lp_guided(view, part, options, budget, stats)
+        guided = lp_guided(view, part, options, budget, stats, hint)
     except BindingError:
         stats["lp_binding_failed"] = 1.0
         return None
@@ -233,12 +238,16 @@ def _guided(
 
 
 def _lp_bounds(part: list[RequestView], guided: Guided) -> Staged:
-    """The relaxation's bounds as a stage record of the part (terms it did not bound stay trivial)."""
+    """The relaxation's bounds as a stage record of the part (terms it did not bound stay trivial; all of
+    them when the relaxation was restricted to candidate domains)."""
     wanted: dict[int, int] = {}
     for r in part:
         wanted[r.service.priority] = wanted.get(r.service.priority, 0) + r.delta * r.service.gpus_per_unit
     out = guided.outcome
     staged = Staged(values=[], proven=False, termination=["lp", *guided.termination])
+    if guided.restricted:
+        staged.termination[0] = "lp(restricted)"
+        return staged
     staged.unserved_lb = {p: max(0, w - out.served_ub.get(p, w)) for p, w in wanted.items()}
     staged.premium_lb = out.premium_lb or 0
     staged.groups_lb = out.groups_lb or 0

@@ -73,10 +73,13 @@ class InSlot:
     replicas: dict[str, cp_model.IntVar] = field(default_factory=dict)
 
 
-def out_slots(pool: VarPool, view: TopologyView, req: RequestView) -> list[OutSlot]:
-    """Slots (with their variables) of scale-out request ``req``: one per :func:`out_slot_specs` entry."""
+def out_slots(
+    pool: VarPool, view: TopologyView, req: RequestView, domains: frozenset[str] | None = None
+) -> list[OutSlot]:
+    """Slots (with their variables) of scale-out request ``req``: one per :func:`out_slot_specs` entry
+    (only in ``domains`` if given)."""
     slots: list[OutSlot] = []
-    for spec in out_slot_specs(view, req):
+    for spec in out_slot_specs(view, req, domains):
         tag = f"{req.service.id}|{spec.domain}"
         is_open = pool.bool_var(f"open[{tag}]") if spec.new else None
         slot = OutSlot(req, spec.group, spec.new, spec.domain, pool.int_var(0, spec.max_units, f"u[{tag}]"))
