@@ -49,6 +49,7 @@ TBT_HISTOGRAMS = (
 )
 GPU_UTIL_GAUGES = ("DCGM_FI_DEV_GPU_UTIL",)
 
+
 class PromSample(Frozen):
     """One sample of one series."""
 

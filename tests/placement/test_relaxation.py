@@ -137,10 +137,10 @@ def test_exact_packing_where_best_fit_fails() -> None:
 
 
 def test_a_chunk_without_budget_is_placed_by_the_greedy_and_recorded() -> None:
-    # each S1 holds half a unit, so the LP places 'chat' fractionally; no integer placement exists, so
-    # neither MIP neighbourhood finds one and it is freed for CP-SAT; with no deterministic budget left
-    # the chunk is skipped: the greedy places it (here: nowhere) and the plan still carries its
-    # unserved record, so it verifies
+    # each S1 holds half a unit, so the LP places 'chat' fractionally; no integer placement serves it,
+    # so neither full-service MIP finds one and the most-served ones place nothing; it is freed for
+    # CP-SAT; with no deterministic budget left the chunk is skipped: the greedy places it (here:
+    # nowhere) and the plan still carries its unserved record, so it verifies
     inst = instance(
         nodes=[node("n1", "a", "a-1"), node("n2", "b", "b-1")],
         services=[pd_service("chat", "s1")],
@@ -153,6 +153,8 @@ def test_a_chunk_without_budget_is_placed_by_the_greedy_and_recorded() -> None:
     assert guided.termination == [
         "mip-support:NONE",
         "mip-alternatives:NONE",
+        "mip-support-most:FEASIBLE",
+        "mip-alternatives-most:FEASIBLE",
         "rins0:SKIPPED(budget)",
         "greedy[1 requests]",
     ]
@@ -219,3 +221,23 @@ def test_the_mip_neighbourhood_serves_the_freed_requests_and_binds(seed: int) ->
         if r.delta < 0
     ]
     assert verify(inst, Plan(changes=changes, unserved=ins), view) == []
+
+
+def test_when_not_everything_fits_the_top_class_is_placed_first_and_bounded() -> None:
+    # one S1 of two 8-GPU nodes holds one 16-GPU unit; 'hi' (priority 100) and 'lo' (10) each ask one:
+    # no LP serves both, so the LP path goes class by class and bounds only the top class
+    inst = instance(
+        nodes=[node("n1", "a", "a-1"), node("n2", "a", "a-1")],
+        services=[pd_service("hi", "s1", prio=100), pd_service("lo", "s1", prio=10)],
+        requests=[request("hi", 1), request("lo", 1)],
+    )
+    view = build_view(inst)
+    part = [r for r in view.requests if r.delta > 0]
+    lp = build_relaxation(view, part)
+    assert solve_full_service(lp, time.perf_counter() + 30) is None
+    guided = lp_guided(view, part, SolveOptions(time_limit=2.0), Budget(time.perf_counter() + 10, 1.0, True))
+    assert guided is not None
+    assert guided.outcome.served_ub == {100: 16}
+    assert [(c.service, c.units) for c in guided.plan.changes] == [("hi", 1)]
+    assert [(u.service, u.placed_units) for u in guided.plan.unserved] == [("lo", 0)]
+    assert verify(inst, guided.plan, view) == []

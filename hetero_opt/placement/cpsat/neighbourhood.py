@@ -130,26 +130,22 @@ def lp_guided(
         outcome: LpOutcome | None = solve_weighted(lp, lp_deadline, iterations)
     else:
         outcome = solve_full_service(lp, lp_deadline, iterations)
-    if outcome is None:  # not every request fits even fractionally: the staged LP finds what can be served
-        outcome = solve_relaxation(lp, lp_deadline, stop_before="groups", iteration_limit=iterations)
-    stats = {"lp_cols": float(lp.num_cols), "lp_rows": float(len(lp.row_starts)), **outcome.stats}
-    stats["lp_total_s"] = time.perf_counter() - start
-    if outcome.values is None or len(outcome.served_ub) < len(lp.served):  # the served stages guide
-        why.update(stats)
-        why["lp_not_solved_in_time"] = 1.0
-        return None
-    values, integral = outcome.values, _integral(lp, outcome.values)
-    freed = [r for r in part if not integral.get(r.service.id, True)]
     termination: list[str] = []
-    placed_all = False  # True when the freed requests have drafts (the MIP's) to start from
-    if freed:
-        hood = _integral_neighbourhood(lp, outcome, {r.service.id for r in freed}, options, budget, termination, stats)
-        if hood is not None:
-            values, integral = hood.values, dict.fromkeys(integral, True)  # every request placed integrally
-            placed_all = True
-            if _meets_bounds(lp, outcome, hood.values):
-                freed = []  # served and premium proven by the LP's bounds: nothing left for CP-SAT's phase A
-    drafts, load = _fixed(view, lp, values, integral)
+    if outcome is None:  # not everything fits, even fractionally: one class at a time, the top class first
+        placed = _class_by_class(view, part, options, budget, termination, why)
+        if placed is None:
+            return None
+        outcome, drafts, load, freed = placed
+        stats = {**why}
+        placed_all = True
+    else:
+        stats = {"lp_cols": float(lp.num_cols), "lp_rows": float(len(lp.row_starts)), **outcome.stats}
+        stats["lp_total_s"] = time.perf_counter() - start
+        if outcome.values is None:
+            why.update(stats)
+            why["lp_not_solved_in_time"] = 1.0
+            return None
+        drafts, load, freed, placed_all = _place_lp(view, lp, part, outcome, options, budget, termination, stats)
     guided = Guided(Plan(), outcome, len(part) - len(freed), len(freed), termination, restricted=lp.restricted)
     first_hint = _greedy_around(view, freed, drafts) if freed and not placed_all else None
     run = _Chunks(view, options, budget, drafts, load, [], guided.termination, stats, domains)
@@ -174,6 +170,126 @@ def lp_guided(
     stats["rins_total_s"] = time.perf_counter() - start
     guided.stats = stats
     return guided
+
+
+def _place_lp(
+    view: TopologyView,
+    lp: Relaxation,
+    part: list[RequestView],
+    outcome: LpOutcome,
+    options: SolveOptions,
+    budget: Budget,
+    termination: list[str],
+    stats: dict[str, float],
+) -> tuple[list[GroupDraft], dict[tuple[str, str], Counter[int]], list[RequestView], bool]:
+    """Drafts of the requests the LP places integrally plus the MIP's placement of the fractional ones;
+    their load; the requests CP-SAT's phase A re-optimises; whether those have drafts to start from."""
+    assert outcome.values is not None
+    values, integral = outcome.values, _integral(lp, outcome.values)
+    freed = [r for r in part if not integral.get(r.service.id, True)]
+    placed_all = False
+    if freed:
+        hood = _integral_neighbourhood(lp, outcome, {r.service.id for r in freed}, options, budget, termination, stats)
+        if hood is not None:
+            values, integral = hood.values, dict.fromkeys(integral, True)  # every request placed integrally
+            placed_all = True
+            if _meets_bounds(lp, outcome, hood.values):
+                freed = []  # served and premium proven by the LP's bounds: nothing left for CP-SAT's phase A
+    drafts, load = _fixed(view, lp, values, integral)
+    return drafts, load, freed, placed_all
+
+
+def _class_by_class(
+    view: TopologyView,
+    part: list[RequestView],
+    options: SolveOptions,
+    budget: Budget,
+    termination: list[str],
+    stats: dict[str, float],
+) -> tuple[LpOutcome, list[GroupDraft], dict[tuple[str, str], Counter[int]], list[RequestView]] | None:
+    """The LP path one priority class at a time, each on what the classes above it placed.
+
+    Exact for the top class (lower classes can always place nothing, so its LP alone bounds it and
+    its MIP may reach that bound); each lower class is placed as well as its own LP allows around
+    them. The outcome bounds only the top class. None when the top class's LP is not solved in time.
+    """
+    classes = sorted({r.service.priority for r in part}, reverse=True)
+    drafts: list[GroupDraft] = []
+    load: dict[tuple[str, str], Counter[int]] = {}
+    freed: list[RequestView] = []
+    bounds = LpOutcome()
+    for k, prio in enumerate(classes):
+        start = time.perf_counter()
+        reqs = [r for r in part if r.service.priority == prio]
+        deadline = start + LP_SHARE * max(0.0, budget.deadline - start) / (len(classes) - k)
+        iterations = max(1, int(LP_ITERATIONS_PER_SECOND * options.time_limit / len(classes)))
+        lp = build_relaxation(view, reqs, load)
+        stats["lp_cols"] = stats.get("lp_cols", 0.0) + float(lp.num_cols)
+        outcome = solve_full_service(lp, deadline, iterations) or solve_relaxation(
+            lp, deadline, stop_before="groups", iteration_limit=iterations
+        )
+        stats.update({f"lp_class{prio}_{key.removeprefix('lp_')}": v for key, v in outcome.stats.items()})
+        stats[f"lp_class{prio}_total_s"] = time.perf_counter() - start
+        if outcome.values is None or prio not in outcome.served_ub:
+            if k == 0:
+                stats["lp_not_solved_in_time"] = 1.0
+                return None
+            freed.extend(r for p in classes[k:] for r in part if r.service.priority == p)  # placed by CP-SAT/greedy
+            termination.append(f"lp-class{prio}:NOT_SOLVED")
+            break
+        if k == 0:
+            bounds.served_ub[prio] = outcome.served_ub[prio]
+        tagged: list[str] = []
+        class_drafts, class_load, class_freed, _ = _place_lp(view, lp, reqs, outcome, options, budget, tagged, stats)
+        if k == 0 and _served(view, class_drafts) < outcome.served_ub[prio]:
+            # the top class short of its bound: a MIP over all its requests and slots (exact for this
+            # class, which lower classes cannot take capacity from), within a share of the time left
+            wide = _whole_class(view, lp, reqs, outcome, options, budget, tagged, stats)
+            if wide is not None and _served(view, wide[0]) >= _served(view, class_drafts):
+                class_drafts, class_load, class_freed = wide
+                if not class_freed:  # proven over the whole class, which nothing else constrains: a bound
+                    bounds.served_ub[prio] = _served(view, class_drafts)
+        termination.extend(f"class{prio}:{t}" for t in tagged)
+        drafts.extend(class_drafts)
+        freed.extend(class_freed)
+        for key, counts in class_load.items():
+            load.setdefault(key, Counter()).update(counts)
+    return bounds, drafts, load, freed
+
+
+def _served(view: TopologyView, drafts: list[GroupDraft]) -> int:
+    """GPUs the additions ``drafts`` serve."""
+    return sum(d.units * view.service_by_id[d.service].gpus_per_unit for d in drafts if d.units > 0)
+
+
+def _whole_class(
+    view: TopologyView,
+    lp: Relaxation,
+    reqs: list[RequestView],
+    outcome: LpOutcome,
+    options: SolveOptions,
+    budget: Budget,
+    termination: list[str],
+    stats: dict[str, float],
+) -> tuple[list[GroupDraft], dict[tuple[str, str], Counter[int]], list[RequestView]] | None:
+    """One class's requests placed by a MIP over all their slots (the most GPUs served, then premium);
+    None without a solution in time. Requests it leaves short go on to CP-SAT's phase A unless it is
+    proven (then none are returned)."""
+    assert outcome.values is not None
+    now = time.perf_counter()
+    nodes = max(1, int(MIP_NODES_PER_SECOND * options.time_limit))
+    everything = np.zeros(lp.num_cols)  # every slot's next unit "has reduced cost 0": all slots free
+    ids = {r.service.id for r in reqs}
+    hood = solve_freed(lp, outcome.values, ids, now + MIP_SHARE * (budget.deadline - now), nodes, everything, False)
+    termination.append("mip-whole-class:" + ("NONE" if hood is None else "OPTIMAL" if hood.proven else "FEASIBLE"))
+    if hood is None:
+        return None
+    stats.update({f"lp_mip_whole_class_{k}": v for k, v in hood.stats.items()})
+    drafts, load = _fixed(view, lp, hood.values, dict.fromkeys(ids, True))
+    placed: Counter[str] = Counter()
+    for d in drafts:
+        placed[d.service] += d.units
+    return drafts, load, [] if hood.proven else [r for r in reqs if placed[r.service.id] < r.delta]
 
 
 @dataclass
@@ -357,15 +473,23 @@ def _integral_neighbourhood(
     that meets the LP's bounds."""
     assert outcome.values is not None
     best: Neighbourhood | None = None
-    tiers = [("support", None), ("alternatives", outcome.reduced)] if outcome.full_service else [("support", None)]
-    for tier, reduced in tiers:
+    full = outcome.full_service
+    tiers: list[tuple[str, np.ndarray | None, bool]] = [("support", None, full)]
+    if full:  # then the alternative optima; if neither serves everything, the most each can serve
+        tiers += [("alternatives", outcome.reduced, True), ("support-most", None, False)]
+        tiers += [("alternatives-most", outcome.reduced, False)]
+    served_all = False
+    for tier, reduced, serve_all in tiers:
+        if served_all and not serve_all:
+            break  # a full-service placement was found: serving less is never better
         now = time.perf_counter()
         nodes = max(1, int(MIP_NODES_PER_SECOND * options.time_limit))
         deadline = now + MIP_SHARE * (budget.deadline - now)
-        hood = solve_freed(lp, outcome.values, freed, deadline, nodes, reduced, outcome.full_service)
+        hood = solve_freed(lp, outcome.values, freed, deadline, nodes, reduced, serve_all)
         meets = hood is not None and _meets_bounds(lp, outcome, hood.values)
         termination.append(f"mip-{tier}:" + ("NONE" if hood is None else "AT_BOUND" if meets else "FEASIBLE"))
         if hood is not None:
+            served_all = served_all or serve_all
             stats.update({f"lp_mip_{tier}_{k}": v for k, v in hood.stats.items()})
             if best is None or _key(lp, hood.values) < _key(lp, best.values):
                 best = hood
