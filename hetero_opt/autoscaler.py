@@ -172,7 +172,9 @@ class Autoscaler:
         for sid in configured:
             svc = services[sid]
             wanted[sid] = min(max(decisions[sid].target_units, svc.min_units), svc.max_units)
-            reinstated[sid], draining[sid] = reinstate(draining[sid], max(0, wanted[sid] - cur[sid]), svc.pods_per_unit)
+            reinstated[sid], draining[sid] = reinstate(
+                draining[sid], max(0, wanted[sid] - cur[sid]), svc.pods_per_unit
+            )
             active = cur[sid] + reinstated[sid]
             deleted[sid], draining[sid] = expire(draining[sid], now, stability[sid].soft_scale_in_s)
             still = sum(b.units for b in draining[sid]) + sum(b.units for b in deleted[sid])

@@ -34,7 +34,9 @@ def run(args: argparse.Namespace) -> int:
     series = load_metrics(args.metrics)
     if args.once:
         series = series[:1]
-    autoscaler = Autoscaler(config, args.solver, time_limit=args.time_limit, startup_delay_s=args.startup_delay)
+    autoscaler = Autoscaler(
+        config, args.solver, time_limit=args.time_limit, startup_delay_s=args.startup_delay
+    )
     decisions = [d for d, _ in replay(autoscaler, instance, series)]
     Console(width=160).print(decisions_table(decisions, only_changes=not args.all))
     if args.state_out:

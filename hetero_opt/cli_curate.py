@@ -44,19 +44,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--gpus-per-pod", type=int, default=4, help="GPUs per pod (default 4)")
     p.add_argument("--ttft-ms", type=float, default=2000.0, help="TTFT SLO (ms)")
     p.add_argument("--tbt-ms", type=float, default=100.0, help="TBT SLO (ms)")
-    p.add_argument(
-        "--attainment",
-        type=float,
-        default=0.9,
-        help="share of requests that must meet both SLOs (default: %(default)s)",
-    )
+    p.add_argument("--attainment", type=float, default=0.9,
+                   help="share of requests that must meet both SLOs (default: %(default)s)")
     p.add_argument("--pressure-window", type=float, default=1200.0, help="seconds of the trace per pressure test")
-    p.add_argument(
-        "--compare-window",
-        type=float,
-        default=3600.0,
-        help="seconds of the trace for the policy comparison (0 = skip it)",
-    )
+    p.add_argument("--compare-window", type=float, default=3600.0,
+                   help="seconds of the trace for the policy comparison (0 = skip it)")
     p.add_argument("--mode", default="fluid", choices=["fluid", "request"], help="simulator mode of the comparison")
     p.add_argument("--servegen-model", default="m-large", help="model of a ServeGen rate trace")
     p.add_argument("--name", help="profile name (default: the --out file stem)")
@@ -90,53 +82,26 @@ def run(args: argparse.Namespace) -> int:
     trace = load_trace(args.trace, model=args.servegen_model)
     if workload_mix(head(trace, args.pressure_window), 0).rate_rps <= 0:
         raise InputError(f"{args.trace}: no requests in the first --pressure-window={args.pressure_window:g} s")
-    settings = CurateSettings(
-        args.model,
-        args.gpu,
-        args.gpus_per_pod,
-        args.ttft_ms,
-        args.tbt_ms,
-        attainment=args.attainment,
-        pressure_window_s=args.pressure_window,
-        compare_window_s=args.compare_window,
-        mode=args.mode,
-        seed=args.seed,
-    )
+    settings = CurateSettings(args.model, args.gpu, args.gpus_per_pod, args.ttft_ms, args.tbt_ms,
+                              attainment=args.attainment, pressure_window_s=args.pressure_window,
+                              compare_window_s=args.compare_window, mode=args.mode, seed=args.seed)
     console = Console(stderr=True, width=120)
     with executor_from_args(args) as executor:
         cap, results = pd_sweep(trace, settings, executor=executor, progress=True)
         best = best_of(results)
         rows = []
         if args.compare_window > 0:
-            rows = compare_policies(
-                head(trace, args.compare_window),
-                settings,
-                best.unit,
-                best.prefill_tps_per_pod,
-                best.decode_tps_per_pod,
-                executor=executor,
-                progress=True,
-            )
+            rows = compare_policies(head(trace, args.compare_window), settings, best.unit, best.prefill_tps_per_pod,
+                                    best.decode_tps_per_pod, executor=executor, progress=True)
     mix = workload_mix(head(trace, args.pressure_window), 200_000)
     doc = profile_document(settings, args.trace, mix, cap, best, results, args.name or args.out.stem)
     ServingProfile.model_validate(doc)  # the profile loads (our bug if not)
     header = "# Serving profile written by hetero-opt curate; provenance in notes.\n"
     text = header + yaml.safe_dump(doc, sort_keys=False)
-    pressure = pd.DataFrame(
-        [
-            {
-                "prefill": r.unit[0],
-                "decode": r.unit[1],
-                "pd_ratio": r.ratio,
-                "goodput_rps": r.rate_rps,
-                "goodput_per_gpu": r.goodput_per_gpu,
-                "attainment": r.attainment,
-                "prefill_tps_per_pod": r.prefill_tps_per_pod,
-                "decode_tps_per_pod": r.decode_tps_per_pod,
-            }
-            for r in results
-        ]
-    )
+    pressure = pd.DataFrame([{"prefill": r.unit[0], "decode": r.unit[1], "pd_ratio": r.ratio,
+                              "goodput_rps": r.rate_rps, "goodput_per_gpu": r.goodput_per_gpu,
+                              "attainment": r.attainment, "prefill_tps_per_pod": r.prefill_tps_per_pod,
+                              "decode_tps_per_pod": r.decode_tps_per_pod} for r in results])
     out: Path = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     files = {out.with_suffix(".pressure.csv"): pressure.to_csv(index=False)}
@@ -145,8 +110,7 @@ def run(args: argparse.Namespace) -> int:
         name, why = choose(rows, args.attainment)
         choice = f"chosen policy: {name} ({why})"
         files[out.with_suffix(".policies.csv")] = (
-            pd.DataFrame(rows).assign(chosen=lambda d: d["name"] == name).to_csv(index=False)
-        )
+            pd.DataFrame(rows).assign(chosen=lambda d: d["name"] == name).to_csv(index=False))
         text += f"# {choice}\n"
     files[out] = text
     write_all_atomic(files)
@@ -159,29 +123,15 @@ def _print(console: Console, best: object, results: list, rows: list, choice: st
     for col in ("unit", "P/D", "req/s", "req/s per GPU", "attainment"):
         t.add_column(col, justify="right")
     for r in results:
-        t.add_row(
-            f"{r.unit[0]}P:{r.unit[1]}D",
-            f"{r.ratio:.2f}",
-            f"{r.rate_rps:.2f}",
-            f"{r.goodput_per_gpu:.4f}",
-            f"{r.attainment:.4f}",
-            style="bold" if r is best else None,
-        )
+        t.add_row(f"{r.unit[0]}P:{r.unit[1]}D", f"{r.ratio:.2f}", f"{r.rate_rps:.2f}", f"{r.goodput_per_gpu:.4f}",
+                  f"{r.attainment:.4f}", style="bold" if r is best else None)
     console.print(t)
     if rows:
         t = Table(title="policies in the closed loop")
         for col in ("policy", "GPU-h", "vs static", "vs oracle", "TTFT ok", "TBT ok", "actions", "reversals"):
             t.add_column(col, justify="right")
         for r in rows:
-            t.add_row(
-                r["name"],
-                f"{r['gpu_hours']:.1f}",
-                f"{r['vs_static']:+.1%}",
-                f"{r['vs_oracle']:+.1%}",
-                f"{r['att_ttft']:.4f}",
-                f"{r['att_tbt']:.4f}",
-                str(r["actions"]),
-                str(r["reversals"]),
-            )
+            t.add_row(r["name"], f"{r['gpu_hours']:.1f}", f"{r['vs_static']:+.1%}", f"{r['vs_oracle']:+.1%}",
+                      f"{r['att_ttft']:.4f}", f"{r['att_tbt']:.4f}", str(r["actions"]), str(r["reversals"]))
         console.print(t)
         console.print(choice)

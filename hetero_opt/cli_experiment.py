@@ -52,31 +52,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         q.add_argument("--gpus-per-pod", type=int, default=4, help="GPUs per pod (default: %(default)s)")
         q.add_argument("--ttft-ms", type=float, default=2000.0, help="TTFT SLO (ms)")
         q.add_argument("--tbt-ms", type=float, default=100.0, help="TBT SLO (ms)")
-        q.add_argument(
-            "--attainment",
-            type=float,
-            default=0.9 if name == "pd-ratio" else 0.99,
-            help="share of requests meeting both SLOs that counts as goodput (default: %(default)s)",
-        )
-        q.add_argument(
-            "--window",
-            type=float,
-            default=DEFAULT_WINDOW_S[name],
-            help="seconds of the trace to run (default: %(default)s)",
-        )
-        q.add_argument(
-            "--pressure-window",
-            type=float,
-            default=600.0,
-            help="seconds of the trace per pressure test (default: %(default)s)",
-        )
+        q.add_argument("--attainment", type=float, default=0.9 if name == "pd-ratio" else 0.99,
+                       help="share of requests meeting both SLOs that counts as goodput (default: %(default)s)")
+        q.add_argument("--window", type=float, default=DEFAULT_WINDOW_S[name],
+                       help="seconds of the trace to run (default: %(default)s)")
+        q.add_argument("--pressure-window", type=float, default=600.0,
+                       help="seconds of the trace per pressure test (default: %(default)s)")
         q.add_argument("--period", type=float, default=DEFAULT_PERIOD_S[name], help="control period (s)")
-        q.add_argument(
-            "--scale",
-            type=float,
-            default=0.25 if name != "pd-ratio" else 1.0,
-            help="rate traces: rate multiplier (default: %(default)s)",
-        )
+        q.add_argument("--scale", type=float, default=0.25 if name != "pd-ratio" else 1.0,
+                       help="rate traces: rate multiplier (default: %(default)s)")
         q.add_argument("--servegen-model", default="m-large", help="model of a ServeGen rate trace")
         q.add_argument("--seed", type=int, default=0, help="seed")
         add_executor_arguments(q)
@@ -87,14 +71,8 @@ def _inputs(args: argparse.Namespace) -> tuple[Trace, CurateSettings]:
         raise InputError(f"--model='{args.model}' is not a dense model with performance data")
     if not 1 <= args.gpus_per_pod <= 64:
         raise InputError(f"--gpus-per-pod={args.gpus_per_pod} must be in 1..64")
-    for flag, v in (
-        ("--ttft-ms", args.ttft_ms),
-        ("--tbt-ms", args.tbt_ms),
-        ("--window", args.window),
-        ("--pressure-window", args.pressure_window),
-        ("--period", args.period),
-        ("--scale", args.scale),
-    ):
+    for flag, v in (("--ttft-ms", args.ttft_ms), ("--tbt-ms", args.tbt_ms), ("--window", args.window),
+                    ("--pressure-window", args.pressure_window), ("--period", args.period), ("--scale", args.scale)):
         if not (math.isfinite(v) and v > 0):
             raise InputError(f"{flag}={v} must be a positive number")
     if not 0 < args.attainment < 1:
@@ -106,17 +84,9 @@ def _inputs(args: argparse.Namespace) -> tuple[Trace, CurateSettings]:
     trace = head(trace, args.window)
     if workload_mix(head(trace, args.pressure_window), 0).rate_rps <= 0:
         raise InputError(f"{args.trace}: no requests in the first --pressure-window={args.pressure_window:g} s")
-    settings = CurateSettings(
-        args.model,
-        args.gpu,
-        args.gpus_per_pod,
-        args.ttft_ms,
-        args.tbt_ms,
-        attainment=args.attainment,
-        pressure_window_s=args.pressure_window,
-        control_period_s=args.period,
-        seed=args.seed,
-    )
+    settings = CurateSettings(args.model, args.gpu, args.gpus_per_pod, args.ttft_ms, args.tbt_ms,
+                              attainment=args.attainment, pressure_window_s=args.pressure_window,
+                              control_period_s=args.period, seed=args.seed)
     return trace, settings
 
 

@@ -33,12 +33,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--cluster", required=True, help="cluster instance file (its requests are ignored)")
     p.add_argument("--mode", default="request", choices=["request", "fluid"], help="request-level or window-level")
     p.add_argument("--out-dir", required=True, type=Path, help="output folder (replaced if it exists)")
-    p.add_argument(
-        "--scale",
-        type=float,
-        default=1.0,
-        help="request traces: superposed copies (integer); rate traces: rate multiplier",
-    )
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="request traces: superposed copies (integer); rate traces: rate multiplier")
     p.add_argument("--duration", type=float, help="simulate only the first S seconds of the trace")
     p.add_argument("--servegen-model", default="m-large", help="model of a ServeGen rate trace (default m-large)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
@@ -63,35 +59,15 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.trace}: no request within --duration={args.duration}")
     if args.duration is not None and isinstance(trace, RateTrace):
         keep = trace.start_s < args.duration
-        trace = RateTrace(
-            trace.name,
-            trace.start_s[keep],
-            trace.window_s[keep],
-            trace.rate_rps[keep],
-            trace.mean_input[keep],
-            trace.mean_output[keep],
-            trace.gaps[keep],
-        )
+        trace = RateTrace(trace.name, trace.start_s[keep], trace.window_s[keep], trace.rate_rps[keep],
+                          trace.mean_input[keep], trace.mean_output[keep], trace.gaps[keep])
     console = Console(stderr=True)
     start = time.perf_counter()
-    with Progress(
-        TextColumn("simulating"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
+    with Progress(TextColumn("simulating"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
         task = bar.add_task("sim", total=1.0)
-        result = simulate(
-            trace,
-            cfg,
-            policy,
-            instance,
-            args.mode,
-            where=str(args.config),
-            on_cycle=lambda t, h: bar.update(task, completed=t / h if h else 1.0),
-        )
+        result = simulate(trace, cfg, policy, instance, args.mode, where=str(args.config),
+                          on_cycle=lambda t, h: bar.update(task, completed=t / h if h else 1.0))
     wall = time.perf_counter() - start
     out_dir: Path = args.out_dir
     out_dir.parent.mkdir(parents=True, exist_ok=True)

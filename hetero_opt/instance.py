@@ -237,7 +237,8 @@ class Instance(Frozen):
     """One placement cycle: topology with free GPUs, services, groups and requests."""
 
     format_version: Literal["1.0", "1.1"] = Field(
-        description="Instance format version: '1.1', or '1.0' without single-role services and all-or-nothing requests."
+        description="Instance format version: '1.1', or '1.0' without single-role services and all-or-nothing "
+        "requests."
     )
     name: str = Field(default="", description="Free-form instance name.")
     gpu_types: list[GpuType] = Field(min_length=1, description="GPU types in the cluster.")

@@ -169,7 +169,9 @@ def _assert_refused(f: Path, pattern: str, tmp_path: Path, capsys: pytest.Captur
 
 
 # io.describe_error replaces "missing" by the type of the parent mapping ("gpu_type=dict: Field required").
-MUTATION_PARAMS = [pytest.param(*m, id=m[0], marks=[]) for m in MUTATIONS]
+MUTATION_PARAMS = [
+    pytest.param(*m, id=m[0], marks=[]) for m in MUTATIONS
+]
 
 
 @pytest.mark.parametrize(("case", "mutate", "pattern"), MUTATION_PARAMS)

@@ -59,15 +59,8 @@ def test_drain_reinstate_then_delete() -> None:
         inst = d.apply(inst)
         r = d.services[0]
         rows.append(
-            (
-                r.action,
-                r.placed_units,
-                r.drained_units,
-                r.reinstated_units,
-                r.deleted_units,
-                r.draining_units,
-                current_units(inst, "chat"),
-            )
+            (r.action, r.placed_units, r.drained_units, r.reinstated_units, r.deleted_units, r.draining_units,
+             current_units(inst, "chat"))
         )
         if t == 600.0:
             assert d.placement is None
@@ -103,7 +96,9 @@ def test_reinstate_takes_newest_batches_and_splits_whole_units() -> None:
 def test_soft_scale_in_state_reloads_to_identical_decisions() -> None:
     cfg = load_policy_config(DEMO / "policy.yaml")
     cfg = cfg.replace(
-        services=tuple(s.replace(stability=s.stability.replace(soft_scale_in_s=1800.0)) for s in cfg.services)
+        services=tuple(
+            s.replace(stability=s.stability.replace(soft_scale_in_s=1800.0)) for s in cfg.services
+        )
     )
     series = load_metrics(DEMO / "metrics.csv")[30:80]
     whole = [d for d, _ in replay(Autoscaler(cfg, "greedy", startup_delay_s=300), _cluster(), series)]

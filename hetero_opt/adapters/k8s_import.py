@@ -252,5 +252,6 @@ def _levels_apart(nodes: list[Node], warnings: list[str]) -> list[Node]:
     if not renamed:
         return nodes
     return [
-        n.model_copy(update={lv: renamed.get((lv, getattr(n, lv)), getattr(n, lv)) for lv in _LEVELS}) for n in nodes
+        n.model_copy(update={lv: renamed.get((lv, getattr(n, lv)), getattr(n, lv)) for lv in _LEVELS})
+        for n in nodes
     ]

@@ -116,7 +116,9 @@ class StabilityConfig(Frozen):
     max_step_in_percent: float | None = Field(
         default=None, gt=0, le=100, description="Dampening: most percent removed per action."
     )
-    scale_in_window_s: float = Field(default=1800.0, ge=0, description="Scale-in stabilisation window (s); 0 = off.")
+    scale_in_window_s: float = Field(
+        default=1800.0, ge=0, description="Scale-in stabilisation window (s); 0 = off."
+    )
     count_pending: bool = Field(default=True, description="Count starting units as supply (no double scale-out).")
     soft_scale_in_s: float = Field(
         default=0.0, ge=0, description="Soft scale-in: drain removed pods this long before deleting them (s); 0 = off."

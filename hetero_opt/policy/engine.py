@@ -448,12 +448,8 @@ def prefill_units_floor(config: ServicePolicy, m: ServiceMetrics, unit: tuple[in
     rate: a saturated pool then reads as short and the floor rises.
     """
     g = config.prefill_guard
-    if (
-        config.policy not in ("proportional", "hybrid")
-        or not (g.enabled and g.scale_units)
-        or m.prefill_tps is None
-        or g.prefill_tps_per_pod is None
-    ):
+    if (config.policy not in ("proportional", "hybrid") or not (g.enabled and g.scale_units)
+            or m.prefill_tps is None or g.prefill_tps_per_pod is None):
         return None
     _, p_hi = prefill_bounds(unit[1], g.min_prefill_per_decode, g.max_prefill_per_decode, unit[0])
     return math.ceil(m.prefill_tps / (max(p_hi, unit[0]) * g.prefill_tps_per_pod * g.target_utilisation) - 1e-9)

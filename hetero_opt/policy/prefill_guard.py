@@ -60,7 +60,9 @@ def prefill_guard(
     if need_exact > units * p:
         want = math.ceil(need_exact / units)
         if want <= p_hi:
-            return GuardResult(unit=(want, d), prefill_pods_needed=need, reason=f"{head}: short → unit {want}P:{d}D")
+            return GuardResult(
+                unit=(want, d), prefill_pods_needed=need, reason=f"{head}: short → unit {want}P:{d}D"
+            )
         alert = (
             f"{head}: prefill short even at the bound {p_hi}P:{d}D ({units * p_hi} pods); "
             f"{want}P:{d}D would be needed (check the workload mix, re-run the pressure test)"

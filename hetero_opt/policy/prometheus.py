@@ -49,7 +49,6 @@ TBT_HISTOGRAMS = (
 )
 GPU_UTIL_GAUGES = ("DCGM_FI_DEV_GPU_UTIL",)
 
-
 class PromSample(Frozen):
     """One sample of one series."""
 

@@ -101,11 +101,9 @@ def proportional_decision(
             else:
                 action = "in" if in_cooldown_ok else "none"
                 expected = keep
-                why = (
-                    f"{head}; {rtxt} < {float(down):.2f}"
-                    + (f" → {keep} units with {in_headroom:.0%} headroom" if in_headroom else "")
-                    + ("" if in_cooldown_ok else " but in-cooldown active")
-                )
+                why = f"{head}; {rtxt} < {float(down):.2f}" + (
+                    f" → {keep} units with {in_headroom:.0%} headroom" if in_headroom else ""
+                ) + ("" if in_cooldown_ok else " but in-cooldown active")
         else:
             why = f"{head}; {float(down):.2f} <= {rtxt} <= {float(up):.2f}"
     return ProportionalResult(

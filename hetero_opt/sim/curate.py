@@ -102,9 +102,8 @@ def pressure_test(task: PressureTask) -> UnitResult:
     k = case.initial_units
     gpus = k * (p + d) * case.gpus_per_pod
     mix: Mix = _mix_of(case)
-    return UnitResult(
-        case.unit, p / d, rate, rate / gpus, best_att, rate * mix.missed / (k * p), rate * mix.output / (k * d)
-    )
+    return UnitResult(case.unit, p / d, rate, rate / gpus, best_att,
+                      rate * mix.missed / (k * p), rate * mix.output / (k * d))
 
 
 def _mix_of(case: Case) -> Mix:
@@ -140,35 +139,20 @@ def candidate_units(cap: Capacity, max_pods: int = 9) -> list[tuple[int, int]]:
 
 def roofline(settings: CurateSettings, mix: Mix) -> Capacity:
     """Algorithm 1 on the roofline: per-pod capacity at SLO and the balancing unit for ``mix``."""
-    return capacity_at_slo(
-        settings.model,
-        settings.gpu,
-        settings.gpus_per_pod,
-        ttft_ms=settings.ttft_ms,
-        tbt_ms=settings.tbt_ms,
-        prompt_tokens=mix.prompt,
-        output_tokens=mix.output,
-        cached_tokens=mix.prompt - mix.missed,
-    )
+    return capacity_at_slo(settings.model, settings.gpu, settings.gpus_per_pod, ttft_ms=settings.ttft_ms,
+                           tbt_ms=settings.tbt_ms, prompt_tokens=mix.prompt, output_tokens=mix.output,
+                           cached_tokens=mix.prompt - mix.missed)
 
 
-def pd_sweep(
-    trace: Trace,
-    settings: CurateSettings,
-    units: list[tuple[int, int]] | None = None,
-    executor: Executor | None = None,
-    progress: bool = False,
-) -> tuple[Capacity, list[UnitResult]]:
+def pd_sweep(trace: Trace, settings: CurateSettings, units: list[tuple[int, int]] | None = None,
+             executor: Executor | None = None, progress: bool = False) -> tuple[Capacity, list[UnitResult]]:
     """Pressure-test each candidate unit on ``pressure_window_s`` of ``trace``.
 
     Request traces: their first ``pressure_window_s``; rate traces: that long at the whole trace's
     mean mix (a rate trace's mix drifts over days: its first windows are not its workload).
     """
-    window = (
-        flat_rate(trace, settings.pressure_window_s)
-        if isinstance(trace, RateTrace)
-        else head(trace, settings.pressure_window_s)
-    )
+    window = (flat_rate(trace, settings.pressure_window_s) if isinstance(trace, RateTrace)
+              else head(trace, settings.pressure_window_s))
     mix = workload_mix(window, 200_000)
     cap = roofline(settings, mix)
     units = units or candidate_units(cap)
@@ -178,34 +162,16 @@ def pd_sweep(
         k = max(1, round(PRESSURE_POOL_PODS / (p + d)))
         # first guess: what the units' bottleneck side sustains at the roofline figures
         guess = k * min(p * cap.prefill_tps / max(mix.missed, 1.0), d * cap.decode_tps / max(mix.output, 1.0))
-        case = Case(
-            f"pd {p}P:{d}D",
-            window,
-            settings.model,
-            settings.gpu,
-            settings.gpus_per_pod,
-            u,
-            k,
-            k,
-            {"policy": "static", "static_units": k},
-            settings.ttft_ms,
-            settings.tbt_ms,
-            control_period_s=settings.control_period_s,
-            seed=settings.seed,
-        )
-        tasks.append(
-            PressureTask(
-                replace(case, trace=rate_scaled(window, guess / mix.rate_rps, settings.seed)),
-                guess,
-                settings.attainment,
-            )
-        )
+        case = Case(f"pd {p}P:{d}D", window, settings.model, settings.gpu, settings.gpus_per_pod, u, k, k,
+                    {"policy": "static", "static_units": k}, settings.ttft_ms, settings.tbt_ms,
+                    control_period_s=settings.control_period_s, seed=settings.seed)
+        tasks.append(PressureTask(replace(case, trace=rate_scaled(window, guess / mix.rate_rps, settings.seed)),
+                                  guess, settings.attainment))
     results = sweep(pressure_test, tasks, executor=executor, description="pressure test", progress=progress).values()
     if all(r.rate_rps <= 0 for r in results):
         raise InputError(
             f"SLO TTFT {settings.ttft_ms:g} ms / TBT {settings.tbt_ms:g} ms: no unit reaches attainment="
-            f"{settings.attainment:g} at any rate on this trace (prompts too long for the TTFT target?)"
-        )
+            f"{settings.attainment:g} at any rate on this trace (prompts too long for the TTFT target?)")
     return cap, results
 
 
@@ -221,74 +187,47 @@ def peak_units(trace: Trace, unit: tuple[int, int], prefill_tps: float, decode_t
     return max(math.ceil(need), 1)
 
 
-def oracle_gpu_hours(
-    trace: Trace, unit: tuple[int, int], prefill_tps: float, decode_tps: float, gpus_per_pod: int, period_s: float
-) -> float:
+def oracle_gpu_hours(trace: Trace, unit: tuple[int, int], prefill_tps: float, decode_tps: float,
+                     gpus_per_pod: int, period_s: float) -> float:
     """Perfect foresight: each window holds exactly the units its demand needs, no start-up delay."""
     start, missed, out = demand(trace, period_s, 200_000)
     width = period_s if len(start) < 2 else float(start[1] - start[0])
-    units = [
-        max(math.ceil(max(m / (unit[0] * prefill_tps), o / (unit[1] * decode_tps))), 1)
-        for m, o in zip(missed, out, strict=True)
-    ]
+    units = [max(math.ceil(max(m / (unit[0] * prefill_tps), o / (unit[1] * decode_tps))), 1)
+             for m, o in zip(missed, out, strict=True)]
     return float(sum(units) * sum(unit) * gpus_per_pod * width / 3600)
 
 
-def candidate_policies(
-    target_decode: float, prefill_tps: float, static_units: int, settings: CurateSettings
-) -> dict[str, dict[str, Any]]:
+def candidate_policies(target_decode: float, prefill_tps: float, static_units: int,
+                       settings: CurateSettings) -> dict[str, dict[str, Any]]:
     """The policies curation compares (the paper's control, its hybrid, the HPA baseline, peak static)."""
     slo = {"target_ttft_ms": settings.ttft_ms, "target_tbt_ms": settings.tbt_ms}
     guard = {"prefill_tps_per_pod": prefill_tps}
     target = {"target_decode_tps_per_pod": target_decode * TARGET_UTILISATION}
     return {
         "proportional": {"policy": "proportional", "proportional": target, "prefill_guard": guard},
-        "proportional+prefill": {
-            "policy": "proportional",
-            "proportional": target,
-            "prefill_guard": {**guard, "scale_units": True},
-        },
-        "hybrid": {"policy": "hybrid", "proportional": target, "feedback": slo, "prefill_guard": guard},
+        "proportional+prefill": {"policy": "proportional", "proportional": target,
+                                 "prefill_guard": {**guard, "scale_units": True}},
+        "hybrid": {"policy": "hybrid", "proportional": target,
+                   "feedback": slo, "prefill_guard": guard},
         "hpa": {"policy": "hpa"},
         "static": {"policy": "static", "static_units": static_units},
     }
 
 
-def compare_policies(
-    trace: Trace,
-    settings: CurateSettings,
-    unit: tuple[int, int],
-    prefill_tps: float,
-    decode_tps: float,
-    executor: Executor | None = None,
-    progress: bool = False,
-    policies: dict[str, dict[str, Any]] | None = None,
-) -> list[dict[str, Any]]:
+def compare_policies(trace: Trace, settings: CurateSettings, unit: tuple[int, int], prefill_tps: float,
+                     decode_tps: float, executor: Executor | None = None, progress: bool = False,
+                     policies: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Each candidate policy in the closed loop on ``trace`` (plus the oracle's GPU-hours)."""
     peak = peak_units(trace, unit, prefill_tps, decode_tps, settings.control_period_s)
     policies = policies or candidate_policies(decode_tps, prefill_tps, peak, settings)
     max_units = max(2 * peak, 4)
     _, missed, out = demand(trace, settings.control_period_s, 200_000)
     first = max(1, math.ceil(max(float(out[0]) / (unit[1] * decode_tps), float(missed[0]) / (unit[0] * prefill_tps))))
-    cases = [
-        Case(
-            name,
-            trace,
-            settings.model,
-            settings.gpu,
-            settings.gpus_per_pod,
-            unit,
-            peak if pol["policy"] == "static" else min(first, max_units),
-            max_units,
-            pol,
-            settings.ttft_ms,
-            settings.tbt_ms,
-            mode=settings.mode,
-            control_period_s=settings.control_period_s,  # type: ignore[arg-type]
-            seed=settings.seed,
-        )
-        for name, pol in policies.items()
-    ]
+    cases = [Case(name, trace, settings.model, settings.gpu, settings.gpus_per_pod, unit,
+                  peak if pol["policy"] == "static" else min(first, max_units), max_units, pol, settings.ttft_ms,
+                  settings.tbt_ms, mode=settings.mode, control_period_s=settings.control_period_s,  # type: ignore[arg-type]
+                  seed=settings.seed)
+             for name, pol in policies.items()]
     rows = sweep(run_case, cases, executor=executor, description="policies", progress=progress).values()
     oracle = oracle_gpu_hours(trace, unit, prefill_tps, decode_tps, settings.gpus_per_pod, settings.control_period_s)
     static_gh = next((r["gpu_hours"] for r in rows if r["name"] == "static"), float("nan"))
@@ -331,32 +270,21 @@ def data_date(path: str | Path) -> str:
     return datetime.fromtimestamp(Path(path).stat().st_mtime, tz=UTC).strftime("%Y-%m-%d") + " (file date)"
 
 
-def profile_document(
-    settings: CurateSettings,
-    trace_path: str,
-    mix: Mix,
-    cap: Capacity,
-    best: UnitResult,
-    results: list[UnitResult],
-    name: str,
-) -> dict[str, Any]:
+def profile_document(settings: CurateSettings, trace_path: str, mix: Mix, cap: Capacity, best: UnitResult,
+                     results: list[UnitResult], name: str) -> dict[str, Any]:
     """The serving profile (``models/*.yaml`` schema) with its provenance in ``notes``."""
     from hetero_opt.sim.perfdata import model_catalog
 
     spec = model_catalog().models[settings.model]
     near = [r.ratio for r in results if r.goodput_per_gpu >= 0.9 * best.goodput_per_gpu]
     p, d = best.unit
-    src = (
-        f"hetero-opt curate: pressure test in the simulator ({settings.mode} mode, static {p}P:{d}D, rate "
-        f"bisected to {best.rate_rps:.3g} req/s at {settings.attainment:.0%} SLO attainment)"
-    )
-    provenance = (
-        f"Curated by hetero-opt curate on {datetime.now(tz=UTC).strftime('%Y-%m-%d')}; trace "
-        f"{Path(trace_path).name} (data of {data_date(trace_path)}), first {settings.pressure_window_s:g} s; "
-        f"{simulator_version()}; SLO TTFT {settings.ttft_ms:g} ms, TBT {settings.tbt_ms:g} ms at "
-        f"{settings.attainment:.0%}; seed {settings.seed}. Roofline at saturation: prefill "
-        f"{cap.prefill_tps:.0f}, decode {cap.decode_tps:.0f} tok/s per pod, P per D {cap.pd_ratio:.2f}."
-    )
+    src = (f"hetero-opt curate: pressure test in the simulator ({settings.mode} mode, static {p}P:{d}D, rate "
+           f"bisected to {best.rate_rps:.3g} req/s at {settings.attainment:.0%} SLO attainment)")
+    provenance = (f"Curated by hetero-opt curate on {datetime.now(tz=UTC).strftime('%Y-%m-%d')}; trace "
+                  f"{Path(trace_path).name} (data of {data_date(trace_path)}), first {settings.pressure_window_s:g} s; "
+                  f"{simulator_version()}; SLO TTFT {settings.ttft_ms:g} ms, TBT {settings.tbt_ms:g} ms at "
+                  f"{settings.attainment:.0%}; seed {settings.seed}. Roofline at saturation: prefill "
+                  f"{cap.prefill_tps:.0f}, decode {cap.decode_tps:.0f} tok/s per pod, P per D {cap.pd_ratio:.2f}.")
     role = {"gpus_per_pod": settings.gpus_per_pod}
     pre_src, dec_src = src + ": cache-missed prompt tok/s per prefill pod", src + ": output tok/s per decode pod"
     return {
@@ -365,35 +293,20 @@ def profile_document(
         "architecture": spec.architecture,
         "engine": "hetero_opt roofline (vLLM-fitted)",
         "precision": "fp8" if spec.weight_bytes.value == 1 else "bf16",
-        "workload": (
-            f"{mix.prompt:.0f} prompt ({mix.missed:.0f} cache-missed) / {mix.output:.0f} output tokens "
-            f"per request, from {Path(trace_path).name}"
-        ),
+        "workload": (f"{mix.prompt:.0f} prompt ({mix.missed:.0f} cache-missed) / {mix.output:.0f} output tokens "
+                     f"per request, from {Path(trace_path).name}"),
         "slo": {"ttft_ms": settings.ttft_ms, "tbt_ms": settings.tbt_ms},
-        "gpu_types": {
-            settings.gpu: {
-                "prefill": {
-                    **role,
-                    "prefill_tps_per_pod": {"value": round(best.prefill_tps_per_pod, 1), "source": pre_src},
-                },
-                "decode": {
-                    **role,
-                    "decode_tps_per_pod": {"value": round(best.decode_tps_per_pod, 1), "source": dec_src},
-                },
-                "unit": {
-                    "prefill": p,
-                    "decode": d,
-                    "source": (
-                        f"Most goodput per GPU of {len(results)} units pressure-tested "
-                        f"({best.goodput_per_gpu:.4g} req/s per GPU)"
-                    ),
-                    "bounds": {
-                        "min_prefill_per_decode": round(min(near), 4),
-                        "max_prefill_per_decode": round(max(near), 4),
-                        "source": "Units within 90 % of the best goodput per GPU in the pressure test",
-                    },
-                },
-            }
-        },
+        "gpu_types": {settings.gpu: {
+            "prefill": {**role, "prefill_tps_per_pod": {"value": round(best.prefill_tps_per_pod, 1),
+                                                          "source": pre_src}},
+            "decode": {**role, "decode_tps_per_pod": {"value": round(best.decode_tps_per_pod, 1),
+                                                        "source": dec_src}},
+            "unit": {"prefill": p, "decode": d,
+                     "source": (f"Most goodput per GPU of {len(results)} units pressure-tested "
+                                f"({best.goodput_per_gpu:.4g} req/s per GPU)"),
+                     "bounds": {"min_prefill_per_decode": round(min(near), 4),
+                                "max_prefill_per_decode": round(max(near), 4),
+                                "source": "Units within 90 % of the best goodput per GPU in the pressure test"}},
+        }},
         "notes": provenance,
     }

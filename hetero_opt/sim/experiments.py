@@ -28,32 +28,20 @@ from hetero_opt.sim.trace import Trace
 SIGNALS = ("decode_tps", "prefill_tps", "decode_gpu_util", "prefill_gpu_util", "ttft_mean_ms", "tbt_mean_ms")
 
 
-def pd_ratio(
-    trace: Trace, settings: CurateSettings, executor: Executor | None = None, progress: bool = False
-) -> pd.DataFrame:
+def pd_ratio(trace: Trace, settings: CurateSettings, executor: Executor | None = None,
+             progress: bool = False) -> pd.DataFrame:
     """Goodput (req/s at ``settings.attainment``) per GPU for each candidate P/D unit."""
     _, results = pd_sweep(trace, settings, executor=executor, progress=progress)
     best = best_of(results)
-    return pd.DataFrame(
-        [
-            {
-                "prefill": r.unit[0],
-                "decode": r.unit[1],
-                "pd_ratio": r.ratio,
-                "goodput_rps": r.rate_rps,
-                "goodput_per_gpu": r.goodput_per_gpu,
-                "relative": r.goodput_per_gpu / best.goodput_per_gpu,
-                "attainment": r.attainment,
-                "best": r is best,
-            }
-            for r in results
-        ]
-    )
+    return pd.DataFrame([{
+        "prefill": r.unit[0], "decode": r.unit[1], "pd_ratio": r.ratio, "goodput_rps": r.rate_rps,
+        "goodput_per_gpu": r.goodput_per_gpu, "relative": r.goodput_per_gpu / best.goodput_per_gpu,
+        "attainment": r.attainment, "best": r is best,
+    } for r in results])
 
 
-def signals(
-    trace: Trace, settings: CurateSettings, executor: Executor | None = None, progress: bool = False
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+def signals(trace: Trace, settings: CurateSettings, executor: Executor | None = None,
+            progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-cycle signals of a fixed peak allocation, and TTFT-driven vs decode-TPS-driven scaling.
 
     Returns ``(cycles, summary)``: the static run's cycles with a ``load_rps`` column (and the
@@ -68,31 +56,14 @@ def signals(
     policies: dict[str, dict[str, Any]] = {
         "static": {"policy": "static", "static_units": peak},
         "ttft-feedback": {"policy": "feedback", "feedback": {"signals": ["ttft"], **slo}},
-        "decode-tps": {
-            "policy": "proportional",
-            "proportional": {"target_decode_tps_per_pod": dec * TARGET_UTILISATION},
-            "prefill_guard": {"prefill_tps_per_pod": pre},
-        },
+        "decode-tps": {"policy": "proportional",
+                       "proportional": {"target_decode_tps_per_pod": dec * TARGET_UTILISATION},
+                       "prefill_guard": {"prefill_tps_per_pod": pre}},
     }
-    cases = [
-        Case(
-            name,
-            trace,
-            settings.model,
-            settings.gpu,
-            settings.gpus_per_pod,
-            unit,
-            peak if name == "static" else max(peak // 2, 1),
-            2 * peak,
-            pol,
-            settings.ttft_ms,
-            settings.tbt_ms,
-            control_period_s=settings.control_period_s,
-            seed=settings.seed,
-            keep_cycles=True,
-        )
-        for name, pol in policies.items()
-    ]
+    cases = [Case(name, trace, settings.model, settings.gpu, settings.gpus_per_pod, unit,
+                  peak if name == "static" else max(peak // 2, 1), 2 * peak, pol, settings.ttft_ms, settings.tbt_ms,
+                  control_period_s=settings.control_period_s, seed=settings.seed, keep_cycles=True)
+             for name, pol in policies.items()]
     runs = sweep(run_case, cases, executor=executor, description="signals", progress=progress).values()
     rows = []
     frames = []
@@ -102,14 +73,8 @@ def signals(
         c["load_rps"] = c["arrivals"] / dt
         c["load_tps"] = c["decode_demand_tps"]  # offered output tokens/s: the load decode pods carry
         with_load = c[c["arrivals"] > 0]
-        row: dict[str, Any] = {
-            "run": r["name"],
-            "actions": r["actions"],
-            "reversals": r["reversals"],
-            "gpu_hours": r["gpu_hours"],
-            "att_ttft": r["att_ttft"],
-            "att_tbt": r["att_tbt"],
-        }
+        row: dict[str, Any] = {"run": r["name"], "actions": r["actions"], "reversals": r["reversals"],
+                               "gpu_hours": r["gpu_hours"], "att_ttft": r["att_ttft"], "att_tbt": r["att_tbt"]}
         for s in SIGNALS:
             row[f"corr_{s}"] = _corr(with_load["load_tps"], with_load[s])
             row[f"cv_{s}"] = _cv(with_load[s])
@@ -132,35 +97,17 @@ def _cv(s: pd.Series) -> float:
     return float(s.std() / s.mean()) if len(s) > 1 and s.mean() else float("nan")
 
 
-def savings(
-    trace: Trace,
-    settings: CurateSettings,
-    executor: Executor | None = None,
-    progress: bool = False,
-    pressure_trace: Trace | None = None,
-) -> pd.DataFrame:
+def savings(trace: Trace, settings: CurateSettings, executor: Executor | None = None,
+            progress: bool = False, pressure_trace: Trace | None = None) -> pd.DataFrame:
     """GPU-hours and attainment of decode-TPS control, hybrid, per-pool HPA and static-at-peak, plus the oracle."""
     _, results = pd_sweep(pressure_trace or trace, settings, executor=executor, progress=progress)
     best = best_of(results)
-    rows = compare_policies(
-        trace,
-        settings,
-        best.unit,
-        best.prefill_tps_per_pod,
-        best.decode_tps_per_pod,
-        executor=executor,
-        progress=progress,
-    )
+    rows = compare_policies(trace, settings, best.unit, best.prefill_tps_per_pod, best.decode_tps_per_pod,
+                            executor=executor, progress=progress)
     oracle = rows[0]["oracle_gpu_hours"]
-    rows.append(
-        {
-            "name": "oracle",
-            "gpu_hours": oracle,
-            "oracle_gpu_hours": oracle,
-            "vs_static": oracle / next(r["gpu_hours"] for r in rows if r["name"] == "static") - 1,
-            "vs_oracle": 0.0,
-        }
-    )
+    rows.append({"name": "oracle", "gpu_hours": oracle, "oracle_gpu_hours": oracle,
+                 "vs_static": oracle / next(r["gpu_hours"] for r in rows if r["name"] == "static") - 1,
+                 "vs_oracle": 0.0})
     df = pd.DataFrame(rows)
     df.insert(1, "unit", f"{best.unit[0]}P:{best.unit[1]}D")
     return df
@@ -172,14 +119,8 @@ def plot_pd_ratio(df: pd.DataFrame, path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(df["pd_ratio"], df["relative"], marker="o")
     for _, r in df.iterrows():
-        ax.annotate(
-            f"{int(r['prefill'])}P:{int(r['decode'])}D",
-            (r["pd_ratio"], r["relative"]),
-            fontsize=7,
-            textcoords="offset points",
-            xytext=(0, 5),
-            ha="center",
-        )
+        ax.annotate(f"{int(r['prefill'])}P:{int(r['decode'])}D", (r["pd_ratio"], r["relative"]), fontsize=7,
+                    textcoords="offset points", xytext=(0, 5), ha="center")
     ax.set_xscale("log")
     ax.set_xlabel("prefill pods per decode pod")
     ax.set_ylabel("goodput per GPU (relative to best)")

@@ -43,6 +43,8 @@ class Load:
     spread: np.ndarray = field(default_factory=lambda: EXPONENTIAL_SPREAD)  # missed tokens / mean at QUANTILES
 
 
+
+
 def spread_of(missed: np.ndarray) -> np.ndarray:
     """Cache-missed prompt lengths at :data:`QUANTILES`, relative to their mean."""
     if missed.size == 0 or missed.mean() <= 0:
@@ -210,23 +212,20 @@ class FluidEngine:
             w.completed = round(done_req)
             # ---- latency
             ttft_slo, tbt_slo = self.slo[svc]
-            tbt = tbt_num / tbt_den if tbt_den else (caps[0][1].decode_step(1.0, ctx) if caps else float("inf"))
+            tbt = tbt_num / tbt_den if tbt_den else (
+                caps[0][1].decode_step(1.0, ctx) if caps else float("inf"))
             kv = 0.0
             if pre and dec:
-                kv = kv_transfer_time(
-                    model, ld.prompt, pre[0][0].gpus, pre[0][0].gpu_type, dec[0][0].gpus, dec[0][0].gpu_type, True
-                )
+                kv = kv_transfer_time(model, ld.prompt, pre[0][0].gpus, pre[0][0].gpu_type, dec[0][0].gpus,
+                                      dec[0][0].gpu_type, True)
             n_pre = sum(1 for p, _ in pre if frac[p.id] > 0)
             hit = max(ld.prompt - missed, 0.0)
             lengths = missed * ld.spread
-            one = (
-                np.array([pre[0][1].prefill_time(x, x * (hit + x / 2)) for x in lengths])
-                if pre
-                else np.full(lengths.size, np.inf)
-            )
+            one = (np.array([pre[0][1].prefill_time(x, x * (hit + x / 2)) for x in lengths]) if pre
+                   else np.full(lengths.size, np.inf))
             mu = (pre_tps / n_pre / missed) if n_pre else 0.0
             lam = ld.requests / dt
-            wait = self.backlog_p[svc] / rate_p if rate_p > 0 else float("inf")
+            wait = (self.backlog_p[svc] / rate_p if rate_p > 0 else float("inf"))
             wait += self.backlog_d[svc] * out_tok / cap_d if cap_d > 0 else 0.0
             base = one + kv + wait
             ttft_q = _ttft_quantiles(n_pre, lam, mu, base)

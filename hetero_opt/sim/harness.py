@@ -32,16 +32,8 @@ def build_cluster(gpu: str, gpus_per_pod: int, unit: tuple[int, int], units: int
     gpus_per_node = max(NODE_GPUS, gpus_per_pod)
     num_nodes = math.ceil(max_units * (p + d) / pods_per_node) + 2
     nodes: list[dict[str, Any]] = [
-        {
-            "id": f"n{i}",
-            "gpu_type": gpu,
-            "gpus_total": gpus_per_node,
-            "gpus_free": gpus_per_node,
-            "cluster": "c",
-            "s2": "s2a",
-            "s1": f"s1-{i // NODES_PER_S1}",
-            "s0": f"s0-{i // 4}",
-        }
+        {"id": f"n{i}", "gpu_type": gpu, "gpus_total": gpus_per_node, "gpus_free": gpus_per_node, "cluster": "c",
+         "s2": "s2a", "s1": f"s1-{i // NODES_PER_S1}", "s0": f"s0-{i // 4}"}
         for i in range(num_nodes)
     ]
     pods: list[dict[str, Any]] = []
@@ -56,27 +48,15 @@ def build_cluster(gpu: str, gpus_per_pod: int, unit: tuple[int, int], units: int
                 pods.append({"role": role, "node": node["id"], "count": 1})
             slot += 1
     service = {
-        "id": SERVICE,
-        "priority": 10,
-        "affinity": "cluster",
+        "id": SERVICE, "priority": 10, "affinity": "cluster",
         "roles": [{"name": r, "gpus_per_pod": gpus_per_pod, "gpu_types": [gpu]} for r in ("prefill", "decode")],
-        "pd_ratio": {"prefill": p, "decode": d},
-        "min_units": 1,
-        "max_units": max_units,
-        "max_new_groups": 4,
+        "pd_ratio": {"prefill": p, "decode": d}, "min_units": 1, "max_units": max_units, "max_new_groups": 4,
     }
     groups = [{"id": "g1", "service": SERVICE, "domain": "c", "pods": pods}] if pods else []
-    return Instance.model_validate(
-        {
-            "format_version": "1.0",
-            "name": f"curate_{gpu}",
-            "gpu_types": [{"id": gpu}],
-            "nodes": nodes,
-            "services": [service],
-            "groups": groups,
-            "requests": [],
-        }
-    )
+    return Instance.model_validate({
+        "format_version": "1.0", "name": f"curate_{gpu}", "gpu_types": [{"id": gpu}], "nodes": nodes,
+        "services": [service], "groups": groups, "requests": [],
+    })
 
 
 def rate_scaled(trace: Trace, factor: float, seed: int) -> Trace:
@@ -91,24 +71,17 @@ def rate_scaled(trace: Trace, factor: float, seed: int) -> Trace:
         keep[0] = True
     idx = np.flatnonzero(keep)
     hashes = tuple(many.hash_ids[i] for i in idx) if many.hash_ids is not None else None
-    return RequestTrace(
-        f"{trace.name}@x{factor:.3g}", many.arrival_s[idx], many.input_tokens[idx], many.output_tokens[idx], hashes
-    )
+    return RequestTrace(f"{trace.name}@x{factor:.3g}", many.arrival_s[idx], many.input_tokens[idx],
+                        many.output_tokens[idx], hashes)
 
 
 def head(trace: Trace, seconds: float) -> Trace:
     """The first ``seconds`` of ``trace`` (whole rate windows)."""
     if isinstance(trace, RateTrace):
         keep = trace.start_s < seconds
-        return RateTrace(
-            trace.name,
-            trace.start_s[keep],
-            trace.window_s[keep],
-            trace.rate_rps[keep],
-            trace.mean_input[keep],
-            trace.mean_output[keep],
-            trace.gaps[keep] if trace.gaps.size else trace.gaps,
-        )
+        return RateTrace(trace.name, trace.start_s[keep], trace.window_s[keep], trace.rate_rps[keep],
+                         trace.mean_input[keep], trace.mean_output[keep],
+                         trace.gaps[keep] if trace.gaps.size else trace.gaps)
     keep = trace.arrival_s < seconds
     n = int(keep.sum())
     hashes = trace.hash_ids[:n] if trace.hash_ids is not None else None
@@ -120,15 +93,8 @@ def flat_rate(trace: RateTrace, seconds: float, cache_blocks: int = 0) -> RateTr
     mix = workload_mix(trace, cache_blocks)
     n = max(math.ceil(seconds / 600.0), 1)
     ones = np.ones(n)
-    return RateTrace(
-        f"{trace.name}:flat",
-        np.arange(n) * 600.0,
-        ones * 600.0,
-        ones * mix.rate_rps,
-        ones * mix.prompt,
-        ones * mix.output,
-        np.zeros(n, dtype=bool),
-    )
+    return RateTrace(f"{trace.name}:flat", np.arange(n) * 600.0, ones * 600.0, ones * mix.rate_rps,
+                     ones * mix.prompt, ones * mix.output, np.zeros(n, dtype=bool))
 
 
 @dataclass(frozen=True)
@@ -149,18 +115,15 @@ def workload_mix(trace: Trace, cache_blocks: int) -> Mix:
         prompt = float((n * trace.mean_input).sum() / total)
         return Mix(total / trace.duration_s, prompt, prompt, float((n * trace.mean_output).sum() / total))
     hits = prefix_hits(trace, cache_blocks)
-    return Mix(
-        trace.num_requests / max(trace.duration_s, 1e-9),
-        float(trace.input_tokens.mean()),
-        float((trace.input_tokens - hits).mean()),
-        float(trace.output_tokens.mean()),
-    )
+    return Mix(trace.num_requests / max(trace.duration_s, 1e-9), float(trace.input_tokens.mean()),
+               float((trace.input_tokens - hits).mean()), float(trace.output_tokens.mean()))
 
 
 def demand(trace: Trace, period_s: float, cache_blocks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per control window: start (s), cache-missed prompt tok/s and output tok/s."""
     if isinstance(trace, RateTrace):
-        return (trace.start_s.astype(float), trace.rate_rps * trace.mean_input, trace.rate_rps * trace.mean_output)
+        return (trace.start_s.astype(float), trace.rate_rps * trace.mean_input,
+                trace.rate_rps * trace.mean_output)
     hits = prefix_hits(trace, cache_blocks)
     n_bins = int(np.ceil(max(trace.duration_s, 1e-9) / period_s)) + 1
     idx = np.minimum((trace.arrival_s // period_s).astype(int), n_bins - 1)
@@ -194,11 +157,8 @@ class Case:
 def sim_config(case: Case) -> SimConfig:
     """The :class:`SimConfig` of ``case`` (greedy placement, policy in memory)."""
     return SimConfig(
-        policy_file="(in memory)",
-        solver="greedy",
-        control_period_s=case.control_period_s,
-        startup_delay_s=case.startup_delay_s,
-        seed=case.seed,
+        policy_file="(in memory)", solver="greedy", control_period_s=case.control_period_s,
+        startup_delay_s=case.startup_delay_s, seed=case.seed,
         services=(SimService(service=SERVICE, model=case.model, slo=SimSLO(ttft_ms=case.ttft_ms, tbt_ms=case.tbt_ms)),),
     )
 
@@ -206,13 +166,8 @@ def sim_config(case: Case) -> SimConfig:
 def run_case(case: Case) -> dict[str, Any]:
     """Simulate ``case``; the figures of merit (and the cycles if ``keep_cycles``)."""
     inst = build_cluster(case.gpu, case.gpus_per_pod, case.unit, case.initial_units, case.max_units)
-    policy = AutoscalerConfig(
-        services=(
-            ServicePolicy.model_validate(
-                {"service": SERVICE, "min_units": 1, "max_units": case.max_units, **case.policy}
-            ),
-        )
-    )
+    policy = AutoscalerConfig(services=(ServicePolicy.model_validate(
+        {"service": SERVICE, "min_units": 1, "max_units": case.max_units, **case.policy}),))
     run = simulate(case.trace, sim_config(case), policy, inst, case.mode, where=case.name)
     c = run.cycles
     judged = float(c["judged"].sum())

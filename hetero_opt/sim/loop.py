@@ -115,18 +115,16 @@ def _finite(x: float | None) -> float | None:
     return x
 
 
-def _loads(
-    trace: Trace, cfg: SimConfig, hits: np.ndarray | None, share: np.ndarray | None, period: float
-) -> dict[str, list[tuple[float, float, Load]]]:
+def _loads(trace: Trace, cfg: SimConfig, hits: np.ndarray | None, share: np.ndarray | None,
+           period: float) -> dict[str, list[tuple[float, float, Load]]]:
     """Per service, offered load in windows: the trace's own windows, or request traces binned."""
     out: dict[str, list[tuple[float, float, Load]]] = {}
     for si, s in enumerate(cfg.services):
         rows: list[tuple[float, float, Load]] = []
         if isinstance(trace, RateTrace):
             frac = s.traffic_share / sum(x.traffic_share for x in cfg.services)
-            for t0, w, r, mi, mo in zip(
-                trace.start_s, trace.window_s, trace.rate_rps, trace.mean_input, trace.mean_output, strict=True
-            ):
+            for t0, w, r, mi, mo in zip(trace.start_s, trace.window_s, trace.rate_rps, trace.mean_input,
+                                        trace.mean_output, strict=True):
                 rows.append((float(t0), float(t0 + w), Load(r * w * frac, mi, mi, mo)))
         else:
             assert hits is not None
@@ -165,9 +163,8 @@ def simulate(
         from hetero_opt.sim.trace import requests_from_rates
 
         trace = requests_from_rates(trace, cfg.seed)
-    autoscaler = Autoscaler(
-        policy, cfg.solver, time_limit=cfg.solver_time_limit_s, seed=cfg.seed, startup_delay_s=cfg.startup_delay_s
-    )
+    autoscaler = Autoscaler(policy, cfg.solver, time_limit=cfg.solver_time_limit_s, seed=cfg.seed,
+                            startup_delay_s=cfg.startup_delay_s)
     book = PodBook(instance)
     rng = np.random.default_rng(cfg.seed)
     hits: np.ndarray | None = None
@@ -175,11 +172,8 @@ def simulate(
     if isinstance(trace, RequestTrace):
         hits = prefix_hits(trace, cfg.prefix_cache_blocks)
         weights = np.array([s.traffic_share for s in cfg.services])
-        share = (
-            rng.choice(len(weights), size=trace.num_requests, p=weights / weights.sum())
-            if len(weights) > 1
+        share = rng.choice(len(weights), size=trace.num_requests, p=weights / weights.sum()) if len(weights) > 1 \
             else np.zeros(trace.num_requests, dtype=int)
-        )
     period = cfg.control_period_s
     engine: RequestEngine | FluidEngine
     if mode == "request":
@@ -190,9 +184,8 @@ def simulate(
         svc_by_id = {s.id: s for s in instance.services}
         for s in cfg.services:
             role = svc_by_id[s.service].role("decode")
-            max_kv[s.service] = float(
-                max(pod_perf(s.model, g, "decode", role.gpus_per_pod).kv_capacity_tokens for g in role.gpu_types)
-            )
+            max_kv[s.service] = float(max(pod_perf(s.model, g, "decode", role.gpus_per_pod).kv_capacity_tokens
+                                          for g in role.gpu_types))
         engine = RequestEngine(trace, hits, cfg, share, max_kv)
     else:
         engine = FluidEngine(cfg, _loads(trace, cfg, hits, share, period))
@@ -333,16 +326,8 @@ def _drained(engine: RequestEngine | FluidEngine) -> bool:
     return all(engine.in_flight(s) < 1e-6 for s in engine.models)
 
 
-def _row(
-    t: float,
-    service: str,
-    w: Window,
-    m: ServiceMetrics,
-    decision: Any,
-    instance: Instance,
-    book: PodBook,
-    cfg: SimConfig,
-) -> dict[str, Any]:
+def _row(t: float, service: str, w: Window, m: ServiceMetrics, decision: Any, instance: Instance, book: PodBook,
+         cfg: SimConfig) -> dict[str, Any]:
     dt = w.t1 - w.t0
     ttft, tbt = w.latency_stats()
     act = next((s for s in decision.services if s.service == service), None) if decision is not None else None
@@ -389,9 +374,8 @@ def _row(
     }
 
 
-def _requests_frame(
-    engine: RequestEngine, trace: RequestTrace, hits: np.ndarray, share: np.ndarray, cfg: SimConfig
-) -> pd.DataFrame:
+def _requests_frame(engine: RequestEngine, trace: RequestTrace, hits: np.ndarray, share: np.ndarray,
+                    cfg: SimConfig) -> pd.DataFrame:
     arrival = np.asarray(engine.arrival)
     first = np.asarray(engine.first_t)
     finish = np.asarray(engine.finish_t)

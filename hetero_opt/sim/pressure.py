@@ -49,9 +49,11 @@ def capacity_at_slo(
     dec = pod_perf(model, gpu, "decode", gpus_per_pod)
     new = max(prompt_tokens - cached_tokens, 1.0)
     per_batch = 1
-    while (per_batch + 1) * new <= pre.token_budget and pre.prefill_time(
-        (per_batch + 1) * new, (per_batch + 1) * new * (cached_tokens + new / 2)
-    ) <= ttft_ms / 2000:
+    while (
+        (per_batch + 1) * new <= pre.token_budget
+        and pre.prefill_time((per_batch + 1) * new, (per_batch + 1) * new * (cached_tokens + new / 2))
+        <= ttft_ms / 2000
+    ):
         per_batch += 1
     t = pre.prefill_time(per_batch * new, per_batch * new * (cached_tokens + new / 2))
     prefill_tps = per_batch * new / t

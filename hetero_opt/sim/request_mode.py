@@ -71,14 +71,8 @@ class _Service:
 class RequestEngine:
     """The event loop; :meth:`run_until` advances it, :meth:`collect` closes a control window."""
 
-    def __init__(
-        self,
-        trace: RequestTrace,
-        cached: np.ndarray,
-        cfg: SimConfig,
-        service_of: np.ndarray,
-        max_kv_tokens: dict[str, float],
-    ) -> None:
+    def __init__(self, trace: RequestTrace, cached: np.ndarray, cfg: SimConfig, service_of: np.ndarray,
+                 max_kv_tokens: dict[str, float]) -> None:
         self.cfg = cfg
         self.arrival = trace.arrival_s.tolist()
         self.inp = trace.input_tokens.tolist()
@@ -253,9 +247,8 @@ class RequestEngine:
             self.join_t[r] = t  # time it left prefill, to time out later
             return
         dp = self.decode[did]
-        dt = kv_transfer_time(
-            svc.model, self.inp[r], pp.pod.gpus, pp.pod.gpu_type, dp.pod.gpus, dp.pod.gpu_type, pp.pod.s1 == dp.pod.s1
-        )
+        dt = kv_transfer_time(svc.model, self.inp[r], pp.pod.gpus, pp.pod.gpu_type, dp.pod.gpus, dp.pod.gpu_type,
+                              pp.pod.s1 == dp.pod.s1)
         self._push(t + dt, KV_DONE, r, did)
 
     def _kv_done(self, r: int, did: int, t: float) -> None:

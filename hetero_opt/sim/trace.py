@@ -102,7 +102,9 @@ def load_trace(path: str | Path, *, model: str = "m-large") -> Trace:
     if set(SERVEGEN_COLUMNS) <= set(cols):
         _unknown(p, cols, SERVEGEN_COLUMNS)
         return _servegen(p, df, model)
-    raise InputError(f"{p}: columns={list(cols)} are neither Azure {list(AZURE_COLUMNS)} nor ServeGen rate columns")
+    raise InputError(
+        f"{p}: columns={list(cols)} are neither Azure {list(AZURE_COLUMNS)} nor ServeGen rate columns"
+    )
 
 
 def _unknown(p: Path, cols: tuple[str, ...], known: tuple[str, ...]) -> None:
@@ -232,9 +234,8 @@ def requests_from_rates(trace: RateTrace, seed: int) -> RequestTrace:
     """Poisson arrivals per window; prompt/output lengths geometric around the window's means."""
     rng = np.random.default_rng(seed)
     ts, ins, outs = [], [], []
-    for s, w, r, mi, mo in zip(
-        trace.start_s, trace.window_s, trace.rate_rps, trace.mean_input, trace.mean_output, strict=True
-    ):
+    for s, w, r, mi, mo in zip(trace.start_s, trace.window_s, trace.rate_rps, trace.mean_input, trace.mean_output,
+                               strict=True):
         n = int(rng.poisson(r * w))
         ts.append(np.sort(rng.uniform(s, s + w, n)))
         ins.append(rng.geometric(1.0 / max(mi, 1.0), n))
@@ -272,12 +273,5 @@ def scale_rates(trace: RateTrace, factor: float) -> RateTrace:
     """The same windows with every rate multiplied by ``factor``."""
     if factor <= 0:
         raise InputError(f"scale={factor} must be positive")
-    return RateTrace(
-        f"{trace.name}x{factor:g}",
-        trace.start_s,
-        trace.window_s,
-        trace.rate_rps * factor,
-        trace.mean_input,
-        trace.mean_output,
-        trace.gaps,
-    )
+    return RateTrace(f"{trace.name}x{factor:g}", trace.start_s, trace.window_s, trace.rate_rps * factor,
+                     trace.mean_input, trace.mean_output, trace.gaps)

@@ -259,7 +259,9 @@ def _one_unit_group(
         (a, b)
         for a in nodes
         for b in nodes
-        if a["s1"] == b["s1"] and room(a, p_role, need_p) and room(b, d_role, need_d + (need_p if a is b else 0))
+        if a["s1"] == b["s1"]
+        and room(a, p_role, need_p)
+        and room(b, d_role, need_d + (need_p if a is b else 0))
     ]
     if not pairs:
         return None

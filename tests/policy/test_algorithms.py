@@ -241,28 +241,14 @@ def test_scale_in_window_takes_max() -> None:
 def test_proportional_scale_in_keeps_headroom() -> None:
     # 5 pods on 10 units (d=1): R = 0.5 < 0.9; 10 % headroom → ceil(5.5) = 6 units, not 5
     r = proportional_decision(
-        decode_tps=500,
-        target_tps_per_pod=100,
-        supply_units=10,
-        decode_per_unit=1,
-        theta_out=0.1,
-        theta_in=0.1,
-        out_cooldown_ok=True,
-        in_cooldown_ok=True,
-        in_headroom=0.1,
+        decode_tps=500, target_tps_per_pod=100, supply_units=10, decode_per_unit=1,
+        theta_out=0.1, theta_in=0.1, out_cooldown_ok=True, in_cooldown_ok=True, in_headroom=0.1,
     )
     assert (r.action, r.target_units) == ("in", 6)
     # 8.5 pods on 10 units: R = 0.85 < 0.9 but ceil(8.5 × 1.2) = 11 ≥ 10 with 20 % headroom → no change
     r = proportional_decision(
-        decode_tps=850,
-        target_tps_per_pod=100,
-        supply_units=10,
-        decode_per_unit=1,
-        theta_out=0.1,
-        theta_in=0.1,
-        out_cooldown_ok=True,
-        in_cooldown_ok=True,
-        in_headroom=0.2,
+        decode_tps=850, target_tps_per_pod=100, supply_units=10, decode_per_unit=1,
+        theta_out=0.1, theta_in=0.1, out_cooldown_ok=True, in_cooldown_ok=True, in_headroom=0.2,
     )
     assert (r.action, r.target_units) == ("none", 10)
     assert "headroom keeps 11 units" in r.reason

@@ -65,13 +65,8 @@ def test_no_scale_in_at_the_cooldown_boundary() -> None:
     ]
     # without the window the scale-in fires exactly when the cooldown ends
     d, _ = decide(
-        _cfg(scale_in_window_s=0),
-        ServicePolicyState(last_scale_out_at=0.0),
-        1200.0,
-        ServiceMetrics(decode_tps=500),
-        10,
-        0,
-        (1, 1),
+        _cfg(scale_in_window_s=0), ServicePolicyState(last_scale_out_at=0.0), 1200.0,
+        ServiceMetrics(decode_tps=500), 10, 0, (1, 1),
     )
     assert (d.action, d.target_units) == ("in", 6)
 

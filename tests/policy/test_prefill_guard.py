@@ -153,9 +153,8 @@ def test_targets_are_non_negative_integers_at_the_units_ratio(loads: list[tuple[
 def test_scale_units_holds_enough_units_for_prefill_at_the_bound() -> None:
     # bounds 2..4 P per D (profile): p_max = 4; 54,400 / (4 x 3,400 x 0.8) = 5 units; decode alone wants 2
     m = ServiceMetrics(decode_tps=2600, prefill_tps=54_400)
-    guard = PrefillGuardConfig(
-        prefill_tps_per_pod=3400, min_prefill_per_decode=2, max_prefill_per_decode=4, scale_units=True
-    )
+    guard = PrefillGuardConfig(prefill_tps_per_pod=3400, min_prefill_per_decode=2, max_prefill_per_decode=4,
+                               scale_units=True)
     d, _ = decide(_svc(prefill_guard=guard), ServicePolicyState(), 0.0, m, 2, 0, (3, 1))
     assert (d.target_units, d.unit, d.alerts) == (5, (4, 1), ())
     assert "prefill needs 5 units" in d.reason

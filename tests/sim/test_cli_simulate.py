@@ -28,19 +28,9 @@ def test_readme_example_runs_as_written(tmp_path: Path, monkeypatch: pytest.Monk
     args[args.index("--out-dir") + 1] = str(out)
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
-    for key in (
-        "gpu_hours",
-        "slo_attainment_ttft",
-        "slo_attainment_tbt",
-        "slo_attainment_both",
-        "actions",
-        "reversals_within_30min",
-        "pd_ratio_drift_max",
-        "windows_prefill_short",
-        "windows_decode_short",
-        "prefill_gpu_util_mean",
-        "decode_gpu_util_mean",
-    ):
+    for key in ("gpu_hours", "slo_attainment_ttft", "slo_attainment_tbt", "slo_attainment_both", "actions",
+                "reversals_within_30min", "pd_ratio_drift_max", "windows_prefill_short", "windows_decode_short",
+                "prefill_gpu_util_mean", "decode_gpu_util_mean"):
         assert key in summary
     assert summary["arrivals"] == summary["completed"] + summary["dropped_total"]
     assert (out / "cycles.csv").stat().st_size > 0
@@ -74,31 +64,17 @@ BAD_AZURE = "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46,10,5\n
     [
         ("TIMESTAMP,ContextTokens,GeneratedTokens,Extra\n2023-11-16 18:15:46,10,5,1\n", "column='Extra' is unknown"),
         (BAD_AZURE.format(-3), "row 2: ContextTokens=-3.0 must be at least 1"),
-        (
-            "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46,10,5\n2023-11-16 18:15:40,10,5\n",
-            "row 2: TIMESTAMP goes back in time",
-        ),
+        ("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46,10,5\n2023-11-16 18:15:40,10,5\n",
+         "row 2: TIMESTAMP goes back in time"),
     ],
 )
-def test_bad_trace_exit_2_nothing_written(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], trace_text: str, match: str
-) -> None:
+def test_bad_trace_exit_2_nothing_written(tmp_path: Path, capsys: pytest.CaptureFixture[str], trace_text: str,
+                                          match: str) -> None:
     trace = tmp_path / "t.csv"
     trace.write_text(trace_text)
     out = tmp_path / "out"
-    code = main(
-        [
-            "simulate",
-            "--trace",
-            str(trace),
-            "--config",
-            str(SIM_DIR / "sim.yaml"),
-            "--cluster",
-            str(SIM_DIR / "cluster.yaml"),
-            "--out-dir",
-            str(out),
-        ]
-    )
+    code = main(["simulate", "--trace", str(trace), "--config", str(SIM_DIR / "sim.yaml"), "--cluster",
+                 str(SIM_DIR / "cluster.yaml"), "--out-dir", str(out)])
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert match in err

@@ -12,18 +12,8 @@ from hetero_opt.policy.profiles import load_profile
 from hetero_opt.sim.harness import build_cluster, flat_rate, head, rate_scaled, workload_mix
 from hetero_opt.sim.trace import RateTrace, RequestTrace, load_trace
 
-FAST = [
-    "--model",
-    "llama3-70b",
-    "--gpu",
-    "H20",
-    "--trace",
-    str(CONV),
-    "--pressure-window",
-    "300",
-    "--compare-window",
-    "600",
-]
+FAST = ["--model", "llama3-70b", "--gpu", "H20", "--trace", str(CONV), "--pressure-window", "300",
+        "--compare-window", "600"]
 
 
 def test_curate_writes_a_loadable_reproducible_profile(tmp_path: Path) -> None:
@@ -61,9 +51,8 @@ def test_curate_writes_a_loadable_reproducible_profile(tmp_path: Path) -> None:
         (["--tbt-ms", "1"], "no unit reaches"),
     ],
 )
-def test_curate_bad_input_exits_2_and_writes_nothing(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], change: list[str], message: str
-) -> None:
+def test_curate_bad_input_exits_2_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      change: list[str], message: str) -> None:
     args = list(FAST)
     i = args.index(change[0]) if change[0] in args else None
     if i is not None:

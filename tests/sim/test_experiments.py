@@ -13,30 +13,10 @@ from hetero_opt.cli import main
 SERVEGEN = str(TRACES / "servegen_2025_rate_10min.csv")
 TINY = {
     "pd-ratio": ["--trace", str(CONV), "--pressure-window", "300"],
-    "signals": [
-        "--trace",
-        SERVEGEN,
-        "--window",
-        "7200",
-        "--pressure-window",
-        "600",
-        "--period",
-        "600",
-        "--scale",
-        "0.05",
-    ],
-    "savings": [
-        "--trace",
-        SERVEGEN,
-        "--window",
-        "7200",
-        "--pressure-window",
-        "600",
-        "--period",
-        "600",
-        "--scale",
-        "0.05",
-    ],
+    "signals": ["--trace", SERVEGEN, "--window", "7200", "--pressure-window", "600", "--period", "600",
+                "--scale", "0.05"],
+    "savings": ["--trace", SERVEGEN, "--window", "7200", "--pressure-window", "600", "--period", "600",
+                "--scale", "0.05"],
 }
 
 
@@ -75,9 +55,8 @@ def test_pd_ratio_peaks_mid_range(tmp_path: Path) -> None:
         (["pd-ratio", "--gpu", "Z99"], "Z99"),
     ],
 )
-def test_experiment_bad_input_exits_2_and_writes_nothing(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
-) -> None:
+def test_experiment_bad_input_exits_2_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                         args: list[str], message: str) -> None:
     out = tmp_path / "out"
     assert main(["experiment", args[0], "--out-dir", str(out), *args[1:]]) == 2
     err = capsys.readouterr().err.strip()

@@ -44,15 +44,8 @@ def test_fluid_conservation_is_exact_and_decode_util_stays_high() -> None:
     cfg, _, inst = example()
     tr = load_trace(TRACES / "servegen_2025_rate_10min.csv")
     assert isinstance(tr, RateTrace)
-    day = RateTrace(
-        tr.name,
-        tr.start_s[:144],
-        tr.window_s[:144],
-        tr.rate_rps[:144] * 0.02,
-        tr.mean_input[:144],
-        tr.mean_output[:144],
-        tr.gaps[:144],
-    )
+    day = RateTrace(tr.name, tr.start_s[:144], tr.window_s[:144], tr.rate_rps[:144] * 0.02, tr.mean_input[:144],
+                    tr.mean_output[:144], tr.gaps[:144])
     run = simulate(day, cfg.replace(control_period_s=600.0), static(2), inst, "fluid")
     assert np.isclose(run.arrivals, run.completed + run.extra["dropped_exact"], rtol=1e-9)
     # paper Fig. 2c: decode GPU utilisation stays high even when decode TPS is far below capacity
@@ -89,18 +82,8 @@ def test_more_capacity_never_worse_latency(units: int, scale: float) -> None:
     cfg, _, inst = example()
     tr = load_trace(TRACES / "servegen_2025_rate_10min.csv")
     assert isinstance(tr, RateTrace)
-    part = scale_rates(
-        RateTrace(
-            tr.name,
-            tr.start_s[:18],
-            tr.window_s[:18],
-            tr.rate_rps[:18],
-            tr.mean_input[:18],
-            tr.mean_output[:18],
-            tr.gaps[:18],
-        ),
-        scale,
-    )
+    part = scale_rates(RateTrace(tr.name, tr.start_s[:18], tr.window_s[:18], tr.rate_rps[:18], tr.mean_input[:18],
+                                 tr.mean_output[:18], tr.gaps[:18]), scale)
     cfg = cfg.replace(control_period_s=600.0)
     end = part.duration_s
     few = simulate(part, cfg, static(units), inst, "fluid").cycles

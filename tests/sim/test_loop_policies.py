@@ -25,13 +25,8 @@ HYBRID = {
 )
 def test_policy_and_solver_in_the_loop(policy: str, solver: str, extra: dict[str, object]) -> None:
     cfg, _, inst = example()
-    pol = AutoscalerConfig(
-        services=(
-            ServicePolicy.model_validate(
-                {"service": "chat", "policy": policy, "min_units": 1, "max_units": 40, **extra}
-            ),
-        )
-    )
+    pol = AutoscalerConfig(services=(ServicePolicy.model_validate(
+        {"service": "chat", "policy": policy, "min_units": 1, "max_units": 40, **extra}),))
     run = simulate(conv(600), cfg.replace(solver=solver, solver_time_limit_s=1.0), pol, inst, "request")
     assert run.arrivals == run.completed + sum(run.dropped.values())
     c = run.cycles
@@ -76,10 +71,8 @@ def test_placed_gpu_type_and_s1_set_the_speed() -> None:
     h20 = _moved(inst, "sa0-n4", ["sa0-n0", "sa0-n1", "sa0-n2", "sa0-n3"], "sa")
     l20 = _moved(inst, "sc0-n4", ["sc0-n0", "sc0-n1", "sc0-n2", "sc0-n3"], "sc")  # decode on L20 (GDDR6)
     cross = _moved(inst, "sa1-n0", ["sa0-n0", "sa0-n1", "sa0-n2", "sa0-n3"], "sa")  # decode in another S1
-    runs = {
-        k: simulate(trace, cfg, static(2), v, "request").requests
-        for k, v in {"h20": h20, "l20": l20, "cross": cross}.items()
-    }
+    runs = {k: simulate(trace, cfg, static(2), v, "request").requests for k, v in
+            {"h20": h20, "l20": l20, "cross": cross}.items()}
     tbt = {k: float(r["tbt_s"].mean()) for k, r in runs.items() if r is not None}
     ttft = {k: float(r["ttft_s"].mean()) for k, r in runs.items() if r is not None}
     assert tbt["l20"] > 1.3 * tbt["h20"]  # 0.86 TB/s GDDR6 and PCIe all-reduce vs 4 TB/s HBM3

@@ -15,9 +15,8 @@ def test_looser_slo_more_capacity() -> None:
 def test_prefix_hits_lower_the_prefill_share() -> None:
     # DeepSeek's day: 56.3 % of input tokens hit the cache; fewer prefill pods per decode pod with hits
     cold = capacity_at_slo("deepseek-v3", "H800", 8, ttft_ms=2000, tbt_ms=50, prompt_tokens=2000, output_tokens=1000)
-    warm = capacity_at_slo(
-        "deepseek-v3", "H800", 8, ttft_ms=2000, tbt_ms=50, prompt_tokens=2000, output_tokens=1000, cached_tokens=1126
-    )
+    warm = capacity_at_slo("deepseek-v3", "H800", 8, ttft_ms=2000, tbt_ms=50, prompt_tokens=2000, output_tokens=1000,
+                           cached_tokens=1126)
     assert warm.pd_ratio < cold.pd_ratio
 
 
