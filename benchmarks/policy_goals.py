@@ -38,8 +38,7 @@ def cases(quick: bool) -> list[tuple[str, Trace, str, float]]:
     assert isinstance(sg, RateTrace)
     sg = scale_rates(sg, SERVEGEN_SCALE)
     out: list[tuple[str, Trace, str, float]] = [
-        (f"servegen m-large x{SERVEGEN_SCALE:g}, fluid", head(sg, 86400 if quick else 14 * 86400), "fluid", 300.0)
-    ]
+        (f"servegen m-large x{SERVEGEN_SCALE:g}, fluid", head(sg, 86400 if quick else 14 * 86400), "fluid", 300.0)]
     for name in ("azure_llm_2023_code.csv", "azure_llm_2023_conv.csv"):
         tr = load_trace(TRACES / name)
         assert isinstance(tr, RequestTrace)
@@ -50,25 +49,15 @@ def cases(quick: bool) -> list[tuple[str, Trace, str, float]]:
 
 def measure(label: str, trace: Trace, mode: str, period: float) -> list[dict[str, Any]]:
     """Curate, then the three policies in the loop; one row per policy."""
-    settings = CurateSettings(
-        "llama3-70b",
-        GPU,
-        4,
-        2000.0,
-        100.0,
-        attainment=0.9,
-        pressure_window_s=1200.0,
-        mode=mode,
-        control_period_s=period,
-    )
+    settings = CurateSettings("llama3-70b", GPU, 4, 2000.0, 100.0, attainment=0.9, pressure_window_s=1200.0,
+                              mode=mode, control_period_s=period)
     _, results = pd_sweep(trace, settings)
     best = best_of(results)
     peak = peak_units(trace, best.unit, best.prefill_tps_per_pod, best.decode_tps_per_pod, period)
     pols = candidate_policies(best.decode_tps_per_pod, best.prefill_tps_per_pod, peak, settings)
     pols = {k: v for k, v in pols.items() if k in ("proportional", "proportional+prefill", "hpa", "static")}
-    rows = compare_policies(
-        trace, settings, best.unit, best.prefill_tps_per_pod, best.decode_tps_per_pod, policies=pols
-    )
+    rows = compare_policies(trace, settings, best.unit, best.prefill_tps_per_pod, best.decode_tps_per_pod,
+                            policies=pols)
     for r in rows:
         r["trace"] = label
         r["unit"] = f"{best.unit[0]}P:{best.unit[1]}D"
@@ -100,22 +89,8 @@ def main() -> None:
         print(f"{label}: {time.perf_counter() - start:.1f} s", flush=True)
     df = pd.DataFrame(rows)
     df["dropped_share"] = df["dropped"] / df["arrivals"]
-    cols = [
-        "trace",
-        "unit",
-        "name",
-        "att_ttft",
-        "att_tbt",
-        "dropped_share",
-        "gpu_hours",
-        "vs_static",
-        "vs_oracle",
-        "oracle_gpu_hours",
-        "reversals_per_day",
-        "actions",
-        "cycles_off_unit",
-        "pd_drift_max",
-    ]
+    cols = ["trace", "unit", "name", "att_ttft", "att_tbt", "dropped_share", "gpu_hours", "vs_static", "vs_oracle",
+            "oracle_gpu_hours", "reversals_per_day", "actions", "cycles_off_unit", "pd_drift_max"]
     with pd.option_context("display.width", 250, "display.max_columns", 30):
         print(df[cols].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     for r in rows:

@@ -34,12 +34,10 @@ def test_request_mode_azure_conv_x10(benchmark: Any) -> None:
     start, cpu = time.perf_counter(), time.process_time()
     run = benchmark.pedantic(simulate, args=(trace, cfg, policy, inst, "request"), rounds=1, iterations=1)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-    print(
-        f"\nrequest mode, Azure conv x10: {trace.num_requests} requests in {wall:.1f} s wall ({cpu:.1f} s CPU) = "
-        f"{trace.num_requests / wall:,.0f} simulated requests per wall s "
-        f"({trace.num_requests / cpu:,.0f} per CPU s); "
-        f"{run.completed:.0f} completed, dropped {run.dropped}; {len(run.cycles)} cycles"
-    )
+    print(f"\nrequest mode, Azure conv x10: {trace.num_requests} requests in {wall:.1f} s wall ({cpu:.1f} s CPU) = "
+          f"{trace.num_requests / wall:,.0f} simulated requests per wall s "
+          f"({trace.num_requests / cpu:,.0f} per CPU s); "
+          f"{run.completed:.0f} completed, dropped {run.dropped}; {len(run.cycles)} cycles")
     assert run.arrivals == run.completed + sum(run.dropped.values())
     assert wall < REQUEST_LIMIT_S
 
@@ -54,8 +52,6 @@ def test_fluid_mode_servegen_14_days(benchmark: Any) -> None:
     run = benchmark.pedantic(simulate, args=(trace, cfg, policy, inst, "fluid"), rounds=1, iterations=1)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     days = trace.duration_s / 86400
-    print(
-        f"\nfluid mode, ServeGen m-large x0.02, {days:.0f} days: {wall:.1f} s wall ({cpu:.1f} s CPU), "
-        f"{run.arrivals / wall:,.0f} simulated requests/s, {run.cycles['time'].nunique()} control cycles"
-    )
+    print(f"\nfluid mode, ServeGen m-large x0.02, {days:.0f} days: {wall:.1f} s wall ({cpu:.1f} s CPU), "
+          f"{run.arrivals / wall:,.0f} simulated requests/s, {run.cycles['time'].nunique()} control cycles")
     assert wall < FLUID_LIMIT_S
