@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hetero_opt import Instance
+from hetero_opt import Instance, Plan, Score, build_view
+from hetero_opt.placement.backend import Backend, Hint, SolveOptions
+from hetero_opt.placement.binding import bind_plan
+from hetero_opt.placement.greedy import greedy_counts
 
 INSTANCES_DIR = Path(__file__).resolve().parent.parent / "instances"
 BUNDLED = sorted(p for p in INSTANCES_DIR.iterdir() if p.suffix in (".yaml", ".yml", ".json"))
@@ -116,3 +120,26 @@ _VALID: dict[str, Any] = instance_dict(
 def valid_dict() -> dict[str, Any]:
     """A fresh copy of a small valid instance touching every entity kind (for one-defect mutations)."""
     return copy.deepcopy(_VALID)
+
+
+@dataclass
+class BackendRun:
+    """A backend's own output before ``solve()``'s checks: its counts bound to nodes, its status and bound."""
+
+    plan: Plan  # the backend's counts bound to nodes; the greedy plan when it returned none
+    greedy: Plan
+    status: str
+    bound: Score | None
+    fallback_reason: str
+    termination: str
+    stats: dict[str, float]
+
+
+def run_backend(inst: Instance, backend: Backend, **options: Any) -> BackendRun:
+    """Run ``backend`` on ``inst`` from the greedy's counts, as ``solve()`` does, and bind what it returns."""
+    view = build_view(inst)
+    counts = greedy_counts(view)
+    greedy = bind_plan(view, counts)
+    out = backend.solve(view, Hint(counts, greedy), SolveOptions(**options))
+    plan = greedy if out.counts is None else bind_plan(view, out.counts)
+    return BackendRun(plan, greedy, out.status, out.bound, out.fallback_reason, out.termination, out.stats)

@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from conftest import BackendRun, node, run_backend
 from conftest import make_instance as instance
-from conftest import node
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hetero_opt import Instance, build_view, score, solve, verify
-from hetero_opt.placement.backend import BackendOutput, SolveOptions
+from hetero_opt import Instance, score, solve, verify
 from hetero_opt.placement.cpsat import CpSatBackend, hint_is_feasible
 from hetero_opt.placement.greedy import greedy_plan
 
@@ -30,14 +29,12 @@ def pd_service(sid: str, prio: int, affinity: str, p_types: list[str], d_types: 
     }
 
 
-def run(inst: Instance, seed: int = 0) -> BackendOutput:
+def run(inst: Instance, seed: int = 0) -> BackendRun:
     """The backend's own output (before solve()'s fallback), checked against greedy and verify."""
-    view = build_view(inst)
-    greedy = greedy_plan(inst, view)
-    out = CpSatBackend().solve(view, greedy, SolveOptions(time_limit=5.0, seed=seed, num_workers=2))
+    out = run_backend(inst, CpSatBackend(), time_limit=5.0, seed=seed, num_workers=2)
     assert out.status != "fallback", out.fallback_reason
-    assert verify(inst, out.plan, view) == []
-    assert score(inst, out.plan, view) <= score(inst, greedy, view)
+    assert verify(inst, out.plan) == []
+    assert score(inst, out.plan) <= score(inst, out.greedy)
     assert hint_is_feasible(inst)
     return out
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import pulp
 import pytest
+from conftest import run_backend
 
 from hetero_opt.instance import Instance
-from hetero_opt.placement.backend import SolveOptions
-from hetero_opt.placement.greedy import greedy_plan
+from hetero_opt.placement.greedy import greedy_counts, greedy_plan
 from hetero_opt.placement.milp import MilpBackend, build_model
 from hetero_opt.placement.objective import Score, score
 from hetero_opt.placement.plan import Plan
@@ -69,13 +69,11 @@ def make(nodes: list[dict[str, Any]], services: list[dict[str, Any]], requests: 
 
 def run(instance: Instance, engine: str, **opts: Any) -> tuple[Plan, Score, Score, str, Score | None]:
     """Solve with the backend directly; check the plan; return plan, its score, greedy's, status, bound."""
-    view = build_view(instance)
-    hint = greedy_plan(instance, view)
-    out = MilpBackend(engine).solve(view, hint, SolveOptions(time_limit=opts.pop("time_limit", 20.0), **opts))
+    out = run_backend(instance, MilpBackend(engine), **{"time_limit": 20.0, **opts})
     assert out.fallback_reason == ""
-    assert verify(instance, out.plan, view) == []
-    got, greedy = score(instance, out.plan, view), score(instance, hint, view)
-    assert got <= greedy
+    assert verify(instance, out.plan) == []
+    got, greedy = score(instance, out.plan), score(instance, out.greedy)
+    assert got.modelled() <= greedy.modelled()
     return out.plan, got, greedy, out.status, out.bound
 
 
@@ -218,12 +216,10 @@ def test_no_time_left_keeps_the_greedy_incumbent(engine: str) -> None:
     # A budget too small for any stage: every stage keeps the incumbent (the greedy plan's values),
     # the status says the plan is not proven, and the plan is as good as greedy's.
     instance = greedy_trap()
-    view = build_view(instance)
-    hint = greedy_plan(instance, view)
-    out = MilpBackend(engine).solve(view, hint, SolveOptions(time_limit=0.001))
+    out = run_backend(instance, MilpBackend(engine), time_limit=0.001)
     assert out.status == "feasible"
-    assert verify(instance, out.plan, view) == []
-    assert terms(score(instance, out.plan, view)) == terms(score(instance, hint, view))
+    assert verify(instance, out.plan) == []
+    assert terms(score(instance, out.plan)) == terms(score(instance, out.greedy))
     assert "no time left" in out.termination
 
 
@@ -328,19 +324,17 @@ def test_mixed_pod_sizes_pack_exactly(engine: str) -> None:
     assert got.unserved_gpus == [6]
 
 
-def test_non_chain_sizes_that_do_not_bind_fall_back() -> None:
+def test_non_chain_counts_that_do_not_bind_give_the_greedy_plan() -> None:
     # Sizes 2 and 3 are no chain. A unit = 2 prefill of 3 + 1 decode of 2 = 8 GPUs; two nodes with
     # 4 free pass the relaxed rows (8 <= 8 GPUs, 2 pods of >= 3 <= 2 slots) but the pods do not pack.
     nodes = [node("n1", "H20", 4, "l", "l-1"), node("n2", "H20", 4, "l", "l-1")]
     svc = pd_service("s", 1, "s1", (3, ["H20"]), (2, ["H20"]))
     svc["pd_ratio"] = {"prefill": 2, "decode": 1}
     instance = make(nodes, [svc], {"s": 1})
-    view = build_view(instance)
-    hint = greedy_plan(instance, view)
-    out = MilpBackend("highs").solve(view, hint, SolveOptions(time_limit=10))
-    assert out.status == "fallback"
-    assert "cannot bind" in out.fallback_reason
-    assert out.plan == hint
+    result = solve(instance, "milp", time_limit=10)  # the MILP's counts are bound by solve(): they fail
+    assert result.status == "fallback"
+    assert "cannot bind" in result.fallback_reason
+    assert result.plan == greedy_plan(instance)
 
 
 def test_hint_is_a_feasible_start() -> None:
@@ -348,8 +342,8 @@ def test_hint_is_a_feasible_start() -> None:
     view = build_view(instance)
     from hetero_opt.placement.milp.model import hint_values
 
-    values = hint_values(build_model(view), view, greedy_plan(instance, view))
-    assert values is not None  # greedy's plan is expressible and satisfies every row
+    values = hint_values(build_model(view), view, greedy_counts(view).drafts)
+    assert values is not None  # greedy's counts are expressible and satisfy every row
 
 
 def test_engines_agree_on_all_terms() -> None:
@@ -403,8 +397,7 @@ def test_through_solve_entry_point(engine: str) -> None:
 def test_export_writes_mps_and_lp_that_read_back(engine: str, tmp_path: Path) -> None:
     prefix = str(tmp_path / "model")
     instance = greedy_trap()
-    view = build_view(instance)
-    out = MilpBackend(engine).solve(view, greedy_plan(instance, view), SolveOptions(time_limit=20, export_model=prefix))
+    out = run_backend(instance, MilpBackend(engine), time_limit=20, export_model=prefix)
     assert out.status == "optimal"
     lp_text = Path(prefix + ".lp").read_text()
     assert "Minimize" in lp_text
@@ -413,7 +406,7 @@ def test_export_writes_mps_and_lp_that_read_back(engine: str, tmp_path: Path) ->
     _, prob = pulp.LpProblem.fromMPS(prefix + ".mps")
     prob.solve(pulp.PULP_CBC_CMD(msg=False))
     assert pulp.LpStatus[prob.status] == "Optimal"
-    assert round(pulp.value(prob.objective)) == score(instance, out.plan, view).new_groups == 2
+    assert round(pulp.value(prob.objective)) == score(instance, out.plan).new_groups == 2
 
 
 def test_highs_thread_count_can_change_between_solves() -> None:
