@@ -84,7 +84,7 @@ class Backend(Protocol):
 
 
 def finishing_reserve(view: TopologyView) -> float:
-    """Seconds :func:`~hetero_opt.placement.solve.solve` keeps back from the backend for the solver's
-    overshoot and for binding, verifying and scoring its counts (a rule on size; ``solve()`` adds
-    what binding and scoring the greedy's counts took on this machine)."""
+    """Seconds :func:`~hetero_opt.placement.solve.solve` keeps back from the backend for its overshoot
+    past the deadline and its extraction of counts (a rule on size; ``solve()`` adds what binding,
+    verifying and scoring the backend's counts will take, measured on the greedy's)."""
     return 0.03 + 8e-6 * len(view.instance.nodes)

@@ -99,9 +99,9 @@ def solve(
     plan, final_score, why, kept = greedy, greedy_score, "", False
     if name != "greedy":
         backend = get_backend(solver) if isinstance(solver, str) else solver
-        # Keep back binding, verifying and scoring the backend's counts: the rule plus twice what binding
-        # and scoring the greedy's took here (verification costs about as much as both).
-        deadline = start + time_limit - finishing_reserve(view) - 2.0 * finish
+        # Keep back the backend's overshoot (a rule on size) and binding, verifying and scoring its counts:
+        # three times what binding and scoring the greedy's took here (verification costs about as much).
+        deadline = start + time_limit - finishing_reserve(view) - 3.0 * finish
         options = SolveOptions(time_limit, seed, num_workers, log, export_model, deterministic, deadline)
         out = _run_backend(backend, view, Hint(greedy_counts_, greedy), options)
         plan, final_score, why, kept = _checked(view, out, greedy, greedy_score, name)
