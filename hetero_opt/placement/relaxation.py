@@ -58,6 +58,7 @@ class Relaxation:
     premium: dict[int, float]
     groups: dict[int, float]
     relaxed: int = 0  # (S1, GPU type) cells whose pod sizes are not a divisibility chain
+    request_rows: dict[str, tuple[int, int]] = field(default_factory=dict)  # service -> (its units row, delta)
 
     @property
     def num_cols(self) -> int:
@@ -98,21 +99,25 @@ def build_relaxation(view: TopologyView, requests: list[RequestView], load: Load
         rank_cost: dict[tuple[str, str], int] = {
             (r.name, t): penalty * i for r in svc.roles for i, t in enumerate(r.gpu_types)
         }
+        per_unit = sorted(svc.pods_per_unit.items())  # a property: once per request, not per slot
         served = lp.served.setdefault(svc.priority, {})
+        gpus_per_unit = float(svc.gpus_per_unit)
         opens: list[tuple[int, float]] = []
         units_terms: list[tuple[int, float]] = []
         for spec in out_slot_specs(view, req):
             cols = SlotColumns(spec, lp.add_col(spec.max_units), None, {}, {})
             units_terms.append((cols.units, 1.0))
-            served[cols.units] = float(svc.gpus_per_unit)
+            served[cols.units] = gpus_per_unit
             if spec.new:
                 cols.open = lp.add_col(1)
                 opens.append((cols.open, 1.0))
                 lp.groups[cols.open] = 1.0
-                lp.add_row([(cols.units, 1.0), (cols.open, -float(spec.max_units))], -inf, 0.0)
-                lp.add_row([(cols.units, 1.0), (cols.open, -1.0)], 0.0, inf)
-            for key, n in spec.cells:
-                col = lp.add_col(n)
+                lp.add_row_arrays([cols.units, cols.open], [1.0, -float(spec.max_units)], -inf, 0.0)
+                lp.add_row_arrays([cols.units, cols.open], [1.0, -1.0], 0.0, inf)
+            first = lp.num_cols
+            lp.lower.extend([0.0] * len(spec.cells))
+            lp.upper.extend([float(n) for _, n in spec.cells])
+            for col, (key, _) in enumerate(spec.cells, start=first):
                 cols.cells[key] = col
                 role, s1, gpu_type = key
                 size = size_of[role]
@@ -120,9 +125,10 @@ def build_relaxation(view: TopologyView, requests: list[RequestView], load: Load
                 items.setdefault((s1, gpu_type), []).append((size, col))
             for s1, n in spec.replicas:
                 cols.replicas[s1] = lp.add_col(n)
-            _slot_rows(lp, cols)
+            _slot_rows(lp, cols, per_unit)
             lp.slots.append(cols)
         if units_terms:
+            lp.request_rows[svc.id] = (len(lp.row_starts), req.delta)
             lp.add_row(units_terms, -inf, float(req.delta))
         if len(opens) > svc.max_new_groups:
             lp.add_row(opens, -inf, float(svc.max_new_groups))
@@ -132,8 +138,9 @@ def build_relaxation(view: TopologyView, requests: list[RequestView], load: Load
     return lp
 
 
-def _slot_rows(lp: Relaxation, cols: SlotColumns) -> None:
-    """Whole units with exact ratios (MoE: whole prefill replicas per S1), as in the CP-SAT model."""
+def _slot_rows(lp: Relaxation, cols: SlotColumns, per_unit: list[tuple[str, int]]) -> None:
+    """Whole units with exact ratios (MoE: whole prefill replicas per S1), as in the CP-SAT model;
+    ``per_unit``: the service's pods per unit by role, sorted."""
     svc = cols.spec.request.service
     ratio = svc.attn_ffn_ratio
     by_role: dict[str, list[int]] = {}
@@ -142,10 +149,10 @@ def _slot_rows(lp: Relaxation, cols: SlotColumns) -> None:
         by_role.setdefault(role, []).append(c)
         if ratio is not None:
             by_role_s1.setdefault((role, s1), []).append(c)
-    for role, per_unit in sorted(svc.pods_per_unit.items()):
+    for role, pods in per_unit:
         if ratio is None or role == "decode":
             index = by_role.get(role, [])
-            lp.add_row_arrays([*index, cols.units], [1.0] * len(index) + [-float(per_unit)], 0.0, 0.0)
+            lp.add_row_arrays([*index, cols.units], [1.0] * len(index) + [-float(pods)], 0.0, 0.0)
     if ratio is not None:
         for s1, y in sorted(cols.replicas.items()):
             for role, k in (("prefill-attn", ratio.prefill), ("prefill-ffn", ratio.decode)):
@@ -163,7 +170,9 @@ class LpOutcome:
     premium_lb: int | None = None
     groups_lb: int | None = None
     values: np.ndarray | None = None
+    reduced: np.ndarray | None = None  # reduced costs of the columns (full-service LP only)
     complete: bool = False  # every stage solved to optimality
+    full_service: bool = False  # solved with every request fully served (served bounds trivial)
     stats: dict[str, float] = field(default_factory=dict)
 
 
@@ -182,20 +191,8 @@ def solve_relaxation(
         out.complete = True
         return out
     start = time.perf_counter()
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
+    h = _highs(lp)
     n = lp.num_cols
-    h.addVars(n, np.array(lp.lower), np.array(lp.upper))
-    starts = np.array(lp.row_starts, dtype=np.int32)
-    h.addRows(
-        len(lp.row_starts),
-        np.array(lp.row_lower),
-        np.array(lp.row_upper),
-        len(lp.row_index),
-        starts,
-        np.array(lp.row_index, dtype=np.int32),
-        np.array(lp.row_value),
-    )
     out.stats["lp_build_s"] = time.perf_counter() - start
     stages: list[tuple[str, dict[int, float], bool]] = [
         *((f"served{p}", terms, True) for p, terms in lp.served.items()),
@@ -208,10 +205,7 @@ def solve_relaxation(
         left = deadline - time.perf_counter()
         if left <= 0 or name == stop_before:
             return out
-        cost = np.zeros(n)
-        for i, c in terms.items():
-            cost[i] = c
-        h.changeColsCost(n, everything, cost)
+        h.changeColsCost(n, everything, _cost(n, terms))
         h.changeObjectiveSense(highspy.ObjSense.kMaximize if maximise else highspy.ObjSense.kMinimize)
         # HiGHS compares time_limit with the object's run time summed over every run() (issues #1331, #1477)
         h.setOptionValue("time_limit", h.getRunTime() + max(left, 1e-3))
@@ -245,3 +239,175 @@ def solve_relaxation(
     out.complete = True
     out.stats["lp_s"] = time.perf_counter() - start
     return out
+
+
+def _highs(lp: Relaxation) -> highspy.Highs:
+    """A quiet HiGHS model of ``lp`` (columns, bounds and rows; no costs yet)."""
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.addVars(lp.num_cols, np.array(lp.lower), np.array(lp.upper))
+    h.addRows(
+        len(lp.row_starts),
+        np.array(lp.row_lower),
+        np.array(lp.row_upper),
+        len(lp.row_index),
+        np.array(lp.row_starts, dtype=np.int32),
+        np.array(lp.row_index, dtype=np.int32),
+        np.array(lp.row_value),
+    )
+    return h
+
+
+def _cost(n: int, terms: dict[int, float]) -> np.ndarray:
+    cost = np.zeros(n)
+    if terms:
+        cost[np.fromiter(terms.keys(), dtype=np.int64, count=len(terms))] = np.fromiter(
+            terms.values(), dtype=float, count=len(terms)
+        )
+    return cost
+
+
+def wanted_gpus(lp: Relaxation) -> dict[int, int]:
+    """GPUs each priority class asks for (every request fully served)."""
+    wanted: dict[int, int] = {}
+    seen: set[str] = set()
+    for cols in lp.slots:
+        req = cols.spec.request
+        if req.service.id not in seen:
+            seen.add(req.service.id)
+            p = req.service.priority
+            wanted[p] = wanted.get(p, 0) + req.delta * req.service.gpus_per_unit
+    return wanted
+
+
+def solve_full_service(lp: Relaxation, deadline: float, iteration_limit: int | None = None) -> LpOutcome | None:
+    """Premium minimised with every request fully served: one LP where the staged path solves one per class.
+
+    None when no fractional plan serves every request (the staged :func:`solve_relaxation` then finds
+    what can be served). Otherwise the outcome's bounds are those of the staged path (served at what
+    each class asks for, premium at the LP's minimum); ``values`` is None if it was not solved in time.
+    """
+    out = LpOutcome()
+    if not lp.slots:
+        out.complete = True
+        return out
+    start = time.perf_counter()
+    h = _highs(lp)
+    rows = np.array([r for r, _ in lp.request_rows.values()], dtype=np.int32)
+    full = np.array([float(d) for _, d in lp.request_rows.values()])
+    h.changeRowsBounds(len(rows), rows, full, full)
+    n = lp.num_cols
+    h.changeColsCost(n, np.arange(n, dtype=np.int32), _cost(n, lp.premium))
+    h.changeObjectiveSense(highspy.ObjSense.kMinimize)
+    h.setOptionValue("time_limit", max(deadline - time.perf_counter(), 1e-3))
+    if iteration_limit is not None:
+        h.setOptionValue("simplex_iteration_limit", max(0, iteration_limit))
+    h.run()
+    status = h.getModelStatus()
+    out.stats["lp_full_service_s"] = time.perf_counter() - start
+    out.stats["lp_iterations"] = float(h.getInfo().simplex_iteration_count)
+    if status == highspy.HighsModelStatus.kInfeasible:
+        return None
+    if status != highspy.HighsModelStatus.kOptimal:
+        return out
+    value = float(h.getInfo().objective_function_value)
+    out.values = np.array(h.getSolution().col_value)
+    out.reduced = np.array(h.getSolution().col_dual)
+    out.served_ub = wanted_gpus(lp)
+    out.premium_lb = math.ceil(value - OBJ_TOL_ABS - OBJ_TOL_REL * abs(value))
+    out.full_service = True
+    return out
+
+
+@dataclass
+class Neighbourhood:
+    """The integer placement of the freed requests around the fixed ones (all columns, integral)."""
+
+    values: np.ndarray
+    proven: bool  # premium proven minimal for the freed requests, the others fixed
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+def solve_freed(
+    lp: Relaxation,
+    x: np.ndarray,
+    freed: set[str],
+    deadline: float,
+    node_limit: int,
+    reduced: np.ndarray | None = None,
+) -> Neighbourhood | None:
+    """Every freed request fully served at least premium near the LP's solution, as a MIP in HiGHS.
+
+    The sub-model keeps, as integers, only the columns of the slots (groups) where ``x`` places a freed
+    request, and with ``reduced`` (the LP's reduced costs) also those where one more unit has reduced
+    cost 0 (alternative LP optima), with the rows they appear in and the fixed columns' share moved to
+    the row bounds: a relaxation-induced neighbourhood over the LP's own rows (no model rebuilt in
+    Python); at production size a few hundred columns on the support, a few thousand with the
+    alternatives. None when it has no solution in time or none at all (integrality, or the new-group
+    limit, may forbid serving the freed requests in full on the slots the LP chose).
+    """
+    start = time.perf_counter()
+    n, m = lp.num_cols, len(lp.row_starts)
+    free = np.zeros(n, dtype=bool)
+    fixed = np.round(x)
+    for cols in lp.slots:
+        idx = [cols.units, *cols.cells.values(), *cols.replicas.values()]
+        if cols.open is not None:
+            idx.append(cols.open)
+        if cols.spec.request.service.id in freed:
+            free[idx] = x[cols.units] > TOL or (reduced is not None and _unit_reduced_cost(cols, reduced) <= TOL)
+        elif cols.open is not None:  # a kept new group is open exactly when it has units
+            fixed[cols.open] = 1.0 if fixed[cols.units] > 0 else 0.0
+    fixed[free] = 0.0
+    index = np.array(lp.row_index, dtype=np.int64)
+    value = np.array(lp.row_value)
+    row_of = np.repeat(np.arange(m), np.diff(np.append(np.array(lp.row_starts, dtype=np.int64), len(index))))
+    on_free = free[index]
+    share = np.bincount(row_of, weights=value * fixed[index], minlength=m)
+    lower, upper = np.array(lp.row_lower) - share, np.array(lp.row_upper) - share
+    for sid in freed:
+        r, delta = lp.request_rows[sid]
+        lower[r] = upper[r] = float(delta)
+    per_row = np.bincount(row_of[on_free], minlength=m)
+    keep = per_row > 0
+    if np.any(lower[~keep] > TOL) or np.any(upper[~keep] < -TOL):
+        return None  # the fixed part alone breaks a row (cannot happen for an LP solution within TOL)
+    col_of = np.cumsum(free) - 1
+    k = int(free.sum())
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.addVars(k, np.array(lp.lower)[free], np.array(lp.upper)[free])
+    h.changeColsIntegrality(k, np.arange(k, dtype=np.int32), np.full(k, highspy.HighsVarType.kInteger))
+    starts = np.concatenate(([0], np.cumsum(per_row[keep])[:-1]))
+    h.addRows(
+        int(keep.sum()),
+        lower[keep],
+        upper[keep],
+        int(on_free.sum()),
+        starts.astype(np.int32),
+        col_of[index[on_free]].astype(np.int32),
+        value[on_free],
+    )
+    h.changeColsCost(k, np.arange(k, dtype=np.int32), _cost(n, lp.premium)[free])
+    h.changeObjectiveSense(highspy.ObjSense.kMinimize)
+    h.setOptionValue("mip_rel_gap", 0.0)
+    h.setOptionValue("mip_max_nodes", node_limit)
+    h.setOptionValue("time_limit", max(deadline - time.perf_counter(), 1e-3))
+    h.run()
+    status = h.getModelStatus()
+    stats = {"mip_s": time.perf_counter() - start, "mip_cols": float(k), "mip_nodes": float(h.getInfo().mip_node_count)}
+    if h.getInfo().primal_solution_status != 2:  # no feasible solution
+        return None
+    values = fixed.copy()
+    values[free] = np.round(np.array(h.getSolution().col_value))
+    return Neighbourhood(values, status == highspy.HighsModelStatus.kOptimal, stats)
+
+
+def _unit_reduced_cost(cols: SlotColumns, reduced: np.ndarray) -> float:
+    """LP reduced cost of one more unit in the slot ``cols``: its units column plus, per role, the pods of a
+    unit at the cheapest cell of that role."""
+    per_unit = cols.spec.request.service.pods_per_unit
+    cheapest: dict[str, float] = {}
+    for (role, _, _), c in cols.cells.items():
+        cheapest[role] = min(cheapest.get(role, math.inf), float(reduced[c]))
+    return float(reduced[cols.units]) + sum(n * cheapest.get(role, math.inf) for role, n in per_unit.items())

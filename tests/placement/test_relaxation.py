@@ -16,9 +16,16 @@ from hetero_opt.placement.backend import SolveOptions
 from hetero_opt.placement.binding import BindingError, GroupDraft, bind
 from hetero_opt.placement.cpsat import CpSatBackend
 from hetero_opt.placement.cpsat.model import build
-from hetero_opt.placement.cpsat.neighbourhood import lp_guided
+from hetero_opt.placement.cpsat.neighbourhood import _fixed, _integral, _premium, lp_guided
 from hetero_opt.placement.cpsat.stages import Budget
-from hetero_opt.placement.relaxation import build_relaxation, solve_relaxation
+from hetero_opt.placement.plan import Unserved
+from hetero_opt.placement.relaxation import (
+    build_relaxation,
+    solve_freed,
+    solve_full_service,
+    solve_relaxation,
+    wanted_gpus,
+)
 from placement.test_cpsat import small_instances
 
 
@@ -124,9 +131,10 @@ def test_exact_packing_where_best_fit_fails() -> None:
 
 
 def test_a_chunk_without_budget_is_placed_by_the_greedy_and_recorded() -> None:
-    # each S1 holds half a unit, so the LP places 'chat' fractionally and frees it for CP-SAT; with no
-    # deterministic budget left the chunk is skipped: the greedy places it (here: nowhere) and the plan
-    # still carries its unserved record, so it verifies
+    # each S1 holds half a unit, so the LP places 'chat' fractionally; no integer placement exists, so
+    # neither MIP neighbourhood finds one and it is freed for CP-SAT; with no deterministic budget left
+    # the chunk is skipped: the greedy places it (here: nowhere) and the plan still carries its
+    # unserved record, so it verifies
     inst = instance(
         nodes=[node("n1", "a", "a-1"), node("n2", "b", "b-1")],
         services=[pd_service("chat", "s1")],
@@ -136,7 +144,12 @@ def test_a_chunk_without_budget_is_placed_by_the_greedy_and_recorded() -> None:
     part = [r for r in view.requests if r.delta > 0]
     guided = lp_guided(view, part, SolveOptions(time_limit=2.0), Budget(time.perf_counter() + 10, 0.0, True))
     assert guided is not None
-    assert guided.termination[0] == "rins0:SKIPPED(budget)"
+    assert guided.termination == [
+        "mip-support:NONE",
+        "mip-alternatives:NONE",
+        "rins0:SKIPPED(budget)",
+        "greedy[1 requests]",
+    ]
     assert verify(inst, guided.plan, view) == []
     assert [(u.service, u.placed_units) for u in guided.plan.unserved] == [("chat", 0)]
 
@@ -146,3 +159,55 @@ def test_lp_guided_path_is_deterministic() -> None:
     runs = [run_backend(inst, CpSatBackend("lp"), time_limit=20.0) for _ in range(2)]
     assert runs[0].plan == runs[1].plan
     assert runs[0].bound == runs[1].bound
+
+
+def test_full_service_lp_is_none_when_not_everything_fits() -> None:
+    view = build_view(TWO_NODES)  # two units asked, one fits
+    lp = build_relaxation(view, [r for r in view.requests if r.delta > 0])
+    assert solve_full_service(lp, time.perf_counter() + 30) is None
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_full_service_lp_gives_the_staged_bounds_in_one_solve(seed: int) -> None:
+    view = build_view(generate_instance("medium", seed))
+    lp = build_relaxation(view, [r for r in view.requests if r.delta > 0])
+    staged = solve_relaxation(lp, time.perf_counter() + 30, stop_before="groups")
+    direct = solve_full_service(lp, time.perf_counter() + 30)
+    if staged.served_ub != wanted_gpus(lp):  # some class cannot be fully served, even fractionally
+        assert direct is None
+    else:
+        assert direct is not None
+        assert direct.full_service
+        assert (direct.served_ub, direct.premium_lb) == (staged.served_ub, staged.premium_lb)
+
+
+@pytest.mark.parametrize("seed", [0, 2])
+def test_the_mip_neighbourhood_serves_the_freed_requests_and_binds(seed: int) -> None:
+    # medium seeds 0 and 2: every request fits, the LP leaves 2 and 6 requests fractional; the MIP's
+    # placement serves every freed request in full, is never below the LP bound, and its counts bind to
+    # nodes and verify
+    inst = generate_instance("medium", seed)
+    view = build_view(inst)
+    part = [r for r in view.requests if r.delta > 0]
+    lp = build_relaxation(view, part)
+    out = solve_full_service(lp, time.perf_counter() + 30)
+    assert out is not None
+    assert out.values is not None
+    freed = {sid for sid, ok in _integral(lp, out.values).items() if not ok}
+    assert freed
+    hood = solve_freed(lp, out.values, freed, time.perf_counter() + 30, 1000, out.reduced)
+    assert hood is not None
+    assert all(ok for ok in _integral(lp, hood.values).values())
+    assert _premium(lp, hood.values) >= (out.premium_lb or 0)
+    drafts, _ = _fixed(view, lp, hood.values, dict.fromkeys(_integral(lp, hood.values), True))
+    placed = Counter[str]()
+    for d in drafts:
+        placed[d.service] += d.units
+    assert all(placed[r.service.id] == r.delta for r in part)
+    changes = bind(view, drafts)
+    ins = [
+        Unserved(service=r.service.id, wanted_units=r.delta, placed_units=0, reason="scale-in not placed here")
+        for r in view.requests
+        if r.delta < 0
+    ]
+    assert verify(inst, Plan(changes=changes, unserved=ins), view) == []

@@ -29,7 +29,16 @@ from hetero_opt.placement.cpsat.plans import extract, gpus_taken, restrict
 from hetero_opt.placement.cpsat.stages import STAGE_DTIME_PER_VAR, Budget, StagedSolver
 from hetero_opt.placement.greedy import greedy_plan
 from hetero_opt.placement.plan import GroupChange, Plan, Unserved
-from hetero_opt.placement.relaxation import TOL, LpOutcome, Relaxation, build_relaxation, solve_relaxation
+from hetero_opt.placement.relaxation import (
+    TOL,
+    LpOutcome,
+    Neighbourhood,
+    Relaxation,
+    build_relaxation,
+    solve_freed,
+    solve_full_service,
+    solve_relaxation,
+)
 from hetero_opt.topology import RequestView, TopologyView
 
 # Fractional requests re-optimised together. One neighbourhood over all of them stalls at 2x
@@ -42,10 +51,18 @@ LP_SHARE = 0.75
 # Simplex iterations per second of time_limit: production seeds need 2.5k-4k for the served and
 # premium stages (0.3-0.8 s here), so 2 s allows 20k.
 LP_ITERATIONS_PER_SECOND = 10_000
-# The LP path is taken only when time_limit covers this per pod cell: building and solving the LP of
-# production (24k cells) takes 0.7-2 s on the 2-core machine, depending on its load, and the chunks after
-# it about as much again: at 1.2e-4 it runs from time_limit ~2.9 s on; below that the class blocks do.
-LP_SECONDS_PER_CELL = 1.2e-4
+# The LP path is taken only when time_limit covers this per pod cell: the whole solve() of production
+# (22-27k cells) with the LP path takes 1.2-2.0 s of CPU on seeds 0-9 (view, greedy, LP build 0.35 s,
+# full-service LP 0.5 s, MIP 0.1-0.6 s, binding, verification): at 7e-5 it runs from time_limit 1.6-1.9 s
+# on production; below that the class blocks do.
+LP_SECONDS_PER_CELL = 7e-5
+# The freed requests' MIP on the LP's support (HiGHS, every request fully served, the kept ones fixed)
+# may take this share of the wall time left, and this many branch-and-bound nodes per second of
+# time_limit (the limit that does not depend on load). On production seeds 0-9 it is solved at the root
+# node: on the LP's support in about 0.1 s of CPU, at the LP bound on 8 of 10; with the alternative
+# optima (seeds 2 and 8) in about 0.6 s, at the LP bound.
+MIP_SHARE = 0.5
+MIP_NODES_PER_SECOND = 500
 MAX_SPREAD = 16  # most requests re-placed by CP-SAT to open fewer new groups
 # A chunk is started only with this much wall time per pod cell left (model build and presolve).
 CHUNK_SECONDS_PER_CELL = 2e-5
@@ -63,9 +80,7 @@ class Guided:
     stats: dict[str, float] = field(default_factory=dict)
 
 
-def lp_guided(
-    view: TopologyView, part: list[RequestView], options: SolveOptions, budget: Budget
-) -> Guided | None:
+def lp_guided(view: TopologyView, part: list[RequestView], options: SolveOptions, budget: Budget) -> Guided | None:
     """The LP-guided plan of the scale-out requests ``part``; None when the LP is not solved in time.
 
     Raises
@@ -81,16 +96,27 @@ def lp_guided(
         return None
     lp_deadline = start + LP_SHARE * max(0.0, budget.deadline - start)
     iterations = max(1, int(LP_ITERATIONS_PER_SECOND * options.time_limit))
-    outcome = solve_relaxation(lp, lp_deadline, stop_before="groups", iteration_limit=iterations)
+    outcome = solve_full_service(lp, lp_deadline, iterations)
+    if outcome is None:  # not every request fits even fractionally: the staged LP finds what can be served
+        outcome = solve_relaxation(lp, lp_deadline, stop_before="groups", iteration_limit=iterations)
     stats = {"lp_cols": float(lp.num_cols), "lp_rows": float(len(lp.row_starts)), **outcome.stats}
     stats["lp_total_s"] = time.perf_counter() - start
     if outcome.values is None or outcome.premium_lb is None:
         return None
-    integral = _integral(lp, outcome.values)
-    drafts, load = _fixed(view, lp, outcome.values, integral)
+    values, integral = outcome.values, _integral(lp, outcome.values)
     freed = [r for r in part if not integral.get(r.service.id, True)]
-    guided = Guided(Plan(), outcome, len(part) - len(freed), len(freed))
-    first_hint = _greedy_around(view, freed, drafts) if freed else None
+    termination: list[str] = []
+    placed_all = False  # True when the freed requests have drafts (the MIP's) to start from
+    if freed and outcome.full_service:
+        hood = _integral_neighbourhood(lp, outcome, {r.service.id for r in freed}, options, budget, termination, stats)
+        if hood is not None:
+            values, integral = hood.values, dict.fromkeys(integral, True)  # every request placed integrally
+            placed_all = True
+            if _premium(lp, hood.values) == outcome.premium_lb:
+                freed = []  # served and premium proven by the LP's bounds: nothing left for CP-SAT's phase A
+    drafts, load = _fixed(view, lp, values, integral)
+    guided = Guided(Plan(), outcome, len(part) - len(freed), len(freed), termination)
+    first_hint = _greedy_around(view, freed, drafts) if freed and not placed_all else None
     run = _Chunks(view, options, budget, drafts, load, [], guided.termination, stats)
     # Phase A: the fractional requests, served and premium (the terms the LP bounds tightly).
     chunks = [freed[i : i + CHUNK] for i in range(0, len(freed), CHUNK)]
@@ -130,7 +156,12 @@ class _Chunks:
     count: int = 0
 
     def place_by_greedy(self, requests: list[RequestView]) -> None:
-        """Place ``requests`` by the greedy around the drafts placed so far (no CP-SAT time left)."""
+        """Place ``requests`` by the greedy around the drafts placed so far (no CP-SAT time left); those
+        already placed (by the MIP) stay as they are."""
+        placed = {d.service for d in self.drafts}
+        requests = [r for r in requests if r.service.id not in placed]
+        if not requests:
+            return
         plan = _greedy_around(self.view, requests, self.drafts)
         if plan is None:
             return
@@ -230,16 +261,19 @@ def _integral(lp: Relaxation, x: np.ndarray) -> dict[str, bool]:
     """Per service with a slot: True when the LP places it integrally within its new-group limit."""
     out: dict[str, bool] = {}
     opened: Counter[str] = Counter()
+    fractional = (np.abs(x - np.round(x)) > TOL).tolist()  # one pass over the columns, then plain lookups
+    units: Counter[str] = Counter()
     for cols in lp.slots:
         sid = cols.spec.request.service.id
-        idx = [cols.units, *cols.cells.values(), *cols.replicas.values()]
-        ok = bool(np.all(np.abs(x[idx] - np.round(x[idx])) <= TOL))
+        ok = not (
+            fractional[cols.units]
+            or any(fractional[c] for c in cols.cells.values())
+            or any(fractional[c] for c in cols.replicas.values())
+        )
         out[sid] = out.get(sid, True) and ok
         if cols.spec.new and x[cols.units] > 0.5:
             opened[sid] += 1
-    units: Counter[str] = Counter()
-    for cols in lp.slots:
-        units[cols.spec.request.service.id] += round(float(x[cols.units]))
+        units[sid] += round(float(x[cols.units]))
     for cols in lp.slots:
         req = cols.spec.request
         if opened[req.service.id] > req.service.max_new_groups:  # fractional switches open more groups
@@ -268,6 +302,41 @@ def _draft_values(pm: PlacementModel, drafts: list[GroupDraft]) -> list[int] | N
                 attn = sum(n for (r, s, _), n in d.counts.items() if r == "prefill-attn" and s == s1)
                 values[var.index] = attn // ratio.prefill
     return values if all(row.slack(values) >= 0 for row in pm.rows) else None
+
+
+def _integral_neighbourhood(
+    lp: Relaxation,
+    outcome: LpOutcome,
+    freed: set[str],
+    options: SolveOptions,
+    budget: Budget,
+    termination: list[str],
+    stats: dict[str, float],
+) -> Neighbourhood | None:
+    """The freed requests placed by the MIP on the LP's support, else on its support and alternative optima
+    (a few thousand columns, about 0.5 s); the best found, or None. Stops at the first at the LP bound."""
+    assert outcome.values is not None
+    best: Neighbourhood | None = None
+    for tier, reduced in (("support", None), ("alternatives", outcome.reduced)):
+        now = time.perf_counter()
+        nodes = max(1, int(MIP_NODES_PER_SECOND * options.time_limit))
+        hood = solve_freed(lp, outcome.values, freed, now + MIP_SHARE * (budget.deadline - now), nodes, reduced)
+        found = None if hood is None else _premium(lp, hood.values)
+        termination.append(
+            f"mip-{tier}:" + ("NONE" if found is None else "AT_BOUND" if found == outcome.premium_lb else "FEASIBLE")
+        )
+        if hood is not None and found is not None:
+            stats.update({f"lp_mip_{tier}_{k}": v for k, v in hood.stats.items()})
+            if best is None or found < _premium(lp, best.values):
+                best = hood
+            if found == outcome.premium_lb:
+                break
+    return best
+
+
+def _premium(lp: Relaxation, x: np.ndarray) -> int:
+    """Premium cost of the (integral) LP columns ``x``."""
+    return round(sum(c * float(x[i]) for i, c in lp.premium.items()))
 
 
 def _fixed(
