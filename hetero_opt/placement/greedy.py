@@ -94,20 +94,15 @@ def _scale_out(
 ) -> tuple[int, str]:
     svc = req.service
     existing = {g.domain: g.id for g in reversed(view.groups_by_service.get(svc.id, []))}
-    s1s_by_sg: defaultdict[str, list[str]] = defaultdict(list)
-    for s1 in view.s1_ids:
-        s1s_by_sg[view.subgroup_by_s1[s1]].append(s1)
-
-    def sg_key(sg: str) -> tuple[int, int, str]:
-        s1s = s1s_by_sg[sg]
-        has_group = any(view.domain_of(s1, svc.affinity) in existing for s1 in s1s)
-        return (TIER_RANK[view.tier_by_s1[s1s[0]]], 0 if has_group else 1, sg)
-
+    # subgroups by tier, those holding one of the service's groups first within a tier (a stable sort
+    # of the per-view order: the per-request work is one key per subgroup)
+    with_group = {view.subgroup_by_s1[s1] for d in existing for s1 in view.s1s_by_domain.get(d, [])}
+    order = sorted(_subgroup_order(view), key=lambda t: (t[0], t[1] not in with_group))
     opened: dict[str, int] = {}
     left, new_blocked = req.delta, False
-    for sg in sorted(s1s_by_sg, key=sg_key):
+    for _, _, s1s in order:
         by_domain: defaultdict[str, list[str]] = defaultdict(list)
-        for s1 in s1s_by_sg[sg]:
+        for s1 in s1s:
             by_domain[view.domain_of(s1, svc.affinity)].append(s1)
         for domain in sorted(by_domain, key=lambda d: (d not in existing, d)):
             if left == 0:
@@ -141,6 +136,20 @@ def _scale_out(
     if new_blocked:
         why += f"; new-group limit {svc.max_new_groups} reached"
     return req.delta - left, why
+
+
+def _subgroup_order(view: TopologyView) -> list[tuple[int, str, list[str]]]:
+    """(tier rank, subgroup, its S1s) of every subgroup, by tier rank then id; computed once per view."""
+    cached = view.memo.get("greedy_subgroup_order")
+    if cached is None:
+        s1s_by_sg: defaultdict[str, list[str]] = defaultdict(list)
+        for s1 in view.s1_ids:
+            s1s_by_sg[view.subgroup_by_s1[s1]].append(s1)
+        cached = view.memo["greedy_subgroup_order"] = sorted(
+            (TIER_RANK[view.tier_by_s1[s1s[0]]], sg, s1s) for sg, s1s in s1s_by_sg.items()
+        )
+    out: list[tuple[int, str, list[str]]] = cached  # type: ignore[assignment]
+    return out
 
 
 def _place_unit(

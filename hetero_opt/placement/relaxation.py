@@ -268,8 +268,9 @@ def _cost(n: int, terms: dict[int, float]) -> np.ndarray:
 
 
 def wanted_gpus(lp: Relaxation) -> dict[int, int]:
-    """GPUs each priority class asks for (every request fully served)."""
-    wanted: dict[int, int] = {}
+    """GPUs each priority class asks for in requests with a slot (every one fully served); 0 for a class
+    whose requests have none."""
+    wanted: dict[int, int] = dict.fromkeys(lp.served, 0)
     seen: set[str] = set()
     for cols in lp.slots:
         req = cols.spec.request
@@ -335,8 +336,13 @@ def solve_freed(
     deadline: float,
     node_limit: int,
     reduced: np.ndarray | None = None,
+    full: bool = True,
 ) -> Neighbourhood | None:
-    """Every freed request fully served at least premium near the LP's solution, as a MIP in HiGHS.
+    """The freed requests placed near the LP's solution ``x`` by a MIP in HiGHS, the others fixed at ``x``.
+
+    ``full``: every freed request fully served at least premium. Otherwise (not everything fits) the
+    lexicographic objective: GPUs served per priority class, highest first, then premium, one MIP per
+    term, each keeping the terms before it.
 
     The sub-model keeps, as integers, only the columns of the slots (groups) where ``x`` places a freed
     request, and with ``reduced`` (the LP's reduced costs) also those where one more unit has reduced
@@ -365,9 +371,10 @@ def solve_freed(
     on_free = free[index]
     share = np.bincount(row_of, weights=value * fixed[index], minlength=m)
     lower, upper = np.array(lp.row_lower) - share, np.array(lp.row_upper) - share
-    for sid in freed:
-        r, delta = lp.request_rows[sid]
-        lower[r] = upper[r] = float(delta)
+    if full:
+        for sid in freed:
+            r, delta = lp.request_rows[sid]
+            lower[r] = upper[r] = float(delta)
     per_row = np.bincount(row_of[on_free], minlength=m)
     keep = per_row > 0
     if np.any(lower[~keep] > TOL) or np.any(upper[~keep] < -TOL):
@@ -388,19 +395,59 @@ def solve_freed(
         col_of[index[on_free]].astype(np.int32),
         value[on_free],
     )
-    h.changeColsCost(k, np.arange(k, dtype=np.int32), _cost(n, lp.premium)[free])
-    h.changeObjectiveSense(highspy.ObjSense.kMinimize)
+    if not full:
+        _all_or_nothing_rows(h, lp, freed, free, col_of)
     h.setOptionValue("mip_rel_gap", 0.0)
     h.setOptionValue("mip_max_nodes", node_limit)
-    h.setOptionValue("time_limit", max(deadline - time.perf_counter(), 1e-3))
-    h.run()
-    status = h.getModelStatus()
-    stats = {"mip_s": time.perf_counter() - start, "mip_cols": float(k), "mip_nodes": float(h.getInfo().mip_node_count)}
-    if h.getInfo().primal_solution_status != 2:  # no feasible solution
+    terms: list[tuple[dict[int, float], bool]] = [] if full else [(t, True) for t in lp.served.values()]
+    terms.append((lp.premium, False))
+    stats = {"mip_cols": float(k), "mip_nodes": 0.0}
+    proven, solution = True, None
+    for cost_terms, maximise in terms:
+        cost = _cost(n, cost_terms)[free]
+        if not cost.any():
+            continue
+        h.changeColsCost(k, np.arange(k, dtype=np.int32), np.append(cost, np.zeros(h.getNumCol() - k)))
+        h.changeObjectiveSense(highspy.ObjSense.kMaximize if maximise else highspy.ObjSense.kMinimize)
+        h.setOptionValue("time_limit", max(deadline - time.perf_counter(), 1e-3))
+        if solution is not None:
+            h.setSolution(solution)
+        h.run()
+        stats["mip_nodes"] += float(h.getInfo().mip_node_count)
+        if h.getInfo().primal_solution_status != 2:  # no feasible solution (in time)
+            break
+        solution = h.getSolution()
+        proven = proven and h.getModelStatus() == highspy.HighsModelStatus.kOptimal
+        reached = round(float(h.getInfo().objective_function_value))
+        nz = np.flatnonzero(cost)
+        lo, hi = (float(reached), highspy.kHighsInf) if maximise else (-highspy.kHighsInf, float(reached))
+        h.addRow(lo, hi, len(nz), nz.astype(np.int32), cost[nz])  # keep this term in the later ones
+    stats["mip_s"] = time.perf_counter() - start
+    if solution is None:
         return None
     values = fixed.copy()
-    values[free] = np.round(np.array(h.getSolution().col_value))
-    return Neighbourhood(values, status == highspy.HighsModelStatus.kOptimal, stats)
+    values[free] = np.round(np.array(solution.col_value)[:k])
+    return Neighbourhood(values, proven, stats)
+
+
+def _all_or_nothing_rows(
+    h: highspy.Highs, lp: Relaxation, freed: set[str], free: np.ndarray, col_of: np.ndarray
+) -> None:
+    """A binary per freed all-or-nothing request: its units are 0 or its whole delta (the LP row is only
+    ``<= delta``); columns appended after the ``free`` ones."""
+    units: dict[str, list[int]] = {}
+    delta: dict[str, int] = {}
+    for cols in lp.slots:
+        req = cols.spec.request
+        if req.all_or_nothing and req.service.id in freed and free[cols.units]:
+            units.setdefault(req.service.id, []).append(int(col_of[cols.units]))
+            delta[req.service.id] = req.delta
+    for sid, cols_ in sorted(units.items()):
+        z = h.getNumCol()
+        h.addVar(0.0, 1.0)
+        h.changeColIntegrality(z, highspy.HighsVarType.kInteger)
+        idx = np.array([*cols_, z], dtype=np.int32)
+        h.addRow(0.0, 0.0, len(idx), idx, np.array([1.0] * len(cols_) + [-float(delta[sid])]))
 
 
 def _unit_reduced_cost(cols: SlotColumns, reduced: np.ndarray) -> float:

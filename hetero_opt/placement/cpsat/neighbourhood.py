@@ -38,6 +38,7 @@ from hetero_opt.placement.relaxation import (
     solve_freed,
     solve_full_service,
     solve_relaxation,
+    wanted_gpus,
 )
 from hetero_opt.topology import RequestView, TopologyView
 
@@ -80,8 +81,17 @@ class Guided:
     stats: dict[str, float] = field(default_factory=dict)
 
 
-def lp_guided(view: TopologyView, part: list[RequestView], options: SolveOptions, budget: Budget) -> Guided | None:
+def lp_guided(
+    view: TopologyView,
+    part: list[RequestView],
+    options: SolveOptions,
+    budget: Budget,
+    why_not: dict[str, float] | None = None,
+) -> Guided | None:
     """The LP-guided plan of the scale-out requests ``part``; None when the LP is not solved in time.
+
+    ``why_not`` (if given) records why there is no plan: ``lp_skipped_by_size`` (time_limit below the
+    size rule), ``lp_not_a_chain``, or the seconds and stats of an LP not solved in time.
 
     Raises
     ------
@@ -89,10 +99,13 @@ def lp_guided(view: TopologyView, part: list[RequestView], options: SolveOptions
         If the counts do not bind to nodes (pod sizes outside a divisibility chain).
     """
     start = time.perf_counter()
+    why = why_not if why_not is not None else {}
     if options.time_limit < LP_SECONDS_PER_CELL * view.candidate_cells(part):
+        why["lp_skipped_by_size"] = 1.0
         return None
     lp = build_relaxation(view, part)
     if lp.relaxed:  # pod sizes outside a chain: only the full model's node rows make counts bind
+        why["lp_not_a_chain"] = 1.0
         return None
     lp_deadline = start + LP_SHARE * max(0.0, budget.deadline - start)
     iterations = max(1, int(LP_ITERATIONS_PER_SECOND * options.time_limit))
@@ -101,18 +114,20 @@ def lp_guided(view: TopologyView, part: list[RequestView], options: SolveOptions
         outcome = solve_relaxation(lp, lp_deadline, stop_before="groups", iteration_limit=iterations)
     stats = {"lp_cols": float(lp.num_cols), "lp_rows": float(len(lp.row_starts)), **outcome.stats}
     stats["lp_total_s"] = time.perf_counter() - start
-    if outcome.values is None or outcome.premium_lb is None:
+    if outcome.values is None or len(outcome.served_ub) < len(lp.served):  # the served stages guide
+        why.update(stats)
+        why["lp_not_solved_in_time"] = 1.0
         return None
     values, integral = outcome.values, _integral(lp, outcome.values)
     freed = [r for r in part if not integral.get(r.service.id, True)]
     termination: list[str] = []
     placed_all = False  # True when the freed requests have drafts (the MIP's) to start from
-    if freed and outcome.full_service:
+    if freed:
         hood = _integral_neighbourhood(lp, outcome, {r.service.id for r in freed}, options, budget, termination, stats)
         if hood is not None:
             values, integral = hood.values, dict.fromkeys(integral, True)  # every request placed integrally
             placed_all = True
-            if _premium(lp, hood.values) == outcome.premium_lb:
+            if _meets_bounds(lp, outcome, hood.values):
                 freed = []  # served and premium proven by the LP's bounds: nothing left for CP-SAT's phase A
     drafts, load = _fixed(view, lp, values, integral)
     guided = Guided(Plan(), outcome, len(part) - len(freed), len(freed), termination)
@@ -313,25 +328,40 @@ def _integral_neighbourhood(
     termination: list[str],
     stats: dict[str, float],
 ) -> Neighbourhood | None:
-    """The freed requests placed by the MIP on the LP's support, else on its support and alternative optima
-    (a few thousand columns, about 0.5 s); the best found, or None. Stops at the first at the LP bound."""
+    """The freed requests placed by the MIP on the LP's support, else (everything fits) on its support and
+    alternative optima (a few thousand columns, about 0.5 s); the best found, or None. Stops at the first
+    that meets the LP's bounds."""
     assert outcome.values is not None
     best: Neighbourhood | None = None
-    for tier, reduced in (("support", None), ("alternatives", outcome.reduced)):
+    tiers = [("support", None), ("alternatives", outcome.reduced)] if outcome.full_service else [("support", None)]
+    for tier, reduced in tiers:
         now = time.perf_counter()
         nodes = max(1, int(MIP_NODES_PER_SECOND * options.time_limit))
-        hood = solve_freed(lp, outcome.values, freed, now + MIP_SHARE * (budget.deadline - now), nodes, reduced)
-        found = None if hood is None else _premium(lp, hood.values)
-        termination.append(
-            f"mip-{tier}:" + ("NONE" if found is None else "AT_BOUND" if found == outcome.premium_lb else "FEASIBLE")
-        )
-        if hood is not None and found is not None:
+        deadline = now + MIP_SHARE * (budget.deadline - now)
+        hood = solve_freed(lp, outcome.values, freed, deadline, nodes, reduced, outcome.full_service)
+        meets = hood is not None and _meets_bounds(lp, outcome, hood.values)
+        termination.append(f"mip-{tier}:" + ("NONE" if hood is None else "AT_BOUND" if meets else "FEASIBLE"))
+        if hood is not None:
             stats.update({f"lp_mip_{tier}_{k}": v for k, v in hood.stats.items()})
-            if best is None or found < _premium(lp, best.values):
+            if best is None or _key(lp, hood.values) < _key(lp, best.values):
                 best = hood
-            if found == outcome.premium_lb:
+            if meets:
                 break
     return best
+
+
+def _key(lp: Relaxation, x: np.ndarray) -> tuple[int, ...]:
+    """Lexicographic objective of integral LP columns ``x``: GPUs unserved per class (highest first), premium."""
+    wanted = wanted_gpus(lp)
+    served = [round(sum(c * float(x[i]) for i, c in terms.items())) for terms in lp.served.values()]
+    return (*(wanted[p] - s for p, s in zip(lp.served, served, strict=True)), _premium(lp, x))
+
+
+def _meets_bounds(lp: Relaxation, outcome: LpOutcome, x: np.ndarray) -> bool:
+    """True when integral ``x`` serves each class as much as the LP bound allows at the premium bound."""
+    wanted = wanted_gpus(lp)
+    bound = (*(wanted[p] - outcome.served_ub.get(p, wanted[p]) for p in lp.served), outcome.premium_lb)
+    return _key(lp, x) == bound
 
 
 def _premium(lp: Relaxation, x: np.ndarray) -> int:

@@ -221,7 +221,7 @@ def _guided(
 ) -> Guided | None:
     """The LP-guided plan of a scale-out part, or None (LP not solved in time, counts that do not bind)."""
     try:
-        guided = lp_guided(view, part, options, budget)
+        guided = lp_guided(view, part, options, budget, stats)
     except BindingError:
         stats["lp_binding_failed"] = 1.0
         return None
