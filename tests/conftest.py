@@ -1,12 +1,20 @@
-"""Shared builders for small hand-made instances (import them: ``from conftest import node, ...``)."""
+"""Shared builders for small hand-made instances (import them: ``from conftest import node, ...``), a
+backend runner, and the ``solver`` / ``exact_solver`` fixtures that run a test on every backend."""
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hetero_opt import Instance
+import pytest
+
+from hetero_opt import Instance, Plan, Score, build_view
+from hetero_opt.placement.backend import Backend, Hint, SolveOptions
+from hetero_opt.placement.binding import bind_plan
+from hetero_opt.placement.greedy import greedy_counts
+from hetero_opt.placement.solve import get_backend
 
 INSTANCES_DIR = Path(__file__).resolve().parent.parent / "instances"
 BUNDLED = sorted(p for p in INSTANCES_DIR.iterdir() if p.suffix in (".yaml", ".yml", ".json"))
@@ -116,3 +124,48 @@ _VALID: dict[str, Any] = instance_dict(
 def valid_dict() -> dict[str, Any]:
     """A fresh copy of a small valid instance touching every entity kind (for one-defect mutations)."""
     return copy.deepcopy(_VALID)
+
+
+@dataclass
+class BackendRun:
+    """A backend's own output before ``solve()``'s checks: its counts bound to nodes, its status and bound."""
+
+    plan: Plan  # the backend's counts bound to nodes; the greedy plan when it returned none
+    greedy: Plan
+    status: str
+    bound: Score | None
+    fallback_reason: str
+    termination: str
+    stats: dict[str, float]
+
+
+def run_backend(inst: Instance, backend: Backend, **options: Any) -> BackendRun:
+    """Run ``backend`` on ``inst`` from the greedy's counts, as ``solve()`` does, and bind what it returns."""
+    view = build_view(inst)
+    counts = greedy_counts(view)
+    greedy = bind_plan(view, counts)
+    out = backend.solve(view, Hint(counts, greedy), SolveOptions(**options))
+    plan = greedy if out.counts is None else bind_plan(view, out.counts)
+    return BackendRun(plan, greedy, out.status, out.bound, out.fallback_reason, out.termination, out.stats)
+
+
+SOLVERS = ("greedy", "cpsat", "milp", "milp-cbc")
+EXACT_SOLVERS = ("cpsat", "milp", "milp-cbc")  # prove small instances optimal
+
+
+def _available(name: str) -> str:
+    if name != "greedy" and not get_backend(name).available():
+        pytest.skip(f"{name} is not available here")
+    return name
+
+
+@pytest.fixture(params=SOLVERS)
+def solver(request: pytest.FixtureRequest) -> str:
+    """Every solver ``solve()`` offers, greedy included: for behaviour every backend shares."""
+    return _available(request.param)
+
+
+@pytest.fixture(params=EXACT_SOLVERS)
+def exact_solver(request: pytest.FixtureRequest) -> str:
+    """The solvers that prove small instances optimal: for behaviour the greedy heuristic lacks."""
+    return _available(request.param)

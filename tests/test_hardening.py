@@ -21,8 +21,6 @@ from hetero_opt.instance import MAX_UNITS, current_units
 from hetero_opt.io import load_instance
 from hetero_opt.placement.apply import apply_plan
 
-SOLVERS = ("greedy", "cpsat", "milp")
-
 
 def _write(tmp_path: Path, data: dict[str, Any], name: str = "x.json") -> Path:
     path = tmp_path / name
@@ -76,7 +74,6 @@ def test_ids_shared_across_levels_are_refused_at_validation(
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("solver", SOLVERS)
 def test_ids_shared_across_levels_renamed_apart_solve_and_verify(
     solver: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -107,7 +104,6 @@ def _clash(service_id: str = "svc", b: str = "b") -> dict[str, Any]:
     )
 
 
-@pytest.mark.parametrize("solver", SOLVERS)
 def test_generated_group_id_with_clash_suffix_is_valid(
     solver: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -284,7 +280,6 @@ def test_time_limit_nan_or_out_of_range_is_refused(
 # -------------------------------------------------------------------- found by the fuzz suite
 
 
-@pytest.mark.parametrize("solver", SOLVERS)
 def test_moe_replica_split_across_s1s_is_not_a_removable_unit(
     solver: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -314,7 +309,6 @@ def test_moe_replica_split_across_s1s_is_not_a_removable_unit(
     assert removed["prefill-attn"][0] == removed["prefill-ffn"][0] == "x"  # one replica, inside S1 b-0
 
 
-@pytest.mark.parametrize("solver", SOLVERS)
 def test_min_units_above_current_with_a_short_scale_out_is_no_violation(
     solver: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -205,7 +205,7 @@ def test_greedy_expands_the_subgroup_already_holding_the_service_first() -> None
 
 
 def test_greedy_keeps_its_node_picks_when_binding_fails(monkeypatch: pytest.MonkeyPatch) -> None:
-    from hetero_opt.placement import greedy
+    from hetero_opt.placement import binding
     from hetero_opt.placement.binding import BindingError
 
     inst = make_instance(
@@ -217,7 +217,7 @@ def test_greedy_keeps_its_node_picks_when_binding_fails(monkeypatch: pytest.Monk
     def refuse(*args: object, **kwargs: object) -> None:
         raise BindingError("sizes outside a divisibility chain")
 
-    monkeypatch.setattr(greedy, "bind", refuse)
+    monkeypatch.setattr(binding, "bind", refuse)
     plan = greedy_plan(inst)
     assert sum(c.units for c in plan.changes) == 2
     assert sum(p.count for c in plan.changes for p in c.pods) == 4  # 2 units x (1 prefill + 1 decode)
@@ -414,7 +414,7 @@ def test_greedy_scale_in_skips_an_empty_group_of_the_service() -> None:
 def test_greedy_fallback_keeps_the_pods_of_a_scale_in(monkeypatch: pytest.MonkeyPatch) -> None:
     # found by mutation testing: the BindingError fallback kept only the greedy's node picks, and a
     # scale-in draft has none, so its removal change came back without pods
-    from hetero_opt.placement import greedy
+    from hetero_opt.placement import binding
     from hetero_opt.placement.binding import BindingError
 
     inst = make_instance(
@@ -427,7 +427,7 @@ def test_greedy_fallback_keeps_the_pods_of_a_scale_in(monkeypatch: pytest.Monkey
     def refuse(*args: object, **kwargs: object) -> None:
         raise BindingError("sizes outside a divisibility chain")
 
-    monkeypatch.setattr(greedy, "bind", refuse)
+    monkeypatch.setattr(binding, "bind", refuse)
     assert verify(inst, greedy_plan(inst)) == []
 
 

@@ -1,10 +1,18 @@
-"""The protocol every placement backend (CP-SAT, MILP) implements."""
+"""The seam between placement backends and plans: counts in, counts out.
+
+Every backend (CP-SAT, MILP) gets the greedy's counts as its hint and returns counts per group
+change with its status and bound (:class:`BackendOutput`); only
+:func:`~hetero_opt.placement.solve.solve` binds counts to nodes, derives the unserved records,
+sorts, verifies and scores, once per plan.
+"""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from hetero_opt.placement.binding import Counts
 from hetero_opt.placement.objective import Score
 from hetero_opt.placement.plan import Plan
 from hetero_opt.topology import TopologyView
@@ -15,9 +23,11 @@ class SolveOptions:
     """Options shared by the backends.
 
     ``time_limit`` is the nominal budget (CP-SAT derives its deterministic-time budget from it, so
-    results do not depend on machine load); ``deadline`` (a ``time.perf_counter()`` value) is when
-    the backend must have returned, set by :func:`~hetero_opt.placement.solve.solve` to what is left
-    of the limit. ``deterministic=False`` lets CP-SAT run its faster, non-reproducible portfolio.
+    results do not depend on machine load); ``deadline`` (a ``time.perf_counter()`` value) is the one
+    wall-clock deadline of the call: when the backend must have returned its counts, set once by
+    :func:`~hetero_opt.placement.solve.solve` with the binding, verification and scoring of the
+    backend's plan kept back. ``deterministic=False`` lets CP-SAT run its faster, non-reproducible
+    portfolio.
     """
 
     time_limit: float = 2.0
@@ -28,12 +38,29 @@ class SolveOptions:
     deterministic: bool = True
     deadline: float | None = None
 
+    def backend_deadline(self) -> float:
+        """:attr:`deadline`, or ``time_limit`` from now for a backend called on its own."""
+        return self.deadline if self.deadline is not None else time.perf_counter() + self.time_limit
+
+
+@dataclass(frozen=True)
+class Hint:
+    """The greedy's counts as the greedy decided them, and the same counts bound to nodes.
+
+    Backends take their start from ``counts``; ``plan`` serves solver paths that work on bound plans
+    (CP-SAT's class blocks keep the hint's node picks around what they re-place).
+    """
+
+    counts: Counts
+    plan: Plan
+
 
 @dataclass
 class BackendOutput:
-    """What a backend returns: its plan (bound to nodes), status and why it stopped."""
+    """What a backend returns: counts per group change (None: nothing better than the hint), its
+    status and why it stopped, and the proven bound."""
 
-    plan: Plan
+    counts: Counts | None
     status: str  # "optimal" | "feasible" | "fallback"
     termination: str = ""
     fallback_reason: str = ""
@@ -51,12 +78,13 @@ class Backend(Protocol):
         """True when the solver library can be used here."""
         ...
 
-    def solve(self, view: TopologyView, hint: Plan, options: SolveOptions) -> BackendOutput:
-        """Solve ``view``'s instance, starting from the greedy plan ``hint``."""
+    def solve(self, view: TopologyView, hint: Hint, options: SolveOptions) -> BackendOutput:
+        """Counts for ``view``'s requests, starting from the greedy's counts ``hint``."""
         ...
 
 
-def post_processing_reserve(view: TopologyView) -> float:
-    """Seconds a backend keeps back from its solver for extraction, binding and its own scoring, and for
-    the solver's overshoot (``solve()`` keeps back the final verification separately)."""
+def finishing_reserve(view: TopologyView) -> float:
+    """Seconds :func:`~hetero_opt.placement.solve.solve` keeps back from the backend for its overshoot
+    past the deadline and its extraction of counts (a rule on size; ``solve()`` adds what binding,
+    verifying and scoring the backend's counts will take, measured on the greedy's)."""
     return 0.03 + 8e-6 * len(view.instance.nodes)

@@ -1,6 +1,7 @@
 """From pod counts per (group, role, S1, GPU type) to pods on named nodes.
 
-Solvers decide counts; binding names nodes. Additions are bound best-fit decreasing per
+Solvers decide counts (:class:`Counts`); binding names nodes (:func:`bind_plan`, called once per
+plan by :func:`~hetero_opt.placement.solve.solve`). Additions are bound best-fit decreasing per
 (S1, GPU type): largest pods first, each onto the node with the fewest free GPUs that still fits it,
 which keeps whole nodes free. When pod sizes form a divisibility chain and the counts respect the
 per-size-class packing rows (SYSTEM.md), this never fails. Removals take the group's pods from its
@@ -13,8 +14,8 @@ import bisect
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from hetero_opt.placement.plan import GroupChange, PodChange
-from hetero_opt.topology import TopologyView, is_chain
+from hetero_opt.placement.plan import GroupChange, Plan, PodChange, Unserved
+from hetero_opt.topology import RequestView, TopologyView, is_chain
 
 
 class BindingError(RuntimeError):
@@ -34,6 +35,31 @@ class GroupDraft:
     domain: str
     units: int
     counts: Counter[CountKey] = field(default_factory=Counter)
+
+
+NodePicks = Counter[tuple[str, str]]  # pods per (role, node) of one draft
+
+
+@dataclass
+class Counts:
+    """What a placement backend decides: pod counts per group change, before any node is named.
+
+    ``reasons`` says, per service whose request the counts do not fully serve, why (the backend's
+    words; :func:`bind_plan` derives the unserved records themselves from the counts). ``picks`` are
+    node picks per draft known to fit (the greedy's virtual allocation), used only where
+    :func:`bind` cannot bind the counts.
+    """
+
+    drafts: list[GroupDraft] = field(default_factory=list)
+    reasons: dict[str, str] = field(default_factory=dict)
+    picks: list[NodePicks] | None = None
+
+    def units_by_service(self) -> dict[str, int]:
+        """Net units the counts add (or remove) per service."""
+        out: dict[str, int] = {}
+        for d in self.drafts:
+            out[d.service] = out.get(d.service, 0) + d.units
+        return out
 
 
 class FreePool:
@@ -121,17 +147,7 @@ def bind(view: TopologyView, drafts: list[GroupDraft]) -> list[GroupChange]:
     for i, d in enumerate(drafts):
         if d.units < 0:
             pods[i] = bind_removal(view, d)
-    return [
-        GroupChange(
-            service=d.service,
-            group=d.group,
-            new=d.new,
-            domain=d.domain,
-            units=d.units,
-            pods=[PodChange(role=r, node=n, count=c) for (r, n), c in sorted(pods[i].items())],
-        )
-        for i, d in enumerate(drafts)
-    ]
+    return [_change(d, pods[i]) for i, d in enumerate(drafts)]
 
 
 def _best_fit(pool: FreePool, items: list[tuple[int, int, str, int]]) -> list[tuple[int, str, str]] | None:
@@ -206,3 +222,68 @@ def bind_removal(view: TopologyView, d: GroupDraft) -> Counter[tuple[str, str]]:
         if left:
             raise BindingError(f"group '{d.group}' has too few {key[0]} pods on S1 '{key[1]}' to remove")
     return out
+
+
+def bind_plan(view: TopologyView, counts: Counts, requests: list[RequestView] | None = None) -> Plan:
+    """The canonical plan of ``counts``: every draft bound to nodes, the unserved records of ``requests``
+    (default: the view's) derived from the units the drafts place, in sorted order.
+
+    Raises
+    ------
+    BindingError
+        If the additions do not fit and ``counts`` carries no node picks to fall back on.
+    """
+    order = sorted(range(len(counts.drafts)), key=lambda i: (counts.drafts[i].service, counts.drafts[i].group))
+    drafts = [counts.drafts[i] for i in order]
+    try:
+        changes = bind(view, drafts)
+    except BindingError:
+        if counts.picks is None:
+            raise
+        # Sizes outside a divisibility chain: keep the known node picks for additions, which fit;
+        # removals have no picks and are bound as bind() binds them.
+        changes = [
+            _change(d, counts.picks[i] if d.units > 0 else bind_removal(view, d))
+            for i, d in zip(order, drafts, strict=True)
+        ]
+    placed = counts.units_by_service()
+    unserved = [
+        Unserved(
+            service=r.service.id,
+            wanted_units=r.delta,
+            placed_units=placed.get(r.service.id, 0),
+            reason=counts.reasons.get(r.service.id) or _default_reason(r, placed.get(r.service.id, 0)),
+        )
+        for r in sorted(view.requests if requests is None else requests, key=lambda r: r.service.id)
+        if r.delta != 0 and placed.get(r.service.id, 0) != r.delta
+    ]
+    return Plan(changes=changes, unserved=unserved)
+
+
+def _default_reason(req: RequestView, placed: int) -> str:
+    if req.delta > 0:
+        return f"no capacity for {req.delta - placed} more units within {req.service.affinity} affinity"
+    return f"groups hold only {-placed} removable whole units"
+
+
+def _change(d: GroupDraft, pods: NodePicks) -> GroupChange:
+    return GroupChange(
+        service=d.service,
+        group=d.group,
+        new=d.new,
+        domain=d.domain,
+        units=d.units,
+        pods=[PodChange(role=r, node=n, count=c) for (r, n), c in sorted(pods.items())],
+    )
+
+
+def drafts_of(view: TopologyView, changes: list[GroupChange]) -> list[GroupDraft]:
+    """The counts of changes already bound to nodes (for solver paths that bind internally)."""
+    drafts = []
+    for c in changes:
+        d = GroupDraft(c.service, c.group, c.new, c.domain, c.units)
+        for p in c.pods:
+            node = view.node_by_id[p.node]
+            d.counts[(p.role, node.s1, node.gpu_type)] += p.count
+        drafts.append(d)
+    return drafts

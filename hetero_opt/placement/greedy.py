@@ -4,7 +4,8 @@ Requests are taken by service priority. A scale-out walks the RDMA subgroups fro
 and fills them unit by unit with virtual allocation (each pod is deducted from the tree view at
 once, best-fit on nodes); inside a subgroup it expands the service's existing deployment group of
 that domain, or opens a new one while the service's new-group limit allows (§3.4). A scale-in
-shrinks the groups on the highest tiers first. Node binding follows (best-fit decreasing).
+shrinks the groups on the highest tiers first. The result is counts per group change
+(:func:`greedy_counts`); node binding follows (best-fit decreasing), in one place for every solver.
 """
 
 from __future__ import annotations
@@ -12,33 +13,25 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 
 from hetero_opt.instance import TIERS, Instance, Service
-from hetero_opt.placement.binding import (
-    BindingError,
-    CountKey,
-    FreePool,
-    GroupDraft,
-    bind,
-    bind_removal,
-    make_pools,
-)
-from hetero_opt.placement.plan import GroupChange, Plan, PodChange, Unserved
+from hetero_opt.placement.binding import CountKey, Counts, FreePool, GroupDraft, bind_plan, make_pools
+from hetero_opt.placement.plan import Plan
 from hetero_opt.topology import RequestView, TopologyView, build_view
 
 TIER_RANK = {t: i for i, t in enumerate(TIERS)}
 
 
-def greedy_plan(
-    instance: Instance, view: TopologyView | None = None, requests: list[RequestView] | None = None
-) -> Plan:
-    """Place ``instance``'s requests (or only ``requests``) with Algorithm 4; a bound, canonical plan.
+def greedy_counts(view: TopologyView, requests: list[RequestView] | None = None) -> Counts:
+    """Place the view's requests (or only ``requests``) with Algorithm 4: counts per group change.
 
+    Units are allocated virtually node by node (best fit in the tree view), so the counts carry
+    those node picks as a binding known to fit; :func:`~hetero_opt.placement.binding.bind_plan`
+    binds the counts (best-fit decreasing) and falls back on the picks only where that fails.
     ``view`` may hold GPUs already promised to other changes (:meth:`TopologyView.with_taken`).
     """
-    view = view or build_view(instance)
     pools = make_pools(view)
     drafts: list[GroupDraft] = []
     picks: list[Counter[tuple[str, str]]] = []
-    unserved: list[Unserved] = []
+    reasons: dict[str, str] = {}
     for req in view.requests if requests is None else requests:
         mark = len(drafts)
         if req.delta > 0:
@@ -52,27 +45,16 @@ def greedy_plan(
             reason = f"all or nothing: only {abs(got)} of {abs(req.delta)} units fit ({reason})"
             got = 0
         if got != req.delta:
-            unserved.append(Unserved(service=req.service.id, wanted_units=req.delta, placed_units=got, reason=reason))
-    try:
-        changes = bind(view, drafts)
-    except BindingError:
-        # Sizes outside a divisibility chain: keep the greedy's own node picks for additions, which
-        # fit; removals have no picks and are bound as bind() binds them.
-        changes = [
-            GroupChange(
-                service=d.service,
-                group=d.group,
-                new=d.new,
-                domain=d.domain,
-                units=d.units,
-                pods=[
-                    PodChange(role=r, node=n, count=c)
-                    for (r, n), c in sorted((p if d.units > 0 else bind_removal(view, d)).items())
-                ],
-            )
-            for d, p in zip(drafts, picks, strict=True)
-        ]
-    return Plan(changes=changes, unserved=unserved).canonical()
+            reasons[req.service.id] = reason
+    return Counts(drafts, reasons, picks)
+
+
+def greedy_plan(
+    instance: Instance, view: TopologyView | None = None, requests: list[RequestView] | None = None
+) -> Plan:
+    """Place ``instance``'s requests (or only ``requests``) with Algorithm 4; a bound, canonical plan."""
+    view = view or build_view(instance)
+    return bind_plan(view, greedy_counts(view, requests), requests)
 
 
 def _undo(

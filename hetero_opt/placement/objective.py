@@ -46,6 +46,10 @@ class Score(Frozen):
             -self.whole_free_nodes,
         )
 
+    def modelled(self) -> tuple[object, ...]:
+        """Sort key of terms 1-4, the terms the models optimise (term 5 is decided by node binding)."""
+        return self.key()[:4]
+
     def first_stage_gap(self, bound: Score) -> int:
         """GPUs of the top priority class left unserved above ``bound``'s: 0 means stage 1 is optimal."""
         return self.unserved_gpus[0] - bound.unserved_gpus[0] if self.unserved_gpus else 0

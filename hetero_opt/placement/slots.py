@@ -1,13 +1,15 @@
 """Solver-neutral structure of the placement model: slots, pod cells and packing rows.
 
-Both the CP-SAT model (:mod:`.cpsat`) and its LP relaxation (:mod:`.relaxation`) are built from these
-specs, so the relaxation bounds exactly the model CP-SAT solves and an LP solution maps back onto
-CP-SAT's slots one to one.
+The CP-SAT model (:mod:`.cpsat`), its LP relaxation (:mod:`.relaxation`) and the MILP (:mod:`.milp`)
+are all built from these specs, each filling them with its own variables: the relaxation bounds
+exactly the model CP-SAT solves, an LP solution maps back onto CP-SAT's slots one to one, and the
+MILP cross-checks CP-SAT on the same decisions without a copy of their structure.
 
 A scale-out request gets one *slot* per candidate domain: the service's existing group there (the
 first by id) or one possible new group. A new group next to an existing one in the same domain is
-never better (same pods, one more group), so it is not a slot. Pods are counted per *cell*
-(role, S1, GPU type); MoE prefill replicas per S1.
+never better (same pods, one more group), so it is not a slot. A scale-in request gets one slot per
+existing group holding units. Pods are counted per *cell* (role, S1, GPU type); MoE prefill
+replicas per S1.
 """
 
 from __future__ import annotations
@@ -35,6 +37,50 @@ class OutSlotSpec:
     max_units: int
     cells: tuple[tuple[CountKey, int], ...]  # (cell, most pods of that cell)
     replicas: tuple[tuple[str, int], ...]  # MoE: (S1, most prefill replicas there)
+
+
+@dataclass(frozen=True)
+class InSlotSpec:
+    """An existing group that may shrink: it holds ``held`` units, at most ``max_units`` may go;
+    pods removable per cell and MoE prefill replicas removable per S1 (whole replicas on one S1)."""
+
+    request: RequestView
+    group: str
+    domain: str
+    held: int
+    max_units: int
+    cells: tuple[tuple[CountKey, int], ...]  # (cell, most pods of that cell to remove)
+    replicas: tuple[tuple[str, int], ...]  # MoE: (S1, most prefill replicas to remove there)
+
+    @property
+    def can_empty(self) -> bool:
+        """True when the request may remove every unit the group holds."""
+        return self.max_units == self.held
+
+
+def in_slot_specs(view: TopologyView, req: RequestView) -> list[InSlotSpec]:
+    """Slots of scale-in request ``req``: every existing group of the service holding units, by group order."""
+    svc = req.service
+    specs: list[InSlotSpec] = []
+    for g in view.groups_by_service.get(svc.id, []):
+        held = view.units_by_group[g.id]
+        if held <= 0:
+            continue
+        have: Counter[CountKey] = Counter()
+        for p in g.pods:
+            node = view.node_by_id[p.node]
+            have[(p.role, node.s1, node.gpu_type)] += p.count
+        ub = min(held, -req.delta)
+        cells = tuple((key, min(n, svc.pods_per_unit[key[0]] * ub)) for key, n in sorted(have.items()))
+        replicas: list[tuple[str, int]] = []
+        ratio = svc.attn_ffn_ratio
+        if ratio is not None:
+            for s1 in sorted({s1 for _, s1, _ in have}):
+                na = sum(n for (r, s, _), n in have.items() if r == "prefill-attn" and s == s1)
+                nf = sum(n for (r, s, _), n in have.items() if r == "prefill-ffn" and s == s1)
+                replicas.append((s1, min(na // ratio.prefill, nf // ratio.decode, svc.pd_ratio.prefill * ub)))
+        specs.append(InSlotSpec(req, g.id, g.domain, held, ub, cells, tuple(replicas)))
+    return specs
 
 
 def role_capacity(view: TopologyView, req: RequestView, s1s: list[str] | None = None) -> dict[CountKey, int]:

@@ -8,9 +8,10 @@ import time
 
 from hetero_opt.errors import InputError, PlanError
 from hetero_opt.instance import Instance
-from hetero_opt.placement.backend import Backend, BackendOutput, SolveOptions
-from hetero_opt.placement.greedy import greedy_plan
-from hetero_opt.placement.objective import score
+from hetero_opt.placement.backend import Backend, BackendOutput, Hint, SolveOptions, finishing_reserve
+from hetero_opt.placement.binding import BindingError, bind_plan
+from hetero_opt.placement.greedy import greedy_counts
+from hetero_opt.placement.objective import Score, score
 from hetero_opt.placement.plan import Plan
 from hetero_opt.placement.result import PlacementResult
 from hetero_opt.placement.verify import verify
@@ -38,7 +39,7 @@ def get_backend(name: str) -> Backend:
 
 def solve(
     instance: Instance,
-    solver: str = "greedy",
+    solver: str | Backend = "greedy",
     *,
     time_limit: float = 2.0,
     seed: int = 0,
@@ -55,11 +56,12 @@ def solve(
         A validated instance.
     solver
         ``greedy`` (paper Algorithm 4), ``cpsat`` (OR-Tools CP-SAT), ``milp`` (PuLP + HiGHS)
-        or ``milp-cbc`` (PuLP + bundled CBC).
+        or ``milp-cbc`` (PuLP + bundled CBC), or a :class:`Backend` object (e.g. a CP-SAT backend
+        with a fixed strategy).
     time_limit
-        Wall-clock budget in seconds of the whole call: view, greedy, backend, verification
-        (greedy ignores it). The backend gets what is left after greedy and keeps back what
-        verification will take.
+        Wall-clock budget in seconds of the whole call: view, greedy, backend, binding,
+        verification (greedy ignores it). The backend gets what is left after greedy and keeps
+        back what binding, verifying and scoring its counts will take.
     seed, num_workers
         Passed to the solver; the same instance and seed give the same plan.
     deterministic
@@ -72,51 +74,86 @@ def solve(
     PlacementResult
         Never worse than the greedy plan: a backend that fails, times out with nothing, or
         returns a worse plan yields the greedy plan with ``status='fallback'`` and the reason.
+        A plan that ties the greedy's on the modelled terms 1-4 but leaves fewer whole nodes free
+        (term 5, decided by binding alone) gives way to the greedy plan with the backend's status.
+
+    Notes
+    -----
+    The one seam between solvers and plans: every backend returns counts per group change
+    (:class:`~hetero_opt.placement.binding.Counts`), the greedy's counts are its hint as they are,
+    and only here are counts bound to nodes, unserved records derived, the plan sorted, verified
+    and scored, once per plan (the greedy's plan is verified only when it is returned).
     """
-    if solver not in SOLVERS:
+    if isinstance(solver, str) and solver not in SOLVERS:
         raise ValueError(f"solver='{solver}' is not one of {list(SOLVERS)}")
     check_options(time_limit, seed, num_workers)
     start = time.perf_counter()
     view = build_view(instance)
-    greedy = greedy_plan(instance, view)
-    check_start = time.perf_counter()
-    greedy_violations = verify(instance, greedy, view)
-    if greedy_violations:
-        raise PlanError(f"greedy plan fails verification: {greedy_violations[0]}")
+    greedy_counts_ = greedy_counts(view)
+    finish_start = time.perf_counter()
+    greedy = bind_plan(view, greedy_counts_)
     greedy_score = score(instance, greedy, view)
-    check_time = time.perf_counter() - check_start
-    out = BackendOutput(plan=greedy, status="greedy")
-    final_score = greedy_score
-    if solver != "greedy":
-        # Keep back twice what checking the greedy plan took: the backend's plan is checked the same way.
-        deadline = start + time_limit - 2.0 * check_time - 0.005
+    finish = time.perf_counter() - finish_start
+    name = solver if isinstance(solver, str) else solver.name
+    out = BackendOutput(greedy_counts_, "greedy")
+    plan, final_score, why, kept = greedy, greedy_score, "", False
+    if name != "greedy":
+        backend = get_backend(solver) if isinstance(solver, str) else solver
+        # Keep back the backend's overshoot (a rule on size) and binding, verifying and scoring its counts:
+        # three times what binding and scoring the greedy's took here (verification costs about as much).
+        deadline = start + time_limit - finishing_reserve(view) - 3.0 * finish
         options = SolveOptions(time_limit, seed, num_workers, log, export_model, deterministic, deadline)
-        out = _run_backend(get_backend(solver), view, greedy, options)
-        violations = verify(instance, out.plan, view)
-        why = f"verifier rejected the {solver} plan: {violations[0]}" if violations else ""
-        backend_score = greedy_score if violations else score(instance, out.plan, view)
-        if not why and backend_score > greedy_score:
-            why = f"{solver} plan scored worse than greedy; greedy kept"
-        if why:
-            out = BackendOutput(greedy, "fallback", out.termination, why, out.bound, out.version, out.stats)
-        else:
-            final_score = backend_score
-    plan = out.plan.canonical()
+        out = _run_backend(backend, view, Hint(greedy_counts_, greedy), options)
+        plan, final_score, why, kept = _checked(view, out, greedy, greedy_score, name)
+    if plan is greedy:
+        violations = verify(instance, greedy, view)
+        if violations:
+            raise PlanError(f"greedy plan fails verification: {violations[0]}")
+    stats = dict(out.stats)
+    if kept:
+        stats["hint_kept"] = 1.0
     return PlacementResult(
         instance=instance.name,
-        solver=solver,
+        solver=name,
         solver_version=out.version,
-        status=out.status,
+        status="fallback" if why else out.status,
         termination=out.termination,
-        fallback_reason=out.fallback_reason,
+        fallback_reason=why,
         plan=plan,
         score=final_score,
         bound=out.bound,
         wall_time_s=time.perf_counter() - start,
         seed=seed,
         warnings=view.warnings,
-        stats=out.stats,
+        stats=stats,
     )
+
+
+def _checked(
+    view: TopologyView, out: BackendOutput, greedy: Plan, greedy_score: Score, name: str
+) -> tuple[Plan, Score, str, bool]:
+    """(plan, its score, fallback reason, greedy kept on term 5) of a backend's output.
+
+    The backend's counts are bound, verified and scored once; the greedy plan replaces them when
+    there are none, when they do not bind or verify, or when they score worse.
+    """
+    if out.counts is None:
+        return greedy, greedy_score, out.fallback_reason or f"{name} returned no plan", False
+    try:
+        plan = bind_plan(view, out.counts)
+    except BindingError as exc:
+        return greedy, greedy_score, f"{name}: {exc}", False
+    violations = verify(view.instance, plan, view)
+    if violations:
+        return greedy, greedy_score, f"verifier rejected the {name} plan: {violations[0]}", False
+    plan_score = score(view.instance, plan, view)
+    if plan_score > greedy_score:
+        if plan_score.modelled() == greedy_score.modelled():
+            # Ties on every modelled term, loses on whole free nodes (binding only): keep the greedy plan,
+            # which meets whatever the backend proved on terms 1-4.
+            return greedy, greedy_score, "", True
+        return greedy, greedy_score, f"{name} plan scored worse than greedy; greedy kept", False
+    return plan, plan_score, "", False
 
 
 def check_options(time_limit: float, seed: int, num_workers: int) -> None:
@@ -129,10 +166,10 @@ def check_options(time_limit: float, seed: int, num_workers: int) -> None:
         raise InputError(f"solve: num_workers={num_workers!r} must be an integer in 1..{MAX_WORKERS}")
 
 
-def _run_backend(backend: Backend, view: TopologyView, greedy: Plan, options: SolveOptions) -> BackendOutput:
+def _run_backend(backend: Backend, view: TopologyView, hint: Hint, options: SolveOptions) -> BackendOutput:
     if not backend.available():
-        return BackendOutput(greedy, "fallback", "", f"{backend.name} is not available here")
+        return BackendOutput(None, "fallback", "", f"{backend.name} is not available here")
     try:
-        return backend.solve(view, greedy, options)
+        return backend.solve(view, hint, options)
     except (MemoryError, RuntimeError, OSError) as exc:
-        return BackendOutput(greedy, "fallback", type(exc).__name__, f"{backend.name} failed: {exc}")
+        return BackendOutput(None, "fallback", type(exc).__name__, f"{backend.name} failed: {exc}")

@@ -12,7 +12,7 @@ import pytest
 from conftest import group, make_instance, node, pd_service, request
 
 from hetero_opt import Plan, build_view, verify
-from hetero_opt.placement.binding import BindingError, FreePool, GroupDraft, bind
+from hetero_opt.placement.binding import BindingError, Counts, FreePool, GroupDraft, bind, bind_plan
 
 
 def test_free_pool_takes_the_fullest_node_that_fits_lowest_id_first_and_takes_back() -> None:
@@ -165,3 +165,44 @@ def test_a_removal_before_an_addition_and_a_zero_unit_draft_bind_in_order() -> N
         ("new@a", 0, []),
         ("new@a#2", 1, [("decode", "free", 1), ("prefill", "free", 1)]),
     ]
+
+
+# ---------------------------------------------------------------- bind_plan: counts to a sorted plan
+
+
+def test_bind_plan_derives_unserved_from_the_counts_with_the_backends_words() -> None:
+    # 'a' wants 1 unit and gets it; 'b' wants 1 and gets none: its record says wanted 1, placed 0,
+    # in the backend's words; without words, a default naming the missing units
+    view = build_view(EXACT)
+    plan = bind_plan(view, Counts([A_DRAFT], {"b": "stub: b does not fit"}))
+    assert [(u.service, u.wanted_units, u.placed_units, u.reason) for u in plan.unserved] == [
+        ("b", 1, 0, "stub: b does not fit")
+    ]
+    (record,) = bind_plan(view, Counts([A_DRAFT])).unserved
+    assert record.reason == "no capacity for 1 more units within s1 affinity"
+
+
+def test_bind_plan_sorts_changes_and_pods_whatever_the_order_of_the_counts() -> None:
+    view = build_view(EXACT)
+    plan = bind_plan(view, Counts([B_DRAFT, A_DRAFT]))
+    assert plan == plan.canonical()
+    assert [c.service for c in plan.changes] == ["a", "b"]
+    assert plan.unserved == []
+    assert verify(EXACT, plan) == []
+
+
+def test_bind_plan_falls_back_on_known_node_picks_only_where_binding_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hetero_opt.placement import binding
+
+    view = build_view(EXACT)
+    picks: list[Counter[tuple[str, str]]] = [Counter({("prefill", "n1"): 1, ("decode", "n1"): 1})]
+    assert bind_plan(view, Counts([A_DRAFT], picks=picks)) == bind_plan(view, Counts([A_DRAFT]))  # binding won
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise BindingError("refused")
+
+    monkeypatch.setattr(binding, "bind", refuse)
+    (change,) = bind_plan(view, Counts([A_DRAFT], picks=picks)).changes
+    assert [(p.role, p.node, p.count) for p in change.pods] == [("decode", "n1", 1), ("prefill", "n1", 1)]
+    with pytest.raises(BindingError, match="refused"):
+        bind_plan(view, Counts([A_DRAFT]))

@@ -5,29 +5,25 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from conftest import BackendRun, node, run_backend
 from conftest import make_instance as instance
-from conftest import node
 from hypothesis import HealthCheck, given, settings
 
 from hetero_opt import Instance, build_view, score, solve, verify
 from hetero_opt.generate import generate_instance
-from hetero_opt.placement.backend import BackendOutput, SolveOptions
 from hetero_opt.placement.cpsat import CpSatBackend
 from hetero_opt.placement.cpsat.blocks import planned_blocks
 from hetero_opt.placement.cpsat.model import build
-from hetero_opt.placement.greedy import greedy_plan
 from placement.test_cpsat import CONTENTION, pd_service, small_instances
 
 
-def run(inst: Instance, strategy: Any, time_limit: float = 5.0) -> BackendOutput:
+def run(inst: Instance, strategy: Any, time_limit: float = 5.0) -> BackendRun:
     """The backend's own output, checked against greedy, the verifier and its own bound."""
-    view = build_view(inst)
-    greedy = greedy_plan(inst, view)
-    out = CpSatBackend(strategy).solve(view, greedy, SolveOptions(time_limit=time_limit))
+    out = run_backend(inst, CpSatBackend(strategy), time_limit=time_limit)
     assert out.status != "fallback", out.fallback_reason
-    assert verify(inst, out.plan, view) == []
-    got = score(inst, out.plan, view)
-    assert got <= score(inst, greedy, view)
+    assert verify(inst, out.plan) == []
+    got = score(inst, out.plan)
+    assert got <= score(inst, out.greedy)
     assert out.bound is not None
     assert out.bound <= got
     return out

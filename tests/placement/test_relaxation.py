@@ -6,7 +6,7 @@ import time
 from collections import Counter
 
 import pytest
-from conftest import INSTANCES_DIR, node, pd_service, request
+from conftest import INSTANCES_DIR, node, pd_service, request, run_backend
 from conftest import make_instance as instance
 from hypothesis import HealthCheck, given, settings
 
@@ -18,7 +18,6 @@ from hetero_opt.placement.cpsat import CpSatBackend
 from hetero_opt.placement.cpsat.model import build
 from hetero_opt.placement.cpsat.neighbourhood import _fixed, _integral, _premium, lp_guided
 from hetero_opt.placement.cpsat.stages import Budget
-from hetero_opt.placement.greedy import greedy_plan
 from hetero_opt.placement.plan import Unserved
 from hetero_opt.placement.relaxation import (
     build_relaxation,
@@ -76,29 +75,24 @@ def test_load_uses_capacity_in_the_packing_rows() -> None:
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(small_instances())
 def test_lp_bound_never_above_the_proven_optimum(inst: Instance) -> None:
-    view = build_view(inst)
-    greedy = greedy_plan(inst, view)
-    full = CpSatBackend("full").solve(view, greedy, SolveOptions(time_limit=10.0))
-    guided = CpSatBackend("lp").solve(view, greedy, SolveOptions(time_limit=10.0))
+    full = run_backend(inst, CpSatBackend("full"), time_limit=10.0)
+    guided = run_backend(inst, CpSatBackend("lp"), time_limit=10.0)  # the LP plan as it is, unchecked
     for out in (full, guided):
-        assert verify(inst, out.plan, view) == []
-        assert score(inst, out.plan, view) <= score(inst, greedy, view)
+        assert verify(inst, out.plan) == []
+    assert score(inst, full.plan).modelled() <= score(inst, full.greedy).modelled()
     assert guided.bound is not None
-    assert guided.bound <= score(inst, guided.plan, view)
-    if full.status == "optimal":
-        assert guided.bound <= score(inst, full.plan, view)
+    for plan in (guided.plan, guided.greedy, full.plan):  # a bound is below every plan
+        assert guided.bound <= score(inst, plan)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_lp_guided_path_on_medium_instances_is_verified_and_bounded(seed: int) -> None:
     inst = generate_instance("medium", seed)
-    view = build_view(inst)
-    greedy = greedy_plan(inst, view)
-    out = CpSatBackend("lp").solve(view, greedy, SolveOptions(time_limit=20.0))
+    out = run_backend(inst, CpSatBackend("lp"), time_limit=20.0)
     assert out.status != "fallback", out.fallback_reason
-    assert verify(inst, out.plan, view) == []
-    got = score(inst, out.plan, view)
-    assert got <= score(inst, greedy, view)
+    assert verify(inst, out.plan) == []
+    got = score(inst, out.plan)
+    assert got.modelled() <= score(inst, out.greedy).modelled()
     assert out.bound is not None
     assert out.bound <= got
     assert out.stats["lp_cols"] > 0  # the LP path ran
@@ -164,9 +158,7 @@ def test_a_chunk_without_budget_is_placed_by_the_greedy_and_recorded() -> None:
 
 def test_lp_guided_path_is_deterministic() -> None:
     inst = generate_instance("medium", 2)
-    view = build_view(inst)
-    greedy = greedy_plan(inst, view)
-    runs = [CpSatBackend("lp").solve(view, greedy, SolveOptions(time_limit=20.0)) for _ in range(2)]
+    runs = [run_backend(inst, CpSatBackend("lp"), time_limit=20.0) for _ in range(2)]
     assert runs[0].plan == runs[1].plan
     assert runs[0].bound == runs[1].bound
 

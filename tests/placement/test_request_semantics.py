@@ -10,8 +10,6 @@ from conftest import instance_dict, node, pd_service, request
 from hetero_opt import InputError, Instance, Plan, parse_instance, solve, verify
 from hetero_opt.placement.plan import GroupChange, PodChange
 
-SOLVERS = ["greedy", "cpsat", "milp"]
-
 
 def serve_service(sid: str, prio: int = 10, size: int = 8, **extra: Any) -> dict[str, Any]:
     """An aggregated service: one role 'serve', a unit is one pod of ``size`` H20 GPUs."""
@@ -32,7 +30,6 @@ GANG = v11(
 )
 
 
-@pytest.mark.parametrize("solver", SOLVERS)
 def test_a_gang_that_does_not_fit_places_nothing_and_leaves_room(solver: str) -> None:
     result = solve(GANG, solver)
     assert verify(GANG, result.plan) == []
@@ -49,7 +46,6 @@ def test_without_the_flag_the_same_request_is_placed_in_part() -> None:
     assert result.score.unserved_gpus == [16, 16]  # big 1 of 2 units; agg 1 of 3 on the last node
 
 
-@pytest.mark.parametrize("solver", SOLVERS)
 def test_a_gang_that_fits_is_placed_whole(solver: str) -> None:
     data = GANG.model_dump(mode="json")
     data["nodes"].append(node("n3", "a", "a-1"))  # 32 GPUs: both units of 'big'
@@ -59,7 +55,6 @@ def test_a_gang_that_fits_is_placed_whole(solver: str) -> None:
     assert result.plan.units_by_service()["big"] == 2
 
 
-@pytest.mark.parametrize("solver", SOLVERS)
 def test_single_role_units_are_single_pods(solver: str) -> None:
     inst = v11(
         nodes=[node("n1", "a", "a-1"), node("n2", "a", "a-1", free=4)],

@@ -21,10 +21,14 @@ def extract(pm: PlacementModel, values: list[int]) -> tuple[list[GroupDraft], li
     """Group drafts (non-zero slots) and unserved records from a complete assignment."""
     drafts: list[GroupDraft] = []
     placed: dict[str, int] = {r.service.id: 0 for r in pm.requests}
+    opened: Counter[str] = Counter()
+    closed: Counter[str] = Counter()  # new-group slots left unopened
     slots: list[tuple[OutSlot | InSlot, bool, int]] = [(o, o.new, 1) for o in pm.outs]
     slots += [(s, False, -1) for s in pm.ins]
     for slot, new, sign in slots:
         units = values[slot.units.index]
+        if new:
+            (opened if units > 0 else closed)[slot.request.service.id] += 1
         if units > 0:
             d = GroupDraft(slot.request.service.id, slot.group, new, slot.domain, sign * units)
             for key, var in sorted(slot.pods.items()):
@@ -38,6 +42,8 @@ def extract(pm: PlacementModel, values: list[int]) -> tuple[list[GroupDraft], li
         if got != r.delta:
             if r.delta > 0:
                 why = f"CP-SAT: no capacity for {r.delta - got} more units within {r.service.affinity} affinity"
+                if closed[r.service.id] and opened[r.service.id] >= r.service.max_new_groups:
+                    why += f"; new-group limit {r.service.max_new_groups} reached"
             else:
                 why = f"CP-SAT: groups hold only {-got} removable whole units"
             unserved.append(Unserved(service=r.service.id, wanted_units=r.delta, placed_units=got, reason=why))

@@ -26,8 +26,8 @@ from typing import Literal
 from ortools.sat.python import cp_model
 
 from hetero_opt.instance import Instance
-from hetero_opt.placement.backend import BackendOutput, SolveOptions, post_processing_reserve
-from hetero_opt.placement.binding import BindingError, GroupDraft, bind
+from hetero_opt.placement.backend import BackendOutput, Hint, SolveOptions
+from hetero_opt.placement.binding import BindingError, Counts, GroupDraft, bind, drafts_of
 from hetero_opt.placement.cpsat.blocks import improve_by_class
 from hetero_opt.placement.cpsat.model import HintError, add_hint, build, plan_values
 from hetero_opt.placement.cpsat.neighbourhood import Guided, lp_guided
@@ -52,7 +52,7 @@ from hetero_opt.placement.cpsat.stages import (
 )
 from hetero_opt.placement.greedy import greedy_plan
 from hetero_opt.placement.objective import Score, score
-from hetero_opt.placement.plan import GroupChange, Plan, Unserved
+from hetero_opt.placement.plan import Plan, Unserved
 from hetero_opt.topology import RequestView, TopologyView, build_view
 
 # The full model is built only when time_limit >= this * its estimated variable count. Below that,
@@ -121,9 +121,9 @@ def complete(view: TopologyView, top: TopResult, part: list[RequestView], hint: 
 
 @dataclass
 class PartResult:
-    """One part (scale-in or scale-out) solved: bound changes, unserved, stage record."""
+    """One part (scale-in or scale-out) solved: counts per group change, unserved, stage record."""
 
-    changes: list[GroupChange]
+    drafts: list[GroupDraft]
     unserved: list[Unserved]
     staged: Staged
     has_ins: bool
@@ -148,11 +148,15 @@ class CpSatBackend:
         """CP-SAT ships with the ``ortools`` wheel, a hard dependency."""
         return True
 
-    def solve(self, view: TopologyView, hint: Plan, options: SolveOptions) -> BackendOutput:
-        """Solve scale-in, then scale-out, from ``hint``; return the bound plan or the hint on failure."""
+    def solve(self, view: TopologyView, greedy: Hint, options: SolveOptions) -> BackendOutput:
+        """Solve scale-in, then scale-out, from the greedy's plan; return counts, or none on failure.
+
+        The solver paths work on the hint bound to nodes (class blocks keep its node picks around what
+        they re-place); their plans are returned as counts, which ``solve()`` binds once.
+        """
         start = time.perf_counter()
-        deadline = (options.deadline or start + options.time_limit) - post_processing_reserve(view)
-        budget = Budget(deadline, options.time_limit * DTIME_PER_SECOND, options.deterministic)
+        hint = greedy.plan
+        budget = Budget(options.backend_deadline(), options.time_limit * DTIME_PER_SECOND, options.deterministic)
         version = f"ortools {version_of('ortools')}"
         reqs = [r for r in view.requests if r.delta != 0]
         if options.export_model:
@@ -170,17 +174,13 @@ class CpSatBackend:
             if outs:
                 results.append(_solve_part(view, outs, hint, options, budget, stats, "out", self.strategy))
         except (HintError, StageFailed, BindingError) as exc:
-            return BackendOutput(hint, "fallback", type(exc).__name__, str(exc), None, version, stats)
+            return BackendOutput(None, "fallback", type(exc).__name__, str(exc), None, version, stats)
         termination = " ".join(t for r in results for t in r.staged.termination)
-        changes = [c for r in results for c in r.changes]
-        plan = Plan(changes=changes, unserved=[u for r in results for u in r.unserved]).canonical()
+        reasons = {u.service: u.reason for r in results for u in r.unserved}
+        counts = Counts([d for r in results for d in r.drafts], reasons)
         status = "optimal" if all(r.staged.proven for r in results) else "feasible"
-        if score(view.instance, hint, view) < score(view.instance, plan, view):
-            # Ties on every modelled term can still lose on whole free nodes (binding only): keep the hint.
-            plan = hint
-            stats["hint_kept"] = 1.0
         stats["wall_s"] = time.perf_counter() - start
-        return BackendOutput(plan, status, termination, "", _bound(view, results), version, stats)
+        return BackendOutput(counts, status, termination, "", _bound(view, results), version, stats)
 
 
 def _solve_part(
@@ -207,7 +207,7 @@ def _solve_part(
             guided_score = score(view.instance, guided.plan, view)
             # Where the full model fits the limit it proves every term: the LP plan is only its hint.
             if strategy == "lp" or (not fits and _meets(part, guided.plan, guided_score.premium_cost, lp_staged)):
-                return PartResult(guided.plan.changes, guided.plan.unserved, lp_staged, False)
+                return PartResult(drafts_of(view, guided.plan.changes), guided.plan.unserved, lp_staged, False)
             if guided_score < score(view.instance, restrict(hint, part), view):
                 hint = guided.plan
     result = _solve_existing(view, part, hint, options, budget, stats, tag, strategy, start, est, fits)
@@ -316,8 +316,7 @@ def _solve_existing(
         staged.termination.insert(0, top.termination)
     stats.update({f"{tag}_{k}": v for k, v in staged.stats.items()})
     drafts, unserved = extract(pm, staged.values)
-    changes = bind(view, sorted(drafts, key=lambda d: (d.service, d.group)))
-    return PartResult(changes, unserved, staged, bool(pm.ins))
+    return PartResult(drafts, unserved, staged, bool(pm.ins))
 
 
 def _improved(view: TopologyView, part: list[RequestView], incumbent: Plan, top: TopResult | None) -> Plan:
@@ -367,7 +366,7 @@ def _by_class(
     elif top is not None and top.bound is not None:
         staged.unserved_lb[prio] = max(0, wanted - int(top.bound + 1e-6))
     staged.premium_lb, staged.groups_lb = trivial_bounds(view, part)
-    return PartResult(plan.changes, plan.unserved, staged, any(r.delta < 0 for r in part))
+    return PartResult(drafts_of(view, plan.changes), plan.unserved, staged, any(r.delta < 0 for r in part))
 
 
 def _top_wanted(part: list[RequestView]) -> int:

@@ -4,18 +4,18 @@ A scale-out request gets one *slot* per candidate domain: the service's existing
 first by id) or one possible new group, guarded by a Boolean ``open``. A new group next to an
 existing one in the same domain is never better (same pods, one more group), so it is not modelled.
 Pod counts are aggregated per (role, S1, GPU type); MoE prefill replicas per S1. A scale-in request
-gets one slot per existing group that holds units.
+gets one slot per existing group that holds units. The slots' structure is solver-neutral
+(:mod:`hetero_opt.placement.slots`); this module gives them CP-SAT variables.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
 
 from hetero_opt.placement.binding import CountKey
-from hetero_opt.placement.slots import out_slot_specs
+from hetero_opt.placement.slots import in_slot_specs, out_slot_specs
 from hetero_opt.topology import RequestView, TopologyView
 
 
@@ -93,27 +93,15 @@ def out_slots(
 
 
 def in_slots(pool: VarPool, view: TopologyView, req: RequestView) -> list[InSlot]:
-    """Slots of scale-in request ``req``: every existing group of the service holding units."""
-    svc = req.service
+    """Slots (with their variables) of scale-in request ``req``: one per :func:`in_slot_specs` entry."""
     slots: list[InSlot] = []
-    for g in view.groups_by_service.get(svc.id, []):
-        held = view.units_by_group[g.id]
-        if held <= 0:
-            continue
-        have: defaultdict[CountKey, int] = defaultdict(int)
-        for p in g.pods:
-            node = view.node_by_id[p.node]
-            have[(p.role, node.s1, node.gpu_type)] += p.count
-        ub = min(held, -req.delta)
-        slot = InSlot(req, g.id, g.domain, held, pool.int_var(0, ub, f"v[{g.id}]"), pool.bool_var(f"e[{g.id}]"))
-        for key, n in sorted(have.items()):
-            slot.pods[key] = pool.int_var(0, min(n, svc.pods_per_unit[key[0]] * ub), f"z[{g.id}|{'|'.join(key)}]")
-        ratio = svc.attn_ffn_ratio
-        if ratio is not None:
-            for s1 in sorted({s1 for _, s1, _ in have}):
-                na = sum(n for (r, s, _), n in have.items() if r == "prefill-attn" and s == s1)
-                nf = sum(n for (r, s, _), n in have.items() if r == "prefill-ffn" and s == s1)
-                n = min(na // ratio.prefill, nf // ratio.decode, svc.pd_ratio.prefill * ub)
-                slot.replicas[s1] = pool.int_var(0, n, f"w[{g.id}|{s1}]")
+    for spec in in_slot_specs(view, req):
+        g = spec.group
+        units = pool.int_var(0, spec.max_units, f"v[{g}]")
+        slot = InSlot(req, g, spec.domain, spec.held, units, pool.bool_var(f"e[{g}]"))
+        for key, n in spec.cells:
+            slot.pods[key] = pool.int_var(0, n, f"z[{g}|{'|'.join(key)}]")
+        for s1, n in spec.replicas:
+            slot.replicas[s1] = pool.int_var(0, n, f"w[{g}|{s1}]")
         slots.append(slot)
     return slots

@@ -4,7 +4,7 @@ Stages, each optimising one objective term and fixing it before the next (never 
 served GPUs per priority class (highest first), premium cost, new groups, emptied groups. Every
 stage starts from the best solution so far (the greedy plan first), so a stage that runs out of
 time keeps an incumbent at least as good; a class the incumbent already serves in full is fixed
-without a solve. The counts are then bound to nodes by :func:`~hetero_opt.placement.binding.bind`.
+without a solve. The counts are returned; :func:`~hetero_opt.placement.solve.solve` binds them to nodes.
 """
 
 from __future__ import annotations
@@ -18,11 +18,18 @@ from typing import Any
 import numpy as np
 import pulp
 
-from hetero_opt.placement.backend import BackendOutput, SolveOptions, post_processing_reserve
-from hetero_opt.placement.binding import BindingError, GroupDraft, bind
-from hetero_opt.placement.milp.model import MilpModel, build_model, evaluate, hint_values, is_feasible
+from hetero_opt.placement.backend import BackendOutput, Hint, SolveOptions
+from hetero_opt.placement.binding import Counts, GroupDraft
+from hetero_opt.placement.milp.model import (
+    InSlot,
+    MilpModel,
+    OutSlot,
+    build_model,
+    evaluate,
+    hint_values,
+    is_feasible,
+)
 from hetero_opt.placement.objective import Score, gpu_cost
-from hetero_opt.placement.plan import Plan, Unserved
 from hetero_opt.topology import TopologyView
 
 ENGINES = {"highs": "HiGHS", "cbc": "PULP_CBC_CMD"}
@@ -96,10 +103,10 @@ class MilpBackend:
             return f"pulp {pulp.__version__} + HiGHS {highspy.Highs().version()}"
         return f"pulp {pulp.__version__} + CBC (bundled)"
 
-    def solve(self, view: TopologyView, hint: Plan, options: SolveOptions) -> BackendOutput:
-        """Solve ``view``'s requests in lexicographic stages; fall back to ``hint`` on failure."""
+    def solve(self, view: TopologyView, hint: Hint, options: SolveOptions) -> BackendOutput:
+        """Counts for ``view``'s requests in lexicographic stages from the greedy's counts; none on failure."""
         start = time.perf_counter()
-        deadline = (options.deadline or start + options.time_limit) - post_processing_reserve(view)
+        deadline = options.backend_deadline()
         version = self.version()
         cells = view.candidate_cells([r for r in view.requests if r.delta != 0])
         if options.time_limit < BUILD_SECONDS_PER_CELL * cells:
@@ -107,14 +114,14 @@ class MilpBackend:
                 f"{self.name}: a model of ~{cells} pod cells takes longer than time_limit={options.time_limit:g} s "
                 f"to build and solve here"
             )
-            return BackendOutput(hint, "fallback", "too large", reason, None, version, {"cells": float(cells)})
+            return BackendOutput(None, "fallback", "too large", reason, None, version, {"cells": float(cells)})
         model = build_model(view)
         stats: dict[str, float] = {
             "variables": float(len(model.variables())),
             "constraints": float(model.prob.numConstraints()),
             "build_s": time.perf_counter() - start,
         }
-        values = hint_values(model, view, hint)
+        values = hint_values(model, view, hint.counts.drafts)
         stats["hint_used"] = float(values is not None)
         stages = self._stage_list(model)
         results: list[StageResult] = []
@@ -124,10 +131,10 @@ class MilpBackend:
                 result, values = self._run_stage(model, stage, expr, sense, values, budget, options)
             except pulp.PulpError as exc:
                 reason = f"{self.name} failed in stage {stage}: {exc}"
-                return BackendOutput(hint, "fallback", type(exc).__name__, reason, None, version, stats)
+                return BackendOutput(None, "fallback", type(exc).__name__, reason, None, version, stats)
             if values is None:
                 reason = f"{self.name}: no solution in stage {stage}"
-                return BackendOutput(hint, "fallback", result.termination, reason, None, version, stats)
+                return BackendOutput(None, "fallback", result.termination, reason, None, version, stats)
             results.append(result)
             stats[f"stage_{stage}_s"] = result.seconds
             if options.export_model and i == len(stages) - 1:
@@ -140,14 +147,11 @@ class MilpBackend:
         if values is None:  # no stage to run: nothing to place; all zeros satisfies every row
             values = {v.name: 0 for v in model.variables()}
         termination = "; ".join(f"{r.name}: {r.termination}" for r in results)
-        try:
-            plan = self._extract(model, view, values)
-        except BindingError as exc:
-            return BackendOutput(hint, "fallback", termination, f"{self.name}: {exc}", None, version, stats)
+        counts = self._extract(model, view, values)
         stats["wall_s"] = time.perf_counter() - start
         status = "optimal" if all(r.optimal for r in results) else "feasible"
         bound = self._bound(model, view, values, results)
-        return BackendOutput(plan, status, termination, "", bound, version, stats)
+        return BackendOutput(counts, status, termination, "", bound, version, stats)
 
     @staticmethod
     def _export(model: MilpModel, prefix: str) -> None:
@@ -248,36 +252,27 @@ class MilpBackend:
             )
 
     @staticmethod
-    def _extract(model: MilpModel, view: TopologyView, values: dict[str, int]) -> Plan:
+    def _extract(model: MilpModel, view: TopologyView, values: dict[str, int]) -> Counts:
+        """Counts per group change (non-zero slots) and, per request not served in full, why."""
         drafts: list[GroupDraft] = []
         placed: dict[str, int] = {}
         opened: dict[str, int] = {}
-        for o in model.out_slots:
-            u = values[o.units.name]
-            sid = o.request.service.id
-            if o.open is not None:
-                opened[sid] = opened.get(sid, 0) + values[o.open.name]
+        slots: list[tuple[OutSlot | InSlot, bool, int]] = [(o, o.spec.new, 1) for o in model.out_slots]
+        slots += [(s, False, -1) for s in model.in_slots]
+        for slot, new, sign in slots:
+            sid = slot.spec.request.service.id
+            if isinstance(slot, OutSlot) and slot.open is not None:
+                opened[sid] = opened.get(sid, 0) + values[slot.open.name]
+            u = values[slot.units.name]
             if u <= 0:
                 continue
-            d = GroupDraft(sid, o.group, o.new, o.domain, u)
-            for key, var in sorted(o.pods.items()):
+            d = GroupDraft(sid, slot.spec.group, new, slot.spec.domain, sign * u)
+            for key, var in sorted(slot.pods.items()):
                 if values[var.name]:
                     d.counts[key] = values[var.name]
             drafts.append(d)
-            placed[sid] = placed.get(sid, 0) + u
-        for s in model.in_slots:
-            v = values[s.units.name]
-            if v <= 0:
-                continue
-            sid = s.request.service.id
-            d = GroupDraft(sid, s.group, False, s.domain, -v)
-            for key, var in sorted(s.pods.items()):
-                if values[var.name]:
-                    d.counts[key] = values[var.name]
-            drafts.append(d)
-            placed[sid] = placed.get(sid, 0) - v
-        changes = bind(view, drafts)
-        unserved = []
+            placed[sid] = placed.get(sid, 0) + sign * u
+        reasons: dict[str, str] = {}
         for req in view.requests:
             svc, got = req.service, placed.get(req.service.id, 0)
             if req.delta == 0 or got == req.delta:
@@ -291,8 +286,8 @@ class MilpBackend:
                     why += f"; new-group limit {svc.max_new_groups} reached"
             else:
                 why = f"groups hold only {-got} removable units"
-            unserved.append(Unserved(service=svc.id, wanted_units=req.delta, placed_units=got, reason=why))
-        return Plan(changes=changes, unserved=unserved).canonical()
+            reasons[svc.id] = why
+        return Counts(drafts, reasons)
 
     @staticmethod
     def _bound(
@@ -316,8 +311,8 @@ class MilpBackend:
             unserved.append(max(0, wanted - math.floor(-r.bound + 1e-6)))
             proven = False
         trivial_premium = -sum(
-            gpu_cost(view, s.request.service.id, key[0], key[1], key[2])
-            * s.request.service.role(key[0]).gpus_per_pod
+            gpu_cost(view, s.spec.request.service.id, key[0], key[1], key[2])
+            * s.spec.request.service.role(key[0]).gpus_per_pod
             * int(var.upBound)
             for s in model.in_slots
             for key, var in s.pods.items()

@@ -1,34 +1,33 @@
 """The placement MILP in PuLP: variables, constraints and the expressions of every objective term.
 
-Built independently of the CP-SAT model from SYSTEM.md "The placement problem", so that the two
-cross-check each other. Decisions are counts, never node picks:
+Rows and objective written independently of the CP-SAT model from SYSTEM.md "The placement
+problem", so that the two cross-check each other; both fill the same solver-neutral slots and
+packing rows (:mod:`hetero_opt.placement.slots`). Decisions are counts, never node picks:
 
-- scale-out request ``r``: a *slot* per existing group of the service and one per candidate domain
-  for a new group (binary ``open``); integer units ``u`` per slot; integer pods
+- scale-out request ``r``: a *slot* per candidate domain (the service's existing group there, or a
+  new group with binary ``open``); integer units ``u`` per slot; integer pods
   ``x[slot, role, S1, type]``; MoE: integer prefill replicas ``y[slot, S1]`` with exactly ``a`` attn
   and ``f`` ffn pods per replica on that S1.
 - scale-in request: integer units ``v[g]`` removed per existing group, removed pods
   ``z[g, role, S1, type]`` bounded by the group's pods there (MoE: replicas ``w[g, S1]``), and a
   binary ``e[g]`` that may be 1 only when the group is emptied.
-- capacity per (S1, GPU type, size class ``k``): ``sum size*x over pods of size >= k <= k * sum_n
-  floor(free_n / k)``; exact when the pod sizes form a divisibility chain, else replaced by two
-  necessary conditions (a relaxation: binding may then fail, and the backend falls back).
+- capacity per (S1, GPU type, size class ``k``): :func:`~hetero_opt.placement.slots.packing_rows`,
+  exact when the pod sizes form a divisibility chain, else necessary conditions (a relaxation:
+  binding then decides).
 """
 
 from __future__ import annotations
 
 import re
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 import pulp
 
-from hetero_opt.instance import Service
-from hetero_opt.placement.binding import CountKey
-from hetero_opt.placement.greedy import new_group_id
+from hetero_opt.placement.binding import CountKey, GroupDraft
 from hetero_opt.placement.objective import gpu_cost
-from hetero_opt.placement.plan import Plan
-from hetero_opt.topology import RequestView, TopologyView, is_chain
+from hetero_opt.placement.slots import InSlotSpec, OutSlotSpec, in_slot_specs, out_slot_specs, packing_rows
+from hetero_opt.topology import RequestView, TopologyView
 
 ROLE_TAG = {"prefill": "P", "decode": "D", "prefill-attn": "PA", "prefill-ffn": "PF", "serve": "S"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.]")
@@ -36,12 +35,9 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.]")
 
 @dataclass
 class OutSlot:
-    """One group a scale-out request may grow: an existing group or a possible new one."""
+    """The MILP's variables of one scale-out slot (:class:`~hetero_opt.placement.slots.OutSlotSpec`)."""
 
-    request: RequestView
-    group: str
-    new: bool
-    domain: str
+    spec: OutSlotSpec
     units: pulp.LpVariable
     open: pulp.LpVariable | None
     pods: dict[CountKey, pulp.LpVariable] = field(default_factory=dict)
@@ -51,12 +47,9 @@ class OutSlot:
 
 @dataclass
 class InSlot:
-    """One existing group a scale-in request may shrink."""
+    """The MILP's variables of one scale-in slot (:class:`~hetero_opt.placement.slots.InSlotSpec`)."""
 
-    request: RequestView
-    group: str
-    domain: str
-    held_units: int
+    spec: InSlotSpec
     units: pulp.LpVariable
     emptied: pulp.LpVariable | None
     pods: dict[CountKey, pulp.LpVariable] = field(default_factory=dict)
@@ -113,8 +106,6 @@ def build_model(view: TopologyView) -> MilpModel:
     name = _Namer()
     out_requests = [r for r in view.requests if r.delta > 0]
     in_requests = [r for r in view.requests if r.delta < 0]
-    sizes = sorted({role.gpus_per_pod for r in out_requests for role in r.service.roles})
-    exact = is_chain(sizes)
 
     out_slots: list[OutSlot] = []
     candidates: dict[str, int] = {}
@@ -125,19 +116,19 @@ def build_model(view: TopologyView) -> MilpModel:
     in_slots: list[InSlot] = []
     for ri, req in enumerate(in_requests):
         in_slots.extend(_in_slots(view, prob, name, ri, req))
-    _add_capacity(view, prob, name, out_slots, exact)
+    relaxed = _add_capacity(view, prob, name, out_slots)
 
     served: defaultdict[int, list[tuple[pulp.LpVariable, int]]] = defaultdict(list)
     wanted = view.wanted_gpus_by_priority
     premium: list[tuple[pulp.LpVariable, int]] = []
     for o in out_slots:
-        svc = o.request.service
+        svc = o.spec.request.service
         served[svc.priority].append((o.units, svc.gpus_per_unit))
         for (role, s1, gpu_type), var in o.pods.items():
             cost = gpu_cost(view, svc.id, role, s1, gpu_type) * svc.role(role).gpus_per_pod
             premium.append((var, cost))
     for s in in_slots:
-        svc = s.request.service
+        svc = s.spec.request.service
         served[svc.priority].append((s.units, svc.gpus_per_unit))
         for (role, s1, gpu_type), var in s.pods.items():
             cost = gpu_cost(view, svc.id, role, s1, gpu_type) * svc.role(role).gpus_per_pod
@@ -151,79 +142,35 @@ def build_model(view: TopologyView) -> MilpModel:
         premium=_expr(premium),
         new_groups=_expr([(o.open, 1) for o in out_slots if o.open is not None]),
         emptied=_expr([(s.emptied, 1) for s in in_slots if s.emptied is not None]),
-        exact_packing=exact,
+        exact_packing=relaxed == 0,
         candidate_domains=candidates,
     )
-
-
-def _pools_by_role(view: TopologyView, svc: Service, s1s: list[str]) -> dict[str, list[tuple[str, str]]]:
-    """Per role, the (S1, GPU type) pools inside ``s1s`` where one pod of the role fits."""
-    out: dict[str, list[tuple[str, str]]] = {}
-    for role in sorted(svc.pods_per_unit):
-        r = svc.role(role)
-        out[role] = [(s1, t) for s1 in s1s for t in r.gpu_types if view.slots(s1, t, r.gpus_per_pod) > 0]
-    return out
-
-
-def _unit_cap(view: TopologyView, svc: Service, pools: dict[str, list[tuple[str, str]]], delta: int) -> int:
-    """Units a domain could hold if the service had it alone (a valid upper bound on ``u``)."""
-    cap = delta
-    for role, per_unit in svc.pods_per_unit.items():
-        size = svc.role(role).gpus_per_pod
-        cap = min(cap, sum(view.slots(s1, t, size) for s1, t in pools[role]) // per_unit)
-    return cap
 
 
 def _out_slots(
     view: TopologyView, prob: pulp.LpProblem, name: _Namer, ri: int, req: RequestView
 ) -> tuple[list[OutSlot], int]:
     svc = req.service
-    existing = view.groups_by_service.get(svc.id, [])
-    taken_domains = {g.domain for g in existing}
-    specs: list[tuple[str, bool, str]] = [(g.id, False, g.domain) for g in existing]
-    if svc.max_new_groups > 0:
-        domains = sorted({view.domain_of(s1, svc.affinity) for s1 in view.s1_ids} - taken_domains)
-        specs += [(new_group_id(view, svc.id, d), True, d) for d in domains]
     slots: list[OutSlot] = []
     num_candidates = 0
-    for gi, (gid, new, domain) in enumerate(specs):
-        s1s = view.s1s_by_domain[domain]
-        pools = _pools_by_role(view, svc, s1s)
-        moe_s1s: list[str] = []
-        if svc.is_moe:
-            attn_s1 = {s1 for s1, _ in pools["prefill-attn"]}
-            moe_s1s = sorted(attn_s1 & {s1 for s1, _ in pools["prefill-ffn"]})
-            pools["prefill-attn"] = [p for p in pools["prefill-attn"] if p[0] in moe_s1s]
-            pools["prefill-ffn"] = [p for p in pools["prefill-ffn"] if p[0] in moe_s1s]
-        cap = _unit_cap(view, svc, pools, req.delta)
-        if cap <= 0:
-            continue
-        tag = f"r{ri}g{gi}"
-        units = prob.add_variable(name("u", tag, svc.id, domain), 0, cap, cat=pulp.LpInteger)
+    for gi, spec in enumerate(out_slot_specs(view, req)):
+        tag, domain = f"r{ri}g{gi}", spec.domain
+        units = prob.add_variable(name("u", tag, svc.id, domain), 0, spec.max_units, cat=pulp.LpInteger)
         opened = None
-        if new:
+        if spec.new:
             num_candidates += 1
             opened = prob.add_variable(name("open", tag, svc.id, domain), cat=pulp.LpBinary)
             prob += units >= opened, name("min_unit", tag)
-            prob += units <= cap * opened, name("open_link", tag)
-        slot = OutSlot(req, gid, new, domain, units, opened)
+            prob += units <= spec.max_units * opened, name("open_link", tag)
+        slot = OutSlot(spec, units, opened)
+        for (role, s1, t), n in spec.cells:
+            var = prob.add_variable(name("x", tag, ROLE_TAG[role], s1, t), 0, n, cat=pulp.LpInteger)
+            slot.pods[(role, s1, t)] = var
         for role, per_unit in sorted(svc.pods_per_unit.items()):
-            size = svc.role(role).gpus_per_pod
-            for s1, t in pools[role]:
-                ub = min(view.slots(s1, t, size), per_unit * cap)
-                slot.pods[(role, s1, t)] = prob.add_variable(
-                    name("x", tag, ROLE_TAG[role], s1, t), 0, ub, cat=pulp.LpInteger
-                )
             terms = [(v, 1) for (r, _, _), v in slot.pods.items() if r == role]
             prob += _expr(terms) == per_unit * units, name("pods", tag, ROLE_TAG[role])
         if svc.attn_ffn_ratio is not None:
-            a, f = svc.attn_ffn_ratio.prefill, svc.attn_ffn_ratio.decode
-            for s1 in moe_s1s:
-                y = prob.add_variable(name("y", tag, s1), 0, svc.pd_ratio.prefill * cap, cat=pulp.LpInteger)
-                slot.replicas[s1] = y
-                for role, per in (("prefill-attn", a), ("prefill-ffn", f)):
-                    terms = [(v, 1) for (r, s, _), v in slot.pods.items() if r == role and s == s1]
-                    prob += _expr(terms) == per * y, name("replica", tag, ROLE_TAG[role], s1)
+            _add_replicas(prob, name, slot, svc.attn_ffn_ratio.prefill, svc.attn_ffn_ratio.decode, spec.replicas, tag)
             prob += (
                 _expr([(y, 1) for y in slot.replicas.values()]) == svc.pd_ratio.prefill * units,
                 name("replicas", tag),
@@ -236,6 +183,26 @@ def _out_slots(
     if len(opens) > svc.max_new_groups:
         prob += _expr(opens) <= svc.max_new_groups, name("max_new_groups", f"r{ri}", svc.id)
     return slots, num_candidates
+
+
+def _add_replicas(
+    prob: pulp.LpProblem,
+    name: _Namer,
+    slot: OutSlot | InSlot,
+    a: int,
+    f: int,
+    replicas: tuple[tuple[str, int], ...],
+    tag: str,
+) -> None:
+    """MoE: integer prefill replicas per S1, each exactly ``a`` attn and ``f`` ffn pods on that S1."""
+    prefix = "y" if isinstance(slot, OutSlot) else "w"
+    row = "replica" if isinstance(slot, OutSlot) else "replica_rm"
+    for s1, n in replicas:
+        y = prob.add_variable(name(prefix, tag, s1), 0, n, cat=pulp.LpInteger)
+        slot.replicas[s1] = y
+        for role, per in (("prefill-attn", a), ("prefill-ffn", f)):
+            terms = [(v, 1) for (r, s, _), v in slot.pods.items() if r == role and s == s1]
+            prob += _expr(terms) == per * y, name(row, tag, ROLE_TAG[role], s1)
 
 
 def _target(
@@ -253,35 +220,22 @@ def _target(
 def _in_slots(view: TopologyView, prob: pulp.LpProblem, name: _Namer, ri: int, req: RequestView) -> list[InSlot]:
     svc = req.service
     slots: list[InSlot] = []
-    for gi, g in enumerate(view.groups_by_service.get(svc.id, [])):
-        held = view.units_by_group[g.id]
-        if held <= 0:
-            continue
+    for gi, spec in enumerate(in_slot_specs(view, req)):
         tag = f"r{ri}g{gi}"
-        have: Counter[CountKey] = Counter()
-        for p in g.pods:
-            node = view.node_by_id[p.node]
-            have[(p.role, node.s1, node.gpu_type)] += p.count
-        units = prob.add_variable(name("v", tag, g.id), 0, min(held, -req.delta), cat=pulp.LpInteger)
+        units = prob.add_variable(name("v", tag, spec.group), 0, spec.max_units, cat=pulp.LpInteger)
         emptied = None
-        if held <= -req.delta:
-            emptied = prob.add_variable(name("e", tag, g.id), cat=pulp.LpBinary)
-            prob += held * emptied <= units, name("emptied", tag)
-        slot = InSlot(req, g.id, g.domain, held, units, emptied)
-        for key in sorted(have):
+        if spec.can_empty:
+            emptied = prob.add_variable(name("e", tag, spec.group), cat=pulp.LpBinary)
+            prob += spec.held * emptied <= units, name("emptied", tag)
+        slot = InSlot(spec, units, emptied)
+        for key, n in spec.cells:
             role, s1, t = key
-            slot.pods[key] = prob.add_variable(name("z", tag, ROLE_TAG[role], s1, t), 0, have[key], cat=pulp.LpInteger)
+            slot.pods[key] = prob.add_variable(name("z", tag, ROLE_TAG[role], s1, t), 0, n, cat=pulp.LpInteger)
         for role, per_unit in sorted(svc.pods_per_unit.items()):
             terms = [(v, 1) for (r, _, _), v in slot.pods.items() if r == role]
             prob += _expr(terms) == per_unit * units, name("remove", tag, ROLE_TAG[role])
         if svc.attn_ffn_ratio is not None:
-            a, f = svc.attn_ffn_ratio.prefill, svc.attn_ffn_ratio.decode
-            for s1 in sorted({s for (r, s, _) in have if r != "decode"}):
-                w = prob.add_variable(name("w", tag, s1), 0, svc.pd_ratio.prefill * held, cat=pulp.LpInteger)
-                slot.replicas[s1] = w
-                for role, per in (("prefill-attn", a), ("prefill-ffn", f)):
-                    terms = [(v, 1) for (r, s, _), v in slot.pods.items() if r == role and s == s1]
-                    prob += _expr(terms) == per * w, name("replica_rm", tag, ROLE_TAG[role], s1)
+            _add_replicas(prob, name, slot, svc.attn_ffn_ratio.prefill, svc.attn_ffn_ratio.decode, spec.replicas, tag)
             prob += (
                 _expr([(w, 1) for w in slot.replicas.values()]) == svc.pd_ratio.prefill * units,
                 name("replicas_rm", tag),
@@ -293,58 +247,53 @@ def _in_slots(view: TopologyView, prob: pulp.LpProblem, name: _Namer, ri: int, r
     return slots
 
 
-def _add_capacity(view: TopologyView, prob: pulp.LpProblem, name: _Namer, slots: list[OutSlot], exact: bool) -> None:
-    """Packing rows per (S1, GPU type, size class) over every scale-out pod variable there."""
-    by_pool: defaultdict[tuple[str, str], list[tuple[int, pulp.LpVariable]]] = defaultdict(list)
+def _add_capacity(view: TopologyView, prob: pulp.LpProblem, name: _Namer, slots: list[OutSlot]) -> int:
+    """Packing rows per (S1, GPU type, size class) over every scale-out pod variable there; returns how
+    many (S1, GPU type) cells have only relaxed rows (pod sizes outside a divisibility chain)."""
+    variables: list[pulp.LpVariable] = []
+    items: defaultdict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
     for o in slots:
-        svc = o.request.service
+        svc = o.spec.request.service
         for (role, s1, t), var in o.pods.items():
-            by_pool[(s1, t)].append((svc.role(role).gpus_per_pod, var))
-    for (s1, t), items in sorted(by_pool.items()):
-        hist = view.free_by_s1_type.get((s1, t), Counter())
-        for k in sorted({size for size, _ in items}):
-            big = [(v, size) for size, v in items if size >= k]
-            if exact:
-                rhs = k * view.slots(s1, t, k)
-                if sum(size * v.upBound for v, size in big) > rhs:
-                    prob += _expr(big) <= rhs, name("pack", s1, t, f"k{k}")
-                continue
-            # Not a chain: two necessary conditions (a relaxation; binding checks the rest).
-            count_rhs = view.slots(s1, t, k)
-            gpu_rhs = sum(free * n for free, n in hist.items() if free >= k)
-            prob += _expr([(v, 1) for v, _ in big]) <= count_rhs, name("pack_count", s1, t, f"k{k}")
-            prob += _expr(big) <= gpu_rhs, name("pack_gpus", s1, t, f"k{k}")
+            items[(s1, t)].append((svc.role(role).gpus_per_pod, len(variables)))
+            variables.append(var)
+    rows, relaxed = packing_rows(view, items, [float(v.upBound) for v in variables])
+    for k, row in enumerate(rows):
+        prob += _expr([(variables[i], c) for i, c in zip(row.index, row.coef, strict=True)]) <= row.rhs, name("pack", k)
+    return relaxed
 
 
-def hint_values(model: MilpModel, view: TopologyView, plan: Plan) -> dict[str, int] | None:
-    """Variable values (by name) that reproduce ``plan``, or None if the model cannot express it.
+def hint_values(model: MilpModel, view: TopologyView, drafts: list[GroupDraft]) -> dict[str, int] | None:
+    """Variable values (by name) that reproduce the counts ``drafts``, or None if the model cannot express them.
 
     Used as the warm start and as the incumbent every stage starts from; the values are checked
     against every row and bound, so a None here only costs the warm start.
     """
     values: dict[str, int] = {v.name: 0 for v in model.variables()}
-    out_by_group = {o.group: o for o in model.out_slots}
-    in_by_group = {s.group: s for s in model.in_slots}
-    for c in plan.changes:
-        svc = view.service_by_id[c.service]
-        counts: Counter[CountKey] = Counter()
-        for p in c.pods:
-            node = view.node_by_id[p.node]
-            counts[(p.role, node.s1, node.gpu_type)] += p.count
-        slot: OutSlot | InSlot | None = out_by_group.get(c.group) if c.units > 0 else in_by_group.get(c.group)
-        if slot is None or any(k not in slot.pods for k in counts):
+    out_by_key = {
+        (o.spec.request.service.id, o.spec.domain if o.spec.new else o.spec.group): o
+        for o in model.out_slots
+    }
+    in_by_group = {s.spec.group: s for s in model.in_slots}
+    for d in drafts:
+        svc = view.service_by_id[d.service]
+        slot: OutSlot | InSlot | None = (
+            out_by_key.get((d.service, d.domain if d.new else d.group)) if d.units > 0 else in_by_group.get(d.group)
+        )
+        if slot is None or any(n and k not in slot.pods for k, n in d.counts.items()):
             return None
-        values[slot.units.name] = abs(c.units)
+        values[slot.units.name] = abs(d.units)
         if isinstance(slot, OutSlot) and slot.open is not None:
             values[slot.open.name] = 1
-        if isinstance(slot, InSlot) and slot.emptied is not None and -c.units >= slot.held_units:
+        if isinstance(slot, InSlot) and slot.emptied is not None and -d.units >= slot.spec.held:
             values[slot.emptied.name] = 1
-        for k, n in counts.items():
-            values[slot.pods[k].name] = n
+        for k, n in d.counts.items():
+            if n:
+                values[slot.pods[k].name] = n
         if svc.attn_ffn_ratio is not None:
             a = svc.attn_ffn_ratio.prefill
-            for (role, s1, _), n in counts.items():
-                if role == "prefill-attn":
+            for (role, s1, _), n in d.counts.items():
+                if role == "prefill-attn" and n:
                     if s1 not in slot.replicas:
                         return None
                     values[slot.replicas[s1].name] += n // a
