@@ -51,7 +51,7 @@ from hetero_opt.topology import RequestView, TopologyView
 CHUNK = 4
 # Share of what is left of the wall budget the LP stages may take before the neighbourhood starts
 # (a safety net: the iteration limit below is what normally decides, and it does not depend on load).
-LP_SHARE = 0.75
+LP_SHARE = 0.85
 # Simplex iterations per second of time_limit: production seeds need 2.5k-4k for the served and
 # premium stages (0.3-0.8 s here), so 2 s allows 20k.
 LP_ITERATIONS_PER_SECOND = 10_000
