@@ -115,6 +115,9 @@ class ServicePolicyState(Frozen):
     scale_in_history: tuple[UnitRecommendation, ...] = Field(
         default=(), description="Raw recommendations inside the scale-in window."
     )
+    prefill_history: tuple[UnitRecommendation, ...] = Field(
+        default=(), description="Prefill guard: raw prefill pods per unit inside the scale-in window (units = p)."
+    )
     hybrid: HybridMemory = Field(default_factory=HybridMemory, description="Hybrid policy: latency-added units.")
     hpa_prefill: HPAHistory = Field(default_factory=HPAHistory, description="HPA baseline history, prefill pool.")
     hpa_decode: HPAHistory = Field(default_factory=HPAHistory, description="HPA baseline history, decode pool.")
@@ -416,16 +419,22 @@ def decide(
         h = proposal.hybrid
         held = min(h.memory.latency_units, max(0, final - h.proportional_units))
         hybrid = h.memory.replace(latency_units=held)
-    new_state = state.replace(
-        scale_in_history=history,
-        hybrid=hybrid,
-        last_scale_out_at=now if action == "out" else state.last_scale_out_at,
-        last_scale_in_at=now if action == "in" else state.last_scale_in_at,
-    )
     guard = _guard(config, metrics, final, unit)
     if guard.reason and not guard.alert:  # an alert is reported once, in alerts
         reason += f"; {guard.reason}"
     gp, gd = guard.unit
+    # a move down of p waits out the scale-in window as a scale-in does (the ratio does not flap)
+    held_p, p_history = stabilize_scale_in(state.prefill_history, p, gp, now, st.scale_in_window_s)
+    if held_p != gp:
+        reason += f"; prefill move down held at {held_p}P by {st.scale_in_window_s:g} s window"
+        gp = held_p
+    new_state = state.replace(
+        scale_in_history=history,
+        prefill_history=p_history,
+        hybrid=hybrid,
+        last_scale_out_at=now if action == "out" else state.last_scale_out_at,
+        last_scale_in_at=now if action == "in" else state.last_scale_in_at,
+    )
     decision = Decision(
         service=config.service,
         action=action,
@@ -435,24 +444,26 @@ def decide(
         decode_pods=final * gd,
         rule=rule,
         reason=reason,
-        unit=guard.unit,
+        unit=(gp, gd),
         alerts=(guard.alert,) if guard.alert else (),
     )
     return decision, new_state
 
 
 def prefill_units_floor(config: ServicePolicy, m: ServiceMetrics, unit: tuple[int, int]) -> int | None:
-    """Units prefill needs at the highest allowed P:D (``prefill_guard.scale_units``), else None.
+    """Units prefill needs at the highest reachable P:D (``prefill_guard.scale_units``), else None.
 
-    Served prefill TPS cannot exceed capacity, so pods are sized at ``target_utilisation`` of their
-    rate: a saturated pool then reads as short and the floor rises.
+    The highest reachable ``p`` is the bound's when the guard may move the ratio (``move_ratio``),
+    else the unit's own. Served prefill TPS cannot exceed capacity, so pods are sized at
+    ``target_utilisation`` of their rate: a saturated pool then reads as short and the floor rises.
     """
     g = config.prefill_guard
     if (config.policy not in ("proportional", "hybrid") or not (g.enabled and g.scale_units)
             or m.prefill_tps is None or g.prefill_tps_per_pod is None):
         return None
     _, p_hi = prefill_bounds(unit[1], g.min_prefill_per_decode, g.max_prefill_per_decode, unit[0])
-    return math.ceil(m.prefill_tps / (max(p_hi, unit[0]) * g.prefill_tps_per_pod * g.target_utilisation) - 1e-9)
+    p_max = max(p_hi, unit[0]) if g.move_ratio else unit[0]
+    return math.ceil(m.prefill_tps / (p_max * g.prefill_tps_per_pod * g.target_utilisation) - 1e-9)
 
 
 def _guard(config: ServicePolicy, m: ServiceMetrics, units: int, unit: tuple[int, int]) -> GuardResult:
@@ -467,6 +478,7 @@ def _guard(config: ServicePolicy, m: ServiceMetrics, units: int, unit: tuple[int
         min_prefill_per_decode=g.min_prefill_per_decode,
         max_prefill_per_decode=g.max_prefill_per_decode,
         margin=g.margin,
+        target_utilisation=g.target_utilisation,
     )
 
 
