@@ -248,8 +248,8 @@ def _p_range(unit: tuple[int, int], bounds: tuple[float, float]) -> tuple[int, i
     return lo, hi + 1
 
 
-def candidate_policies(target_decode: float, prefill_tps: float, static_units: int,
-                       settings: CurateSettings, bounds: tuple[float, float] | None = None) -> dict[str, dict[str, Any]]:
+def candidate_policies(target_decode: float, prefill_tps: float, static_units: int, settings: CurateSettings,
+                       bounds: tuple[float, float] | None = None) -> dict[str, dict[str, Any]]:
     """The policies curation compares (the paper's control, its hybrid, the HPA baseline, peak static).
 
     ``bounds`` (P per D) are the curated ratio bounds the prefill guard may move the unit within.
