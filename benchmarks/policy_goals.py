@@ -66,7 +66,7 @@ def measure(label: str, trace: Trace, mode: str, period: float) -> list[dict[str
     bounds = ratio_bounds(results, trace=trace, period_s=period)
     peak = peak_units(trace, best.unit, best.prefill_tps_per_pod, best.decode_tps_per_pod, period)
     pols = candidate_policies(best.decode_tps_per_pod, best.prefill_tps_per_pod, peak, settings, bounds)
-    pols = {k: v for k, v in pols.items() if k in ("proportional", "proportional+prefill", "hpa", "static")}
+    pols = {k: v for k, v in pols.items() if k in ("proportional", "proportional-fixed-unit", "hpa", "static")}
     rows = compare_policies(trace, settings, best.unit, best.prefill_tps_per_pod, best.decode_tps_per_pod,
                             policies=pols, bounds=bounds)
     for r in rows:

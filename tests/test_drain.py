@@ -133,14 +133,22 @@ def test_units_add_up_with_draining(loads: list[float], window_s: float) -> None
 def test_prefill_short_with_ratio_moves_off_is_an_alert() -> None:
     # 5 units at 3P:1D hold 15 prefill pods; 54,400 / 3,400 = 16 needed → the guard wants 4P:1D;
     # with move_ratio off the placement keeps 3P:1D and the cycle says so; a surplus move is no alert
+    # (the prefill floor off too: with it, units cover prefill at 3P:1D instead, below)
     cfg = load_policy_config(DEMO / "policy.yaml")
     off = cfg.replace(services=tuple(
-        s.replace(prefill_guard=s.prefill_guard.replace(move_ratio=False)) for s in cfg.services))
+        s.replace(prefill_guard=s.prefill_guard.replace(move_ratio=False, scale_units=False)) for s in cfg.services))
     a = Autoscaler(off, solver="greedy")
     d = a.step(600.0, {"chat": ServiceMetrics(decode_tps=6500, prefill_tps=54_400)}, _cluster())
     r = d.services[0]
     assert (r.unit, r.wanted_unit, r.placed_units, r.moved_from, d.moves) == ((3, 1), (4, 1), 5, None, [])
     assert any(x.startswith("prefill short at 3P:1D: 4P:1D wanted") for x in r.alerts)
+    # floor on, moves off: 54,400 / (3 × 3,400 × 0.8) = 6.67 → 7 units of 3P:1D, prefill covered, no alert
+    floor = cfg.replace(services=tuple(
+        s.replace(prefill_guard=s.prefill_guard.replace(move_ratio=False)) for s in cfg.services))
+    d = Autoscaler(floor, solver="greedy").step(
+        600.0, {"chat": ServiceMetrics(decode_tps=6500, prefill_tps=54_400)}, _cluster())
+    r = d.services[0]
+    assert (r.unit, r.wanted_unit, r.placed_units, r.alerts) == ((3, 1), (3, 1), 7, ())
     light = {"chat": ServiceMetrics(decode_tps=6500, prefill_tps=10_000)}
     d = Autoscaler(off, solver="greedy").step(600.0, light, _cluster())
     assert (d.services[0].wanted_unit, d.services[0].alerts) == ((2, 1), ())

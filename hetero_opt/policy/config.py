@@ -68,7 +68,7 @@ class PrefillGuardConfig(Frozen):
         "False: keep the instance's ratio and alert.",
     )
     scale_units: bool = Field(
-        default=False,
+        default=True,
         description="Proportional/hybrid: also hold enough units for prefill at the highest reachable P:D "
         "(prefill TPS / (p_max × prefill_tps_per_pod × target_utilisation)).",
     )
