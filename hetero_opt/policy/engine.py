@@ -34,7 +34,7 @@ from hetero_opt.policy.hpa import (
 from hetero_opt.policy.hybrid import HybridMemory, HybridResult, combine, proportional_share
 from hetero_opt.policy.periodic import periodic_target
 from hetero_opt.policy.prefill_guard import GuardResult, prefill_bounds, prefill_guard
-from hetero_opt.policy.proportional import ProportionalResult, proportional_decision
+from hetero_opt.policy.proportional import ProportionalResult, exact, proportional_decision
 from hetero_opt.policy.stability import (
     Action,
     UnitRecommendation,
@@ -384,10 +384,16 @@ def decide(
     )
     proposal = _propose(config, state, now, metrics, supply, unit)
     proposed, reason = proposal.units, proposal.reason
-    floor = prefill_units_floor(config, metrics, unit)
-    if floor is not None and floor > proposed:
-        reason += f"; prefill needs {floor} units"
-        proposed = floor
+    need = prefill_units_needed(config, metrics, unit)
+    if need is not None:
+        # Algorithm 2's band on the prefill side: prefill alone scales out only when it needs more than
+        # (1 + θ_out) × supply, and always keeps a scale-in from going below what it needs
+        floor = math.ceil(need - 1e-9)
+        out_band = supply == 0 or exact(need) > supply * (1 + exact(config.proportional.theta_out))
+        floor = floor if out_band else min(floor, supply)
+        if floor > proposed:
+            reason += f"; prefill needs {need:.3g} units → {floor}"
+            proposed = floor
     rule: str = config.policy
     target, history = stabilize_scale_in(state.scale_in_history, supply, proposed, now, st.scale_in_window_s)
     if target != proposed:
@@ -450,12 +456,12 @@ def decide(
     return decision, new_state
 
 
-def prefill_units_floor(config: ServicePolicy, m: ServiceMetrics, unit: tuple[int, int]) -> int | None:
+def prefill_units_needed(config: ServicePolicy, m: ServiceMetrics, unit: tuple[int, int]) -> float | None:
     """Units prefill needs at the highest reachable P:D (``prefill_guard.scale_units``), else None.
 
     The highest reachable ``p`` is the bound's when the guard may move the ratio (``move_ratio``),
     else the unit's own. Served prefill TPS cannot exceed capacity, so pods are sized at
-    ``target_utilisation`` of their rate: a saturated pool then reads as short and the floor rises.
+    ``target_utilisation`` of their rate: a saturated pool then reads as short and the need rises.
     """
     g = config.prefill_guard
     if (config.policy not in ("proportional", "hybrid") or not (g.enabled and g.scale_units)
@@ -463,7 +469,7 @@ def prefill_units_floor(config: ServicePolicy, m: ServiceMetrics, unit: tuple[in
         return None
     _, p_hi = prefill_bounds(unit[1], g.min_prefill_per_decode, g.max_prefill_per_decode, unit[0])
     p_max = max(p_hi, unit[0]) if g.move_ratio else unit[0]
-    return math.ceil(m.prefill_tps / (p_max * g.prefill_tps_per_pod * g.target_utilisation) - 1e-9)
+    return m.prefill_tps / (p_max * g.prefill_tps_per_pod * g.target_utilisation)
 
 
 def _guard(config: ServicePolicy, m: ServiceMetrics, units: int, unit: tuple[int, int]) -> GuardResult:
