@@ -188,16 +188,20 @@ class Autoscaler:
         before = dict(unit)
         for sid in configured:
             want = decisions[sid].unit or unit[sid]
-            if (want != unit[sid] and self._policies[sid].prefill_guard.move_ratio and can_move(services[sid])
-                    and not draining[sid]):
-                move, why = plan_move(instance, sid, want, solver="greedy", time_limit=self.time_limit, seed=self.seed)
-                if move is None:
-                    move_alert[sid] = why
-                    continue
-                moves.append(move)
-                instance = apply_move(instance, move, release_removed=False)  # freed GPUs wait a cycle
-                unit[sid] = want
-                services[sid] = next(s for s in instance.services if s.id == sid)
+            if want == unit[sid] or not self._policies[sid].prefill_guard.move_ratio or not can_move(services[sid]):
+                continue
+            if draining[sid]:  # the drain batches hold pods of the current unit
+                move_alert[sid] = (f"ratio move {unit[sid][0]}P:{unit[sid][1]}D → {want[0]}P:{want[1]}D deferred: "
+                                   f"{sum(b.units for b in draining[sid])} units still draining (soft scale-in)")
+                continue
+            move, why = plan_move(instance, sid, want, solver="greedy", time_limit=self.time_limit, seed=self.seed)
+            if move is None:
+                move_alert[sid] = why
+                continue
+            moves.append(move)
+            instance = apply_move(instance, move, release_removed=False)  # freed GPUs wait a cycle
+            unit[sid] = want
+            services[sid] = next(s for s in instance.services if s.id == sid)
         wanted: dict[str, int] = {}
         reinstated: dict[str, int] = {}
         deleted: dict[str, list[DrainBatch]] = {}

@@ -133,3 +133,22 @@ def test_prefill_moves_down_wait_out_the_scale_in_window() -> None:
     # a move up is never held
     d, _ = decide(cfg, state, 1900.0, high, 3, 0, (3, 1))
     assert d.unit == (4, 1)
+
+
+def test_no_move_while_soft_scale_in_drains() -> None:
+    # t=0: 3 units of 3P:1D; decode 100 tok/s → 1 pod, with 10 % headroom 2 units: 1 unit starts
+    # draining (soft scale-in, 600 s); prefill 600 tok/s = 6 pods fits 2 × 3P, the unit stays.
+    # t=60: prefill 800 tok/s = 8 pods → 4P:1D wanted, but the batch holds pods of 3P:1D: the move waits
+    cfg = _policy(scale_units=False)
+    cfg = cfg.replace(services=tuple(s.replace(stability=s.stability.replace(soft_scale_in_s=600.0,
+                                                                              scale_in_window_s=0.0))
+                                     for s in cfg.services))
+    a = Autoscaler(cfg, solver="greedy", startup_delay_s=0)
+    inst = _cluster()
+    d = a.step(0.0, {"chat": ServiceMetrics(decode_tps=100, prefill_tps=600)}, inst)
+    assert (d.services[0].drained_units, d.services[0].unit, d.moves) == (1, (3, 1), [])
+    inst = d.apply(inst)
+    d = a.step(60.0, {"chat": ServiceMetrics(decode_tps=100, prefill_tps=800)}, inst)
+    r = d.services[0]
+    assert (d.moves, r.unit, r.wanted_unit) == ([], (3, 1), (4, 1))
+    assert any("deferred: 1 units still draining" in x for x in r.alerts)
