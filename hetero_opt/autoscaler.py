@@ -9,6 +9,11 @@ uninterrupted run would. Infeasibility is fed back: the next cycle counts what w
 Soft scale-in (paper §3.6, ``stability.soft_scale_in_s`` > 0): a scale-in's pods are chosen by the
 placement engine and drained (:mod:`hetero_opt.drain`), reinstated if demand returns within the
 window, deleted when it ends. :meth:`CycleDecision.apply` applies what the cycle placed and deleted.
+
+Ratio moves (``prefill_guard.move_ratio``, default on): when the prefill guard sizes pods with a unit
+``p':d`` other than the instance's ``p:d`` (within the profile's curated bounds), every group of the
+service gets its prefill pods changed to the new unit first (:mod:`hetero_opt.ratio_move`, all or
+nothing, placed greedily), then the cycle's units are placed at ``p':d``.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from hetero_opt.placement.result import PlacementResult
 from hetero_opt.placement.solve import check_options, solve
 from hetero_opt.policy.config import AutoscalerConfig
 from hetero_opt.policy.engine import EngineState, PolicyEngine, ServiceMetrics
+from hetero_opt.ratio_move import RatioMove, apply_move, can_move, plan_move
 
 #: Bounds that keep every stored time (``now + startup_delay_s``) finite and exact to the millisecond.
 MAX_TIME_S = 1e15
@@ -68,9 +74,12 @@ class ServiceCycle(Frozen):
     reinstated_units: int = Field(default=0, ge=0, description="Draining units this cycle took back into service.")
     deleted_units: int = Field(default=0, ge=0, description="Drained units this cycle deleted (window ended).")
     unserved_reason: str = Field(default="", description="Why placement fell short, if it did.")
-    unit: tuple[int, int] = Field(description="The service's (p, d) in the instance; placement keeps it.")
+    unit: tuple[int, int] = Field(description="The service's (p, d) after the cycle (a ratio move changes it).")
     wanted_unit: tuple[int, int] = Field(description="(p, d) the policy sized pods with (the prefill guard's move).")
     alerts: tuple[str, ...] = Field(default=(), description="Alerts: prefill short at the bound, ratio moves.")
+    moved_from: tuple[int, int] | None = Field(
+        default=None, description="(p, d) before this cycle's ratio move; None when the ratio did not move."
+    )
 
 
 class CycleDecision(Frozen):
@@ -83,10 +92,20 @@ class CycleDecision(Frozen):
         default=None, description="Soft scale-in: the verified scale-in whose pods start draining (not applied)."
     )
     deleted: Plan | None = Field(default=None, description="Drained pods deleted now (their window ended).")
+    moves: list[RatioMove] = Field(
+        default_factory=list, description="Ratio moves applied now, before the placement (prefill pods per group)."
+    )
     state: AutoscalerState = Field(description="State after this cycle.")
 
+    def apply_moves(self, instance: Instance) -> Instance:
+        """``instance`` once this cycle's ratio moves have run (new units, prefill pods changed)."""
+        for m in self.moves:
+            instance = apply_move(instance, m)
+        return instance
+
     def apply(self, instance: Instance) -> Instance:
-        """``instance`` once this cycle's placement and deletions have run (draining pods stay)."""
+        """``instance`` once this cycle's ratio moves, placement and deletions have run (draining pods stay)."""
+        instance = self.apply_moves(instance)
         if self.placement is not None:
             instance = apply_plan(instance, self.placement.plan)
         if self.deleted is not None:
@@ -164,6 +183,25 @@ class Autoscaler:
             n_starting,
             unit,
         )
+        moves: list[RatioMove] = []
+        move_alert: dict[str, str] = {}
+        before = dict(unit)
+        for sid in configured:
+            want = decisions[sid].unit or unit[sid]
+            if want == unit[sid] or not self._policies[sid].prefill_guard.move_ratio or not can_move(services[sid]):
+                continue
+            if draining[sid]:  # the drain batches hold pods of the current unit
+                move_alert[sid] = (f"ratio move {unit[sid][0]}P:{unit[sid][1]}D → {want[0]}P:{want[1]}D deferred: "
+                                   f"{sum(b.units for b in draining[sid])} units still draining (soft scale-in)")
+                continue
+            move, why = plan_move(instance, sid, want, solver="greedy", time_limit=self.time_limit, seed=self.seed)
+            if move is None:
+                move_alert[sid] = why
+                continue
+            moves.append(move)
+            instance = apply_move(instance, move, release_removed=False)  # freed GPUs wait a cycle
+            unit[sid] = want
+            services[sid] = next(s for s in instance.services if s.id == sid)
         wanted: dict[str, int] = {}
         reinstated: dict[str, int] = {}
         deleted: dict[str, list[DrainBatch]] = {}
@@ -200,7 +238,7 @@ class Autoscaler:
                 draining[sid].append(DrainBatch(since=now, changes=changes))
             d = decisions[sid]
             wanted_unit = d.unit or unit[sid]
-            alerts = d.alerts
+            alerts = d.alerts + ((move_alert[sid],) if sid in move_alert else ())
             if wanted_unit[0] > unit[sid][0]:  # a surplus move only saves GPUs: wanted_unit shows it
                 alerts += (
                     f"prefill short at {unit[sid][0]}P:{unit[sid][1]}D: {wanted_unit[0]}P:{wanted_unit[1]}D wanted; "
@@ -229,6 +267,7 @@ class Autoscaler:
                     unit=unit[sid],
                     wanted_unit=wanted_unit,
                     alerts=alerts,
+                    moved_from=before[sid] if before[sid] != unit[sid] else None,
                 )
             )
         dels = [c for sid in configured for b in deleted[sid] for c in b.changes]
@@ -244,6 +283,7 @@ class Autoscaler:
             placement=result,
             drain=drain,
             deleted=Plan(changes=dels) if dels else None,
+            moves=moves,
             state=self.state,
         )
 

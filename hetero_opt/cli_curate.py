@@ -27,6 +27,7 @@ from hetero_opt.sim.curate import (
     compare_policies,
     pd_sweep,
     profile_document,
+    ratio_bounds,
 )
 from hetero_opt.sim.harness import head, workload_mix
 from hetero_opt.sim.perf import pod_perf
@@ -89,12 +90,13 @@ def run(args: argparse.Namespace) -> int:
     with executor_from_args(args) as executor:
         cap, results = pd_sweep(trace, settings, executor=executor, progress=True)
         best = best_of(results)
+        bounds = ratio_bounds(results, trace=trace, period_s=settings.control_period_s)
         rows = []
         if args.compare_window > 0:
             rows = compare_policies(head(trace, args.compare_window), settings, best.unit, best.prefill_tps_per_pod,
-                                    best.decode_tps_per_pod, executor=executor, progress=True)
+                                    best.decode_tps_per_pod, executor=executor, progress=True, bounds=bounds)
     mix = workload_mix(head(trace, args.pressure_window), 200_000)
-    doc = profile_document(settings, args.trace, mix, cap, best, results, args.name or args.out.stem)
+    doc = profile_document(settings, args.trace, mix, cap, best, results, args.name or args.out.stem, trace=trace)
     ServingProfile.model_validate(doc)  # the profile loads (our bug if not)
     header = "# Serving profile written by hetero-opt curate; provenance in notes.\n"
     text = header + yaml.safe_dump(doc, sort_keys=False)

@@ -130,15 +130,42 @@ def test_units_add_up_with_draining(loads: list[float], window_s: float) -> None
         assert r.draining_pods == {k: v for k, v in pods.items() if v}
 
 
-def test_prefill_short_at_the_instance_ratio_is_an_alert() -> None:
-    # 5 units at 3P:1D hold 15 prefill pods; 54,400 / 3,400 = 16 needed → the guard wants 4P:1D,
-    # the placement keeps 3P:1D and the cycle says so; a surplus move (2P:1D) is no alert
+def test_prefill_short_with_ratio_moves_off_is_an_alert() -> None:
+    # 5 units at 3P:1D hold 15 prefill pods; 54,400 / 3,400 = 16 needed → the guard wants 4P:1D;
+    # with move_ratio off the placement keeps 3P:1D and the cycle says so; a surplus move is no alert
+    # (the prefill floor off too: with it, units cover prefill at 3P:1D instead, below)
     cfg = load_policy_config(DEMO / "policy.yaml")
-    a = Autoscaler(cfg, solver="greedy")
+    off = cfg.replace(services=tuple(
+        s.replace(prefill_guard=s.prefill_guard.replace(move_ratio=False, scale_units=False)) for s in cfg.services))
+    a = Autoscaler(off, solver="greedy")
     d = a.step(600.0, {"chat": ServiceMetrics(decode_tps=6500, prefill_tps=54_400)}, _cluster())
     r = d.services[0]
-    assert (r.unit, r.wanted_unit, r.placed_units) == ((3, 1), (4, 1), 5)
+    assert (r.unit, r.wanted_unit, r.placed_units, r.moved_from, d.moves) == ((3, 1), (4, 1), 5, None, [])
     assert any(x.startswith("prefill short at 3P:1D: 4P:1D wanted") for x in r.alerts)
+    # floor on, moves off: 54,400 / (3 × 3,400 × 0.8) = 6.67 → 7 units of 3P:1D, prefill covered, no alert
+    floor = cfg.replace(services=tuple(
+        s.replace(prefill_guard=s.prefill_guard.replace(move_ratio=False)) for s in cfg.services))
+    d = Autoscaler(floor, solver="greedy").step(
+        600.0, {"chat": ServiceMetrics(decode_tps=6500, prefill_tps=54_400)}, _cluster())
+    r = d.services[0]
+    assert (r.unit, r.wanted_unit, r.placed_units, r.alerts) == ((3, 1), (3, 1), 7, ())
     light = {"chat": ServiceMetrics(decode_tps=6500, prefill_tps=10_000)}
-    d = Autoscaler(cfg, solver="greedy").step(600.0, light, _cluster())
+    d = Autoscaler(off, solver="greedy").step(600.0, light, _cluster())
     assert (d.services[0].wanted_unit, d.services[0].alerts) == ((2, 1), ())
+
+
+def test_prefill_short_moves_the_ratio_by_default() -> None:
+    # same cycle with the default move_ratio: the 3 running units become 3 units of 4P:1D (+3 prefill
+    # pods in their group), then 2 units of 4P:1D are placed: 20 prefill + 5 decode pods, no alert
+    cfg = load_policy_config(DEMO / "policy.yaml")
+    d = Autoscaler(cfg, solver="greedy").step(
+        600.0, {"chat": ServiceMetrics(decode_tps=6500, prefill_tps=54_400)}, _cluster())
+    r = d.services[0]
+    assert (r.unit, r.wanted_unit, r.moved_from, r.placed_units, r.alerts) == ((4, 1), (4, 1), (3, 1), 5, ())
+    after = d.apply(_cluster())
+    svc = next(s for s in after.services if s.id == "chat")
+    assert (svc.pd_ratio.prefill, svc.pd_ratio.decode) == (4, 1)
+    pods = {role: sum(p.count for g in after.groups if g.service == "chat" for p in g.pods if p.role == role)
+            for role in ("prefill", "decode")}
+    assert pods == {"prefill": 20, "decode": 5}
+    assert current_units(after, "chat") == 5

@@ -62,13 +62,20 @@ class PrefillGuardConfig(Frozen):
         default=None, gt=0, description="Highest P:D the guard may move to; None = profile bounds (else no move)."
     )
     margin: float = Field(default=0.2, ge=0, lt=1, description="Headroom kept when moving prefill down.")
+    move_ratio: bool = Field(
+        default=True,
+        description="Autoscaler: apply the guard's unit (a ratio move of every group, within the bounds); "
+        "False: keep the instance's ratio and alert.",
+    )
     scale_units: bool = Field(
-        default=False,
-        description="Proportional/hybrid: also hold enough units for prefill at the highest allowed P:D "
+        default=True,
+        description="Proportional/hybrid: also hold enough units for prefill at the highest reachable P:D "
         "(prefill TPS / (p_max × prefill_tps_per_pod × target_utilisation)).",
     )
     target_utilisation: float = Field(
-        default=0.8, gt=0, le=1, description="With scale_units: share of prefill_tps_per_pod a prefill pod is sized at."
+        default=0.8, gt=0, le=1,
+        description="Share of prefill_tps_per_pod a prefill pod is sized at (served prefill TPS cannot exceed "
+        "capacity, so a saturated pool reads as short).",
     )
 
 

@@ -34,7 +34,7 @@ from hetero_opt.policy.hpa import (
 from hetero_opt.policy.hybrid import HybridMemory, HybridResult, combine, proportional_share
 from hetero_opt.policy.periodic import periodic_target
 from hetero_opt.policy.prefill_guard import GuardResult, prefill_bounds, prefill_guard
-from hetero_opt.policy.proportional import ProportionalResult, proportional_decision
+from hetero_opt.policy.proportional import ProportionalResult, exact, proportional_decision
 from hetero_opt.policy.stability import (
     Action,
     UnitRecommendation,
@@ -114,6 +114,9 @@ class ServicePolicyState(Frozen):
     last_scale_in_at: float | None = Field(default=None, description="Last scale-in (s).")
     scale_in_history: tuple[UnitRecommendation, ...] = Field(
         default=(), description="Raw recommendations inside the scale-in window."
+    )
+    prefill_history: tuple[UnitRecommendation, ...] = Field(
+        default=(), description="Prefill guard: raw prefill pods per unit inside the scale-in window (units = p)."
     )
     hybrid: HybridMemory = Field(default_factory=HybridMemory, description="Hybrid policy: latency-added units.")
     hpa_prefill: HPAHistory = Field(default_factory=HPAHistory, description="HPA baseline history, prefill pool.")
@@ -381,10 +384,16 @@ def decide(
     )
     proposal = _propose(config, state, now, metrics, supply, unit)
     proposed, reason = proposal.units, proposal.reason
-    floor = prefill_units_floor(config, metrics, unit)
-    if floor is not None and floor > proposed:
-        reason += f"; prefill needs {floor} units"
-        proposed = floor
+    need = prefill_units_needed(config, metrics, unit)
+    if need is not None:
+        # Algorithm 2's band on the prefill side: prefill alone scales out only when it needs more than
+        # (1 + θ_out) × supply, and always keeps a scale-in from going below what it needs
+        floor = math.ceil(need - 1e-9)
+        out_band = supply == 0 or exact(need) > supply * (1 + exact(config.proportional.theta_out))
+        floor = floor if out_band else min(floor, supply)
+        if floor > proposed:
+            reason += f"; prefill needs {need:.3g} units → {floor}"
+            proposed = floor
     rule: str = config.policy
     target, history = stabilize_scale_in(state.scale_in_history, supply, proposed, now, st.scale_in_window_s)
     if target != proposed:
@@ -416,16 +425,22 @@ def decide(
         h = proposal.hybrid
         held = min(h.memory.latency_units, max(0, final - h.proportional_units))
         hybrid = h.memory.replace(latency_units=held)
-    new_state = state.replace(
-        scale_in_history=history,
-        hybrid=hybrid,
-        last_scale_out_at=now if action == "out" else state.last_scale_out_at,
-        last_scale_in_at=now if action == "in" else state.last_scale_in_at,
-    )
     guard = _guard(config, metrics, final, unit)
     if guard.reason and not guard.alert:  # an alert is reported once, in alerts
         reason += f"; {guard.reason}"
     gp, gd = guard.unit
+    # a move down of p waits out the scale-in window as a scale-in does (the ratio does not flap)
+    held_p, p_history = stabilize_scale_in(state.prefill_history, p, gp, now, st.scale_in_window_s)
+    if held_p != gp:
+        reason += f"; prefill move down held at {held_p}P by {st.scale_in_window_s:g} s window"
+        gp = held_p
+    new_state = state.replace(
+        scale_in_history=history,
+        prefill_history=p_history,
+        hybrid=hybrid,
+        last_scale_out_at=now if action == "out" else state.last_scale_out_at,
+        last_scale_in_at=now if action == "in" else state.last_scale_in_at,
+    )
     decision = Decision(
         service=config.service,
         action=action,
@@ -435,24 +450,26 @@ def decide(
         decode_pods=final * gd,
         rule=rule,
         reason=reason,
-        unit=guard.unit,
+        unit=(gp, gd),
         alerts=(guard.alert,) if guard.alert else (),
     )
     return decision, new_state
 
 
-def prefill_units_floor(config: ServicePolicy, m: ServiceMetrics, unit: tuple[int, int]) -> int | None:
-    """Units prefill needs at the highest allowed P:D (``prefill_guard.scale_units``), else None.
+def prefill_units_needed(config: ServicePolicy, m: ServiceMetrics, unit: tuple[int, int]) -> float | None:
+    """Units prefill needs at the highest reachable P:D (``prefill_guard.scale_units``), else None.
 
-    Served prefill TPS cannot exceed capacity, so pods are sized at ``target_utilisation`` of their
-    rate: a saturated pool then reads as short and the floor rises.
+    The highest reachable ``p`` is the bound's when the guard may move the ratio (``move_ratio``),
+    else the unit's own. Served prefill TPS cannot exceed capacity, so pods are sized at
+    ``target_utilisation`` of their rate: a saturated pool then reads as short and the need rises.
     """
     g = config.prefill_guard
     if (config.policy not in ("proportional", "hybrid") or not (g.enabled and g.scale_units)
             or m.prefill_tps is None or g.prefill_tps_per_pod is None):
         return None
     _, p_hi = prefill_bounds(unit[1], g.min_prefill_per_decode, g.max_prefill_per_decode, unit[0])
-    return math.ceil(m.prefill_tps / (max(p_hi, unit[0]) * g.prefill_tps_per_pod * g.target_utilisation) - 1e-9)
+    p_max = max(p_hi, unit[0]) if g.move_ratio else unit[0]
+    return m.prefill_tps / (p_max * g.prefill_tps_per_pod * g.target_utilisation)
 
 
 def _guard(config: ServicePolicy, m: ServiceMetrics, units: int, unit: tuple[int, int]) -> GuardResult:
@@ -467,6 +484,7 @@ def _guard(config: ServicePolicy, m: ServiceMetrics, units: int, unit: tuple[int
         min_prefill_per_decode=g.min_prefill_per_decode,
         max_prefill_per_decode=g.max_prefill_per_decode,
         margin=g.margin,
+        target_utilisation=g.target_utilisation,
     )
 
 

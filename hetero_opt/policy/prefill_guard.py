@@ -4,7 +4,7 @@ prefill pods sustain and, within the profile's curated ratio bounds, moves the u
 ``p`` (``d`` stays); beyond the bounds it raises an alert. Pods always stay exactly at the returned
 unit, so the ratio is never silently violated.
 
-Rule for ``U`` units of ``p:d`` and ``need = prefill TPS / prefill TPS per pod`` pods:
+Rule for ``U`` units of ``p:d`` and ``need = prefill TPS / (prefill TPS per pod × target utilisation)`` pods:
 - short (``need > U·p``): ``p' = ceil(need / U)``, capped at the upper bound (then an alert);
 - surplus: ``p' = max(lower bound, ceil(need / (U·(1 − margin))))`` when that is below ``p``, so a
   move down leaves ``margin`` headroom and does not bounce back at the next small rise.
@@ -48,12 +48,17 @@ def prefill_guard(
     min_prefill_per_decode: float | None,
     max_prefill_per_decode: float | None,
     margin: float = 0.2,
+    target_utilisation: float = 1.0,
 ) -> GuardResult:
-    """Check ``units`` of ``unit`` against the prefill load; see the module docstring."""
+    """Check ``units`` of ``unit`` against the prefill load; see the module docstring.
+
+    A pod is sized at ``target_utilisation × prefill_tps_per_pod`` (served prefill TPS cannot exceed
+    capacity: below 1 a saturated pool reads as short).
+    """
     p, d = unit
     if prefill_tps is None or prefill_tps_per_pod is None or units == 0:
         return GuardResult(unit=unit, prefill_pods_needed=None)
-    need_exact = exact(prefill_tps) / exact(prefill_tps_per_pod)
+    need_exact = exact(prefill_tps) / (exact(prefill_tps_per_pod) * exact(target_utilisation))
     need = float(need_exact)
     p_lo, p_hi = prefill_bounds(d, min_prefill_per_decode, max_prefill_per_decode, p)
     head = f"prefill TPS {prefill_tps:g} / {prefill_tps_per_pod:g} per pod = {need:.3g} pods vs {units}×{p}"

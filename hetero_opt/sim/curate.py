@@ -5,11 +5,12 @@
    trace's mix, its rate scaled up by bisection until SLO attainment (both targets, drops count as
    misses) falls below ``attainment``; the largest rate that holds is the unit's goodput.
 2. **Best ratio**: the unit with the most goodput per GPU; its per-pod prefill and decode tokens/s at
-   that rate are the profile's figures, the units within 90 % of the best are the guard's bounds.
-3. **Policy choice**: proportional (the chosen defaults), proportional with the prefill floor
-   (``prefill_guard.scale_units``), hybrid, the per-pool HPA and a static allocation at the trace's
-   peak run in the closed loop on the trace; the choice is the fewest
-   GPU-hours among policies meeting ``attainment``, else the best attainment.
+   that rate are the profile's figures; the guard's bounds are the units within 90 % of the best,
+   widened to the P per D those figures balance at the trace's 10 %-90 % prompt:output mix.
+3. **Policy choice**: proportional (the defaults: ratio moves and the prefill floor), proportional
+   at the fixed unit (Algorithm 2 alone: no ratio move, no floor), hybrid, the per-pool HPA and a
+   static allocation at the trace's peak run in the closed loop on the trace; the choice is the
+   fewest GPU-hours among policies meeting ``attainment``, else the best attainment.
 
 Every grid runs through :func:`hetero_opt.batch.sweep` on the given executor.
 """
@@ -175,6 +176,42 @@ def pd_sweep(trace: Trace, settings: CurateSettings, units: list[tuple[int, int]
     return cap, results
 
 
+#: Mix quantiles (prompt:output, output-token weighted over control windows) the ratio bounds cover.
+MIX_QUANTILES = (0.1, 0.9)
+
+
+def ratio_bounds(results: list[UnitResult], share: float = 0.9, trace: Trace | None = None,
+                 period_s: float = 60.0) -> tuple[float, float]:
+    """The prefill guard's curated P-per-D bounds.
+
+    The units within ``share`` of the best goodput per GPU; with ``trace``, widened to the P per D the
+    best unit's per-pod figures balance at the trace's :data:`MIX_QUANTILES` of the cache-missed
+    prompt : output token ratio over control windows of ``period_s`` (a mix that drifts over the day
+    needs a unit that follows it; within those bounds the guard moves the unit).
+    """
+    best = best_of(results)
+    near = [r.ratio for r in results if r.goodput_per_gpu >= share * best.goodput_per_gpu]
+    lo, hi = min(near), max(near)
+    if trace is not None:
+        q_lo, q_hi = mix_quantiles(trace, period_s, MIX_QUANTILES)
+        per = best.decode_tps_per_pod / best.prefill_tps_per_pod
+        lo, hi = min(lo, q_lo * per), max(hi, q_hi * per)
+    return round(lo, 4), round(hi, 4)
+
+
+def mix_quantiles(trace: Trace, period_s: float, quantiles: tuple[float, float]) -> tuple[float, float]:
+    """Quantiles of the cache-missed prompt : output token ratio over control windows, output-token weighted."""
+    _, missed, out = demand(trace, period_s, 200_000)
+    ok = out > 0
+    if not ok.any():
+        return 0.0, 0.0
+    r, w = missed[ok] / out[ok], out[ok]
+    order = r.argsort()
+    cum = w[order].cumsum() / w.sum()
+    pick = [float(r[order][min(int(cum.searchsorted(q)), len(r) - 1)]) for q in quantiles]
+    return pick[0], pick[1]
+
+
 def best_of(results: list[UnitResult]) -> UnitResult:
     """The unit with the most goodput per GPU (fewest pods on ties)."""
     return max(results, key=lambda r: (round(r.goodput_per_gpu, 9), -sum(r.unit)))
@@ -188,25 +225,45 @@ def peak_units(trace: Trace, unit: tuple[int, int], prefill_tps: float, decode_t
 
 
 def oracle_gpu_hours(trace: Trace, unit: tuple[int, int], prefill_tps: float, decode_tps: float,
-                     gpus_per_pod: int, period_s: float) -> float:
-    """Perfect foresight: each window holds exactly the units its demand needs, no start-up delay."""
+                     gpus_per_pod: int, period_s: float, bounds: tuple[float, float] | None = None) -> float:
+    """Perfect foresight: each window holds exactly the units its demand needs, no start-up delay.
+
+    With ``bounds`` (P per D) the oracle has the policy's freedom too: each window takes the cheapest
+    unit ``p':d`` with ``p'`` within the bounds (whole units of it); without, the unit alone.
+    """
     start, missed, out = demand(trace, period_s, 200_000)
     width = period_s if len(start) < 2 else float(start[1] - start[0])
-    units = [max(math.ceil(max(m / (unit[0] * prefill_tps), o / (unit[1] * decode_tps))), 1)
-             for m, o in zip(missed, out, strict=True)]
-    return float(sum(units) * sum(unit) * gpus_per_pod * width / 3600)
+    d = unit[1]
+    ps = range(unit[0], unit[0] + 1) if bounds is None else range(*_p_range(unit, bounds))
+    pods = 0
+    for m, o in zip(missed, out, strict=True):
+        pods += min(max(math.ceil(max(m / (p * prefill_tps), o / (d * decode_tps)) - 1e-9), 1) * (p + d) for p in ps)
+    return float(pods * gpus_per_pod * width / 3600)
 
 
-def candidate_policies(target_decode: float, prefill_tps: float, static_units: int,
-                       settings: CurateSettings) -> dict[str, dict[str, Any]]:
-    """The policies curation compares (the paper's control, its hybrid, the HPA baseline, peak static)."""
+def _p_range(unit: tuple[int, int], bounds: tuple[float, float]) -> tuple[int, int]:
+    """Prefill pods per unit allowed by ``bounds`` for the unit's ``d`` (the unit's own ``p`` included), as a range."""
+    d = unit[1]
+    lo = min(unit[0], max(1, math.ceil(bounds[0] * d - 1e-9)))
+    hi = max(unit[0], math.floor(bounds[1] * d + 1e-9))
+    return lo, hi + 1
+
+
+def candidate_policies(target_decode: float, prefill_tps: float, static_units: int, settings: CurateSettings,
+                       bounds: tuple[float, float] | None = None) -> dict[str, dict[str, Any]]:
+    """The policies curation compares (the paper's control, its hybrid, the HPA baseline, peak static).
+
+    ``bounds`` (P per D) are the curated ratio bounds the prefill guard may move the unit within.
+    """
     slo = {"target_ttft_ms": settings.ttft_ms, "target_tbt_ms": settings.tbt_ms}
-    guard = {"prefill_tps_per_pod": prefill_tps}
+    guard: dict[str, Any] = {"prefill_tps_per_pod": prefill_tps}
+    if bounds is not None:
+        guard |= {"min_prefill_per_decode": bounds[0], "max_prefill_per_decode": bounds[1]}
     target = {"target_decode_tps_per_pod": target_decode * TARGET_UTILISATION}
     return {
         "proportional": {"policy": "proportional", "proportional": target, "prefill_guard": guard},
-        "proportional+prefill": {"policy": "proportional", "proportional": target,
-                                 "prefill_guard": {**guard, "scale_units": True}},
+        "proportional-fixed-unit": {"policy": "proportional", "proportional": target,
+                                    "prefill_guard": {**guard, "move_ratio": False, "scale_units": False}},
         "hybrid": {"policy": "hybrid", "proportional": target,
                    "feedback": slo, "prefill_guard": guard},
         "hpa": {"policy": "hpa"},
@@ -216,23 +273,33 @@ def candidate_policies(target_decode: float, prefill_tps: float, static_units: i
 
 def compare_policies(trace: Trace, settings: CurateSettings, unit: tuple[int, int], prefill_tps: float,
                      decode_tps: float, executor: Executor | None = None, progress: bool = False,
-                     policies: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """Each candidate policy in the closed loop on ``trace`` (plus the oracle's GPU-hours)."""
+                     policies: dict[str, dict[str, Any]] | None = None,
+                     bounds: tuple[float, float] | None = None) -> list[dict[str, Any]]:
+    """Each candidate policy in the closed loop on ``trace`` (plus the oracle's GPU-hours).
+
+    With ``bounds`` (the curated P-per-D bounds) the oracle may pick each window's unit within them,
+    as the prefill guard may; ``oracle_fixed_gpu_hours`` is the oracle held at ``unit``.
+    """
     peak = peak_units(trace, unit, prefill_tps, decode_tps, settings.control_period_s)
-    policies = policies or candidate_policies(decode_tps, prefill_tps, peak, settings)
+    policies = policies or candidate_policies(decode_tps, prefill_tps, peak, settings, bounds)
     max_units = max(2 * peak, 4)
     _, missed, out = demand(trace, settings.control_period_s, 200_000)
-    first = max(1, math.ceil(max(float(out[0]) / (unit[1] * decode_tps), float(missed[0]) / (unit[0] * prefill_tps))))
+    # every policy starts where decode-TPS control would hold the first window (its target utilisation)
+    first = max(1, math.ceil(max(float(out[0]) / (unit[1] * decode_tps), float(missed[0]) / (unit[0] * prefill_tps))
+                             / TARGET_UTILISATION - 1e-9))
     cases = [Case(name, trace, settings.model, settings.gpu, settings.gpus_per_pod, unit,
                   peak if pol["policy"] == "static" else min(first, max_units), max_units, pol, settings.ttft_ms,
                   settings.tbt_ms, mode=settings.mode, control_period_s=settings.control_period_s,  # type: ignore[arg-type]
                   seed=settings.seed)
              for name, pol in policies.items()]
     rows = sweep(run_case, cases, executor=executor, description="policies", progress=progress).values()
-    oracle = oracle_gpu_hours(trace, unit, prefill_tps, decode_tps, settings.gpus_per_pod, settings.control_period_s)
+    oracle = oracle_gpu_hours(trace, unit, prefill_tps, decode_tps, settings.gpus_per_pod, settings.control_period_s,
+                              bounds)
+    fixed = oracle_gpu_hours(trace, unit, prefill_tps, decode_tps, settings.gpus_per_pod, settings.control_period_s)
     static_gh = next((r["gpu_hours"] for r in rows if r["name"] == "static"), float("nan"))
     for r in rows:
         r["oracle_gpu_hours"] = oracle
+        r["oracle_fixed_gpu_hours"] = fixed
         r["vs_static"] = r["gpu_hours"] / static_gh - 1 if static_gh == static_gh else float("nan")
         r["vs_oracle"] = r["gpu_hours"] / oracle - 1 if oracle else float("nan")
         r["peak_units"] = peak
@@ -271,12 +338,12 @@ def data_date(path: str | Path) -> str:
 
 
 def profile_document(settings: CurateSettings, trace_path: str, mix: Mix, cap: Capacity, best: UnitResult,
-                     results: list[UnitResult], name: str) -> dict[str, Any]:
+                     results: list[UnitResult], name: str, trace: Trace | None = None) -> dict[str, Any]:
     """The serving profile (``models/*.yaml`` schema) with its provenance in ``notes``."""
     from hetero_opt.sim.perfdata import model_catalog
 
     spec = model_catalog().models[settings.model]
-    near = [r.ratio for r in results if r.goodput_per_gpu >= 0.9 * best.goodput_per_gpu]
+    lo, hi = ratio_bounds(results, trace=trace, period_s=settings.control_period_s)
     p, d = best.unit
     src = (f"hetero-opt curate: pressure test in the simulator ({settings.mode} mode, static {p}P:{d}D, rate "
            f"bisected to {best.rate_rps:.3g} req/s at {settings.attainment:.0%} SLO attainment)")
@@ -304,9 +371,12 @@ def profile_document(settings: CurateSettings, trace_path: str, mix: Mix, cap: C
             "unit": {"prefill": p, "decode": d,
                      "source": (f"Most goodput per GPU of {len(results)} units pressure-tested "
                                 f"({best.goodput_per_gpu:.4g} req/s per GPU)"),
-                     "bounds": {"min_prefill_per_decode": round(min(near), 4),
-                                "max_prefill_per_decode": round(max(near), 4),
-                                "source": "Units within 90 % of the best goodput per GPU in the pressure test"}},
+                     "bounds": {"min_prefill_per_decode": lo,
+                                "max_prefill_per_decode": hi,
+                                "source": ("Units within 90 % of the best goodput per GPU in the pressure test"
+                                           + (", widened to the P per D its per-pod figures balance at the trace's "
+                                              f"{MIX_QUANTILES[0]:.0%}-{MIX_QUANTILES[1]:.0%} prompt:output mix"
+                                              if trace is not None else ""))}},
         }},
         "notes": provenance,
     }

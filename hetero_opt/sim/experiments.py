@@ -20,7 +20,15 @@ import pandas as pd
 
 from hetero_opt.batch.executor import Executor
 from hetero_opt.batch.sweep import sweep
-from hetero_opt.sim.curate import TARGET_UTILISATION, CurateSettings, best_of, compare_policies, pd_sweep, peak_units
+from hetero_opt.sim.curate import (
+    TARGET_UTILISATION,
+    CurateSettings,
+    best_of,
+    compare_policies,
+    pd_sweep,
+    peak_units,
+    ratio_bounds,
+)
 from hetero_opt.sim.harness import Case, run_case
 from hetero_opt.sim.trace import Trace
 
@@ -58,7 +66,8 @@ def signals(trace: Trace, settings: CurateSettings, executor: Executor | None = 
         "ttft-feedback": {"policy": "feedback", "feedback": {"signals": ["ttft"], **slo}},
         "decode-tps": {"policy": "proportional",
                        "proportional": {"target_decode_tps_per_pod": dec * TARGET_UTILISATION},
-                       "prefill_guard": {"prefill_tps_per_pod": pre}},
+                       # the signal alone (Algorithm 2): no prefill floor
+                       "prefill_guard": {"prefill_tps_per_pod": pre, "scale_units": False}},
     }
     cases = [Case(name, trace, settings.model, settings.gpu, settings.gpus_per_pod, unit,
                   peak if name == "static" else max(peak // 2, 1), 2 * peak, pol, settings.ttft_ms, settings.tbt_ms,
@@ -102,8 +111,9 @@ def savings(trace: Trace, settings: CurateSettings, executor: Executor | None = 
     """GPU-hours and attainment of decode-TPS control, hybrid, per-pool HPA and static-at-peak, plus the oracle."""
     _, results = pd_sweep(pressure_trace or trace, settings, executor=executor, progress=progress)
     best = best_of(results)
+    bounds = ratio_bounds(results, trace=trace, period_s=settings.control_period_s)
     rows = compare_policies(trace, settings, best.unit, best.prefill_tps_per_pod, best.decode_tps_per_pod,
-                            executor=executor, progress=progress)
+                            executor=executor, progress=progress, bounds=bounds)
     oracle = rows[0]["oracle_gpu_hours"]
     rows.append({"name": "oracle", "gpu_hours": oracle, "oracle_gpu_hours": oracle,
                  "vs_static": oracle / next(r["gpu_hours"] for r in rows if r["name"] == "static") - 1,

@@ -173,7 +173,7 @@ def run_case(case: Case) -> dict[str, Any]:
     judged = float(c["judged"].sum())
     p, d = case.unit
     ratio = c["prefill_pods"] / c["decode_pods"].replace(0, np.nan)
-    off = int(((ratio - p / d).abs() > 1e-9).sum())
+    off = cycles_off_unit(c, bounds_of(case))
     days = max(run.cycles["time"].max() / 86400, 1e-9)
     out: dict[str, Any] = {
         "name": case.name,
@@ -189,11 +189,33 @@ def run_case(case: Case) -> dict[str, Any]:
         "reversals_per_day": reversals(c) / days,
         "days": days,
         "cycles_off_unit": off,
+        "ratio_moves": int(c["ratio_move"].sum()),
+        "ratio_moves_per_day": float(c["ratio_move"].sum()) / days,
+        "units_seen": " ".join(sorted({f"{a}P:{b}D" for a, b in zip(c["unit_prefill"], c["unit_decode"],
+                                                                     strict=True)})),
         "pd_drift_max": float(((ratio - p / d).abs() / (p / d)).max()) if ratio.notna().any() else float("nan"),
     }
     if case.keep_cycles:
         out["cycles"] = c
     return out
+
+
+def bounds_of(case: Case) -> tuple[float, float]:
+    """P per D the case's service may hold: the prefill guard's bounds, else the case's unit alone."""
+    g = case.policy.get("prefill_guard", {})
+    r = case.unit[0] / case.unit[1]
+    lo, hi = g.get("min_prefill_per_decode"), g.get("max_prefill_per_decode")
+    return (r if lo is None else min(lo, r), r if hi is None else max(hi, r))
+
+
+def cycles_off_unit(cycles: Any, bounds: tuple[float, float]) -> int:
+    """Cycles whose pods are not whole units of the unit the service is deployed at, or whose unit is
+    outside ``bounds`` (P per D). A ratio move within the bounds is a new unit, not drift."""
+    c = cycles
+    whole = (c["prefill_pods"] == c["units"] * c["unit_prefill"]) & (c["decode_pods"] == c["units"] * c["unit_decode"])
+    r = c["unit_prefill"] / c["unit_decode"]
+    inside = (r >= bounds[0] - 1e-9) & (r <= bounds[1] + 1e-9)
+    return int((~(whole & inside)).sum())
 
 
 def goodput_attainment(result: dict[str, Any]) -> float:

@@ -227,8 +227,10 @@ def simulate(
             held = _draining_gpus(book.pods, t)
             seen = _with_free(instance, held, -1)  # GPUs of draining pods are not free yet
             decision = autoscaler.step(t, {k: v for k, v in metrics.items() if k in wanted}, seen)
-            if decision.placement is not None:
-                after = _with_free(apply_plan(seen, decision.placement.plan), held, +1)
+            if decision.placement is not None or decision.moves:
+                moved = decision.apply_moves(seen)  # ratio moves first, then the units at the new ratio
+                placed = apply_plan(moved, decision.placement.plan) if decision.placement is not None else moved
+                after = _with_free(placed, held, +1)
                 new, gone = book.apply(instance, after, t, cfg.startup_delay_s)
                 for p in new:
                     engine.add_pod(p)
@@ -331,7 +333,9 @@ def _row(t: float, service: str, w: Window, m: ServiceMetrics, decision: Any, in
     dt = w.t1 - w.t0
     ttft, tbt = w.latency_stats()
     act = next((s for s in decision.services if s.service == service), None) if decision is not None else None
-    live = [p for p in book.pods if p.service == service and (p.removed_at is None or p.removed_at >= t)]
+    # pods serving or starting (draining pods have left the service's unit count)
+    live = [p for p in book.pods if p.service == service and not p.draining
+            and (p.removed_at is None or p.removed_at >= t)]
     svc = next(s for s in instance.services if s.id == service)
     return {
         "time": t,
@@ -366,6 +370,9 @@ def _row(t: float, service: str, w: Window, m: ServiceMetrics, decision: Any, in
         "decode_pods": sum(1 for p in live if p.role == "decode"),
         "units": current_units(instance, service),
         "pd_ratio_target": svc.pd_ratio.prefill / svc.pd_ratio.decode,
+        "unit_prefill": svc.pd_ratio.prefill,
+        "unit_decode": svc.pd_ratio.decode,
+        "ratio_move": bool(act.moved_from) if act else False,
         "gpus": w.gpu_seconds / dt,
         "action": act.action if act else "",
         "rule": act.rule if act else "",

@@ -162,3 +162,21 @@ def test_scale_units_holds_enough_units_for_prefill_at_the_bound() -> None:
     d, _ = decide(_svc(prefill_guard=guard.replace(scale_units=False)), ServicePolicyState(), 0.0, m, 2, 0, (3, 1))
     assert d.target_units == 2
     assert d.alerts
+
+
+@pytest.mark.parametrize(
+    ("decode_tps", "units_of_prefill", "target"),
+    [
+        (6500, 5.3, 5),  # decode holds 5; prefill needs 5.3 ≤ 5 × 1.1: inside the band, no scale-out
+        (6500, 5.6, 6),  # 5.6 > 5.5: prefill alone scales out, to ceil(5.6) = 6
+        (2600, 4.2, 5),  # decode wants 2 units; prefill needs 4.2 → 5: the scale-in stops at 5
+        (2600, 3.5, 4),  # prefill needs 3.5 → the scale-in goes to 4, not 2
+    ],
+)
+def test_prefill_floor_has_algorithm_2s_band(decode_tps: float, units_of_prefill: float, target: int) -> None:
+    # one unit of prefill at the bound: 4 pods × 3,400 tok/s × 0.8 = 10,880 tok/s
+    guard = PrefillGuardConfig(prefill_tps_per_pod=3400, min_prefill_per_decode=2, max_prefill_per_decode=4)
+    m = ServiceMetrics(decode_tps=decode_tps, prefill_tps=units_of_prefill * 10_880)
+    cfg = _svc(prefill_guard=guard, stability=StabilityConfig(cooldown_out_s=0, cooldown_in_s=0, scale_in_window_s=0))
+    d, _ = decide(cfg, ServicePolicyState(), 0.0, m, 5, 0, (3, 1))
+    assert d.target_units == target

@@ -90,3 +90,52 @@ def test_built_cluster_holds_the_units() -> None:
     assert len(inst.nodes) == 12
     assert current_units(inst, "svc") == 2
     assert sum(n.gpus_total - n.gpus_free for n in inst.nodes) == 2 * 4 * 4
+
+
+def _rate(inputs: list[float], outputs: list[float], rate: float = 1.0) -> RateTrace:
+    import numpy as np
+
+    n = len(inputs)
+    return RateTrace("hand", np.arange(n) * 600.0, np.full(n, 600.0), np.full(n, rate), np.array(inputs),
+                     np.array(outputs))
+
+
+def test_oracle_holds_each_windows_need_and_may_pick_the_unit_within_the_bounds() -> None:
+    from hetero_opt.sim.curate import oracle_gpu_hours
+
+    # 1 req/s, per pod 100 prompt / 10 output tok/s, unit 2P:1D, 1-GPU pods, 600-s windows.
+    # window 1: 400 prompt, 10 output tok/s → 4 P pods, 1 D pod; window 2: 100 prompt, 30 output → 1 P, 3 D.
+    tr = _rate([400, 100], [10, 30])
+    # fixed 2P:1D: max(4/2, 1/1) = 2 units = 6 pods; max(1/2, 3/1) = 3 units = 9 pods → 15 pod-windows
+    assert oracle_gpu_hours(tr, (2, 1), 100, 10, 1, 600) == pytest.approx(15 * 600 / 3600)
+    # P per D in [1, 4]: window 1 takes 4P:1D (1 unit, 5 pods), window 2 1P:1D (3 units, 6 pods) → 11
+    assert oracle_gpu_hours(tr, (2, 1), 100, 10, 1, 600, (1.0, 4.0)) == pytest.approx(11 * 600 / 3600)
+
+
+def test_ratio_bounds_cover_the_traces_mix_quantiles() -> None:
+    import numpy as np
+
+    from hetero_opt.sim.curate import UnitResult, mix_quantiles, ratio_bounds
+
+    # ten windows, output 10 tok/s each, prompt 10..100 → prompt:output 1..10; 10 % / 90 % (output
+    # weighted) → 1 and 9
+    tr = _rate([10.0 * k for k in range(1, 11)], [10.0] * 10)
+    assert mix_quantiles(tr, 600.0, (0.1, 0.9)) == (1.0, 9.0)
+    best = UnitResult((2, 1), 2.0, 1.0, 1.0, 0.99, prefill_tps_per_pod=1000.0, decode_tps_per_pod=250.0)
+    worse = UnitResult((3, 1), 3.0, 1.0, 0.5, 0.99, 1000.0, 250.0)
+    assert ratio_bounds([best, worse]) == (2.0, 2.0)  # 3P:1D is at 50 % of the best goodput
+    # a decode pod emits 250 tok/s; at 1 prompt token per output token it needs 0.25 prefill pods, at 9 2.25
+    assert ratio_bounds([best, worse], trace=tr, period_s=600.0) == (0.25, 2.25)
+    assert np.isfinite(ratio_bounds([best], trace=_rate([5.0], [0.0]))[0])
+
+
+def test_off_unit_cycles_are_counted_against_the_deployed_unit_and_the_bounds() -> None:
+    import pandas as pd
+
+    from hetero_opt.sim.harness import cycles_off_unit
+
+    c = pd.DataFrame({"units": [2, 2, 2, 2], "unit_prefill": [3, 4, 4, 6], "unit_decode": [1, 1, 1, 1],
+                      "prefill_pods": [6, 8, 7, 12], "decode_pods": [2, 2, 2, 2]})
+    # row 2: a move to 4P:1D within the bounds is a new unit; row 3: 7 P pods are not 2 × 4; row 4: 6 > 5
+    assert cycles_off_unit(c, (2.0, 5.0)) == 2
+    assert cycles_off_unit(c.iloc[:1], (3.0, 3.0)) == 0

@@ -28,7 +28,7 @@ def test_experiment_writes_csv_and_png(tmp_path: Path, name: str) -> None:
     assert len(df) > 0
     assert (tmp_path / f"{stem}.png").read_bytes()[:4] == b"\x89PNG"
     if name == "savings":
-        assert set(df["name"]) == {"proportional", "proportional+prefill", "hybrid", "hpa", "static", "oracle"}
+        assert set(df["name"]) == {"proportional", "proportional-fixed-unit", "hybrid", "hpa", "static", "oracle"}
     if name == "signals":
         assert set(df["run"]) == {"static", "ttft-feedback", "decode-tps"}
         static = df[df["run"] == "static"].iloc[0]
