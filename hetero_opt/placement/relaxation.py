@@ -288,12 +288,16 @@ def wanted_gpus(lp: Relaxation) -> dict[int, int]:
     return wanted
 
 
-def solve_full_service(lp: Relaxation, deadline: float, iteration_limit: int | None = None) -> LpOutcome | None:
+def solve_full_service(
+    lp: Relaxation, deadline: float, iteration_limit: int | None = None, groups: bool = False
+) -> LpOutcome | None:
     """Premium minimised with every request fully served: one LP where the staged path solves one per class.
 
     None when no fractional plan serves every request (the staged :func:`solve_relaxation` then finds
     what can be served). Otherwise the outcome's bounds are those of the staged path (served at what
     each class asks for, premium at the LP's minimum); ``values`` is None if it was not solved in time.
+    ``groups``: then also the least new groups at that premium (a weak bound: a fractional switch
+    costs units / max units), when solved in time; ``values`` stay the premium stage's.
     """
     out = LpOutcome()
     if not lp.slots:
@@ -324,6 +328,20 @@ def solve_full_service(lp: Relaxation, deadline: float, iteration_limit: int | N
     out.served_ub = wanted_gpus(lp)
     out.premium_lb = math.ceil(value - OBJ_TOL_ABS - OBJ_TOL_REL * abs(value))
     out.full_service = True
+    if groups and lp.groups and lp.premium:
+        idx = np.fromiter(lp.premium.keys(), dtype=np.int32, count=len(lp.premium))
+        coef = np.fromiter(lp.premium.values(), dtype=float, count=len(lp.premium))
+        h.addRow(-highspy.kHighsInf, float(out.premium_lb), len(idx), idx, coef)
+        h.changeColsCost(n, np.arange(n, dtype=np.int32), _cost(n, lp.groups))
+        h.setOptionValue("time_limit", h.getRunTime() + max(deadline - time.perf_counter(), 1e-3))
+        if iteration_limit is not None:
+            used = int(h.getInfo().simplex_iteration_count)
+            h.setOptionValue("simplex_iteration_limit", max(0, iteration_limit - used))
+        h.run()
+        if h.getModelStatus() == highspy.HighsModelStatus.kOptimal:
+            found = float(h.getInfo().objective_function_value)
+            out.groups_lb = math.ceil(found - OBJ_TOL_ABS - OBJ_TOL_REL * abs(found))
+        out.stats["lp_full_service_s"] = time.perf_counter() - start
     return out
 
 

@@ -173,14 +173,15 @@ def test_full_service_lp_is_none_when_not_everything_fits() -> None:
 def test_full_service_lp_gives_the_staged_bounds_in_one_solve(seed: int) -> None:
     view = build_view(generate_instance("medium", seed))
     lp = build_relaxation(view, [r for r in view.requests if r.delta > 0])
-    staged = solve_relaxation(lp, time.perf_counter() + 30, stop_before="groups")
-    direct = solve_full_service(lp, time.perf_counter() + 30)
+    staged = solve_relaxation(lp, time.perf_counter() + 30)
+    direct = solve_full_service(lp, time.perf_counter() + 30, groups=True)
     if staged.served_ub != wanted_gpus(lp):  # some class cannot be fully served, even fractionally
         assert direct is None
     else:
         assert direct is not None
         assert direct.full_service
         assert (direct.served_ub, direct.premium_lb) == (staged.served_ub, staged.premium_lb)
+        assert direct.groups_lb == staged.groups_lb  # the groups stage too, when asked for
 
 
 @pytest.mark.parametrize("seed", [0, 2])

@@ -128,8 +128,9 @@ def lp_guided(
     iterations = max(1, int(LP_ITERATIONS_PER_SECOND * options.time_limit))
     if lp.restricted:  # no bound to prove: one weighted LP guides
         outcome: LpOutcome | None = solve_weighted(lp, lp_deadline, iterations)
-    else:
-        outcome = solve_full_service(lp, lp_deadline, iterations)
+    else:  # the groups bound costs one more LP: taken where the limit is twice what the path needs
+        groups = options.time_limit >= 2 * LP_SECONDS_PER_CELL * view.candidate_cells(part)
+        outcome = solve_full_service(lp, lp_deadline, iterations, groups)
     termination: list[str] = []
     if outcome is None:  # not everything fits, even fractionally: one class at a time, the top class first
         placed = _class_by_class(view, part, options, budget, termination, why)
