@@ -89,6 +89,7 @@ class Guided:
     termination: list[str] = field(default_factory=list)
     stats: dict[str, float] = field(default_factory=dict)
     restricted: bool = False  # the LP kept only candidate domains: its bounds are not bounds
+    drafts: list[GroupDraft] = field(default_factory=list)  # the plan's counts, before binding
 
 
 def lp_guided(
@@ -166,7 +167,8 @@ def lp_guided(
             break
     drafts = run.drafts
     unserved = _unserved(part, drafts, run.unserved)
-    changes = bind(view, sorted(drafts, key=lambda d: (d.service, d.group)))
+    guided.drafts = sorted(drafts, key=lambda d: (d.service, d.group))
+    changes = bind(view, guided.drafts)
     guided.plan = Plan(changes=changes, unserved=unserved).canonical()
     stats["rins_total_s"] = time.perf_counter() - start
     guided.stats = stats

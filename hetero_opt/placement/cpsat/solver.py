@@ -207,7 +207,7 @@ def _solve_part(
             guided_score = score(view.instance, guided.plan, view)
             # Where the full model fits the limit it proves every term: the LP plan is only its hint.
             if strategy == "lp" or (not fits and _meets(part, guided.plan, guided_score.premium_cost, lp_staged)):
-                return PartResult(drafts_of(view, guided.plan.changes), guided.plan.unserved, lp_staged, False)
+                return PartResult(guided.drafts, guided.plan.unserved, lp_staged, False)  # its counts as they are
             if guided_score < score(view.instance, restrict(hint, part), view):
                 hint = guided.plan
     result = _solve_existing(view, part, hint, options, budget, stats, tag, strategy, start, est, fits)
