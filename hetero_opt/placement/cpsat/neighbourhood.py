@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hetero_opt.placement.backend import SolveOptions
-from hetero_opt.placement.binding import BindingError, GroupDraft, bind
+from hetero_opt.placement.binding import BindingError, GroupDraft, bind, drafts_of
 from hetero_opt.placement.candidates import candidate_domains
 from hetero_opt.placement.cpsat.model import HintError, PlacementModel, build, plan_values
 from hetero_opt.placement.cpsat.plans import extract, gpus_taken, restrict
 from hetero_opt.placement.cpsat.stages import STAGE_DTIME_PER_VAR, Budget, StagedSolver
 from hetero_opt.placement.greedy import greedy_plan
-from hetero_opt.placement.plan import GroupChange, Plan, Unserved
+from hetero_opt.placement.plan import Plan, Unserved
 from hetero_opt.placement.relaxation import (
     TOL,
     LpOutcome,
@@ -321,7 +321,7 @@ class _Chunks:
         if plan is None:
             return
         ids = {r.service.id for r in requests}
-        added = _drafts_of(self.view, [c for c in plan.changes if c.service in ids and c.units > 0])
+        added = drafts_of(self.view, [c for c in plan.changes if c.service in ids and c.units > 0])
         self.drafts.extend(added)
         _add_load(self.view, added, self.load)
         self.unserved = [u for u in self.unserved if u.service not in ids]
@@ -381,18 +381,6 @@ def _unserved(part: list[RequestView], drafts: list[GroupDraft], records: list[U
             )
             out.append(Unserved(service=r.service.id, wanted_units=r.delta, placed_units=got, reason=reason))
     return out
-
-
-def _drafts_of(view: TopologyView, changes: list[GroupChange]) -> list[GroupDraft]:
-    """Bound additions back to drafts (pod counts per (role, S1, GPU type))."""
-    drafts = []
-    for c in changes:
-        d = GroupDraft(c.service, c.group, c.new, c.domain, c.units)
-        for p in c.pods:
-            node = view.node_by_id[p.node]
-            d.counts[(p.role, node.s1, node.gpu_type)] += p.count
-        drafts.append(d)
-    return drafts
 
 
 def _greedy_around(view: TopologyView, requests: list[RequestView], placed: list[GroupDraft]) -> Plan | None:
