@@ -390,7 +390,7 @@ class Neighbourhood:
     """The integer placement of the freed requests around the fixed ones (all columns, integral)."""
 
     values: np.ndarray
-    proven: bool  # premium proven minimal for the freed requests, the others fixed
+    proven: bool  # every stage of the MIP (premium; or served per class, then premium) proven optimal
     stats: dict[str, float] = field(default_factory=dict)
 
 

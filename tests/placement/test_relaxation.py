@@ -16,7 +16,7 @@ from hetero_opt.placement.backend import SolveOptions
 from hetero_opt.placement.binding import BindingError, GroupDraft, bind
 from hetero_opt.placement.cpsat import CpSatBackend
 from hetero_opt.placement.cpsat.model import build
-from hetero_opt.placement.cpsat.neighbourhood import _fixed, _integral, _premium, lp_guided
+from hetero_opt.placement.cpsat.neighbourhood import _draft_key, _fixed, _integral, _premium, lp_guided
 from hetero_opt.placement.cpsat.stages import Budget
 from hetero_opt.placement.plan import Unserved
 from hetero_opt.placement.relaxation import (
@@ -132,7 +132,8 @@ def test_exact_packing_where_best_fit_fails() -> None:
 
 def test_a_chunk_without_budget_is_placed_by_the_greedy_and_recorded() -> None:
     # each S1 holds half a unit, so the LP places 'chat' fractionally; no integer placement serves it,
-    # so neither full-service MIP finds one and the most-served ones place nothing; it is freed for
+    # so neither full-service MIP finds one and the most-served ones (on the LP's neighbourhoods, then
+    # over every request, the instance being small) place nothing; it is freed for
     # CP-SAT; with no deterministic budget left the chunk is skipped: the greedy places it (here:
     # nowhere) and the plan still carries its unserved record, so it verifies
     inst = instance(
@@ -149,6 +150,7 @@ def test_a_chunk_without_budget_is_placed_by_the_greedy_and_recorded() -> None:
         "mip-alternatives:NONE",
         "mip-support-most:FEASIBLE",
         "mip-alternatives-most:FEASIBLE",
+        "mip-every-request:FEASIBLE",
         "rins0:SKIPPED(budget)",
         "greedy[1 requests]",
     ]
@@ -234,3 +236,41 @@ def test_when_not_everything_fits_the_top_class_is_placed_first_and_bounded() ->
     assert [(c.service, c.units) for c in guided.plan.changes] == [("hi", 1)]
     assert [(u.service, u.placed_units) for u in guided.plan.unserved] == [("lo", 0)]
     assert verify(inst, guided.plan, view) == []
+
+
+@pytest.mark.parametrize("no_slot_priority", [100, 30])
+def test_a_class_that_fits_nowhere_does_not_stop_the_class_by_class_path(no_slot_priority: int) -> None:
+    # 32 H20 GPUs in one S1; 'nol20' wants L20 only (no slot anywhere); 'mid' and 'lo' ask 64 GPUs: not
+    # everything fits, so the path goes class by class; the slotless class places nothing and the
+    # classes below it are still placed by their own LPs (mid's unit, then one of lo's three)
+    inst = instance(
+        nodes=[node(f"n{i}", "a", "a-1") for i in range(4)],
+        services=[
+            pd_service("nol20", "s1", prio=no_slot_priority, p_types=("L20",), d_types=("L20",)),
+            pd_service("mid", "s1", prio=50),
+            pd_service("lo", "s1", prio=10),
+        ],
+        requests=[request("nol20", 1), request("mid", 1), request("lo", 3)],
+    )
+    view = build_view(inst)
+    part = [r for r in view.requests if r.delta > 0]
+    why: dict[str, float] = {}
+    guided = lp_guided(view, part, SolveOptions(time_limit=2.0), Budget(time.perf_counter() + 10, 1.0, True), why)
+    assert guided is not None, why
+    assert not any("NOT_SOLVED" in t for t in guided.termination)
+    assert sorted((c.service, c.units) for c in guided.plan.changes) == [("lo", 1), ("mid", 1)]
+    assert verify(inst, guided.plan, view) == []
+
+
+def test_where_the_limit_is_ample_the_staged_lp_corrects_class_by_class() -> None:
+    # contention seed 3: placing class 100 first, alone, costs class 50 32 GPUs; the staged LP over
+    # all classes places class 100 elsewhere and serves class 50 in full: (0, 0, 3) at premium 571,
+    # the optimum (CP-SAT's full model proves it; greedy leaves (0, 16, 0))
+    inst = generate_instance("contention", 3)
+    view = build_view(inst)
+    part = [r for r in view.requests if r.delta > 0]
+    guided = lp_guided(view, part, SolveOptions(time_limit=5.0), Budget(time.perf_counter() + 30, 0.25, True))
+    assert guided is not None
+    assert "staged-lp:BETTER" in guided.termination
+    assert _draft_key(view, part, guided.drafts) == (0, 0, 3, 571)
+    assert solve(inst, "cpsat", time_limit=5.0).score.unserved_gpus == [0, 0, 3]

@@ -29,6 +29,7 @@ from hetero_opt.placement.cpsat.model import HintError, PlacementModel, build, p
 from hetero_opt.placement.cpsat.plans import extract, gpus_taken, restrict
 from hetero_opt.placement.cpsat.stages import STAGE_DTIME_PER_VAR, Budget, StagedSolver
 from hetero_opt.placement.greedy import greedy_plan
+from hetero_opt.placement.objective import gpu_cost
 from hetero_opt.placement.plan import Plan, Unserved
 from hetero_opt.placement.relaxation import (
     TOL,
@@ -49,9 +50,10 @@ from hetero_opt.topology import RequestView, TopologyView
 # production (47 requests, no progress in 10 s). On production seed 0 (8 fractional requests) chunks
 # of 8, 4 and 2 all reach the LP bound, with 0.142, 0.083 and 0.044 deterministic time in all.
 CHUNK = 4
-# Share of what is left of the wall budget the LP stages may take before the neighbourhood starts
-# (a safety net: the iteration limit below is what normally decides, and it does not depend on load).
-LP_SHARE = 0.85
+# Share of what is left of the wall budget the LP stages may take before the neighbourhood starts: a
+# safety net close to the deadline, so that the iteration limit below (which does not depend on load)
+# decides whenever the call can still finish; what the LP leaves fractional then goes to the greedy.
+LP_SHARE = 0.95
 # Simplex iterations per second of time_limit: production seeds need 2.5k-4k for the served and
 # premium stages (0.3-0.8 s here), so 2 s allows 20k.
 LP_ITERATIONS_PER_SECOND = 10_000
@@ -134,11 +136,17 @@ def lp_guided(
         outcome = solve_full_service(lp, lp_deadline, iterations, groups)
     termination: list[str] = []
     if outcome is None:  # not everything fits, even fractionally: one class at a time, the top class first
-        placed = _class_by_class(view, part, options, budget, termination, why)
+        stats: dict[str, float] = {}
+        placed = _class_by_class(view, part, options, budget, termination, stats)
         if placed is None:
+            why.update(stats)
             return None
         outcome, drafts, load, freed = placed
-        stats = {**why}
+        staged = _staged_alternative(view, lp, part, outcome, options, budget, stats)
+        if staged is not None and _draft_key(view, part, staged[1]) < _draft_key(view, part, drafts):
+            termination.append("staged-lp:BETTER")
+            outcome, drafts, load, freed = staged
+        stats["lp_total_s"] = time.perf_counter() - start
         placed_all = True
     else:
         stats = {"lp_cols": float(lp.num_cols), "lp_rows": float(len(lp.row_starts)), **outcome.stats}
@@ -193,6 +201,17 @@ def _place_lp(
     placed_all = False
     if freed:
         hood = _integral_neighbourhood(lp, outcome, {r.service.id for r in freed}, options, budget, termination, stats)
+        small = options.time_limit >= STAGED_FACTOR * LP_SECONDS_PER_CELL * view.candidate_cells(part)
+        if small and (hood is None or not _meets_bounds(lp, outcome, hood.values)):
+            # the kept requests may be what blocks: where the limit is ample, a MIP over every request
+            now = time.perf_counter()
+            nodes = max(1, int(MIP_NODES_PER_SECOND * options.time_limit))
+            ids = {r.service.id for r in part}
+            deadline = now + MIP_SHARE * (budget.deadline - now)
+            every = solve_freed(lp, outcome.values, ids, deadline, nodes, np.zeros(lp.num_cols), False)
+            termination.append("mip-every-request:" + ("NONE" if every is None else "FEASIBLE"))
+            if every is not None and (hood is None or _key(lp, every.values) < _key(lp, hood.values)):
+                hood = every
         if hood is not None:
             values, integral = hood.values, dict.fromkeys(integral, True)  # every request placed integrally
             placed_all = True
@@ -228,6 +247,10 @@ def _class_by_class(
         iterations = max(1, int(LP_ITERATIONS_PER_SECOND * options.time_limit / len(classes)))
         lp = build_relaxation(view, reqs, load)
         stats["lp_cols"] = stats.get("lp_cols", 0.0) + float(lp.num_cols)
+        if not lp.slots:  # no request of this class fits anywhere: it places nothing
+            if k == 0:
+                bounds.served_ub[prio] = 0
+            continue
         outcome = solve_full_service(lp, deadline, iterations) or solve_relaxation(
             lp, deadline, stop_before="groups", iteration_limit=iterations
         )
@@ -249,15 +272,77 @@ def _class_by_class(
             # class, which lower classes cannot take capacity from), within a share of the time left
             wide = _whole_class(view, lp, reqs, outcome, options, budget, tagged, stats)
             if wide is not None and _served(view, wide[0]) >= _served(view, class_drafts):
-                class_drafts, class_load, class_freed = wide
-                if not class_freed:  # proven over the whole class, which nothing else constrains: a bound
-                    bounds.served_ub[prio] = _served(view, class_drafts)
+                if not wide[2]:  # proven over the whole class, which nothing else constrains: a bound
+                    bounds.served_ub[prio] = _served(view, wide[0])
+                if not wide[2] or _served(view, wide[0]) > _served(view, class_drafts):
+                    class_drafts, class_load, class_freed = wide
+        unplaced = [r for r in class_freed if not any(d.service == r.service.id for d in class_drafts)]
+        if unplaced:  # nothing placed them: the greedy does, before lower classes take the capacity
+            extra = _greedy_around(view, unplaced, [*drafts, *class_drafts])
+            if extra is not None:
+                ids = {r.service.id for r in unplaced}
+                added = drafts_of(view, [c for c in extra.changes if c.service in ids and c.units > 0])
+                class_drafts = [*class_drafts, *added]
+                _add_load(view, added, class_load)
         termination.extend(f"class{prio}:{t}" for t in tagged)
         drafts.extend(class_drafts)
         freed.extend(class_freed)
         for key, counts in class_load.items():
             load.setdefault(key, Counter()).update(counts)
     return bounds, drafts, load, freed
+
+
+# Where the limit is this many times what the LP path needs by its size rule, the class-by-class path
+# is compared with the staged LP over all classes and its MIP (which may serve a lower class more
+# by placing a higher one differently); heavy production at 10 s is below it (the staged LP alone takes
+# 2-3 s of CPU there), small instances are far above it.
+STAGED_FACTOR = 4.0
+
+
+def _staged_alternative(
+    view: TopologyView,
+    lp: Relaxation,
+    part: list[RequestView],
+    cbc: LpOutcome,
+    options: SolveOptions,
+    budget: Budget,
+    stats: dict[str, float],
+) -> tuple[LpOutcome, list[GroupDraft], dict[tuple[str, str], Counter[int]], list[RequestView]] | None:
+    """The staged LP over all classes (served class by class, then premium) and its lexicographic MIP,
+    where the limit covers it; its outcome carries the lexicographically larger of its bounds and the
+    class-by-class path's ``cbc`` (both valid). None where it does not run or is not solved in time."""
+    if options.time_limit < STAGED_FACTOR * LP_SECONDS_PER_CELL * view.candidate_cells(part):
+        return None
+    start = time.perf_counter()
+    iterations = max(1, int(LP_ITERATIONS_PER_SECOND * options.time_limit))
+    outcome = solve_relaxation(lp, start + LP_SHARE * max(0.0, budget.deadline - start), "groups", iterations)
+    stats["lp_staged_s"] = time.perf_counter() - start
+    if outcome.values is None or len(outcome.served_ub) < len(lp.served):
+        return None
+    tagged: list[str] = []
+    drafts, load, freed, _ = _place_lp(view, lp, part, outcome, options, budget, tagged, stats)
+    wanted = wanted_gpus(lp)
+    classes = list(lp.served)
+    mine = tuple(wanted[p] - outcome.served_ub.get(p, wanted[p]) for p in classes)
+    theirs = tuple(wanted[p] - cbc.served_ub.get(p, wanted[p]) for p in classes)
+    if theirs > mine:  # the top class proven tighter by the class-by-class path: its bounds, not these
+        outcome = LpOutcome(served_ub=dict(cbc.served_ub))
+    return outcome, drafts, load, freed
+
+
+def _draft_key(view: TopologyView, part: list[RequestView], drafts: list[GroupDraft]) -> tuple[object, ...]:
+    """GPUs unserved per class (highest first), then premium, of the additions ``drafts``."""
+    placed: Counter[str] = Counter()
+    premium = 0
+    for d in drafts:
+        placed[d.service] += d.units
+        svc = view.service_by_id[d.service]
+        for (role, s1, gpu_type), n in d.counts.items():
+            premium += n * svc.role(role).gpus_per_pod * gpu_cost(view, d.service, role, s1, gpu_type)
+    unserved: Counter[int] = Counter()
+    for r in part:
+        unserved[r.service.priority] += (r.delta - min(placed[r.service.id], r.delta)) * r.service.gpus_per_unit
+    return (*(unserved[p] for p in sorted(unserved, reverse=True)), premium)
 
 
 def _served(view: TopologyView, drafts: list[GroupDraft]) -> int:
@@ -334,7 +419,8 @@ class _Chunks:
         if self.domains is None:
             estimate = view.candidate_cells(chunk)
         else:
-            estimate = sum(len(s.cells) for r in chunk for s in out_slot_specs(view, r, self.domains.get(r.service.id)))
+            specs = [out_slot_specs(view, r, self.domains.get(r.service.id, frozenset())) for r in chunk]
+            estimate = sum(len(spec.cells) for slots in specs for spec in slots)
         if self.budget.deterministic and self.budget.dtime < STAGE_DTIME_PER_VAR * estimate:
             self.termination.append(f"rins{self.count}:SKIPPED(budget)")
             return False
