@@ -60,11 +60,20 @@ class Relaxation:
     relaxed: int = 0  # (S1, GPU type) cells whose pod sizes are not a divisibility chain
     request_rows: dict[str, tuple[int, int]] = field(default_factory=dict)  # service -> (its units row, delta)
     restricted: bool = False  # only some domains per request: its optimum is no bound on the full model
+    _vectors: dict[tuple[str, int], np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def num_cols(self) -> int:
         """Number of columns."""
         return len(self.lower)
+
+    def cost_vector(self, term: tuple[str, int]) -> np.ndarray:
+        """Dense coefficients of ``("premium", 0)`` or ``("served", priority)`` (built once, then kept)."""
+        cached = self._vectors.get(term)
+        if cached is None:
+            terms = self.premium if term[0] == "premium" else self.served.get(term[1], {})
+            cached = self._vectors[term] = _cost(self.num_cols, terms)
+        return cached
 
     def add_col(self, ub: float) -> int:
         """A new column in ``[0, ub]``; its index."""

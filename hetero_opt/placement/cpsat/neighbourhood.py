@@ -27,7 +27,7 @@ from hetero_opt.placement.binding import BindingError, GroupDraft, bind, drafts_
 from hetero_opt.placement.candidates import candidate_domains
 from hetero_opt.placement.cpsat.model import HintError, PlacementModel, build, plan_values
 from hetero_opt.placement.cpsat.plans import extract, gpus_taken, restrict
-from hetero_opt.placement.cpsat.stages import STAGE_DTIME_PER_VAR, Budget, StagedSolver
+from hetero_opt.placement.cpsat.stages import MIN_STAGE_DTIME, STAGE_DTIME_PER_VAR, Budget, StagedSolver
 from hetero_opt.placement.greedy import greedy_plan
 from hetero_opt.placement.objective import gpu_cost
 from hetero_opt.placement.plan import Plan, Unserved
@@ -66,8 +66,9 @@ LP_SECONDS_PER_CELL = 7e-5
 # may take this share of the wall time left, and this many branch-and-bound nodes per second of
 # time_limit (the limit that does not depend on load). On production seeds 0-9 it is solved at the root
 # node: on the LP's support in about 0.1 s of CPU, at the LP bound on 8 of 10; with the alternative
-# optima (seeds 2 and 8) in about 0.6 s, at the LP bound.
-MIP_SHARE = 0.5
+# optima (seeds 2 and 8) in 0.3-0.5 s, at the LP bound. At 0.5 of the time left seed 2 missed the
+# bound on 2 of 5 runs at time_limit=2 (the MIP cut early); at 0.9 on none of 5.
+MIP_SHARE = 0.9
 MIP_NODES_PER_SECOND = 500
 # A restricted LP path (candidate domains, when the full model is too big for the limit) leaves this
 # much of time_limit per node to the rest of the call (view, greedy, candidate domains, verification:
@@ -171,8 +172,8 @@ def lp_guided(
     spread = sorted((r for r in part if opened[r.service.id] > 0), key=lambda r: (-opened[r.service.id], r.service.id))
     chunks = [spread[i : i + CHUNK] for i in range(0, min(len(spread), MAX_SPREAD), CHUNK)]
     for k, chunk in enumerate(chunks):
-        if not run.solve(chunk, None, len(chunks) - k, frozenset({"served", "premium"})):
-            break
+        run.solve(chunk, None, len(chunks) - k, frozenset({"served", "premium"}))  # a skipped chunk leaves
+        # its share to the later ones
     drafts = run.drafts
     unserved = _unserved(part, drafts, run.unserved)
     guided.drafts = sorted(drafts, key=lambda d: (d.service, d.group))
@@ -421,7 +422,10 @@ class _Chunks:
         else:
             specs = [out_slot_specs(view, r, self.domains.get(r.service.id, frozenset())) for r in chunk]
             estimate = sum(len(spec.cells) for slots in specs for spec in slots)
-        if self.budget.deterministic and self.budget.dtime < STAGE_DTIME_PER_VAR * estimate:
+        # the dtime its stage would get (a group-only chunk has one stage, its share of what is left):
+        # a model built only to skip that stage wastes its build (0.1-0.2 s at production)
+        stage = max(MIN_STAGE_DTIME, self.budget.dtime / left) if skip >= {"served", "premium"} else self.budget.dtime
+        if self.budget.deterministic and stage < STAGE_DTIME_PER_VAR * estimate * 6 / 5:
             self.termination.append(f"rins{self.count}:SKIPPED(budget)")
             return False
         if self.budget.deadline - time.perf_counter() < CHUNK_SECONDS_PER_CELL * estimate:
@@ -578,7 +582,7 @@ def _integral_neighbourhood(
 def _key(lp: Relaxation, x: np.ndarray) -> tuple[int, ...]:
     """Lexicographic objective of integral LP columns ``x``: GPUs unserved per class (highest first), premium."""
     wanted = wanted_gpus(lp)
-    served = [round(sum(c * float(x[i]) for i, c in terms.items())) for terms in lp.served.values()]
+    served = [round(float(lp.cost_vector(("served", p)) @ x)) for p in lp.served]
     return (*(wanted[p] - s for p, s in zip(lp.served, served, strict=True)), _premium(lp, x))
 
 
@@ -591,7 +595,7 @@ def _meets_bounds(lp: Relaxation, outcome: LpOutcome, x: np.ndarray) -> bool:
 
 def _premium(lp: Relaxation, x: np.ndarray) -> int:
     """Premium cost of the (integral) LP columns ``x``."""
-    return round(sum(c * float(x[i]) for i, c in lp.premium.items()))
+    return round(float(lp.cost_vector(("premium", 0)) @ x))
 
 
 def _fixed(
