@@ -15,8 +15,6 @@ from collections import Counter, defaultdict
 from hetero_opt.placement.plan import Plan
 from hetero_opt.topology import RequestView, TopologyView
 
-TIER_ORDER = {"low": 0, "medium": 1, "high": 2}
-
 
 def candidate_domains(
     view: TopologyView, part: list[RequestView], hint: Plan | None, cells: int
@@ -71,15 +69,18 @@ def _level(view: TopologyView, affinity: str) -> dict[str, Counter[tuple[str, in
 
 
 def _by_cost(view: TopologyView, affinity: str) -> list[str]:
-    """Domains of ``affinity`` by their cheapest tier, then most free GPUs, then id; once per view."""
+    """Domains of ``affinity`` by their cheapest tier (the instance's tier weights), then most free GPUs,
+    then id; once per view."""
     key = ("candidate_order", affinity)
     cached = view.memo.get(key)
     if cached is None:
+        weight = view.instance.objective.tier_weights
         tier: dict[str, int] = {}
         free: Counter[str] = Counter()
         for s1, nodes in view.nodes_by_s1.items():
             d = view.domain_of(s1, affinity)
-            tier[d] = min(tier.get(d, 9), TIER_ORDER[view.tier_by_s1[s1]])
+            w = weight[view.tier_by_s1[s1]]
+            tier[d] = min(tier.get(d, w), w)
             free[d] += sum(view.free(n) for n in nodes)
         cached = view.memo[key] = sorted(tier, key=lambda d: (tier[d], -free[d], d))
     result: list[str] = cached  # type: ignore[assignment]
