@@ -400,6 +400,7 @@ class Neighbourhood:
 
     values: np.ndarray
     proven: bool  # every stage of the MIP (premium; or served per class, then premium) proven optimal
+    served_proven: bool = False  # every served stage proven optimal (lexicographic mode)
     stats: dict[str, float] = field(default_factory=dict)
 
 
@@ -476,7 +477,7 @@ def solve_freed(
     terms: list[tuple[dict[int, float], bool]] = [] if full else [(t, True) for t in lp.served.values()]
     terms.append((lp.premium, False))
     stats = {"mip_cols": float(k), "mip_nodes": 0.0}
-    proven, solution = True, None
+    proven, solution, served_proven = True, None, not full
     for cost_terms, maximise in terms:
         cost = _cost(n, cost_terms)[free]
         if not cost.any():
@@ -491,7 +492,10 @@ def solve_freed(
         if h.getInfo().primal_solution_status != 2:  # no feasible solution (in time)
             break
         solution = h.getSolution()
-        proven = proven and h.getModelStatus() == highspy.HighsModelStatus.kOptimal
+        optimal = h.getModelStatus() == highspy.HighsModelStatus.kOptimal
+        proven = proven and optimal
+        if maximise:
+            served_proven = served_proven and optimal
         reached = round(float(h.getInfo().objective_function_value))
         nz = np.flatnonzero(cost)
         lo, hi = (float(reached), highspy.kHighsInf) if maximise else (-highspy.kHighsInf, float(reached))
@@ -501,7 +505,7 @@ def solve_freed(
         return None
     values = fixed.copy()
     values[free] = np.round(np.array(solution.col_value)[:k])
-    return Neighbourhood(values, proven, stats)
+    return Neighbourhood(values, proven, served_proven and len(terms) > 1, stats)
 
 
 def _all_or_nothing_rows(

@@ -69,6 +69,10 @@ LP_SECONDS_PER_CELL = 7e-5
 # optima (seeds 2 and 8) in 0.3-0.5 s, at the LP bound. At 0.5 of the time left seed 2 missed the
 # bound on 2 of 5 runs at time_limit=2 (the MIP cut early); at 0.9 on none of 5.
 MIP_SHARE = 0.9
+# The whole top class's MIP (when its neighbourhoods miss its bound) takes at most this share of the
+# time left: the lower classes are still to be placed (heavy seed 1 at 10 s: with 0.9 class 50 ended
+# worse than greedy's).
+WHOLE_CLASS_SHARE = 0.5
 MIP_NODES_PER_SECOND = 500
 # A restricted LP path (candidate domains, when the full model is too big for the limit) leaves this
 # much of time_limit per node to the rest of the call (view, greedy, candidate domains, verification:
@@ -267,16 +271,20 @@ def _class_by_class(
         if k == 0:
             bounds.served_ub[prio] = outcome.served_ub[prio]
         tagged: list[str] = []
-        class_drafts, class_load, class_freed, _ = _place_lp(view, lp, reqs, outcome, options, budget, tagged, stats)
+        # this class's MIPs get its share of the wall time left, so the classes below still get theirs
+        now = time.perf_counter()
+        share = 1.0 / (len(classes) - k)
+        mine = Budget(now + share * max(0.0, budget.deadline - now), budget.dtime * share, budget.deterministic, budget)
+        class_drafts, class_load, class_freed, _ = _place_lp(view, lp, reqs, outcome, options, mine, tagged, stats)
         if k == 0 and _served(view, class_drafts) < outcome.served_ub[prio]:
             # the top class short of its bound: a MIP over all its requests and slots (exact for this
             # class, which lower classes cannot take capacity from), within a share of the time left
-            wide = _whole_class(view, lp, reqs, outcome, options, budget, tagged, stats)
+            wide = _whole_class(view, lp, reqs, outcome, options, mine, tagged, stats)
             if wide is not None and _served(view, wide[0]) >= _served(view, class_drafts):
-                if not wide[2]:  # proven over the whole class, which nothing else constrains: a bound
+                if wide[3]:  # served proven over the whole class, which nothing else constrains: a bound
                     bounds.served_ub[prio] = _served(view, wide[0])
                 if not wide[2] or _served(view, wide[0]) > _served(view, class_drafts):
-                    class_drafts, class_load, class_freed = wide
+                    class_drafts, class_load, class_freed = wide[:3]
         unplaced = [r for r in class_freed if not any(d.service == r.service.id for d in class_drafts)]
         if unplaced:  # nothing placed them: the greedy does, before lower classes take the capacity
             extra = _greedy_around(view, unplaced, [*drafts, *class_drafts])
@@ -360,16 +368,17 @@ def _whole_class(
     budget: Budget,
     termination: list[str],
     stats: dict[str, float],
-) -> tuple[list[GroupDraft], dict[tuple[str, str], Counter[int]], list[RequestView]] | None:
+) -> tuple[list[GroupDraft], dict[tuple[str, str], Counter[int]], list[RequestView], bool] | None:
     """One class's requests placed by a MIP over all their slots (the most GPUs served, then premium);
     None without a solution in time. Requests it leaves short go on to CP-SAT's phase A unless it is
-    proven (then none are returned)."""
+    proven (then none are returned); last, whether its served stage is proven (a bound on the class)."""
     assert outcome.values is not None
     now = time.perf_counter()
     nodes = max(1, int(MIP_NODES_PER_SECOND * options.time_limit))
     everything = np.zeros(lp.num_cols)  # every slot's next unit "has reduced cost 0": all slots free
     ids = {r.service.id for r in reqs}
-    hood = solve_freed(lp, outcome.values, ids, now + MIP_SHARE * (budget.deadline - now), nodes, everything, False)
+    deadline = now + WHOLE_CLASS_SHARE * (budget.deadline - now)
+    hood = solve_freed(lp, outcome.values, ids, deadline, nodes, everything, False)
     termination.append("mip-whole-class:" + ("NONE" if hood is None else "OPTIMAL" if hood.proven else "FEASIBLE"))
     if hood is None:
         return None
@@ -378,7 +387,8 @@ def _whole_class(
     placed: Counter[str] = Counter()
     for d in drafts:
         placed[d.service] += d.units
-    return drafts, load, [] if hood.proven else [r for r in reqs if placed[r.service.id] < r.delta]
+    short = [] if hood.proven else [r for r in reqs if placed[r.service.id] < r.delta]
+    return drafts, load, short, hood.served_proven
 
 
 @dataclass
