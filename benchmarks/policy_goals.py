@@ -57,8 +57,9 @@ def cases(quick: bool) -> list[tuple[str, Trace, str, float]]:
     return out
 
 
-def measure(label: str, trace: Trace, mode: str, period: float) -> list[dict[str, Any]]:
-    """Curate, then the three policies in the loop; one row per policy."""
+def curated(trace: Trace, mode: str, period: float) -> tuple[CurateSettings, Any, tuple[float, float], dict[str, Any]]:
+    """Curate on ``trace`` (pressure test, best unit, ratio bounds): settings, best unit, bounds and the
+    candidate policies sized from them."""
     settings = CurateSettings("llama3-70b", GPU, 4, 2000.0, 100.0, attainment=ATTAINMENT, pressure_window_s=1200.0,
                               mode=mode, control_period_s=period)
     _, results = pd_sweep(trace, settings)
@@ -66,6 +67,12 @@ def measure(label: str, trace: Trace, mode: str, period: float) -> list[dict[str
     bounds = ratio_bounds(results, trace=trace, period_s=period)
     peak = peak_units(trace, best.unit, best.prefill_tps_per_pod, best.decode_tps_per_pod, period)
     pols = candidate_policies(best.decode_tps_per_pod, best.prefill_tps_per_pod, peak, settings, bounds)
+    return settings, best, bounds, pols
+
+
+def measure(label: str, trace: Trace, mode: str, period: float) -> list[dict[str, Any]]:
+    """Curate, then the three policies in the loop; one row per policy."""
+    settings, best, bounds, pols = curated(trace, mode, period)
     pols = {k: v for k, v in pols.items() if k in ("proportional", "proportional-fixed-unit", "hpa", "static")}
     rows = compare_policies(trace, settings, best.unit, best.prefill_tps_per_pod, best.decode_tps_per_pod,
                             policies=pols, bounds=bounds)

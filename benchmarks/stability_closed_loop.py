@@ -20,17 +20,9 @@ import time
 from typing import Any
 
 import pandas as pd
-from policy_goals import ATTAINMENT, GPU, cases
+from policy_goals import cases, curated
 
-from hetero_opt.sim.curate import (
-    CurateSettings,
-    best_of,
-    candidate_policies,
-    compare_policies,
-    pd_sweep,
-    peak_units,
-    ratio_bounds,
-)
+from hetero_opt.sim.curate import compare_policies
 from hetero_opt.sim.harness import head
 
 #: (label, changes per config section): one setting changed from the defaults per row.
@@ -59,14 +51,8 @@ def main() -> None:
     for label, trace, mode, period in cases(False)[:2]:
         start = time.perf_counter()
         trace = head(trace, args.days * 86400 if mode == "fluid" else args.minutes * 60)
-        settings = CurateSettings("llama3-70b", GPU, 4, 2000.0, 100.0, attainment=ATTAINMENT,
-                                  pressure_window_s=1200.0, mode=mode, control_period_s=period)
-        _, results = pd_sweep(trace, settings)
-        best = best_of(results)
-        bounds = ratio_bounds(results, trace=trace, period_s=period)
-        peak = peak_units(trace, best.unit, best.prefill_tps_per_pod, best.decode_tps_per_pod, period)
-        base = candidate_policies(best.decode_tps_per_pod, best.prefill_tps_per_pod, peak, settings,
-                                  bounds)["proportional"]
+        settings, best, bounds, candidates = curated(trace, mode, period)
+        base = candidates["proportional"]
         pols: dict[str, dict[str, Any]] = {}
         for name, changes in VARIANTS:
             pol = copy.deepcopy(base)

@@ -202,10 +202,9 @@ def solve_relaxation(
     far are kept. ``iteration_limit`` caps the simplex iterations of all stages together, a limit
     that, unlike the deadline, does not depend on machine load.
     """
-    out = LpOutcome()
     if not lp.slots:
-        out.complete = True
-        return out
+        return nothing_to_place(lp)
+    out = LpOutcome()
     start = time.perf_counter()
     h = _highs(lp)
     n = lp.num_cols
@@ -255,6 +254,13 @@ def solve_relaxation(
     out.complete = True
     out.stats["lp_s"] = time.perf_counter() - start
     return out
+
+
+def nothing_to_place(lp: Relaxation, full_service: bool = False) -> LpOutcome:
+    """The outcome of an LP without a slot: no request can place anything, so every bound is 0 and
+    proven (a solved LP, not one out of time)."""
+    served = dict.fromkeys(lp.served, 0)
+    return LpOutcome(served, 0, 0, np.zeros(lp.num_cols), complete=True, full_service=full_service)
 
 
 def _highs(lp: Relaxation) -> highspy.Highs:
@@ -308,10 +314,9 @@ def solve_full_service(
     ``groups``: then also the least new groups at that premium (a weak bound: a fractional switch
     costs units / max units), when solved in time; ``values`` stay the premium stage's.
     """
-    out = LpOutcome()
     if not lp.slots:
-        out.complete = True
-        return out
+        return nothing_to_place(lp, full_service=True)
+    out = LpOutcome()
     start = time.perf_counter()
     h = _highs(lp)
     rows = np.array([r for r, _ in lp.request_rows.values()], dtype=np.int32)
@@ -366,10 +371,9 @@ def solve_weighted(lp: Relaxation, deadline: float, iteration_limit: int | None 
     ``served_ub`` holds what this LP serves per class (floored) and ``premium_lb`` stays None: on a
     restricted model neither is a bound. ``values`` is None if it was not solved in time.
     """
-    out = LpOutcome()
     if not lp.slots:
-        out.complete = True
-        return out
+        return nothing_to_place(lp)
+    out = LpOutcome()
     start = time.perf_counter()
     h = _highs(lp)
     n = lp.num_cols

@@ -274,3 +274,23 @@ def test_where_the_limit_is_ample_the_staged_lp_corrects_class_by_class() -> Non
     assert "staged-lp:BETTER" in guided.termination
     assert _draft_key(view, part, guided.drafts) == (0, 0, 3, 571)
     assert solve(inst, "cpsat", time_limit=5.0).score.unserved_gpus == [0, 0, 3]
+
+
+def test_an_lp_without_a_slot_is_solved_not_out_of_time() -> None:
+    # the only request fits nowhere: every LP of it is solved at once with every bound 0, and the LP
+    # path returns a plan that records the request unserved (it used to give up as "not solved in time")
+    inst = instance(
+        nodes=[node("n1", "a", "a-1")],
+        services=[pd_service("nol20", "s1", p_types=("L20",), d_types=("L20",))],
+        requests=[request("nol20", 1)],
+    )
+    view = build_view(inst)
+    part = [r for r in view.requests if r.delta > 0]
+    lp = build_relaxation(view, part)
+    for out in (solve_relaxation(lp, time.perf_counter() + 30), solve_full_service(lp, time.perf_counter() + 30)):
+        assert out is not None
+        assert (out.served_ub, out.premium_lb, out.complete) == ({10: 0}, 0, True)
+    why: dict[str, float] = {}
+    guided = lp_guided(view, part, SolveOptions(time_limit=2.0), Budget(time.perf_counter() + 10, 1.0, True), why)
+    assert guided is not None, why
+    assert [(u.service, u.placed_units) for u in guided.plan.unserved] == [("nol20", 0)]

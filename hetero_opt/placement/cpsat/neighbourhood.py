@@ -120,7 +120,9 @@ def lp_guided(
     start = time.perf_counter()
     why = why_not if why_not is not None else {}
     domains = None
-    if options.time_limit < LP_SECONDS_PER_CELL * view.candidate_cells(part):
+    cells = view.candidate_cells(part)  # the size the path's rules read, counted once
+    ample = options.time_limit >= STAGED_FACTOR * LP_SECONDS_PER_CELL * cells
+    if options.time_limit < LP_SECONDS_PER_CELL * cells:
         # too big for the limit: a model restricted to some domains per request, the hint's among them
         cells = int((options.time_limit - SECONDS_PER_NODE * len(view.instance.nodes)) / LP_SECONDS_PER_CELL)
         if cells < MIN_RESTRICTED_CELLS_PER_REQUEST * len(part):
@@ -137,7 +139,7 @@ def lp_guided(
     if lp.restricted:  # no bound to prove: one weighted LP guides
         outcome: LpOutcome | None = solve_weighted(lp, lp_deadline, iterations)
     else:  # the groups bound costs one more LP: taken where the limit is twice what the path needs
-        groups = options.time_limit >= 2 * LP_SECONDS_PER_CELL * view.candidate_cells(part)
+        groups = options.time_limit >= 2 * LP_SECONDS_PER_CELL * cells
         outcome = solve_full_service(lp, lp_deadline, iterations, groups)
     termination: list[str] = []
     if outcome is None:  # not everything fits, even fractionally: one class at a time, the top class first
@@ -147,7 +149,7 @@ def lp_guided(
             why.update(stats)
             return None
         outcome, drafts, load, freed = placed
-        staged = _staged_alternative(view, lp, part, outcome, options, budget, stats)
+        staged = _staged_alternative(view, lp, part, outcome, options, budget, stats) if ample else None
         if staged is not None and _draft_key(view, part, staged[1]) < _draft_key(view, part, drafts):
             termination.append("staged-lp:BETTER")
             outcome, drafts, load, freed = staged
@@ -160,7 +162,7 @@ def lp_guided(
             why.update(stats)
             why["lp_not_solved_in_time"] = 1.0
             return None
-        drafts, load, freed, placed_all = _place_lp(view, lp, part, outcome, options, budget, termination, stats)
+        drafts, load, freed, placed_all = _place_lp(view, lp, part, outcome, options, budget, termination, stats, ample)
     guided = Guided(Plan(), outcome, len(part) - len(freed), len(freed), termination, restricted=lp.restricted)
     first_hint = _greedy_around(view, freed, drafts) if freed and not placed_all else None
     run = _Chunks(view, options, budget, drafts, load, [], guided.termination, stats, domains)
@@ -197,17 +199,19 @@ def _place_lp(
     budget: Budget,
     termination: list[str],
     stats: dict[str, float],
+    ample: bool,
 ) -> tuple[list[GroupDraft], dict[tuple[str, str], Counter[int]], list[RequestView], bool]:
     """Drafts of the requests the LP places integrally plus the MIP's placement of the fractional ones;
-    their load; the requests CP-SAT's phase A re-optimises; whether those have drafts to start from."""
+    their load; the requests CP-SAT's phase A re-optimises; whether those have drafts to start from.
+    ``ample``: the limit is :data:`STAGED_FACTOR` times what the path needs (a MIP over every request
+    may follow neighbourhoods that miss the bound)."""
     assert outcome.values is not None
     values, integral = outcome.values, _integral(lp, outcome.values)
     freed = [r for r in part if not integral.get(r.service.id, True)]
     placed_all = False
     if freed:
         hood = _integral_neighbourhood(lp, outcome, {r.service.id for r in freed}, options, budget, termination, stats)
-        small = options.time_limit >= STAGED_FACTOR * LP_SECONDS_PER_CELL * view.candidate_cells(part)
-        if small and (hood is None or not _meets_bounds(lp, outcome, hood.values)):
+        if ample and (hood is None or not _meets_bounds(lp, outcome, hood.values)):
             # the kept requests may be what blocks: where the limit is ample, a MIP over every request
             now = time.perf_counter()
             nodes = max(1, int(MIP_NODES_PER_SECOND * options.time_limit))
@@ -252,10 +256,6 @@ def _class_by_class(
         iterations = max(1, int(LP_ITERATIONS_PER_SECOND * options.time_limit / len(classes)))
         lp = build_relaxation(view, reqs, load)
         stats["lp_cols"] = stats.get("lp_cols", 0.0) + float(lp.num_cols)
-        if not lp.slots:  # no request of this class fits anywhere: it places nothing
-            if k == 0:
-                bounds.served_ub[prio] = 0
-            continue
         outcome = solve_full_service(lp, deadline, iterations) or solve_relaxation(
             lp, deadline, stop_before="groups", iteration_limit=iterations
         )
@@ -275,7 +275,10 @@ def _class_by_class(
         now = time.perf_counter()
         share = 1.0 / (len(classes) - k)
         mine = Budget(now + share * max(0.0, budget.deadline - now), budget.dtime * share, budget.deterministic, budget)
-        class_drafts, class_load, class_freed, _ = _place_lp(view, lp, reqs, outcome, options, mine, tagged, stats)
+        ample = options.time_limit >= STAGED_FACTOR * LP_SECONDS_PER_CELL * view.candidate_cells(reqs)
+        class_drafts, class_load, class_freed, _ = _place_lp(
+            view, lp, reqs, outcome, options, mine, tagged, stats, ample
+        )
         if k == 0 and _served(view, class_drafts) < outcome.served_ub[prio]:
             # the top class short of its bound: a MIP over all its requests and slots (exact for this
             # class, which lower classes cannot take capacity from), within a share of the time left
@@ -317,11 +320,9 @@ def _staged_alternative(
     budget: Budget,
     stats: dict[str, float],
 ) -> tuple[LpOutcome, list[GroupDraft], dict[tuple[str, str], Counter[int]], list[RequestView]] | None:
-    """The staged LP over all classes (served class by class, then premium) and its lexicographic MIP,
-    where the limit covers it; its outcome carries the lexicographically larger of its bounds and the
-    class-by-class path's ``cbc`` (both valid). None where it does not run or is not solved in time."""
-    if options.time_limit < STAGED_FACTOR * LP_SECONDS_PER_CELL * view.candidate_cells(part):
-        return None
+    """The staged LP over all classes (served class by class, then premium) and its lexicographic MIP;
+    its outcome carries the lexicographically larger of its bounds and the class-by-class path's
+    ``cbc`` (both valid). None where it is not solved in time."""
     start = time.perf_counter()
     iterations = max(1, int(LP_ITERATIONS_PER_SECOND * options.time_limit))
     outcome = solve_relaxation(lp, start + LP_SHARE * max(0.0, budget.deadline - start), "groups", iterations)
@@ -329,7 +330,7 @@ def _staged_alternative(
     if outcome.values is None or len(outcome.served_ub) < len(lp.served):
         return None
     tagged: list[str] = []
-    drafts, load, freed, _ = _place_lp(view, lp, part, outcome, options, budget, tagged, stats)
+    drafts, load, freed, _ = _place_lp(view, lp, part, outcome, options, budget, tagged, stats, True)
     wanted = wanted_gpus(lp)
     classes = list(lp.served)
     mine = tuple(wanted[p] - outcome.served_ub.get(p, wanted[p]) for p in classes)
