@@ -7,6 +7,7 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from operator import attrgetter
 
 from hetero_opt.instance import (
     DeploymentGroup,
@@ -34,7 +35,7 @@ class RequestView:
         return self.target_units - self.current_units
 
 
-_CAPACITY_CACHES = ("free_by_s1_type", "slots_by_size", "memo")
+_CAPACITY_CACHES = ("free_by_s1_type", "slots_by_size", "cells_by_size_type", "memo")
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,7 +75,7 @@ class TopologyView:
     def nodes_by_s1(self) -> dict[str, list[Node]]:
         """Nodes under each S1, sorted by id."""
         out: defaultdict[str, list[Node]] = defaultdict(list)
-        for n in sorted(self.instance.nodes, key=lambda n: n.id):
+        for n in sorted(self.instance.nodes, key=attrgetter("id")):
             out[n.s1].append(n)
         return dict(sorted(out.items()))
 
@@ -149,9 +150,10 @@ class TopologyView:
     def free_by_s1_type(self) -> dict[tuple[str, str], Counter[int]]:
         """Histogram of free GPUs per node, per (S1, GPU type)."""
         out: defaultdict[tuple[str, str], Counter[int]] = defaultdict(Counter)
+        taken = self.taken
         for s1, ns in self.nodes_by_s1.items():
             for n in ns:
-                free = self.free(n)
+                free = n.gpus_free - taken.get(n.id, 0) if taken else n.gpus_free  # self.free(n), inlined
                 if free > 0:
                     out[(s1, n.gpu_type)][free] += 1
         return dict(sorted(out.items()))
@@ -180,6 +182,11 @@ class TopologyView:
             wanted[r.service.priority] += abs(r.delta) * r.service.gpus_per_unit
         return dict(sorted(wanted.items(), reverse=True))
 
+    @cached_property
+    def cells_by_size_type(self) -> Counter[tuple[int, str]]:
+        """(S1, GPU type) cells where a pod of each size fits, per (size, GPU type)."""
+        return Counter((size, t) for size, cells in self.slots_by_size.items() for _, t in cells)
+
     def candidate_cells(self, requests: list[RequestView]) -> int:
         """How many pod counts a model of ``requests`` needs: a measure of its size.
 
@@ -187,11 +194,11 @@ class TopologyView:
         scale-in request only the pods its service's groups hold.
         """
         cells = 0
+        per_type = self.cells_by_size_type
         for r in requests:
             if r.delta > 0:
                 for role in r.service.roles:
-                    types = set(role.gpu_types)
-                    cells += sum(1 for _, t in self.slots_by_size[role.gpus_per_pod] if t in types)
+                    cells += sum(per_type.get((role.gpus_per_pod, t), 0) for t in set(role.gpu_types))
             elif r.delta < 0:
                 cells += sum(len(g.pods) + 2 for g in self.groups_by_service.get(r.service.id, []))
         return cells
@@ -222,8 +229,11 @@ class TopologyView:
     @cached_property
     def units_by_group(self) -> dict[str, int]:
         """Whole units each existing group holds."""
-        s1_of_node = {n.id: n.s1 for n in self.instance.nodes}
-        return {g.id: group_units(self.service_by_id[g.service], g, s1_of_node) for g in self.instance.groups}
+        services = self.service_by_id
+        # Only MoE groups need their pods' S1s (a prefill replica counts where attn and ffn share one).
+        moe_nodes = {p.node for g in self.instance.groups if services[g.service].is_moe for p in g.pods}
+        s1_of_node = {node: self.node_by_id[node].s1 for node in moe_nodes}
+        return {g.id: group_units(services[g.service], g, s1_of_node) for g in self.instance.groups}
 
     @cached_property
     def requests(self) -> list[RequestView]:
@@ -260,20 +270,18 @@ class TopologyView:
 
 def build_view(instance: Instance) -> TopologyView:
     """Build the look-ups for ``instance`` and collect warnings (off-ratio groups)."""
-    warnings: list[str] = []
-    services = {s.id: s for s in instance.services}
-    s1_of_node = {n.id: n.s1 for n in instance.nodes}
-    for g in sorted(instance.groups, key=lambda g: g.id):
-        svc = services[g.service]
-        units = group_units(svc, g, s1_of_node)
+    view = TopologyView(instance, [])
+    for g in sorted(instance.groups, key=attrgetter("id")):
+        svc = view.service_by_id[g.service]
+        units = view.units_by_group[g.id]
         have = pods_by_role(g)
         exact = {r: units * n for r, n in svc.pods_per_unit.items()}
         if any(have.get(r, 0) != exact[r] for r in exact):
-            warnings.append(
+            view.warnings.append(
                 f"DeploymentGroup '{g.id}': pods {dict(sorted(have.items()))} are off ratio; "
                 f"{units} whole units, the extra pods stay as they are"
             )
-    return TopologyView(instance, warnings)
+    return view
 
 
 def is_chain(sizes: list[int]) -> bool:

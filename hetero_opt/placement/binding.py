@@ -63,7 +63,11 @@ class Counts:
 
 
 class FreePool:
-    """Free GPUs of the nodes of one (S1, GPU type), bucketed by free count for best-fit."""
+    """Free GPUs of the nodes of one (S1, GPU type), bucketed by free count for best-fit.
+
+    ``total`` (free GPUs of all its nodes) lets a pod that cannot fit be refused at once: the
+    greedy tries many full (S1, GPU type) pools per request at scale.
+    """
 
     def __init__(self, nodes: list[tuple[str, int]]) -> None:
         self.buckets: defaultdict[int, list[str]] = defaultdict(list)
@@ -73,6 +77,7 @@ class FreePool:
             if free > 0:
                 self.buckets[free].append(node_id)
         self.max_free = max((f for _, f in nodes), default=0)
+        self.total = sum(self.free.values())
 
     @classmethod
     def of(cls, view: TopologyView, key: tuple[str, str]) -> FreePool:
@@ -81,11 +86,14 @@ class FreePool:
 
     def take(self, size: int) -> str | None:
         """Put one pod of ``size`` GPUs on the best-fitting node; return it, or None."""
+        if size > self.total:
+            return None
         for free in range(size, self.max_free + 1):
             bucket = self.buckets.get(free)
             if bucket:
                 node_id = bucket.pop(0)
                 self.free[node_id] = free - size
+                self.total -= size
                 if free - size > 0:
                     bisect.insort(self.buckets[free - size], node_id)
                 return node_id
@@ -97,6 +105,7 @@ class FreePool:
         if free > 0:
             self.buckets[free].remove(node_id)
         self.free[node_id] = free + size
+        self.total += size
         bisect.insort(self.buckets[free + size], node_id)
 
 
@@ -106,11 +115,13 @@ def free_nodes(view: TopologyView) -> dict[tuple[str, str], list[tuple[str, int]
     cached = view.memo.get("free_nodes")
     if cached is None:
         nodes: defaultdict[tuple[str, str], list[tuple[str, int]]] = defaultdict(list)
-        for n in view.instance.nodes:
-            free = view.free(n)
-            if free > 0:
-                nodes[(n.s1, n.gpu_type)].append((n.id, free))
-        cached = view.memo["free_nodes"] = {k: sorted(v) for k, v in sorted(nodes.items())}
+        taken = view.taken
+        for s1, ns in view.nodes_by_s1.items():  # sorted by id within each S1
+            for n in ns:
+                free = n.gpus_free - taken.get(n.id, 0) if taken else n.gpus_free  # view.free(n), inlined
+                if free > 0:
+                    nodes[(s1, n.gpu_type)].append((n.id, free))
+        cached = view.memo["free_nodes"] = dict(sorted(nodes.items()))
     out: dict[tuple[str, str], list[tuple[str, int]]] = cached  # type: ignore[assignment]
     return out
 
@@ -201,6 +212,7 @@ def _exact_packing(pool: FreePool, items: list[tuple[int, int, str, int]]) -> li
             placed.append((i, role, node))
             size = -items[k][0]
             pool.free[node] -= size
+            pool.total -= size
     return placed
 
 

@@ -11,9 +11,10 @@ shrinks the groups on the highest tiers first. The result is counts per group ch
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 
 from hetero_opt.instance import TIERS, Instance, Service
-from hetero_opt.placement.binding import CountKey, Counts, FreePool, GroupDraft, bind_plan, make_pools
+from hetero_opt.placement.binding import CountKey, Counts, FreePool, GroupDraft, bind_plan, free_nodes
 from hetero_opt.placement.plan import Plan
 from hetero_opt.topology import RequestView, TopologyView, build_view
 
@@ -28,7 +29,7 @@ def greedy_counts(view: TopologyView, requests: list[RequestView] | None = None)
     binds the counts (best-fit decreasing) and falls back on the picks only where that fails.
     ``view`` may hold GPUs already promised to other changes (:meth:`TopologyView.with_taken`).
     """
-    pools = make_pools(view)
+    pools = _Capacity(view)
     drafts: list[GroupDraft] = []
     picks: list[Counter[tuple[str, str]]] = []
     reasons: dict[str, str] = {}
@@ -57,9 +58,47 @@ def greedy_plan(
     return bind_plan(view, greedy_counts(view, requests), requests)
 
 
+class _Capacity:
+    """The free GPUs the greedy allocates from: a best-fit pool per (S1, GPU type), built when first
+    used, and the free GPUs per GPU type of each subgroup, so a subgroup where no unit can fit is
+    passed over at once (at scale most requests walk many full subgroups)."""
+
+    def __init__(self, view: TopologyView) -> None:
+        self.nodes = free_nodes(view)
+        self.pools: dict[tuple[str, str], FreePool] = {}
+        self.subgroup_of = view.subgroup_by_s1
+        self.by_subgroup: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        for (s1, gpu_type), nodes in self.nodes.items():
+            self.by_subgroup[self.subgroup_of[s1]][gpu_type] += sum(free for _, free in nodes)
+
+    def take(self, s1: str, gpu_type: str, size: int) -> str | None:
+        """Best-fit one pod of ``size`` GPUs on (S1, GPU type); its node, or None."""
+        pool = self.pools.get((s1, gpu_type))
+        if pool is None:
+            if (s1, gpu_type) not in self.nodes:
+                return None
+            pool = self.pools[(s1, gpu_type)] = FreePool(self.nodes[(s1, gpu_type)])
+        node = pool.take(size)
+        if node is not None:
+            self.by_subgroup[self.subgroup_of[s1]][gpu_type] -= size
+        return node
+
+    def give(self, s1: str, gpu_type: str, node: str, size: int) -> None:
+        """Undo a :meth:`take`."""
+        self.pools[(s1, gpu_type)].give(node, size)
+        self.by_subgroup[self.subgroup_of[s1]][gpu_type] += size
+
+    def may_fit(self, subgroup: str, shape: _UnitShape) -> bool:
+        """False when the subgroup's free GPUs cannot hold one unit's pods of some role (necessary only)."""
+        free = self.by_subgroup.get(subgroup)
+        if not free:
+            return False
+        return all(sum(free[t] for t in shape.types[role]) >= n * shape.size[role] for role, n in shape.need)
+
+
 def _undo(
     view: TopologyView,
-    pools: dict[tuple[str, str], FreePool],
+    pools: _Capacity,
     drafts: list[GroupDraft],
     picks: list[Counter[tuple[str, str]]],
     mark: int,
@@ -70,7 +109,7 @@ def _undo(
         for (role, node_id), n in p.items():
             node = view.node_by_id[node_id]
             for _ in range(n):
-                pools[(node.s1, node.gpu_type)].give(node_id, svc.role(role).gpus_per_pod)
+                pools.give(node.s1, node.gpu_type, node_id, svc.role(role).gpus_per_pod)
     del drafts[mark:]
     del picks[mark:]
 
@@ -87,7 +126,7 @@ def new_group_id(view: TopologyView, service: str, domain: str) -> str:
 
 def _scale_out(
     view: TopologyView,
-    pools: dict[tuple[str, str], FreePool],
+    pools: _Capacity,
     req: RequestView,
     drafts: list[GroupDraft],
     picks: list[Counter[tuple[str, str]]],
@@ -98,25 +137,31 @@ def _scale_out(
     # of the per-view order: the per-request work is one key per subgroup)
     with_group = {view.subgroup_by_s1[s1] for d in existing for s1 in view.s1s_by_domain.get(d, [])}
     order = sorted(_subgroup_order(view), key=lambda t: (t[0], t[1] not in with_group))
+    by_subgroup = _domains(view, svc.affinity)
+    shape = _UnitShape.of(svc)
     opened: dict[str, int] = {}
     left, new_blocked = req.delta, False
-    for _, _, s1s in order:
-        by_domain: defaultdict[str, list[str]] = defaultdict(list)
-        for s1 in s1s:
-            by_domain[view.domain_of(s1, svc.affinity)].append(s1)
-        for domain in sorted(by_domain, key=lambda d: (d not in existing, d)):
+    for _, sg, _ in order:
+        by_domain = by_subgroup[sg]  # sorted by domain id; the service's own domains go first
+        if left > 0 and not pools.may_fit(sg, shape):
+            # What walking its domains would find: no unit fits; a domain the new-group limit blocks.
+            if not new_blocked and _new_groups(opened, existing) >= svc.max_new_groups:
+                new_blocked = any(d not in existing and d not in opened for d in by_domain)
+            continue
+        mine = [d for d in by_domain if d in existing]
+        for domain in mine + [d for d in by_domain if d not in existing] if mine else by_domain:
             if left == 0:
                 return req.delta, ""
             draft_idx = opened.get(domain)
             if (
                 draft_idx is None
                 and domain not in existing
-                and len(opened) - sum(1 for d in opened if d in existing) >= svc.max_new_groups
+                and _new_groups(opened, existing) >= svc.max_new_groups
             ):
                 new_blocked = True
                 continue
             while left > 0:
-                taken = _place_unit(view, pools, svc, by_domain[domain])
+                taken = _place_unit(pools, shape, by_domain[domain])
                 if taken is None:
                     break
                 if draft_idx is None:
@@ -138,6 +183,27 @@ def _scale_out(
     return req.delta - left, why
 
 
+def _new_groups(opened: dict[str, int], existing: dict[str, str]) -> int:
+    """New groups a request has opened so far."""
+    return sum(1 for d in opened if d not in existing)
+
+
+def _domains(view: TopologyView, affinity: str) -> dict[str, dict[str, list[str]]]:
+    """Per subgroup, its S1s by the ``affinity`` domain holding them; computed once per view."""
+    key = ("greedy_domains", affinity)
+    cached = view.memo.get(key)
+    if cached is None:
+        out: dict[str, dict[str, list[str]]] = {}
+        for _, sg, s1s in _subgroup_order(view):
+            by_domain: defaultdict[str, list[str]] = defaultdict(list)
+            for s1 in s1s:
+                by_domain[view.domain_of(s1, affinity)].append(s1)
+            out[sg] = dict(sorted(by_domain.items()))
+        cached = view.memo[key] = out
+    domains: dict[str, dict[str, list[str]]] = cached  # type: ignore[assignment]
+    return domains
+
+
 def _subgroup_order(view: TopologyView) -> list[tuple[int, str, list[str]]]:
     """(tier rank, subgroup, its S1s) of every subgroup, by tier rank then id; computed once per view."""
     cached = view.memo.get("greedy_subgroup_order")
@@ -152,18 +218,37 @@ def _subgroup_order(view: TopologyView) -> list[tuple[int, str, list[str]]]:
     return out
 
 
-def _place_unit(
-    view: TopologyView, pools: dict[tuple[str, str], FreePool], svc: Service, s1s: list[str]
-) -> list[tuple[str, str, str, str]] | None:
+@dataclass(frozen=True)
+class _UnitShape:
+    """One unit of a service as Algorithm 4 places it, looked up once per request (not per pod)."""
+
+    size: dict[str, int]  # GPUs per pod, by role
+    types: dict[str, tuple[str, ...]]  # acceptable GPU types, preferred first, by role
+    pods: list[tuple[str, int]]  # (role, pods per unit) placed across the region, largest pods first
+    moe: tuple[int, int, int] | None  # (prefill replicas, attn pods, ffn pods per replica), per S1
+    need: list[tuple[str, int]]  # (role, pods per unit) of every role
+
+    @classmethod
+    def of(cls, svc: Service) -> _UnitShape:
+        size: dict[str, int] = {r.name: r.gpus_per_pod for r in svc.roles}
+        types: dict[str, tuple[str, ...]] = {r.name: tuple(r.gpu_types) for r in svc.roles}
+        per_unit = svc.pods_per_unit
+        need = sorted(per_unit.items())
+        if svc.attn_ffn_ratio is not None:
+            moe = (svc.pd_ratio.prefill, svc.attn_ffn_ratio.prefill, svc.attn_ffn_ratio.decode)
+            return cls(size, types, [("decode", per_unit["decode"])], moe, need)
+        return cls(size, types, [(r, per_unit[r]) for r in sorted(per_unit, key=lambda r: -size[r])], None, need)
+
+
+def _place_unit(pools: _Capacity, shape: _UnitShape, s1s: list[str]) -> list[tuple[str, str, str, str]] | None:
     """Virtually allocate one unit inside ``s1s``; return (role, S1, type, node) per pod or None."""
     taken: list[tuple[str, str, str, str]] = []
 
     def take(role: str, region: list[str]) -> bool:
-        r = svc.role(role)
-        for gpu_type in r.gpu_types:
+        size = shape.size[role]
+        for gpu_type in shape.types[role]:
             for s1 in region:
-                pool = pools.get((s1, gpu_type))
-                node = pool.take(r.gpus_per_pod) if pool else None
+                node = pools.take(s1, gpu_type, size)
                 if node is not None:
                     taken.append((role, s1, gpu_type, node))
                     return True
@@ -172,11 +257,11 @@ def _place_unit(
     def undo(upto: int) -> None:
         while len(taken) > upto:
             role, s1, gpu_type, node = taken.pop()
-            pools[(s1, gpu_type)].give(node, svc.role(role).gpus_per_pod)
+            pools.give(s1, gpu_type, node, shape.size[role])
 
-    if svc.attn_ffn_ratio is not None:
-        a, f = svc.attn_ffn_ratio.prefill, svc.attn_ffn_ratio.decode
-        for _ in range(svc.pd_ratio.prefill):
+    if shape.moe is not None:
+        replicas, a, f = shape.moe
+        for _ in range(replicas):
             for s1 in s1s:
                 mark = len(taken)
                 if all(take("prefill-attn", [s1]) for _ in range(a)) and all(
@@ -187,11 +272,8 @@ def _place_unit(
             else:
                 undo(0)
                 return None
-        roles = ["decode"]
-    else:
-        roles = sorted(svc.pods_per_unit, key=lambda r: -svc.role(r).gpus_per_pod)
-    for role in roles:
-        for _ in range(svc.pods_per_unit[role]):
+    for role, n in shape.pods:
+        for _ in range(n):
             if not take(role, s1s):
                 undo(0)
                 return None

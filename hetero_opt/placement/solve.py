@@ -105,8 +105,14 @@ def solve(
         # three times what binding and scoring the greedy's took here (verification costs about as much).
         deadline = start + time_limit - finishing_reserve(view) - 3.0 * finish
         options = SolveOptions(time_limit, seed, num_workers, log, export_model, deterministic, deadline)
-        out = _run_backend(backend, view, Hint(greedy_counts_, greedy), options)
-        plan, final_score, why, kept = _checked(view, out, greedy, greedy_score, name)
+        if deadline > time.perf_counter():
+            out = _run_backend(backend, view, Hint(greedy_counts_, greedy), options)
+            plan, final_score, why, kept = _checked(view, out, greedy, greedy_score, name)
+        else:  # the greedy and the checks its counts would need take the whole limit: nothing to gain
+            why = (
+                f"{name}: no time left within time_limit={time_limit:g} s after the greedy "
+                f"({time.perf_counter() - start:.2f} s) and what checking a plan takes"
+            )
     if plan is greedy:
         violations = verify(instance, greedy, view)
         if violations:

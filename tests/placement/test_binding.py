@@ -33,6 +33,18 @@ def test_free_pool_takes_the_fullest_node_that_fits_lowest_id_first_and_takes_ba
     assert pool.take(1) is None
 
 
+def test_free_pool_counts_its_free_gpus_and_refuses_a_pod_larger_than_them_at_once() -> None:
+    pool = FreePool([("n1", 2), ("n2", 2)])
+    assert pool.total == 4
+    assert pool.take(3) is None  # 4 free GPUs, but no node holds 3
+    assert pool.take(2) == "n1"
+    assert pool.total == 2
+    pool.give("n1", 2)
+    assert pool.total == 4
+    assert pool.take(2) == "n1" and pool.take(2) == "n2"
+    assert (pool.total, pool.take(1)) == (0, None)
+
+
 # n1 has 6 free GPUs, n2 4, n3 2: 'a' (1 + 1 pods of 3) and 'b' (1 + 2 pods of 2) fill them exactly
 # as n1 = 3 + 3, n2 = 2 + 2, n3 = 2. Best fit puts the first 3 on n2 (the fullest that fits) and
 # strands the last 2-GPU pod; sizes 2 and 3 are no divisibility chain, so the exact packing runs

@@ -124,3 +124,12 @@ def test_better_counts_are_bound_verified_and_scored() -> None:
     assert verify(CONTENTION, result.plan) == []
     assert [c.service for c in result.plan.changes] == ["hi", "lo"]  # sorted, whatever order the counts came in
     assert result.plan.unserved == []
+
+
+def test_a_backend_is_not_called_when_the_greedy_leaves_no_time_within_the_limit() -> None:
+    stub = Stub(unit_on("a-2"))
+    result = solve(TWO_S1S, stub, time_limit=0.001)  # less than checking any plan takes
+    assert stub.seen == []
+    assert result.status == "fallback"
+    assert "no time left within time_limit=0.001 s" in result.fallback_reason
+    assert result.plan == solve(TWO_S1S, "greedy").plan
