@@ -416,6 +416,7 @@ def solve_freed(
     node_limit: int,
     reduced: np.ndarray | None = None,
     full: bool = True,
+    incumbent: np.ndarray | None = None,
 ) -> Neighbourhood | None:
     """The freed requests placed near the LP's solution ``x`` by a MIP in HiGHS, the others fixed at ``x``.
 
@@ -429,7 +430,9 @@ def solve_freed(
     the row bounds: a relaxation-induced neighbourhood over the LP's own rows (no model rebuilt in
     Python); at production size a few hundred columns on the support, a few thousand with the
     alternatives. None when it has no solution in time or none at all (integrality, or the new-group
-    limit, may forbid serving the freed requests in full on the slots the LP chose).
+    limit, may forbid serving the freed requests in full on the slots the LP chose). ``incumbent``: an
+    integral solution of every column (e.g. a smaller neighbourhood's) given to HiGHS as its first
+    incumbent, so a MIP over more columns starts from it and may only have to prove it.
     """
     start = time.perf_counter()
     n, m = lp.num_cols, len(lp.row_starts)
@@ -478,6 +481,11 @@ def solve_freed(
         _all_or_nothing_rows(h, lp, freed, free, col_of)
     h.setOptionValue("mip_rel_gap", 0.0)
     h.setOptionValue("mip_max_nodes", node_limit)
+    if incumbent is not None and h.getNumCol() == k:  # (all-or-nothing binaries would need values too)
+        first = highspy.HighsSolution()
+        first.col_value = list(np.round(incumbent[free]))
+        first.value_valid = True
+        h.setSolution(first)
     terms: list[tuple[dict[int, float], bool]] = [] if full else [(t, True) for t in lp.served.values()]
     terms.append((lp.premium, False))
     stats = {"mip_cols": float(k), "mip_nodes": 0.0}

@@ -41,7 +41,8 @@ def test_free_pool_counts_its_free_gpus_and_refuses_a_pod_larger_than_them_at_on
     assert pool.total == 2
     pool.give("n1", 2)
     assert pool.total == 4
-    assert pool.take(2) == "n1" and pool.take(2) == "n2"
+    assert pool.take(2) == "n1"
+    assert pool.take(2) == "n2"
     assert (pool.total, pool.take(1)) == (0, None)
 
 

@@ -73,6 +73,8 @@ MIP_SHARE = 0.9
 # time left: the lower classes are still to be placed (heavy seed 1 at 10 s: with 0.9 class 50 ended
 # worse than greedy's).
 WHOLE_CLASS_SHARE = 0.5
+#: Share of the LP path's time left that the top class's MIPs may take when classes are placed one by one.
+TOP_CLASS_SHARE = 0.0
 MIP_NODES_PER_SECOND = 500
 # A restricted LP path (candidate domains, when the full model is too big for the limit) leaves this
 # much of time_limit per node to the rest of the call (view, greedy, candidate domains, verification:
@@ -162,7 +164,9 @@ def lp_guided(
             why.update(stats)
             why["lp_not_solved_in_time"] = 1.0
             return None
-        drafts, load, freed, placed_all = _place_lp(view, lp, part, outcome, options, budget, termination, stats, ample)
+        drafts, load, freed, placed_all, _ = _place_lp(
+            view, lp, part, outcome, options, budget, termination, stats, ample
+        )
     guided = Guided(Plan(), outcome, len(part) - len(freed), len(freed), termination, restricted=lp.restricted)
     first_hint = _greedy_around(view, freed, drafts) if freed and not placed_all else None
     run = _Chunks(view, options, budget, drafts, load, [], guided.termination, stats, domains)
@@ -200,15 +204,18 @@ def _place_lp(
     termination: list[str],
     stats: dict[str, float],
     ample: bool,
-) -> tuple[list[GroupDraft], dict[tuple[str, str], Counter[int]], list[RequestView], bool]:
+) -> tuple[list[GroupDraft], dict[tuple[str, str], Counter[int]], list[RequestView], bool, int | None]:
     """Drafts of the requests the LP places integrally plus the MIP's placement of the fractional ones;
-    their load; the requests CP-SAT's phase A re-optimises; whether those have drafts to start from.
-    ``ample``: the limit is :data:`STAGED_FACTOR` times what the path needs (a MIP over every request
-    may follow neighbourhoods that miss the bound)."""
+    their load; the requests CP-SAT's phase A re-optimises; whether those have drafts to start from;
+    the GPUs of the top class served when a MIP over every request and slot proved its served stages
+    (the most any placement of ``part`` on this LP's capacity serves), else None.
+    ``ample``: the limit is :data:`STAGED_FACTOR`
+    times what the path needs (a MIP over every request, started from the best neighbourhood, may follow
+    neighbourhoods that miss the bound)."""
     assert outcome.values is not None
     values, integral = outcome.values, _integral(lp, outcome.values)
     freed = [r for r in part if not integral.get(r.service.id, True)]
-    placed_all = False
+    placed_all, proven_served = False, None
     if freed:
         hood = _integral_neighbourhood(lp, outcome, {r.service.id for r in freed}, options, budget, termination, stats)
         if ample and (hood is None or not _meets_bounds(lp, outcome, hood.values)):
@@ -217,8 +224,11 @@ def _place_lp(
             nodes = max(1, int(MIP_NODES_PER_SECOND * options.time_limit))
             ids = {r.service.id for r in part}
             deadline = now + MIP_SHARE * (budget.deadline - now)
-            every = solve_freed(lp, outcome.values, ids, deadline, nodes, np.zeros(lp.num_cols), False)
+            first = hood.values if hood is not None else None
+            every = solve_freed(lp, outcome.values, ids, deadline, nodes, np.zeros(lp.num_cols), False, first)
             termination.append("mip-every-request:" + ("NONE" if every is None else "FEASIBLE"))
+            if every is not None and every.served_proven:
+                proven_served = round(float(lp.cost_vector(("served", max(lp.served))) @ every.values))
             if every is not None and (hood is None or _key(lp, every.values) < _key(lp, hood.values)):
                 hood = every
         if hood is not None:
@@ -227,7 +237,7 @@ def _place_lp(
             if _meets_bounds(lp, outcome, hood.values):
                 freed = []  # served and premium proven by the LP's bounds: nothing left for CP-SAT's phase A
     drafts, load = _fixed(view, lp, values, integral)
-    return drafts, load, freed, placed_all
+    return drafts, load, freed, placed_all, proven_served
 
 
 def _class_by_class(
@@ -271,15 +281,18 @@ def _class_by_class(
         if k == 0:
             bounds.served_ub[prio] = outcome.served_ub[prio]
         tagged: list[str] = []
-        # this class's MIPs get its share of the wall time left, so the classes below still get theirs
+        # this class's MIPs get its share of the wall time left, so the classes below still get theirs;
+        # the top class, first in the objective and the one whose optimum a MIP can prove, half of it
         now = time.perf_counter()
-        share = 1.0 / (len(classes) - k)
+        share = max(TOP_CLASS_SHARE, 1.0 / len(classes)) if k == 0 else 1.0 / (len(classes) - k)
         mine = Budget(now + share * max(0.0, budget.deadline - now), budget.dtime * share, budget.deterministic, budget)
         ample = options.time_limit >= STAGED_FACTOR * LP_SECONDS_PER_CELL * view.candidate_cells(reqs)
-        class_drafts, class_load, class_freed, _ = _place_lp(
+        class_drafts, class_load, class_freed, _, proven_served = _place_lp(
             view, lp, reqs, outcome, options, mine, tagged, stats, ample
         )
-        if k == 0 and _served(view, class_drafts) < outcome.served_ub[prio]:
+        if k == 0 and proven_served is not None:  # a MIP over the whole class proved the most it serves
+            bounds.served_ub[prio] = min(bounds.served_ub[prio], proven_served)
+        elif k == 0 and _served(view, class_drafts) < outcome.served_ub[prio] and not ample:
             # the top class short of its bound: a MIP over all its requests and slots (exact for this
             # class, which lower classes cannot take capacity from), within a share of the time left
             wide = _whole_class(view, lp, reqs, outcome, options, mine, tagged, stats)
@@ -330,7 +343,7 @@ def _staged_alternative(
     if outcome.values is None or len(outcome.served_ub) < len(lp.served):
         return None
     tagged: list[str] = []
-    drafts, load, freed, _ = _place_lp(view, lp, part, outcome, options, budget, tagged, stats, True)
+    drafts, load, freed, _, _ = _place_lp(view, lp, part, outcome, options, budget, tagged, stats, True)
     wanted = wanted_gpus(lp)
     classes = list(lp.served)
     mine = tuple(wanted[p] - outcome.served_ub.get(p, wanted[p]) for p in classes)
