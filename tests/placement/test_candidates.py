@@ -8,11 +8,10 @@ import pytest
 
 from hetero_opt import build_view, verify
 from hetero_opt.generate import generate_instance
-from hetero_opt.placement.backend import SolveOptions
+from hetero_opt.placement.backend import Budget, SolveOptions
 from hetero_opt.placement.candidates import candidate_domains
 from hetero_opt.placement.cpsat import neighbourhood
 from hetero_opt.placement.cpsat.solver import _lp_bounds
-from hetero_opt.placement.cpsat.stages import Budget
 from hetero_opt.placement.greedy import greedy_plan
 from hetero_opt.placement.objective import score
 from hetero_opt.placement.plan import Plan

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hetero_opt.placement.backend import SolveOptions
+from hetero_opt.placement.backend import Budget, SolveOptions
 from hetero_opt.placement.binding import BindingError, bind
 from hetero_opt.placement.cpsat.model import build, plan_values
 from hetero_opt.placement.cpsat.plans import estimated_vars, extract, residual_view, restrict
-from hetero_opt.placement.cpsat.stages import Budget, StagedSolver, has_time_to_build
+from hetero_opt.placement.cpsat.stages import StagedSolver, has_time_to_build
 from hetero_opt.placement.objective import score
 from hetero_opt.placement.plan import Plan
 from hetero_opt.topology import RequestView, TopologyView

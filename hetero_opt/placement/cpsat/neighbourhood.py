@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hetero_opt.placement.backend import SolveOptions
+from hetero_opt.placement.backend import MIN_STAGE_DTIME, Budget, SolveOptions
 from hetero_opt.placement.binding import BindingError, GroupDraft, bind, drafts_of
 from hetero_opt.placement.candidates import candidate_domains
 from hetero_opt.placement.cpsat.model import HintError, PlacementModel, build, plan_values
 from hetero_opt.placement.cpsat.plans import extract, gpus_taken, restrict
-from hetero_opt.placement.cpsat.stages import MIN_STAGE_DTIME, STAGE_DTIME_PER_VAR, Budget, StagedSolver
+from hetero_opt.placement.cpsat.stages import STAGE_DTIME_PER_VAR, StagedSolver
 from hetero_opt.placement.greedy import greedy_plan
 from hetero_opt.placement.objective import gpu_cost
 from hetero_opt.placement.plan import Plan, Unserved
@@ -134,13 +134,13 @@ def lp_guided(
     if lp.relaxed:  # pod sizes outside a chain: only the full model's node rows make counts bind
         why["lp_not_a_chain"] = 1.0
         return None
-    lp_deadline = start + LP_SHARE * max(0.0, budget.deadline - start)
+    lp_budget = budget.wall_share(LP_SHARE, now=start)
     iterations = max(1, int(LP_ITERATIONS_PER_SECOND * options.time_limit))
     if lp.restricted:  # no bound to prove: one weighted LP guides
-        outcome: LpOutcome | None = solve_weighted(lp, lp_deadline, iterations)
+        outcome: LpOutcome | None = solve_weighted(lp, lp_budget, iterations)
     else:  # the groups bound costs one more LP: taken where the limit is twice what the path needs
         groups = options.time_limit >= 2 * LP_SECONDS_PER_CELL * cells
-        outcome = solve_full_service(lp, lp_deadline, iterations, groups)
+        outcome = solve_full_service(lp, lp_budget, iterations, groups)
     termination: list[str] = []
     if outcome is None:  # not everything fits, even fractionally: one class at a time, the top class first
         stats: dict[str, float] = {}
@@ -213,11 +213,10 @@ def _place_lp(
         hood = _integral_neighbourhood(lp, outcome, {r.service.id for r in freed}, options, budget, termination, stats)
         if ample and (hood is None or not _meets_bounds(lp, outcome, hood.values)):
             # the kept requests may be what blocks: where the limit is ample, a MIP over every request
-            now = time.perf_counter()
             nodes = max(1, int(MIP_NODES_PER_SECOND * options.time_limit))
             ids = {r.service.id for r in part}
-            deadline = now + MIP_SHARE * (budget.deadline - now)
-            every = solve_freed(lp, outcome.values, ids, deadline, nodes, np.zeros(lp.num_cols), False)
+            mip = budget.wall_share(MIP_SHARE)
+            every = solve_freed(lp, outcome.values, ids, mip, nodes, np.zeros(lp.num_cols), False)
             termination.append("mip-every-request:" + ("NONE" if every is None else "FEASIBLE"))
             if every is not None and (hood is None or _key(lp, every.values) < _key(lp, hood.values)):
                 hood = every
@@ -252,12 +251,12 @@ def _class_by_class(
     for k, prio in enumerate(classes):
         start = time.perf_counter()
         reqs = [r for r in part if r.service.priority == prio]
-        deadline = start + LP_SHARE * max(0.0, budget.deadline - start) / (len(classes) - k)
+        lp_budget = budget.wall_share(LP_SHARE / (len(classes) - k), now=start)
         iterations = max(1, int(LP_ITERATIONS_PER_SECOND * options.time_limit / len(classes)))
         lp = build_relaxation(view, reqs, load)
         stats["lp_cols"] = stats.get("lp_cols", 0.0) + float(lp.num_cols)
-        outcome = solve_full_service(lp, deadline, iterations) or solve_relaxation(
-            lp, deadline, stop_before="groups", iteration_limit=iterations
+        outcome = solve_full_service(lp, lp_budget, iterations) or solve_relaxation(
+            lp, lp_budget, stop_before="groups", iteration_limit=iterations
         )
         stats.update({f"lp_class{prio}_{key.removeprefix('lp_')}": v for key, v in outcome.stats.items()})
         stats[f"lp_class{prio}_total_s"] = time.perf_counter() - start
@@ -272,9 +271,7 @@ def _class_by_class(
             bounds.served_ub[prio] = outcome.served_ub[prio]
         tagged: list[str] = []
         # this class's MIPs get its share of the wall time left, so the classes below still get theirs
-        now = time.perf_counter()
-        share = 1.0 / (len(classes) - k)
-        mine = Budget(now + share * max(0.0, budget.deadline - now), budget.dtime * share, budget.deterministic, budget)
+        mine = budget.split(1.0 / (len(classes) - k))
         ample = options.time_limit >= STAGED_FACTOR * LP_SECONDS_PER_CELL * view.candidate_cells(reqs)
         class_drafts, class_load, class_freed, _ = _place_lp(
             view, lp, reqs, outcome, options, mine, tagged, stats, ample
@@ -325,7 +322,7 @@ def _staged_alternative(
     ``cbc`` (both valid). None where it is not solved in time."""
     start = time.perf_counter()
     iterations = max(1, int(LP_ITERATIONS_PER_SECOND * options.time_limit))
-    outcome = solve_relaxation(lp, start + LP_SHARE * max(0.0, budget.deadline - start), "groups", iterations)
+    outcome = solve_relaxation(lp, budget.wall_share(LP_SHARE, now=start), "groups", iterations)
     stats["lp_staged_s"] = time.perf_counter() - start
     if outcome.values is None or len(outcome.served_ub) < len(lp.served):
         return None
@@ -374,12 +371,10 @@ def _whole_class(
     None without a solution in time. Requests it leaves short go on to CP-SAT's phase A unless it is
     proven (then none are returned); last, whether its served stage is proven (a bound on the class)."""
     assert outcome.values is not None
-    now = time.perf_counter()
     nodes = max(1, int(MIP_NODES_PER_SECOND * options.time_limit))
     everything = np.zeros(lp.num_cols)  # every slot's next unit "has reduced cost 0": all slots free
     ids = {r.service.id for r in reqs}
-    deadline = now + WHOLE_CLASS_SHARE * (budget.deadline - now)
-    hood = solve_freed(lp, outcome.values, ids, deadline, nodes, everything, False)
+    hood = solve_freed(lp, outcome.values, ids, budget.wall_share(WHOLE_CLASS_SHARE), nodes, everything, False)
     termination.append("mip-whole-class:" + ("NONE" if hood is None else "OPTIMAL" if hood.proven else "FEASIBLE"))
     if hood is None:
         return None
@@ -439,7 +434,7 @@ class _Chunks:
         if self.budget.deterministic and stage < STAGE_DTIME_PER_VAR * estimate * 6 / 5:
             self.termination.append(f"rins{self.count}:SKIPPED(budget)")
             return False
-        if self.budget.deadline - time.perf_counter() < CHUNK_SECONDS_PER_CELL * estimate:
+        if self.budget.left() < CHUNK_SECONDS_PER_CELL * estimate:
             self.termination.append(f"rins{self.count}:SKIPPED(deadline)")
             return False
         own = [d for d in self.drafts if d.service in ids]
@@ -574,10 +569,8 @@ def _integral_neighbourhood(
     for tier, reduced, serve_all in tiers:
         if served_all and not serve_all:
             break  # a full-service placement was found: serving less is never better
-        now = time.perf_counter()
         nodes = max(1, int(MIP_NODES_PER_SECOND * options.time_limit))
-        deadline = now + MIP_SHARE * (budget.deadline - now)
-        hood = solve_freed(lp, outcome.values, freed, deadline, nodes, reduced, serve_all)
+        hood = solve_freed(lp, outcome.values, freed, budget.wall_share(MIP_SHARE), nodes, reduced, serve_all)
         meets = hood is not None and _meets_bounds(lp, outcome, hood.values)
         termination.append(f"mip-{tier}:" + ("NONE" if hood is None else "AT_BOUND" if meets else "FEASIBLE"))
         if hood is not None:

@@ -26,7 +26,7 @@ from typing import Literal
 from ortools.sat.python import cp_model
 
 from hetero_opt.instance import Instance
-from hetero_opt.placement.backend import BackendOutput, Hint, SolveOptions
+from hetero_opt.placement.backend import BackendOutput, Budget, Hint, SolveOptions
 from hetero_opt.placement.binding import BindingError, Counts, GroupDraft, bind, drafts_of
 from hetero_opt.placement.cpsat.blocks import improve_by_class
 from hetero_opt.placement.cpsat.model import HintError, add_hint, build, plan_values
@@ -40,9 +40,7 @@ from hetero_opt.placement.cpsat.plans import (
     trivial_bounds,
 )
 from hetero_opt.placement.cpsat.stages import (
-    DTIME_PER_SECOND,
     SCALE_IN_SHARE,
-    Budget,
     ModelInvalidError,
     Staged,
     StagedSolver,
@@ -156,7 +154,7 @@ class CpSatBackend:
         """
         start = time.perf_counter()
         hint = greedy.plan
-        budget = Budget(options.backend_deadline(), options.time_limit * DTIME_PER_SECOND, options.deterministic)
+        budget = Budget.of(options)
         version = f"ortools {version_of('ortools')}"
         reqs = [r for r in view.requests if r.delta != 0]
         if options.export_model:
