@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hetero_opt import Instance, Plan, build_view, load_instance, score, solve, verify
 from hetero_opt.generate import generate_instance
 from hetero_opt.placement.backend import Budget, SolveOptions
-from hetero_opt.placement.binding import BindingError, GroupDraft, bind
+from hetero_opt.placement.binding import BindingError, GroupDraft, bind, bind_plan
 from hetero_opt.placement.cpsat import CpSatBackend
 from hetero_opt.placement.cpsat.model import build
 from hetero_opt.placement.cpsat.neighbourhood import _draft_key, _fixed, _integral, _premium, lp_guided
@@ -153,8 +153,9 @@ def test_a_chunk_without_budget_is_placed_by_the_greedy_and_recorded() -> None:
         "rins0:SKIPPED(budget)",
         "greedy[1 requests]",
     ]
-    assert verify(inst, guided.plan, view) == []
-    assert [(u.service, u.placed_units) for u in guided.plan.unserved] == [("chat", 0)]
+    plan = bind_plan(view, guided.counts, part)  # the counts as solve() binds them
+    assert verify(inst, plan, view) == []
+    assert [(u.service, u.placed_units) for u in plan.unserved] == [("chat", 0)]
 
 
 def test_lp_guided_path_is_deterministic() -> None:
@@ -232,9 +233,10 @@ def test_when_not_everything_fits_the_top_class_is_placed_first_and_bounded() ->
     guided = lp_guided(view, part, SolveOptions(time_limit=2.0), Budget(time.perf_counter() + 10, 1.0, True))
     assert guided is not None
     assert guided.outcome.served_ub == {100: 16}
-    assert [(c.service, c.units) for c in guided.plan.changes] == [("hi", 1)]
-    assert [(u.service, u.placed_units) for u in guided.plan.unserved] == [("lo", 0)]
-    assert verify(inst, guided.plan, view) == []
+    plan = bind_plan(view, guided.counts, part)  # the counts as solve() binds them
+    assert [(c.service, c.units) for c in plan.changes] == [("hi", 1)]
+    assert [(u.service, u.placed_units) for u in plan.unserved] == [("lo", 0)]
+    assert verify(inst, plan, view) == []
 
 
 @pytest.mark.parametrize("no_slot_priority", [100, 30])
@@ -257,8 +259,9 @@ def test_a_class_that_fits_nowhere_does_not_stop_the_class_by_class_path(no_slot
     guided = lp_guided(view, part, SolveOptions(time_limit=2.0), Budget(time.perf_counter() + 10, 1.0, True), why)
     assert guided is not None, why
     assert not any("NOT_SOLVED" in t for t in guided.termination)
-    assert sorted((c.service, c.units) for c in guided.plan.changes) == [("lo", 1), ("mid", 1)]
-    assert verify(inst, guided.plan, view) == []
+    plan = bind_plan(view, guided.counts, part)  # the counts as solve() binds them
+    assert sorted((c.service, c.units) for c in plan.changes) == [("lo", 1), ("mid", 1)]
+    assert verify(inst, plan, view) == []
 
 
 def test_where_the_limit_is_ample_the_staged_lp_corrects_class_by_class() -> None:
@@ -293,4 +296,5 @@ def test_an_lp_without_a_slot_is_solved_not_out_of_time() -> None:
     why: dict[str, float] = {}
     guided = lp_guided(view, part, SolveOptions(time_limit=2.0), Budget(time.perf_counter() + 10, 1.0, True), why)
     assert guided is not None, why
-    assert [(u.service, u.placed_units) for u in guided.plan.unserved] == [("nol20", 0)]
+    plan = bind_plan(view, guided.counts, part)  # the counts as solve() binds them
+    assert [(u.service, u.placed_units) for u in plan.unserved] == [("nol20", 0)]
