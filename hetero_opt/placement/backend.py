@@ -122,8 +122,8 @@ class SolveOptions:
 class Hint:
     """The greedy's counts as the greedy decided them, and the same counts bound to nodes.
 
-    Backends take their start from ``counts``; ``plan`` serves solver paths that work on bound plans
-    (CP-SAT's class blocks keep the hint's node picks around what they re-place).
+    Backends take their start from ``counts``; ``plan`` (bound once by ``solve()``) serves only where nodes
+    are needed: the node values of a CP-SAT model with node rows (pod sizes outside a chain).
     """
 
     counts: Counts
