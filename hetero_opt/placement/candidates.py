@@ -3,7 +3,7 @@
 At 4x production every scale-out request may go to any of thousands of domains, so the full model
 (every request in every domain) has about 16 times production's pod cells: neither its LP nor its
 CP-SAT model can be built within a control cycle. A restricted model keeps, per request, the domains
-of the service's groups, those where the hint (the greedy plan) places it, and then the cheapest
+of the service's groups, those where the hint (the greedy's counts) places it, and then the cheapest
 domains with room, by tier and free GPUs, up to a share of a cell budget. The hint stays inside, so
 the restricted optimum is never worse than the hint; no bound it gives is valid for the full model.
 """
@@ -12,18 +12,18 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from hetero_opt.placement.plan import Plan
+from hetero_opt.placement.binding import Counts
 from hetero_opt.topology import RequestView, TopologyView
 
 
 def candidate_domains(
-    view: TopologyView, part: list[RequestView], hint: Plan | None, cells: int
+    view: TopologyView, part: list[RequestView], hint: Counts | None, cells: int
 ) -> dict[str, frozenset[str]]:
     """Per scale-out request (by service id) the domains a restricted model keeps, about ``cells`` pod
     cells in all: the service's groups' and the hint's domains, then by tier (cheapest first) and free GPUs."""
     share = max(1, cells // max(1, len(part)))
     hinted: defaultdict[str, set[str]] = defaultdict(set)
-    for c in hint.changes if hint is not None else []:
+    for c in hint.drafts if hint is not None else []:
         if c.units > 0:
             hinted[c.service].add(c.domain)
     out: dict[str, frozenset[str]] = {}

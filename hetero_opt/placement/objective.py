@@ -16,11 +16,13 @@ Terms, in order (a later term only breaks ties of earlier ones):
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from functools import total_ordering
 
 from pydantic import Field
 
-from hetero_opt.instance import Frozen, Instance
+from hetero_opt.instance import Frozen, Instance, Node
+from hetero_opt.placement.binding import GroupDraft
 from hetero_opt.placement.plan import Plan
 from hetero_opt.topology import TopologyView, build_view
 
@@ -92,38 +94,70 @@ def gpu_cost(view: TopologyView, service_id: str, role: str, s1: str, gpu_type: 
     return weights.tier_weights[view.tier_by_s1[s1]] + weights.nonpreferred_penalty * rank
 
 
-def score(instance: Instance, plan: Plan, view: TopologyView | None = None) -> Score:
-    """Score ``plan`` on ``instance``; the one definition of every objective term."""
-    view = view or build_view(instance)
-    placed = plan.units_by_service()
+Change = tuple[str, str, bool, int, Iterable[tuple[tuple[str, str, str], int]]]  # service, group, new, units, pods
+
+
+def _terms(view: TopologyView, changes: Iterable[Change]) -> tuple[list[int], list[int], int, int, int]:
+    """(priorities, unserved GPUs per class, premium cost, new groups, emptied groups) of ``changes``:
+    each (service, group, new, units, pods per (role, S1, GPU type)). The one definition of terms 1-4."""
+    placed: defaultdict[str, int] = defaultdict(int)
+    premium = 0
+    new_groups = 0
+    removed_units: defaultdict[str, int] = defaultdict(int)
+    for service, group, new, units, pods in changes:
+        placed[service] += units
+        svc = view.service_by_id[service]
+        sign = 1 if units > 0 else -1
+        for (role, s1, gpu_type), count in pods:
+            premium += sign * count * svc.role(role).gpus_per_pod * gpu_cost(view, service, role, s1, gpu_type)
+        new_groups += int(new)
+        if units < 0 and not new:
+            removed_units[group] += -units
     unserved_by_prio: defaultdict[int, int] = defaultdict(int)
     for req in view.requests:
         shortfall = abs(req.delta) - abs(placed.get(req.service.id, 0))
         unserved_by_prio[req.service.priority] += max(0, shortfall) * req.service.gpus_per_unit
     priorities = sorted(unserved_by_prio, reverse=True)
-    premium = 0
-    used_delta: defaultdict[str, int] = defaultdict(int)
-    removed_units: defaultdict[str, int] = defaultdict(int)
-    for c in plan.changes:
-        svc = view.service_by_id[c.service]
-        sign = 1 if c.units > 0 else -1
-        for p in c.pods:
-            node = view.node_by_id[p.node]
-            gpus = p.count * svc.role(p.role).gpus_per_pod
-            premium += sign * gpus * gpu_cost(view, c.service, p.role, node.s1, node.gpu_type)
-            if sign > 0:
-                used_delta[p.node] += gpus
-        if c.units < 0 and not c.new:
-            removed_units[c.group] += -c.units
     emptied = sum(
         1 for gid, n in removed_units.items() if gid in view.units_by_group and n >= view.units_by_group[gid] > 0
     )
+    return priorities, [unserved_by_prio[p] for p in priorities], premium, new_groups, emptied
+
+
+def _place(node: Node) -> tuple[str, str]:
+    return node.s1, node.gpu_type
+
+
+def modelled(view: TopologyView, drafts: Iterable[GroupDraft]) -> tuple[object, ...]:
+    """Terms 1-4 of counts, before any node is named: :meth:`Score.modelled` of every binding of ``drafts``
+    (term 5, whole free nodes, is decided by binding alone, in ``solve()``)."""
+    _, unserved, premium, new_groups, emptied = _terms(
+        view, ((d.service, d.group, d.new, d.units, d.counts.items()) for d in drafts)
+    )
+    return tuple(unserved), premium, new_groups, -emptied
+
+
+def score(instance: Instance, plan: Plan, view: TopologyView | None = None) -> Score:
+    """Score ``plan`` on ``instance``; the one definition of every objective term."""
+    view = view or build_view(instance)
+    nodes = view.node_by_id
+    used_delta: defaultdict[str, int] = defaultdict(int)
+    for c in plan.changes:
+        if c.units > 0:
+            svc = view.service_by_id[c.service]
+            for p in c.pods:
+                used_delta[p.node] += p.count * svc.role(p.role).gpus_per_pod
+    changes = (
+        (c.service, c.group, c.new, c.units, [((p.role, *_place(nodes[p.node])), p.count) for p in c.pods])
+        for c in plan.changes
+    )
+    priorities, unserved, premium, new_groups, emptied = _terms(view, changes)
     whole_free = sum(1 for n in view.instance.nodes if n.gpus_free == n.gpus_total and used_delta.get(n.id, 0) == 0)
     return Score(
         priorities=priorities,
-        unserved_gpus=[unserved_by_prio[p] for p in priorities],
+        unserved_gpus=unserved,
         premium_cost=premium,
-        new_groups=sum(1 for c in plan.changes if c.new),
+        new_groups=new_groups,
         emptied_groups=emptied,
         whole_free_nodes=whole_free,
     )

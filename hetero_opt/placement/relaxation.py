@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import highspy
 import numpy as np
 
+from hetero_opt.placement.backend import Budget
 from hetero_opt.placement.binding import CountKey
 from hetero_opt.placement.slots import Load, OutSlotSpec, out_slot_specs, packing_rows
 from hetero_opt.topology import RequestView, TopologyView
@@ -193,14 +194,14 @@ class LpOutcome:
 
 
 def solve_relaxation(
-    lp: Relaxation, deadline: float, stop_before: str = "", iteration_limit: int | None = None
+    lp: Relaxation, budget: Budget, stop_before: str = "", iteration_limit: int | None = None
 ) -> LpOutcome:
     """Solve the stages served (class by class), premium, groups, each warm-started from the last.
 
-    Stops at the first stage that is not solved to optimality before ``deadline`` (a
-    ``time.perf_counter()`` value), or before the stage named ``stop_before``; the bounds proven so
-    far are kept. ``iteration_limit`` caps the simplex iterations of all stages together, a limit
-    that, unlike the deadline, does not depend on machine load.
+    Stops at the first stage that is not solved to optimality before ``budget``'s deadline (a part of
+    the call's one budget), or before the stage named ``stop_before``; the bounds proven so far are
+    kept. ``iteration_limit`` caps the simplex iterations of all stages together, a limit that, unlike
+    the deadline, does not depend on machine load.
     """
     if not lp.slots:
         return nothing_to_place(lp)
@@ -217,7 +218,7 @@ def solve_relaxation(
     everything = np.arange(n, dtype=np.int32)
     iterations = 0
     for name, terms, maximise in stages:
-        left = deadline - time.perf_counter()
+        left = budget.left()
         if left <= 0 or name == stop_before:
             return out
         h.changeColsCost(n, everything, _cost(n, terms))
@@ -304,7 +305,7 @@ def wanted_gpus(lp: Relaxation) -> dict[int, int]:
 
 
 def solve_full_service(
-    lp: Relaxation, deadline: float, iteration_limit: int | None = None, groups: bool = False
+    lp: Relaxation, budget: Budget, iteration_limit: int | None = None, groups: bool = False
 ) -> LpOutcome | None:
     """Premium minimised with every request fully served: one LP where the staged path solves one per class.
 
@@ -325,7 +326,7 @@ def solve_full_service(
     n = lp.num_cols
     h.changeColsCost(n, np.arange(n, dtype=np.int32), _cost(n, lp.premium))
     h.changeObjectiveSense(highspy.ObjSense.kMinimize)
-    h.setOptionValue("time_limit", max(deadline - time.perf_counter(), 1e-3))
+    h.setOptionValue("time_limit", max(budget.left(), 1e-3))
     if iteration_limit is not None:
         h.setOptionValue("simplex_iteration_limit", max(0, iteration_limit))
     h.run()
@@ -347,7 +348,7 @@ def solve_full_service(
         coef = np.fromiter(lp.premium.values(), dtype=float, count=len(lp.premium))
         h.addRow(-highspy.kHighsInf, float(out.premium_lb), len(idx), idx, coef)
         h.changeColsCost(n, np.arange(n, dtype=np.int32), _cost(n, lp.groups))
-        h.setOptionValue("time_limit", h.getRunTime() + max(deadline - time.perf_counter(), 1e-3))
+        h.setOptionValue("time_limit", h.getRunTime() + max(budget.left(), 1e-3))
         if iteration_limit is not None:
             used = int(h.getInfo().simplex_iteration_count)
             h.setOptionValue("simplex_iteration_limit", max(0, iteration_limit - used))
@@ -365,7 +366,7 @@ def solve_full_service(
 SERVED_WEIGHT_STEP = 100.0
 
 
-def solve_weighted(lp: Relaxation, deadline: float, iteration_limit: int | None = None) -> LpOutcome:
+def solve_weighted(lp: Relaxation, budget: Budget, iteration_limit: int | None = None) -> LpOutcome:
     """One LP guiding a restricted model: GPUs served, weighted by class, minus premium.
 
     ``served_ub`` holds what this LP serves per class (floored) and ``premium_lb`` stays None: on a
@@ -384,7 +385,7 @@ def solve_weighted(lp: Relaxation, deadline: float, iteration_limit: int | None 
         weight *= SERVED_WEIGHT_STEP
     h.changeColsCost(n, np.arange(n, dtype=np.int32), cost)
     h.changeObjectiveSense(highspy.ObjSense.kMaximize)
-    h.setOptionValue("time_limit", max(deadline - time.perf_counter(), 1e-3))
+    h.setOptionValue("time_limit", max(budget.left(), 1e-3))
     if iteration_limit is not None:
         h.setOptionValue("simplex_iteration_limit", max(0, iteration_limit))
     h.run()
@@ -412,7 +413,7 @@ def solve_freed(
     lp: Relaxation,
     x: np.ndarray,
     freed: set[str],
-    deadline: float,
+    budget: Budget,
     node_limit: int,
     reduced: np.ndarray | None = None,
     full: bool = True,
@@ -496,7 +497,7 @@ def solve_freed(
             continue
         h.changeColsCost(k, np.arange(k, dtype=np.int32), np.append(cost, np.zeros(h.getNumCol() - k)))
         h.changeObjectiveSense(highspy.ObjSense.kMaximize if maximise else highspy.ObjSense.kMinimize)
-        h.setOptionValue("time_limit", max(deadline - time.perf_counter(), 1e-3))
+        h.setOptionValue("time_limit", max(budget.left(), 1e-3))
         if solution is not None:
             h.setSolution(solution)
         h.run()

@@ -8,7 +8,15 @@ import time
 
 from hetero_opt.errors import InputError, PlanError
 from hetero_opt.instance import Instance
-from hetero_opt.placement.backend import Backend, BackendOutput, Hint, SolveOptions, finishing_reserve
+from hetero_opt.placement.backend import (
+    DTIME_PER_SECOND,
+    Backend,
+    BackendOutput,
+    Budget,
+    Hint,
+    SolveOptions,
+    finishing_reserve,
+)
 from hetero_opt.placement.binding import BindingError, bind_plan
 from hetero_opt.placement.greedy import greedy_counts
 from hetero_opt.placement.objective import Score, score
@@ -101,10 +109,13 @@ def solve(
     out = BackendOutput(greedy_counts_, "greedy")
     plan, final_score, why, kept = greedy, greedy_score, "", False
     if backend is not None:
-        # Keep back the backend's overshoot (a rule on size) and binding, verifying and scoring its counts:
-        # three times what binding and scoring the greedy's took here (verification costs about as much).
+        # The call's one budget. Its wall deadline keeps back the backend's overshoot (a rule on size) and
+        # binding, verifying and scoring its counts: three times what binding and scoring the greedy's took
+        # here (verification costs about as much). Its deterministic time (CP-SAT's deterministic mode)
+        # follows time_limit alone.
         deadline = start + time_limit - finishing_reserve(view) - 3.0 * finish
-        options = SolveOptions(time_limit, seed, num_workers, log, export_model, deterministic, deadline)
+        budget = Budget(deadline, time_limit * DTIME_PER_SECOND, deterministic)
+        options = SolveOptions(time_limit, seed, num_workers, log, export_model, deterministic, budget)
         if deadline > time.perf_counter():
             out = _run_backend(backend, view, Hint(greedy_counts_, greedy), options)
             plan, final_score, why, kept = _checked(view, out, greedy, greedy_score, name)

@@ -8,12 +8,13 @@ import pytest
 
 from hetero_opt import build_view, verify
 from hetero_opt.generate import generate_instance
-from hetero_opt.placement.backend import SolveOptions
+from hetero_opt.placement.backend import Budget, SolveOptions
+from hetero_opt.placement.binding import bind_plan
 from hetero_opt.placement.candidates import candidate_domains
 from hetero_opt.placement.cpsat import neighbourhood
+from hetero_opt.placement.cpsat.plans import restrict
 from hetero_opt.placement.cpsat.solver import _lp_bounds
-from hetero_opt.placement.cpsat.stages import Budget
-from hetero_opt.placement.greedy import greedy_plan
+from hetero_opt.placement.greedy import greedy_counts, greedy_plan
 from hetero_opt.placement.objective import score
 from hetero_opt.placement.plan import Plan
 
@@ -23,11 +24,11 @@ def test_the_hint_and_the_groups_domains_are_always_candidates(seed: int) -> Non
     inst = generate_instance("medium", seed)
     view = build_view(inst)
     part = [r for r in view.requests if r.delta > 0]
-    hint = greedy_plan(inst, view)
+    hint = greedy_counts(view)
     domains = candidate_domains(view, part, hint, cells=1)  # the smallest budget: only what must stay
     for r in part:
         must = {g.domain for g in view.groups_by_service.get(r.service.id, [])}
-        must |= {c.domain for c in hint.changes if c.service == r.service.id and c.units > 0}
+        must |= {d.domain for d in hint.drafts if d.service == r.service.id and d.units > 0}
         assert must <= domains[r.service.id]
 
 
@@ -55,9 +56,7 @@ def test_the_restricted_lp_path_is_never_worse_than_its_hint_and_bounds_nothing(
     monkeypatch.setattr(neighbourhood, "MIN_RESTRICTED_CELLS_PER_REQUEST", 1)
     hint = greedy_plan(inst, view)
     ins = [u for u in hint.unserved if u.wanted_units < 0]
-    restricted_hint = Plan(
-        changes=[c for c in hint.changes if c.units > 0], unserved=[u for u in hint.unserved if u.wanted_units > 0]
-    )
+    restricted_hint = restrict(greedy_counts(view), part)
     why: dict[str, float] = {}
     guided = neighbourhood.lp_guided(
         view, part, SolveOptions(time_limit=1.0), Budget(time.perf_counter() + 30, 1.0, True), why, restricted_hint
@@ -67,7 +66,8 @@ def test_the_restricted_lp_path_is_never_worse_than_its_hint_and_bounds_nothing(
     assert why["lp_restricted_cells"] == cells // 2
     staged = _lp_bounds(part, guided)
     assert (staged.unserved_lb, staged.premium_lb, staged.groups_lb) == ({}, 0, 0)  # no bound claimed
-    plan = Plan(changes=guided.plan.changes, unserved=[*guided.plan.unserved, *ins])
+    bound = bind_plan(view, guided.counts, part)
+    plan = Plan(changes=bound.changes, unserved=[*bound.unserved, *ins])
     removals = [c for c in hint.changes if c.units < 0]
     full = Plan(changes=[*plan.changes, *removals], unserved=plan.unserved)
     assert verify(inst, full, view) == []

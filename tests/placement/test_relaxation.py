@@ -12,12 +12,11 @@ from hypothesis import HealthCheck, given, settings
 
 from hetero_opt import Instance, Plan, build_view, load_instance, score, solve, verify
 from hetero_opt.generate import generate_instance
-from hetero_opt.placement.backend import SolveOptions
-from hetero_opt.placement.binding import BindingError, GroupDraft, bind
+from hetero_opt.placement.backend import Budget, SolveOptions
+from hetero_opt.placement.binding import BindingError, GroupDraft, bind, bind_plan
 from hetero_opt.placement.cpsat import CpSatBackend
 from hetero_opt.placement.cpsat.model import build
 from hetero_opt.placement.cpsat.neighbourhood import _draft_key, _fixed, _integral, _premium, lp_guided
-from hetero_opt.placement.cpsat.stages import Budget
 from hetero_opt.placement.plan import Unserved
 from hetero_opt.placement.relaxation import (
     build_relaxation,
@@ -33,7 +32,7 @@ def lp_bounds(inst: Instance) -> tuple[dict[int, int], int | None, int | None]:
     """(most GPUs served per class, least premium, least new groups) of the scale-out requests."""
     view = build_view(inst)
     lp = build_relaxation(view, [r for r in view.requests if r.delta > 0])
-    out = solve_relaxation(lp, time.perf_counter() + 30)
+    out = solve_relaxation(lp, Budget(time.perf_counter() + 30))
     assert out.complete
     return out.served_ub, out.premium_lb, out.groups_lb
 
@@ -67,7 +66,7 @@ def test_load_uses_capacity_in_the_packing_rows() -> None:
     load = {("a-1", "H20"): Counter({8: 1})}  # one 8-GPU pod already placed: 8 GPUs left, no unit fits
     lp = build_relaxation(view, reqs, load)
     # the relaxation places half a unit (8 of its 16 GPUs); no whole unit fits
-    assert solve_relaxation(lp, time.perf_counter() + 30).served_ub == {10: 8}
+    assert solve_relaxation(lp, Budget(time.perf_counter() + 30)).served_ub == {10: 8}
     pm = build(view, reqs, load)
     assert [row.rhs for row in pm.rows] == [8]  # 2 nodes x 8 free - 8 used
 
@@ -154,8 +153,9 @@ def test_a_chunk_without_budget_is_placed_by_the_greedy_and_recorded() -> None:
         "rins0:SKIPPED(budget)",
         "greedy[1 requests]",
     ]
-    assert verify(inst, guided.plan, view) == []
-    assert [(u.service, u.placed_units) for u in guided.plan.unserved] == [("chat", 0)]
+    plan = bind_plan(view, guided.counts, part)  # the counts as solve() binds them
+    assert verify(inst, plan, view) == []
+    assert [(u.service, u.placed_units) for u in plan.unserved] == [("chat", 0)]
 
 
 def test_lp_guided_path_is_deterministic() -> None:
@@ -168,15 +168,15 @@ def test_lp_guided_path_is_deterministic() -> None:
 def test_full_service_lp_is_none_when_not_everything_fits() -> None:
     view = build_view(TWO_NODES)  # two units asked, one fits
     lp = build_relaxation(view, [r for r in view.requests if r.delta > 0])
-    assert solve_full_service(lp, time.perf_counter() + 30) is None
+    assert solve_full_service(lp, Budget(time.perf_counter() + 30)) is None
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_full_service_lp_gives_the_staged_bounds_in_one_solve(seed: int) -> None:
     view = build_view(generate_instance("medium", seed))
     lp = build_relaxation(view, [r for r in view.requests if r.delta > 0])
-    staged = solve_relaxation(lp, time.perf_counter() + 30)
-    direct = solve_full_service(lp, time.perf_counter() + 30, groups=True)
+    staged = solve_relaxation(lp, Budget(time.perf_counter() + 30))
+    direct = solve_full_service(lp, Budget(time.perf_counter() + 30), groups=True)
     if staged.served_ub != wanted_gpus(lp):  # some class cannot be fully served, even fractionally
         assert direct is None
     else:
@@ -195,12 +195,12 @@ def test_the_mip_neighbourhood_serves_the_freed_requests_and_binds(seed: int) ->
     view = build_view(inst)
     part = [r for r in view.requests if r.delta > 0]
     lp = build_relaxation(view, part)
-    out = solve_full_service(lp, time.perf_counter() + 30)
+    out = solve_full_service(lp, Budget(time.perf_counter() + 30))
     assert out is not None
     assert out.values is not None
     freed = {sid for sid, ok in _integral(lp, out.values).items() if not ok}
     assert freed
-    hood = solve_freed(lp, out.values, freed, time.perf_counter() + 30, 1000, out.reduced)
+    hood = solve_freed(lp, out.values, freed, Budget(time.perf_counter() + 30), 1000, out.reduced)
     assert hood is not None
     assert all(ok for ok in _integral(lp, hood.values).values())
     assert _premium(lp, hood.values) >= (out.premium_lb or 0)
@@ -229,13 +229,14 @@ def test_when_not_everything_fits_the_top_class_is_placed_first_and_bounded() ->
     view = build_view(inst)
     part = [r for r in view.requests if r.delta > 0]
     lp = build_relaxation(view, part)
-    assert solve_full_service(lp, time.perf_counter() + 30) is None
+    assert solve_full_service(lp, Budget(time.perf_counter() + 30)) is None
     guided = lp_guided(view, part, SolveOptions(time_limit=2.0), Budget(time.perf_counter() + 10, 1.0, True))
     assert guided is not None
     assert guided.outcome.served_ub == {100: 16}
-    assert [(c.service, c.units) for c in guided.plan.changes] == [("hi", 1)]
-    assert [(u.service, u.placed_units) for u in guided.plan.unserved] == [("lo", 0)]
-    assert verify(inst, guided.plan, view) == []
+    plan = bind_plan(view, guided.counts, part)  # the counts as solve() binds them
+    assert [(c.service, c.units) for c in plan.changes] == [("hi", 1)]
+    assert [(u.service, u.placed_units) for u in plan.unserved] == [("lo", 0)]
+    assert verify(inst, plan, view) == []
 
 
 @pytest.mark.parametrize("no_slot_priority", [100, 30])
@@ -258,8 +259,9 @@ def test_a_class_that_fits_nowhere_does_not_stop_the_class_by_class_path(no_slot
     guided = lp_guided(view, part, SolveOptions(time_limit=2.0), Budget(time.perf_counter() + 10, 1.0, True), why)
     assert guided is not None, why
     assert not any("NOT_SOLVED" in t for t in guided.termination)
-    assert sorted((c.service, c.units) for c in guided.plan.changes) == [("lo", 1), ("mid", 1)]
-    assert verify(inst, guided.plan, view) == []
+    plan = bind_plan(view, guided.counts, part)  # the counts as solve() binds them
+    assert sorted((c.service, c.units) for c in plan.changes) == [("lo", 1), ("mid", 1)]
+    assert verify(inst, plan, view) == []
 
 
 def test_where_the_limit_is_ample_the_staged_lp_corrects_class_by_class() -> None:
@@ -287,13 +289,15 @@ def test_an_lp_without_a_slot_is_solved_not_out_of_time() -> None:
     view = build_view(inst)
     part = [r for r in view.requests if r.delta > 0]
     lp = build_relaxation(view, part)
-    for out in (solve_relaxation(lp, time.perf_counter() + 30), solve_full_service(lp, time.perf_counter() + 30)):
+    budget = Budget(time.perf_counter() + 30)
+    for out in (solve_relaxation(lp, budget), solve_full_service(lp, budget)):
         assert out is not None
         assert (out.served_ub, out.premium_lb, out.complete) == ({10: 0}, 0, True)
     why: dict[str, float] = {}
     guided = lp_guided(view, part, SolveOptions(time_limit=2.0), Budget(time.perf_counter() + 10, 1.0, True), why)
     assert guided is not None, why
-    assert [(u.service, u.placed_units) for u in guided.plan.unserved] == [("nol20", 0)]
+    plan = bind_plan(view, guided.counts, part)  # the counts as solve() binds them
+    assert [(u.service, u.placed_units) for u in plan.unserved] == [("nol20", 0)]
 
 
 def test_the_top_classs_bound_is_what_a_mip_over_the_whole_class_proves_it_serves() -> None:

@@ -1,25 +1,39 @@
-"""Class blocks: improve a plan one priority class at a time, the other classes held fixed.
+"""Class blocks: improve counts one priority class at a time, the other classes held fixed.
 
 For instances whose full model does not fit the time limit. Each block is a model of one
-priority class on the capacity the other classes' placements leave, solved in stages from the
-incumbent (served, premium, groups); the block's new placement replaces its old one. Every step is
-monotone in the lexicographic objective: the class serves no less, the other classes are unchanged,
-so premium cost and groups can only fall. Blocks run in priority order while their estimated cost
-fits :data:`BLOCK_SHARE` of the time limit, a rule on model size, so the blocks taken do not depend
-on machine load.
+priority class on the capacity the other classes' counts leave (their pods enter the packing rows
+as constants, :func:`~.plans.load_of`: no node is named), solved in stages from the incumbent
+(served, premium, groups); the block's new counts replace its old ones. Every step is monotone in
+the lexicographic objective: the class serves no less, the other classes are unchanged, so premium
+cost and groups can only fall. Blocks run in priority order while their estimated cost fits
+:data:`BLOCK_SHARE` of the time limit, a rule on model size, so the blocks taken do not depend on
+machine load.
+
+Where pod sizes do not form a divisibility chain, counts that fit the packing rows may not bind to
+nodes, and only node rows on a bound residual capacity make the block's counts bind: there (only) the
+other classes' counts are bound and the block is modelled on what they leave, as before counts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hetero_opt.placement.backend import SolveOptions
-from hetero_opt.placement.binding import BindingError, bind
-from hetero_opt.placement.cpsat.model import build, plan_values
-from hetero_opt.placement.cpsat.plans import estimated_vars, extract, residual_view, restrict
-from hetero_opt.placement.cpsat.stages import Budget, StagedSolver, has_time_to_build
-from hetero_opt.placement.objective import score
-from hetero_opt.placement.plan import Plan
+from hetero_opt.placement.backend import Budget, SolveOptions
+from hetero_opt.placement.binding import BindingError, Counts, bind
+from hetero_opt.placement.cpsat.model import PlacementModel, build
+from hetero_opt.placement.cpsat.plans import (
+    Ranking,
+    all_chains,
+    canonical,
+    count_values,
+    estimated_vars,
+    extract,
+    load_of,
+    reasons_of,
+    residual_view,
+    restrict,
+)
+from hetero_opt.placement.cpsat.stages import StagedSolver, has_time_to_build
 from hetero_opt.topology import RequestView, TopologyView
 
 SECONDS_PER_VAR = 1e-4  # build, presolve and a useful search, per model variable, on this machine
@@ -30,9 +44,9 @@ MAX_ROUNDS = 2  # passes over the classes (a second pass sees the others' improv
 
 @dataclass
 class BlockRun:
-    """What the blocks did: the improved plan of the part and a record per block."""
+    """What the blocks did: the improved counts of the part and a record per block."""
 
-    plan: Plan
+    counts: Counts
     termination: list[str] = field(default_factory=list)
     stats: dict[str, float] = field(default_factory=dict)
 
@@ -61,11 +75,17 @@ def planned_blocks(
 
 
 def improve_by_class(
-    view: TopologyView, part: list[RequestView], incumbent: Plan, options: SolveOptions, budget: Budget
+    view: TopologyView,
+    part: list[RequestView],
+    incumbent: Counts,
+    options: SolveOptions,
+    budget: Budget,
 ) -> BlockRun:
-    """Improve ``incumbent`` (a plan of ``part`` only) block by block; never returns a worse plan."""
-    run = BlockRun(plan=incumbent)
-    best = score(view.instance, incumbent, view)
+    """Improve ``incumbent`` (counts of ``part`` only) block by block; never returns worse counts (terms 1-4,
+    then whole free nodes as ``solve()`` will bind them)."""
+    run = BlockRun(counts=incumbent)
+    ranking = Ranking(view)
+    chains = all_chains(view)
     blocks = planned_blocks(view, part, options.time_limit)
     sizes = [size for _, size in blocks]
     seen: dict[int, int] = {}
@@ -77,24 +97,38 @@ def improve_by_class(
             run.termination.append(f"{tag}[SKIPPED(deadline: no time to build {size} variables)]")
             break
         ids = {r.service.id for r in block}
-        kept = restrict(run.plan, [r for r in part if r.service.id not in ids])
-        rview = residual_view(view, kept.changes)
-        pm = build(rview, block)
+        kept = restrict(run.counts, [r for r in part if r.service.id not in ids])
+        pm = _block_model(view, block, kept, chains)
+        if pm is None:
+            run.termination.append(f"{tag}[binding failed; kept]")
+            continue
         share = sizes[k] / max(1, sum(sizes[k:]))  # budget shares follow model sizes ...
         if k == 0:
             share = max(share, FIRST_BLOCK_SHARE)  # ... but the top class's block proves the first stage
-        staged = StagedSolver(pm, plan_values(pm, run.plan), options, budget.part(share)).run()
+        staged = StagedSolver(pm, count_values(pm, run.counts.drafts), options, budget.part(share)).run()
         drafts, unserved = extract(pm, staged.values)
-        try:
-            changes = bind(rview, sorted(drafts, key=lambda d: (d.service, d.group)))
-        except BindingError:  # pod sizes outside a divisibility chain: keep this class as it was
-            run.termination.append(f"{tag}[binding failed; kept]")
-            continue
-        candidate = Plan(changes=[*kept.changes, *changes], unserved=[*kept.unserved, *unserved]).canonical()
+        if not chains:  # node rows on the residual capacity: the block's counts bind around the others'
+            try:
+                bind(pm.view, canonical(drafts))
+            except BindingError:
+                run.termination.append(f"{tag}[binding failed; kept]")
+                continue
+        candidate = Counts(canonical([*kept.drafts, *drafts]), {**kept.reasons, **reasons_of(unserved)})
         run.termination.append(f"{tag}[" + " ".join(staged.termination) + "]")
         run.stats.update({f"{tag}_{key}": v for key, v in staged.stats.items()})
         run.stats[f"{tag}_vars"] = float(len(pm.variables))
-        candidate_score = score(view.instance, candidate, view)
-        if candidate_score <= best:
-            run.plan, best = candidate, candidate_score
+        if ranking.compare(candidate, run.counts) <= 0:
+            run.counts = candidate
     return run
+
+
+def _block_model(view: TopologyView, block: list[RequestView], kept: Counts, chains: bool) -> PlacementModel | None:
+    """The model of ``block`` on what ``kept`` leaves: its pods as constants of the packing rows where pod
+    sizes form a chain; otherwise on the residual capacity of ``kept`` bound to nodes (None if it does not
+    bind)."""
+    if chains:
+        return build(view, block, load_of(view, kept.drafts))
+    try:
+        return build(residual_view(view, bind(view, canonical(kept.drafts))), block)
+    except BindingError:
+        return None

@@ -1,4 +1,4 @@
-"""Build the CP-SAT placement model of a set of requests and convert a plan into a complete hint."""
+"""Build the CP-SAT placement model of a set of requests; hints, objectives and silenced classes in its proto."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from ortools.sat.python import cp_model
 from hetero_opt.placement.cpsat import constraints
 from hetero_opt.placement.cpsat.objective import Linear, groups_term, premium_cost, served_gpus
 from hetero_opt.placement.cpsat.variables import InSlot, OutSlot, VarPool, in_slots, out_slots
-from hetero_opt.placement.plan import Plan
 from hetero_opt.placement.slots import Load, PackingRow
 from hetero_opt.topology import RequestView, TopologyView
 
@@ -129,56 +128,6 @@ def _emptiable(members: list[OutSlot | InSlot]) -> list[list[int]]:
 
 class HintError(ValueError):
     """A plan that the model cannot represent (a change outside every slot)."""
-
-
-def plan_values(pm: PlacementModel, plan: Plan) -> list[int]:
-    """Complete assignment (every variable, zeros included) equal to ``plan``'s changes.
-
-    Raises
-    ------
-    HintError
-        If a change of ``plan`` has no slot or pod variable in the model.
-    """
-    view = pm.view
-    values = [0] * len(pm.variables)
-    services = {r.service.id for r in pm.requests}
-    outs = {(o.request.service.id, o.domain if o.new else o.group): o for o in pm.outs}
-    ins = {i.group: i for i in pm.ins}
-    for c in plan.changes:
-        if c.service not in services:
-            continue
-        svc = view.service_by_id[c.service]
-        counts: Counter[tuple[str, str, str]] = Counter()
-        for p in c.pods:
-            node = view.node_by_id[p.node]
-            counts[(p.role, node.s1, node.gpu_type)] += p.count
-        slot: OutSlot | InSlot | None = (
-            ins.get(c.group) if c.units < 0 else outs.get((c.service, c.domain if c.new else c.group))
-        )
-        if slot is None:
-            raise HintError(f"group '{c.group}' of '{c.service}' has no slot in the model")
-        values[slot.units.index] = abs(c.units)
-        if isinstance(slot, OutSlot) and slot.open is not None:
-            values[slot.open.index] = 1
-        if isinstance(slot, InSlot):
-            values[slot.emptied.index] = int(-c.units == slot.held)
-        for key, n in counts.items():
-            var = slot.pods.get(key)
-            if var is None:
-                raise HintError(f"group '{c.group}' has no variable for {key}")
-            values[var.index] = n
-        if isinstance(slot, OutSlot) and slot.node_pods:
-            for p in c.pods:
-                node = view.node_by_id[p.node]
-                y = slot.node_pods.get((slot.pods[(p.role, node.s1, node.gpu_type)].index, p.node))
-                if y is not None:
-                    values[y.index] += p.count
-        ratio = svc.attn_ffn_ratio
-        if ratio is not None:
-            for s1, var in slot.replicas.items():
-                values[var.index] = sum(n for (r, s, _), n in counts.items() if r == "prefill-attn" and s == s1)
-                values[var.index] //= ratio.prefill
-    return values
 
 
 def add_hint(pm: PlacementModel, values: list[int]) -> None:

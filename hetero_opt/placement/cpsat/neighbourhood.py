@@ -10,6 +10,9 @@ within 0-0.5 % of the integer optimum) and places most requests integrally. So:
    the kept requests leave (their pods enter the packing rows as constants, so with pod sizes in a
    divisibility chain the union always binds to nodes).
 
+It works on counts and returns them (``solve()`` binds them once); only the greedy, run on what
+placed counts leave (:func:`_greedy_around`), needs them bound, since it allocates nodes.
+
 A relaxation-induced neighbourhood (RINS, Danna, Rothberg & Le Pape 2005) with the LP solution alone
 as the reference. The plan is then compared with the bounds: where it meets them, the terms are proven.
 """
@@ -22,15 +25,23 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hetero_opt.placement.backend import SolveOptions
-from hetero_opt.placement.binding import BindingError, GroupDraft, bind, drafts_of
+from hetero_opt.placement.backend import MIN_STAGE_DTIME, Budget, SolveOptions
+from hetero_opt.placement.binding import BindingError, Counts, GroupDraft, bind
 from hetero_opt.placement.candidates import candidate_domains
-from hetero_opt.placement.cpsat.model import HintError, PlacementModel, build, plan_values
-from hetero_opt.placement.cpsat.plans import extract, gpus_taken, restrict
-from hetero_opt.placement.cpsat.stages import MIN_STAGE_DTIME, STAGE_DTIME_PER_VAR, Budget, StagedSolver
-from hetero_opt.placement.greedy import greedy_plan
+from hetero_opt.placement.cpsat.model import HintError, PlacementModel, build
+from hetero_opt.placement.cpsat.plans import (
+    add_load,
+    canonical,
+    count_values,
+    extract,
+    gpus_taken,
+    reasons_of,
+    restrict,
+)
+from hetero_opt.placement.cpsat.stages import STAGE_DTIME_PER_VAR, StagedSolver
+from hetero_opt.placement.greedy import greedy_counts
 from hetero_opt.placement.objective import gpu_cost
-from hetero_opt.placement.plan import Plan, Unserved
+from hetero_opt.placement.plan import Unserved
 from hetero_opt.placement.relaxation import (
     TOL,
     LpOutcome,
@@ -89,16 +100,21 @@ CHUNK_SECONDS_PER_CELL = 2e-5
 
 @dataclass
 class Guided:
-    """The LP-guided plan of a scale-out part with the relaxation's bounds."""
+    """The LP-guided counts of a scale-out part with the relaxation's bounds."""
 
-    plan: Plan
     outcome: LpOutcome
     fixed: int  # requests kept as the LP placed them
     freed: int  # requests re-optimised by CP-SAT
     termination: list[str] = field(default_factory=list)
     stats: dict[str, float] = field(default_factory=dict)
     restricted: bool = False  # the LP kept only candidate domains: its bounds are not bounds
-    drafts: list[GroupDraft] = field(default_factory=list)  # the plan's counts, before binding
+    drafts: list[GroupDraft] = field(default_factory=list)  # by service, then group
+    unserved: list[Unserved] = field(default_factory=list)  # a record per request not served in full
+
+    @property
+    def counts(self) -> Counts:
+        """The drafts with why each request not served in full is not."""
+        return Counts(self.drafts, reasons_of(self.unserved))
 
 
 def lp_guided(
@@ -107,17 +123,13 @@ def lp_guided(
     options: SolveOptions,
     budget: Budget,
     why_not: dict[str, float] | None = None,
-    hint: Plan | None = None,
+    hint: Counts | None = None,
 ) -> Guided | None:
-    """The LP-guided plan of the scale-out requests ``part``; None when the LP is not solved in time.
+    """The LP-guided counts of the scale-out requests ``part``; None when the LP is not solved in time.
 
-    ``why_not`` (if given) records why there is no plan: ``lp_skipped_by_size`` (time_limit below the
-    size rule), ``lp_not_a_chain``, or the seconds and stats of an LP not solved in time.
-
-    Raises
-    ------
-    BindingError
-        If the counts do not bind to nodes (pod sizes outside a divisibility chain).
+    ``why_not`` (if given) records why there are none: ``lp_skipped_by_size`` (time_limit below the
+    size rule), ``lp_not_a_chain``, or the seconds and stats of an LP not solved in time. ``hint``: the
+    greedy's counts of ``part`` (their domains stay in a restricted model).
     """
     start = time.perf_counter()
     why = why_not if why_not is not None else {}
@@ -136,13 +148,13 @@ def lp_guided(
     if lp.relaxed:  # pod sizes outside a chain: only the full model's node rows make counts bind
         why["lp_not_a_chain"] = 1.0
         return None
-    lp_deadline = start + LP_SHARE * max(0.0, budget.deadline - start)
+    lp_budget = budget.wall_share(LP_SHARE, now=start)
     iterations = max(1, int(LP_ITERATIONS_PER_SECOND * options.time_limit))
     if lp.restricted:  # no bound to prove: one weighted LP guides
-        outcome: LpOutcome | None = solve_weighted(lp, lp_deadline, iterations)
+        outcome: LpOutcome | None = solve_weighted(lp, lp_budget, iterations)
     else:  # the groups bound costs one more LP: taken where the limit is twice what the path needs
         groups = options.time_limit >= 2 * LP_SECONDS_PER_CELL * cells
-        outcome = solve_full_service(lp, lp_deadline, iterations, groups)
+        outcome = solve_full_service(lp, lp_budget, iterations, groups)
     termination: list[str] = []
     if outcome is None:  # not everything fits, even fractionally: one class at a time, the top class first
         stats: dict[str, float] = {}
@@ -167,9 +179,9 @@ def lp_guided(
         drafts, load, freed, placed_all, _ = _place_lp(
             view, lp, part, outcome, options, budget, termination, stats, ample
         )
-    guided = Guided(Plan(), outcome, len(part) - len(freed), len(freed), termination, restricted=lp.restricted)
+    guided = Guided(outcome, len(part) - len(freed), len(freed), termination, restricted=lp.restricted)
     first_hint = _greedy_around(view, freed, drafts) if freed and not placed_all else None
-    run = _Chunks(view, options, budget, drafts, load, [], guided.termination, stats, domains)
+    run = _Chunks(view, options, budget, drafts, load, {}, guided.termination, stats, domains)
     # Phase A: the fractional requests, served and premium (the terms the LP bounds tightly).
     chunks = [freed[i : i + CHUNK] for i in range(0, len(freed), CHUNK)]
     for k, chunk in enumerate(chunks):
@@ -184,11 +196,8 @@ def lp_guided(
     for k, chunk in enumerate(chunks):
         run.solve(chunk, None, len(chunks) - k, frozenset({"served", "premium"}))  # a skipped chunk leaves
         # its share to the later ones
-    drafts = run.drafts
-    unserved = _unserved(part, drafts, run.unserved)
-    guided.drafts = sorted(drafts, key=lambda d: (d.service, d.group))
-    changes = bind(view, guided.drafts)
-    guided.plan = Plan(changes=changes, unserved=unserved).canonical()
+    guided.drafts = canonical(run.drafts)
+    guided.unserved = _unserved(part, guided.drafts, run.reasons)
     stats["rins_total_s"] = time.perf_counter() - start
     guided.stats = stats
     return guided
@@ -220,12 +229,11 @@ def _place_lp(
         hood = _integral_neighbourhood(lp, outcome, {r.service.id for r in freed}, options, budget, termination, stats)
         if ample and (hood is None or not _meets_bounds(lp, outcome, hood.values)):
             # the kept requests may be what blocks: where the limit is ample, a MIP over every request
-            now = time.perf_counter()
             nodes = max(1, int(MIP_NODES_PER_SECOND * options.time_limit))
             ids = {r.service.id for r in part}
-            deadline = now + MIP_SHARE * (budget.deadline - now)
+            mip = budget.wall_share(MIP_SHARE)
             first = hood.values if hood is not None else None
-            every = solve_freed(lp, outcome.values, ids, deadline, nodes, np.zeros(lp.num_cols), False, first)
+            every = solve_freed(lp, outcome.values, ids, mip, nodes, np.zeros(lp.num_cols), False, first)
             termination.append("mip-every-request:" + ("NONE" if every is None else "FEASIBLE"))
             if every is not None and every.served_proven:
                 proven_served = round(float(lp.cost_vector(("served", max(lp.served))) @ every.values))
@@ -262,12 +270,12 @@ def _class_by_class(
     for k, prio in enumerate(classes):
         start = time.perf_counter()
         reqs = [r for r in part if r.service.priority == prio]
-        deadline = start + LP_SHARE * max(0.0, budget.deadline - start) / (len(classes) - k)
+        lp_budget = budget.wall_share(LP_SHARE / (len(classes) - k), now=start)
         iterations = max(1, int(LP_ITERATIONS_PER_SECOND * options.time_limit / len(classes)))
         lp = build_relaxation(view, reqs, load)
         stats["lp_cols"] = stats.get("lp_cols", 0.0) + float(lp.num_cols)
-        outcome = solve_full_service(lp, deadline, iterations) or solve_relaxation(
-            lp, deadline, stop_before="groups", iteration_limit=iterations
+        outcome = solve_full_service(lp, lp_budget, iterations) or solve_relaxation(
+            lp, lp_budget, stop_before="groups", iteration_limit=iterations
         )
         stats.update({f"lp_class{prio}_{key.removeprefix('lp_')}": v for key, v in outcome.stats.items()})
         stats[f"lp_class{prio}_total_s"] = time.perf_counter() - start
@@ -282,10 +290,9 @@ def _class_by_class(
             bounds.served_ub[prio] = outcome.served_ub[prio]
         tagged: list[str] = []
         # this class's MIPs get its share of the wall time left, so the classes below still get theirs;
-        # the top class, first in the objective and the one whose optimum a MIP can prove, half of it
-        now = time.perf_counter()
+        # the top class, first in the objective and the one whose optimum a MIP can prove, may get more
         share = max(TOP_CLASS_SHARE, 1.0 / len(classes)) if k == 0 else 1.0 / (len(classes) - k)
-        mine = Budget(now + share * max(0.0, budget.deadline - now), budget.dtime * share, budget.deterministic, budget)
+        mine = budget.split(share)
         ample = options.time_limit >= STAGED_FACTOR * LP_SECONDS_PER_CELL * view.candidate_cells(reqs)
         class_drafts, class_load, class_freed, _, proven_served = _place_lp(
             view, lp, reqs, outcome, options, mine, tagged, stats, ample
@@ -306,9 +313,9 @@ def _class_by_class(
             extra = _greedy_around(view, unplaced, [*drafts, *class_drafts])
             if extra is not None:
                 ids = {r.service.id for r in unplaced}
-                added = drafts_of(view, [c for c in extra.changes if c.service in ids and c.units > 0])
+                added = [d for d in extra.drafts if d.service in ids and d.units > 0]
                 class_drafts = [*class_drafts, *added]
-                _add_load(view, added, class_load)
+                add_load(view, added, class_load)
         termination.extend(f"class{prio}:{t}" for t in tagged)
         drafts.extend(class_drafts)
         freed.extend(class_freed)
@@ -338,7 +345,7 @@ def _staged_alternative(
     ``cbc`` (both valid). None where it is not solved in time."""
     start = time.perf_counter()
     iterations = max(1, int(LP_ITERATIONS_PER_SECOND * options.time_limit))
-    outcome = solve_relaxation(lp, start + LP_SHARE * max(0.0, budget.deadline - start), "groups", iterations)
+    outcome = solve_relaxation(lp, budget.wall_share(LP_SHARE, now=start), "groups", iterations)
     stats["lp_staged_s"] = time.perf_counter() - start
     if outcome.values is None or len(outcome.served_ub) < len(lp.served):
         return None
@@ -387,12 +394,10 @@ def _whole_class(
     None without a solution in time. Requests it leaves short go on to CP-SAT's phase A unless it is
     proven (then none are returned); last, whether its served stage is proven (a bound on the class)."""
     assert outcome.values is not None
-    now = time.perf_counter()
     nodes = max(1, int(MIP_NODES_PER_SECOND * options.time_limit))
     everything = np.zeros(lp.num_cols)  # every slot's next unit "has reduced cost 0": all slots free
     ids = {r.service.id for r in reqs}
-    deadline = now + WHOLE_CLASS_SHARE * (budget.deadline - now)
-    hood = solve_freed(lp, outcome.values, ids, deadline, nodes, everything, False)
+    hood = solve_freed(lp, outcome.values, ids, budget.wall_share(WHOLE_CLASS_SHARE), nodes, everything, False)
     termination.append("mip-whole-class:" + ("NONE" if hood is None else "OPTIMAL" if hood.proven else "FEASIBLE"))
     if hood is None:
         return None
@@ -414,7 +419,7 @@ class _Chunks:
     budget: Budget
     drafts: list[GroupDraft]
     load: dict[tuple[str, str], Counter[int]]
-    unserved: list[Unserved]
+    reasons: dict[str, str]  # why a request is not served in full, by service (CP-SAT's or the greedy's)
     termination: list[str]
     stats: dict[str, float]
     domains: dict[str, frozenset[str]] | None = None  # the restricted model's candidate domains
@@ -427,18 +432,18 @@ class _Chunks:
         requests = [r for r in requests if r.service.id not in placed]
         if not requests:
             return
-        plan = _greedy_around(self.view, requests, self.drafts)
-        if plan is None:
+        counts = _greedy_around(self.view, requests, self.drafts)
+        if counts is None:
             return
         ids = {r.service.id for r in requests}
-        added = drafts_of(self.view, [c for c in plan.changes if c.service in ids and c.units > 0])
+        added = [d for d in counts.drafts if d.service in ids and d.units > 0]
         self.drafts.extend(added)
-        _add_load(self.view, added, self.load)
-        self.unserved = [u for u in self.unserved if u.service not in ids]
-        self.unserved += [u for u in plan.unserved if u.service in ids]
+        add_load(self.view, added, self.load)
+        self.reasons = {s: why for s, why in self.reasons.items() if s not in ids}
+        self.reasons.update({s: why for s, why in counts.reasons.items() if s in ids})
         self.termination.append(f"greedy[{len(requests)} requests]")
 
-    def solve(self, chunk: list[RequestView], hint_plan: Plan | None, left: int, skip: frozenset[str]) -> bool:
+    def solve(self, chunk: list[RequestView], hint_counts: Counts | None, left: int, skip: frozenset[str]) -> bool:
         """Re-place ``chunk`` (its drafts, if any, are the hint); False when the budget is spent."""
         view, ids = self.view, {r.service.id for r in chunk}
         if self.domains is None:
@@ -452,25 +457,25 @@ class _Chunks:
         if self.budget.deterministic and stage < STAGE_DTIME_PER_VAR * estimate * 6 / 5:
             self.termination.append(f"rins{self.count}:SKIPPED(budget)")
             return False
-        if self.budget.deadline - time.perf_counter() < CHUNK_SECONDS_PER_CELL * estimate:
+        if self.budget.left() < CHUNK_SECONDS_PER_CELL * estimate:
             self.termination.append(f"rins{self.count}:SKIPPED(deadline)")
             return False
         own = [d for d in self.drafts if d.service in ids]
         self.drafts = [d for d in self.drafts if d.service not in ids]
-        _add_load(view, own, self.load, -1)
+        add_load(view, own, self.load, -1)
         pm = build(view, chunk, self.load, self.domains)
-        hint = _draft_values(pm, own) if own else _hint(pm, hint_plan, chunk)
+        hint = _draft_values(pm, own) if own else _hint(pm, hint_counts, chunk)
         if hint is None and own:  # the model cannot express the placement: keep it
             self.drafts.extend(own)
-            _add_load(view, own, self.load)
+            add_load(view, own, self.load)
             return True
         if hint is None:  # earlier chunks moved: place this one by the greedy around them
             hint = _hint(pm, _greedy_around(view, chunk, self.drafts), chunk) or [0] * len(pm.variables)
         staged = StagedSolver(pm, hint, self.options, self.budget.part(1.0 / left), single=True).run(skip=skip)
         new_drafts, missing = extract(pm, staged.values)
         self.drafts.extend(new_drafts)
-        self.unserved = [u for u in self.unserved if u.service not in ids] + missing
-        _add_load(view, new_drafts, self.load)
+        self.reasons = {s: why for s, why in self.reasons.items() if s not in ids} | reasons_of(missing)
+        add_load(view, new_drafts, self.load)
         tag = f"rins{self.count}"
         self.termination.append(f"{tag}[" + " ".join(staged.termination) + "]")
         self.stats.update({f"{tag}_{key}": v for key, v in staged.stats.items()})
@@ -479,13 +484,12 @@ class _Chunks:
         return True
 
 
-def _unserved(part: list[RequestView], drafts: list[GroupDraft], records: list[Unserved]) -> list[Unserved]:
+def _unserved(part: list[RequestView], drafts: list[GroupDraft], why: dict[str, str]) -> list[Unserved]:
     """One record per request of ``part`` the drafts do not fully serve (reasons recorded by CP-SAT or the
     greedy kept; the requests the LP placed as they stand get the LP's)."""
     placed: Counter[str] = Counter()
     for d in drafts:
         placed[d.service] += d.units
-    why = {u.service: u.reason for u in records}
     out = []
     for r in part:
         got = placed[r.service.id]
@@ -497,21 +501,23 @@ def _unserved(part: list[RequestView], drafts: list[GroupDraft], records: list[U
     return out
 
 
-def _greedy_around(view: TopologyView, requests: list[RequestView], placed: list[GroupDraft]) -> Plan | None:
-    """The greedy's plan of ``requests`` on what the ``placed`` drafts leave; None if they do not bind."""
+def _greedy_around(view: TopologyView, requests: list[RequestView], placed: list[GroupDraft]) -> Counts | None:
+    """The greedy's counts of ``requests`` (by service, then group) on what the ``placed`` drafts leave; None
+    if those do not bind. The greedy allocates nodes, so ``placed`` is bound here: node binding needed."""
     try:
         taken = gpus_taken(view, bind(view, placed))
     except BindingError:
         return None
-    return greedy_plan(view.instance, view.with_taken(taken) if taken else view, requests)
+    counts = greedy_counts(view.with_taken(taken) if taken else view, requests)
+    return Counts(canonical(counts.drafts), counts.reasons)
 
 
-def _hint(pm: PlacementModel, plan: Plan | None, chunk: list[RequestView]) -> list[int] | None:
-    """``plan``'s placement of ``chunk`` as a complete assignment of ``pm``, if it satisfies every row."""
-    if plan is None:
+def _hint(pm: PlacementModel, counts: Counts | None, chunk: list[RequestView]) -> list[int] | None:
+    """``counts``' placement of ``chunk`` as a complete assignment of ``pm``, if it satisfies every row."""
+    if counts is None:
         return None
     try:
-        values = plan_values(pm, restrict(plan, chunk))
+        values = count_values(pm, restrict(counts, chunk).drafts)
     except HintError:
         return None
     return values if all(row.slack(values) >= 0 for row in pm.rows) else None
@@ -587,10 +593,8 @@ def _integral_neighbourhood(
     for tier, reduced, serve_all in tiers:
         if served_all and not serve_all:
             break  # a full-service placement was found: serving less is never better
-        now = time.perf_counter()
         nodes = max(1, int(MIP_NODES_PER_SECOND * options.time_limit))
-        deadline = now + MIP_SHARE * (budget.deadline - now)
-        hood = solve_freed(lp, outcome.values, freed, deadline, nodes, reduced, serve_all)
+        hood = solve_freed(lp, outcome.values, freed, budget.wall_share(MIP_SHARE), nodes, reduced, serve_all)
         meets = hood is not None and _meets_bounds(lp, outcome, hood.values)
         termination.append(f"mip-{tier}:" + ("NONE" if hood is None else "AT_BOUND" if meets else "FEASIBLE"))
         if hood is not None:
@@ -640,17 +644,5 @@ def _fixed(
                 draft.counts[key] = n
         drafts.append(draft)
     load: dict[tuple[str, str], Counter[int]] = {}
-    _add_load(view, drafts, load)
+    add_load(view, drafts, load)
     return drafts, load
-
-
-def _add_load(
-    view: TopologyView, drafts: list[GroupDraft], load: dict[tuple[str, str], Counter[int]], sign: int = 1
-) -> None:
-    """Add (``sign`` -1: take away) the pods ``drafts`` place to ``load`` (per (S1, type): size -> count)."""
-    for d in drafts:
-        if d.units <= 0:
-            continue
-        svc = view.service_by_id[d.service]
-        for (role, s1, gpu_type), n in d.counts.items():
-            load.setdefault((s1, gpu_type), Counter())[svc.role(role).gpus_per_pod] += sign * n

@@ -3,9 +3,10 @@
 1. **Top class first.** The first lexicographic stage (GPUs served of the top priority class) is
    solved on a model of the top class alone: exact, since lower classes can always place nothing,
    and at production size a model a fifth of the full one, proven early.
-2. **Completion.** When that serves more than the greedy plan, the top class is bound around the
-   greedy plan's other additions, kept as they are (or, if that does not fit, the other classes are
-   re-placed by the greedy on what the top class leaves); the result is the new incumbent.
+2. **Completion.** When that serves more than the greedy's counts, the top class's counts are joined
+   to the greedy's counts of the other classes, kept as they are where they fit together (or, if not,
+   the other classes are re-placed by the greedy on what the top class leaves); the result is the new
+   incumbent.
 3. **Full model or class blocks.** When ``time_limit`` covers it (:data:`FULL_MODEL_SECONDS_PER_VAR`,
    a rule on the model's estimated size, so the path taken does not depend on machine load), the
    full model is built and solved in stages from the incumbent (:mod:`.stages`); otherwise the plan
@@ -13,6 +14,9 @@
 
 Scale-in and scale-out share no constraint, so they are separate models (the lexicographic optimum
 of a sum of independent parts is the sum of their optima).
+
+Every path works on counts (:class:`~hetero_opt.placement.binding.Counts`) and returns them;
+``solve()`` binds them once. Node binding is left where it is needed (:mod:`.plans`).
 """
 
 from __future__ import annotations
@@ -26,23 +30,26 @@ from typing import Literal
 from ortools.sat.python import cp_model
 
 from hetero_opt.instance import Instance
-from hetero_opt.placement.backend import BackendOutput, Hint, SolveOptions
-from hetero_opt.placement.binding import BindingError, Counts, GroupDraft, bind, drafts_of
+from hetero_opt.placement.backend import BackendOutput, Budget, Hint, SolveOptions
+from hetero_opt.placement.binding import BindingError, Counts, bind, bind_plan
 from hetero_opt.placement.cpsat.blocks import improve_by_class
-from hetero_opt.placement.cpsat.model import HintError, add_hint, build, plan_values
+from hetero_opt.placement.cpsat.model import HintError, add_hint, build
 from hetero_opt.placement.cpsat.neighbourhood import Guided, lp_guided
 from hetero_opt.placement.cpsat.objective import Linear
 from hetero_opt.placement.cpsat.plans import (
+    Ranking,
+    canonical,
+    count_values,
     estimated_vars,
     extract,
+    fits,
+    reasons_of,
     residual_view,
     restrict,
     trivial_bounds,
 )
 from hetero_opt.placement.cpsat.stages import (
-    DTIME_PER_SECOND,
     SCALE_IN_SHARE,
-    Budget,
     ModelInvalidError,
     Staged,
     StagedSolver,
@@ -50,9 +57,9 @@ from hetero_opt.placement.cpsat.stages import (
     StageResult,
     has_time_to_build,
 )
-from hetero_opt.placement.greedy import greedy_plan
-from hetero_opt.placement.objective import Score, score
-from hetero_opt.placement.plan import Plan, Unserved
+from hetero_opt.placement.greedy import greedy_counts
+from hetero_opt.placement.objective import Score, modelled
+from hetero_opt.placement.plan import GroupChange
 from hetero_opt.topology import RequestView, TopologyView, build_view
 
 # The full model is built only when time_limit >= this * its estimated variable count. Below that,
@@ -70,21 +77,26 @@ class TopResult:
     proven: bool
     bound: float | None
     termination: str
-    drafts: list[GroupDraft] = field(default_factory=list)
-    unserved: list[Unserved] = field(default_factory=list)
+    counts: Counts = field(default_factory=Counts)
 
 
 def top_class_first(
-    view: TopologyView, part: list[RequestView], hint: Plan, options: SolveOptions, budget: Budget
+    view: TopologyView,
+    part: list[RequestView],
+    hint: Counts,
+    options: SolveOptions,
+    budget: Budget,
+    nodes: list[GroupChange] | None = None,
 ) -> tuple[TopResult | None, dict[str, float]]:
     """Solve the served stage of the top priority class on a model of that class alone.
 
-    None when ``hint`` already serves the whole top class.
+    None when ``hint`` already serves the whole top class. ``nodes``: the hint bound, if the caller has
+    it (only a model with node rows reads it).
     """
     classes = sorted({r.service.priority for r in part}, reverse=True)
     start = time.perf_counter()
     pm = build(view, [r for r in part if r.service.priority == classes[0]])
-    values = plan_values(pm, hint)
+    values = count_values(pm, hint.drafts, nodes)
     served = pm.served.get(classes[0], Linear())
     if not served.vars or served.value(values) == pm.max_served[classes[0]]:
         return None, {}
@@ -93,16 +105,17 @@ def top_class_first(
     drafts, unserved = extract(pm, res.values)
     stats = {"vars": float(len(pm.variables)), "s": time.perf_counter() - start, **solver.out.stats}
     top = TopResult(classes[0], served.value(res.values), res.proven, res.bound, solver.out.termination[-1])
-    top.drafts, top.unserved = drafts, unserved
+    top.counts = Counts(drafts, reasons_of(unserved))
     return top, stats
 
 
-def complete(view: TopologyView, top: TopResult, part: list[RequestView], hint: Plan) -> Plan:
-    """The top class's placement plus the other classes' placement, as close to ``hint`` as fits.
+def complete(view: TopologyView, top: TopResult, part: list[RequestView], hint: Counts) -> Counts:
+    """The top class's counts plus the other classes' counts, as close to ``hint`` as fits.
 
-    The top class is bound to nodes around the hint's other additions, which are kept as they are;
-    only if that does not fit are the other classes re-placed by the greedy on what the top class
-    leaves free.
+    The hint's counts of the other classes are kept as they are when they and the top class's fit
+    together (:func:`~.plans.fits`: the packing rows, no node named, where pod sizes form a chain);
+    only if not are the other classes re-placed by the greedy on what the top class leaves free (the
+    greedy allocates nodes, so the top class's counts are bound for it: the one binding left here).
 
     Raises
     ------
@@ -111,20 +124,19 @@ def complete(view: TopologyView, top: TopResult, part: list[RequestView], hint: 
     """
     others = [r for r in part if r.service.priority != top.priority]
     kept = restrict(hint, others)
-    with contextlib.suppress(BindingError):
-        changes = bind(residual_view(view, kept.changes), top.drafts)
-        return Plan(changes=[*changes, *kept.changes], unserved=[*top.unserved, *kept.unserved]).canonical()
-    top_changes = bind(view, top.drafts)
-    rest = greedy_plan(view.instance, residual_view(view, top_changes), others)
-    return Plan(changes=[*top_changes, *rest.changes], unserved=[*top.unserved, *rest.unserved]).canonical()
+    if fits(view, [*top.counts.drafts, *kept.drafts]):
+        return Counts(canonical([*top.counts.drafts, *kept.drafts]), {**kept.reasons, **top.counts.reasons})
+    top_changes = bind(view, canonical(top.counts.drafts))
+    rest = greedy_counts(residual_view(view, top_changes), others)
+    return Counts(canonical([*top.counts.drafts, *rest.drafts]), {**rest.reasons, **top.counts.reasons})
 
 
 @dataclass
 class PartResult:
-    """One part (scale-in or scale-out) solved: counts per group change, unserved, stage record."""
+    """One part (scale-in or scale-out) solved: counts per group change (with why a request is not served
+    in full), stage record."""
 
-    drafts: list[GroupDraft]
-    unserved: list[Unserved]
+    counts: Counts
     staged: Staged
     has_ins: bool
 
@@ -149,20 +161,18 @@ class CpSatBackend:
         return True
 
     def solve(self, view: TopologyView, greedy: Hint, options: SolveOptions) -> BackendOutput:
-        """Solve scale-in, then scale-out, from the greedy's plan; return counts, or none on failure.
+        """Solve scale-in, then scale-out, from the greedy's counts; return counts, or none on failure.
 
-        The solver paths work on the hint bound to nodes (class blocks keep its node picks around what
-        they re-place); their plans are returned as counts, which ``solve()`` binds once.
+        Every path works on counts and returns them as they are; ``solve()`` binds them once.
         """
         start = time.perf_counter()
-        hint = greedy.plan
-        budget = Budget(options.backend_deadline(), options.time_limit * DTIME_PER_SECOND, options.deterministic)
+        budget = Budget.of(options)
         version = f"ortools {version_of('ortools')}"
         reqs = [r for r in view.requests if r.delta != 0]
         if options.export_model:
             pm_all = build(view, reqs)
             with contextlib.suppress(HintError):
-                add_hint(pm_all, plan_values(pm_all, hint))
+                add_hint(pm_all, count_values(pm_all, greedy.counts.drafts, greedy.plan.changes))
             pm_all.model.export_to_file(options.export_model + ".pb.txt")
         ins, outs = [r for r in reqs if r.delta < 0], [r for r in reqs if r.delta > 0]
         results: list[PartResult] = []
@@ -170,14 +180,14 @@ class CpSatBackend:
         try:
             if ins:
                 part_budget = budget.part(SCALE_IN_SHARE if outs else 1.0)
-                results.append(_solve_part(view, ins, hint, options, part_budget, stats, "in", self.strategy))
+                results.append(_solve_part(view, ins, greedy, options, part_budget, stats, "in", self.strategy))
             if outs:
-                results.append(_solve_part(view, outs, hint, options, budget, stats, "out", self.strategy))
+                results.append(_solve_part(view, outs, greedy, options, budget, stats, "out", self.strategy))
         except (HintError, StageFailed, BindingError) as exc:
             return BackendOutput(None, "fallback", type(exc).__name__, str(exc), None, version, stats)
         termination = " ".join(t for r in results for t in r.staged.termination)
-        reasons = {u.service: u.reason for r in results for u in r.unserved}
-        counts = Counts([d for r in results for d in r.drafts], reasons)
+        reasons = {s: why for r in results for s, why in r.counts.reasons.items()}
+        counts = Counts([d for r in results for d in r.counts.drafts], reasons)
         status = "optimal" if all(r.staged.proven for r in results) else "feasible"
         stats["wall_s"] = time.perf_counter() - start
         return BackendOutput(counts, status, termination, "", _bound(view, results), version, stats)
@@ -186,7 +196,7 @@ class CpSatBackend:
 def _solve_part(
     view: TopologyView,
     part: list[RequestView],
-    hint: Plan,
+    greedy: Hint,
     options: SolveOptions,
     budget: Budget,
     stats: dict[str, float],
@@ -198,19 +208,20 @@ def _solve_part(
     start = time.perf_counter()
     est = estimated_vars(view, part)
     stats[f"{tag}_estimated_vars"] = float(est)
-    fits = options.time_limit >= FULL_MODEL_SECONDS_PER_VAR * est  # a rule on size, not on the clock
+    fits_limit = options.time_limit >= FULL_MODEL_SECONDS_PER_VAR * est  # a rule on size, not on the clock
     lp_staged: Staged | None = None
+    hint = restrict(greedy.counts, part)
+    nodes: list[GroupChange] | None = greedy.plan.changes  # the same counts bound (by solve(), once)
     if tag == "out" and strategy in ("auto", "lp"):
-        guided = _guided(view, part, options, budget, stats, restrict(hint, part))
+        guided = _guided(view, part, options, budget, stats, hint)
         if guided is not None:
             lp_staged = _lp_bounds(part, guided)
-            guided_score = score(view.instance, guided.plan, view)
             # Where the full model fits the limit it proves every term: the LP plan is only its hint.
-            if strategy == "lp" or (not fits and _meets(part, guided.plan, guided_score.premium_cost, lp_staged)):
-                return PartResult(guided.drafts, guided.plan.unserved, lp_staged, False)  # its counts as they are
-            if guided_score < score(view.instance, restrict(hint, part), view):
-                hint = guided.plan
-    result = _solve_existing(view, part, hint, options, budget, stats, tag, strategy, start, est, fits)
+            if strategy == "lp" or (not fits_limit and _meets(view, part, guided.counts, lp_staged)):
+                return PartResult(guided.counts, lp_staged, False)  # its counts as they are
+            if Ranking(view).compare(guided.counts, hint) < 0:
+                hint, nodes = guided.counts, None
+    result = _solve_existing(view, part, hint, nodes, options, budget, stats, tag, strategy, start, est, fits_limit)
     if lp_staged is not None:
         result.staged = _tighter(result.staged, lp_staged)
     return result
@@ -222,14 +233,10 @@ def _guided(
     options: SolveOptions,
     budget: Budget,
     stats: dict[str, float],
-    hint: Plan,
+    hint: Counts,
 ) -> Guided | None:
-    """The LP-guided plan of a scale-out part, or None (LP not solved in time, counts that do not bind)."""
-    try:
-        guided = lp_guided(view, part, options, budget, stats, hint)
-    except BindingError:
-        stats["lp_binding_failed"] = 1.0
-        return None
+    """The LP-guided counts of a scale-out part, or None (LP not solved in time)."""
+    guided = lp_guided(view, part, options, budget, stats, hint)
     if guided is not None:
         stats.update({f"lp_{k}" if not k.startswith("lp_") else k: v for k, v in guided.stats.items()})
         stats["lp_fixed_requests"] = float(guided.fixed)
@@ -254,10 +261,9 @@ def _lp_bounds(part: list[RequestView], guided: Guided) -> Staged:
     return staged
 
 
-def _meets(part: list[RequestView], plan: Plan, premium: int, bounds: Staged) -> bool:
-    """True when ``plan`` (premium cost ``premium``) attains the bounds on served GPUs of every class and
-    on premium cost."""
-    placed = plan.units_by_service()
+def _meets(view: TopologyView, part: list[RequestView], counts: Counts, bounds: Staged) -> bool:
+    """True when ``counts`` attain the bounds on served GPUs of every class and on premium cost."""
+    placed = counts.units_by_service()
     served: dict[int, int] = {}
     wanted: dict[int, int] = {}
     for r in part:
@@ -266,7 +272,7 @@ def _meets(part: list[RequestView], plan: Plan, premium: int, bounds: Staged) ->
         wanted[p] = wanted.get(p, 0) + r.delta * r.service.gpus_per_unit
     if any(wanted[p] - served[p] != bounds.unserved_lb.get(p, 0) for p in wanted):
         return False
-    return premium == bounds.premium_lb
+    return modelled(view, counts.drafts)[1] == bounds.premium_lb
 
 
 def _tighter(a: Staged, b: Staged) -> Staged:
@@ -284,7 +290,8 @@ def _tighter(a: Staged, b: Staged) -> Staged:
 def _solve_existing(
     view: TopologyView,
     part: list[RequestView],
-    hint: Plan,
+    hint: Counts,
+    nodes: list[GroupChange] | None,
     options: SolveOptions,
     budget: Budget,
     stats: dict[str, float],
@@ -294,21 +301,21 @@ def _solve_existing(
     est: int,
     fits: bool,
 ) -> PartResult:
-    """The staged full model of ``part`` (``est`` estimated variables) when the time limit covers it
-    (``fits``), else the class blocks."""
+    """The staged full model of ``part`` (``est`` estimated variables) from the counts ``hint`` (bound as
+    ``nodes``, if known) when the time limit covers it (``fits``), else the class blocks."""
     if strategy == "blocks" or (strategy in ("auto", "lp") and not fits):
-        return _by_class(view, part, hint, options, budget, stats, tag)
+        return _by_class(view, part, hint, nodes, options, budget, stats, tag)
     if not has_time_to_build(budget, est):
-        return _by_class(view, part, hint, options, budget, stats, tag)  # it skips what it cannot build
+        return _by_class(view, part, hint, nodes, options, budget, stats, tag)  # it skips what it cannot build
     several = len({r.service.priority for r in part}) > 1
-    top, top_stats = top_class_first(view, part, hint, options, budget) if several else (None, {})
+    top, top_stats = top_class_first(view, part, hint, options, budget, nodes) if several else (None, {})
     stats.update({f"{tag}_top_{k}": v for k, v in top_stats.items()})
-    incumbent = _improved(view, part, restrict(hint, part), top)
+    incumbent = _improved(view, part, hint, top)
     pm = build(view, part)
     stats[f"{tag}_vars"] = float(len(pm.variables))
     stats[f"{tag}_relaxed_rows"] = float(pm.relaxed_rows)
     stats[f"{tag}_build_s"] = time.perf_counter() - start
-    values = plan_values(pm, incumbent)
+    values = count_values(pm, incumbent.drafts, nodes if incumbent is hint else None)
     served = pm.served.get(max(r.service.priority for r in part), Linear())
     first = None if top is None or served.value(values) != top.served else StageResult(values, top.proven, top.bound)
     staged = StagedSolver(pm, values, options, budget).run(first)
@@ -316,11 +323,12 @@ def _solve_existing(
         staged.termination.insert(0, top.termination)
     stats.update({f"{tag}_{k}": v for k, v in staged.stats.items()})
     drafts, unserved = extract(pm, staged.values)
-    return PartResult(drafts, unserved, staged, bool(pm.ins))
+    return PartResult(Counts(drafts, reasons_of(unserved)), staged, bool(pm.ins))
 
 
-def _improved(view: TopologyView, part: list[RequestView], incumbent: Plan, top: TopResult | None) -> Plan:
-    """``incumbent``, or its completion around ``top``'s placement when that scores better.
+def _improved(view: TopologyView, part: list[RequestView], incumbent: Counts, top: TopResult | None) -> Counts:
+    """``incumbent``, or its completion around ``top``'s placement when that scores better (terms 1-4, then
+    whole free nodes as ``solve()`` will bind them).
 
     Counts outside a divisibility chain of pod sizes may not bind to nodes: then ``incumbent``.
     """
@@ -330,13 +338,14 @@ def _improved(view: TopologyView, part: list[RequestView], incumbent: Plan, top:
         completed = complete(view, top, part, incumbent)
     except BindingError:
         return incumbent
-    return completed if score(view.instance, completed, view) < score(view.instance, incumbent, view) else incumbent
+    return completed if Ranking(view).compare(completed, incumbent) < 0 else incumbent
 
 
 def _by_class(
     view: TopologyView,
     part: list[RequestView],
-    hint: Plan,
+    hint: Counts,
+    nodes: list[GroupChange] | None,
     options: SolveOptions,
     budget: Budget,
     stats: dict[str, float],
@@ -348,17 +357,17 @@ def _by_class(
     the whole top class, which proves the first stage at once. Only if it does not is the top
     class's stage solved on the whole capacity (exact; lower classes may then be re-placed).
     """
-    blocks = improve_by_class(view, part, restrict(hint, part), options, budget)
+    blocks = improve_by_class(view, part, hint, options, budget)
     stats.update({f"{tag}_{k}": v for k, v in blocks.stats.items()})
-    plan, top = blocks.plan, None
+    counts, top = blocks.counts, None
     top_size = estimated_vars(view, [r for r in part if r.service.priority == max(q.service.priority for q in part)])
-    if _top_served(part, plan) < _top_wanted(part) and has_time_to_build(budget, top_size):
-        top, top_stats = top_class_first(view, part, plan, options, budget)
+    if _top_served(part, counts) < _top_wanted(part) and has_time_to_build(budget, top_size):
+        top, top_stats = top_class_first(view, part, counts, options, budget, nodes if counts is hint else None)
         stats.update({f"{tag}_top_{k}": v for k, v in top_stats.items()})
-        plan = _improved(view, part, plan, top)
+        counts = _improved(view, part, counts, top)
     staged = Staged(values=[], proven=False, termination=[*blocks.termination, *([top.termination] if top else [])])
     prio = max(r.service.priority for r in part)
-    served, wanted = _top_served(part, plan), _top_wanted(part)
+    served, wanted = _top_served(part, counts), _top_wanted(part)
     if served == wanted:
         staged.unserved_lb[prio] = 0
     elif top is not None and top.proven:
@@ -366,7 +375,7 @@ def _by_class(
     elif top is not None and top.bound is not None:
         staged.unserved_lb[prio] = max(0, wanted - int(top.bound + 1e-6))
     staged.premium_lb, staged.groups_lb = trivial_bounds(view, part)
-    return PartResult(drafts_of(view, plan.changes), plan.unserved, staged, any(r.delta < 0 for r in part))
+    return PartResult(counts, staged, any(r.delta < 0 for r in part))  # its counts as they are
 
 
 def _top_wanted(part: list[RequestView]) -> int:
@@ -375,10 +384,10 @@ def _top_wanted(part: list[RequestView]) -> int:
     return sum(abs(r.delta) * r.service.gpus_per_unit for r in part if r.service.priority == prio)
 
 
-def _top_served(part: list[RequestView], plan: Plan) -> int:
-    """GPUs of the top priority class of ``part`` that ``plan`` serves."""
+def _top_served(part: list[RequestView], counts: Counts) -> int:
+    """GPUs of the top priority class of ``part`` that ``counts`` serve."""
     prio = max(r.service.priority for r in part)
-    placed = plan.units_by_service()
+    placed = counts.units_by_service()
     return sum(abs(placed.get(r.service.id, 0)) * r.service.gpus_per_unit for r in part if r.service.priority == prio)
 
 
@@ -405,10 +414,10 @@ def _bound(view: TopologyView, results: list[PartResult]) -> Score:
 def hint_is_feasible(instance: Instance) -> bool:
     """True when the greedy plan, as a complete hint, satisfies every constraint of the full model."""
     view = build_view(instance)
-    hint = greedy_plan(instance, view)
+    counts = greedy_counts(view)
     pm = build(view, [r for r in view.requests if r.delta != 0])
     try:
-        add_hint(pm, plan_values(pm, hint))
+        add_hint(pm, count_values(pm, counts.drafts, bind_plan(view, counts).changes))
     except HintError:
         return False
     solver = cp_model.CpSolver()

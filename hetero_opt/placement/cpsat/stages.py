@@ -10,9 +10,10 @@ a lower class can always place nothing, so it cannot change how much of *c* fits
 solution, merged with the incumbent's lower classes (repaired by emptying lower slots of any
 capacity row the merge overfills), is the next incumbent.
 
-Budget: in deterministic mode (the default) every stage gets a share of a deterministic-time
-budget derived from ``time_limit`` alone, so the same instance and seed give the same plan; the
-wall-clock deadline is a safety net that also caps every stage.
+Budget: every stage takes a part of the call's one :class:`~hetero_opt.placement.backend.Budget`
+(set by ``solve()``); in deterministic mode (the default) it gets a share of the deterministic time,
+derived from ``time_limit`` alone, so the same instance and seed give the same plan; the wall-clock
+deadline is a safety net that also caps every stage.
 """
 
 from __future__ import annotations
@@ -24,23 +25,15 @@ from typing import Literal
 
 from ortools.sat.python import cp_model
 
-from hetero_opt.placement.backend import SolveOptions
+from hetero_opt.placement.backend import Budget, SolveOptions
 from hetero_opt.placement.cpsat.model import PlacementModel, add_hint, set_objective, set_quiet, with_quiet
 from hetero_opt.placement.cpsat.objective import Linear
 
 BIG_MODEL_VARS = 2_000  # above this, skip symmetry detection and probing in presolve
-# Deterministic time per second of time_limit. CP-SAT's deterministic time runs at 0.13-0.3 per
-# wall second with 2 workers here (presolve counts little), and at production size about half the
-# wall budget goes to Python (greedy, model build, binding); 0.05 kept every production run of 2 s
-# clear of the wall-clock safety net, so repeated runs gave the same plan (0.06 did not on seed 1,
-# where interleaved batches overshoot their budget; docs/benchmarks.md). Every stage gets at least
-# MIN_STAGE_DTIME, so many small stages can exceed the total; then the wall decides.
-DTIME_PER_SECOND = 0.05
 # A stage whose deterministic budget is below this per variable cannot even load its hint at this
 # size (it ends UNKNOWN): skip it; and one with less wall time left than STAGE_SECONDS_PER_VAR.
 STAGE_DTIME_PER_VAR = 1e-5
 STAGE_SECONDS_PER_VAR = 1e-5  # a stage with less wall time left than this per variable is skipped (presolve)
-MIN_STAGE_DTIME = 0.02  # every stage gets at least this much deterministic time (the wall limit still caps it)
 SCALE_IN_SHARE = 0.1  # of the budget for the (small) scale-in model
 SERVED_SHARE, PREMIUM_SHARE, GROUPS_SHARE = 0.7, 0.8, 1.0  # of what is left when the stage starts
 
@@ -61,44 +54,6 @@ class ModelInvalidError(Exception):
 
 class StageFailed(Exception):
     """A stage proved the model infeasible although the incumbent satisfies it."""
-
-
-@dataclass
-class Budget:
-    """Wall-clock deadline (a safety net) and the deterministic-time budget left."""
-
-    deadline: float
-    dtime: float
-    deterministic: bool
-    parent: Budget | None = None
-
-    def limits(self, share: float) -> tuple[float, float]:
-        """(wall seconds, deterministic time) for a stage taking ``share`` of what is left.
-
-        The wall limit keeps back a tenth (and 30 ms): CP-SAT overshoots its limit by about that
-        much on large models while it stops its workers and postsolves.
-        """
-        wall = max(0.0, 0.9 * (self.deadline - time.perf_counter()) - 0.03)
-        if self.deterministic:
-            return wall, max(MIN_STAGE_DTIME, self.dtime * share)
-        return wall * share, math.inf
-
-    def spend(self, dtime: float) -> None:
-        """Account for a finished solve, here and in every budget this one is a part of.
-
-        Deterministic mode only; the portfolio has no such budget.
-        """
-        if self.deterministic:
-            self.dtime = max(0.0, self.dtime - dtime)
-            if self.parent is not None:
-                self.parent.spend(dtime)
-
-    def part(self, share: float) -> Budget:
-        """A budget of ``share`` of this one for one part of the solve; what it spends, this one spends."""
-        if self.deterministic:
-            return Budget(self.deadline, self.dtime * share, True, self)
-        now = time.perf_counter()
-        return Budget(now + share * max(0.0, self.deadline - now), math.inf, False, self)
 
 
 @dataclass

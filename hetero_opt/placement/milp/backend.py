@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pulp
 
-from hetero_opt.placement.backend import BackendOutput, Hint, SolveOptions
+from hetero_opt.placement.backend import BackendOutput, Budget, Hint, SolveOptions
 from hetero_opt.placement.binding import Counts, GroupDraft
 from hetero_opt.placement.milp.model import (
     InSlot,
@@ -106,7 +106,7 @@ class MilpBackend:
     def solve(self, view: TopologyView, hint: Hint, options: SolveOptions) -> BackendOutput:
         """Counts for ``view``'s requests in lexicographic stages from the greedy's counts; none on failure."""
         start = time.perf_counter()
-        deadline = options.backend_deadline()
+        budget = Budget.of(options)
         version = self.version()
         cells = view.candidate_cells([r for r in view.requests if r.delta != 0])
         if options.time_limit < BUILD_SECONDS_PER_CELL * cells:
@@ -126,9 +126,9 @@ class MilpBackend:
         stages = self._stage_list(model)
         results: list[StageResult] = []
         for i, (stage, expr, sense) in enumerate(stages):
-            budget = (deadline - time.perf_counter()) / (len(stages) - i)
+            seconds = budget.left() / (len(stages) - i)  # an equal share of what is left of the one budget
             try:
-                result, values = self._run_stage(model, stage, expr, sense, values, budget, options)
+                result, values = self._run_stage(model, stage, expr, sense, values, seconds, options)
             except pulp.PulpError as exc:
                 reason = f"{self.name} failed in stage {stage}: {exc}"
                 return BackendOutput(None, "fallback", type(exc).__name__, reason, None, version, stats)
@@ -178,7 +178,7 @@ class MilpBackend:
         expr: pulp.LpAffineExpression,
         sense: int,
         values: dict[str, int] | None,
-        budget: float,
+        limit_s: float,
         options: SolveOptions,
     ) -> tuple[StageResult, dict[str, int] | None]:
         """Solve one stage; return how it ended and the solution kept (None if there is none)."""
@@ -190,10 +190,10 @@ class MilpBackend:
             wanted = model.wanted_by_priority[int(stage.removeprefix("served_p"))]
             if evaluate(expr, values) >= wanted:
                 return StageResult(stage, evaluate(expr, values), True, None, "incumbent serves all", 0.0), values
-        if budget <= max(0.01, SETUP_SECONDS_PER_VAR * len(model.variables())):
+        if limit_s <= max(0.01, SETUP_SECONDS_PER_VAR * len(model.variables())):
             opt = False
             return StageResult(stage, evaluate(expr, values) if values else 0, opt, None, "no time left", 0.0), values
-        solver = self._solver(values, budget, options)
+        solver = self._solver(values, limit_s, options)
         for v in model.variables():
             v.varValue = None if values is None else values.get(v.name, 0)
         prob.solve(solver)
@@ -224,14 +224,14 @@ class MilpBackend:
         seconds = time.perf_counter() - begin
         return StageResult(stage, value, optimal, bound, termination, seconds), kept
 
-    def _solver(self, values: dict[str, int] | None, budget: float, options: SolveOptions) -> Any:
+    def _solver(self, values: dict[str, int] | None, seconds: float, options: SolveOptions) -> Any:
         # Objectives have integer coefficients: an absolute gap below 1 proves optimality.
         if self.engine == "highs":
             return _HighsWithStart(
                 values,
                 mip=True,
                 msg=options.log,
-                timeLimit=budget,
+                timeLimit=seconds,
                 threads=options.num_workers,
                 gapRel=0.0,
                 gapAbs=0.5,
@@ -243,7 +243,7 @@ class MilpBackend:
             return pulp.PULP_CBC_CMD(
                 mip=True,
                 msg=options.log,
-                timeLimit=round(max(0.1, budget), 2),
+                timeLimit=round(max(0.1, seconds), 2),
                 threads=options.num_workers,
                 gapRel=0.0,
                 gapAbs=0.5,
