@@ -287,15 +287,3 @@ def _change(d: GroupDraft, pods: NodePicks) -> GroupChange:
         units=d.units,
         pods=[PodChange(role=r, node=n, count=c) for (r, n), c in sorted(pods.items())],
     )
-
-
-def drafts_of(view: TopologyView, changes: list[GroupChange]) -> list[GroupDraft]:
-    """The counts of changes already bound to nodes (for solver paths that bind internally)."""
-    drafts = []
-    for c in changes:
-        d = GroupDraft(c.service, c.group, c.new, c.domain, c.units)
-        for p in c.pods:
-            node = view.node_by_id[p.node]
-            d.counts[(p.role, node.s1, node.gpu_type)] += p.count
-        drafts.append(d)
-    return drafts
