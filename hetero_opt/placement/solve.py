@@ -7,6 +7,7 @@ import math
 import time
 
 from hetero_opt.errors import InputError, PlanError
+from hetero_opt.gc_pause import gc_paused
 from hetero_opt.instance import Instance
 from hetero_opt.placement.backend import (
     DTIME_PER_SECOND,
@@ -100,12 +101,13 @@ def solve(
     # about 0.2 s on its first use), not of a control cycle.
     backend = (get_backend(solver) if isinstance(solver, str) else solver) if name != "greedy" else None
     start = time.perf_counter()
-    view = build_view(instance)
-    greedy_counts_ = greedy_counts(view)
-    finish_start = time.perf_counter()
-    greedy = bind_plan(view, greedy_counts_)
-    greedy_score = score(instance, greedy, view)
-    finish = time.perf_counter() - finish_start
+    with gc_paused():  # pure-Python work over every node: no full collections inside the call's floor
+        view = build_view(instance)
+        greedy_counts_ = greedy_counts(view)
+        finish_start = time.perf_counter()
+        greedy = bind_plan(view, greedy_counts_)
+        greedy_score = score(instance, greedy, view)
+        finish = time.perf_counter() - finish_start
     out = BackendOutput(greedy_counts_, "greedy")
     plan, final_score, why, kept = greedy, greedy_score, "", False
     if backend is not None:
@@ -118,14 +120,16 @@ def solve(
         options = SolveOptions(time_limit, seed, num_workers, log, export_model, deterministic, budget)
         if deadline > time.perf_counter():
             out = _run_backend(backend, view, Hint(greedy_counts_, greedy), options)
-            plan, final_score, why, kept = _checked(view, out, greedy, greedy_score, name)
+            with gc_paused():
+                plan, final_score, why, kept = _checked(view, out, greedy, greedy_score, name)
         else:  # the greedy and the checks its counts would need take the whole limit: nothing to gain
             why = (
                 f"{name}: no time left within time_limit={time_limit:g} s after the greedy "
                 f"({time.perf_counter() - start:.2f} s) and what checking a plan takes"
             )
     if plan is greedy:
-        violations = verify(instance, greedy, view)
+        with gc_paused():
+            violations = verify(instance, greedy, view)
         if violations:
             raise PlanError(f"greedy plan fails verification: {violations[0]}")
     stats = dict(out.stats)
