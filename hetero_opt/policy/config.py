@@ -16,6 +16,7 @@ from pydantic import Field, model_validator
 from hetero_opt.errors import InputError
 from hetero_opt.io import load_yaml_model
 from hetero_opt.policy._base import Frozen
+from hetero_opt.policy.anticipation import AnticipationConfig
 from hetero_opt.policy.feedback import LatencyTiers
 from hetero_opt.policy.hpa import HPABehavior, HPAControllerConfig
 from hetero_opt.policy.periodic import PeriodicWindow
@@ -146,6 +147,9 @@ class ServicePolicy(Frozen):
     feedback: FeedbackConfig = Field(default_factory=FeedbackConfig, description="Algorithm 3 settings.")
     hybrid: HybridConfig = Field(default_factory=HybridConfig, description="Hybrid memory settings.")
     prefill_guard: PrefillGuardConfig = Field(default_factory=PrefillGuardConfig, description="Prefill guard.")
+    anticipation: AnticipationConfig = Field(
+        default_factory=AnticipationConfig, description="Anticipation floor: learned schedule and trend look-ahead."
+    )
     periodic: PeriodicConfig = Field(default_factory=PeriodicConfig, description="Periodic schedule.")
     hpa: HPAPolicyConfig = Field(default_factory=HPAPolicyConfig, description="HPA baseline.")
     stability: StabilityConfig = Field(default_factory=StabilityConfig, description="Stability mechanisms.")
