@@ -1,12 +1,13 @@
 """Anticipation defaults measured in the closed loop (prints; asserts nothing).
 
-Decode-TPS control with the library defaults and one anticipation setting changed per row: the
-learned schedule (days of history read, margin), the trend look-ahead, both. ServeGen m-large over
+Decode-TPS control with the library defaults and one setting changed per row: the learned
+schedule (off, days of history read, margin, its scale-in hold), the trend look-ahead, the prefill
+guard's saturation reading, and both off (the defaults before anticipation). ServeGen m-large over
 its 14 days by default (the schedule needs previous days: the first day has none), the Azure 2023
 code and conversation traces x10 for 60 minutes (one hour: no previous day, so only the trend can
 act there). Llama-3-70B on TP4 H100, curated as in ``policy_goals.py``.
 
-    .venv/bin/python benchmarks/anticipation_closed_loop.py                # 14 days / 60 minutes, ~8 min
+    .venv/bin/python benchmarks/anticipation_closed_loop.py                # 14 days / 60 minutes, ~12 min
     .venv/bin/python benchmarks/anticipation_closed_loop.py --days 3       # quicker
 """
 
@@ -20,13 +21,15 @@ from stability_closed_loop import COLUMNS, run_variants
 
 #: (label, changes per config section): anticipation settings, one row each.
 VARIANTS: list[tuple[str, dict[str, dict[str, Any]]]] = [
-    ("off", {"anticipation": {"schedule_days": 0, "trend": False}}),
-    ("schedule 1 day", {"anticipation": {"schedule_days": 1, "trend": False}}),
-    ("schedule 3 days", {"anticipation": {"schedule_days": 3, "trend": False}}),
-    ("schedule 7 days", {"anticipation": {"schedule_days": 7, "trend": False}}),
-    ("schedule 7 days, margin 0.1", {"anticipation": {"schedule_days": 7, "trend": False, "margin": 0.1}}),
-    ("trend", {"anticipation": {"schedule_days": 0, "trend": True}}),
-    ("schedule 7 days + trend", {"anticipation": {"schedule_days": 7, "trend": True}}),
+    ("defaults", {}),
+    ("anticipation off", {"anticipation": {"schedule_days": 0}}),
+    ("schedule 1 day", {"anticipation": {"schedule_days": 1}}),
+    ("schedule 3 days", {"anticipation": {"schedule_days": 3}}),
+    ("schedule margin 0.1", {"anticipation": {"margin": 0.1}}),
+    ("no scale-in hold", {"anticipation": {"hold_scale_in": False}}),
+    ("trend on", {"anticipation": {"trend": True}}),
+    ("saturation off", {"prefill_guard": {"saturated_util_percent": None}}),
+    ("both off (before)", {"anticipation": {"schedule_days": 0}, "prefill_guard": {"saturated_util_percent": None}}),
 ]
 
 

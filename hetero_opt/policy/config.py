@@ -73,6 +73,15 @@ class PrefillGuardConfig(Frozen):
         description="Proportional/hybrid: also hold enough units for prefill at the highest reachable P:D "
         "(prefill TPS / (p_max × prefill_tps_per_pod × target_utilisation)).",
     )
+    hold_s: float | None = Field(
+        default=None, ge=0, le=86_400,
+        description="A move of p down waits until no higher p was wanted for this long (s); None = the scale-in window.",
+    )
+    saturated_util_percent: float | None = Field(
+        default=95.0, gt=0, le=100,
+        description="Prefill GPU utilisation (%) at which the pool counts as saturated: its served prefill TPS "
+        "then under-reads demand, so it is read as at least the pods serving × prefill_tps_per_pod; None = off.",
+    )
     target_utilisation: float = Field(
         default=0.8, gt=0, le=1,
         description="Share of prefill_tps_per_pod a prefill pod is sized at (served prefill TPS cannot exceed "

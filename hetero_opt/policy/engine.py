@@ -390,8 +390,10 @@ def decide(
         now,
         st.cooldown_in_s,
     )
+    observed = metrics
+    metrics, saturated = _saturation(config, metrics, current_units, unit)
     proposal = _propose(config, state, now, metrics, supply, unit)
-    proposed, reason = proposal.units, proposal.reason
+    proposed, reason = proposal.units, proposal.reason + saturated
     need = prefill_units_needed(config, metrics, unit)
     if need is not None:
         # Algorithm 2's band on the prefill side: prefill alone scales out only when it needs more than
@@ -418,8 +420,8 @@ def decide(
         if hold is not None and min(hold[0], supply) > proposed:
             reason += f"; scale-in held at {min(hold[0], supply)}: {hold[1]}"
             proposed = min(hold[0], supply)
-    if config.policy in ANTICIPATING_POLICIES and metrics.decode_tps is not None:
-        demand = record(config.anticipation, demand, now, metrics.decode_tps, metrics.prefill_tps)
+    if config.policy in ANTICIPATING_POLICIES and observed.decode_tps is not None:
+        demand = record(config.anticipation, demand, now, observed.decode_tps, observed.prefill_tps)
     rule: str = config.policy
     target, history = stabilize_scale_in(state.scale_in_history, supply, proposed, now, st.scale_in_window_s)
     if target != proposed:
@@ -456,9 +458,10 @@ def decide(
         reason += f"; {guard.reason}"
     gp, gd = guard.unit
     # a move down of p waits out the scale-in window as a scale-in does (the ratio does not flap)
-    held_p, p_history = stabilize_scale_in(state.prefill_history, p, gp, now, st.scale_in_window_s)
+    p_window = st.scale_in_window_s if config.prefill_guard.hold_s is None else config.prefill_guard.hold_s
+    held_p, p_history = stabilize_scale_in(state.prefill_history, p, gp, now, p_window)
     if held_p != gp:
-        reason += f"; prefill move down held at {held_p}P by {st.scale_in_window_s:g} s window"
+        reason += f"; prefill move down held at {held_p}P by {p_window:g} s window"
         gp = held_p
     new_state = state.replace(
         scale_in_history=history,
@@ -504,6 +507,30 @@ def _anticipate(
     if pre is not None and pre > units:
         units = pre
     return math.ceil(units - 1e-9), f.reason
+
+
+def _saturation(
+    config: ServicePolicy, m: ServiceMetrics, serving_units: int, unit: tuple[int, int]
+) -> tuple[ServiceMetrics, str]:
+    """``m`` with a saturated prefill pool's TPS read as at least its pods × the per-pod figure, and why.
+
+    Served prefill TPS cannot exceed what the pods do; where the per-pod figure overestimates them (a
+    mix of longer prompts than curated), a saturated pool reads as *below* its figure and the
+    ``target_utilisation`` rule never sees it short. At or above ``saturated_util_percent`` the pool is
+    taken at its figure, so the guard and the floor size it ``1 / target_utilisation`` larger.
+    """
+    g = config.prefill_guard
+    if (g.saturated_util_percent is None or not g.enabled or config.policy not in ("proportional", "hybrid")
+            or m.prefill_gpu_util is None or m.prefill_tps is None or g.prefill_tps_per_pod is None
+            or m.prefill_gpu_util < g.saturated_util_percent):
+        return m, ""
+    pods = serving_units * unit[0] if m.prefill_ready_pods is None else m.prefill_ready_pods
+    floor = pods * g.prefill_tps_per_pod
+    if floor <= m.prefill_tps:
+        return m, ""
+    why = (f"; prefill GPUs {m.prefill_gpu_util:g}% ≥ {g.saturated_util_percent:g}%: saturated, "
+           f"prefill TPS {m.prefill_tps:.4g} read as {pods} pods × {g.prefill_tps_per_pod:g} = {floor:.4g}")
+    return m.replace(prefill_tps=floor), why
 
 
 def prefill_units_needed(config: ServicePolicy, m: ServiceMetrics, unit: tuple[int, int]) -> float | None:

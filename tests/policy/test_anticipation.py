@@ -23,7 +23,8 @@ def policy(**anticipation: Any) -> ServicePolicy:
     """Decode-TPS control at 100 tok/s per decode pod, unit 1P:1D, no prefill metric."""
     return ServicePolicy.model_validate({
         "service": "s", "policy": "proportional", "max_units": 100,
-        "proportional": {"target_decode_tps_per_pod": 100.0}, "anticipation": anticipation,
+        "proportional": {"target_decode_tps_per_pod": 100.0},
+        "anticipation": {"schedule_days": 0, "trend": False} | anticipation,
     })
 
 
@@ -126,11 +127,18 @@ def test_deterministic_and_restartable_from_saved_state() -> None:
     assert rest == [(t, d) for t, d in whole if t > 2 * DAY]
 
 
-def test_off_by_default_keeps_no_history_and_changes_nothing() -> None:
-    on, _ = replay(policy(), daily_ramp(), 2)
-    _, st = replay(policy(), daily_ramp(), 1)
+def test_off_keeps_no_history_and_changes_nothing() -> None:
+    off, st = replay(policy(), daily_ramp(), 2)
     assert st.demand == DemandHistory()
-    assert all("anticipation" not in d.reason for _, d in on)
+    assert all("anticipation" not in d.reason for _, d in off)
+
+
+def test_on_by_default_the_learned_schedule_over_seven_days_without_trend() -> None:
+    cfg = ServicePolicy.model_validate({"service": "s", "policy": "proportional",
+                                        "proportional": {"target_decode_tps_per_pod": 100.0}})
+    assert (cfg.anticipation.schedule_days, cfg.anticipation.trend, cfg.anticipation.margin) == (7, False, 0.0)
+    decisions, _ = replay(cfg, daily_ramp(), 2)
+    assert at(decisions, DAY + RAMP - CYCLE).target_units == 4  # the second day already
 
 
 def test_history_is_bounded_to_the_days_the_schedule_reads() -> None:
