@@ -24,7 +24,7 @@ VARIANTS: list[tuple[str, dict[str, dict[str, Any]]]] = [
     ("defaults", {}),
     ("anticipation off", {"anticipation": {"schedule_days": 0}}),
     ("schedule 1 day", {"anticipation": {"schedule_days": 1}}),
-    ("schedule 3 days", {"anticipation": {"schedule_days": 3}}),
+    ("schedule 7 days", {"anticipation": {"schedule_days": 7}}),
     ("schedule margin 0.1", {"anticipation": {"margin": 0.1}}),
     ("no scale-in hold", {"anticipation": {"hold_scale_in": False}}),
     ("trend on", {"anticipation": {"trend": True}}),

@@ -37,7 +37,7 @@ class AnticipationConfig(Frozen):
     """The anticipation floor (``policy/anticipation.py``): proportional and hybrid only."""
 
     schedule_days: int = Field(
-        default=7, ge=0, le=MAX_SCHEDULE_DAYS,
+        default=3, ge=0, le=MAX_SCHEDULE_DAYS,
         description="Periods (days) of the service's own history the learned schedule reads; 0 = off.",
     )
     period_s: float = Field(

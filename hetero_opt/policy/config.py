@@ -75,7 +75,8 @@ class PrefillGuardConfig(Frozen):
     )
     hold_s: float | None = Field(
         default=None, ge=0, le=86_400,
-        description="A move of p down waits until no higher p was wanted for this long (s); None = the scale-in window.",
+        description="A move of p down waits until no higher p was wanted for this long (s); "
+        "None = the scale-in window.",
     )
     saturated_util_percent: float | None = Field(
         default=95.0, gt=0, le=100,

@@ -133,10 +133,10 @@ def test_off_keeps_no_history_and_changes_nothing() -> None:
     assert all("anticipation" not in d.reason for _, d in off)
 
 
-def test_on_by_default_the_learned_schedule_over_seven_days_without_trend() -> None:
+def test_on_by_default_the_learned_schedule_over_three_days_without_trend() -> None:
     cfg = ServicePolicy.model_validate({"service": "s", "policy": "proportional",
                                         "proportional": {"target_decode_tps_per_pod": 100.0}})
-    assert (cfg.anticipation.schedule_days, cfg.anticipation.trend, cfg.anticipation.margin) == (7, False, 0.0)
+    assert (cfg.anticipation.schedule_days, cfg.anticipation.trend, cfg.anticipation.margin) == (3, False, 0.0)
     decisions, _ = replay(cfg, daily_ramp(), 2)
     assert at(decisions, DAY + RAMP - CYCLE).target_units == 4  # the second day already
 
