@@ -8,8 +8,9 @@
    that rate are the profile's figures; the guard's bounds are the units within 90 % of the best,
    widened to the P per D those figures balance at the trace's 10 %-90 % prompt:output mix.
 3. **Policy choice**: proportional (the defaults: ratio moves, the prefill floor, anticipation),
-   proportional at the fixed unit (Algorithm 2 alone: no ratio move, no floor, no anticipation), hybrid, the per-pool HPA and a
-   static allocation at the trace's peak run in the closed loop on the trace; the choice is the
+   proportional at the fixed unit (Algorithm 2 alone: no ratio move, no floor, no anticipation),
+   hybrid, the per-pool HPA and a static allocation at the trace's peak run in the closed loop on
+   the trace; the choice is the
    fewest GPU-hours among policies meeting ``attainment``, else the best attainment.
 
 Every grid runs through :func:`hetero_opt.batch.sweep` on the given executor.
