@@ -16,7 +16,8 @@ instead of written by hand):
 
 The forecast peak times ``1 + margin`` is sized into units by the caller at the policy's own per-pod
 targets (decode TPS per decode pod; prefill at the highest reachable P:D). The history keeps one
-sample per ``resolution_s`` (the highest observation in it), for ``schedule_days`` periods.
+sample per ``resolution_s`` (the highest observation in it, stamped at its first), for
+``schedule_days`` periods.
 """
 
 from __future__ import annotations
@@ -81,7 +82,9 @@ class AnticipationConfig(Frozen):
 class DemandHistory(Frozen):
     """Past observations of one service (times ascending), the anticipation's only input besides now."""
 
-    at: tuple[float, ...] = Field(default=(), description="Observation times (s), one per resolution bucket.")
+    at: tuple[float, ...] = Field(
+        default=(), description="Time of each resolution bucket's first observation (s), ascending."
+    )
     decode_tps: tuple[float, ...] = Field(default=(), description="Highest decode TPS observed in the bucket.")
     prefill_tps: tuple[float, ...] = Field(
         default=(), description="Highest prefill TPS observed in the bucket (0: none)."
@@ -126,6 +129,8 @@ def _schedule_ratio(
         if i == 0 or t_k - h.at[i - 1] > cfg.resolution_s:
             continue  # no level at that time
         j = bisect.bisect_right(h.at, t_k + lead)
+        if j == i and i < len(h.at) and h.at[i] - t_k <= cfg.resolution_s:
+            j = i + 1  # a lead shorter than the resolution: the bucket after t_k holds its demand
         level = values[i - 1]
         if j <= i or level <= 0:
             continue
@@ -181,7 +186,8 @@ def record(cfg: AnticipationConfig, history: DemandHistory, now: float, decode_t
     at, dec, pf = list(history.at), list(history.decode_tps), list(history.prefill_tps)
     if cfg.schedule_days:
         if at and math.floor(at[-1] / cfg.resolution_s) == math.floor(now / cfg.resolution_s) and now >= at[-1]:
-            at[-1], dec[-1], pf[-1] = now, max(dec[-1], decode_tps), max(pf[-1], pre)
+            # stamped at its first observation: the bucket's peak counts from the bucket's start
+            dec[-1], pf[-1] = max(dec[-1], decode_tps), max(pf[-1], pre)
         else:
             at.append(now)
             dec.append(decode_tps)

@@ -153,7 +153,7 @@ def test_history_keeps_the_highest_observation_per_bucket() -> None:
     h = record(cfg, DemandHistory(), 60.0, 100.0, 10.0)
     h = record(cfg, h, 120.0, 300.0, 5.0)
     h = record(cfg, h, 180.0, 200.0, 1.0)
-    assert h.at == (180.0,)
+    assert h.at == (60.0,)  # the bucket keeps the time of its first observation
     assert h.decode_tps == (300.0,)
     assert h.prefill_tps == (10.0,)
     assert h.last == (200.0, 1.0)
@@ -235,3 +235,19 @@ def test_no_scale_in_before_a_rise_the_schedule_expects_within_the_window() -> N
     assert at(held, t).action == "none"
     assert "scale-in held at 4" in at(held, t).reason
     assert at(held, 2 * DAY + RAMP).target_units == 4
+
+
+def test_sixty_second_cycles_read_the_five_minute_history() -> None:
+    """The history keeps one sample per 300 s; a 60-s cycle's lead (60 + 120 s) is shorter, and still
+    finds the bucket after the same time on the previous day."""
+    cfg = policy(schedule_days=1)
+    st, units, t = ServicePolicyState(), 1, 60
+    seen: dict[int, Decision] = {}
+    while t <= DAY + RAMP:
+        d, st = decide(cfg, st, float(t), ServiceMetrics(decode_tps=daily_ramp()(t)), units, 0, (1, 1),
+                       startup_delay_s=STARTUP)
+        seen[t] = d
+        units, t = d.target_units, t + 60
+    assert seen[DAY + RAMP - 120].target_units == 4  # 180 s ahead of the ramp
+    assert "anticipation" in seen[DAY + RAMP - 120].reason
+    assert seen[DAY + RAMP - 360].target_units < 4
