@@ -7,7 +7,7 @@ its 14 days by default (the schedule needs previous days: the first day has none
 code and conversation traces x10 for 60 minutes (one hour: no previous day, so only the trend can
 act there). Llama-3-70B on TP4 H100, curated as in ``policy_goals.py``.
 
-    .venv/bin/python benchmarks/anticipation_closed_loop.py                # 14 days / 60 minutes, ~12 min
+    .venv/bin/python benchmarks/anticipation_closed_loop.py                # 14 days / 60 minutes, ~9 min
     .venv/bin/python benchmarks/anticipation_closed_loop.py --days 3       # quicker
 """
 
