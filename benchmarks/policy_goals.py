@@ -2,7 +2,10 @@
 
 For each trace: curate (pressure test -> unit and per-pod figures), then decode-TPS control with the
 chosen defaults, the per-pool HPA baseline and a static allocation at the trace's peak, in one run
-each, beside the perfect-foresight oracle's GPU-hours. Goals (decode-TPS control):
+each, beside the perfect-foresight oracle's GPU-hours; decode-TPS control also without anticipation
+(no learned schedule, no saturation reading: the defaults before) and at the fixed curated unit
+(Algorithm 2 alone). Where the GPU-hours gap to the oracle comes from: ``oracle_gap.py``.
+Goals (decode-TPS control):
 SLO attainment >= 99 % (TTFT and TBT); GPU-hours >= 40 % below static-at-peak and within 15 % of
 the oracle; <= 4 reversals within 30 min per day per service; zero cycles off the unit.
 
@@ -13,6 +16,7 @@ the oracle; <= 4 reversals within 30 min per day per service; zero cycles off th
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 from pathlib import Path
 from typing import Any
@@ -74,6 +78,12 @@ def measure(label: str, trace: Trace, mode: str, period: float) -> list[dict[str
     """Curate, then the three policies in the loop; one row per policy."""
     settings, best, bounds, pols = curated(trace, mode, period)
     pols = {k: v for k, v in pols.items() if k in ("proportional", "proportional-fixed-unit", "hpa", "static")}
+    # the defaults before anticipation (issue 10, session 5): no learned schedule, no saturation reading
+    before = copy.deepcopy(pols["proportional"])
+    before.setdefault("anticipation", {})["schedule_days"] = 0
+    before.setdefault("prefill_guard", {})["saturated_util_percent"] = None
+    pols = {"proportional": pols["proportional"], "proportional-no-anticipation": before,
+            **{k: v for k, v in pols.items() if k != "proportional"}}
     rows = compare_policies(trace, settings, best.unit, best.prefill_tps_per_pod, best.decode_tps_per_pod,
                             policies=pols, bounds=bounds)
     for r in rows:

@@ -41,20 +41,18 @@ VARIANTS: list[tuple[str, dict[str, dict[str, Any]]]] = [
 ]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--days", type=float, default=3.0)
-    ap.add_argument("--minutes", type=float, default=60.0)
-    ap.add_argument("--csv", help="write the table here too")
-    args = ap.parse_args()
+def run_variants(variants: list[tuple[str, dict[str, dict[str, Any]]]], days: float, minutes: float,
+                 traces: int = 2) -> pd.DataFrame:
+    """Each variant of decode-TPS control (changes per config section from the defaults) in the closed
+    loop on the first ``traces`` of ``policy_goals.cases`` (ServeGen ``days``, Azure ``minutes``)."""
     rows: list[dict[str, Any]] = []
-    for label, trace, mode, period in cases(False)[:2]:
+    for label, trace, mode, period in cases(False)[:traces]:
         start = time.perf_counter()
-        trace = head(trace, args.days * 86400 if mode == "fluid" else args.minutes * 60)
+        trace = head(trace, days * 86400 if mode == "fluid" else minutes * 60)
         settings, best, bounds, candidates = curated(trace, mode, period)
         base = candidates["proportional"]
         pols: dict[str, dict[str, Any]] = {}
-        for name, changes in VARIANTS:
+        for name, changes in variants:
             pol = copy.deepcopy(base)
             for section, kv in changes.items():
                 pol.setdefault(section, {}).update(kv)
@@ -68,12 +66,24 @@ def main() -> None:
     df = pd.DataFrame(rows)
     df["dropped_share"] = df["dropped"] / df["arrivals"]
     df["actions_per_day"] = df["actions"] / df["days"]
-    cols = ["trace", "name", "att_ttft", "att_tbt", "dropped_share", "gpu_hours", "vs_oracle", "actions_per_day",
-            "reversals_per_day", "ratio_moves_per_day", "cycles_off_unit"]
+    return df
+
+
+COLUMNS = ["trace", "name", "att_ttft", "att_tbt", "dropped_share", "gpu_hours", "vs_oracle", "actions_per_day",
+           "reversals_per_day", "ratio_moves_per_day", "cycles_off_unit"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--days", type=float, default=3.0)
+    ap.add_argument("--minutes", type=float, default=60.0)
+    ap.add_argument("--csv", help="write the table here too")
+    args = ap.parse_args()
+    df = run_variants(VARIANTS, args.days, args.minutes)
     with pd.option_context("display.width", 250, "display.max_columns", 30):
-        print(df[cols].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+        print(df[COLUMNS].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     if args.csv:
-        df[cols].to_csv(args.csv, index=False)
+        df[COLUMNS].to_csv(args.csv, index=False)
 
 
 if __name__ == "__main__":

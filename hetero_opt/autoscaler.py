@@ -182,6 +182,7 @@ class Autoscaler:
             {sid: cur[sid] - n_starting[sid] for sid in configured},
             n_starting,
             unit,
+            startup_delay_s=self.startup_delay_s,
         )
         moves: list[RatioMove] = []
         move_alert: dict[str, str] = {}

@@ -16,6 +16,7 @@ from pydantic import Field, model_validator
 from hetero_opt.errors import InputError
 from hetero_opt.io import load_yaml_model
 from hetero_opt.policy._base import Frozen
+from hetero_opt.policy.anticipation import AnticipationConfig
 from hetero_opt.policy.feedback import LatencyTiers
 from hetero_opt.policy.hpa import HPABehavior, HPAControllerConfig
 from hetero_opt.policy.periodic import PeriodicWindow
@@ -71,6 +72,16 @@ class PrefillGuardConfig(Frozen):
         default=True,
         description="Proportional/hybrid: also hold enough units for prefill at the highest reachable P:D "
         "(prefill TPS / (p_max × prefill_tps_per_pod × target_utilisation)).",
+    )
+    hold_s: float | None = Field(
+        default=None, ge=0, le=86_400,
+        description="A move of p down waits until no higher p was wanted for this long (s); "
+        "None = the scale-in window.",
+    )
+    saturated_util_percent: float | None = Field(
+        default=95.0, gt=0, le=100,
+        description="Prefill GPU utilisation (%) at which the pool counts as saturated: its served prefill TPS "
+        "then under-reads demand, so it is read as at least the pods serving × prefill_tps_per_pod; None = off.",
     )
     target_utilisation: float = Field(
         default=0.8, gt=0, le=1,
@@ -146,6 +157,9 @@ class ServicePolicy(Frozen):
     feedback: FeedbackConfig = Field(default_factory=FeedbackConfig, description="Algorithm 3 settings.")
     hybrid: HybridConfig = Field(default_factory=HybridConfig, description="Hybrid memory settings.")
     prefill_guard: PrefillGuardConfig = Field(default_factory=PrefillGuardConfig, description="Prefill guard.")
+    anticipation: AnticipationConfig = Field(
+        default_factory=AnticipationConfig, description="Anticipation floor: learned schedule and trend look-ahead."
+    )
     periodic: PeriodicConfig = Field(default_factory=PeriodicConfig, description="Periodic schedule.")
     hpa: HPAPolicyConfig = Field(default_factory=HPAPolicyConfig, description="HPA baseline.")
     stability: StabilityConfig = Field(default_factory=StabilityConfig, description="Stability mechanisms.")

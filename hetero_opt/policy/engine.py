@@ -22,6 +22,7 @@ from pydantic import Field
 
 from hetero_opt.errors import InputError
 from hetero_opt.policy._base import Frozen
+from hetero_opt.policy.anticipation import DemandHistory, Forecast, forecast, lead_of, record
 from hetero_opt.policy.config import AutoscalerConfig, ServicePolicy
 from hetero_opt.policy.feedback import LatencySignal, classify, feedback_decision
 from hetero_opt.policy.hpa import (
@@ -119,6 +120,10 @@ class ServicePolicyState(Frozen):
         default=(), description="Prefill guard: raw prefill pods per unit inside the scale-in window (units = p)."
     )
     hybrid: HybridMemory = Field(default_factory=HybridMemory, description="Hybrid policy: latency-added units.")
+    demand: DemandHistory = Field(
+        default_factory=DemandHistory,
+        description="Anticipation: the service's past observations (decode, prefill TPS).",
+    )
     hpa_prefill: HPAHistory = Field(default_factory=HPAHistory, description="HPA baseline history, prefill pool.")
     hpa_decode: HPAHistory = Field(default_factory=HPAHistory, description="HPA baseline history, decode pool.")
 
@@ -339,6 +344,7 @@ def decide(
     unit: tuple[int, int],
     *,
     current_pods: tuple[int, int] | None = None,
+    startup_delay_s: float = 0.0,
 ) -> tuple[Decision, ServicePolicyState]:
     """Decide one service's target for this cycle.
 
@@ -358,6 +364,8 @@ def decide(
         ``(p, d)``: prefill and decode pods per unit.
     current_pods
         HPA baseline only: actual ``(prefill, decode)`` pods when pools drifted off the ratio.
+    startup_delay_s
+        How long new units take to serve (s); the anticipation floor covers it (``Autoscaler`` passes its own).
 
     Returns
     -------
@@ -382,8 +390,10 @@ def decide(
         now,
         st.cooldown_in_s,
     )
+    observed = metrics
+    metrics, saturated = _saturation(config, metrics, current_units, unit)
     proposal = _propose(config, state, now, metrics, supply, unit)
-    proposed, reason = proposal.units, proposal.reason
+    proposed, reason = proposal.units, proposal.reason + saturated
     need = prefill_units_needed(config, metrics, unit)
     if need is not None:
         # Algorithm 2's band on the prefill side: prefill alone scales out only when it needs more than
@@ -394,6 +404,24 @@ def decide(
         if floor > proposed:
             reason += f"; prefill needs {need:.3g} units → {floor}"
             proposed = floor
+    demand = state.demand
+    ahead = _anticipate(config, state.demand, now, metrics, unit, startup_delay_s)
+    if ahead is not None:
+        units_ahead, why = ahead
+        if units_ahead > proposed:
+            reason += f"; {why} → {units_ahead} units"
+            proposed = units_ahead
+    ant = config.anticipation
+    if proposed < supply and ant.schedule_days and ant.hold_scale_in and st.scale_in_window_s > 0:
+        # a scale-in looks as far ahead as the window looks back: no scale-in before a foreseen rise
+        lead = lead_of(ant, state.demand, now, startup_delay_s)
+        hold = _anticipate(config, state.demand, now, metrics, unit, startup_delay_s,
+                           horizon_s=max(lead, st.scale_in_window_s))
+        if hold is not None and min(hold[0], supply) > proposed:
+            reason += f"; scale-in held at {min(hold[0], supply)}: {hold[1]}"
+            proposed = min(hold[0], supply)
+    if config.policy in ANTICIPATING_POLICIES and observed.decode_tps is not None:
+        demand = record(config.anticipation, demand, now, observed.decode_tps, observed.prefill_tps)
     rule: str = config.policy
     target, history = stabilize_scale_in(state.scale_in_history, supply, proposed, now, st.scale_in_window_s)
     if target != proposed:
@@ -430,14 +458,16 @@ def decide(
         reason += f"; {guard.reason}"
     gp, gd = guard.unit
     # a move down of p waits out the scale-in window as a scale-in does (the ratio does not flap)
-    held_p, p_history = stabilize_scale_in(state.prefill_history, p, gp, now, st.scale_in_window_s)
+    p_window = st.scale_in_window_s if config.prefill_guard.hold_s is None else config.prefill_guard.hold_s
+    held_p, p_history = stabilize_scale_in(state.prefill_history, p, gp, now, p_window)
     if held_p != gp:
-        reason += f"; prefill move down held at {held_p}P by {st.scale_in_window_s:g} s window"
+        reason += f"; prefill move down held at {held_p}P by {p_window:g} s window"
         gp = held_p
     new_state = state.replace(
         scale_in_history=history,
         prefill_history=p_history,
         hybrid=hybrid,
+        demand=demand,
         last_scale_out_at=now if action == "out" else state.last_scale_out_at,
         last_scale_in_at=now if action == "in" else state.last_scale_in_at,
     )
@@ -454,6 +484,53 @@ def decide(
         alerts=(guard.alert,) if guard.alert else (),
     )
     return decision, new_state
+
+
+ANTICIPATING_POLICIES = frozenset({"proportional", "hybrid"})
+"""Policies the anticipation floor applies to (it sizes units as Algorithm 2 does)."""
+
+
+def _anticipate(
+    config: ServicePolicy, history: DemandHistory, now: float, m: ServiceMetrics, unit: tuple[int, int],
+    startup_delay_s: float, horizon_s: float | None = None,
+) -> tuple[int, str] | None:
+    """Units the anticipated peak needs (decode at the proportional target, prefill at the highest
+    reachable P:D as the prefill floor sizes it) and why; None without a forecast."""
+    if config.policy not in ANTICIPATING_POLICIES or m.decode_tps is None:
+        return None
+    f: Forecast | None = forecast(config.anticipation, history, now, m.decode_tps, m.prefill_tps, startup_delay_s,
+                                  horizon_s)
+    if f is None:
+        return None
+    units = f.decode_tps / (_target_tps(config) * unit[1])
+    pre = None if m.prefill_tps is None else prefill_units_needed(config, m.replace(prefill_tps=f.prefill_tps), unit)
+    if pre is not None and pre > units:
+        units = pre
+    return math.ceil(units - 1e-9), f.reason
+
+
+def _saturation(
+    config: ServicePolicy, m: ServiceMetrics, serving_units: int, unit: tuple[int, int]
+) -> tuple[ServiceMetrics, str]:
+    """``m`` with a saturated prefill pool's TPS read as at least its pods × the per-pod figure, and why.
+
+    Served prefill TPS cannot exceed what the pods do; where the per-pod figure overestimates them (a
+    mix of longer prompts than curated), a saturated pool reads as *below* its figure and the
+    ``target_utilisation`` rule never sees it short. At or above ``saturated_util_percent`` the pool is
+    taken at its figure, so the guard and the floor size it ``1 / target_utilisation`` larger.
+    """
+    g = config.prefill_guard
+    if (g.saturated_util_percent is None or not g.enabled or config.policy not in ("proportional", "hybrid")
+            or m.prefill_gpu_util is None or m.prefill_tps is None or g.prefill_tps_per_pod is None
+            or m.prefill_gpu_util < g.saturated_util_percent):
+        return m, ""
+    pods = serving_units * unit[0] if m.prefill_ready_pods is None else m.prefill_ready_pods
+    floor = pods * g.prefill_tps_per_pod
+    if floor <= m.prefill_tps:
+        return m, ""
+    why = (f"; prefill GPUs {m.prefill_gpu_util:g}% ≥ {g.saturated_util_percent:g}%: saturated, "
+           f"prefill TPS {m.prefill_tps:.4g} read as {pods} pods × {g.prefill_tps_per_pod:g} = {floor:.4g}")
+    return m.replace(prefill_tps=floor), why
 
 
 def prefill_units_needed(config: ServicePolicy, m: ServiceMetrics, unit: tuple[int, int]) -> float | None:
@@ -503,10 +580,13 @@ class PolicyEngine:
         current_units: Mapping[str, int],
         pending_units: Mapping[str, int],
         units: Mapping[str, tuple[int, int]],
+        *,
+        startup_delay_s: float = 0.0,
     ) -> tuple[dict[str, Decision], EngineState]:
         """Decide every configured service, in sorted id order.
 
-        A service without metrics this cycle gets empty :class:`ServiceMetrics`.
+        A service without metrics this cycle gets empty :class:`ServiceMetrics`; ``startup_delay_s``
+        is how long new units take to serve (the anticipation floor covers it).
         """
         decisions: dict[str, Decision] = {}
         new_states = dict(state.services)
@@ -522,6 +602,7 @@ class PolicyEngine:
                 current_units[sid],
                 pending_units.get(sid, 0),
                 units[sid],
+                startup_delay_s=startup_delay_s,
             )
             decisions[sid] = dec
             new_states[sid] = st

@@ -67,7 +67,9 @@ def signals(trace: Trace, settings: CurateSettings, executor: Executor | None = 
         "decode-tps": {"policy": "proportional",
                        "proportional": {"target_decode_tps_per_pod": dec * TARGET_UTILISATION},
                        # the signal alone (Algorithm 2): no prefill floor
-                       "prefill_guard": {"prefill_tps_per_pod": pre, "scale_units": False}},
+                       "prefill_guard": {"prefill_tps_per_pod": pre, "scale_units": False,
+                                         "saturated_util_percent": None},
+                       "anticipation": {"schedule_days": 0}},
     }
     cases = [Case(name, trace, settings.model, settings.gpu, settings.gpus_per_pod, unit,
                   peak if name == "static" else max(peak // 2, 1), 2 * peak, pol, settings.ttft_ms, settings.tbt_ms,

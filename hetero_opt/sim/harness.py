@@ -194,10 +194,19 @@ def run_case(case: Case) -> dict[str, Any]:
         "units_seen": " ".join(sorted({f"{a}P:{b}D" for a, b in zip(c["unit_prefill"], c["unit_decode"],
                                                                      strict=True)})),
         "pd_drift_max": float(((ratio - p / d).abs() / (p / d)).max()) if ratio.notna().any() else float("nan"),
+        "startup_gpu_hours": startup_gpu_hours(c, case.gpus_per_pod, case.startup_delay_s),
     }
     if case.keep_cycles:
         out["cycles"] = c
     return out
+
+
+def startup_gpu_hours(cycles: Any, gpus_per_pod: int, startup_delay_s: float) -> float:
+    """GPU-hours of pods starting up: every pod added (cycle over cycle, serving or starting) costs
+    ``startup_delay_s`` before it serves (reinstated soft scale-in pods are counted too)."""
+    pods = (cycles["prefill_pods"] + cycles["decode_pods"]).to_numpy(dtype=float)
+    added = float(np.clip(np.diff(pods), 0, None).sum()) if pods.size > 1 else 0.0
+    return added * gpus_per_pod * startup_delay_s / 3600
 
 
 def bounds_of(case: Case) -> tuple[float, float]:

@@ -180,3 +180,39 @@ def test_prefill_floor_has_algorithm_2s_band(decode_tps: float, units_of_prefill
     cfg = _svc(prefill_guard=guard, stability=StabilityConfig(cooldown_out_s=0, cooldown_in_s=0, scale_in_window_s=0))
     d, _ = decide(cfg, ServicePolicyState(), 0.0, m, 5, 0, (3, 1))
     assert d.target_units == target
+
+
+def saturated_policy(threshold: float | None) -> ServicePolicy:
+    return ServicePolicy(
+        service="s",
+        policy="proportional",
+        proportional=ProportionalConfig(target_decode_tps_per_pod=1000.0),
+        prefill_guard=PrefillGuardConfig(prefill_tps_per_pod=10_000.0, min_prefill_per_decode=1,
+                                         max_prefill_per_decode=6, saturated_util_percent=threshold),
+    )
+
+
+@pytest.mark.parametrize(
+    ("threshold", "util", "unit"),
+    [
+        # served 20,000 / (10,000 × 0.8) = 2.5 pods ≤ 3: the pool reads as fine ...
+        (None, 100.0, (3, 1)),  # ... with the rule off
+        (95.0, 90.0, (3, 1)),  # ... below the threshold
+        # saturated: read as 3 pods × 10,000 = 30,000 → 3.75 pods → 4P:1D (the figure overestimated the pods)
+        (95.0, 100.0, (4, 1)),
+    ],
+)
+def test_a_saturated_prefill_pool_is_read_at_its_pods_not_its_served_tps(
+    threshold: float | None, util: float, unit: tuple[int, int]
+) -> None:
+    m = ServiceMetrics(decode_tps=900.0, prefill_tps=20_000.0, prefill_gpu_util=util)
+    d, _ = decide(saturated_policy(threshold), ServicePolicyState(), 300.0, m, 1, 0, (3, 1))
+    assert d.unit == unit
+    assert ("saturated" in d.reason) == (unit == (4, 1))
+
+
+def test_saturation_never_lowers_the_prefill_reading() -> None:
+    m = ServiceMetrics(decode_tps=900.0, prefill_tps=40_000.0, prefill_gpu_util=100.0)  # above 3 × 10,000
+    d, _ = decide(saturated_policy(95.0), ServicePolicyState(), 300.0, m, 1, 0, (3, 1))
+    assert d.unit == (5, 1)  # 40,000 / 8,000 = 5 pods, as without the rule
+    assert "saturated" not in d.reason
