@@ -7,6 +7,7 @@ greedy) so a shared machine's load shifts both alike; the ratio of medians is wh
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from collections.abc import Callable
@@ -61,13 +62,19 @@ def test_load_json_vs_greedy(benchmark: Any, production: Instance, size: str, tm
     loaded = benchmark.pedantic(load_instance, args=(path,), rounds=3, iterations=1)
     assert loaded == inst
     load_s, greedy_s = _alternating(lambda: load_instance(path), lambda: greedy_plan(inst, build_view(inst)), 7)
+    text = path.read_text()
+    parse_s, _ = _alternating(lambda: json.loads(text), lambda: None, 7)
     print(
         f"\nproduction {size} JSON ({len(inst.nodes)} nodes, {path.stat().st_size / 1e6:.1f} MB): "
-        f"load {load_s:.3f} s, greedy {greedy_s:.3f} s, load/greedy {load_s / greedy_s:.2f} (medians of 7)"
+        f"load {load_s:.3f} s, greedy {greedy_s:.3f} s, load/greedy {load_s / greedy_s:.2f}; "
+        f"json.loads alone {parse_s:.3f} s, load/json.loads {load_s / parse_s:.2f} (medians of 7)"
     )
-    # Goal (issue 8): load <= greedy, not met at 1x: measured 1.5-2.1 at 1x, 1.0-1.5 at 2x, 0.8-1.0
-    # at 4x (4.8 / 4.0 / 2.5 before the fast path); 3.0 guards a regression on the shared machine.
-    assert load_s / greedy_s < 3.0
+    # Goal (issue 8): load <= greedy, not met: measured 1.5-2.1 / 1.0-1.5 / 0.8-1.0 at 1x / 2x / 4x on
+    # 2026-12-01 (4.8 / 4.0 / 2.5 before the fast path), 3.4 / 1.9 / 2.1 on 2026-12-02 after the greedy
+    # got 2-3x faster at scale (decision 41). The guard against a regression of loading compares it
+    # with Python's own JSON parse of the same text: 3-5x today, ~9x on the reference path (before the
+    # fast path: 0.59 s against 0.065 s at 1x).
+    assert load_s / parse_s < 8.0
 
 
 def test_load_yaml_vs_greedy(production: Instance, tmp_path: Path) -> None:
