@@ -19,16 +19,20 @@ def _restore_gc() -> object:
     gc.enable() if was else gc.disable()
 
 
+def _nested_then_fail() -> None:
+    with gc_paused():
+        assert not gc.isenabled()
+        with gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the inner block does not re-enable inside the outer one
+        raise KeyError("x")
+
+
 @pytest.mark.parametrize("enabled", [True, False])
 def test_restored_after_nested_blocks_and_errors(enabled: bool) -> None:
     gc.enable() if enabled else gc.disable()
     with pytest.raises(KeyError):
-        with gc_paused():
-            assert not gc.isenabled()
-            with gc_paused():
-                assert not gc.isenabled()
-            assert not gc.isenabled()  # the inner block does not re-enable inside the outer one
-            raise KeyError("x")
+        _nested_then_fail()
     assert gc.isenabled() is enabled
 
 
