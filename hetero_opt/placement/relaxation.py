@@ -478,13 +478,15 @@ def solve_freed(
         col_of[index[on_free]].astype(np.int32),
         value[on_free],
     )
-    if not full:
-        _all_or_nothing_rows(h, lp, freed, free, col_of)
+    binaries = _all_or_nothing_rows(h, lp, freed, free, col_of) if not full else []
     h.setOptionValue("mip_rel_gap", 0.0)
     h.setOptionValue("mip_max_nodes", node_limit)
-    if incumbent is not None and h.getNumCol() == k:  # (all-or-nothing binaries would need values too)
+    if incumbent is not None:
+        known = [float(v) for v in np.round(incumbent[free])]
+        # an all-or-nothing request's binary is its units over its delta (0 or 1 in any integral solution)
+        known += [sum(known[c] for c in cols) / delta for cols, delta in binaries]
         first = highspy.HighsSolution()
-        first.col_value = list(np.round(incumbent[free]))
+        first.col_value = known
         first.value_valid = True
         h.setSolution(first)
     terms: list[tuple[dict[int, float], bool]] = [] if full else [(t, True) for t in lp.served.values()]
@@ -523,9 +525,10 @@ def solve_freed(
 
 def _all_or_nothing_rows(
     h: highspy.Highs, lp: Relaxation, freed: set[str], free: np.ndarray, col_of: np.ndarray
-) -> None:
+) -> list[tuple[list[int], int]]:
     """A binary per freed all-or-nothing request: its units are 0 or its whole delta (the LP row is only
-    ``<= delta``); columns appended after the ``free`` ones."""
+    ``<= delta``); columns appended after the ``free`` ones. Returns, per binary in column order, the
+    sub-model columns of the request's units and its delta."""
     units: dict[str, list[int]] = {}
     delta: dict[str, int] = {}
     for cols in lp.slots:
@@ -533,12 +536,15 @@ def _all_or_nothing_rows(
         if req.all_or_nothing and req.service.id in freed and free[cols.units]:
             units.setdefault(req.service.id, []).append(int(col_of[cols.units]))
             delta[req.service.id] = req.delta
+    binaries: list[tuple[list[int], int]] = []
     for sid, cols_ in sorted(units.items()):
         z = h.getNumCol()
         h.addVar(0.0, 1.0)
         h.changeColIntegrality(z, highspy.HighsVarType.kInteger)
         idx = np.array([*cols_, z], dtype=np.int32)
         h.addRow(0.0, 0.0, len(idx), idx, np.array([1.0] * len(cols_) + [-float(delta[sid])]))
+        binaries.append((cols_, delta[sid]))
+    return binaries
 
 
 def _unit_reduced_cost(cols: SlotColumns, reduced: np.ndarray) -> float:
