@@ -161,3 +161,30 @@ def score(instance: Instance, plan: Plan, view: TopologyView | None = None) -> S
         emptied_groups=emptied,
         whole_free_nodes=whole_free,
     )
+
+
+def whole_free_bound(view: TopologyView, unserved_lb: list[int]) -> int:
+    """Upper bound on term 5 (whole free nodes) of any plan whose GPUs unserved per priority class (highest
+    first) are ``unserved_lb``, the lower bound on term 1: the only plans term 5 can decide against.
+
+    Such a plan adds at least ``wanted scale-out GPUs - unserved`` GPUs per class (a class's unserved GPUs
+    may all be scale-out), and only nodes that are whole free now can count (removals do not free GPUs
+    within the cycle). The added GPUs need free GPUs outside the nodes kept whole, so at most the smallest
+    whole free nodes whose GPUs sum to no more than the free GPUs minus the added ones stay whole.
+    """
+    wanted_out: defaultdict[int, int] = defaultdict(int)
+    for r in view.requests:
+        if r.delta > 0:
+            wanted_out[r.service.priority] += r.delta * r.service.gpus_per_unit
+    priorities = sorted({r.service.priority for r in view.requests}, reverse=True)
+    lb = dict(zip(priorities, unserved_lb, strict=False))
+    added = sum(max(0, w - lb.get(p, 0)) for p, w in wanted_out.items())
+    nodes = view.instance.nodes
+    room = sum(view.free(n) for n in nodes) - added
+    kept = 0
+    for total in sorted(n.gpus_total for n in nodes if n.gpus_free == n.gpus_total and view.free(n) == n.gpus_total):
+        if total > room:
+            break
+        room -= total
+        kept += 1
+    return kept

@@ -58,7 +58,7 @@ from hetero_opt.placement.cpsat.stages import (
     has_time_to_build,
 )
 from hetero_opt.placement.greedy import greedy_counts
-from hetero_opt.placement.objective import Score, modelled
+from hetero_opt.placement.objective import Score, modelled, whole_free_bound
 from hetero_opt.placement.plan import GroupChange
 from hetero_opt.topology import RequestView, TopologyView, build_view
 
@@ -407,7 +407,7 @@ def _bound(view: TopologyView, results: list[PartResult]) -> Score:
         premium_cost=sum(r.staged.premium_lb for r in results),
         new_groups=new_groups,
         emptied_groups=emptied,
-        whole_free_nodes=sum(1 for n in view.instance.nodes if n.gpus_free == n.gpus_total),
+        whole_free_nodes=whole_free_bound(view, unserved),
     )
 
 

@@ -29,7 +29,7 @@ from hetero_opt.placement.milp.model import (
     hint_values,
     is_feasible,
 )
-from hetero_opt.placement.objective import Score, gpu_cost
+from hetero_opt.placement.objective import Score, gpu_cost, whole_free_bound
 from hetero_opt.topology import TopologyView
 
 ENGINES = {"highs": "HiGHS", "cbc": "PULP_CBC_CMD"}
@@ -322,7 +322,7 @@ class MilpBackend:
         new_groups = _term_bound(by_name.get("new_groups"), proven, evaluate(model.new_groups, values), 0, 1)
         proven = proven and (by_name.get("new_groups") is None or by_name["new_groups"].optimal)
         emptied = _term_bound(by_name.get("emptied"), proven, evaluate(model.emptied, values), len(model.emptied), -1)
-        free_nodes = sum(1 for n in view.instance.nodes if n.gpus_free == n.gpus_total)
+        free_nodes = whole_free_bound(view, unserved)
         return Score(
             priorities=list(model.wanted_by_priority),
             unserved_gpus=unserved,
