@@ -46,4 +46,4 @@ loadtest: $(STAMP)
 	$(BIN)/python benchmarks/serve_load.py
 
 clean:
-	rm -rf $(VENV) out mutants .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) out mutants .pytest_cache .mypy_cache .ruff_cache instance.schema.json prod.json

@@ -34,7 +34,7 @@ VARIANTS: list[tuple[str, dict[str, dict[str, Any]]]] = [
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--days", type=float, default=14.0)
     ap.add_argument("--minutes", type=float, default=60.0)
     ap.add_argument("--csv", help="write the table here too")

@@ -136,7 +136,7 @@ def ladder(label: str, trace: Trace, mode: str, period: float, policy_name: str 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="1 day of ServeGen, 20 min of each Azure trace")
     args = ap.parse_args()
     rows = []

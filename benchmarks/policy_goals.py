@@ -106,7 +106,7 @@ def verdicts(r: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="short windows")
     ap.add_argument("--csv", type=Path, help="write the table here too")
     args = ap.parse_args()

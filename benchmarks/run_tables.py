@@ -17,7 +17,7 @@ DEFAULT = ("small", "contention", "moe", "medium", "production")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("suites", nargs="*", default=list(DEFAULT), choices=sorted(SUITES))
     parser.add_argument("--solvers", default=",".join(DEFAULT_SOLVERS))
     parser.add_argument("--time-limit", type=float, default=2.0)

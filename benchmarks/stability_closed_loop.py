@@ -74,7 +74,7 @@ COLUMNS = ["trace", "name", "att_ttft", "att_tbt", "dropped_share", "gpu_hours",
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--days", type=float, default=3.0)
     ap.add_argument("--minutes", type=float, default=60.0)
     ap.add_argument("--csv", help="write the table here too")

@@ -193,7 +193,7 @@ class Autoscaler:
                 continue
             if draining[sid]:  # the drain batches hold pods of the current unit
                 move_alert[sid] = (f"ratio move {unit[sid][0]}P:{unit[sid][1]}D → {want[0]}P:{want[1]}D deferred: "
-                                   f"{sum(b.units for b in draining[sid])} units still draining (soft scale-in)")
+                                   f"{_units(sum(b.units for b in draining[sid]))} still draining (soft scale-in)")
                 continue
             move, why = plan_move(instance, sid, want, solver="greedy", time_limit=self.time_limit, seed=self.seed)
             if move is None:
@@ -297,3 +297,8 @@ class Autoscaler:
     def save_state(self) -> str:
         """The state as JSON."""
         return self.state.model_dump_json()
+
+
+def _units(n: int) -> str:
+    """``n`` unit(s), in words."""
+    return f"{n} unit" if n == 1 else f"{n} units"

@@ -90,7 +90,9 @@ def proportional_decision(
         r = pods_exact / (supply_units * decode_per_unit)
         ratio = float(r)
         up, down = 1 + exact(theta_out), 1 - exact(theta_in)
-        rtxt = f"R={ratio:.2f}"
+        # two decimals, or three where two would print R equal to the threshold it crossed
+        digits = 3 if f"{ratio:.2f}" in (f"{float(up):.2f}", f"{float(down):.2f}") else 2
+        rtxt = f"R={ratio:.{digits}f}"
         if r > up:
             action = "out" if out_cooldown_ok else "none"
             why = f"{head}; {rtxt} > {float(up):.2f}" + ("" if out_cooldown_ok else " but out-cooldown active")

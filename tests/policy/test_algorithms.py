@@ -66,6 +66,13 @@ def test_proportional_thresholds(tps: float, supply: int, action: str, target: i
     assert (r.action, r.target_units) == (action, target)
 
 
+def test_proportional_reason_shows_r_apart_from_the_threshold_it_crossed() -> None:
+    # 1102 TPS / 100 per pod over 10 pods: R = 1.102, which two decimals would print as 1.10 > 1.10
+    r = prop(1102, 10)
+    assert "R=1.102 > 1.10" in r.reason
+    assert "R=1.30 > 1.10" in prop(1300, 10).reason  # two decimals where they tell R and the threshold apart
+
+
 def test_proportional_rounds_to_whole_units() -> None:
     # 13 pods, d = 4 → ceil(3.25) = 4 units
     assert prop(1300, 2, d=4).target_units == 4
