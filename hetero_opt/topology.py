@@ -105,7 +105,8 @@ class TopologyView:
     @cached_property
     def gpu_types_by_s1(self) -> dict[str, frozenset[str]]:
         """GPU types present under each S1."""
-        return {s1: frozenset(n.gpu_type for n in ns) for s1, ns in self.nodes_by_s1.items()}
+        gpu_type = attrgetter("gpu_type")
+        return {s1: frozenset(map(gpu_type, ns)) for s1, ns in self.nodes_by_s1.items()}
 
     @cached_property
     def tier_by_s1(self) -> dict[str, Tier]:

@@ -114,13 +114,19 @@ def free_nodes(view: TopologyView) -> dict[tuple[str, str], list[tuple[str, int]
     sorted by id; computed once per view (binding runs many times on one view in the LP path)."""
     cached = view.memo.get("free_nodes")
     if cached is None:
-        nodes: defaultdict[tuple[str, str], list[tuple[str, int]]] = defaultdict(list)
+        nodes: dict[tuple[str, str], list[tuple[str, int]]] = {}
         taken = view.taken
         for s1, ns in view.nodes_by_s1.items():  # sorted by id within each S1
+            by_type: dict[str, list[tuple[str, int]]] = {}
             for n in ns:
                 free = n.gpus_free - taken.get(n.id, 0) if taken else n.gpus_free  # view.free(n), inlined
                 if free > 0:
-                    nodes[(s1, n.gpu_type)].append((n.id, free))
+                    if n.gpu_type in by_type:
+                        by_type[n.gpu_type].append((n.id, free))
+                    else:
+                        by_type[n.gpu_type] = [(n.id, free)]
+            for gpu_type, free_list in by_type.items():
+                nodes[(s1, gpu_type)] = free_list
         cached = view.memo["free_nodes"] = dict(sorted(nodes.items()))
     out: dict[tuple[str, str], list[tuple[str, int]]] = cached  # type: ignore[assignment]
     return out

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from operator import itemgetter
 
 from hetero_opt.instance import TIERS, Instance, Service
 from hetero_opt.placement.binding import CountKey, Counts, FreePool, GroupDraft, bind_plan, free_nodes
@@ -69,7 +70,7 @@ class _Capacity:
         self.subgroup_of = view.subgroup_by_s1
         self.by_subgroup: defaultdict[str, Counter[str]] = defaultdict(Counter)
         for (s1, gpu_type), nodes in self.nodes.items():
-            self.by_subgroup[self.subgroup_of[s1]][gpu_type] += sum(free for _, free in nodes)
+            self.by_subgroup[self.subgroup_of[s1]][gpu_type] += sum(map(itemgetter(1), nodes))
 
     def take(self, s1: str, gpu_type: str, size: int) -> str | None:
         """Best-fit one pod of ``size`` GPUs on (S1, GPU type); its node, or None."""
