@@ -151,4 +151,4 @@ def test_no_move_while_soft_scale_in_drains() -> None:
     d = a.step(60.0, {"chat": ServiceMetrics(decode_tps=100, prefill_tps=800)}, inst)
     r = d.services[0]
     assert (d.moves, r.unit, r.wanted_unit) == ([], (3, 1), (4, 1))
-    assert any("deferred: 1 units still draining" in x for x in r.alerts)
+    assert any("deferred: 1 unit still draining" in x for x in r.alerts)
