@@ -48,7 +48,11 @@ def test_whole_free_nodes_are_bounded_by_what_the_served_gpus_leave() -> None:
 def test_whole_free_bound_counts_the_smallest_whole_nodes_first_and_only_whole_ones() -> None:
     view = build_view(
         make_instance(
-            nodes=[node("big", "a", "a-1"), node("small", "a", "a-1", total=4, free=4), node("part", "a", "a-1", free=6)],
+            nodes=[
+                node("big", "a", "a-1"),
+                node("small", "a", "a-1", total=4, free=4),
+                node("part", "a", "a-1", free=6),
+            ],
             services=[pd_service("chat", "s1", p_size=4, d_size=4)],
             requests=[request("chat", 1)],
         )
