@@ -35,7 +35,7 @@ class RequestView:
         return self.target_units - self.current_units
 
 
-_CAPACITY_CACHES = ("free_by_s1_type", "slots_by_size", "cells_by_size_type", "memo")
+_CAPACITY_CACHES = ("free_nodes", "free_by_s1_type", "slots_by_size", "cells_by_size_type", "memo")
 
 
 @dataclass(frozen=True, eq=False)
@@ -148,16 +148,28 @@ class TopologyView:
         return out
 
     @cached_property
-    def free_by_s1_type(self) -> dict[tuple[str, str], Counter[int]]:
-        """Histogram of free GPUs per node, per (S1, GPU type)."""
-        out: defaultdict[tuple[str, str], Counter[int]] = defaultdict(Counter)
+    def free_nodes(self) -> dict[tuple[str, str], list[tuple[str, int]]]:
+        """(node id, free GPUs) of the nodes with GPUs free and not :attr:`taken`, per (S1, GPU type),
+        ids ascending; the one pass over every node that the capacity look-ups, the greedy and binding read."""
+        out: dict[tuple[str, str], list[tuple[str, int]]] = {}
         taken = self.taken
-        for s1, ns in self.nodes_by_s1.items():
+        for s1, ns in self.nodes_by_s1.items():  # sorted by id within each S1
+            by_type: dict[str, list[tuple[str, int]]] = {}
             for n in ns:
                 free = n.gpus_free - taken.get(n.id, 0) if taken else n.gpus_free  # self.free(n), inlined
                 if free > 0:
-                    out[(s1, n.gpu_type)][free] += 1
+                    if n.gpu_type in by_type:
+                        by_type[n.gpu_type].append((n.id, free))
+                    else:
+                        by_type[n.gpu_type] = [(n.id, free)]
+            for gpu_type, free_list in by_type.items():
+                out[(s1, gpu_type)] = free_list
         return dict(sorted(out.items()))
+
+    @cached_property
+    def free_by_s1_type(self) -> dict[tuple[str, str], Counter[int]]:
+        """Histogram of free GPUs per node, per (S1, GPU type)."""
+        return {key: Counter(free for _, free in nodes) for key, nodes in self.free_nodes.items()}
 
     def slots(self, s1: str, gpu_type: str, size: int) -> int:
         """Pods of ``size`` GPUs that fit on the free GPUs of (S1, GPU type) if placed alone."""

@@ -82,7 +82,7 @@ class FreePool:
     @classmethod
     def of(cls, view: TopologyView, key: tuple[str, str]) -> FreePool:
         """A fresh pool of the nodes of ``key`` (S1, GPU type) with the free GPUs ``view`` has not promised."""
-        return cls(free_nodes(view).get(key, []))
+        return cls(view.free_nodes.get(key, []))
 
     def take(self, size: int) -> str | None:
         """Put one pod of ``size`` GPUs on the best-fitting node; return it, or None."""
@@ -109,34 +109,6 @@ class FreePool:
         bisect.insort(self.buckets[free + size], node_id)
 
 
-def free_nodes(view: TopologyView) -> dict[tuple[str, str], list[tuple[str, int]]]:
-    """(node id, free GPUs) of the nodes with free GPUs the view has not promised, per (S1, GPU type),
-    sorted by id; computed once per view (binding runs many times on one view in the LP path)."""
-    cached = view.memo.get("free_nodes")
-    if cached is None:
-        nodes: dict[tuple[str, str], list[tuple[str, int]]] = {}
-        taken = view.taken
-        for s1, ns in view.nodes_by_s1.items():  # sorted by id within each S1
-            by_type: dict[str, list[tuple[str, int]]] = {}
-            for n in ns:
-                free = n.gpus_free - taken.get(n.id, 0) if taken else n.gpus_free  # view.free(n), inlined
-                if free > 0:
-                    if n.gpu_type in by_type:
-                        by_type[n.gpu_type].append((n.id, free))
-                    else:
-                        by_type[n.gpu_type] = [(n.id, free)]
-            for gpu_type, free_list in by_type.items():
-                nodes[(s1, gpu_type)] = free_list
-        cached = view.memo["free_nodes"] = dict(sorted(nodes.items()))
-    out: dict[tuple[str, str], list[tuple[str, int]]] = cached  # type: ignore[assignment]
-    return out
-
-
-def make_pools(view: TopologyView) -> dict[tuple[str, str], FreePool]:
-    """A fresh :class:`FreePool` per (S1, GPU type) with free GPUs (those the view has not promised)."""
-    return {k: FreePool(v) for k, v in free_nodes(view).items()}
-
-
 def bind(view: TopologyView, drafts: list[GroupDraft]) -> list[GroupChange]:
     """Bind every draft's counts to nodes; raise :class:`BindingError` if additions do not fit.
 
@@ -152,7 +124,7 @@ def bind(view: TopologyView, drafts: list[GroupDraft]) -> list[GroupChange]:
                 items[(s1, gpu_type)].append((-svc.role(role).gpus_per_pod, i, role, n))
     pods: list[Counter[tuple[str, str]]] = [Counter() for _ in drafts]
     for key in sorted(items):
-        pool = FreePool.of(view, key) if key in free_nodes(view) else None
+        pool = FreePool.of(view, key) if key in view.free_nodes else None
         placed = _best_fit(pool, sorted(items[key])) if pool else None
         if placed is None and pool and not is_chain([-size for size, _, _, _ in items[key]]):
             placed = _exact_packing(pool, sorted(items[key]))  # best fit is exact for a chain of sizes

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 
 from hetero_opt.instance import TIERS, Instance, Service
-from hetero_opt.placement.binding import CountKey, Counts, FreePool, GroupDraft, bind_plan, free_nodes
+from hetero_opt.placement.binding import CountKey, Counts, FreePool, GroupDraft, bind_plan
 from hetero_opt.placement.plan import Plan
 from hetero_opt.topology import RequestView, TopologyView, build_view
 
@@ -65,7 +65,7 @@ class _Capacity:
     passed over at once (at scale most requests walk many full subgroups)."""
 
     def __init__(self, view: TopologyView) -> None:
-        self.nodes = free_nodes(view)
+        self.nodes = view.free_nodes
         self.pools: dict[tuple[str, str], FreePool] = {}
         self.subgroup_of = view.subgroup_by_s1
         self.by_subgroup: defaultdict[str, Counter[str]] = defaultdict(Counter)

@@ -182,7 +182,7 @@ def whole_free_bound(view: TopologyView, unserved_lb: list[int]) -> int:
     nodes = view.instance.nodes
     room = sum(view.free(n) for n in nodes) - added
     kept = 0
-    for total in sorted(n.gpus_total for n in nodes if n.gpus_free == n.gpus_total and view.free(n) == n.gpus_total):
+    for total in sorted(n.gpus_total for n in nodes if view.free(n) == n.gpus_total):
         if total > room:
             break
         room -= total

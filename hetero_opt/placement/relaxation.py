@@ -218,17 +218,12 @@ def solve_relaxation(
     everything = np.arange(n, dtype=np.int32)
     iterations = 0
     for name, terms, maximise in stages:
-        left = budget.left()
-        if left <= 0 or name == stop_before:
+        if budget.left() <= 0 or name == stop_before:
             return out
         h.changeColsCost(n, everything, _cost(n, terms))
         h.changeObjectiveSense(highspy.ObjSense.kMaximize if maximise else highspy.ObjSense.kMinimize)
-        # HiGHS compares time_limit with the object's run time summed over every run() (issues #1331, #1477)
-        h.setOptionValue("time_limit", h.getRunTime() + max(left, 1e-3))
-        if iteration_limit is not None:
-            h.setOptionValue("simplex_iteration_limit", max(0, iteration_limit - iterations))
         tick = time.perf_counter()
-        h.run()
+        _run_lp(h, budget, iteration_limit, iterations)
         out.stats[f"lp_{name}_s"] = time.perf_counter() - tick
         iterations += int(h.getInfo().simplex_iteration_count)
         out.stats["lp_iterations"] = float(iterations)
@@ -240,12 +235,12 @@ def solve_relaxation(
         coef = np.array(list(terms.values()))
         inf = highspy.kHighsInf
         if maximise:
-            bound = math.floor(value + OBJ_TOL_ABS + OBJ_TOL_REL * abs(value))
+            bound = _floor(value)
             out.served_ub[int(name.removeprefix("served"))] = bound
             if len(idx):
                 h.addRow(float(bound), inf, len(idx), idx, coef)
         else:
-            bound = math.ceil(value - OBJ_TOL_ABS - OBJ_TOL_REL * abs(value))
+            bound = _ceil(value)
             if name == "premium":
                 out.premium_lb = bound
             else:
@@ -262,6 +257,26 @@ def nothing_to_place(lp: Relaxation, full_service: bool = False) -> LpOutcome:
     proven (a solved LP, not one out of time)."""
     served = dict.fromkeys(lp.served, 0)
     return LpOutcome(served, 0, 0, np.zeros(lp.num_cols), complete=True, full_service=full_service)
+
+
+def _run_lp(h: highspy.Highs, budget: Budget, iteration_limit: int | None, used: int = 0) -> None:
+    """One LP ``run()`` of ``h`` within what is left of ``budget`` and of ``iteration_limit`` (``used`` spent)."""
+    # HiGHS compares an LP's time_limit with the object's run time summed over every run() (issues #1331,
+    # #1477; a MIP's clock restarts, measured with highspy 1.14)
+    h.setOptionValue("time_limit", h.getRunTime() + max(budget.left(), 1e-3))
+    if iteration_limit is not None:
+        h.setOptionValue("simplex_iteration_limit", max(0, iteration_limit - used))
+    h.run()
+
+
+def _ceil(value: float) -> int:
+    """An LP minimum as an integer lower bound (the objective's coefficients are integers)."""
+    return math.ceil(value - OBJ_TOL_ABS - OBJ_TOL_REL * abs(value))
+
+
+def _floor(value: float) -> int:
+    """An LP maximum as an integer upper bound."""
+    return math.floor(value + OBJ_TOL_ABS + OBJ_TOL_REL * abs(value))
 
 
 def _highs(lp: Relaxation) -> highspy.Highs:
@@ -326,10 +341,7 @@ def solve_full_service(
     n = lp.num_cols
     h.changeColsCost(n, np.arange(n, dtype=np.int32), _cost(n, lp.premium))
     h.changeObjectiveSense(highspy.ObjSense.kMinimize)
-    h.setOptionValue("time_limit", max(budget.left(), 1e-3))
-    if iteration_limit is not None:
-        h.setOptionValue("simplex_iteration_limit", max(0, iteration_limit))
-    h.run()
+    _run_lp(h, budget, iteration_limit)
     status = h.getModelStatus()
     out.stats["lp_full_service_s"] = time.perf_counter() - start
     out.stats["lp_iterations"] = float(h.getInfo().simplex_iteration_count)
@@ -341,21 +353,17 @@ def solve_full_service(
     out.values = np.array(h.getSolution().col_value)
     out.reduced = np.array(h.getSolution().col_dual)
     out.served_ub = wanted_gpus(lp)
-    out.premium_lb = math.ceil(value - OBJ_TOL_ABS - OBJ_TOL_REL * abs(value))
+    out.premium_lb = _ceil(value)
     out.full_service = True
     if groups and lp.groups and lp.premium:
         idx = np.fromiter(lp.premium.keys(), dtype=np.int32, count=len(lp.premium))
         coef = np.fromiter(lp.premium.values(), dtype=float, count=len(lp.premium))
         h.addRow(-highspy.kHighsInf, float(out.premium_lb), len(idx), idx, coef)
         h.changeColsCost(n, np.arange(n, dtype=np.int32), _cost(n, lp.groups))
-        h.setOptionValue("time_limit", h.getRunTime() + max(budget.left(), 1e-3))
-        if iteration_limit is not None:
-            used = int(h.getInfo().simplex_iteration_count)
-            h.setOptionValue("simplex_iteration_limit", max(0, iteration_limit - used))
-        h.run()
+        _run_lp(h, budget, iteration_limit, int(h.getInfo().simplex_iteration_count))
         if h.getModelStatus() == highspy.HighsModelStatus.kOptimal:
             found = float(h.getInfo().objective_function_value)
-            out.groups_lb = math.ceil(found - OBJ_TOL_ABS - OBJ_TOL_REL * abs(found))
+            out.groups_lb = _ceil(found)
         out.stats["lp_full_service_s"] = time.perf_counter() - start
     return out
 
@@ -385,10 +393,7 @@ def solve_weighted(lp: Relaxation, budget: Budget, iteration_limit: int | None =
         weight *= SERVED_WEIGHT_STEP
     h.changeColsCost(n, np.arange(n, dtype=np.int32), cost)
     h.changeObjectiveSense(highspy.ObjSense.kMaximize)
-    h.setOptionValue("time_limit", max(budget.left(), 1e-3))
-    if iteration_limit is not None:
-        h.setOptionValue("simplex_iteration_limit", max(0, iteration_limit))
-    h.run()
+    _run_lp(h, budget, iteration_limit)
     out.stats["lp_weighted_s"] = time.perf_counter() - start
     out.stats["lp_iterations"] = float(h.getInfo().simplex_iteration_count)
     if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
@@ -499,7 +504,7 @@ def solve_freed(
             continue
         h.changeColsCost(k, np.arange(k, dtype=np.int32), np.append(cost, np.zeros(h.getNumCol() - k)))
         h.changeObjectiveSense(highspy.ObjSense.kMaximize if maximise else highspy.ObjSense.kMinimize)
-        h.setOptionValue("time_limit", max(budget.left(), 1e-3))
+        h.setOptionValue("time_limit", max(budget.left(), 1e-3))  # a MIP's clock restarts each run()
         if solution is not None:
             h.setSolution(solution)
         h.run()

@@ -232,11 +232,9 @@ def _place_lp(
         hood = _integral_neighbourhood(lp, outcome, {r.service.id for r in freed}, options, budget, termination, stats)
         if ample and (hood is None or not _meets_bounds(lp, outcome, hood.values)):
             # the kept requests may be what blocks: where the limit is ample, a MIP over every request
-            nodes = max(1, int(MIP_NODES_PER_SECOND * options.time_limit))
             ids = {r.service.id for r in part}
-            mip = budget.wall_share(MIP_SHARE)
             first = hood.values if hood is not None else None
-            every = solve_freed(lp, outcome.values, ids, mip, nodes, np.zeros(lp.num_cols), False, first)
+            every = _every_slot(lp, outcome, ids, options, budget.wall_share(MIP_SHARE), first)
             termination.append("mip-every-request:" + ("NONE" if every is None else "FEASIBLE"))
             if every is not None and every.served_proven:
                 proven_served = round(float(lp.cost_vector(("served", max(lp.served))) @ every.values))
@@ -383,6 +381,22 @@ def _served(view: TopologyView, drafts: list[GroupDraft]) -> int:
     return sum(d.units * view.service_by_id[d.service].gpus_per_unit for d in drafts if d.units > 0)
 
 
+def _every_slot(
+    lp: Relaxation,
+    outcome: LpOutcome,
+    ids: set[str],
+    options: SolveOptions,
+    budget: Budget,
+    incumbent: np.ndarray | None = None,
+) -> Neighbourhood | None:
+    """The requests ``ids`` placed by a MIP over every one of their slots (most GPUs served per class,
+    then premium), the others kept at the LP's values; from ``incumbent`` where given."""
+    assert outcome.values is not None
+    nodes = max(1, int(MIP_NODES_PER_SECOND * options.time_limit))
+    everything = np.zeros(lp.num_cols)  # every slot's next unit "has reduced cost 0": all slots free
+    return solve_freed(lp, outcome.values, ids, budget, nodes, everything, False, incumbent)
+
+
 def _whole_class(
     view: TopologyView,
     lp: Relaxation,
@@ -396,11 +410,8 @@ def _whole_class(
     """One class's requests placed by a MIP over all their slots (the most GPUs served, then premium);
     None without a solution in time. Requests it leaves short go on to CP-SAT's phase A unless it is
     proven (then none are returned); last, whether its served stage is proven (a bound on the class)."""
-    assert outcome.values is not None
-    nodes = max(1, int(MIP_NODES_PER_SECOND * options.time_limit))
-    everything = np.zeros(lp.num_cols)  # every slot's next unit "has reduced cost 0": all slots free
     ids = {r.service.id for r in reqs}
-    hood = solve_freed(lp, outcome.values, ids, budget.wall_share(WHOLE_CLASS_SHARE), nodes, everything, False)
+    hood = _every_slot(lp, outcome, ids, options, budget.wall_share(WHOLE_CLASS_SHARE))
     termination.append("mip-whole-class:" + ("NONE" if hood is None else "OPTIMAL" if hood.proven else "FEASIBLE"))
     if hood is None:
         return None
