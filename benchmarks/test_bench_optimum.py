@@ -4,7 +4,8 @@ on every term, production seeds side by side in one run.
 ``HETERO_BENCH_SEEDS`` (default ``0,1,2,3``) picks the production seeds; ``HETERO_BENCH_MILP=1`` adds
 the MILP's proven optimum (minutes per seed); ``HETERO_BENCH_2X=1`` adds 2x production (2 and 10 s),
 ``HETERO_BENCH_4X=1`` 4x production (5 s). The heavy family (~85 % occupancy) runs at 10 s, and the
-wall time of the whole call is printed against each limit from 0.25 s. Figures are printed, not timed
+wall time of the whole call is printed against each limit from 0.25 s (min, median and max of
+``HETERO_BENCH_CALLS`` calls, default 5, and how many were within). Figures are printed, not timed
 assertions; what is asserted is what must always hold: verified plans, never worse than greedy,
 bounds below scores.
 """
@@ -12,6 +13,7 @@ bounds below scores.
 from __future__ import annotations
 
 import os
+import statistics
 import time
 
 import pytest
@@ -86,15 +88,22 @@ def test_the_whole_call_against_its_time_limit(family: str) -> None:
         generate_instance("production", 0, **_SCALED[family][1]) if family in _SCALED else generate_instance(family, 0)
     )
     get_backend("cpsat")  # imported once per process (about 0.2 s), not once per control cycle
-    print(f"\n{inst.name} ({family}): wall of solve(cpsat) against time_limit (aim: max(1.1 x limit, limit + 0.05 s))")
+    calls = int(os.environ.get("HETERO_BENCH_CALLS", "5"))
+    print(
+        f"\n{inst.name} ({family}): wall of solve(cpsat) against time_limit, {calls} calls per limit "
+        "(aim: max(1.1 x limit, limit + 0.05 s))"
+    )
     for limit in (0.25, 0.5, 1.0, 2.0, 5.0) if family in _SCALED else (0.25, 0.5, 1.0, 2.0):
-        start = time.perf_counter()
-        result = hetero_opt.solve(inst, "cpsat", time_limit=limit)
-        wall = time.perf_counter() - start
         aim = max(1.1 * limit, limit + 0.05)
-        verdict = "within" if wall <= aim else "OVER"
+        walls = []
+        for _ in range(calls):
+            start = time.perf_counter()
+            result = hetero_opt.solve(inst, "cpsat", time_limit=limit)
+            walls.append(time.perf_counter() - start)
+            assert hetero_opt.verify(inst, result.plan) == []
+        within = sum(w <= aim for w in walls)
         print(
-            f"  limit {limit:5.2f} s  wall {wall:5.2f} s ({result.wall_time_s:5.2f} s in the result)  {verdict}  "
-            f"{result.status}: unserved {result.score.unserved_gpus}, premium {result.score.premium_cost}"
+            f"  limit {limit:5.2f} s  wall min {min(walls):5.2f} median {statistics.median(walls):5.2f} "
+            f"max {max(walls):5.2f} s  {within}/{calls} within  {result.status}: unserved "
+            f"{result.score.unserved_gpus}, premium {result.score.premium_cost}"
         )
-        assert hetero_opt.verify(inst, result.plan) == []

@@ -7,7 +7,7 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from operator import attrgetter
+from operator import attrgetter, eq
 
 from hetero_opt.instance import (
     DeploymentGroup,
@@ -35,7 +35,15 @@ class RequestView:
         return self.target_units - self.current_units
 
 
-_CAPACITY_CACHES = ("free_nodes", "free_by_s1_type", "slots_by_size", "cells_by_size_type", "memo")
+_CAPACITY_CACHES = (
+    "_free_index",
+    "free_gpus",
+    "free_nodes",
+    "free_by_s1_type",
+    "slots_by_size",
+    "cells_by_size_type",
+    "memo",
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,15 +77,24 @@ class TopologyView:
     @cached_property
     def node_by_id(self) -> dict[str, Node]:
         """Node by id."""
-        return {n.id: n for n in self.instance.nodes}
+        nodes = self.instance.nodes
+        return dict(zip(map(_ID, nodes), nodes, strict=True))
 
     @cached_property
     def nodes_by_s1(self) -> dict[str, list[Node]]:
         """Nodes under each S1, sorted by id."""
         out: defaultdict[str, list[Node]] = defaultdict(list)
-        for n in sorted(self.instance.nodes, key=attrgetter("id")):
+        for n in self.instance.nodes:
             out[n.s1].append(n)
+        for ns in out.values():  # a few nodes per S1: cheaper than one sort of every node
+            ns.sort(key=_ID)
         return dict(sorted(out.items()))
+
+    @cached_property
+    def whole_free_ids(self) -> frozenset[str]:
+        """Ids of the nodes with every GPU free in the instance (term 5 counts those a plan leaves whole)."""
+        nodes = self.instance.nodes
+        return frozenset(itertools.compress(map(_ID, nodes), map(eq, map(_FREE, nodes), map(_TOTAL, nodes))))
 
     @cached_property
     def s1_ids(self) -> list[str]:
@@ -105,8 +122,7 @@ class TopologyView:
     @cached_property
     def gpu_types_by_s1(self) -> dict[str, frozenset[str]]:
         """GPU types present under each S1."""
-        gpu_type = attrgetter("gpu_type")
-        return {s1: frozenset(map(gpu_type, ns)) for s1, ns in self.nodes_by_s1.items()}
+        return {s1: frozenset(map(_GPU_TYPE, ns)) for s1, ns in self.nodes_by_s1.items()}
 
     @cached_property
     def tier_by_s1(self) -> dict[str, Tier]:
@@ -148,28 +164,44 @@ class TopologyView:
         return out
 
     @cached_property
-    def free_nodes(self) -> dict[tuple[str, str], list[tuple[str, int]]]:
-        """(node id, free GPUs) of the nodes with GPUs free and not :attr:`taken`, per (S1, GPU type),
-        ids ascending; the one pass over every node that the capacity look-ups, the greedy and binding read."""
-        out: dict[tuple[str, str], list[tuple[str, int]]] = {}
+    def free_gpus(self) -> dict[str, int]:
+        """GPUs free and not :attr:`taken`, of every node that has some."""
+        return self._free_index[0]
+
+    @cached_property
+    def free_nodes(self) -> dict[tuple[str, str], list[str]]:
+        """Ids of the nodes with GPUs free and not :attr:`taken` (:attr:`free_gpus`), per (S1, GPU type),
+        ascending. Plain ids, not (id, free) pairs: the garbage collector walks every pair a call leaves alive."""
+        return self._free_index[1]
+
+    @cached_property
+    def _free_index(self) -> tuple[dict[str, int], dict[tuple[str, str], list[str]]]:
+        """(:attr:`free_gpus`, :attr:`free_nodes`): the one pass over every node that the capacity look-ups,
+        the greedy and binding read."""
+        free_gpus: dict[str, int] = {}
+        free_nodes: dict[tuple[str, str], list[str]] = {}
         taken = self.taken
         for s1, ns in self.nodes_by_s1.items():  # sorted by id within each S1
-            by_type: dict[str, list[tuple[str, int]]] = {}
-            for n in ns:
-                free = n.gpus_free - taken.get(n.id, 0) if taken else n.gpus_free  # self.free(n), inlined
+            by_type: dict[str, list[str]] = {}
+            for node_id, gpu_type, free in map(_FREE_ROW, ns):
+                if taken:
+                    free -= taken.get(node_id, 0)  # self.free(n), inlined
                 if free > 0:
-                    if n.gpu_type in by_type:
-                        by_type[n.gpu_type].append((n.id, free))
+                    free_gpus[node_id] = free
+                    ids = by_type.get(gpu_type)
+                    if ids is None:
+                        by_type[gpu_type] = [node_id]
                     else:
-                        by_type[n.gpu_type] = [(n.id, free)]
-            for gpu_type, free_list in by_type.items():
-                out[(s1, gpu_type)] = free_list
-        return dict(sorted(out.items()))
+                        ids.append(node_id)
+            for gpu_type in sorted(by_type):
+                free_nodes[(s1, gpu_type)] = by_type[gpu_type]
+        return free_gpus, free_nodes
 
     @cached_property
     def free_by_s1_type(self) -> dict[tuple[str, str], Counter[int]]:
         """Histogram of free GPUs per node, per (S1, GPU type)."""
-        return {key: Counter(free for _, free in nodes) for key, nodes in self.free_nodes.items()}
+        free = self.free_gpus.__getitem__
+        return {key: Counter(map(free, ids)) for key, ids in self.free_nodes.items()}
 
     def slots(self, s1: str, gpu_type: str, size: int) -> int:
         """Pods of ``size`` GPUs that fit on the free GPUs of (S1, GPU type) if placed alone."""
@@ -279,6 +311,13 @@ class TopologyView:
     def gpu_rank(self, service: Service, role: str, gpu_type: str) -> int:
         """Position of ``gpu_type`` in the role's preference list (0 = preferred)."""
         return service.role(role).gpu_types.index(gpu_type)
+
+
+_ID = attrgetter("id")
+_GPU_TYPE = attrgetter("gpu_type")
+_FREE_ROW = attrgetter("id", "gpu_type", "gpus_free")
+_FREE = attrgetter("gpus_free")
+_TOTAL = attrgetter("gpus_total")
 
 
 def build_view(instance: Instance) -> TopologyView:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from hetero_opt.placement.plan import GroupChange, Plan, PodChange, Unserved
@@ -69,20 +70,21 @@ class FreePool:
     greedy tries many full (S1, GPU type) pools per request at scale.
     """
 
-    def __init__(self, nodes: list[tuple[str, int]]) -> None:
+    def __init__(self, nodes: Iterable[tuple[str, int]]) -> None:
         self.buckets: defaultdict[int, list[str]] = defaultdict(list)
         self.free: dict[str, int] = {}
         for node_id, free in sorted(nodes):
             self.free[node_id] = free
             if free > 0:
                 self.buckets[free].append(node_id)
-        self.max_free = max((f for _, f in nodes), default=0)
+        self.max_free = max(self.free.values(), default=0)
         self.total = sum(self.free.values())
 
     @classmethod
     def of(cls, view: TopologyView, key: tuple[str, str]) -> FreePool:
         """A fresh pool of the nodes of ``key`` (S1, GPU type) with the free GPUs ``view`` has not promised."""
-        return cls(view.free_nodes.get(key, []))
+        free = view.free_gpus
+        return cls((node_id, free[node_id]) for node_id in view.free_nodes.get(key, ()))
 
     def take(self, size: int) -> str | None:
         """Put one pod of ``size`` GPUs on the best-fitting node; return it, or None."""

@@ -11,8 +11,8 @@ shrinks the groups on the highest tiers first. The result is counts per group ch
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
-from operator import itemgetter
 
 from hetero_opt.instance import TIERS, Instance, Service
 from hetero_opt.placement.binding import CountKey, Counts, FreePool, GroupDraft, bind_plan
@@ -65,12 +65,14 @@ class _Capacity:
     passed over at once (at scale most requests walk many full subgroups)."""
 
     def __init__(self, view: TopologyView) -> None:
+        self.view = view
         self.nodes = view.free_nodes
         self.pools: dict[tuple[str, str], FreePool] = {}
         self.subgroup_of = view.subgroup_by_s1
         self.by_subgroup: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        free = view.free_gpus.__getitem__
         for (s1, gpu_type), nodes in self.nodes.items():
-            self.by_subgroup[self.subgroup_of[s1]][gpu_type] += sum(map(itemgetter(1), nodes))
+            self.by_subgroup[self.subgroup_of[s1]][gpu_type] += sum(map(free, nodes))
 
     def take(self, s1: str, gpu_type: str, size: int) -> str | None:
         """Best-fit one pod of ``size`` GPUs on (S1, GPU type); its node, or None."""
@@ -78,7 +80,7 @@ class _Capacity:
         if pool is None:
             if (s1, gpu_type) not in self.nodes:
                 return None
-            pool = self.pools[(s1, gpu_type)] = FreePool(self.nodes[(s1, gpu_type)])
+            pool = self.pools[(s1, gpu_type)] = FreePool.of(self.view, (s1, gpu_type))
         node = pool.take(size)
         if node is not None:
             self.by_subgroup[self.subgroup_of[s1]][gpu_type] -= size
@@ -134,19 +136,16 @@ def _scale_out(
 ) -> tuple[int, str]:
     svc = req.service
     existing = {g.domain: g.id for g in reversed(view.groups_by_service.get(svc.id, []))}
-    # subgroups by tier, those holding one of the service's groups first within a tier (a stable sort
-    # of the per-view order: the per-request work is one key per subgroup)
     with_group = {view.subgroup_by_s1[s1] for d in existing for s1 in view.s1s_by_domain.get(d, [])}
-    order = sorted(_subgroup_order(view), key=lambda t: (t[0], t[1] not in with_group))
     by_subgroup = _domains(view, svc.affinity)
     shape = _UnitShape.of(svc)
     opened: dict[str, int] = {}
-    left, new_blocked = req.delta, False
-    for _, sg, _ in order:
+    left, new_blocked, new_groups = req.delta, False, 0
+    for sg in _walk(view, with_group):
         by_domain = by_subgroup[sg]  # sorted by domain id; the service's own domains go first
         if left > 0 and not pools.may_fit(sg, shape):
             # What walking its domains would find: no unit fits; a domain the new-group limit blocks.
-            if not new_blocked and _new_groups(opened, existing) >= svc.max_new_groups:
+            if not new_blocked and new_groups >= svc.max_new_groups:
                 new_blocked = any(d not in existing and d not in opened for d in by_domain)
             continue
         mine = [d for d in by_domain if d in existing]
@@ -154,11 +153,7 @@ def _scale_out(
             if left == 0:
                 return req.delta, ""
             draft_idx = opened.get(domain)
-            if (
-                draft_idx is None
-                and domain not in existing
-                and _new_groups(opened, existing) >= svc.max_new_groups
-            ):
+            if draft_idx is None and domain not in existing and new_groups >= svc.max_new_groups:
                 new_blocked = True
                 continue
             while left > 0:
@@ -170,6 +165,7 @@ def _scale_out(
                     drafts.append(GroupDraft(svc.id, gid, domain not in existing, domain, 0))
                     picks.append(Counter())
                     draft_idx = opened[domain] = len(drafts) - 1
+                    new_groups += domain not in existing
                 draft = drafts[draft_idx]
                 draft.units += 1
                 for role, s1, gpu_type, node in taken:
@@ -184,9 +180,17 @@ def _scale_out(
     return req.delta - left, why
 
 
-def _new_groups(opened: dict[str, int], existing: dict[str, str]) -> int:
-    """New groups a request has opened so far."""
-    return sum(1 for d in opened if d not in existing)
+def _walk(view: TopologyView, with_group: set[str]) -> Iterator[str]:
+    """Subgroups in the order a scale-out tries them: by tier, low first; within a tier those holding
+    one of the service's groups (``with_group``) first, then by id. Lazy: most requests are served
+    within the first few of a large cluster's thousands of subgroups."""
+    for block in _tier_blocks(view):
+        mine = [sg for sg in block if sg in with_group] if with_group else []
+        yield from mine
+        if mine:
+            yield from (sg for sg in block if sg not in with_group)
+        else:
+            yield from block
 
 
 def _domains(view: TopologyView, affinity: str) -> dict[str, dict[str, list[str]]]:
@@ -216,6 +220,18 @@ def _subgroup_order(view: TopologyView) -> list[tuple[int, str, list[str]]]:
             (TIER_RANK[view.tier_by_s1[s1s[0]]], sg, s1s) for sg, s1s in s1s_by_sg.items()
         )
     out: list[tuple[int, str, list[str]]] = cached  # type: ignore[assignment]
+    return out
+
+
+def _tier_blocks(view: TopologyView) -> list[list[str]]:
+    """Subgroup ids per tier, low tier first, each sorted by id; computed once per view."""
+    cached = view.memo.get("greedy_tier_blocks")
+    if cached is None:
+        blocks: defaultdict[int, list[str]] = defaultdict(list)
+        for rank, sg, _ in _subgroup_order(view):
+            blocks[rank].append(sg)
+        cached = view.memo["greedy_tier_blocks"] = [blocks[r] for r in sorted(blocks)]
+    out: list[list[str]] = cached  # type: ignore[assignment]
     return out
 
 

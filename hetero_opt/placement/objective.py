@@ -152,7 +152,7 @@ def score(instance: Instance, plan: Plan, view: TopologyView | None = None) -> S
         for c in plan.changes
     )
     priorities, unserved, premium, new_groups, emptied = _terms(view, changes)
-    whole_free = sum(1 for n in view.instance.nodes if n.gpus_free == n.gpus_total and used_delta.get(n.id, 0) == 0)
+    whole_free = len(view.whole_free_ids.difference(used_delta))
     return Score(
         priorities=priorities,
         unserved_gpus=unserved,

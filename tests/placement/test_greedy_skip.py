@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import bisect
 import random
+from functools import cached_property
 from typing import Any
 
 import pytest
@@ -62,3 +63,29 @@ def test_skips_do_not_change_the_greedy(data: dict[str, Any], seed: int) -> None
         mp.setattr(binding.FreePool, "take", _plain_take)
         plain = [_key(greedy.greedy_counts(v)) for v in _views(instance, seed)]
     assert fast == plain
+
+
+def _cached_names() -> list[str]:
+    return sorted(k for k, v in vars(TopologyView).items() if isinstance(v, cached_property))
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+@given(instance_dicts(), st.integers(0, 1000))
+def test_a_view_with_gpus_taken_recomputes_every_look_up_that_depends_on_them(data: dict[str, Any], seed: int) -> None:
+    """``with_taken`` shares the look-ups that do not depend on free GPUs and recomputes the rest: every cached
+    look-up of the derived view equals that of a view built afresh with the same GPUs taken, even when the
+    original view had computed them all first."""
+    try:
+        instance = Instance.model_validate(data)
+    except (ValidationError, ValueError):
+        assume(False)
+        return
+    view, *taken_views = _views(instance, seed)
+    assume(taken_views)
+    for name in _cached_names():
+        getattr(view, name)
+    derived = view.with_taken(taken_views[0].taken)
+    fresh = TopologyView(instance, [], dict(taken_views[0].taken))
+    for name in _cached_names():
+        if name != "memo":
+            assert getattr(derived, name) == getattr(fresh, name), name

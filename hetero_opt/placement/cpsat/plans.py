@@ -133,7 +133,7 @@ def whole_free_after(view: TopologyView, drafts: list[GroupDraft]) -> int | None
     except BindingError:
         return None
     used = {p.node for c in changes for p in c.pods}
-    return sum(1 for n in view.instance.nodes if n.gpus_free == n.gpus_total and n.id not in used)
+    return len(view.whole_free_ids - used)
 
 
 class Ranking:
