@@ -125,3 +125,64 @@ def test_pod_without_spec_or_name_is_refused(tmp_path: Path) -> None:
     p.write_text(json.dumps(pods))
     with pytest.raises(InputError, match=r"pods\.json: Pod '\?': metadata.name is missing"):
         import_k8s_files(DATA / "gpu-nodes.json", p, "topograph", MAP)
+
+
+# ------------------------------------------------------------------ export
+
+
+def _solved(tmp_path: Path) -> tuple[Path, Path]:
+    inst = tmp_path / "cluster.json"
+    assert main(["import", "k8s", "--nodes", str(DATA / "gpu-nodes.json"), "--pods", str(DATA / "pods-rbg.json"),
+                 "--preset", "topograph", "--map", str(DATA / "map.yaml"), "--request", "chat=2",
+                 "--out", str(inst)]) == 0
+    assert main(["solve", str(inst), "--out-dir", str(tmp_path)]) == 0
+    return inst, tmp_path / "cluster.plan.json"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        # an empty or malformed label key was written into every pod template's Kueue annotation
+        (["--kueue-topology", ""], "--kueue-topology='' is not a Kubernetes label key"),
+        (["--kueue-topology", "rack id"], "--kueue-topology='rack id' is not a Kubernetes label key"),
+        (["--kueue-topology", "Example.com/rack"], "--kueue-topology='Example.com/rack' is not a Kubernetes label key"),
+        (["--image", ""], "--image='' must be a container image reference without spaces"),
+    ],
+)
+def test_export_refuses_what_kubernetes_would(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    inst, plan = _solved(tmp_path)
+    capsys.readouterr()
+    out = tmp_path / "m.yaml"
+    code = main(["export", "k8s", "--plan", str(plan), "--instance", str(inst), "--format", "lws", "--out", str(out),
+                 *extra])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == message + (
+        " ([prefix/]name, name of at most 63 of A-Z a-z 0-9 - _ . starting and ending alphanumeric, prefix a DNS "
+        "subdomain)" if "label key" in message else "")
+    assert not out.exists()
+
+
+def test_export_reads_kueue_label_keys_kubernetes_accepts(tmp_path: Path) -> None:
+    inst, plan = _solved(tmp_path)
+    out = tmp_path / "m.yaml"
+    for key in ("network.topology.nvidia.com/block", "cloud.google.com/gce-topology-block", "rack"):
+        assert main(["export", "k8s", "--plan", str(plan), "--instance", str(inst), "--format", "lws",
+                     "--kueue-topology", key, "--out", str(out)]) == 0
+        assert f"kueue.x-k8s.io/podset-required-topology: {key}" in out.read_text()
+
+
+def test_plan_file_with_bom_reads_and_other_bytes_name_the_file(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    inst, plan = _solved(tmp_path)
+    bom = tmp_path / "bom.plan.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + plan.read_bytes())
+    out = tmp_path / "m.yaml"
+    args = ["export", "k8s", "--instance", str(inst), "--format", "lws"]
+    assert main([*args, "--plan", str(bom), "--out", str(out)]) == 0
+    bad = tmp_path / "bad.plan.json"
+    bad.write_bytes(b"\xff\xfe{}")
+    capsys.readouterr()
+    assert main([*args, "--plan", str(bad)]) == 2
+    assert capsys.readouterr().err.strip().startswith(f"{bad}: not UTF-8 text")
