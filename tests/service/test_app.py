@@ -222,6 +222,17 @@ def test_serve_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFix
     assert "cannot be read back" in capsys.readouterr().err
 
 
+def test_prometheus_url_without_scheme_is_refused_at_start_up(tmp_path: Path) -> None:
+    # 'prometheus:9090' used to pass the config and fail every step without metrics as the caller's 400
+    cfg = tmp_path / "serve.yaml"
+    cfg.write_text(f"policy: {DEMO / 'policy.yaml'}\nprometheus:\n  url: prometheus:9090\n")
+    with pytest.raises(InputError) as err:
+        load_service_config(cfg)
+    assert str(err.value) == (
+        f"Service config '{cfg}': prometheus: url='prometheus:9090' must be an http:// or https:// URL with a host"
+    )
+
+
 def test_missing_extras_say_what_to_install(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
