@@ -102,7 +102,9 @@ def load_trace(path: str | Path, *, model: str = "m-large") -> Trace:
     if p.name.lower().endswith((".jsonl", ".jsonl.gz")):
         return _load_mooncake(p)
     try:
-        df = pd.read_csv(p, encoding="utf-8-sig", compression="gzip" if p.suffix.lower() == ".gz" else None)
+        df = pd.read_csv(
+            p, encoding="utf-8-sig", skipinitialspace=True, compression="gzip" if p.suffix.lower() == ".gz" else None
+        )
     except (OSError, ValueError, EOFError, zlib.error) as exc:
         raise InputError(f"{p}: cannot read trace CSV ({' '.join(str(exc).split())})") from None
     cols = tuple(str(c) for c in df.columns)

@@ -66,6 +66,8 @@ def test_azure_variants_load_to_the_same_requests(tmp_path: Path) -> None:
         "offset.csv": AZURE_HEADER
         + "2023-11-16 20:15:46.5+02:00,374,44\n2023-11-16 18:15:50+00:00,396,109\n2023-11-16 20:15:50+02:00,20,7\n",
         "whole.csv": AZURE_HEADER + AZURE_ROWS.replace(",374,", ",374.0,"),
+        # a space after each comma, as hand-edited CSVs have
+        "spaced.csv": (AZURE_HEADER + AZURE_ROWS).replace(",", ", "),
     }
     for name, text in variants.items():
         assert _requests(load_trace(_write(tmp_path, name, text))) == plain, name
