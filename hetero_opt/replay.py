@@ -20,7 +20,7 @@ def load_metrics(path: str | Path) -> list[tuple[float, dict[str, ServiceMetrics
     """Read a metrics CSV (columns ``time``, ``service`` and ServiceMetrics fields)."""
     p = Path(path)
     try:
-        df = pd.read_csv(p, encoding="utf-8-sig")
+        df = pd.read_csv(p, encoding="utf-8-sig", skipinitialspace=True)
     except (OSError, ValueError) as exc:
         raise InputError(f"{p}: cannot read metrics CSV ({' '.join(str(exc).split())})") from None
     known = {"time", "service", *ServiceMetrics.model_fields}

@@ -54,9 +54,9 @@ def test_bad_metrics_csv_is_refused_before_any_cycle(
     assert not state.exists()
 
 
-def test_metrics_csv_with_bom_and_rows_in_any_order_reads_as_sorted(tmp_path: Path) -> None:
+def test_metrics_csv_with_bom_spaces_and_rows_in_any_order_reads_as_sorted(tmp_path: Path) -> None:
     p = tmp_path / "m.csv"
-    p.write_text("\ufeff" + HEADER + "1200,chat,2,\n600,chat,1,5\n", encoding="utf-8")
+    p.write_text("\ufeff" + HEADER.replace(",", ", ") + "1200, chat, 2,\n600, chat, 1, 5\n", encoding="utf-8")
     series = load_metrics(p)
     assert [(t, m["chat"].decode_tps, m["chat"].prefill_tps) for t, m in series] == [
         (600.0, 1.0, 5.0),
