@@ -222,3 +222,39 @@ def test_simulate_refuses_bad_scale_and_duration(
     assert code == 2
     assert err == message or err.endswith(message), err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        # 1e-9 s between cycles: a one-request trace ran for ever
+        ("control_period_s: 1e-9", "control_period_s: Input should be greater than or equal to 1"),
+        ("control_period_s: 1e9", "control_period_s: Input should be less than or equal to 86400"),
+    ],
+)
+def test_simulate_refuses_a_control_period_outside_1s_to_a_day(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], change: str, message: str
+) -> None:
+    text = (SIM_DIR / "sim.yaml").read_text().replace("control_period_s: 60", change)
+    (tmp_path / "sim.yaml").write_text(text)
+    (tmp_path / "policy.yaml").write_text((SIM_DIR / "policy.yaml").read_text())
+    trace = _write(tmp_path, "one.csv", AZURE_HEADER + "2023-11-16 18:15:46,100,50\n")
+    out = tmp_path / "out"
+    code = main(["simulate", "--trace", str(trace), "--config", str(tmp_path / "sim.yaml"), "--cluster",
+                 str(SIM_DIR / "cluster.yaml"), "--out-dir", str(out), "--no-plots"])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_simulate_refuses_a_trace_of_more_than_a_million_periods(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # epoch milliseconds read as seconds make a one-hour trace last 41 days; a unit slip of 1e6 is refused
+    trace = _write(tmp_path, "long.csv", AZURE_HEADER + "0,100,50\n6.6e7,100,50\n")
+    out = tmp_path / "out"
+    code = main(["simulate", "--trace", str(trace), "--config", str(SIM_DIR / "sim.yaml"), "--cluster",
+                 str(SIM_DIR / "cluster.yaml"), "--out-dir", str(out), "--no-plots"])
+    assert code == 2
+    assert "the trace lasts 6.6e+07 s, 1.1e+06 control periods of 60 s; at most 1e+06" in capsys.readouterr().err
+    assert not out.exists()
