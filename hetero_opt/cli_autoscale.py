@@ -17,7 +17,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     """Register the ``autoscale`` subcommand."""
     p = sub.add_parser("autoscale", help="run the autoscaler over a metrics series and print its decisions")
     p.add_argument("--config", required=True, help="policy config YAML (hetero_opt.policy.config)")
-    p.add_argument("--metrics", required=True, help="metrics CSV: time, service, decode_tps, ttft_ms, tbt_ms, ...")
+    p.add_argument("--metrics", required=True,
+                   help="metrics CSV: time (s), service, decode_tps, ttft_ms, ...; one row per service and time")
     p.add_argument("--instance", required=True, help="cluster instance file (its requests are ignored)")
     p.add_argument("--solver", default="greedy", choices=["greedy", "cpsat", "milp"], help="placement solver")
     p.add_argument("--time-limit", type=float, default=2.0, help="solver time limit per cycle (s)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import tempfile
 import time
@@ -42,6 +43,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run(args: argparse.Namespace) -> int:
     """Validate, simulate, write; input errors propagate as InputError (exit 2 in the CLI)."""
+    if not (args.scale > 0 and math.isfinite(args.scale)):
+        raise ValueError(f"--scale={args.scale:g} must be a positive number")
+    if args.duration is not None and not args.duration > 0:
+        raise ValueError(f"--duration={args.duration:g} must be a positive number of seconds")
     cfg, policy = load_sim_config(args.config)
     instance = load_instance(args.cluster)
     check_against(cfg, policy, instance, str(args.config))
@@ -50,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         if args.scale != 1.0:
             trace = scale_rates(trace, args.scale)
     else:
-        if args.scale < 1 or args.scale != int(args.scale):
+        if args.scale < 1 or not args.scale.is_integer():
             raise ValueError(f"--scale={args.scale:g} must be a whole number of copies for a request trace")
         trace = scale_trace(trace, int(args.scale), cfg.seed)
         if args.duration is not None:

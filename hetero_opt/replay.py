@@ -20,13 +20,18 @@ def load_metrics(path: str | Path) -> list[tuple[float, dict[str, ServiceMetrics
     """Read a metrics CSV (columns ``time``, ``service`` and ServiceMetrics fields)."""
     p = Path(path)
     try:
-        df = pd.read_csv(p)
+        df = pd.read_csv(p, encoding="utf-8-sig", skipinitialspace=True)
     except (OSError, ValueError) as exc:
-        raise InputError(f"{p}: cannot read metrics CSV ({exc})") from None
+        raise InputError(f"{p}: cannot read metrics CSV ({' '.join(str(exc).split())})") from None
+    known = {"time", "service", *ServiceMetrics.model_fields}
+    extra = [str(c) for c in df.columns if c not in known]
+    if extra:
+        fields = list(ServiceMetrics.model_fields)
+        raise InputError(f"{p}: column='{extra[0]}' is unknown (expected time, service and any of {fields})")
     try:
         return list(metrics_from_frame(df))
     except InputError as exc:
-        raise InputError(f"{p}: {exc}") from None
+        raise InputError(f"{p}: {str(exc).removeprefix('Metrics frame: ')}") from None
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(x) for x in err["loc"])

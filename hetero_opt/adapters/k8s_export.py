@@ -82,6 +82,13 @@ def export_manifests(
         raise InputError(f"--format={fmt!r} must be one of {list(FORMATS)}")
     if not _DNS_LABEL.fullmatch(namespace):
         raise InputError(f"--namespace={namespace!r} is not a DNS-1123 label (a-z, 0-9, '-', at most 63)")
+    if kueue_topology is not None and not is_label_key(kueue_topology):
+        raise InputError(
+            f"--kueue-topology={kueue_topology!r} is not a Kubernetes label key ([prefix/]name, name of at most "
+            "63 of A-Z a-z 0-9 - _ . starting and ending alphanumeric, prefix a DNS subdomain)"
+        )
+    if not image or any(c.isspace() for c in image):
+        raise InputError(f"--image={image!r} must be a container image reference without spaces")
     services = {s.id: s for s in instance.services}
     service_of = {g.id: g.service for g in instance.groups} | {c.group: c.service for c in plan.changes}
     domain_of = {g.id: g.domain for g in instance.groups} | {c.group: c.domain for c in plan.changes}
@@ -103,6 +110,20 @@ def export_manifests(
                 else _lws(meta, role, by_node, template)
             )
     return out
+
+
+_LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def is_label_key(key: str) -> bool:
+    """Whether ``key`` is a valid Kubernetes label key (apimachinery ``IsQualifiedName``)."""
+    prefix, _, name = key.rpartition("/")
+    if "/" in prefix or (key.count("/") == 1 and not prefix):
+        return False
+    return bool(_LABEL_NAME.fullmatch(name)) and (
+        not prefix or (len(prefix) <= 253 and bool(_DNS_SUBDOMAIN.fullmatch(prefix)))
+    )
 
 
 def dump_yaml(manifests: list[dict[str, Any]]) -> str:

@@ -55,7 +55,8 @@ class TopologyLabels(Frozen):
     cluster: str | None = Field(default=None, description="Label holding the cluster; None = the map's cluster.")
 
 
-#: Label presets: NVIDIA Topograph, AWS EKS (layer 1 is farthest from the node), GKE.
+#: Label presets: NVIDIA Topograph (its first label scheme), AWS EKS (layer 1 is farthest from the
+#: node), GKE. A node without a preset's S2 and S1 labels is read with :data:`PRESET_ALTERNATIVES`.
 PRESETS: dict[str, TopologyLabels] = {
     "topograph": TopologyLabels(
         s2="network.topology.nvidia.com/datacenter",
@@ -71,6 +72,23 @@ PRESETS: dict[str, TopologyLabels] = {
         s2="cloud.google.com/gce-topology-block",
         s1="cloud.google.com/gce-topology-subblock",
         s0="cloud.google.com/gce-topology-host",
+    ),
+}
+
+#: Other label schemes of a preset, tried in order on a node without the preset's S2 and S1 labels:
+#: Topograph's later ``network.topology.nvidia.com/{core,spine,leaf}`` (``accelerator``, the NVLink
+#: domain, lies below S0 and is not read) and its v1 ``fabric.topograph.run/tier-N`` (tier 0 is
+#: closest to the node).
+PRESET_ALTERNATIVES: dict[str, tuple[TopologyLabels, ...]] = {
+    "topograph": (
+        TopologyLabels(
+            s2="network.topology.nvidia.com/core",
+            s1="network.topology.nvidia.com/spine",
+            s0="network.topology.nvidia.com/leaf",
+        ),
+        TopologyLabels(
+            s2="fabric.topograph.run/tier-2", s1="fabric.topograph.run/tier-1", s0="fabric.topograph.run/tier-0"
+        ),
     ),
 }
 
@@ -115,7 +133,10 @@ def import_k8s_files(
     """Read ``kubectl get nodes -o json`` (and pods) files and build an instance."""
     nodes = list_items(load_k8s_file(nodes_path), "Node", str(nodes_path))
     pods = list_items(load_k8s_file(pods_path), "Pod", str(pods_path)) if pods_path is not None else []
-    return import_k8s(nodes, pods, preset, mapping, name=Path(nodes_path).stem)
+    return import_k8s(
+        nodes, pods, preset, mapping, name=Path(nodes_path).stem,
+        sources=(str(nodes_path), str(pods_path) if pods_path is not None else None),
+    )  # fmt: skip
 
 
 def import_k8s(
@@ -124,19 +145,23 @@ def import_k8s(
     preset: Preset = "labels",
     mapping: ImportMap | None = None,
     name: str = "k8s",
+    sources: tuple[str | None, str | None] = (None, None),
 ) -> ImportResult:
-    """Build an instance from Node and Pod objects (plain JSON data)."""
+    """Build an instance from Node and Pod objects (plain JSON data); ``sources`` name their files in errors."""
     m = mapping or ImportMap()
     labels = m.topology if preset == "labels" else PRESETS[preset]
+    schemes = (labels, *PRESET_ALTERNATIVES.get(preset, ())) if labels is not None else ()
     warnings: list[str] = []
-    node_objs = [to_model(n, "V1Node") for n in nodes]
-    pod_objs = [to_model(p, "V1Pod") for p in pods]
+    node_objs = [to_model(n, "V1Node", sources[0]) for n in nodes]
+    pod_objs = [to_model(p, "V1Pod", sources[1]) for p in pods]
+    _once([n.metadata.name for n in node_objs], "Node", sources[0])
+    _once([f"{p.metadata.namespace or 'default'}/{p.metadata.name}" for p in pod_objs], "Pod", sources[1])
     used = gpus_used_by_node(pod_objs)
     out_nodes: list[Node] = []
     memory: dict[str, float] = {}
     unlabelled: list[str] = []
     for n in sorted(node_objs, key=lambda n: n.metadata.name):
-        node, why = _node(n, used, labels, m)
+        node, why = _node(n, used, schemes, m)
         if node is None:
             warnings.append(f"Node '{n.metadata.name}': left out: {why}")
             continue
@@ -171,12 +196,27 @@ def import_k8s(
     return ImportResult(parse_instance(data, "imported instance"), warnings)
 
 
+def _once(names: list[str], kind: str, source: str | None) -> None:
+    """Each object once: a list concatenated from overlapping outputs would count a pod's GPUs twice."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            where = f"{source}: " if source else ""
+            raise InputError(f"{where}{kind} '{name}' appears more than once")
+        seen.add(name)
+
+
 # ---------------------------------------------------------------------------------------------
 # nodes
 
 
-def _node(n: Any, used: dict[str, int], labels: TopologyLabels | None, m: ImportMap) -> tuple[Node | None, str]:
-    """The node, or None and why it is left out; a non-empty reason with a node = no topology labels."""
+def _node(
+    n: Any, used: dict[str, int], schemes: tuple[TopologyLabels, ...], m: ImportMap
+) -> tuple[Node | None, str]:
+    """The node, or None and why it is left out; a non-empty reason with a node = no topology labels.
+
+    The first of ``schemes`` whose S2 and S1 labels the node has names its place in the tree.
+    """
     name = n.metadata.name
     if n.spec is not None and n.spec.unschedulable:
         return None, "spec.unschedulable=true (cordoned)"
@@ -196,6 +236,7 @@ def _node(n: Any, used: dict[str, int], labels: TopologyLabels | None, m: Import
     if product is None:
         return None, f"no {PRODUCT_LABEL} label"
     gpu_type = m.gpu_types.get(product) or gpu_type_name(product)
+    labels = next((t for t in schemes if label_of(n, t.s2) and label_of(n, t.s1)), schemes[0] if schemes else None)
     cluster = (label_of(n, labels.cluster) if labels and labels.cluster else None) or m.cluster
     s2 = label_of(n, labels.s2) if labels else None
     s1 = label_of(n, labels.s1) if labels else None

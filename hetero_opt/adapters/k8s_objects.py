@@ -17,18 +17,28 @@ GPU_RESOURCE = "nvidia.com/gpu"
 
 
 def load_k8s_file(path: str | Path) -> Any:
-    """Read a JSON or YAML file (``kubectl get ... -o json|yaml``) into plain data."""
+    """Read a JSON or YAML file (``kubectl get ... -o json|yaml``) into plain data.
+
+    UTF-8 with or without a byte-order mark, or UTF-16 with one (what ``kubectl ... > file`` writes
+    in Windows PowerShell 5).
+    """
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        raw = p.read_bytes()
     except OSError as exc:
         raise InputError(f"{p}: cannot read file ({exc.strerror})") from None
+    try:
+        text = raw.decode("utf-16") if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{p}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     try:
         return yaml.safe_load(text) if p.suffix.lower() in (".yaml", ".yml") else json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"{p}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except yaml.YAMLError as exc:
         raise InputError(f"{p}: malformed YAML: {getattr(exc, 'problem', exc)}") from None
+    except RecursionError:
+        raise InputError(f"{p}: nested too deeply") from None
 
 
 def list_items(data: Any, kind: str, source: str) -> list[dict[str, Any]]:
@@ -53,18 +63,43 @@ def _kind_of(data: Any) -> object:
     return data.get("kind", "missing") if isinstance(data, dict) else type(data).__name__
 
 
-def to_model(obj: dict[str, Any], model: str) -> Any:
+def to_model(obj: dict[str, Any], model: str, source: str | None = None) -> Any:
     """Deserialise ``obj`` into the kubernetes client model ``model`` (e.g. ``"V1Node"``).
 
-    The client raises ``ValueError`` for a missing required field; that becomes an InputError.
+    The client raises ``ValueError`` for a missing required field or a value of the wrong type;
+    that becomes an InputError naming ``source`` (the file), the object, the field and the value.
+    A Node or Pod needs ``metadata.name``; a Pod also its ``spec``.
     """
+    kind = model.removeprefix("V1")
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    name = meta.get("name") if isinstance(meta, dict) else None
+    where = f"{source + ': ' if source else ''}{kind} '{name if name is not None else '?'}'"
     try:
         # The public deserialize() changed its signature between client releases (a response
         # object before v34, text plus content type after); the data-level method did not.
-        return _client()._ApiClient__deserialize(obj, model)
+        out = _client()._ApiClient__deserialize(obj, model)
     except (ValueError, TypeError) as exc:
-        name = (obj.get("metadata") or {}).get("name", "?") if isinstance(obj, dict) else "?"
-        raise InputError(f"{model.removeprefix('V1')} '{name}': {exc}") from None
+        raise InputError(f"{where}: {_reason(exc)}") from None
+    if model in ("V1Node", "V1Pod") and (out.metadata is None or not out.metadata.name):
+        raise InputError(f"{where}: metadata.name is missing")
+    if model == "V1Pod" and out.spec is None:
+        raise InputError(f"{where}: spec is missing")
+    return out
+
+
+def _reason(exc: Exception) -> str:
+    """A client error on one line: ``field=value: problem`` when the client says which field."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        try:
+            first = errors()[0]
+            field = ".".join(str(x) for x in first.get("loc", ()))
+            value = first.get("input")
+            shown = type(value).__name__ if isinstance(value, dict | list) else repr(value)
+            return f"{field or 'object'}={shown}: {first.get('msg', exc)}"
+        except (TypeError, IndexError, AttributeError):
+            pass
+    return " ".join(str(exc).split())
 
 
 def to_dict(model: Any) -> Any:
@@ -82,10 +117,10 @@ def _client() -> Any:
 
 
 def label_of(obj: Any, key: str) -> str | None:
-    """The value of label ``key`` of a client model object, or None."""
+    """The value of label ``key`` of a client model object, or None (an empty value is no value)."""
     labels = obj.metadata.labels or {}
     value = labels.get(key)
-    return str(value) if value is not None else None
+    return str(value) if value is not None and str(value) != "" else None
 
 
 def gpu_quantity(resources: dict[str, Any] | None, where: str) -> int:

@@ -11,6 +11,7 @@ Prometheus server for the samples of the last window (one ``query_range`` call) 
 from __future__ import annotations
 
 import json
+import math
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -99,6 +100,10 @@ def service_metrics(
     return service_metrics_from_samples(matched, now, window_s, service_label="service", role_label="role")
 
 
+#: Most cycles one ``series`` call returns (60-s cycles: 69 days).
+MAX_CYCLES = 100_000
+
+
 class PromQLSource:
     """Reads the policy's metrics from a Prometheus server's HTTP API (``/api/v1/query_range``).
 
@@ -126,8 +131,11 @@ class PromQLSource:
         selector: str = "",
         timeout_s: float = 10.0,
     ) -> None:
-        if window_s <= 0 or step_s <= 0:
-            raise InputError(f"PromQLSource: window_s={window_s} and step_s={step_s} must be positive")
+        if not (0 < window_s < math.inf and 0 < step_s < math.inf):
+            raise InputError(f"PromQLSource: window_s={window_s} and step_s={step_s} must be positive and finite")
+        url = urllib.parse.urlsplit(base_url)
+        if url.scheme not in ("http", "https") or not url.netloc:
+            raise InputError(f"PromQLSource: url={base_url!r} must be an http:// or https:// URL with a host")
         self.base_url = base_url.rstrip("/")
         self.label_map = label_map or LabelMap()
         self.window_s, self.step_s, self.timeout_s = window_s, step_s, timeout_s
@@ -164,8 +172,12 @@ class PromQLSource:
 
     def series(self, start: float, end: float, every: float) -> list[tuple[float, dict[str, ServiceMetrics]]]:
         """ServiceMetrics at ``start, start + every, ...`` up to ``end``, from one ``query_range`` call."""
-        if every <= 0 or end < start:
+        if not (0 < every < math.inf and math.isfinite(start) and math.isfinite(end) and end >= start):
             raise InputError(f"PromQLSource: every={every} must be positive and end={end} not before start={start}")
+        if (end - start) / every >= MAX_CYCLES:
+            raise InputError(
+                f"PromQLSource: start={start} to end={end} every={every} s is more than {MAX_CYCLES} cycles"
+            )
         samples = self.query_range(self.query(), start - self.window_s, end, self.step_s)
         times = [start + k * every for k in range(int((end - start) // every) + 1)]
         with warnings.catch_warnings():
@@ -182,15 +194,22 @@ def parse_matrix(body: object, source: str = "Prometheus") -> list[PromSample]:
         err = body.get("error", body) if isinstance(body, Mapping) else body
         raise InputError(f"Prometheus '{source}': query failed: {err}")
     data = body.get("data") or {}
+    if not isinstance(data, Mapping):
+        raise InputError(f"Prometheus '{source}': data={type(data).__name__}, expected an object")
     if data.get("resultType") != "matrix":
         raise InputError(f"Prometheus '{source}': resultType={data.get('resultType')!r}, expected 'matrix'")
     out: list[PromSample] = []
-    for series in data.get("result", []):
-        labels = dict(series.get("metric", {}))
-        name = labels.pop("__name__", "")
-        name = CANONICAL_NAMES.get(name, name)
-        for t, v in series.get("values", []):
-            out.append(PromSample(name=name, labels=labels, timestamp=float(t), value=float(v)))
+    try:
+        for series in data.get("result", []):
+            labels = {str(k): str(v) for k, v in dict(series.get("metric", {})).items()}
+            name = labels.pop("__name__", "")
+            name = CANONICAL_NAMES.get(name, name)
+            for t, v in series.get("values", []):
+                t, v = float(t), float(v)
+                if math.isfinite(t) and math.isfinite(v):  # Prometheus writes "NaN" for no value
+                    out.append(PromSample(name=name, labels=labels, timestamp=t, value=v))
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise InputError(f"Prometheus '{source}': malformed matrix ({' '.join(str(exc).split())[:120]})") from None
     return out
 
 

@@ -81,13 +81,20 @@ class ServiceMetrics(Frozen):
                 v = row[name]
                 if v is None or (isinstance(v, float) and math.isnan(v)):
                     continue
-                values[name] = _whole(name, v) if name.endswith("_pods") else float(v)
+                values[name] = _whole(name, v) if name.endswith("_pods") else _number(name, v)
         return cls.model_validate(values)
+
+
+def _number(name: str, value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{name}={value!r} is not a number") from None
 
 
 def _whole(name: str, value: Any) -> int:
     """``value`` as a pod count; a fraction or a non-finite number is an error, not truncated."""
-    f = float(value)
+    f = _number(name, value)
     if not f.is_integer():
         raise ValueError(f"{name}={value} is not a whole number of pods")
     return int(f)
@@ -101,11 +108,42 @@ def metrics_from_frame(df: Any) -> Iterator[tuple[float, dict[str, ServiceMetric
     for col in ("time", "service"):
         if col not in df.columns:
             raise InputError(f"Metrics frame: column '{col}' missing")
-    for t, group in df.sort_values(["time", "service"]).groupby("time", sort=True):
-        yield (
-            float(t),
-            {str(r["service"]): ServiceMetrics.from_mapping(r) for _, r in group.iterrows()},
+    import pandas as pd  # only here: the policy library itself needs no pandas
+
+    df = df.reset_index(drop=True)
+    for col in ("time", "service"):
+        missing = df[col].isna().to_numpy()
+        if missing.any():
+            raise InputError(f"Metrics frame: row {int(missing.argmax()) + 1}: {col} is missing")
+    times = pd.to_numeric(df["time"], errors="coerce")
+    if times.isna().any():
+        i = int(times.isna().to_numpy().argmax())
+        raise InputError(f"Metrics frame: row {i + 1}: time={df['time'].iloc[i]!r} is not a number of seconds")
+    df = df.assign(time=times, service=df["service"].astype(str))
+    twice = df.duplicated(["time", "service"]).to_numpy()
+    if twice.any():
+        i = int(twice.argmax())
+        raise InputError(
+            f"Metrics frame: row {i + 1}: service='{df['service'].iloc[i]}' at time={df['time'].iloc[i]:g} "
+            "appears twice (one row per service and time)"
         )
+    for t, group in df.sort_values(["time", "service"], kind="stable").groupby("time", sort=True):
+        yield float(t), {str(r["service"]): _row_metrics(int(i), r) for i, r in group.iterrows()}
+
+
+def _row_metrics(index: int, row: Any) -> ServiceMetrics:
+    """Row ``index`` (0-based) of a metrics frame; a bad value names the row, service and field."""
+    from pydantic import ValidationError
+
+    where = f"Metrics frame: row {index + 1} (service='{row['service']}', time={row['time']:g})"
+    try:
+        return ServiceMetrics.from_mapping(row)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(x) for x in err["loc"])
+        raise InputError(f"{where}: {field}={err.get('input')!r}: {err['msg']}") from None
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{where}: {' '.join(str(exc).split())}") from None
 
 
 class ServicePolicyState(Frozen):

@@ -102,7 +102,10 @@ class ScalingRules(Frozen):
         default=None, description="Which policy proposal wins; None = Max."
     )
     policies: tuple[ScalingPolicy, ...] | None = Field(
-        default=None, description="Rate policies; None = defaults; a list replaces them all."
+        default=None,
+        min_length=1,
+        description="Rate policies; None = defaults; a list replaces them all and, as the API server "
+        "requires, holds at least one (use select_policy Disabled to forbid a direction).",
     )
     tolerance: float | None = Field(
         default=None, ge=0, description="Per-direction tolerance (HPAConfigurableTolerance)."

@@ -66,7 +66,9 @@ def parse_exposition(text: str, timestamp: float) -> list[PromSample]:
     """Parse a scrape taken at ``timestamp`` (s) with prometheus-client's parsers.
 
     OpenMetrics (text ending in ``# EOF``) or the Prometheus text format; exemplars never reach
-    values or labels; an explicit per-sample timestamp overrides ``timestamp``.
+    values or labels; an explicit per-sample timestamp overrides ``timestamp``. A sample whose
+    value is NaN or infinite (a summary quantile with no observations, a gauge not yet set) is
+    no value and is left out.
     """
     from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
     from prometheus_client.parser import text_string_to_metric_families as parse_text
@@ -89,6 +91,7 @@ def parse_exposition(text: str, timestamp: float) -> list[PromSample]:
         )
         for fam in families
         for s in fam.samples
+        if math.isfinite(float(s.value)) and (s.timestamp is None or math.isfinite(float(s.timestamp)))
     ]
 
 

@@ -284,6 +284,11 @@ async def _validation_message(request: Request, exc: RequestValidationError) -> 
         if err.get("type") == "missing"
         else type(value).__name__
         if isinstance(value, (dict, list))
-        else repr(value)
+        else _clip(repr(value))
     )
     return f"{field}={shown}: {str(err.get('msg', '')).removeprefix('Value error, ')}"
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    """At most ``limit`` characters of a value shown in an error (a refused body is not echoed whole)."""
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from hetero_opt.adapters.prometheus import LabelMap
+from hetero_opt.adapters.prometheus import LabelMap, PromQLSource
 from hetero_opt.errors import InputError
 from hetero_opt.instance import Frozen
 from hetero_opt.io import load_yaml_model
@@ -61,6 +61,12 @@ def load_service_config(path: str | Path) -> Loaded:
         raise InputError(
             f"Service config '{p}': time_limit_s={cfg.time_limit_s} exceeds max_time_limit_s={cfg.max_time_limit_s}"
         )
+    if cfg.prometheus is not None:
+        prom = cfg.prometheus
+        try:  # the source the steps will build: a bad URL is the config's fault, found at start-up
+            PromQLSource(prom.url, prom.label_map, window_s=prom.window_s, step_s=prom.step_s)
+        except InputError as exc:
+            raise InputError(f"Service config '{p}': prometheus: {str(exc).removeprefix('PromQLSource: ')}") from None
     policy = load_policy_config(p.parent / cfg.policy) if cfg.policy else None
     token = None
     if cfg.token_env is not None:

@@ -49,7 +49,9 @@ class SimConfig(Frozen):
     policy_file: str = Field(min_length=1, description="AutoscalerConfig YAML, relative to this file.")
     solver: Literal["greedy", "cpsat", "milp"] = Field(default="greedy", description="Placement solver.")
     solver_time_limit_s: float = Field(default=2.0, gt=0, description="Placement time limit per cycle (s).")
-    control_period_s: float = Field(default=60.0, gt=0, description="Seconds between autoscaler cycles.")
+    control_period_s: float = Field(
+        default=60.0, ge=1, le=86_400, description="Seconds between autoscaler cycles (1 s to a day)."
+    )
     startup_delay_s: float = Field(default=120.0, ge=0, description="Seconds from placement to a ready pod.")
     queue_timeout_s: float = Field(default=300.0, gt=0, description="A request waiting longer for prefill is dropped.")
     drain_limit_s: float = Field(default=1800.0, ge=0, description="Time after the last arrival to finish requests.")

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from hetero_opt.autoscaler import Autoscaler
+from hetero_opt.errors import InputError
 from hetero_opt.instance import Instance, current_units
 from hetero_opt.placement.apply import apply_plan
 from hetero_opt.policy.config import AutoscalerConfig
@@ -147,6 +148,10 @@ def _loads(trace: Trace, cfg: SimConfig, hits: np.ndarray | None, share: np.ndar
     return out
 
 
+#: Most control periods one run simulates (60-s periods: almost two years).
+MAX_CYCLES = 1_000_000
+
+
 def simulate(
     trace: Trace,
     cfg: SimConfig,
@@ -159,6 +164,12 @@ def simulate(
 ) -> SimRun:
     """Run the closed loop over ``trace`` on the cluster ``instance``; see the module docstring."""
     check_against(cfg, policy, instance, where)
+    periods = trace.duration_s / cfg.control_period_s
+    if periods > MAX_CYCLES:
+        raise InputError(
+            f"{where}: the trace lasts {trace.duration_s:g} s, {periods:.3g} control periods of "
+            f"{cfg.control_period_s:g} s; at most {MAX_CYCLES:g} are simulated (are its times in the right unit?)"
+        )
     if mode == "request" and isinstance(trace, RateTrace):
         from hetero_opt.sim.trace import requests_from_rates
 

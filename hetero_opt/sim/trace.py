@@ -2,17 +2,23 @@
 
 Three formats, told apart by their columns/fields:
 
-- Azure LLM inference 2023 CSV (``TIMESTAMP, ContextTokens, GeneratedTokens``): one request a row.
+- Azure LLM inference 2023 CSV (``TIMESTAMP, ContextTokens, GeneratedTokens``, any column order):
+  one request a row. ``TIMESTAMP`` is a date-time (time-zone offsets are converted to UTC) or, when
+  every value is a number, seconds.
 - Mooncake JSONL (``timestamp`` ms, ``input_length``, ``output_length``, ``hash_ids``): one request
   a line; ``hash_ids`` are 512-token prefix blocks, turned into cache hits by :func:`prefix_hits`.
 - ServeGen rate CSV (``servegen_2025_rate_10min.csv``): one window per model, for fluid mode.
 
-Every error names the file, the row and the field.
+Any of them may be gzip-compressed (``.gz``); a UTF-8 byte-order mark is skipped. Token counts are
+whole numbers from 1 to :data:`MAX_TOKENS`. Every error names the file, the row and the field.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
+import math
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +46,10 @@ SERVEGEN_COLUMNS = (
 MOONCAKE_FIELDS = frozenset({"timestamp", "input_length", "output_length", "hash_ids"})
 #: Tokens per Mooncake prefix block (kvcache-ai/Mooncake FAST25-release README).
 MOONCAKE_BLOCK_TOKENS = 512
+#: Largest prompt or output of one request (100x the longest context windows of 2025 models).
+MAX_TOKENS = 10**9
+#: Largest ``scale`` factor: superposed copies of a request trace, or a rate multiplier.
+MAX_SCALE = 1000
 
 
 @dataclass(frozen=True)
@@ -89,11 +99,13 @@ def load_trace(path: str | Path, *, model: str = "m-large") -> Trace:
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p}: no such trace file")
-    if p.suffix.lower() == ".jsonl":
+    if p.name.lower().endswith((".jsonl", ".jsonl.gz")):
         return _load_mooncake(p)
     try:
-        df = pd.read_csv(p)
-    except (OSError, ValueError) as exc:
+        df = pd.read_csv(
+            p, encoding="utf-8-sig", skipinitialspace=True, compression="gzip" if p.suffix.lower() == ".gz" else None
+        )
+    except (OSError, ValueError, EOFError, zlib.error) as exc:
         raise InputError(f"{p}: cannot read trace CSV ({' '.join(str(exc).split())})") from None
     cols = tuple(str(c) for c in df.columns)
     if set(AZURE_COLUMNS) <= set(cols):
@@ -124,83 +136,182 @@ def _check_times(p: Path, name: str, t: np.ndarray) -> None:
     if np.isnan(t).any():
         i = int(np.flatnonzero(np.isnan(t))[0])
         raise InputError(f"{p}: row {i + 1}: {name} is missing")
+    if not np.isfinite(t).all():
+        i = int(np.flatnonzero(~np.isfinite(t))[0])
+        raise InputError(f"{p}: row {i + 1}: {name}={t[i]} is not a finite time")
     back = np.flatnonzero(np.diff(t) < 0)
     if back.size:
         i = int(back[0]) + 1
         raise InputError(f"{p}: row {i + 1}: {name} goes back in time ({t[i]} after {t[i - 1]})")
 
 
-def _azure(p: Path, df: pd.DataFrame) -> RequestTrace:
-    try:
-        ts = pd.to_datetime(df["TIMESTAMP"], format="mixed")
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"{p}: TIMESTAMP: cannot parse ({' '.join(str(exc).split())[:80]})") from None
-    t = (ts - ts.iloc[0]).dt.total_seconds().to_numpy(dtype=float)
+def _numbers(p: Path, df: pd.DataFrame, name: str) -> np.ndarray:
+    """Column ``name`` as floats; an empty cell is NaN, a value that is not a number an error."""
+    raw = df[name]
+    num = pd.to_numeric(raw, errors="coerce")
+    bad = np.flatnonzero(num.isna().to_numpy() & raw.notna().to_numpy())
+    if bad.size:
+        i = int(bad[0])
+        raise InputError(f"{p}: row {i + 1}: {name}={raw.iloc[i]!r} is not a number")
+    return num.to_numpy(dtype=float)
+
+
+def _tokens(p: Path, name: str, values: np.ndarray, row: str = "row") -> np.ndarray:
+    """Token counts: whole numbers in ``1..MAX_TOKENS`` (a fraction is an error, not truncated)."""
+    _check_lengths(p, name, values, 1)
+    bad = np.flatnonzero((values > MAX_TOKENS) | (values != np.floor(values)))
+    if bad.size:
+        i = int(bad[0])
+        raise InputError(
+            f"{p}: {row} {i + 1}: {name}={values[i]:g} must be a whole number of tokens from 1 to {MAX_TOKENS:g}"
+        )
+    return values.astype(np.int64)
+
+
+def _seconds(p: Path, df: pd.DataFrame) -> np.ndarray:
+    """``TIMESTAMP`` as seconds from the first request: numbers are seconds, else date-times."""
+    raw = df["TIMESTAMP"]
+    num = pd.to_numeric(raw, errors="coerce")
+    if (num.notna() | raw.isna()).all():
+        t = num.to_numpy(dtype=float)
+    else:
+        try:
+            ts = pd.to_datetime(raw, format="mixed", utc=True)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise InputError(f"{p}: TIMESTAMP: cannot parse ({' '.join(str(exc).split())[:80]})") from None
+        t = (ts - ts.iloc[0]).dt.total_seconds().to_numpy(dtype=float)
     _check_times(p, "TIMESTAMP", t)
-    inp = pd.to_numeric(df["ContextTokens"], errors="coerce").to_numpy(dtype=float)
-    out = pd.to_numeric(df["GeneratedTokens"], errors="coerce").to_numpy(dtype=float)
-    _check_lengths(p, "ContextTokens", inp, 1)
-    _check_lengths(p, "GeneratedTokens", out, 1)
-    return RequestTrace(p.stem, t, inp.astype(np.int64), out.astype(np.int64))
+    return np.asarray(t - t[0], dtype=float)
+
+
+def _azure(p: Path, df: pd.DataFrame) -> RequestTrace:
+    if df.empty:
+        raise InputError(f"{p}: no requests (the file has a header and no rows)")
+    t = _seconds(p, df)
+    inp = _tokens(p, "ContextTokens", _numbers(p, df, "ContextTokens"))
+    out = _tokens(p, "GeneratedTokens", _numbers(p, df, "GeneratedTokens"))
+    return RequestTrace(p.stem, t, inp, out)
 
 
 def _load_mooncake(p: Path) -> RequestTrace:
     times: list[float] = []
-    inp: list[int] = []
-    out: list[int] = []
+    inp: list[float] = []
+    out: list[float] = []
+    lines: list[int] = []
     hashes: list[tuple[int, ...]] = []
-    with p.open(encoding="utf-8") as f:
-        for i, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{p}: line {i}: not JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise InputError(f"{p}: line {i}: not a JSON object")
-            extra = sorted(set(row) - MOONCAKE_FIELDS)
-            if extra:
-                raise InputError(f"{p}: line {i}: field='{extra[0]}' is unknown (expected {sorted(MOONCAKE_FIELDS)})")
-            for k in ("timestamp", "input_length", "output_length"):
-                v = row.get(k)
-                if not isinstance(v, int | float) or isinstance(v, bool):
-                    raise InputError(f"{p}: line {i}: {k}={v!r} must be a number")
-            times.append(float(row["timestamp"]) / 1000.0)
-            inp.append(int(row["input_length"]))
-            out.append(int(row["output_length"]))
-            hashes.append(tuple(int(h) for h in row.get("hash_ids", [])))
+    gz = p.suffix.lower() == ".gz"
+    try:
+        with gzip.open(p, "rt", encoding="utf-8-sig") if gz else p.open(encoding="utf-8-sig") as f:
+            for i, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                times_in = _mooncake_row(p, i, line, hashes)
+                times.append(times_in[0])
+                inp.append(times_in[1])
+                out.append(times_in[2])
+                lines.append(i)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{p}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise InputError(f"{p}: cannot read gzip data ({exc})") from None
+    if not times:
+        raise InputError(f"{p}: no requests (the file has no JSON lines)")
     t = np.asarray(times, dtype=float)
-    _check_times(p, "timestamp", t)
-    ia, oa = np.asarray(inp, dtype=np.int64), np.asarray(out, dtype=np.int64)
-    _check_lengths(p, "input_length", ia, 1)
-    _check_lengths(p, "output_length", oa, 1)
-    return RequestTrace(p.stem, t - (t[0] if t.size else 0.0), ia, oa, tuple(hashes))
+    back = np.flatnonzero(np.diff(t) < 0)
+    if back.size:
+        i = int(back[0]) + 1
+        raise InputError(
+            f"{p}: line {lines[i]}: timestamp goes back in time ({t[i] * 1000:g} ms after {t[i - 1] * 1000:g} ms)"
+        )
+    ia = _tokens(p, "input_length", np.asarray(inp, dtype=float), "request")
+    oa = _tokens(p, "output_length", np.asarray(out, dtype=float), "request")
+    return RequestTrace(p.stem, t - t[0], ia, oa, tuple(hashes))
+
+
+def _mooncake_row(p: Path, i: int, line: str, hashes: list[tuple[int, ...]]) -> tuple[float, float, float]:
+    """Line ``i``'s (arrival s, prompt tokens, output tokens); its prefix blocks go to ``hashes``."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{p}: line {i}: not JSON ({exc.msg})") from None
+    except RecursionError:
+        raise InputError(f"{p}: line {i}: nested too deeply") from None
+    if not isinstance(row, dict):
+        raise InputError(f"{p}: line {i}: not a JSON object")
+    extra = sorted(set(row) - MOONCAKE_FIELDS)
+    if extra:
+        raise InputError(f"{p}: line {i}: field='{extra[0]}' is unknown (expected {sorted(MOONCAKE_FIELDS)})")
+    values: list[float] = []
+    for k in ("timestamp", "input_length", "output_length"):
+        v = row.get(k)
+        if not isinstance(v, int | float) or isinstance(v, bool):
+            raise InputError(f"{p}: line {i}: {k}={v!r} must be a number")
+        f = float(v) if isinstance(v, float) or abs(v) < 2**53 else math.inf
+        if not math.isfinite(f) or (k != "timestamp" and not (1 <= f <= MAX_TOKENS and f.is_integer())):
+            what = "a finite time in ms" if k == "timestamp" else f"a whole number of tokens from 1 to {MAX_TOKENS:g}"
+            raise InputError(f"{p}: line {i}: {k}={v!r} must be {what}")
+        values.append(f)
+    blocks = row.get("hash_ids", [])
+    if not isinstance(blocks, list) or not all(isinstance(h, int) and not isinstance(h, bool) for h in blocks):
+        raise InputError(f"{p}: line {i}: hash_ids={_short(blocks)} must be a list of integer block ids")
+    hashes.append(tuple(blocks))
+    return values[0] / 1000.0, values[1], values[2]
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _servegen(p: Path, df: pd.DataFrame, model: str) -> RateTrace:
-    sel = df[df["model"] == model]
+    sel = df[df["model"].astype(str) == model]
     if sel.empty:
-        raise InputError(f"{p}: model='{model}' has no rows (models: {sorted(df['model'].unique())})")
-    start = sel["window_start_s"].to_numpy(dtype=float)
-    _check_times(p, "window_start_s", start)
-    rate = sel["rate_rps"].to_numpy(dtype=float)
-    _check_lengths(p, "rate_rps", rate, 0)
-    gaps = sel["is_gap"].to_numpy(dtype=int) == 1
-    mean_in = sel["mean_input_tokens"].to_numpy(dtype=float)
-    mean_out = sel["mean_output_tokens"].to_numpy(dtype=float)
+        models = sorted(str(m) for m in df["model"].unique())
+        raise InputError(f"{p}: model='{model}' has no rows (models: {models})")
+    rows = sel.index.to_numpy() + 1  # data rows of the file, as the other errors count them
+
+    def column(name: str, *, minimum: float, missing_ok: bool = False, strictly: bool = False) -> np.ndarray:
+        values = _numbers(p, sel.reset_index(drop=True), name)
+        bad = ~np.isfinite(values) | (values <= minimum if strictly else values < minimum)
+        if missing_ok:
+            bad &= ~np.isnan(values)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            shown = "missing" if np.isnan(values[i]) else f"{values[i]:g}"
+            relation = "above" if strictly else "at least"
+            raise InputError(f"{p}: row {rows[i]}: {name}={shown} must be a finite number {relation} {minimum:g}")
+        return values
+
+    start = column("window_start_s", minimum=-math.inf)
+    window = column("window_s", minimum=0, strictly=True)
+    overlap = np.flatnonzero(start[1:] < start[:-1] + window[:-1])
+    if overlap.size:
+        i = int(overlap[0]) + 1
+        raise InputError(
+            f"{p}: row {rows[i]}: window_start_s={start[i]:g} is before the end of the window before "
+            f"({start[i - 1]:g} + {window[i - 1]:g} s) of model '{model}': windows must be in order and not overlap"
+        )
+    rate = column("rate_rps", minimum=0)
+    gap_values = column("is_gap", minimum=0)
+    if not np.isin(gap_values, (0, 1)).all():
+        i = int(np.flatnonzero(~np.isin(gap_values, (0, 1)))[0])
+        raise InputError(f"{p}: row {rows[i]}: is_gap={gap_values[i]:g} must be 0 or 1")
+    gaps = gap_values == 1
+    mean_in = column("mean_input_tokens", minimum=0, missing_ok=True)
+    mean_out = column("mean_output_tokens", minimum=0, missing_ok=True)
+    for name, values in (("mean_input_tokens", mean_in), ("mean_output_tokens", mean_out)):
+        if np.isnan(values).all():
+            raise InputError(f"{p}: {name} is missing in every window of model '{model}'")
     # gap windows carry no lengths: treat as missing and hold the last known mix
     mean_in = pd.Series(mean_in).ffill().bfill().to_numpy(dtype=float)
     mean_out = pd.Series(mean_out).ffill().bfill().to_numpy(dtype=float)
-    return RateTrace(
-        f"{p.stem}:{model}", start - start[0], sel["window_s"].to_numpy(dtype=float), rate, mean_in, mean_out, gaps
-    )
+    return RateTrace(f"{p.stem}:{model}", start - start[0], window, rate, mean_in, mean_out, gaps)
 
 
 def scale_trace(trace: RequestTrace, factor: int, seed: int) -> RequestTrace:
     """``factor`` superposed copies, each shifted by a random offset (circular over the duration)."""
-    if factor < 1:
-        raise InputError(f"scale={factor} must be at least 1")
+    if not 1 <= factor <= MAX_SCALE:
+        raise InputError(f"scale={factor} must be a whole number of copies from 1 to {MAX_SCALE}")
     if factor == 1:
         return trace
     rng = np.random.default_rng(seed)
@@ -271,7 +382,7 @@ def prefix_hits(trace: RequestTrace, capacity_blocks: int) -> np.ndarray:
 
 def scale_rates(trace: RateTrace, factor: float) -> RateTrace:
     """The same windows with every rate multiplied by ``factor``."""
-    if factor <= 0:
-        raise InputError(f"scale={factor} must be positive")
+    if not 0 < factor <= MAX_SCALE:
+        raise InputError(f"scale={factor} must be a rate multiplier above 0 and at most {MAX_SCALE}")
     return RateTrace(f"{trace.name}x{factor:g}", trace.start_s, trace.window_s, trace.rate_rps * factor,
                      trace.mean_input, trace.mean_output, trace.gaps)

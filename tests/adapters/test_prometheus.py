@@ -89,3 +89,58 @@ def test_query_names_every_metric_and_unreachable_server_is_one_line() -> None:
 def test_exemplar_after_escaped_quote_in_a_label() -> None:
     [s] = parse_exposition('m{a="x\\"#y"} 3 # {trace_id="t"} 9\n', 0.0)
     assert (s.labels, s.value) == ({"a": 'x"#y'}, 3.0)
+
+
+def test_nan_and_infinite_samples_are_no_value() -> None:
+    # Go exporters write NaN for summary quantiles without observations; one such line in a scrape
+    # used to fail the whole parse (PromSample refuses non-finite values)
+    scrape = (
+        'go_gc_duration_seconds{quantile="0.5"} NaN\n'
+        'vllm:gpu_cache_usage_perc{model_name="llama"} +Inf\n'
+        'vllm:generation_tokens_total{model_name="llama"} 10\n'
+    )
+    assert [(s.name, s.value) for s in parse_exposition(scrape, 0.0)] == [("vllm:generation_tokens_total", 10.0)]
+    body = {
+        "status": "success",
+        "data": {"resultType": "matrix", "result": [{"metric": {"__name__": "m"}, "values": [[1, "NaN"], [2, "4"]]}]},
+    }
+    assert [(s.timestamp, s.value) for s in parse_matrix(body)] == [(2.0, 4.0)]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"status": "success", "data": [1]}, "data=list, expected an object"),
+        ({"status": "success", "data": {"resultType": "matrix", "result": ["x"]}}, "malformed matrix"),
+        ({"status": "success", "data": {"resultType": "matrix", "result": [{"values": [["a", "1"]]}]}},
+         "malformed matrix"),
+        ({"status": "success", "data": {"resultType": "matrix", "result": [{"values": 5}]}}, "malformed matrix"),
+    ],
+)
+def test_malformed_answer_is_one_clear_error(body: object, message: str) -> None:
+    with pytest.raises(InputError, match=f"Prometheus 'Prometheus': {message}"):
+        parse_matrix(body)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("notaurl",), "url='notaurl' must be an http:// or https:// URL with a host"),
+        (("http://",), "url='http://' must be an http:// or https:// URL with a host"),
+        (("http://p:9090", float("nan")), "window_s=nan and step_s=15.0 must be positive and finite"),
+    ],
+)
+def test_source_settings_are_checked(args: tuple[object, ...], message: str) -> None:
+    url, *window = args
+    with pytest.raises(InputError, match=f"PromQLSource: {message}"):
+        PromQLSource(str(url), window_s=float(window[0]) if window else 60.0, step_s=15.0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "every"),
+    [(float("nan"), 50.0, 10.0), (0.0, float("inf"), 10.0), (0.0, 50.0, float("nan")), (0.0, 1e12, 1.0)],
+)
+def test_series_range_is_checked_before_any_query(start: float, end: float, every: float) -> None:
+    src = PromQLSource("http://127.0.0.1:9", timeout_s=0.5)  # nothing listens: a query would say 'cannot query'
+    with pytest.raises(InputError, match="PromQLSource: "):
+        src.series(start, end, every)

@@ -886,3 +886,16 @@ def test_behavior_reconcile_stores_event_and_history_round_trips() -> None:
     # 15 s later the 15 s period has passed (strictly after cutoff) → start 20 → 40
     res2, _ = reconcile(spec, hist, NOW + 15, 20, [50])
     assert res2.desired_replicas == 40
+
+
+def test_empty_policy_list_is_refused_as_the_api_server_does() -> None:
+    # validateScalingRules: "policies: Required value: must specify at least one Policy"; an empty
+    # list used to freeze that direction silently (no proposal → the limit stayed at current)
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="policies"):
+        ScalingRules(policies=())
+    assert ScalingRules(policies=None).policies is None  # unset: the defaults fill it
+    # forbidding a direction is said with select_policy: Disabled
+    off = ScalingRules(select_policy="Disabled", policies=(ScalingPolicy(type="Pods", value=4, period_seconds=15),))
+    assert calculate_scale_down_limit(10, HPAHistory(), generate_scale_down_rules(off), NOW) == 10

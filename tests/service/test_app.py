@@ -69,6 +69,17 @@ def test_bad_requests_are_4xx_with_one_line(body: bytes, status: int, message: s
     assert "\n" not in r.json()["error"]
 
 
+def test_refused_body_is_not_echoed_whole() -> None:
+    # a JSON body sent as text/plain is one string to FastAPI; the error showed all of it (up to 8 MiB)
+    body = json.dumps({"instance": _small()}).encode()
+    r = _client().post("/v1/solve", content=body, headers={"content-type": "text/plain"})
+    assert r.status_code == 422
+    error = r.json()["error"]
+    assert error.startswith("body=b'{\"instance\"")
+    assert error.endswith("...: Input should be a valid dictionary or object to extract fields from")
+    assert len(error) < 200
+
+
 def test_body_size_limit() -> None:
     client = _client(max_body_bytes=1024)
     r = client.post("/v1/solve", json={"instance": _small()})
@@ -209,6 +220,17 @@ def test_serve_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFix
     (state / "autoscaler-state.json").write_text("{broken")
     assert main(["serve", "--config", str(CONFIG), "--state-dir", str(state)]) == 2
     assert "cannot be read back" in capsys.readouterr().err
+
+
+def test_prometheus_url_without_scheme_is_refused_at_start_up(tmp_path: Path) -> None:
+    # 'prometheus:9090' used to pass the config and fail every step without metrics as the caller's 400
+    cfg = tmp_path / "serve.yaml"
+    cfg.write_text(f"policy: {DEMO / 'policy.yaml'}\nprometheus:\n  url: prometheus:9090\n")
+    with pytest.raises(InputError) as err:
+        load_service_config(cfg)
+    assert str(err.value) == (
+        f"Service config '{cfg}': prometheus: url='prometheus:9090' must be an http:// or https:// URL with a host"
+    )
 
 
 def test_missing_extras_say_what_to_install(

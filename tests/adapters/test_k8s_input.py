@@ -1,0 +1,188 @@
+"""Kubernetes node and pod lists as clusters produce them: other encodings, later Topograph labels,
+empty label values, and objects the import cannot use (one line naming the file, object and field)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.helpers import DATA
+from hetero_opt.adapters.k8s_import import import_k8s, import_k8s_files, load_import_map
+from hetero_opt.cli import main
+from hetero_opt.errors import InputError
+
+MAP = load_import_map(DATA / "map.yaml")
+TOPOGRAPH = "network.topology.nvidia.com/"
+
+
+def _nodes() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((DATA / "gpu-nodes.json").read_text())
+    return data
+
+
+def _places(nodes: list[dict[str, Any]]) -> list[tuple[str, str, str, str | None]]:
+    return [(n.id, n.s2, n.s1, n.s0) for n in import_k8s(nodes, preset="topograph").instance.nodes]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+def test_node_list_with_a_byte_order_mark_reads_as_utf8(tmp_path: Path, encoding: str) -> None:
+    # what `kubectl get nodes -o json > nodes.json` writes in Windows PowerShell
+    p = tmp_path / "nodes.json"
+    p.write_text((DATA / "gpu-nodes.json").read_text(), encoding=encoding)
+    read = import_k8s_files(p, None, "topograph").instance
+    assert read.nodes == import_k8s_files(DATA / "gpu-nodes.json", None, "topograph").instance.nodes
+
+
+def test_node_list_not_in_utf8_names_the_file(tmp_path: Path) -> None:
+    p = tmp_path / "nodes.json"
+    p.write_bytes(b'{"items": [], "x": "\xff"}')
+    with pytest.raises(InputError, match=r"nodes\.json: not UTF-8 text \(byte 20"):
+        import_k8s_files(p)
+
+
+def test_later_topograph_labels_place_nodes_as_the_first_scheme_does() -> None:
+    first = _nodes()["items"]
+    later = copy.deepcopy(first)
+    tiers = copy.deepcopy(first)
+    for node in later:
+        labels = node["metadata"]["labels"]
+        for old, new in (("datacenter", "core"), ("block", "leaf")):
+            if TOPOGRAPH + old in labels:
+                labels[TOPOGRAPH + new] = labels.pop(TOPOGRAPH + old)
+    for node in tiers:
+        labels = node["metadata"]["labels"]
+        for old, tier in (("datacenter", 2), ("spine", 1), ("block", 0)):
+            if TOPOGRAPH + old in labels:
+                labels[f"fabric.topograph.run/tier-{tier}"] = labels.pop(TOPOGRAPH + old)
+    assert any(s0 for *_, s0 in _places(first))
+    assert _places(later) == _places(first)
+    assert _places(tiers) == _places(first)
+
+
+def test_empty_topology_label_is_no_label() -> None:
+    # an empty value used to make every such node one S1 named '-'
+    nodes = _nodes()["items"]
+    for node in nodes:
+        node["metadata"]["labels"][TOPOGRAPH + "spine"] = ""
+    res = import_k8s(nodes, preset="topograph")
+    assert all(n.s1 == f"host:{n.id}" for n in res.instance.nodes)
+    assert any("without topology labels" in w for w in res.warnings)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda n: n.pop("metadata"), "Node '?': metadata.name is missing"),
+        (lambda n: n["metadata"].pop("name"), "Node '?': metadata.name is missing"),
+        (lambda n: n["status"]["allocatable"].update({"nvidia.com/gpu": 8}),
+         "Node 'a0': allocatable.nvidia.com/gpu=8: Input should be a valid string"),
+        (lambda n: n["spec"].update({"unschedulable": "yes"}), "Node 'a0': unschedulable='yes':"),
+    ],
+)
+def test_unusable_node_is_one_line_naming_file_node_and_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], change: Any, message: str
+) -> None:
+    data = _nodes()
+    change(data["items"][0])
+    p = tmp_path / "nodes.json"
+    p.write_text(json.dumps(data))
+    out = tmp_path / "inst.json"
+    assert main(["import", "k8s", "--nodes", str(p), "--preset", "topograph", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"{p}: {message}"), err
+    assert len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_pod_or_node_listed_twice_is_refused(tmp_path: Path) -> None:
+    # concatenated outputs used to count the pod's GPUs twice and blame the node
+    pods: dict[str, Any] = json.loads((DATA / "pods-rbg.json").read_text())
+    pods["items"].append(copy.deepcopy(pods["items"][0]))
+    p = tmp_path / "pods.json"
+    p.write_text(json.dumps(pods))
+    with pytest.raises(InputError, match=r"pods\.json: Pod 'llm/chat-g1-prefill-0' appears more than once"):
+        import_k8s_files(DATA / "gpu-nodes.json", p, "topograph", MAP)
+    nodes = _nodes()
+    nodes["items"].append(copy.deepcopy(nodes["items"][0]))
+    n = tmp_path / "nodes.json"
+    n.write_text(json.dumps(nodes))
+    with pytest.raises(InputError, match=r"nodes\.json: Node 'a0' appears more than once"):
+        import_k8s_files(n, None, "topograph")
+
+
+def test_pod_without_spec_or_name_is_refused(tmp_path: Path) -> None:
+    pods: dict[str, Any] = json.loads((DATA / "pods-rbg.json").read_text())
+    pods["items"][0].pop("spec")
+    p = tmp_path / "pods.json"
+    p.write_text(json.dumps(pods))
+    with pytest.raises(InputError, match=r"pods\.json: Pod 'chat-g1-prefill-0': spec is missing"):
+        import_k8s_files(DATA / "gpu-nodes.json", p, "topograph", MAP)
+    pods["items"][0] = {"kind": "Pod", "spec": {"containers": []}}
+    p.write_text(json.dumps(pods))
+    with pytest.raises(InputError, match=r"pods\.json: Pod '\?': metadata.name is missing"):
+        import_k8s_files(DATA / "gpu-nodes.json", p, "topograph", MAP)
+
+
+# ------------------------------------------------------------------ export
+
+
+def _solved(tmp_path: Path) -> tuple[Path, Path]:
+    inst = tmp_path / "cluster.json"
+    assert main(["import", "k8s", "--nodes", str(DATA / "gpu-nodes.json"), "--pods", str(DATA / "pods-rbg.json"),
+                 "--preset", "topograph", "--map", str(DATA / "map.yaml"), "--request", "chat=2",
+                 "--out", str(inst)]) == 0
+    assert main(["solve", str(inst), "--out-dir", str(tmp_path)]) == 0
+    return inst, tmp_path / "cluster.plan.json"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        # an empty or malformed label key was written into every pod template's Kueue annotation
+        (["--kueue-topology", ""], "--kueue-topology='' is not a Kubernetes label key"),
+        (["--kueue-topology", "rack id"], "--kueue-topology='rack id' is not a Kubernetes label key"),
+        (["--kueue-topology", "Example.com/rack"], "--kueue-topology='Example.com/rack' is not a Kubernetes label key"),
+        (["--image", ""], "--image='' must be a container image reference without spaces"),
+    ],
+)
+def test_export_refuses_what_kubernetes_would(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    inst, plan = _solved(tmp_path)
+    capsys.readouterr()
+    out = tmp_path / "m.yaml"
+    code = main(["export", "k8s", "--plan", str(plan), "--instance", str(inst), "--format", "lws", "--out", str(out),
+                 *extra])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == message + (
+        " ([prefix/]name, name of at most 63 of A-Z a-z 0-9 - _ . starting and ending alphanumeric, prefix a DNS "
+        "subdomain)" if "label key" in message else "")
+    assert not out.exists()
+
+
+def test_export_reads_kueue_label_keys_kubernetes_accepts(tmp_path: Path) -> None:
+    inst, plan = _solved(tmp_path)
+    out = tmp_path / "m.yaml"
+    for key in ("network.topology.nvidia.com/block", "cloud.google.com/gce-topology-block", "rack"):
+        assert main(["export", "k8s", "--plan", str(plan), "--instance", str(inst), "--format", "lws",
+                     "--kueue-topology", key, "--out", str(out)]) == 0
+        assert f"kueue.x-k8s.io/podset-required-topology: {key}" in out.read_text()
+
+
+def test_plan_file_with_bom_reads_and_other_bytes_name_the_file(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    inst, plan = _solved(tmp_path)
+    bom = tmp_path / "bom.plan.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + plan.read_bytes())
+    out = tmp_path / "m.yaml"
+    args = ["export", "k8s", "--instance", str(inst), "--format", "lws"]
+    assert main([*args, "--plan", str(bom), "--out", str(out)]) == 0
+    bad = tmp_path / "bad.plan.json"
+    bad.write_bytes(b"\xff\xfe{}")
+    capsys.readouterr()
+    assert main([*args, "--plan", str(bad)]) == 2
+    assert capsys.readouterr().err.strip().startswith(f"{bad}: not UTF-8 text")

@@ -1,0 +1,260 @@
+"""Trace files as operators bring them: other layouts, encodings, compression and bad values.
+
+Each bad file is refused with one ``InputError`` naming the file, the row or line, the field and
+the value; each good variant loads to the same requests as the plain file.
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sim_helpers import SIM_DIR, TRACES
+
+from hetero_opt.cli import main
+from hetero_opt.errors import InputError
+from hetero_opt.sim.trace import RateTrace, RequestTrace, load_trace, scale_rates, scale_trace
+
+AZURE_HEADER = "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+AZURE_ROWS = "2023-11-16 18:15:46.5,374,44\n2023-11-16 18:15:50.0,396,109\n2023-11-16 18:15:50.0,20,7\n"
+MOONCAKE = (
+    '{"timestamp": 0, "input_length": 1024, "output_length": 6, "hash_ids": [0, 1]}\n'
+    '{"timestamp": 3500, "input_length": 600, "output_length": 4, "hash_ids": [0, 2]}\n'
+)
+SERVEGEN_HEADER = (
+    "category,model,window_start_s,window_s,is_gap,rate_rps,active_clients,mean_input_tokens,"
+    "mean_output_tokens,input_tokens_per_s,output_tokens_per_s,token_coverage\n"
+)
+SERVEGEN_ROW = "language,m-large,{start},{window},{gap},{rate},4,{mi},300,1,1,1\n"
+
+
+def _write(tmp_path: Path, name: str, text: str | bytes) -> Path:
+    p = tmp_path / name
+    if isinstance(text, str):
+        p.write_text(text, encoding="utf-8", newline="")
+    else:
+        p.write_bytes(text)
+    return p
+
+
+def _requests(trace: object) -> tuple[list[float], list[int], list[int]]:
+    assert isinstance(trace, RequestTrace)
+    return trace.arrival_s.tolist(), trace.input_tokens.tolist(), trace.output_tokens.tolist()
+
+
+def _servegen(*rows: dict[str, object]) -> str:
+    base = {"start": 0, "window": 600, "gap": 0, "rate": 2.5, "mi": 350}
+    return SERVEGEN_HEADER + "".join(SERVEGEN_ROW.format(**(base | r)) for r in rows)
+
+
+# ------------------------------------------------------------------ request traces that load
+
+
+def test_azure_variants_load_to_the_same_requests(tmp_path: Path) -> None:
+    plain = _requests(load_trace(_write(tmp_path, "plain.csv", AZURE_HEADER + AZURE_ROWS)))
+    assert plain == ([0.0, 3.5, 3.5], [374, 396, 20], [44, 109, 7])
+    variants = {
+        "bom.csv": "\ufeff" + AZURE_HEADER + AZURE_ROWS,
+        "crlf.csv": (AZURE_HEADER + AZURE_ROWS).replace("\n", "\r\n"),
+        "reordered.csv": "GeneratedTokens,TIMESTAMP,ContextTokens\n"
+        "44,2023-11-16 18:15:46.5,374\n109,2023-11-16 18:15:50.0,396\n7,2023-11-16 18:15:50.0,20\n",
+        "zulu.csv": AZURE_HEADER
+        + "2023-11-16T18:15:46.5Z,374,44\n2023-11-16T18:15:50Z,396,109\n2023-11-16T18:15:50Z,20,7\n",
+        # the same instants written in another time zone, one of them in UTC
+        "offset.csv": AZURE_HEADER
+        + "2023-11-16 20:15:46.5+02:00,374,44\n2023-11-16 18:15:50+00:00,396,109\n2023-11-16 20:15:50+02:00,20,7\n",
+        "whole.csv": AZURE_HEADER + AZURE_ROWS.replace(",374,", ",374.0,"),
+        # a space after each comma, as hand-edited CSVs have
+        "spaced.csv": (AZURE_HEADER + AZURE_ROWS).replace(",", ", "),
+    }
+    for name, text in variants.items():
+        assert _requests(load_trace(_write(tmp_path, name, text))) == plain, name
+    gz = _write(tmp_path, "plain.csv.gz", gzip.compress((AZURE_HEADER + AZURE_ROWS).encode()))
+    assert _requests(load_trace(gz)) == plain
+
+
+def test_azure_numeric_timestamps_are_seconds(tmp_path: Path) -> None:
+    # a relative or epoch time in seconds, not nanoseconds since 1970
+    text = AZURE_HEADER + "1700154000,10,5\n1700154000.25,10,5\n1700154090,1,1\n"
+    trace = load_trace(_write(tmp_path, "t.csv", text))
+    assert _requests(trace)[0] == [0.0, 0.25, 90.0]
+
+
+def test_mooncake_variants_load_to_the_same_requests(tmp_path: Path) -> None:
+    plain = load_trace(_write(tmp_path, "plain.jsonl", MOONCAKE))
+    assert _requests(plain) == ([0.0, 3.5], [1024, 600], [6, 4])
+    assert plain.hash_ids == ((0, 1), (0, 2))
+    for name, data in {
+        "bom.jsonl": ("\ufeff" + MOONCAKE).encode(),
+        "crlf.jsonl": MOONCAKE.replace("\n", "\r\n").encode(),
+        "blank.jsonl": ("\n" + MOONCAKE + "\n\n").encode(),
+        "plain.jsonl.gz": gzip.compress(MOONCAKE.encode()),
+    }.items():
+        other = load_trace(_write(tmp_path, name, data))
+        assert _requests(other) == _requests(plain), name
+        assert other.hash_ids == plain.hash_ids, name
+
+
+# ------------------------------------------------------------------ request traces refused
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("header.csv", AZURE_HEADER, "no requests (the file has a header and no rows)"),
+        ("frac.csv", AZURE_HEADER + "2023-11-16 18:15:46,10.7,5\n",
+         "row 1: ContextTokens=10.7 must be a whole number of tokens from 1 to 1e+09"),
+        ("huge.csv", AZURE_HEADER + "2023-11-16 18:15:46,10,1e30\n",
+         "row 1: GeneratedTokens=1e+30 must be a whole number of tokens"),
+        ("inf.csv", AZURE_HEADER + "2023-11-16 18:15:46,inf,5\n", "row 1: ContextTokens=inf must be a whole number"),
+        ("word.csv", AZURE_HEADER + "2023-11-16 18:15:46,10,5\n2023-11-16 18:15:47,ten,5\n",
+         "row 2: ContextTokens='ten' is not a number"),
+        ("nan_time.csv", AZURE_HEADER + "0,10,5\n1e400,10,5\n", "row 2: TIMESTAMP=inf is not a finite time"),
+        ("empty.jsonl", "\n\n", "no requests (the file has no JSON lines)"),
+        ("hash.jsonl", '{"timestamp": 0, "input_length": 10, "output_length": 5, "hash_ids": "ab"}\n',
+         "line 1: hash_ids='ab' must be a list of integer block ids"),
+        ("hash_null.jsonl", '{"timestamp": 0, "input_length": 10, "output_length": 5, "hash_ids": [1, null]}\n',
+         "line 1: hash_ids=[1, None] must be a list of integer block ids"),
+        ("inf.jsonl", '{"timestamp": Infinity, "input_length": 10, "output_length": 5}\n',
+         "line 1: timestamp=inf must be a finite time in ms"),
+        ("big.jsonl", '{"timestamp": 0, "input_length": 100000000000000000000000, "output_length": 5}\n',
+         "line 1: input_length=100000000000000000000000 must be a whole number of tokens from 1 to 1e+09"),
+        ("frac.jsonl", '{"timestamp": 0, "input_length": 10, "output_length": 0.5}\n',
+         "line 1: output_length=0.5 must be a whole number of tokens"),
+        ("back.jsonl", MOONCAKE + '\n{"timestamp": 100, "input_length": 10, "output_length": 5}\n',
+         "line 4: timestamp goes back in time (100 ms after 3500 ms)"),
+    ],
+)
+def test_bad_request_trace_is_one_clear_error(tmp_path: Path, name: str, text: str, message: str) -> None:
+    p = _write(tmp_path, name, text)
+    with pytest.raises(InputError) as err:
+        load_trace(p)
+    assert str(err.value).startswith(f"{p}: "), err.value
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_undecodable_or_broken_files_name_the_file(tmp_path: Path) -> None:
+    latin1 = _write(tmp_path, "latin1.jsonl", b'{"timestamp": 0, "input_length": 1, "output_length": 1, "x": "\xff"}\n')
+    with pytest.raises(InputError, match=r"latin1\.jsonl: not UTF-8 text"):
+        load_trace(latin1)
+    broken = _write(tmp_path, "broken.jsonl.gz", gzip.compress(MOONCAKE.encode())[:-12])
+    with pytest.raises(InputError, match=r"broken\.jsonl\.gz: cannot read gzip data"):
+        load_trace(broken)
+    not_gz = _write(tmp_path, "plain.csv.gz", AZURE_HEADER + AZURE_ROWS)
+    with pytest.raises(InputError, match=r"plain\.csv\.gz: cannot read trace CSV"):
+        load_trace(not_gz)
+
+
+# ------------------------------------------------------------------ rate traces
+
+
+def test_servegen_rate_trace_with_gap_windows_loads(tmp_path: Path) -> None:
+    p = _write(tmp_path, "r.csv", _servegen({}, {"start": 600, "gap": 1, "rate": 0, "mi": ""}, {"start": 1200}))
+    trace = load_trace(p)
+    assert isinstance(trace, RateTrace)
+    assert trace.gaps.tolist() == [False, True, False]
+    assert trace.mean_input.tolist() == [350.0, 350.0, 350.0]
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (({"window": 0},), "row 1: window_s=0 must be a finite number above 0"),
+        (({"rate": "inf"},), "row 1: rate_rps=inf must be a finite number at least 0"),
+        (({"gap": "x"},), "row 1: is_gap='x' is not a number"),
+        (({"gap": 2},), "row 1: is_gap=2 must be 0 or 1"),
+        (({"start": "abc"},), "row 1: window_start_s='abc' is not a number"),
+        (({"mi": ""},), "mean_input_tokens is missing in every window of model 'm-large'"),
+        (({}, {"start": 300}), "row 2: window_start_s=300 is before the end of the window before (0 + 600 s)"),
+        (({}, {"start": 0}), "row 2: window_start_s=0 is before the end of the window before"),
+    ],
+)
+def test_bad_rate_trace_is_one_clear_error(tmp_path: Path, rows: tuple[dict[str, object], ...], message: str) -> None:
+    p = _write(tmp_path, "r.csv", _servegen(*rows))
+    with pytest.raises(InputError) as err:
+        load_trace(p)
+    assert str(err.value).startswith(f"{p}: ")
+    assert message in str(err.value)
+
+
+def test_rate_trace_rows_are_counted_in_the_file_not_in_the_model(tmp_path: Path) -> None:
+    other = "language,m-small,0,600,0,1,1,10,10,1,1,1\n"
+    text = _servegen({}).replace(SERVEGEN_HEADER, SERVEGEN_HEADER + other) + SERVEGEN_ROW.format(
+        start=600, window=-5, gap=0, rate=1, mi=1)
+    with pytest.raises(InputError, match=r"row 3: window_s=-5 must be a finite number above 0"):
+        load_trace(_write(tmp_path, "r.csv", text))
+
+
+# ------------------------------------------------------------------ scaling
+
+
+def test_scale_factors_are_bounded() -> None:
+    trace = RequestTrace("t", np.array([0.0]), np.array([1]), np.array([1]))
+    rates = RateTrace("r", np.array([0.0]), np.array([600.0]), np.array([1.0]), np.array([1.0]), np.array([1.0]))
+    for factor in (0, 1001, 10**9):
+        with pytest.raises(InputError, match="must be a whole number of copies from 1 to 1000"):
+            scale_trace(trace, factor, 0)
+    for rate in (0.0, -1.0, float("nan"), float("inf"), 1e6):
+        with pytest.raises(InputError, match="must be a rate multiplier above 0 and at most 1000"):
+            scale_rates(rates, rate)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--scale", "nan"], "--scale=nan must be a positive number"),
+        (["--scale", "inf"], "--scale=inf must be a positive number"),
+        (["--scale", "1e9"], "scale=1000000000 must be a whole number of copies from 1 to 1000"),
+        (["--duration", "nan"], "--duration=nan must be a positive number of seconds"),
+        (["--duration", "-5"], "--duration=-5 must be a positive number of seconds"),
+    ],
+)
+def test_simulate_refuses_bad_scale_and_duration(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    out = tmp_path / "out"
+    code = main(["simulate", "--trace", str(TRACES / "azure_llm_2023_conv.csv"), "--config", str(SIM_DIR / "sim.yaml"),
+                 "--cluster", str(SIM_DIR / "cluster.yaml"), "--out-dir", str(out), "--no-plots", *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err == message or err.endswith(message), err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        # 1e-9 s between cycles: a one-request trace ran for ever
+        ("control_period_s: 1e-9", "control_period_s: Input should be greater than or equal to 1"),
+        ("control_period_s: 1e9", "control_period_s: Input should be less than or equal to 86400"),
+    ],
+)
+def test_simulate_refuses_a_control_period_outside_1s_to_a_day(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], change: str, message: str
+) -> None:
+    text = (SIM_DIR / "sim.yaml").read_text().replace("control_period_s: 60", change)
+    (tmp_path / "sim.yaml").write_text(text)
+    (tmp_path / "policy.yaml").write_text((SIM_DIR / "policy.yaml").read_text())
+    trace = _write(tmp_path, "one.csv", AZURE_HEADER + "2023-11-16 18:15:46,100,50\n")
+    out = tmp_path / "out"
+    code = main(["simulate", "--trace", str(trace), "--config", str(tmp_path / "sim.yaml"), "--cluster",
+                 str(SIM_DIR / "cluster.yaml"), "--out-dir", str(out), "--no-plots"])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_simulate_refuses_a_trace_of_more_than_a_million_periods(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # epoch milliseconds read as seconds make a one-hour trace last 41 days; a unit slip of 1e6 is refused
+    trace = _write(tmp_path, "long.csv", AZURE_HEADER + "0,100,50\n6.6e7,100,50\n")
+    out = tmp_path / "out"
+    code = main(["simulate", "--trace", str(trace), "--config", str(SIM_DIR / "sim.yaml"), "--cluster",
+                 str(SIM_DIR / "cluster.yaml"), "--out-dir", str(out), "--no-plots"])
+    assert code == 2
+    assert "the trace lasts 6.6e+07 s, 1.1e+06 control periods of 60 s; at most 1e+06" in capsys.readouterr().err
+    assert not out.exists()

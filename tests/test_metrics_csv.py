@@ -1,0 +1,70 @@
+"""The metrics CSV that ``hetero-opt autoscale --metrics`` replays: one row per service and time.
+
+A row the replay cannot read exactly once is refused with one line naming the file, the row and
+the field, before any cycle runs; nothing is dropped, picked or ignored silently.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hetero_opt.cli import main
+from hetero_opt.errors import InputError
+from hetero_opt.policy.engine import metrics_from_frame
+from hetero_opt.replay import load_metrics
+
+DEMO = Path(__file__).resolve().parents[1] / "instances" / "autoscale"
+HEADER = "time,service,decode_tps,prefill_tps\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # two readings of one service at one time: which one counts was arbitrary
+        (HEADER + "600,chat,7000,9000\n600,chat,100,100\n",
+         "row 2: service='chat' at time=600 appears twice (one row per service and time)"),
+        # a row without a time was dropped by the grouping
+        (HEADER + "600,chat,7000,9000\n,chat,100000,100000\n", "row 2: time is missing"),
+        (HEADER + "600,,7000,9000\n", "row 1: service is missing"),
+        (HEADER + "2024-01-01 00:00,chat,7000,9000\n", "row 1: time='2024-01-01 00:00' is not a number of seconds"),
+        # a misspelt metric was ignored and the policy held for want of a metric
+        ("time,service,decode_tp,prefill_tps\n600,chat,7000,9000\n", "column='decode_tp' is unknown"),
+        (HEADER + "600,chat,fast,9000\n", "row 1 (service='chat', time=600): decode_tps='fast' is not a number"),
+        ("time,service,decode_ready_pods\n600,chat,x\n", "row 1 (service='chat', time=600): decode_ready_pods='x'"),
+    ],
+)
+def test_bad_metrics_csv_is_refused_before_any_cycle(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
+) -> None:
+    p = tmp_path / "metrics.csv"
+    p.write_text(text)
+    with pytest.raises(InputError) as err:
+        load_metrics(p)
+    assert str(err.value).startswith(f"{p}: ")
+    assert message in str(err.value)
+    state = tmp_path / "state.json"
+    code = main(["autoscale", "--config", str(DEMO / "policy.yaml"), "--instance", str(DEMO / "cluster.yaml"),
+                 "--metrics", str(p), "--state-out", str(state)])
+    out = capsys.readouterr()
+    assert code == 2
+    assert out.err.strip() == str(err.value)
+    assert not state.exists()
+
+
+def test_metrics_csv_with_bom_spaces_and_rows_in_any_order_reads_as_sorted(tmp_path: Path) -> None:
+    p = tmp_path / "m.csv"
+    p.write_text("\ufeff" + HEADER.replace(",", ", ") + "1200, chat, 2,\n600, chat, 1, 5\n", encoding="utf-8")
+    series = load_metrics(p)
+    assert [(t, m["chat"].decode_tps, m["chat"].prefill_tps) for t, m in series] == [
+        (600.0, 1.0, 5.0),
+        (1200.0, 2.0, None),
+    ]
+
+
+def test_frame_rows_are_named_by_their_position_in_the_frame() -> None:
+    df = pd.DataFrame({"time": [0, 30, 30], "service": ["a", "a", "a"], "decode_tps": [1.0, 2.0, 3.0]})
+    with pytest.raises(InputError, match=r"row 3: service='a' at time=30 appears twice"):
+        list(metrics_from_frame(df))
