@@ -186,3 +186,18 @@ def test_plan_file_with_bom_reads_and_other_bytes_name_the_file(tmp_path: Path,
     capsys.readouterr()
     assert main([*args, "--plan", str(bad)]) == 2
     assert capsys.readouterr().err.strip().startswith(f"{bad}: not UTF-8 text")
+
+
+def test_node_whose_pods_request_more_than_its_allocatable_gpus_is_kept_full_with_a_warning() -> None:
+    # node b2 holds an 8-GPU prefill pod but reports 4 allocatable GPUs (one failed after binding):
+    # the import used to fail ("deployment groups use 8 GPUs but only 4 are in use")
+    nodes = _nodes()["items"]
+    for node in nodes:
+        if node["metadata"]["name"] == "b2":
+            node["status"]["allocatable"]["nvidia.com/gpu"] = "4"
+    pods = json.loads((DATA / "pods-deployment.json").read_text())["items"]
+    res = import_k8s(nodes, pods, "topograph", MAP)
+    b2 = next(n for n in res.instance.nodes if n.id == "b2")
+    assert (b2.gpus_total, b2.gpus_free) == (8, 0)
+    said = "Node 'b2': its pods request 8 GPUs but allocatable nvidia.com/gpu=4"
+    assert any(w.startswith(said) for w in res.warnings)
