@@ -96,6 +96,9 @@ class CycleDecision(Frozen):
         default_factory=list, description="Ratio moves applied now, before the placement (prefill pods per group)."
     )
     state: AutoscalerState = Field(description="State after this cycle.")
+    warnings: tuple[str, ...] = Field(
+        default=(), description="What the cycle ignored, e.g. metrics of a service that is not configured."
+    )
 
     def apply_moves(self, instance: Instance) -> Instance:
         """``instance`` once this cycle's ratio moves have run (new units, prefill pods changed)."""
@@ -163,6 +166,12 @@ class Autoscaler:
         for sid in configured:
             if sid not in services:
                 raise InputError(f"Autoscaler: service '{sid}' is configured but not in the instance")
+        ignored = sorted(set(metrics) - set(configured))
+        warnings = (
+            (f"metrics for {', '.join(repr(s) for s in ignored)} ignored: not a configured service {configured}",)
+            if ignored
+            else ()
+        )
         stability = {sid: self._policies[sid].stability for sid in configured}
         draining = {sid: list(self.state.draining.get(sid, [])) for sid in configured}
         total = {sid: current_units(instance, sid) for sid in configured}
@@ -286,6 +295,7 @@ class Autoscaler:
             deleted=Plan(changes=dels) if dels else None,
             moves=moves,
             state=self.state,
+            warnings=warnings,
         )
 
     def _solve(self, instance: Instance, requests: list[ScalingRequest]) -> PlacementResult | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -40,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
     )
     decisions = [d for d, _ in replay(autoscaler, instance, series)]
     Console(width=160).print(decisions_table(decisions, only_changes=not args.all))
+    for warning in dict.fromkeys(w for d in decisions for w in d.warnings):  # each once, first seen first
+        print(f"warning: {warning}", file=sys.stderr)
     if args.state_out:
         write_atomic(Path(args.state_out), autoscaler.save_state())
     return 0

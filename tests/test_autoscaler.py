@@ -50,6 +50,15 @@ def test_scale_out_sizes_both_pools_through_whole_units() -> None:
     assert ho.verify(cycle, d.placement.plan) == []
 
 
+def test_metrics_of_a_service_that_is_not_configured_are_named_in_a_warning() -> None:
+    # a typo in a metrics source ('chatt') used to look like "no metric: hold", silently
+    a = Autoscaler(_config(), solver="greedy")
+    d = a.step(0.0, {"chatt": ServiceMetrics(decode_tps=6_500)}, _cluster())
+    assert d.warnings == ("metrics for 'chatt' ignored: not a configured service ['chat']",)
+    assert d.services[0].action == "none"
+    assert a.step(600.0, {"chat": ServiceMetrics(decode_tps=6_500)}, _cluster()).warnings == ()
+
+
 def test_infeasible_target_is_fed_back_as_placed() -> None:
     # 1,000,000 tok/s asks 770 units, max_units 40 caps it; the cluster's 288 H20 GPUs hold 18 units
     # of 16 GPUs (3 already running): placed < wanted and the next cycle starts from what was placed.

@@ -68,3 +68,15 @@ def test_frame_rows_are_named_by_their_position_in_the_frame() -> None:
     df = pd.DataFrame({"time": [0, 30, 30], "service": ["a", "a", "a"], "decode_tps": [1.0, 2.0, 3.0]})
     with pytest.raises(InputError, match=r"row 3: service='a' at time=30 appears twice"):
         list(metrics_from_frame(df))
+
+
+def test_rows_of_a_service_that_is_not_configured_are_named_once_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = tmp_path / "metrics.csv"
+    p.write_text(HEADER + "600,chat,7000,9000\n600,chatt,7000,9000\n1200,chatt,7000,9000\n")
+    code = main(["autoscale", "--config", str(DEMO / "policy.yaml"), "--instance", str(DEMO / "cluster.yaml"),
+                 "--metrics", str(p), "--solver", "greedy"])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert err.count("warning: metrics for 'chatt' ignored: not a configured service ['chat']") == 1

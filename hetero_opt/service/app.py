@@ -214,7 +214,11 @@ def create_app(loaded: Loaded, state_dir: Path | None = None) -> FastAPI:
                 )
             store.save(StoredState(last_time=decision.state.last_time, services=saved))
         return StepResponse(
-            time=decision.time, services=decision.services, placement=decision.placement, desired_replicas=desired
+            time=decision.time,
+            services=decision.services,
+            placement=decision.placement,
+            desired_replicas=desired,
+            warnings=decision.warnings,
         )
 
     @app.get("/metrics", response_class=Response, dependencies=[Depends(require_token)])

@@ -40,6 +40,9 @@ class StepResponse(Frozen):
     desired_replicas: dict[str, dict[str, int]] = Field(
         description="Pods per service and role after the placement (what /metrics serves)."
     )
+    warnings: tuple[str, ...] = Field(
+        default=(), description="What the cycle ignored, e.g. metrics of a service that is not configured."
+    )
 
 
 class ErrorResponse(Frozen):
