@@ -83,8 +83,8 @@ class FreePool:
     @classmethod
     def of(cls, view: TopologyView, key: tuple[str, str]) -> FreePool:
         """A fresh pool of the nodes of ``key`` (S1, GPU type) with the free GPUs ``view`` has not promised."""
-        free = view.free_gpus
-        return cls((node_id, free[node_id]) for node_id in view.free_nodes.get(key, ()))
+        ids, frees = view.free_nodes.get(key, ((), ()))
+        return cls(zip(ids, frees, strict=True))
 
     def take(self, size: int) -> str | None:
         """Put one pod of ``size`` GPUs on the best-fitting node; return it, or None."""

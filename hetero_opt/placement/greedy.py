@@ -61,8 +61,8 @@ def greedy_plan(
 
 class _Capacity:
     """The free GPUs the greedy allocates from: a best-fit pool per (S1, GPU type), built when first
-    used, and the free GPUs per GPU type of each subgroup, so a subgroup where no unit can fit is
-    passed over at once (at scale most requests walk many full subgroups)."""
+    used, and the free GPUs per (S1, GPU type) and per GPU type of each subgroup, so a subgroup or a
+    domain where no unit can fit is passed over at once (at scale most requests walk many full ones)."""
 
     def __init__(self, view: TopologyView) -> None:
         self.view = view
@@ -70,9 +70,10 @@ class _Capacity:
         self.pools: dict[tuple[str, str], FreePool] = {}
         self.subgroup_of = view.subgroup_by_s1
         self.by_subgroup: defaultdict[str, Counter[str]] = defaultdict(Counter)
-        free = view.free_gpus.__getitem__
-        for (s1, gpu_type), nodes in self.nodes.items():
-            self.by_subgroup[self.subgroup_of[s1]][gpu_type] += sum(map(free, nodes))
+        self.by_cell: dict[tuple[str, str], int] = {}
+        for (s1, gpu_type), (_, frees) in self.nodes.items():
+            free = self.by_cell[(s1, gpu_type)] = sum(frees)
+            self.by_subgroup[self.subgroup_of[s1]][gpu_type] += free
 
     def take(self, s1: str, gpu_type: str, size: int) -> str | None:
         """Best-fit one pod of ``size`` GPUs on (S1, GPU type); its node, or None."""
@@ -84,12 +85,14 @@ class _Capacity:
         node = pool.take(size)
         if node is not None:
             self.by_subgroup[self.subgroup_of[s1]][gpu_type] -= size
+            self.by_cell[(s1, gpu_type)] -= size
         return node
 
     def give(self, s1: str, gpu_type: str, node: str, size: int) -> None:
         """Undo a :meth:`take`."""
         self.pools[(s1, gpu_type)].give(node, size)
         self.by_subgroup[self.subgroup_of[s1]][gpu_type] += size
+        self.by_cell[(s1, gpu_type)] += size
 
     def may_fit(self, subgroup: str, shape: _UnitShape) -> bool:
         """False when the subgroup's free GPUs cannot hold one unit's pods of some role (necessary only)."""
@@ -97,6 +100,23 @@ class _Capacity:
         if not free:
             return False
         return all(sum(free[t] for t in shape.types[role]) >= n * shape.size[role] for role, n in shape.need)
+
+    def domain_may_fit(self, s1s: list[str], shape: _UnitShape) -> bool:
+        """False when the free GPUs of ``s1s`` cannot hold one unit's pods of some role (necessary only:
+        what a unit attempt there would find, without taking and giving back its first pods)."""
+        by_cell = self.by_cell
+        for role, n in shape.need:
+            need = n * shape.size[role]
+            for gpu_type in shape.types[role]:
+                for s1 in s1s:
+                    need -= by_cell.get((s1, gpu_type), 0)
+                    if need <= 0:
+                        break
+                if need <= 0:
+                    break
+            if need > 0:
+                return False
+        return True
 
 
 def _undo(
@@ -156,7 +176,7 @@ def _scale_out(
             if draft_idx is None and domain not in existing and new_groups >= svc.max_new_groups:
                 new_blocked = True
                 continue
-            while left > 0:
+            while left > 0 and pools.domain_may_fit(by_domain[domain], shape):
                 taken = _place_unit(pools, shape, by_domain[domain])
                 if taken is None:
                     break
