@@ -258,12 +258,18 @@ class Autoscaler:
             for b in draining[sid]:
                 for role, n in b.pods_by_role().items():
                     pods[role] = pods.get(role, 0) + n
+            action, reason = d.action, d.reason
+            if wanted[sid] != d.target_units:  # the instance's bounds, narrower than the policy's
+                svc = services[sid]
+                reason += f"; instance bounds [{svc.min_units}, {svc.max_units}] clamp {d.target_units} → {wanted[sid]}"
+                if wanted[sid] == cur[sid]:
+                    action = "none"
             rows.append(
                 ServiceCycle(
                     service=sid,
-                    action=d.action,
+                    action=action,
                     rule=d.rule,
-                    reason=d.reason,
+                    reason=reason,
                     current_units=cur[sid],
                     starting_units=n_starting[sid],
                     wanted_units=wanted[sid],

@@ -59,6 +59,16 @@ def test_metrics_of_a_service_that_is_not_configured_are_named_in_a_warning() ->
     assert a.step(600.0, {"chat": ServiceMetrics(decode_tps=6_500)}, _cluster()).warnings == ()
 
 
+def test_a_scale_in_the_instance_min_units_holds_is_reported_as_no_action() -> None:
+    # the policy allows 1 unit, the instance's service 3 (its current units): nothing can happen
+    cluster = _cluster()
+    cluster = cluster.model_copy(update={"services": [s.replace(min_units=3) for s in cluster.services]})
+    d = Autoscaler(_config(min_units=1), solver="greedy").step(0.0, {"chat": ServiceMetrics(decode_tps=100)}, cluster)
+    row = d.services[0]
+    assert (row.action, row.current_units, row.wanted_units, row.placed_units) == ("none", 3, 3, 3)
+    assert row.reason.endswith("; instance bounds [3, 40] clamp 1 → 3")
+
+
 def test_infeasible_target_is_fed_back_as_placed() -> None:
     # 1,000,000 tok/s asks 770 units, max_units 40 caps it; the cluster's 288 H20 GPUs hold 18 units
     # of 16 GPUs (3 already running): placed < wanted and the next cycle starts from what was placed.
