@@ -1,0 +1,90 @@
+"""This checkout's ``solve()`` against an earlier revision's, in one process, called alternately.
+
+On a shared machine a call's wall time moves by tens of percent from one run to the next, so two
+versions timed in separate runs cannot be told apart by a few percent. Here the revision's package
+is extracted from git under another name (``hetero_opt_base``), both are imported side by side, each
+loads the same instance file, and the calls alternate (the order flips every round), so a change in
+machine load shifts both alike. Plans are compared too (same score expected from a speed change).
+
+    .venv/bin/python benchmarks/ab_versions.py --base 441726c --size 4x --solver cpsat --time-limit 0.25
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import hetero_opt
+from hetero_opt.generate import generate_instance
+from hetero_opt.io import save_instance
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZES: dict[str, dict[str, int]] = {
+    "1x": {},
+    "2x": {"num_nodes": 40_960, "num_clusters": 8, "num_services": 400, "num_requests": 100},
+    "4x": {"num_nodes": 81_920, "num_clusters": 16, "num_services": 800, "num_requests": 200},
+}
+
+
+def extract(rev: str, into: Path) -> ModuleType:
+    """The package as it was at ``rev``, importable as ``hetero_opt_base``."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "hetero_opt"], check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    package = into / "hetero_opt_base"
+    (into / "hetero_opt").rename(package)
+    for path in package.rglob("*.py"):
+        path.write_text(re.sub(r"\bhetero_opt\b", "hetero_opt_base", path.read_text()))
+    sys.path.insert(0, str(into))
+    return importlib.import_module("hetero_opt_base")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", required=True, help="git revision to compare against (e.g. HEAD~3)")
+    parser.add_argument("--size", choices=list(SIZES), default="4x", help="production instance size")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--solver", default="cpsat")
+    parser.add_argument("--time-limit", type=float, default=0.25)
+    parser.add_argument("--calls", type=int, default=12, help="calls per version")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        base = extract(args.base, Path(tmp))
+        path = Path(tmp) / "instance.json"
+        save_instance(generate_instance("production", args.seed, **SIZES[args.size]), path)  # then freed
+        versions: dict[str, tuple[Any, Any]] = {
+            "this": (hetero_opt, hetero_opt.load_instance(path)),
+            args.base: (base, base.load_instance(path)),
+        }
+        scores = {}
+        for name, (pkg, inst) in versions.items():  # first calls: imports and warm-up, not timed
+            scores[name] = pkg.solve(inst, args.solver, time_limit=args.time_limit).score.key()
+        walls: dict[str, list[float]] = {name: [] for name in versions}
+        for round_ in range(args.calls):
+            for name in list(versions)[:: 1 if round_ % 2 else -1]:
+                pkg, inst = versions[name]
+                gc.collect()  # each call starts from the same heap, not from the other's garbage
+                start = time.perf_counter()
+                pkg.solve(inst, args.solver, time_limit=args.time_limit)
+                walls[name].append(time.perf_counter() - start)
+    print(f"production {args.size} seed {args.seed}, {args.solver} at {args.time_limit:g} s, {args.calls} calls each")
+    for name, w in walls.items():
+        print(f"  {name:>12}: min {min(w):.3f}  median {statistics.median(w):.3f}  max {max(w):.3f} s")
+    this, other = walls["this"], walls[args.base]
+    print(
+        f"  this / {args.base}: median {statistics.median(this) / statistics.median(other):.3f}, "
+        f"min {min(this) / min(other):.3f}; same score: {scores['this'] == scores[args.base]}"
+    )
+
+
+if __name__ == "__main__":
+    main()
