@@ -31,7 +31,7 @@ from hetero_opt.placement.plan import Plan
 from hetero_opt.placement.result import PlacementResult
 from hetero_opt.placement.solve import check_options, solve
 from hetero_opt.policy.config import AutoscalerConfig
-from hetero_opt.policy.engine import EngineState, PolicyEngine, ServiceMetrics
+from hetero_opt.policy.engine import EngineState, PolicyEngine, ServiceMetrics, ServicePolicyState
 from hetero_opt.ratio_move import RatioMove, apply_move, can_move, plan_move
 
 #: Bounds that keep every stored time (``now + startup_delay_s``) finite and exact to the millisecond.
@@ -116,6 +116,24 @@ class CycleDecision(Frozen):
         return instance
 
 
+def _record_action(state: EngineState, before: EngineState, sid: str, action: str, now: float) -> EngineState:
+    """``state`` with ``sid``'s last scale-out and scale-in times those of ``action`` taken at ``now``."""
+    old = before.services.get(sid, ServicePolicyState())
+    new = state.services.get(sid, ServicePolicyState()).model_copy(
+        update={
+            "last_scale_out_at": now if action == "out" else old.last_scale_out_at,
+            "last_scale_in_at": now if action == "in" else old.last_scale_in_at,
+        }
+    )
+    return state.model_copy(update={"services": {**state.services, sid: new}})
+
+
+def _some(names: list[str], most: int = 5) -> str:
+    """``names`` quoted, at most ``most`` of them and how many more."""
+    shown = ", ".join(repr(n) for n in names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
 class Autoscaler:
     """Policy engine + placement + verification, one call per cycle.
 
@@ -168,7 +186,7 @@ class Autoscaler:
                 raise InputError(f"Autoscaler: service '{sid}' is configured but not in the instance")
         ignored = sorted(set(metrics) - set(configured))
         warnings = (
-            (f"metrics for {', '.join(repr(s) for s in ignored)} ignored: not a configured service {configured}",)
+            (f"metrics for {_some(ignored)} ignored: not a configured service ({_some(configured)})",)
             if ignored
             else ()
         )
@@ -262,8 +280,9 @@ class Autoscaler:
             if wanted[sid] != d.target_units:  # the instance's bounds, narrower than the policy's
                 svc = services[sid]
                 reason += f"; instance bounds [{svc.min_units}, {svc.max_units}] clamp {d.target_units} → {wanted[sid]}"
-                if wanted[sid] == cur[sid]:
-                    action = "none"
+                action = "out" if wanted[sid] > cur[sid] else "in" if wanted[sid] < cur[sid] else "none"
+                if action != d.action:  # the cooldowns count the action taken, not the one the policy chose
+                    engine_state = _record_action(engine_state, self.state.engine, sid, action, now)
             rows.append(
                 ServiceCycle(
                     service=sid,

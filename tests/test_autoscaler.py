@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -54,19 +55,60 @@ def test_metrics_of_a_service_that_is_not_configured_are_named_in_a_warning() ->
     # a typo in a metrics source ('chatt') used to look like "no metric: hold", silently
     a = Autoscaler(_config(), solver="greedy")
     d = a.step(0.0, {"chatt": ServiceMetrics(decode_tps=6_500)}, _cluster())
-    assert d.warnings == ("metrics for 'chatt' ignored: not a configured service ['chat']",)
+    assert d.warnings == ("metrics for 'chatt' ignored: not a configured service ('chat')",)
     assert d.services[0].action == "none"
     assert a.step(600.0, {"chat": ServiceMetrics(decode_tps=6_500)}, _cluster()).warnings == ()
 
 
-def test_a_scale_in_the_instance_min_units_holds_is_reported_as_no_action() -> None:
-    # the policy allows 1 unit, the instance's service 3 (its current units): nothing can happen
-    cluster = _cluster()
-    cluster = cluster.model_copy(update={"services": [s.replace(min_units=3) for s in cluster.services]})
-    d = Autoscaler(_config(min_units=1), solver="greedy").step(0.0, {"chat": ServiceMetrics(decode_tps=100)}, cluster)
+def _bounded(cluster: ho.Instance, **bounds: int) -> ho.Instance:
+    return cluster.model_copy(update={"services": [s.replace(**bounds) for s in cluster.services]})
+
+
+@pytest.mark.parametrize(
+    ("bounds", "decode_tps", "want", "clamp"),
+    [
+        ({"min_units": 3}, 100.0, ("none", 3), "clamp 1 → 3"),  # the policy's scale-in held at the instance's min
+        ({"min_units": 5}, 100.0, ("out", 5), "clamp 1 → 5"),  # ... and turned into a scale-out
+        ({"min_units": 5}, None, ("out", 5), "clamp 3 → 5"),  # the policy holds (no metric); the instance adds
+        ({"max_units": 2}, 20_000.0, ("in", 2), "clamp 16 → 2"),  # the policy's scale-out turned into a scale-in
+    ],
+)
+def test_the_action_reported_is_the_one_the_instance_bounds_leave(
+    bounds: dict[str, int], decode_tps: float | None, want: tuple[str, int], clamp: str
+) -> None:
+    # the policy allows 1..40 units; the instance's own bounds are narrower; the cluster runs 3 units
+    cluster = _bounded(_cluster(), **bounds)
+    metrics = {"chat": ServiceMetrics(decode_tps=decode_tps)}
+    d = Autoscaler(_config(min_units=1), solver="greedy").step(0.0, metrics, cluster)
     row = d.services[0]
-    assert (row.action, row.current_units, row.wanted_units, row.placed_units) == ("none", 3, 3, 3)
-    assert row.reason.endswith("; instance bounds [3, 40] clamp 1 → 3")
+    assert (row.action, row.wanted_units) == want
+    assert row.reason.endswith(clamp)
+
+
+def test_a_scale_out_the_instance_max_units_blocks_starts_no_cooldown() -> None:
+    # ten cycles of a scale-out the instance's max (= current 3 units) blocks, then the load drops: the
+    # scale-in is not held by the in-cooldown of scale-outs that never happened
+    config = AutoscalerConfig(
+        services=(
+            ServicePolicy.model_validate(
+                {
+                    "service": "chat",
+                    "policy": "proportional",
+                    "min_units": 1,
+                    "max_units": 40,
+                    "proportional": {"target_decode_tps_per_pod": 1300},
+                    "stability": {"cooldown_out_s": 0, "cooldown_in_s": 600, "scale_in_window_s": 0,
+                                  "soft_scale_in_s": 0},
+                }
+            ),
+        )
+    )
+    a = Autoscaler(config, solver="greedy")
+    cluster = _bounded(_cluster(), max_units=3)
+    for t in range(0, 600, 60):
+        assert a.step(float(t), {"chat": ServiceMetrics(decode_tps=20_000)}, cluster).services[0].action == "none"
+    after = a.step(660.0, {"chat": ServiceMetrics(decode_tps=100)}, cluster).services[0]
+    assert after.action == "in", after.reason
 
 
 def test_infeasible_target_is_fed_back_as_placed() -> None:

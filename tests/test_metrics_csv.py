@@ -79,4 +79,4 @@ def test_rows_of_a_service_that_is_not_configured_are_named_once_on_stderr(
                  "--metrics", str(p), "--solver", "greedy"])
     err = capsys.readouterr().err
     assert code == 0
-    assert err.count("warning: metrics for 'chatt' ignored: not a configured service ['chat']") == 1
+    assert err.count("warning: metrics for 'chatt' ignored: not a configured service ('chat')") == 1

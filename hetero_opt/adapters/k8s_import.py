@@ -167,7 +167,7 @@ def import_k8s(
             continue
         if why:
             unlabelled.append(node.id)
-        node = _oversubscribed(node, used.get(node.id, 0), warnings)
+        node = _oversubscribed(node, used.get(node.id, 0), warnings, sources[1])
         mem = label_of(n, MEMORY_LABEL)
         if mem and mem.isdigit():
             memory.setdefault(node.gpu_type, round(int(mem) / 1024, 1))
@@ -197,20 +197,20 @@ def import_k8s(
     return ImportResult(parse_instance(data, "imported instance"), warnings)
 
 
-def _oversubscribed(node: Node, used: int, warnings: list[str]) -> Node:
+def _oversubscribed(node: Node, used: int, warnings: list[str], source: str | None) -> Node:
     """A node whose bound pods request more GPUs than it now reports allocatable (a GPU failed or was
     taken out after they were bound): counted at what its pods use, none free, with a warning. Its
     pods exist and hold their GPUs; refusing the node would fail the whole import over one machine."""
     if used <= node.gpus_total:
         return node
+    if used > 64:
+        where = f"{source}: " if source else ""
+        raise InputError(f"{where}pods bound to node '{node.id}' request {used} GPUs; a node holds at most 64")
     warnings.append(
         f"Node '{node.id}': its pods request {used} GPUs but allocatable {GPU_RESOURCE}={node.gpus_total} "
         f"(a GPU lost since they were bound?): counted as {used} GPUs, none free"
     )
-    try:
-        return node.replace(gpus_total=used, gpus_free=0)
-    except ValueError as exc:
-        raise InputError(f"Node '{node.id}': its pods request {used} GPUs: {str(exc).splitlines()[0]}") from None
+    return node.replace(gpus_total=used, gpus_free=0)
 
 
 def _once(names: list[str], kind: str, source: str | None) -> None:

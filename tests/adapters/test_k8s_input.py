@@ -201,3 +201,17 @@ def test_node_whose_pods_request_more_than_its_allocatable_gpus_is_kept_full_wit
     assert (b2.gpus_total, b2.gpus_free) == (8, 0)
     said = "Node 'b2': its pods request 8 GPUs but allocatable nvidia.com/gpu=4"
     assert any(w.startswith(said) for w in res.warnings)
+
+
+def test_pods_bound_to_one_node_requesting_more_than_64_gpus_name_the_pods_file(tmp_path: Path) -> None:
+    pods = json.loads((DATA / "pods-deployment.json").read_text())
+    on_b2 = next(p for p in pods["items"] if p["spec"].get("nodeName") == "b2")  # 8 GPUs
+    for k in range(8):
+        extra = copy.deepcopy(on_b2)
+        extra["metadata"]["name"] += f"-x{k}"
+        pods["items"].append(extra)
+    path = tmp_path / "pods.json"
+    path.write_text(json.dumps(pods))
+    said = r"pods\.json: pods bound to node 'b2' request 72 GPUs; a node holds at most 64"
+    with pytest.raises(InputError, match=said):
+        import_k8s_files(DATA / "gpu-nodes.json", path, "topograph", MAP)

@@ -1,7 +1,7 @@
-"""The greedy's speed-ups (decision 41) do not change its plans: passing over subgroups where no unit fits
-(``_Capacity.may_fit``) and refusing pods larger than a pool's free GPUs (``FreePool.total``) give the same
-counts, node picks and reasons (the new-group-limit one included) as the plain walk, on views with GPUs
-taken too."""
+"""The greedy's speed-ups (decisions 41, 45) do not change its plans: passing over subgroups and domains
+where no unit fits (``_Capacity.may_fit``, ``domain_may_fit``) and refusing pods larger than a pool's free
+GPUs (``FreePool.total``) give the same counts, node picks and reasons (the new-group-limit one included) as
+the plain walk, on views with GPUs taken too."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from hetero_opt.instance import Instance
 from hetero_opt.placement import binding, greedy
 from hetero_opt.placement.binding import Counts
+from hetero_opt.placement.slots import out_slot_specs
 from hetero_opt.topology import TopologyView, build_view
 
 
@@ -60,6 +61,7 @@ def test_skips_do_not_change_the_greedy(data: dict[str, Any], seed: int) -> None
     fast = [_key(greedy.greedy_counts(v)) for v in _views(instance, seed)]
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(greedy._Capacity, "may_fit", lambda self, subgroup, shape: True)
+        mp.setattr(greedy._Capacity, "domain_may_fit", lambda self, s1s, shape: True)
         mp.setattr(binding.FreePool, "take", _plain_take)
         plain = [_key(greedy.greedy_counts(v)) for v in _views(instance, seed)]
     assert fast == plain
@@ -84,8 +86,14 @@ def test_a_view_with_gpus_taken_recomputes_every_look_up_that_depends_on_them(da
     assume(taken_views)
     for name in _cached_names():
         getattr(view, name)
+    greedy.greedy_counts(view)  # fills the view's memo, some of it from free GPUs (a request's slots)
+    outs = [r for r in view.requests if r.delta > 0]
+    for r in outs:
+        out_slot_specs(view, r)
     derived = view.with_taken(taken_views[0].taken)
     fresh = TopologyView(instance, [], dict(taken_views[0].taken))
     for name in _cached_names():
         if name != "memo":
             assert getattr(derived, name) == getattr(fresh, name), name
+    assert _key(greedy.greedy_counts(derived)) == _key(greedy.greedy_counts(fresh))
+    assert [out_slot_specs(derived, r) for r in outs] == [out_slot_specs(fresh, r) for r in outs]
