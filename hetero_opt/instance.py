@@ -5,13 +5,16 @@ fields; cross-references (unknown GPU type, node in two S1s, group of an unknown
 checked once, in :meth:`Instance._check_references`, as plain loops, and every error names the
 entity, the field and the value. Rules over all nodes (20k at production size) are checked as set
 operations first; only when one fails does the plain loop run, to name the first offending node.
+Those checks read node and pod fields from the models' ``__dict__`` (where pydantic keeps them): a
+dict look-up costs about half an attribute read of a model, whose ``__getattr__`` hook puts every
+read on CPython's slow path.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from operator import attrgetter, ne
+from operator import attrgetter, itemgetter, ne
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -262,18 +265,23 @@ class Instance(Frozen):
 
     @model_validator(mode="after")
     def _check_references(self) -> Instance:
-        node_ids = list(map(_ID, self.nodes))
+        # Each node's fields once, as its __dict__ (module docstring): at production size, reading
+        # 7 attributes of 20k models was half of these checks' instructions.
+        node_fields = list(map(_FIELDS, self.nodes))
+        node_ids = list(map(_ID, node_fields))
         _check_unique("GpuType", [g.id for g in self.gpu_types])
-        node_id_set = _check_unique("Node", node_ids)
+        node_by_id = dict(zip(node_ids, self.nodes, strict=True))
+        if len(node_by_id) != len(node_ids):
+            _check_unique("Node", node_ids)
         _check_unique("Service", [s.id for s in self.services])
         _check_unique("DeploymentGroup", [g.id for g in self.groups])
         _check_unique("RdmaSubgroup", [g.id for g in self.subgroups])
         gpu_ids = {g.id for g in self.gpu_types}
         # The distinct places of nodes in the tree: a few thousand at production size, not 20k nodes.
-        clusters, s2s, s1s, s0s, gpu_types = zip(*set(map(_PLACE, self.nodes)), strict=True)
+        clusters, s2s, s1s, s0s, gpu_types = zip(*set(map(_PLACE, node_fields)), strict=True)
         levels = (set(clusters), set(s2s), set(s1s), set(s0s) - {None})
         switches = set().union(*levels)
-        if len(switches) != sum(map(len, levels)) or not node_id_set.isdisjoint(switches):
+        if len(switches) != sum(map(len, levels)) or not node_by_id.keys().isdisjoint(switches):
             _check_levels_disjoint(self.nodes)
         if self.format_version == "1.0":
             _check_version_1_0(self)
@@ -302,8 +310,12 @@ class Instance(Frozen):
                 if s1 in covered:
                     raise ValueError(f"RdmaSubgroup '{sg.id}': S1 '{s1}' is already in subgroup '{covered[s1]}'")
                 covered[s1] = sg.id
-        max_node_gpus = max(map(_GPUS_TOTAL, self.nodes))
-        node_by_id = dict(zip(node_ids, self.nodes, strict=True))
+        # The largest node matters only if some pod is larger: the first node that holds the largest
+        # pod settles that (usually the first node), and only otherwise is the maximum computed. Below,
+        # max_node_gpus is only compared with pod sizes, for which the largest pod stands in as well.
+        largest_pod = max((r.gpus_per_pod for s in self.services for r in s.roles), default=0)
+        totals = map(_GPUS_TOTAL, node_fields)
+        max_node_gpus = largest_pod if any(map(largest_pod.__le__, totals)) else max(map(_GPUS_TOTAL, node_fields))
         services = {s.id: s for s in self.services}
         for s in self.services:
             for r in s.roles:
@@ -317,48 +329,58 @@ class Instance(Frozen):
                         f"Service '{s.id}': role '{r.name}' gpus_per_pod={r.gpus_per_pod} exceeds "
                         f"the largest node ({max_node_gpus} GPUs)"
                     )
-        cluster_ids = set(cluster_of_s2.values())
-        used_by_node: Counter[str] = Counter()
+        domain_ids = {"s1": s1_ids, "s2": s2_ids, "cluster": set(cluster_of_s2.values())}
+        # Per service, its roles by name (the keys of pods_per_unit): acceptable GPU types, GPUs per pod.
+        roles_of: dict[str, dict[str, tuple[list[str], int]]] = {}
+        used_by_node: dict[str, int] = {}
         for g in self.groups:
             svc = services.get(g.service)
             if svc is None:
                 raise ValueError(f"DeploymentGroup '{g.id}': service='{g.service}' is not a declared service")
-            level = {"s1": s1_ids, "s2": s2_ids, "cluster": cluster_ids}[svc.affinity]
-            if g.domain not in level:
+            affinity, domain = svc.affinity, g.domain
+            if domain not in domain_ids[affinity]:
                 raise ValueError(
-                    f"DeploymentGroup '{g.id}': domain='{g.domain}' is not an {svc.affinity} id "
-                    f"(service '{svc.id}' has affinity {svc.affinity})"
+                    f"DeploymentGroup '{g.id}': domain='{domain}' is not an {affinity} id "
+                    f"(service '{svc.id}' has affinity {affinity})"
                 )
             seen: set[tuple[str, str]] = set()
-            role_by_name = {r.name: r for r in svc.roles}  # the keys of svc.pods_per_unit
-            for pc in g.pods:
-                node = node_by_id.get(pc.node)
+            role_by_name = roles_of.get(svc.id)
+            if role_by_name is None:
+                role_by_name = roles_of[svc.id] = {r.name: (r.gpu_types, r.gpus_per_pod) for r in svc.roles}
+            for role_name, node_id, count in map(_POD, map(_FIELDS, g.pods)):
+                node = node_by_id.get(node_id)
                 if node is None:
-                    raise ValueError(f"DeploymentGroup '{g.id}': pods node='{pc.node}' is not a declared node")
-                if (pc.role, pc.node) in seen:
-                    raise ValueError(f"DeploymentGroup '{g.id}': pods lists role '{pc.role}' on node '{pc.node}' twice")
-                seen.add((pc.role, pc.node))
-                role = role_by_name.get(pc.role)
+                    raise ValueError(f"DeploymentGroup '{g.id}': pods node='{node_id}' is not a declared node")
+                if (role_name, node_id) in seen:
+                    raise ValueError(
+                        f"DeploymentGroup '{g.id}': pods lists role '{role_name}' on node '{node_id}' twice"
+                    )
+                seen.add((role_name, node_id))
+                role = role_by_name.get(role_name)
                 if role is None:
                     raise ValueError(
-                        f"DeploymentGroup '{g.id}': pods role='{pc.role}' is not a role of service '{svc.id}'"
+                        f"DeploymentGroup '{g.id}': pods role='{role_name}' is not a role of service '{svc.id}'"
                     )
-                if node.gpu_type not in role.gpu_types:
+                host = node.__dict__
+                if host["gpu_type"] not in role[0]:
                     raise ValueError(
-                        f"DeploymentGroup '{g.id}': pod of role '{pc.role}' on node '{pc.node}' "
-                        f"has gpu_type='{node.gpu_type}', not one of {role.gpu_types}"
+                        f"DeploymentGroup '{g.id}': pod of role '{role_name}' on node '{node_id}' "
+                        f"has gpu_type='{host['gpu_type']}', not one of {role[0]}"
                     )
-                if getattr(node, svc.affinity) != g.domain:  # the affinity names the node's field
+                if host[affinity] != domain:  # the affinity names the node's field
                     raise ValueError(
-                        f"DeploymentGroup '{g.id}': pod on node '{pc.node}' lies outside domain '{g.domain}'"
+                        f"DeploymentGroup '{g.id}': pod on node '{node_id}' lies outside domain '{domain}'"
                     )
-                used_by_node[pc.node] += pc.count * role.gpus_per_pod
-        over = [i for i, used in used_by_node.items() if used > node_by_id[i].gpus_total - node_by_id[i].gpus_free]
+                used_by_node[node_id] = used_by_node.get(node_id, 0) + count * role[1]
+        over = []
+        for node_id, used in used_by_node.items():
+            host = node_by_id[node_id].__dict__
+            if used > host["gpus_total"] - host["gpus_free"]:
+                over.append(node_id)
         if over:
-            node_id = min(over)
-            node, used = node_by_id[node_id], used_by_node[node_id]
+            node = node_by_id[min(over)]
             raise ValueError(
-                f"Node '{node_id}': deployment groups use {used} GPUs but only "
+                f"Node '{node.id}': deployment groups use {used_by_node[node.id]} GPUs but only "
                 f"gpus_total-gpus_free={node.gpus_total - node.gpus_free} are in use"
             )
         seen_req: set[str] = set()
@@ -381,10 +403,14 @@ class Instance(Frozen):
         return self
 
 
-_ID = attrgetter("id")
-_GPUS_TOTAL = attrgetter("gpus_total")
+#: A model's field values (pydantic keeps them in the instance ``__dict__``).
+_FIELDS = attrgetter("__dict__")
+_ID = itemgetter("id")
+_GPUS_TOTAL = itemgetter("gpus_total")
 #: A node's place in the tree, as the checks over all nodes read it.
-_PLACE = attrgetter("cluster", "s2", "s1", "s0", "gpu_type")
+_PLACE = itemgetter("cluster", "s2", "s1", "s0", "gpu_type")
+#: A pod count's role, node and count.
+_POD = itemgetter("role", "node", "count")
 
 
 def _check_node_references(nodes: list[Node], gpu_ids: set[str]) -> None:

@@ -97,6 +97,21 @@ MUTATIONS: list[tuple[str, Mutation, str]] = [
     ),
     ("pod-on-unknown-node", _set("groups.0.pods.0.node", "n9"), r"DeploymentGroup 'g1': pods node='n9' is not"),
     (
+        "pod-listed-twice",
+        _set("groups.0.pods.1", {"role": "prefill", "node": "n1", "count": 1}),
+        r"DeploymentGroup 'g1': pods lists role 'prefill' on node 'n1' twice",
+    ),
+    (
+        "pod-of-a-role-the-service-lacks",
+        _set("groups.0.pods.1.role", "prefill-ffn"),
+        r"DeploymentGroup 'g1': pods role='prefill-ffn' is not a role of service 'chat'",
+    ),
+    (
+        "pods-beyond-gpus-in-use",  # g1's two 4-GPU pods on n1, of which 2 GPUs are now free
+        _set("nodes.0.gpus_free", 2),
+        r"Node 'n1': deployment groups use 8 GPUs but only gpus_total-gpus_free=6 are in use",
+    ),
+    (
         "request-unknown-service",
         _set("requests.0.service", "ghost"),
         r"ScalingRequest: service='ghost' is not a declared service",
