@@ -68,23 +68,37 @@ class TopologyView:
 
     @cached_property
     def node_by_id(self) -> dict[str, Node]:
-        """Node by id."""
-        return {n.id: n for n in self.instance.nodes}
+        """Node by id (as the instance's validation built it)."""
+        return self.instance.node_index()[0]
 
     @cached_property
     def nodes_by_s1(self) -> dict[str, list[Node]]:
         """Nodes under each S1, sorted by id."""
-        out: defaultdict[str, list[Node]] = defaultdict(list)
-        for n in self.instance.nodes:
-            out[n.s1].append(n)
-        for ns in out.values():  # a few nodes per S1: cheaper than one sort of every node
-            ns.sort(key=_ID)
-        return dict(sorted(out.items()))
+        return self._nodes_by_s1_and_whole[0]
 
     @cached_property
     def whole_free_ids(self) -> frozenset[str]:
         """Ids of the nodes with every GPU free in the instance (term 5 counts those a plan leaves whole)."""
-        return frozenset(n.id for n in self.instance.nodes if n.gpus_free == n.gpus_total)
+        return self._nodes_by_s1_and_whole[1]
+
+    @cached_property
+    def _nodes_by_s1_and_whole(self) -> tuple[dict[str, list[Node]], frozenset[str]]:
+        # One pass over every node for both, reading fields from the models' __dict__ (an attribute read of
+        # a pydantic model takes CPython's slow path: decision 43).
+        out: dict[str, list[Node]] = {}
+        whole: list[str] = []
+        for n in self.instance.nodes:
+            fields = n.__dict__
+            ns = out.get(fields["s1"])
+            if ns is None:
+                out[fields["s1"]] = [n]
+            else:
+                ns.append(n)
+            if fields["gpus_free"] == fields["gpus_total"]:
+                whole.append(fields["id"])
+        for ns in out.values():  # a few nodes per S1: cheaper than one sort of every node
+            ns.sort(key=_ID)
+        return dict(sorted(out.items())), frozenset(whole)
 
     @cached_property
     def s1_ids(self) -> list[str]:
@@ -111,9 +125,11 @@ class TopologyView:
 
     @cached_property
     def gpu_types_by_s1(self) -> dict[str, frozenset[str]]:
-        """GPU types present under each S1."""
-        gpu_type = attrgetter("gpu_type")
-        return {s1: frozenset(map(gpu_type, ns)) for s1, ns in self.nodes_by_s1.items()}
+        """GPU types present under each S1 (from the nodes' distinct places, not every node)."""
+        types: defaultdict[str, set[str]] = defaultdict(set)
+        for _, _, s1, _, gpu_type in self.instance.node_index()[1]:
+            types[s1].add(gpu_type)
+        return {s1: frozenset(types[s1]) for s1 in self.s1_ids}
 
     @cached_property
     def tier_by_s1(self) -> dict[str, Tier]:
@@ -165,13 +181,14 @@ class TopologyView:
         for s1, ns in self.nodes_by_s1.items():  # sorted by id within each S1
             by_type: dict[str, tuple[list[str], list[int]]] = {}
             for n in ns:
-                free = n.gpus_free - taken.get(n.id, 0) if taken else n.gpus_free  # self.free(n), inlined
+                fields = n.__dict__  # as in _nodes_by_s1_and_whole
+                free = fields["gpus_free"] - taken.get(fields["id"], 0) if taken else fields["gpus_free"]
                 if free > 0:
-                    cell = by_type.get(n.gpu_type)
+                    cell = by_type.get(fields["gpu_type"])
                     if cell is None:
-                        by_type[n.gpu_type] = ([n.id], [free])
+                        by_type[fields["gpu_type"]] = ([fields["id"]], [free])
                     else:
-                        cell[0].append(n.id)
+                        cell[0].append(fields["id"])
                         cell[1].append(free)
             for gpu_type in sorted(by_type):
                 out[(s1, gpu_type)] = by_type[gpu_type]

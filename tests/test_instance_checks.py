@@ -10,6 +10,7 @@ the same message or both accept.
 from __future__ import annotations
 
 import copy
+import pickle
 import random
 from collections import Counter
 from typing import Any
@@ -224,3 +225,40 @@ def test_random_defects_get_the_reference_message(family: str, seed: int) -> Non
     # The defects reach the checks of nodes, groups and pods, not only the first ones.
     assert {"ok", "Node", "DeploymentGroup"} <= set(outcomes), outcomes
 
+
+
+# --- The node index validation keeps for the views (Instance.node_index) ---------------------------
+
+
+def _plain_index(inst: Instance) -> tuple[dict[str, Node], frozenset[tuple[object, ...]]]:
+    return {n.id: n for n in inst.nodes}, frozenset((n.cluster, n.s2, n.s1, n.s0, n.gpu_type) for n in inst.nodes)
+
+
+def test_the_node_index_is_what_the_nodes_say() -> None:
+    inst = generate_instance("small", 3)
+    assert inst.node_index() == _plain_index(inst)
+
+
+def test_a_copy_with_other_nodes_does_not_read_the_old_index() -> None:
+    inst = generate_instance("small", 3)
+    inst.node_index()
+    renamed = [n.model_copy(update={"id": f"x-{n.id}", "gpu_type": "Z"}) for n in inst.nodes]
+    copied = inst.model_copy(update={"nodes": renamed})  # model_copy does not validate
+    assert copied.node_index() == _plain_index(copied)
+    assert set(copied.node_index()[0]) == {f"x-{n.id}" for n in inst.nodes}
+    assert inst.node_index() == _plain_index(inst)  # the original keeps its own
+
+
+def test_the_index_is_no_field() -> None:
+    """Equality, dumps and pickling see only the fields; an instance with the index equals one without."""
+    inst = generate_instance("small", 4)
+    bare = Instance.model_construct(**dict(inst))  # no validation: no index kept
+    assert "_node_index" not in bare.__dict__
+    assert bare == inst
+    assert inst == bare
+    assert "_node_index" not in inst.model_dump()
+    assert "_node_index" not in inst.model_dump_json()
+    back = pickle.loads(pickle.dumps(inst))
+    assert back == inst
+    assert back.node_index() == _plain_index(back)
+    assert back.node_index()[0][inst.nodes[0].id] is back.nodes[0]
