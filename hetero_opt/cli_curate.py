@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hetero_opt.batch.executor import add_executor_arguments, executor_from_args
+from hetero_opt.cli_simulate import TRACE_HELP, add_trace_model_argument, load_cli_trace
 from hetero_opt.errors import InputError
 from hetero_opt.io import write_all_atomic
 from hetero_opt.policy.profiles import ServingProfile
@@ -32,7 +33,6 @@ from hetero_opt.sim.curate import (
 from hetero_opt.sim.harness import head, workload_mix
 from hetero_opt.sim.perf import pod_perf
 from hetero_opt.sim.perfdata import model_catalog
-from hetero_opt.sim.trace import load_trace
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -40,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = sub.add_parser("curate", help="pressure-test a model on a GPU type in the simulator; write a profile")
     p.add_argument("--model", required=True, help="model in hetero_opt/data/perf_models.yaml (e.g. llama3-70b)")
     p.add_argument("--gpu", required=True, help="GPU type (e.g. H20)")
-    p.add_argument("--trace", required=True, help="Azure 2023 CSV, Mooncake JSONL or ServeGen rate CSV")
+    p.add_argument("--trace", required=True, help=TRACE_HELP)
     p.add_argument("--out", type=Path, default=Path("profile.yaml"), help="profile YAML to write")
     p.add_argument("--gpus-per-pod", type=int, default=4, help="GPUs per pod (default 4)")
     p.add_argument("--ttft-ms", type=float, default=2000.0, help="TTFT SLO (ms)")
@@ -51,7 +51,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--compare-window", type=float, default=3600.0,
                    help="seconds of the trace for the policy comparison (0 = skip it)")
     p.add_argument("--mode", default="fluid", choices=["fluid", "request"], help="simulator mode of the comparison")
-    p.add_argument("--servegen-model", default="m-large", help="model of a ServeGen rate trace")
+    add_trace_model_argument(p)
     p.add_argument("--name", help="profile name (default: the --out file stem)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     add_executor_arguments(p)
@@ -80,7 +80,7 @@ def _check(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     """Validate, pressure-test, compare, write."""
     _check(args)
-    trace = load_trace(args.trace, model=args.servegen_model)
+    trace = load_cli_trace(args.trace, args.trace_model)
     if workload_mix(head(trace, args.pressure_window), 0).rate_rps <= 0:
         raise InputError(f"{args.trace}: no requests in the first --pressure-window={args.pressure_window:g} s")
     settings = CurateSettings(args.model, args.gpu, args.gpus_per_pod, args.ttft_ms, args.tbt_ms,

@@ -15,6 +15,7 @@ from pathlib import Path
 from rich.console import Console
 
 from hetero_opt.batch.executor import add_executor_arguments, executor_from_args
+from hetero_opt.cli_simulate import TRACE_HELP, add_trace_model_argument, load_cli_trace
 from hetero_opt.errors import InputError
 from hetero_opt.io import write_all_atomic
 from hetero_opt.sim import experiments as ex
@@ -22,7 +23,7 @@ from hetero_opt.sim.curate import CurateSettings
 from hetero_opt.sim.harness import head, workload_mix
 from hetero_opt.sim.perf import pod_perf
 from hetero_opt.sim.perfdata import model_catalog
-from hetero_opt.sim.trace import RateTrace, Trace, load_trace, scale_rates
+from hetero_opt.sim.trace import RateTrace, Trace, scale_rates
 
 ROOT_TRACES = Path("instances/traces")
 DEFAULT_TRACE = {
@@ -46,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     for name, text in helps.items():
         q = kinds.add_parser(name, help=text)
         q.add_argument("--out-dir", type=Path, required=True, help="folder for the CSV and PNG")
-        q.add_argument("--trace", type=Path, default=DEFAULT_TRACE[name], help="trace (default: %(default)s)")
+        q.add_argument("--trace", type=Path, default=DEFAULT_TRACE[name], help=f"{TRACE_HELP} (default: %(default)s)")
         q.add_argument("--model", default="llama3-70b", help="model (default: %(default)s)")
         q.add_argument("--gpu", default="H20", help="GPU type (default: %(default)s)")
         q.add_argument("--gpus-per-pod", type=int, default=4, help="GPUs per pod (default: %(default)s)")
@@ -61,7 +62,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         q.add_argument("--period", type=float, default=DEFAULT_PERIOD_S[name], help="control period (s)")
         q.add_argument("--scale", type=float, default=0.25 if name != "pd-ratio" else 1.0,
                        help="rate traces: rate multiplier (default: %(default)s)")
-        q.add_argument("--servegen-model", default="m-large", help="model of a ServeGen rate trace")
+        add_trace_model_argument(q)
         q.add_argument("--seed", type=int, default=0, help="seed")
         add_executor_arguments(q)
 
@@ -78,7 +79,7 @@ def _inputs(args: argparse.Namespace) -> tuple[Trace, CurateSettings]:
     if not 0 < args.attainment < 1:
         raise InputError(f"--attainment={args.attainment} must be in (0, 1)")
     pod_perf(args.model, args.gpu, "decode", args.gpus_per_pod)
-    trace = load_trace(args.trace, model=args.servegen_model)
+    trace = load_cli_trace(args.trace, args.trace_model)
     if isinstance(trace, RateTrace) and args.scale != 1.0:
         trace = scale_rates(trace, args.scale)
     trace = head(trace, args.window)

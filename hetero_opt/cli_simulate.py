@@ -12,6 +12,7 @@ import argparse
 import json
 import math
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,13 +24,40 @@ from hetero_opt.io import load_instance
 from hetero_opt.sim.config import check_against, load_sim_config
 from hetero_opt.sim.loop import simulate
 from hetero_opt.sim.report import plot, summary
-from hetero_opt.sim.trace import RateTrace, cut_trace, load_trace, scale_rates, scale_trace
+from hetero_opt.sim.trace import (
+    RateTrace,
+    RequestTrace,
+    Trace,
+    cut_trace,
+    load_trace,
+    scale_rates,
+    scale_trace,
+)
+
+#: ``--trace`` help of every subcommand that reads a trace.
+TRACE_HELP = "Azure LLM 2023/2024 CSV, BurstGPT CSV, Mooncake JSONL or ServeGen rate CSV"
+
+
+def add_trace_model_argument(p: argparse.ArgumentParser) -> None:
+    """``--trace-model`` (old name ``--servegen-model``): the model to read from a trace of several."""
+    p.add_argument("--trace-model", "--servegen-model", dest="trace_model", default=None,
+                   help="model to read from a trace with several: ServeGen (default m-large), BurstGPT "
+                        "(e.g. ChatGPT or GPT-4; default every model)")
+
+
+def load_cli_trace(path: str | Path, model: str | None) -> Trace:
+    """:func:`load_trace`, saying on stderr how many failed requests were left out."""
+    trace = load_trace(path, model=model)
+    if isinstance(trace, RequestTrace) and trace.num_failed_skipped:
+        print(f"note: {path}: {trace.num_failed_skipped} failed requests (Response tokens = 0) left out",
+              file=sys.stderr)
+    return trace
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the ``simulate`` subcommand."""
     p = sub.add_parser("simulate", help="run the closed-loop serving simulator (autoscaler + placement in the loop)")
-    p.add_argument("--trace", required=True, help="Azure 2023 CSV, Mooncake JSONL or ServeGen rate CSV")
+    p.add_argument("--trace", required=True, help=TRACE_HELP)
     p.add_argument("--config", required=True, help="simulation config YAML (hetero_opt.sim.config)")
     p.add_argument("--cluster", required=True, help="cluster instance file (its requests are ignored)")
     p.add_argument("--mode", default="request", choices=["request", "fluid"], help="request-level or window-level")
@@ -37,7 +65,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--scale", type=float, default=1.0,
                    help="request traces: superposed copies (integer); rate traces: rate multiplier")
     p.add_argument("--duration", type=float, help="simulate only the first S seconds of the trace")
-    p.add_argument("--servegen-model", default="m-large", help="model of a ServeGen rate trace (default m-large)")
+    add_trace_model_argument(p)
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
 
 
@@ -50,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     cfg, policy = load_sim_config(args.config)
     instance = load_instance(args.cluster)
     check_against(cfg, policy, instance, str(args.config))
-    trace = load_trace(args.trace, model=args.servegen_model)
+    trace = load_cli_trace(args.trace, args.trace_model)
     if isinstance(trace, RateTrace):
         if args.scale != 1.0:
             trace = scale_rates(trace, args.scale)

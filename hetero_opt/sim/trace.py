@@ -1,16 +1,28 @@
 """Request and rate traces the simulator replays.
 
-Three formats, told apart by their columns/fields:
+Four layouts, told apart by their columns/fields. Column names are matched with case and spaces
+ignored (``timestamp``, `` ContextTokens``, ``Request Tokens``), in any order; a file where two
+columns match one name, or with a column of no listed name, is refused.
 
-- Azure LLM inference 2023 CSV (``TIMESTAMP, ContextTokens, GeneratedTokens``, any column order):
-  one request a row. ``TIMESTAMP`` is a date-time (time-zone offsets are converted to UTC) or, when
-  every value is a number, seconds.
+- Azure LLM inference CSV, 2023 (Splitwise) and 2024 (DynamoLLM, a week): ``TIMESTAMP,
+  ContextTokens, GeneratedTokens``, one request a row. ``TIMESTAMP`` is a date-time (time-zone
+  offsets, as in the 2024 trace's ``+00:00``, are converted to UTC) or, when every value is a
+  number, seconds. The 2025 multimodal trace (an extra ``NumImages`` column) is refused by name.
+- BurstGPT CSV (``Timestamp`` s from 0:00 of the first day, ``Model``, ``Request tokens``,
+  ``Response tokens``, ``Total tokens``, ``Log Type``; release 2.0 adds ``Session ID``,
+  ``Elapsed time``): one request a row. A row with ``Response tokens`` = 0 is a request that
+  failed (BurstGPT's README) and is skipped, counted in :attr:`RequestTrace.num_failed_skipped`;
+  ``model`` keeps one ``Model`` (default: every model). ``Total tokens``, ``Log Type``,
+  ``Session ID`` and ``Elapsed time`` are not read.
 - Mooncake JSONL (``timestamp`` ms, ``input_length``, ``output_length``, ``hash_ids``): one request
   a line; ``hash_ids`` are 512-token prefix blocks, turned into cache hits by :func:`prefix_hits`.
-- ServeGen rate CSV (``servegen_2025_rate_10min.csv``): one window per model, for fluid mode.
+  The FAST'25 conversation and synthetic traces and the earlier ``mooncake_trace.jsonl`` share it.
+- ServeGen rate CSV (``servegen_2025_rate_10min.csv``): one window per model, for fluid mode;
+  ``model`` picks the model (default ``m-large``).
 
 Any of them may be gzip-compressed (``.gz``); a UTF-8 byte-order mark is skipped. Token counts are
-whole numbers from 1 to :data:`MAX_TOKENS`. Every error names the file, the row and the field.
+whole numbers from 1 to :data:`MAX_TOKENS`. Every error names the file, the row (counted in the
+file, header excluded) and the field.
 """
 
 from __future__ import annotations
@@ -29,6 +41,10 @@ import pandas as pd
 from hetero_opt.errors import InputError
 
 AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
+#: BurstGPT columns (HPMLL/BurstGPT README, "Schema"); the first three are read.
+BURSTGPT_COLUMNS = ("Timestamp", "Request tokens", "Response tokens", "Model", "Total tokens", "Log Type")
+#: Columns BurstGPT release 2.0 adds (its README's schema); not read.
+BURSTGPT_V2_COLUMNS = ("Session ID", "Elapsed time")
 SERVEGEN_COLUMNS = (
     "category",
     "model",
@@ -43,6 +59,8 @@ SERVEGEN_COLUMNS = (
     "output_tokens_per_s",
     "token_coverage",
 )
+#: ServeGen model read when none is named.
+SERVEGEN_DEFAULT_MODEL = "m-large"
 MOONCAKE_FIELDS = frozenset({"timestamp", "input_length", "output_length", "hash_ids"})
 #: Tokens per Mooncake prefix block (kvcache-ai/Mooncake FAST25-release README).
 MOONCAKE_BLOCK_TOKENS = 512
@@ -61,6 +79,8 @@ class RequestTrace:
     input_tokens: np.ndarray
     output_tokens: np.ndarray
     hash_ids: tuple[tuple[int, ...], ...] | None = None
+    #: Rows of the file left out as failed requests (BurstGPT's ``Response tokens`` = 0).
+    num_failed_skipped: int = 0
 
     @property
     def num_requests(self) -> int:
@@ -94,12 +114,18 @@ class RateTrace:
 Trace = RequestTrace | RateTrace
 
 
-def load_trace(path: str | Path, *, model: str = "m-large") -> Trace:
-    """Read any supported trace; ``model`` picks the ServeGen model."""
+def load_trace(path: str | Path, *, model: str | None = None) -> Trace:
+    """Read any supported trace.
+
+    ``model`` picks one model of a trace that holds several: ServeGen (default ``m-large``) and
+    BurstGPT (default: every model's requests). Azure and Mooncake traces name no model, so a
+    ``model`` given for them is refused rather than ignored.
+    """
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p}: no such trace file")
     if p.name.lower().endswith((".jsonl", ".jsonl.gz")):
+        _no_model(p, "Mooncake", model)
         return _load_mooncake(p)
     try:
         df = pd.read_csv(
@@ -108,62 +134,103 @@ def load_trace(path: str | Path, *, model: str = "m-large") -> Trace:
     except (OSError, ValueError, EOFError, zlib.error) as exc:
         raise InputError(f"{p}: cannot read trace CSV ({' '.join(str(exc).split())})") from None
     cols = tuple(str(c) for c in df.columns)
-    if set(AZURE_COLUMNS) <= set(cols):
-        _unknown(p, cols, AZURE_COLUMNS)
-        return _azure(p, df)
-    if set(SERVEGEN_COLUMNS) <= set(cols):
-        _unknown(p, cols, SERVEGEN_COLUMNS)
-        return _servegen(p, df, model)
+    keys = {_key(c) for c in cols}
+    if {_key(c) for c in AZURE_COLUMNS} <= keys:
+        if _key("NumImages") in keys:
+            raise InputError(
+                f"{p}: column='NumImages': the Azure 2025 multimodal trace is not read (image encoding is not "
+                "simulated, and whether ContextTokens counts image tokens is not documented)"
+            )
+        _no_model(p, "Azure", model)
+        return _azure(p, _canonical(p, df, cols, AZURE_COLUMNS))
+    if {_key(c) for c in BURSTGPT_COLUMNS[:3]} <= keys:
+        return _burstgpt(p, _canonical(p, df, cols, BURSTGPT_COLUMNS + BURSTGPT_V2_COLUMNS), model)
+    if {_key(c) for c in SERVEGEN_COLUMNS} <= keys:
+        return _servegen(p, _canonical(p, df, cols, SERVEGEN_COLUMNS), model or SERVEGEN_DEFAULT_MODEL)
     raise InputError(
-        f"{p}: columns={list(cols)} are neither Azure {list(AZURE_COLUMNS)} nor ServeGen rate columns"
+        f"{p}: columns={list(cols)} are neither Azure {list(AZURE_COLUMNS)}, BurstGPT "
+        f"{list(BURSTGPT_COLUMNS[:3])} nor ServeGen rate columns"
     )
 
 
-def _unknown(p: Path, cols: tuple[str, ...], known: tuple[str, ...]) -> None:
-    extra = [c for c in cols if c not in known]
-    if extra:
-        raise InputError(f"{p}: column='{extra[0]}' is unknown (expected {list(known)})")
+def _no_model(p: Path, layout: str, model: str | None) -> None:
+    if model is not None:
+        raise InputError(f"{p}: model='{model}' is asked for, but a {layout} trace names no model")
 
 
-def _check_lengths(p: Path, name: str, values: np.ndarray, minimum: int) -> None:
+def _key(name: str) -> str:
+    """A column name with case and spaces ignored: ``' contexttokens'`` matches ``ContextTokens``."""
+    return "".join(name.split()).casefold()
+
+
+def _canonical(p: Path, df: pd.DataFrame, cols: tuple[str, ...], known: tuple[str, ...]) -> pd.DataFrame:
+    """``df`` with its columns renamed to the ``known`` spelling; unknown or doubled columns refused."""
+    by_key = {_key(k): k for k in known}
+    names: list[str] = []
+    for c in cols:
+        name = by_key.get(_key(c))
+        if name is None:
+            raise InputError(f"{p}: column='{c}' is unknown (expected {list(known)})")
+        if name in names:
+            first = cols[names.index(name)]
+            raise InputError(
+                f"{p}: columns '{first}' and '{c}' are both {name} (case and spaces in column names are ignored)"
+            )
+        names.append(name)
+    if list(cols) == names:
+        return df
+    return df.set_axis(names, axis=1)
+
+
+def _row(rows: np.ndarray | None, i: int) -> int:
+    """File row of the ``i``-th value: ``rows[i]`` when values were selected from the file, else ``i + 1``."""
+    return int(rows[i]) if rows is not None else i + 1
+
+
+def _check_lengths(p: Path, name: str, values: np.ndarray, minimum: int, rows: np.ndarray | None = None) -> None:
     bad = np.flatnonzero(~(values >= minimum))
     if bad.size:
         i = int(bad[0])
-        raise InputError(f"{p}: row {i + 1}: {name}={values[i]} must be at least {minimum}")
+        raise InputError(f"{p}: row {_row(rows, i)}: {name}={values[i]} must be at least {minimum}")
 
 
-def _check_times(p: Path, name: str, t: np.ndarray) -> None:
+def _check_times(p: Path, name: str, t: np.ndarray, rows: np.ndarray | None = None) -> None:
     if np.isnan(t).any():
         i = int(np.flatnonzero(np.isnan(t))[0])
-        raise InputError(f"{p}: row {i + 1}: {name} is missing")
+        raise InputError(f"{p}: row {_row(rows, i)}: {name} is missing")
     if not np.isfinite(t).all():
         i = int(np.flatnonzero(~np.isfinite(t))[0])
-        raise InputError(f"{p}: row {i + 1}: {name}={t[i]} is not a finite time")
+        raise InputError(f"{p}: row {_row(rows, i)}: {name}={t[i]} is not a finite time")
     back = np.flatnonzero(np.diff(t) < 0)
     if back.size:
         i = int(back[0]) + 1
-        raise InputError(f"{p}: row {i + 1}: {name} goes back in time ({t[i]} after {t[i - 1]})")
+        raise InputError(f"{p}: row {_row(rows, i)}: {name} goes back in time ({t[i]} after {t[i - 1]})")
 
 
 def _numbers(p: Path, df: pd.DataFrame, name: str) -> np.ndarray:
-    """Column ``name`` as floats; an empty cell is NaN, a value that is not a number an error."""
+    """Column ``name`` as floats; an empty cell is NaN, a value that is not a number an error.
+
+    Rows are named by ``df``'s index (``read_csv`` numbers data rows from 0), so a selection of rows
+    is still reported by its rows in the file.
+    """
     raw = df[name]
     num = pd.to_numeric(raw, errors="coerce")
     bad = np.flatnonzero(num.isna().to_numpy() & raw.notna().to_numpy())
     if bad.size:
         i = int(bad[0])
-        raise InputError(f"{p}: row {i + 1}: {name}={raw.iloc[i]!r} is not a number")
+        raise InputError(f"{p}: row {int(raw.index[i]) + 1}: {name}={raw.iloc[i]!r} is not a number")
     return num.to_numpy(dtype=float)
 
 
-def _tokens(p: Path, name: str, values: np.ndarray, row: str = "row") -> np.ndarray:
+def _tokens(p: Path, name: str, values: np.ndarray, row: str = "row", rows: np.ndarray | None = None) -> np.ndarray:
     """Token counts: whole numbers in ``1..MAX_TOKENS`` (a fraction is an error, not truncated)."""
-    _check_lengths(p, name, values, 1)
+    _check_lengths(p, name, values, 1, rows)
     bad = np.flatnonzero((values > MAX_TOKENS) | (values != np.floor(values)))
     if bad.size:
         i = int(bad[0])
         raise InputError(
-            f"{p}: {row} {i + 1}: {name}={values[i]:g} must be a whole number of tokens from 1 to {MAX_TOKENS:g}"
+            f"{p}: {row} {_row(rows, i)}: {name}={values[i]:g} must be a whole number of tokens from 1 to "
+            f"{MAX_TOKENS:g}"
         )
     return values.astype(np.int64)
 
@@ -191,6 +258,42 @@ def _azure(p: Path, df: pd.DataFrame) -> RequestTrace:
     inp = _tokens(p, "ContextTokens", _numbers(p, df, "ContextTokens"))
     out = _tokens(p, "GeneratedTokens", _numbers(p, df, "GeneratedTokens"))
     return RequestTrace(p.stem, t, inp, out)
+
+
+def _burstgpt(p: Path, df: pd.DataFrame, model: str | None) -> RequestTrace:
+    """BurstGPT rows (of ``model`` when named), failed requests (``Response tokens`` = 0) left out."""
+    if df.empty:
+        raise InputError(f"{p}: no requests (the file has a header and no rows)")
+    name = p.stem
+    if model is not None:
+        if "Model" not in df.columns:
+            raise InputError(f"{p}: model='{model}' is asked for, but the file has no Model column")
+        models = df["Model"].astype(str)
+        if not (models == model).any():
+            raise InputError(f"{p}: model='{model}' has no rows (models: {sorted(models.unique())})")
+        df = df[models == model]
+        name = f"{p.stem}:{model}"
+    rows = df.index.to_numpy() + 1  # data rows of the file, as every error counts them
+    t = _numbers(p, df, "Timestamp")
+    _check_times(p, "Timestamp", t, rows)
+    if t[0] < 0:
+        raise InputError(f"{p}: row {rows[0]}: Timestamp={t[0]:g} must be at least 0 s (s from 0:00 of the first day)")
+    inp = _numbers(p, df, "Request tokens")
+    out = _numbers(p, df, "Response tokens")
+    negative = np.flatnonzero(out < 0)
+    if negative.size:
+        i = int(negative[0])
+        raise InputError(
+            f"{p}: row {rows[i]}: Response tokens={out[i]:g} must be a whole number of tokens from 0 (a failed "
+            f"request) to {MAX_TOKENS:g}"
+        )
+    keep = out != 0
+    if not keep.any():
+        raise InputError(f"{p}: no requests (all {keep.size} rows are failed requests, Response tokens = 0)")
+    ia = _tokens(p, "Request tokens", inp[keep], rows=rows[keep])
+    oa = _tokens(p, "Response tokens", out[keep], rows=rows[keep])
+    kept = t[keep]
+    return RequestTrace(name, kept - kept[0], ia, oa, num_failed_skipped=int(keep.size - keep.sum()))
 
 
 def _load_mooncake(p: Path) -> RequestTrace:
@@ -271,7 +374,7 @@ def _servegen(p: Path, df: pd.DataFrame, model: str) -> RateTrace:
     rows = sel.index.to_numpy() + 1  # data rows of the file, as the other errors count them
 
     def column(name: str, *, minimum: float, missing_ok: bool = False, strictly: bool = False) -> np.ndarray:
-        values = _numbers(p, sel.reset_index(drop=True), name)
+        values = _numbers(p, sel, name)
         bad = ~np.isfinite(values) | (values <= minimum if strictly else values < minimum)
         if missing_ok:
             bad &= ~np.isnan(values)

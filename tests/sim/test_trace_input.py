@@ -14,6 +14,7 @@ import pytest
 from sim_helpers import SIM_DIR, TRACES
 
 from hetero_opt.cli import main
+from hetero_opt.cli_simulate import load_cli_trace
 from hetero_opt.errors import InputError
 from hetero_opt.sim.trace import RateTrace, RequestTrace, load_trace, scale_rates, scale_trace
 
@@ -28,6 +29,9 @@ SERVEGEN_HEADER = (
     "mean_output_tokens,input_tokens_per_s,output_tokens_per_s,token_coverage\n"
 )
 SERVEGEN_ROW = "language,m-large,{start},{window},{gap},{rate},4,{mi},300,1,1,1\n"
+DATA = Path(__file__).resolve().parent / "data"
+BURSTGPT = DATA / "burstgpt.csv"
+BURSTGPT_HEADER = "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
 
 
 def _write(tmp_path: Path, name: str, text: str | bytes) -> Path:
@@ -68,6 +72,9 @@ def test_azure_variants_load_to_the_same_requests(tmp_path: Path) -> None:
         "whole.csv": AZURE_HEADER + AZURE_ROWS.replace(",374,", ",374.0,"),
         # a space after each comma, as hand-edited CSVs have
         "spaced.csv": (AZURE_HEADER + AZURE_ROWS).replace(",", ", "),
+        # header names with another case or spaces around them
+        "lower.csv": "timestamp,contexttokens,generatedtokens\n" + AZURE_ROWS,
+        "padded.csv": "TIMESTAMP , ContextTokens\t,\tGeneratedTokens \n" + AZURE_ROWS,
     }
     for name, text in variants.items():
         assert _requests(load_trace(_write(tmp_path, name, text))) == plain, name
@@ -80,6 +87,89 @@ def test_azure_numeric_timestamps_are_seconds(tmp_path: Path) -> None:
     text = AZURE_HEADER + "1700154000,10,5\n1700154000.25,10,5\n1700154090,1,1\n"
     trace = load_trace(_write(tmp_path, "t.csv", text))
     assert _requests(trace)[0] == [0.0, 0.25, 90.0]
+
+
+def test_azure_2024_week_trace_loads() -> None:
+    # 2024 stamps carry a +00:00 offset, with a fraction or none: 0.25 - 0.00993 = 0.24007
+    trace = load_trace(DATA / "azure_llm_2024.csv")
+    arrivals, inputs, outputs = _requests(trace)
+    assert arrivals == pytest.approx([0.0, 0.24007, 0.99007, 2.5])
+    assert (inputs, outputs) == ([2000, 150, 800, 4100], [5, 12, 1, 64])
+
+
+def test_burstgpt_loads_without_its_failed_requests() -> None:
+    # rows 3 and 5 have Response tokens = 0 (failed); kept rows 1, 2, 4, 6 at 10, 40, 75, 190 s
+    trace = load_trace(BURSTGPT)
+    assert _requests(trace) == ([0.0, 30.0, 65.0, 180.0], [300, 512, 90, 45], [20, 128, 300, 6])
+    assert isinstance(trace, RequestTrace)
+    assert trace.num_failed_skipped == 2
+    assert trace.name == "burstgpt"
+
+
+@pytest.mark.parametrize(
+    ("model", "expected", "failed"),
+    [
+        # ChatGPT rows 1, 3 (failed), 4, 6 at 10, 75, 190 s
+        ("ChatGPT", ([0.0, 65.0, 180.0], [300, 90, 45], [20, 300, 6]), 1),
+        # GPT-4 rows 2 and 5 (failed)
+        ("GPT-4", ([0.0], [512], [128]), 1),
+    ],
+)
+def test_burstgpt_model_keeps_one_model(
+    model: str, expected: tuple[list[float], list[int], list[int]], failed: int
+) -> None:
+    trace = load_trace(BURSTGPT, model=model)
+    assert _requests(trace) == expected
+    assert isinstance(trace, RequestTrace)
+    assert trace.num_failed_skipped == failed
+    assert trace.name == f"burstgpt:{model}"
+
+
+def test_burstgpt_variants_load_to_the_same_requests(tmp_path: Path) -> None:
+    text = BURSTGPT.read_text()
+    plain = _requests(load_trace(BURSTGPT))
+    lines = text.splitlines()
+    # the Hugging Face export's column order: Log Type, Timestamp, Request tokens, Response tokens, Total tokens, Model
+    order = [5, 0, 2, 3, 4, 1]
+    reordered = "".join(",".join(line.split(",")[i] for i in order) + "\n" for line in lines)
+    # release 2.0 adds Session ID (conversation log only) and Elapsed time (s), not read
+    v2 = lines[0] + ",Session ID,Elapsed time\n" + "".join(
+        f"{line},{'' if 'API' in line else 's1'},{k + 0.5}\n" for k, line in enumerate(lines[1:]))
+    variants = {
+        "reordered.csv": reordered,
+        "v2.csv": v2,
+        "lower.csv": text.replace(BURSTGPT_HEADER, BURSTGPT_HEADER.lower()),
+        "squeezed.csv": text.replace(BURSTGPT_HEADER, BURSTGPT_HEADER.replace(" ", "")),
+        "crlf.csv": text.replace("\n", "\r\n"),
+        "fractional_seconds.csv": text.replace("\n75,", "\n75.0,"),
+    }
+    for name, variant in variants.items():
+        assert _requests(load_trace(_write(tmp_path, name, variant))) == plain, name
+    assert _requests(load_trace(_write(tmp_path, "b.csv.gz", gzip.compress(text.encode())))) == plain
+
+
+def test_cli_says_how_many_failed_requests_were_left_out(capsys: pytest.CaptureFixture[str]) -> None:
+    load_cli_trace(BURSTGPT, None)
+    assert f"note: {BURSTGPT}: 2 failed requests (Response tokens = 0) left out" in capsys.readouterr().err
+    load_cli_trace(DATA / "azure_llm_2024.csv", None)
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("flag", ["--trace-model", "--servegen-model"])
+def test_simulate_passes_the_trace_model(tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str) -> None:
+    out = tmp_path / "out"
+    code = main(["simulate", "--trace", str(BURSTGPT), "--config", str(SIM_DIR / "sim.yaml"), "--cluster",
+                 str(SIM_DIR / "cluster.yaml"), "--out-dir", str(out), "--no-plots", flag, "gpt-4"])
+    assert code == 2
+    assert "model='gpt-4' has no rows (models: ['ChatGPT', 'GPT-4'])" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_mooncake_conversation_trace_loads() -> None:
+    # FAST'25 conversation layout: several requests per time stamp (ms), block 0 shared by all
+    trace = load_trace(DATA / "mooncake_conversation.jsonl")
+    assert _requests(trace) == ([0.0, 0.0, 3.0], [1100, 530, 1600], [40, 7, 210])
+    assert trace.hash_ids == ((0, 1, 2), (0, 3), (0, 1, 2, 4))
 
 
 def test_mooncake_variants_load_to_the_same_requests(tmp_path: Path) -> None:
@@ -136,6 +226,68 @@ def test_bad_request_trace_is_one_clear_error(tmp_path: Path, name: str, text: s
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("negative.csv", BURSTGPT_HEADER + "-5,ChatGPT,10,5,15,API log\n6,ChatGPT,10,5,15,API log\n",
+         "row 1: Timestamp=-5 must be at least 0 s (s from 0:00 of the first day)"),
+        ("word.csv", BURSTGPT_HEADER + "5,ChatGPT,10,5,15,API log\n6,ChatGPT,ten,5,15,API log\n",
+         "row 2: Request tokens='ten' is not a number"),
+        ("word_failed.csv", BURSTGPT_HEADER + "5,ChatGPT,10,none,15,API log\n",
+         "row 1: Response tokens='none' is not a number"),
+        ("datetime.csv", BURSTGPT_HEADER + "2023-11-16 18:15:46,ChatGPT,10,5,15,API log\n",
+         "row 1: Timestamp='2023-11-16 18:15:46' is not a number"),
+        ("missing_time.csv", BURSTGPT_HEADER + "5,ChatGPT,10,5,15,API log\n,ChatGPT,10,5,15,API log\n",
+         "row 2: Timestamp is missing"),
+        ("back.csv", BURSTGPT_HEADER + "50,ChatGPT,10,5,15,API log\n40,GPT-4,10,5,15,API log\n",
+         "row 2: Timestamp goes back in time (40.0 after 50.0)"),
+        ("negative_tokens.csv", BURSTGPT_HEADER + "5,ChatGPT,10,-3,7,API log\n",
+         "row 1: Response tokens=-3 must be a whole number of tokens from 0 (a failed request) to 1e+09"),
+        # a prompt of no tokens that got an answer is no failure BurstGPT defines: refused, not guessed
+        ("no_prompt.csv", BURSTGPT_HEADER + "5,ChatGPT,10,5,15,API log\n6,ChatGPT,0,5,5,API log\n",
+         "row 2: Request tokens=0.0 must be at least 1"),
+        ("frac.csv", BURSTGPT_HEADER + "5,ChatGPT,10.5,5,15,API log\n",
+         "row 1: Request tokens=10.5 must be a whole number of tokens from 1 to 1e+09"),
+        ("all_failed.csv", BURSTGPT_HEADER + "5,ChatGPT,0,0,0,API log\n9,GPT-4,20,0,20,API log\n",
+         "no requests (all 2 rows are failed requests, Response tokens = 0)"),
+        ("header.csv", BURSTGPT_HEADER, "no requests (the file has a header and no rows)"),
+        ("extra.csv", "Timestamp,Request tokens,Response tokens,User\n5,10,5,u1\n",
+         "column='User' is unknown (expected ['Timestamp', 'Request tokens', 'Response tokens', 'Model'"),
+        ("twice.csv", "Timestamp,Request tokens,Response tokens,request tokens\n5,10,5,10\n",
+         "columns 'Request tokens' and 'request tokens' are both Request tokens (case and spaces"),
+        ("twice_azure.csv", "TIMESTAMP,ContextTokens,GeneratedTokens,Timestamp\n0,1,1,0\n",
+         "columns 'TIMESTAMP' and 'Timestamp' are both TIMESTAMP"),
+        ("multimodal.csv", "TIMESTAMP,NumImages,ContextTokens,GeneratedTokens\n2024-10-15T12:00:00.269Z,1,949,126\n",
+         "column='NumImages': the Azure 2025 multimodal trace is not read"),
+        ("neither.csv", "time,prompt,output\n0,1,1\n", "are neither Azure ['TIMESTAMP', 'ContextTokens', "
+         "'GeneratedTokens'], BurstGPT ['Timestamp', 'Request tokens', 'Response tokens'] nor ServeGen"),
+    ],
+)
+def test_bad_burstgpt_or_header_is_one_clear_error(tmp_path: Path, name: str, text: str, message: str) -> None:
+    p = _write(tmp_path, name, text)
+    with pytest.raises(InputError) as err:
+        load_trace(p)
+    assert str(err.value).startswith(f"{p}: "), err.value
+    assert message in str(err.value), err.value
+    assert "\n" not in str(err.value)
+
+
+def test_burstgpt_errors_count_rows_in_the_file_and_model_is_checked(tmp_path: Path) -> None:
+    text = BURSTGPT_HEADER + "5,ChatGPT,10,5,15,API log\n6,GPT-4,10,5.5,15,API log\n7,GPT-4,x,5,15,API log\n"
+    p = _write(tmp_path, "b.csv", text)
+    with pytest.raises(InputError, match=r"row 3: Request tokens='x' is not a number"):
+        load_trace(p, model="GPT-4")
+    with pytest.raises(InputError, match=r"row 2: Response tokens=5.5 must be a whole number of tokens"):
+        load_trace(_write(tmp_path, "c.csv", text.replace(",x,", ",10,")), model="GPT-4")
+    for layout, path in (("Azure", DATA / "azure_llm_2024.csv"), ("Mooncake", DATA / "mooncake_conversation.jsonl")):
+        with pytest.raises(InputError, match=f"model='GPT-4' is asked for, but a {layout} trace names no model"):
+            load_trace(path, model="GPT-4")
+    no_model = _write(tmp_path, "d.csv", "Timestamp,Request tokens,Response tokens\n5,10,5\n")
+    with pytest.raises(InputError, match=r"model='GPT-4' is asked for, but the file has no Model column"):
+        load_trace(no_model, model="GPT-4")
+    assert _requests(load_trace(no_model)) == ([0.0], [10], [5])
+
+
 def test_undecodable_or_broken_files_name_the_file(tmp_path: Path) -> None:
     latin1 = _write(tmp_path, "latin1.jsonl", b'{"timestamp": 0, "input_length": 1, "output_length": 1, "x": "\xff"}\n')
     with pytest.raises(InputError, match=r"latin1\.jsonl: not UTF-8 text"):
@@ -185,6 +337,13 @@ def test_rate_trace_rows_are_counted_in_the_file_not_in_the_model(tmp_path: Path
     text = _servegen({}).replace(SERVEGEN_HEADER, SERVEGEN_HEADER + other) + SERVEGEN_ROW.format(
         start=600, window=-5, gap=0, rate=1, mi=1)
     with pytest.raises(InputError, match=r"row 3: window_s=-5 must be a finite number above 0"):
+        load_trace(_write(tmp_path, "r.csv", text))
+
+
+def test_rate_trace_values_that_are_not_numbers_are_counted_in_the_file(tmp_path: Path) -> None:
+    other = "language,m-small,0,600,0,1,1,10,10,1,1,1\n"
+    text = SERVEGEN_HEADER + other + SERVEGEN_ROW.format(start=0, window=600, gap=0, rate="x", mi=1)
+    with pytest.raises(InputError, match=r"row 2: rate_rps='x' is not a number"):
         load_trace(_write(tmp_path, "r.csv", text))
 
 
