@@ -155,7 +155,7 @@ def load_trace(path: str | Path, *, model: str | None = None) -> Trace:
 
 def _no_model(p: Path, layout: str, model: str | None) -> None:
     if model is not None:
-        raise InputError(f"{p}: model='{model}' is asked for, but a {layout} trace names no model")
+        raise InputError(f"{p}: model='{model}' is asked for, but {layout} traces name no model")
 
 
 def _key(name: str) -> str:

@@ -280,7 +280,7 @@ def test_burstgpt_errors_count_rows_in_the_file_and_model_is_checked(tmp_path: P
     with pytest.raises(InputError, match=r"row 2: Response tokens=5.5 must be a whole number of tokens"):
         load_trace(_write(tmp_path, "c.csv", text.replace(",x,", ",10,")), model="GPT-4")
     for layout, path in (("Azure", DATA / "azure_llm_2024.csv"), ("Mooncake", DATA / "mooncake_conversation.jsonl")):
-        with pytest.raises(InputError, match=f"model='GPT-4' is asked for, but a {layout} trace names no model"):
+        with pytest.raises(InputError, match=f"model='GPT-4' is asked for, but {layout} traces name no model"):
             load_trace(path, model="GPT-4")
     no_model = _write(tmp_path, "d.csv", "Timestamp,Request tokens,Response tokens\n5,10,5\n")
     with pytest.raises(InputError, match=r"model='GPT-4' is asked for, but the file has no Model column"):
