@@ -102,6 +102,36 @@ def test_max_new_groups_limits_the_groups_opened() -> None:
     assert verify(inst, plan) == []
 
 
+@pytest.mark.parametrize(("target", "units"), [(5, {"g": 1, "job@b-3": 3}), (6, {})])
+def test_a_gang_stopped_by_the_new_group_limit_goes_to_its_own_domain_and_the_largest_new_one(
+    target: int, units: dict[str, int]
+) -> None:
+    # 'job' (one 1-GPU pod per unit, S1 affinity, 1 new group) holds group g in b-1 (x3: 1 of 2 free)
+    # and asks for 4 more units as a gang. The walk expands g (1) and opens its one new group in the
+    # next S1 holding a unit, b-2 x2 (1): 2 of 4. Its own S1 (1) plus the S1 holding the most (b-3: 3)
+    # hold all 4. Target 6 (+5) exceeds 1 + 3: nothing, and the reason says 4 fit at most.
+    def host(nid: str, s1: str, total: int = 1, free: int = 1) -> dict[str, Any]:
+        return node(nid, "b", s1, free=free, total=total)
+
+    nodes = [host("x3", "b-1", 2, 1), host("x2", "b-2")] + [host(f"y{k}", "b-3") for k in range(3)]
+    nodes.append(host("x4", "b-4", 2, 2))
+    serve = {"name": "serve", "gpus_per_pod": 1, "gpu_types": ["H20"]}
+    job = {"id": "job", "priority": 10, "affinity": "s1", "max_new_groups": 1, "roles": [serve]}
+    inst = make_instance(
+        format_version="1.1",
+        nodes=nodes,
+        services=[job],
+        groups=[group("g", "job", "b-1", ("serve", "x3", 1))],
+        requests=[{**request("job", target), "all_or_nothing": True}],
+    )
+    plan = greedy_plan(inst)
+    assert verify(inst, plan) == []
+    assert {c.group: c.units for c in plan.changes} == units
+    if not units:
+        (short,) = plan.unserved
+        assert short.reason.startswith("all or nothing: only 4 of 5 units fit")
+
+
 def test_requests_are_served_in_priority_order() -> None:
     # one unit of room; 'a-low' (priority 1) sorts first by id, 'z-high' (priority 9) wins
     inst = make_instance(

@@ -4,12 +4,15 @@ Requests are taken by service priority. A scale-out walks the RDMA subgroups fro
 and fills them unit by unit with virtual allocation (each pod is deducted from the tree view at
 once, best-fit on nodes); inside a subgroup it expands the service's existing deployment group of
 that domain, or opens a new one while the service's new-group limit allows (§3.4). A scale-in
-shrinks the groups on the highest tiers first. The result is counts per group change
-(:func:`greedy_counts`); node binding follows (best-fit decreasing), in one place for every solver.
+shrinks the groups on the highest tiers first. An all-or-nothing request (format 1.1, beyond the
+paper) is undone when it falls short, and re-placed in the domains that hold the most units when the
+new-group limit is what stopped it. The result is counts per group change (:func:`greedy_counts`);
+node binding follows (best-fit decreasing), in one place for every solver.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -43,8 +46,20 @@ def greedy_counts(view: TopologyView, requests: list[RequestView] | None = None)
         else:
             continue
         if req.all_or_nothing and got not in (0, req.delta):
+            # The walk stops opening groups at the service's limit, possibly in domains too small for the
+            # gang while a larger one holds it: then place it in the domains that hold the most, if any do.
+            limited = req.delta > 0 and sum(d.new for d in drafts[mark:]) >= req.service.max_new_groups
             _undo(view, pools, drafts, picks, mark)
-            reason = f"all or nothing: only {abs(got)} of {abs(req.delta)} units fit ({reason})"
+            if limited:
+                got = _gang_out(view, pools, req, drafts, picks)
+                if got == req.delta:
+                    continue
+                reason = (
+                    f"all or nothing: only {got} of {req.delta} units fit within {req.service.affinity} affinity, "
+                    f"GPU types and new-group limit {req.service.max_new_groups}"
+                )
+            else:
+                reason = f"all or nothing: only {abs(got)} of {abs(req.delta)} units fit ({reason})"
             got = 0
         if got != req.delta:
             reasons[req.service.id] = reason
@@ -198,6 +213,90 @@ def _scale_out(
     if new_blocked:
         why += f"; new-group limit {svc.max_new_groups} reached"
     return req.delta - left, why
+
+
+def _gang_out(
+    view: TopologyView,
+    pools: _Capacity,
+    req: RequestView,
+    drafts: list[GroupDraft],
+    picks: list[Counter[tuple[str, str]]],
+) -> int:
+    """Place an all-or-nothing scale-out whole in the domains that hold the most units, or place nothing.
+
+    Returns the units placed (``req.delta``) or, when nothing is placed, the most units the service's
+    own domains and its new-group limit allow. The domains of one affinity level are disjoint, so each
+    one's units are counted apart (placed and given back, at most ``req.delta``), in walk order; the
+    service's own domains open no group and always count, then the new domains holding the most, as
+    few as reach the delta, placed in walk order. Exact for a single-role service (a domain holds what
+    its nodes hold of whole pods); for P/D units the count per domain is the greedy's own packing.
+    """
+    svc = req.service
+    existing = {g.domain: g.id for g in reversed(view.groups_by_service.get(svc.id, []))}
+    with_group = {view.subgroup_by_s1[s1] for d in existing for s1 in view.s1s_by_domain.get(d, [])}
+    by_subgroup = _domains(view, svc.affinity)
+    shape = _UnitShape.of(svc)
+    s1s_of: dict[str, list[str]] = {}  # every domain's S1s, domains and S1s in walk order
+    for sg in _walk(view, with_group):
+        for domain, s1s in by_subgroup[sg].items():
+            s1s_of.setdefault(domain, []).extend(s1s)
+
+    def fill(s1s: list[str], most: int) -> list[list[tuple[str, str, str, str]]]:
+        units: list[list[tuple[str, str, str, str]]] = []
+        while len(units) < most and pools.domain_may_fit(s1s, shape):
+            taken = _place_unit(pools, shape, s1s)
+            if taken is None:
+                break
+            units.append(taken)
+        return units
+
+    holds: dict[str, int] = {}
+    best: list[int] = []  # units of the new domains that count: the most, as many as the limit allows
+    own = new = 0  # units of the own domains; of the best new domains
+    for domain, s1s in s1s_of.items():
+        if domain not in existing and not svc.max_new_groups:
+            continue
+        units = fill(s1s, req.delta)
+        for taken in reversed(units):
+            for role, s1, gpu_type, node in reversed(taken):
+                pools.give(s1, gpu_type, node, shape.size[role])
+        n = holds[domain] = len(units)
+        if domain in existing:
+            own += n
+        elif len(best) < svc.max_new_groups:
+            heapq.heappush(best, n)
+            new += n
+        elif best and n > best[0]:
+            new += n - heapq.heapreplace(best, n)
+        if own + new >= req.delta:  # enough among the domains the walk reaches first
+            break
+    if own + new < req.delta:
+        return own + new
+    chosen = {d for d in holds if d in existing}
+    left = req.delta - own
+    for domain in sorted((d for d in holds if d not in existing), key=lambda d: -holds[d]):
+        if left <= 0:
+            break
+        chosen.add(domain)
+        left -= holds[domain]
+    left, mark = req.delta, len(drafts)
+    for domain in (d for d in holds if d in chosen):
+        units = fill(s1s_of[domain], left)
+        if not units:
+            continue
+        gid = existing.get(domain) or new_group_id(view, svc.id, domain)
+        draft = GroupDraft(svc.id, gid, domain not in existing, domain, len(units))
+        pick: Counter[tuple[str, str]] = Counter()
+        for taken in units:
+            for role, s1, gpu_type, node in taken:
+                draft.counts[(role, s1, gpu_type)] += 1
+                pick[(role, node)] += 1
+        drafts.append(draft)
+        picks.append(pick)
+        left -= len(units)
+    if left > 0:  # P/D units packed otherwise than when counted: nothing, as the request asks
+        _undo(view, pools, drafts, picks, mark)
+    return req.delta - left
 
 
 def _walk(view: TopologyView, with_group: set[str]) -> Iterator[str]:
