@@ -3,7 +3,9 @@
 Solvers decide counts (:class:`Counts`); binding names nodes (:func:`bind_plan`, called once per
 plan by :func:`~hetero_opt.placement.solve.solve`). Additions are bound best-fit decreasing per
 (S1, GPU type): largest pods first, each onto the node with the fewest free GPUs that still fits it,
-which keeps whole nodes free. When pod sizes form a divisibility chain and the counts respect the
+which keeps whole nodes free; where a cell's nodes differ in size and best fit used whole free nodes,
+the pods go to used nodes first and then to the fewest whole nodes that hold them, when that keeps
+more nodes whole (term 5). When pod sizes form a divisibility chain and the counts respect the
 per-size-class packing rows (SYSTEM.md), this never fails. Removals take the group's pods from its
 least-used nodes first, so nodes empty out.
 """
@@ -128,6 +130,8 @@ def bind(view: TopologyView, drafts: list[GroupDraft]) -> list[GroupChange]:
     for key in sorted(items):
         pool = FreePool.of(view, key) if key in view.free_nodes else None
         placed = _best_fit(pool, sorted(items[key])) if pool else None
+        if placed is not None:
+            placed = _fewer_whole_nodes(view, key, sorted(items[key]), placed)
         if placed is None and pool and not is_chain([-size for size, _, _, _ in items[key]]):
             placed = _exact_packing(pool, sorted(items[key]))  # best fit is exact for a chain of sizes
         if placed is None:
@@ -156,6 +160,49 @@ def _best_fit(pool: FreePool, items: list[tuple[int, int, str, int]]) -> list[tu
                 return None
             placed.append((i, role, node, -neg_size))
     return [(i, role, node) for i, role, node, _ in placed]
+
+
+def _fewer_whole_nodes(
+    view: TopologyView, key: tuple[str, str], items: list[tuple[int, int, str, int]], placed: list[tuple[int, str, str]]
+) -> list[tuple[int, str, str]]:
+    """``placed`` (best fit of ``items`` into cell ``key``), or a binding that touches fewer whole free nodes.
+
+    Best fit takes the node with the fewest free GPUs that fits, which keeps whole nodes whole when a
+    cell's nodes are alike. When they are not (a whole free node smaller than another, or smaller than
+    a used node's free GPUs), it can use two small whole nodes where one larger would do and leave fewer
+    nodes whole (term 5). Then the other way is tried: pods on the used nodes first (best fit), the rest
+    on as few whole nodes as hold them, the largest first; it is kept only if it leaves strictly more
+    whole nodes, so cells of like nodes keep their binding.
+    """
+    whole_ids, taken = view.whole_free_ids, view.taken
+    used = {n for _, _, n in placed if n in whole_ids and not taken.get(n)}
+    if not used:  # most cells: best fit used no whole node
+        return placed
+    free = dict(zip(*view.free_nodes[key], strict=True))  # as FreePool.of(view, key) starts
+    whole = {n: f for n, f in free.items() if n in whole_ids and not taken.get(n)}
+    partial_most = max((f for n, f in free.items() if n not in whole), default=0)
+    if len(set(whole.values())) < 2 and partial_most < min(whole.values()):
+        return placed  # best fit already packs whole nodes one by one
+    partial = FreePool((n, f) for n, f in free.items() if n not in whole)
+    out: list[tuple[int, str, str]] = []
+    rest: list[tuple[int, int, str, int]] = []
+    for neg_size, i, role, n in items:
+        for _ in range(n):
+            node = partial.take(-neg_size)
+            if node is None:
+                rest.append((neg_size, i, role, 1))
+            else:
+                out.append((i, role, node))
+    largest = sorted(whole, key=lambda n: (-whole[n], n))
+    need, fewest = sum(-neg_size for neg_size, _, _, _ in rest), 0
+    while need > 0 and fewest < len(largest):
+        need -= whole[largest[fewest]]
+        fewest += 1
+    for k in range(fewest, len(used)):  # fewer nodes than best fit used, or nothing to gain
+        packed = _best_fit(FreePool((n, whole[n]) for n in largest[:k]), rest)
+        if packed is not None:
+            return out + packed
+    return placed
 
 
 def _exact_packing(pool: FreePool, items: list[tuple[int, int, str, int]]) -> list[tuple[int, str, str]] | None:

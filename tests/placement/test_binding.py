@@ -7,12 +7,15 @@ the least-used nodes first, and the errors naming what does not fit.
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 import pytest
 from conftest import group, make_instance, node, pd_service, request
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hetero_opt import Plan, build_view, verify
-from hetero_opt.placement.binding import BindingError, Counts, FreePool, GroupDraft, bind, bind_plan
+from hetero_opt.placement.binding import BindingError, Counts, FreePool, GroupDraft, _best_fit, bind, bind_plan
 
 
 def test_free_pool_takes_the_fullest_node_that_fits_lowest_id_first_and_takes_back() -> None:
@@ -176,7 +179,7 @@ def test_a_removal_before_an_addition_and_a_zero_unit_draft_bind_in_order() -> N
     assert [(c.group, c.units, [(p.role, p.node, p.count) for p in c.pods]) for c in changes] == [
         ("g", -1, [("decode", "half", 1), ("prefill", "half", 1)]),
         ("new@a", 0, []),
-        ("new@a#2", 1, [("decode", "free", 1), ("prefill", "free", 1)]),
+        ("new@a#2", 1, [("decode", "half", 1), ("prefill", "half", 1)]),  # 'free' is kept whole
     ]
 
 
@@ -219,3 +222,86 @@ def test_bind_plan_falls_back_on_known_node_picks_only_where_binding_fails(monke
     assert [(p.role, p.node, p.count) for p in change.pods] == [("decode", "n1", 1), ("prefill", "n1", 1)]
     with pytest.raises(BindingError, match="refused"):
         bind_plan(view, Counts([A_DRAFT]))
+
+
+# --- Whole free nodes (term 5): the fewest whole nodes when a cell's nodes differ ----------------
+
+
+def _whole_left(inst: Any, plan: Plan) -> int:
+    used = {p.node for c in plan.changes if c.units > 0 for p in c.pods}
+    return sum(1 for n in inst.nodes if n.gpus_free == n.gpus_total and n.id not in used)
+
+
+def test_two_small_whole_nodes_give_way_to_one_large_one() -> None:
+    # A unit of one 1-GPU prefill and one 2-GPU decode pod, in a cell of whole nodes n8 (8 GPUs), n2 (2)
+    # and m1 (1). Best fit: decode on n2, prefill on m1, two whole nodes used and one kept (n8). The
+    # fewest whole nodes that hold the unit: n8 alone, two kept whole (term 5 counts nodes, not GPUs).
+    inst = make_instance(
+        nodes=[
+            node("n8", "a", "a-1"),
+            node("n2", "a", "a-1", free=2, total=2),
+            node("m1", "a", "a-1", free=1, total=1),
+        ],
+        services=[pd_service("a", "s1", p_size=1, d_size=2)],
+        requests=[request("a", 1)],
+    )
+    view = build_view(inst)
+    counts = Counter({("prefill", "a-1", "H20"): 1, ("decode", "a-1", "H20"): 1})
+    plan = bind_plan(view, Counts([GroupDraft("a", "a-new", True, "a-1", 1, counts)]))
+    assert verify(inst, plan, view) == []
+    assert [(p.role, p.node, p.count) for p in plan.changes[0].pods] == [("decode", "n8", 1), ("prefill", "n8", 1)]
+    assert _whole_left(inst, plan) == 2
+
+
+def test_used_nodes_are_filled_before_a_whole_one_is_touched() -> None:
+    # n1 is in use with 4 of 16 GPUs free; n4 is a whole 4-GPU node. Best fit puts a 4-GPU pod on the
+    # tightest fit, which both are (4 free): by id, n1 (no whole node used). With n4 listed first
+    # (id a4), best fit takes the whole node; binding moves the pod to the used node.
+    inst = make_instance(
+        nodes=[node("a4", "a", "a-1", free=4, total=4), node("n1", "a", "a-1", free=4, total=16)],
+        services=[pd_service("a", "s1", p_size=4, d_size=4, ratio=(1, 1))],
+        requests=[request("a", 1)],
+    )
+    view = build_view(inst)
+    counts = Counter({("prefill", "a-1", "H20"): 1})
+    plan = bind_plan(view, Counts([GroupDraft("a", "a-new", True, "a-1", 1, counts)]))
+    assert [(p.node, p.count) for p in plan.changes[0].pods] == [("n1", 1)]
+    assert _whole_left(inst, plan) == 1
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    nodes=st.lists(st.tuples(st.sampled_from([1, 2, 4, 8]), st.integers(0, 8)), min_size=1, max_size=7),
+    pods=st.lists(st.sampled_from([1, 2, 4]), min_size=1, max_size=6),
+)
+def test_binding_never_keeps_fewer_nodes_whole_than_best_fit(nodes: list[tuple[int, int]], pods: list[int]) -> None:
+    """On one cell of random node sizes and free GPUs: a valid binding whenever best fit finds one, and
+    never fewer whole nodes than best fit alone leaves."""
+    cell = [(f"n{i}", total, min(free, total)) for i, (total, free) in enumerate(nodes)]
+    inst = make_instance(  # a full 8-GPU node elsewhere: every pod size is valid
+        nodes=[*(node(n, "a", "a-1", free=f, total=total) for n, total, f in cell), node("z", "b", "b-1", free=0)],
+        services=[pd_service(f"s{size}", "s1", p_size=size, d_size=size) for size in sorted(set(pods))],
+        requests=[request(f"s{size}", 1) for size in sorted(set(pods))],
+    )
+    view = build_view(inst)
+    drafts = [
+        GroupDraft(f"s{size}", f"s{size}-new", True, "a-1", 1, Counter({("prefill", "a-1", "H20"): pods.count(size)}))
+        for size in sorted(set(pods))
+    ]
+    items = sorted((-size, i, "prefill", pods.count(size)) for i, size in enumerate(sorted(set(pods))))
+    alone = _best_fit(FreePool.of(view, ("a-1", "H20")), items)
+    if alone is None:
+        with pytest.raises(BindingError):
+            bind(view, drafts)
+        return
+    changes = bind(view, drafts)
+    used = Counter[str]()
+    for d, c in zip(drafts, changes, strict=True):
+        size = int(d.service[1:])
+        assert sum(p.count for p in c.pods) == d.counts[("prefill", "a-1", "H20")]
+        for p in c.pods:
+            used[p.node] += p.count * size
+    free = {n: f for n, _, f in cell}
+    assert all(used[n] <= free[n] for n in used)
+    whole = {n for n, total, f in cell if f == total}
+    assert len(whole - set(used)) >= len(whole - {n for _, _, n in alone})

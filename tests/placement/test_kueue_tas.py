@@ -252,8 +252,8 @@ CASES = [
         placed=2,
         domains=frozenset({"b1"}),
         groups=1,
-        note="Kueue puts both pods on x3. Our term 5 agrees (x5 and x1 stay whole), but binding's best fit "
-        "takes the tightest nodes first (x5, x1) and keeps one node whole: see the test on the gap below.",
+        note="Kueue puts both pods on x3, and so do we: best fit would take the tightest nodes (x5, x1) and "
+        "keep one node whole, binding then tries the fewest whole nodes and keeps two (test below).",
     ),
     Case(
         # scatteredNodes: b1/r1 {x3:4, x5:1, x1:1}, b2/r1 {x6:2, x2:1}; no topology request
@@ -402,16 +402,17 @@ def test_the_greedy_says_how_many_pods_of_a_refused_gang_fit() -> None:
     assert short.reason == "all or nothing: only 3 of 4 units fit within s1 affinity, GPU types and new-group limit 1"
 
 
-@pytest.mark.parametrize("solver", EXACT)
-def test_the_whole_free_node_gap_shows_what_kueue_keeps_free(solver: str) -> None:
+def test_binding_keeps_as_many_nodes_whole_as_kueue(tas_solver: str) -> None:
     # "choose the node that can accommodate all Pods": Kueue puts both pods on x3, keeping x5 and x1
-    # whole (2). Binding's best fit uses x5 and x1 and keeps only x3 whole (1); term 5 is heuristic
-    # (decision 17) and the result says so: the bound is Kueue's 2, the gap 1.
+    # whole (2). Best fit alone takes the tightest nodes, x5 and x1, and keeps only x3 whole (1);
+    # binding then tries the fewest whole nodes that hold the pods (x3) and keeps that.
     case = next(c for c in CASES if c.upstream == "choose the node that can accommodate all Pods")
-    result = solved(case.instance, solver)
-    gap = result.gaps["whole_free_nodes"]
-    assert isinstance(gap, int)
-    assert result.score.whole_free_nodes + gap == 2
+    result = solved(case.instance, tas_solver)
+    assert [(p.node, p.count) for c in result.plan.changes for p in c.pods] == [("x3", 2)]
+    assert result.score.whole_free_nodes == 2
+    if tas_solver in EXACT:
+        assert result.gaps is not None
+        assert result.gaps["whole_free_nodes"] == 0
 
 
 def test_a_pod_larger_than_every_node_is_refused_at_the_door() -> None:
