@@ -402,25 +402,58 @@ class Instance(Frozen):
                     f"min_units={svc.min_units}"
                 )
         # Kept for the views of this instance (node_index): the same look-ups a solve needs, already paid.
-        self.__dict__[_NODE_INDEX] = (self.nodes, node_by_id, places)
+        self.__dict__[_NODE_INDEX] = NodeIndex(self.nodes, node_by_id, places)
         return self
 
     def node_index(self) -> tuple[dict[str, Node], frozenset[Place]]:
         """(node by id, the distinct places of the nodes): what validation computed, kept with the instance.
 
         Validation builds both (20k-80k nodes at production scale, tens of milliseconds a pass); a view reads
-        them here instead of passing over every node again. Kept outside the fields (pydantic ignores it in
-        equality, dumps and copies' validation) and tied to the ``nodes`` list it was computed from: a copy
-        with other nodes (``model_copy(update={"nodes": ...})``, which does not validate) recomputes it.
+        them here instead of passing over every node again. Kept outside the fields as a :class:`NodeIndex`
+        (no part of the instance's value), tied to the ``nodes`` list it was computed from: a copy with other
+        nodes (``model_copy(update={"nodes": ...})``, which does not validate) recomputes it.
         """
         kept = self.__dict__.get(_NODE_INDEX)
-        if kept is not None and kept[0] is self.nodes:
-            return kept[1], kept[2]
+        if kept is not None and kept.nodes is self.nodes:
+            return kept.by_id, kept.places
         node_fields = list(map(_FIELDS, self.nodes))
         node_by_id = dict(zip(map(_ID, node_fields), self.nodes, strict=True))
         places = frozenset(map(_PLACE, node_fields))
-        self.__dict__[_NODE_INDEX] = (self.nodes, node_by_id, places)
+        self.__dict__[_NODE_INDEX] = NodeIndex(self.nodes, node_by_id, places)  # a new one: copies may share the old
         return node_by_id, places
+
+
+class NodeIndex:
+    """Look-ups derived from an instance's nodes, kept with it (:meth:`Instance.node_index`).
+
+    Derived data is no part of the instance's value: any two compare equal (so pydantic's equality, which
+    compares the instance ``__dict__``, neither slows down nor changes), and it is neither pickled nor deep
+    copied (an empty index, rebuilt on first use: a Ray worker receives the nodes, not 2 maps of them).
+    """
+
+    __slots__ = ("by_id", "nodes", "places")
+
+    def __init__(
+        self,
+        nodes: list[Node] | None = None,
+        by_id: dict[str, Node] | None = None,
+        places: frozenset[Place] = frozenset(),
+    ) -> None:
+        self.nodes, self.by_id, self.places = nodes, by_id or {}, places
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NodeIndex)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[type[NodeIndex], tuple[()]]:
+        return NodeIndex, ()
+
+    def __deepcopy__(self, memo: dict[int, object]) -> NodeIndex:
+        return NodeIndex()
+
+    def __repr__(self) -> str:
+        return f"NodeIndex({len(self.by_id)} nodes)"
 
 
 #: A node's (cluster, S2, S1, S0, GPU type).

@@ -132,6 +132,29 @@ def test_a_gang_stopped_by_the_new_group_limit_goes_to_its_own_domain_and_the_la
         assert short.reason.startswith("all or nothing: only 4 of 5 units fit")
 
 
+@pytest.mark.parametrize(("max_new", "reason"), [
+    (2, "all or nothing: only 3 of 4 units fit (no capacity for 1 more units within s1 affinity and GPU types; "
+        "new-group limit 2 reached)"),
+    (1, "all or nothing: only 2 of 4 units fit within s1 affinity, GPU types and new-group limit 1"),
+])
+def test_a_gang_short_of_capacity_is_not_blamed_on_the_new_group_limit(max_new: int, reason: str) -> None:
+    # 'job' (1-GPU pods, S1 affinity) asks for 4 units as a gang; S1s a-1 and a-2 hold 2 and 1, b-1 none.
+    # With a limit of 2 new groups the walk opens a-1 and a-2 and is short of capacity (3 of 4); the limit
+    # keeps it only from b-1, which holds nothing: no re-placement, the walk's reason. With a limit of 1
+    # the limit kept it from a-2, and re-placed in the S1 that holds the most, 2 fit.
+    nodes = [node("x1", "a", "a-1", free=2, total=2), node("x2", "a", "a-2", free=1, total=1)]
+    nodes.append(node("z", "b", "b-1", free=0))  # a full S1: a domain the limit may skip, holding nothing
+    serve = {"name": "serve", "gpus_per_pod": 1, "gpu_types": ["H20"]}
+    job = {"id": "job", "priority": 10, "affinity": "s1", "max_new_groups": max_new, "roles": [serve]}
+    inst = make_instance(
+        format_version="1.1", nodes=nodes, services=[job], requests=[{**request("job", 4), "all_or_nothing": True}]
+    )
+    plan = greedy_plan(inst)
+    assert verify(inst, plan) == []
+    assert plan.changes == []
+    assert [u.reason for u in plan.unserved] == [reason]
+
+
 def test_requests_are_served_in_priority_order() -> None:
     # one unit of room; 'a-low' (priority 1) sorts first by id, 'z-high' (priority 9) wins
     inst = make_instance(

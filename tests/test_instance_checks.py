@@ -161,7 +161,7 @@ def _mutate(d: dict[str, Any], rng: random.Random) -> None:
     any_id = [i for level in ids.values() for i in level]
     node = rng.choice(nodes)
     group = rng.choice(groups) if groups else None
-    kind = rng.randrange(15)
+    kind = rng.randrange(17)
     if kind == 0:
         node["gpu_type"] = rng.choice(["H20", "L20", "X9"])
     elif kind in (1, 2, 3, 4):
@@ -204,6 +204,14 @@ def _mutate(d: dict[str, Any], rng: random.Random) -> None:
             req["service"] = rng.choice([*(s["id"] for s in services), "ghost"])
         else:
             req["target_units"] = rng.randint(0, 20)
+    elif kind == 15:  # an id of another kind of entity given twice
+        kin = rng.choice([d["gpu_types"], services, groups, d["subgroups"]])
+        if not kin:  # no subgroup (or group) yet: declare an empty one, then again
+            kin.append({"id": "dup", "tier": "high", "s2s": [], "s1s": []} if kin is d["subgroups"] else
+                       {"id": "dup", "service": services[0]["id"], "domain": nodes[0]["s1"], "pods": []})
+        kin.append(copy.deepcopy(rng.choice(kin)))
+    elif kind == 16:
+        d["format_version"] = rng.choice(["1.0", "1.1"])
 
 
 BASES = [("small", 0), ("small", 1), ("moe", 0), ("tiny", 2)]
@@ -224,6 +232,24 @@ def test_random_defects_get_the_reference_message(family: str, seed: int) -> Non
         outcomes[(expected or "ok").split(":")[0].split(" '")[0]] += 1
     # The defects reach the checks of nodes, groups and pods, not only the first ones.
     assert {"ok", "Node", "DeploymentGroup"} <= set(outcomes), outcomes
+
+
+def test_the_random_defects_reach_every_kind_of_message() -> None:
+    """Over the bases, the mutations above give every entity's messages, uniqueness ones included."""
+    seen: Counter[str] = Counter()
+    rng = random.Random(7)
+    for family, seed in BASES:
+        base = generate_instance(family, seed).model_dump(mode="json")
+        for _ in range(200):
+            d = copy.deepcopy(base)
+            for _ in range(rng.randint(1, 2)):
+                _mutate(d, rng)
+            message = _first_error(Instance._check_references, _build(d)) or "ok"
+            kind = message.split(":")[0].split(" '")[0]
+            seen[f"{kind} twice" if "declared more than once" in message else kind] += 1
+    kinds = {"ok", "Node", "DeploymentGroup", "Service", "ScalingRequest", "RdmaSubgroup"}  # GpuType: only twice
+    twice = {"Node twice", "Service twice", "DeploymentGroup twice", "RdmaSubgroup twice", "GpuType twice"}
+    assert kinds | twice <= set(seen), seen
 
 
 
@@ -258,7 +284,18 @@ def test_the_index_is_no_field() -> None:
     assert inst == bare
     assert "_node_index" not in inst.model_dump()
     assert "_node_index" not in inst.model_dump_json()
+    assert len(pickle.dumps(inst)) < len(pickle.dumps(bare)) + 100  # the maps do not travel (to Ray workers)
     back = pickle.loads(pickle.dumps(inst))
     assert back == inst
     assert back.node_index() == _plain_index(back)
     assert back.node_index()[0][inst.nodes[0].id] is back.nodes[0]
+    deep = copy.deepcopy(inst)
+    assert deep.node_index()[0][inst.nodes[0].id] is deep.nodes[0]
+
+
+def test_two_instances_differing_in_a_node_are_unequal_whatever_their_indexes() -> None:
+    inst = generate_instance("small", 4)
+    other = inst.model_copy(update={"nodes": [*inst.nodes[:-1], inst.nodes[-1].model_copy(update={"id": "zz-other"})]})
+    other.node_index()
+    assert inst != other
+    assert other != inst

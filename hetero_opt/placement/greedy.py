@@ -39,8 +39,9 @@ def greedy_counts(view: TopologyView, requests: list[RequestView] | None = None)
     reasons: dict[str, str] = {}
     for req in view.requests if requests is None else requests:
         mark = len(drafts)
+        limited = False  # the new-group limit kept the walk from a domain that may hold a unit
         if req.delta > 0:
-            got, reason = _scale_out(view, pools, req, drafts, picks)
+            got, reason, limited = _scale_out(view, pools, req, drafts, picks)
         elif req.delta < 0:
             got, reason = _scale_in(view, req, drafts, picks)
         else:
@@ -48,7 +49,6 @@ def greedy_counts(view: TopologyView, requests: list[RequestView] | None = None)
         if req.all_or_nothing and got not in (0, req.delta):
             # The walk stops opening groups at the service's limit, possibly in domains too small for the
             # gang while a larger one holds it: then place it in the domains that hold the most, if any do.
-            limited = req.delta > 0 and sum(d.new for d in drafts[mark:]) >= req.service.max_new_groups
             _undo(view, pools, drafts, picks, mark)
             if limited:
                 got = _gang_out(view, pools, req, drafts, picks)
@@ -168,14 +168,16 @@ def _scale_out(
     req: RequestView,
     drafts: list[GroupDraft],
     picks: list[Counter[tuple[str, str]]],
-) -> tuple[int, str]:
+) -> tuple[int, str, bool]:
+    """Units placed, why not all (or ""), and whether the new-group limit kept the walk from a domain
+    that may hold a unit (the reason names the limit whenever it kept the walk from any domain)."""
     svc = req.service
     existing = {g.domain: g.id for g in reversed(view.groups_by_service.get(svc.id, []))}
     with_group = {view.subgroup_by_s1[s1] for d in existing for s1 in view.s1s_by_domain.get(d, [])}
     by_subgroup = _domains(view, svc.affinity)
     shape = _UnitShape.of(svc)
     opened: dict[str, int] = {}
-    left, new_blocked, new_groups = req.delta, False, 0
+    left, new_blocked, new_groups, limit_cost = req.delta, False, 0, False
     for sg in _walk(view, with_group):
         by_domain = by_subgroup[sg]  # sorted by domain id; the service's own domains go first
         if left > 0 and not pools.may_fit(sg, shape):
@@ -186,10 +188,11 @@ def _scale_out(
         mine = [d for d in by_domain if d in existing]
         for domain in mine + [d for d in by_domain if d not in existing] if mine else by_domain:
             if left == 0:
-                return req.delta, ""
+                return req.delta, "", False
             draft_idx = opened.get(domain)
             if draft_idx is None and domain not in existing and new_groups >= svc.max_new_groups:
                 new_blocked = True
+                limit_cost = limit_cost or pools.domain_may_fit(by_domain[domain], shape)
                 continue
             while left > 0 and pools.domain_may_fit(by_domain[domain], shape):
                 taken = _place_unit(pools, shape, by_domain[domain])
@@ -208,11 +211,11 @@ def _scale_out(
                     picks[draft_idx][(role, node)] += 1
                 left -= 1
     if left == 0:
-        return req.delta, ""
+        return req.delta, "", False
     why = f"no capacity for {left} more units within {svc.affinity} affinity and GPU types"
     if new_blocked:
         why += f"; new-group limit {svc.max_new_groups} reached"
-    return req.delta - left, why
+    return req.delta - left, why, limit_cost
 
 
 def _gang_out(

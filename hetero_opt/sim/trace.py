@@ -21,8 +21,8 @@ columns match one name, or with a column of no listed name, is refused.
   ``model`` picks the model (default ``m-large``).
 
 Any of them may be gzip-compressed (``.gz``); a UTF-8 byte-order mark is skipped. Token counts are
-whole numbers from 1 to :data:`MAX_TOKENS`. Every error names the file, the row (counted in the
-file, header excluded) and the field.
+whole numbers from 1 to :data:`MAX_TOKENS`. Every error names the file, the row (the data row: the
+header and blank lines are not counted) and the field.
 """
 
 from __future__ import annotations
@@ -268,7 +268,8 @@ def _burstgpt(p: Path, df: pd.DataFrame, model: str | None) -> RequestTrace:
     if model is not None:
         if "Model" not in df.columns:
             raise InputError(f"{p}: model='{model}' is asked for, but the file has no Model column")
-        models = df["Model"].astype(str)
+        models = df["Model"].astype(str).str.strip()  # as column names: surrounding spaces ignored
+        model = model.strip()
         if not (models == model).any():
             raise InputError(f"{p}: model='{model}' has no rows (models: {sorted(models.unique())})")
         df = df[models == model]

@@ -125,6 +125,13 @@ def test_burstgpt_model_keeps_one_model(
     assert trace.name == f"burstgpt:{model}"
 
 
+def test_burstgpt_model_values_are_read_without_surrounding_spaces(tmp_path: Path) -> None:
+    # as column names are: a padded 'GPT-4 ' is GPT-4, not a model of its own silently left out
+    text = BURSTGPT_HEADER + "5,GPT-4,10,5,15,API log\n6,GPT-4 ,20,6,26,API log\n7, ChatGPT,30,7,37,API log\n"
+    trace = load_trace(_write(tmp_path, "padded.csv", text), model="GPT-4")
+    assert _requests(trace) == ([0.0, 1.0], [10, 20], [5, 6])
+
+
 def test_burstgpt_variants_load_to_the_same_requests(tmp_path: Path) -> None:
     text = BURSTGPT.read_text()
     plain = _requests(load_trace(BURSTGPT))
