@@ -7,7 +7,7 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from operator import attrgetter
+from operator import attrgetter, gt, itemgetter
 
 from hetero_opt.instance import (
     DeploymentGroup,
@@ -74,46 +74,42 @@ class TopologyView:
     @cached_property
     def nodes_by_s1(self) -> dict[str, list[Node]]:
         """Nodes under each S1, sorted by id."""
-        return self._nodes_by_s1_and_whole[0]
+        out: dict[str, list[Node]] = {}
+        for n in self.instance.nodes:
+            s1 = n.__dict__["s1"]  # fields read from __dict__: a model's attribute read is slow (decision 43)
+            ns = out.get(s1)
+            if ns is None:
+                out[s1] = [n]
+            else:
+                ns.append(n)
+        for ns in out.values():  # a few nodes per S1: cheaper than one sort of every node
+            ns.sort(key=_ID)
+        return dict(sorted(out.items()))
 
     @cached_property
     def whole_free_ids(self) -> frozenset[str]:
         """Ids of the nodes with every GPU free in the instance (term 5 counts those a plan leaves whole)."""
-        return self._nodes_by_s1_and_whole[1]
+        return self._free_cells[1]
 
     @cached_property
-    def _nodes_by_s1_and_whole(self) -> tuple[dict[str, list[Node]], frozenset[str]]:
-        # One pass over every node for both, reading fields from the models' __dict__ (an attribute read of
-        # a pydantic model takes CPython's slow path: decision 43).
-        out: dict[str, list[Node]] = {}
-        whole: list[str] = []
-        for n in self.instance.nodes:
-            fields = n.__dict__
-            ns = out.get(fields["s1"])
-            if ns is None:
-                out[fields["s1"]] = [n]
-            else:
-                ns.append(n)
-            if fields["gpus_free"] == fields["gpus_total"]:
-                whole.append(fields["id"])
-        for ns in out.values():  # a few nodes per S1: cheaper than one sort of every node
-            ns.sort(key=_ID)
-        return dict(sorted(out.items())), frozenset(whole)
+    def _places(self) -> dict[str, tuple[str, str]]:
+        """(S2, cluster) of each S1, S1s sorted: from the nodes' distinct places, which validation kept."""
+        return {s1: (s2, cluster) for cluster, s2, s1, _, _ in sorted(self.instance.node_index()[1], key=_S1)}
 
     @cached_property
     def s1_ids(self) -> list[str]:
         """All S1 ids, sorted."""
-        return list(self.nodes_by_s1)
+        return list(self._places)
 
     @cached_property
     def s2_by_s1(self) -> dict[str, str]:
         """The S2 above each S1."""
-        return {s1: nodes[0].s2 for s1, nodes in self.nodes_by_s1.items()}
+        return {s1: s2 for s1, (s2, _) in self._places.items()}
 
     @cached_property
     def cluster_by_s1(self) -> dict[str, str]:
         """The cluster of each S1."""
-        return {s1: nodes[0].cluster for s1, nodes in self.nodes_by_s1.items()}
+        return {s1: cluster for s1, (_, cluster) in self._places.items()}
 
     @cached_property
     def s1s_by_s2(self) -> dict[str, list[str]]:
@@ -173,26 +169,58 @@ class TopologyView:
     @cached_property
     def free_nodes(self) -> dict[tuple[str, str], tuple[list[str], list[int]]]:
         """(node ids, their free GPUs) of the nodes with GPUs free and not :attr:`taken`, per (S1, GPU type),
-        ids ascending; the one pass over every node that the capacity look-ups, the greedy and binding read.
-        Two lists per cell, not an (id, free) pair per node: the garbage collector walks every pair a call
-        leaves alive (55k at 4x production), and a pair costs more to make than two appends."""
+        cells sorted, ids ascending: what the capacity look-ups, the greedy and binding read. Two lists per
+        cell, not an (id, free) pair per node: the garbage collector walks every pair a call leaves alive
+        (55k at 4x production), and a pair costs more to make than two appends. Read-only: a view with
+        :attr:`taken` GPUs shares the cells no taken GPU touches with the view it was made from."""
+        cells = self._free_cells[0]
+        if not self.taken:
+            return cells
+        touched = {(n.s1, n.gpu_type) for n in map(self.node_by_id.__getitem__, self.taken)}
         out: dict[tuple[str, str], tuple[list[str], list[int]]] = {}
-        taken = self.taken
-        for s1, ns in self.nodes_by_s1.items():  # sorted by id within each S1
-            by_type: dict[str, tuple[list[str], list[int]]] = {}
-            for n in ns:
-                fields = n.__dict__  # as in _nodes_by_s1_and_whole
-                free = fields["gpus_free"] - taken.get(fields["id"], 0) if taken else fields["gpus_free"]
-                if free > 0:
-                    cell = by_type.get(fields["gpu_type"])
-                    if cell is None:
-                        by_type[fields["gpu_type"]] = ([fields["id"]], [free])
-                    else:
-                        cell[0].append(fields["id"])
-                        cell[1].append(free)
-            for gpu_type in sorted(by_type):
-                out[(s1, gpu_type)] = by_type[gpu_type]
+        for key, (ids, frees) in cells.items():
+            if key in touched:
+                taken = self.taken
+                kept = [(i, f - taken.get(i, 0)) for i, f in zip(ids, frees, strict=True)]
+                kept = [(i, f) for i, f in kept if f > 0]
+                if kept:
+                    out[key] = ([i for i, _ in kept], [f for _, f in kept])
+            else:
+                out[key] = (ids, frees)
         return out
+
+    @cached_property
+    def _free_cells(self) -> tuple[dict[tuple[str, str], tuple[list[str], list[int]]], frozenset[str]]:
+        """:attr:`free_nodes` with nothing taken, and :attr:`whole_free_ids`: the one pass over every node
+        the greedy's call makes (fields read from ``__dict__``: decision 43)."""
+        by_s1: dict[str, dict[str, tuple[list[str], list[int]]]] = {}
+        whole: list[str] = []
+        for n in self.instance.nodes:
+            fields = n.__dict__
+            free = fields["gpus_free"]
+            if free > 0:
+                node_id = fields["id"]
+                if free == fields["gpus_total"]:
+                    whole.append(node_id)
+                by_type = by_s1.get(fields["s1"])
+                if by_type is None:
+                    by_type = by_s1[fields["s1"]] = {}
+                cell = by_type.get(fields["gpu_type"])
+                if cell is None:
+                    by_type[fields["gpu_type"]] = ([node_id], [free])
+                else:
+                    cell[0].append(node_id)
+                    cell[1].append(free)
+        out: dict[tuple[str, str], tuple[list[str], list[int]]] = {}
+        for s1 in sorted(by_s1):
+            by_type = by_s1[s1]
+            for gpu_type in sorted(by_type):
+                ids, frees = by_type[gpu_type]
+                if any(map(gt, ids, itertools.islice(ids, 1, None))):  # not in id order (rare): sort
+                    order = sorted(range(len(ids)), key=ids.__getitem__)
+                    ids, frees = [ids[i] for i in order], [frees[i] for i in order]
+                out[(s1, gpu_type)] = (ids, frees)
+        return out, frozenset(whole)
 
     @cached_property
     def free_by_s1_type(self) -> dict[tuple[str, str], Counter[int]]:
@@ -310,6 +338,7 @@ class TopologyView:
 
 
 _ID = attrgetter("id")
+_S1 = itemgetter(2)  # of a place (cluster, S2, S1, S0, GPU type)
 
 
 def build_view(instance: Instance) -> TopologyView:
