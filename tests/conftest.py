@@ -169,3 +169,12 @@ def solver(request: pytest.FixtureRequest) -> str:
 def exact_solver(request: pytest.FixtureRequest) -> str:
     """The solvers that prove small instances optimal: for behaviour the greedy heuristic lacks."""
     return _available(request.param)
+
+
+TOPOLOGY_SOLVERS = ("greedy", "cpsat", "milp")
+
+
+@pytest.fixture(params=TOPOLOGY_SOLVERS)
+def tas_solver(request: pytest.FixtureRequest) -> str:
+    """The solvers the ports of other schedulers' topology-aware scenarios check: greedy, CP-SAT, MILP."""
+    return _available(request.param)

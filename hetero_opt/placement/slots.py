@@ -137,7 +137,23 @@ def out_slot_specs(view: TopologyView, req: RequestView, domains: frozenset[str]
 
     A domain qualifies when every role (MoE: every prefill replica and decode) has room for one
     unit counting each role alone, a necessary condition; units are bounded by that room and delta.
+    A domain without a group of the service qualifies only when the service may open groups.
     """
+    specs = _room_specs(view, req, domains)
+    if req.service.max_new_groups == 0:
+        return [s for s in specs if not s.new]
+    return specs
+
+
+def limit_zero_keeps_out(view: TopologyView, req: RequestView) -> bool:
+    """True when a new-group limit of 0 keeps scale-out request ``req`` from a domain (without a group
+    of its service) that has the room :func:`out_slot_specs` asks of a slot: a reason to name the
+    limit when the request is short (the domains it dropped have no slot to show it)."""
+    return req.service.max_new_groups == 0 and any(s.new for s in _room_specs(view, req, None))
+
+
+def _room_specs(view: TopologyView, req: RequestView, domains: frozenset[str] | None) -> list[OutSlotSpec]:
+    """:func:`out_slot_specs` before the new-group limit drops the domains without a group."""
     memo_key = ("out_slot_specs", req.service.id, req.current_units, req.target_units, req.all_or_nothing, domains)
     cached = view.memo.get(memo_key)
     if isinstance(cached, list):  # the LP and each CP-SAT model of a cycle share them
@@ -171,7 +187,7 @@ def out_slot_specs(view: TopologyView, req: RequestView, domains: frozenset[str]
             limits = [room[r] // n for r, n in ppu.items()]
         ub = min([req.delta, *limits])
         gid = existing.get(domain)
-        if ub <= 0 or (gid is None and svc.max_new_groups == 0):
+        if ub <= 0:
             continue
         cells = tuple((key, min(n, ppu[key[0]] * ub)) for key, n in cap_in[domain])
         replicas = tuple((s1, min(n, svc.pd_ratio.prefill * ub)) for s1, n in rep_in[domain])

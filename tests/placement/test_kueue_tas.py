@@ -46,17 +46,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from conftest import node, run_backend
 
-from hetero_opt import InputError, Instance, PlacementResult, Plan, parse_instance, solve, verify
+from hetero_opt import InputError, Instance, parse_instance, verify
 from hetero_opt.placement.greedy import greedy_plan
-from hetero_opt.placement.solve import get_backend
+from placement.topology_cases import EXACT, Host, job_data, placed, solved
 
 UPSTREAM = "kubernetes-sigs/kueue pkg/cache/scheduler/tas_cache_test.go TestFindTopologyAssignments"
-SOLVERS = ("greedy", "cpsat", "milp")
-EXACT = ("cpsat", "milp")
-
-Host = tuple[str, str, str, int, int]  # (S2, S1, node, GPUs total, GPUs free)
 
 # Kueue's defaultNodes on the levels block, rack (each node 1 CPU, x4 2 CPU; note x2's rack is r1):
 #      b1                 b2
@@ -89,19 +84,8 @@ def tas_data(
     ``spread`` is Kueue's ``Preferred`` (up to ``count`` groups), otherwise ``Required`` (one group);
     ``gpu_of`` gives a node a GPU type other than H20, the only type 'job' accepts.
     """
-    gpu_of = gpu_of or {}
-    nodes = [node(h, s2, s1, gpu_of.get(h, "H20"), free=free, total=total) for s2, s1, h, total, free in hosts]
-    role = {"name": "serve", "gpus_per_pod": size, "gpu_types": ["H20"]}
     groups = count if spread else 1
-    service = {"id": "job", "priority": 10, "affinity": affinity, "roles": [role], "max_new_groups": groups}
-    data: dict[str, Any] = {
-        "format_version": "1.1",
-        "gpu_types": [{"id": "H20"}, {"id": "L20"}],
-        "nodes": nodes,
-        "services": [service],
-        "requests": [{"service": "job", "target_units": count, "all_or_nothing": gang}],
-    }
-    return data
+    return job_data(hosts, affinity, count, size=size, groups=groups, gang=gang, gpu_of=gpu_of)
 
 
 def tas_instance(hosts: list[Host], affinity: str, count: int, **options: Any) -> Instance:
@@ -303,33 +287,6 @@ CASES = [
         placed=0,  # Kueue: "excluded: nodeSelector: 1"
     ),
 ]
-
-
-@pytest.fixture(params=SOLVERS)
-def tas_solver(request: pytest.FixtureRequest) -> str:
-    """The solvers this port checks: greedy, CP-SAT and the MILP (HiGHS)."""
-    name: str = request.param
-    if name != "greedy" and not get_backend(name).available():
-        pytest.skip(f"{name} is not available here")
-    return name
-
-
-def placed(plan: Plan) -> int:
-    """Units (pods) of 'job' the plan places."""
-    return plan.units_by_service().get("job", 0)
-
-
-def solved(inst: Instance, solver: str) -> PlacementResult:
-    """``solve()``'s plan, verified, and for CP-SAT and the MILP their own plan too (before the greedy
-    safety net of ``solve()`` could hide it), verified and with the same verdict."""
-    result = solve(inst, solver, time_limit=2.0)
-    assert verify(inst, result.plan) == []
-    if solver != "greedy":
-        assert result.status != "fallback", result.fallback_reason
-        own = run_backend(inst, get_backend(solver), time_limit=2.0)
-        assert verify(inst, own.plan) == []
-        assert placed(own.plan) == placed(result.plan)
-    return result
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.upstream for c in CASES])

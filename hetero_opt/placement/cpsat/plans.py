@@ -19,6 +19,7 @@ from hetero_opt.placement.cpsat.model import HintError, PlacementModel
 from hetero_opt.placement.cpsat.variables import InSlot, OutSlot
 from hetero_opt.placement.objective import gpu_cost, modelled
 from hetero_opt.placement.plan import GroupChange, Unserved
+from hetero_opt.placement.slots import limit_zero_keeps_out
 from hetero_opt.topology import RequestView, TopologyView, is_chain
 
 CellKey = tuple[str, str]  # (S1, GPU type)
@@ -54,7 +55,8 @@ def extract(pm: PlacementModel, values: list[int]) -> tuple[list[GroupDraft], li
         if got != r.delta:
             if r.delta > 0:
                 why = f"CP-SAT: no capacity for {r.delta - got} more units within {r.service.affinity} affinity"
-                if closed[r.service.id] and opened[r.service.id] >= r.service.max_new_groups:
+                blocked = closed[r.service.id] or limit_zero_keeps_out(pm.view, r)
+                if blocked and opened[r.service.id] >= r.service.max_new_groups:
                     why += f"; new-group limit {r.service.max_new_groups} reached"
             else:
                 why = f"CP-SAT: groups hold only {-got} removable whole units"

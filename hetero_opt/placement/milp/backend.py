@@ -30,6 +30,7 @@ from hetero_opt.placement.milp.model import (
     is_feasible,
 )
 from hetero_opt.placement.objective import Score, gpu_cost, whole_free_bound
+from hetero_opt.placement.slots import limit_zero_keeps_out
 from hetero_opt.topology import TopologyView
 
 ENGINES = {"highs": "HiGHS", "cbc": "PULP_CBC_CMD"}
@@ -282,7 +283,8 @@ class MilpBackend:
                     f"optimal placement fits {got} of {req.delta} units within {svc.affinity} affinity and GPU types "
                     "after higher-priority requests"
                 )
-                if opened.get(svc.id, 0) >= svc.max_new_groups and model.candidate_domains.get(svc.id, 0) > 0:
+                blocked = model.candidate_domains.get(svc.id, 0) > 0 or limit_zero_keeps_out(view, req)
+                if blocked and opened.get(svc.id, 0) >= svc.max_new_groups:
                     why += f"; new-group limit {svc.max_new_groups} reached"
             else:
                 why = f"groups hold only {-got} removable units"
