@@ -254,3 +254,29 @@ def test_highs_thread_count_can_change_between_solves() -> None:
     # HiGHS sizes a process-wide thread pool on first use; the backend resets it per solve.
     for workers in (2, 1, 3):
         assert run(greedy_trap(), "highs", num_workers=workers)[3] == "optimal"
+
+
+def test_a_short_request_is_said_to_follow_higher_priority_ones_only_when_there_are_some() -> None:
+    # One service, 3 units wanted, room for 2 (two 8-GPU nodes, units of 8 GPUs): nothing of higher
+    # priority took the third, so the reason does not say so.
+    inst = Instance.model_validate(
+        {
+            "format_version": "1.1",
+            "gpu_types": [{"id": "H20"}],
+            "nodes": [
+                {"id": f"n{i}", "gpu_type": "H20", "gpus_total": 8, "gpus_free": 8, "cluster": "c", "s2": "a",
+                 "s1": "a-1"}
+                for i in range(2)
+            ],
+            "services": [
+                {"id": "job", "priority": 10, "affinity": "s1",
+                 "roles": [{"name": "serve", "gpus_per_pod": 8, "gpu_types": ["H20"]}]}
+            ],
+            "requests": [{"service": "job", "target_units": 3}],
+        }
+    )
+    run = run_backend(inst, MilpBackend(engine="highs"), time_limit=10.0)  # the backend's own words
+    (short,) = run.plan.unserved
+    assert short.placed_units == 2
+    assert short.reason.startswith("optimal placement fits 2 of 3 units")
+    assert "higher-priority" not in short.reason

@@ -279,10 +279,9 @@ class MilpBackend:
             if req.delta == 0 or got == req.delta:
                 continue
             if req.delta > 0:
-                why = (
-                    f"optimal placement fits {got} of {req.delta} units within {svc.affinity} affinity and GPU types "
-                    "after higher-priority requests"
-                )
+                why = f"optimal placement fits {got} of {req.delta} units within {svc.affinity} affinity and GPU types"
+                if any(r.service.priority > svc.priority and r.delta > 0 for r in view.requests):
+                    why += " after higher-priority requests"
                 blocked = model.candidate_domains.get(svc.id, 0) > 0 or limit_zero_keeps_out(view, req)
                 if blocked and opened.get(svc.id, 0) >= svc.max_new_groups:
                     why += f"; new-group limit {svc.max_new_groups} reached"
