@@ -4,6 +4,11 @@ Writes into ``--out-dir``: ``cycles.csv`` (one row per service and control cycle
 ``requests.csv`` (request mode), ``summary.json``, ``metrics.prom`` (the last state under vLLM's
 Prometheus names) and PNG plots. Everything is validated before the run and written to a
 temporary folder first, so bad input (exit 2) leaves nothing behind.
+
+The loop's state is checkpointed (``--checkpoint``, default ``OUT_DIR.checkpoint`` beside the
+output folder) every ``--checkpoint-every`` wall seconds and on SIGINT/SIGTERM, which stop the run
+at the next cycle boundary (exit 130/143). The same command run again resumes from the checkpoint
+to the same outputs; the checkpoint is removed once they are written.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import argparse
 import json
 import math
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -21,6 +27,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hetero_opt.io import load_instance
+from hetero_opt.sim.checkpoint import DEFAULT_EVERY_S, Checkpoint, SignalStop, SimInterrupted, file_sha256
 from hetero_opt.sim.config import check_against, load_sim_config
 from hetero_opt.sim.loop import simulate
 from hetero_opt.sim.report import plot, summary
@@ -67,6 +74,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--duration", type=float, help="simulate only the first S seconds of the trace")
     add_trace_model_argument(p)
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--checkpoint", type=Path, metavar="FILE",
+                   help="the run's state, saved as it goes; a rerun of the same command resumes from it and it is "
+                        "removed once the outputs are written (default: OUT_DIR.checkpoint, beside --out-dir)")
+    p.add_argument("--checkpoint-every", type=float, default=DEFAULT_EVERY_S, metavar="S",
+                   help=f"wall seconds between checkpoints (default {DEFAULT_EVERY_S:g}; also written on "
+                        "SIGINT/SIGTERM, which stop the run at the next control cycle)")
+    p.add_argument("--restart", action="store_true",
+                   help="discard an existing checkpoint and simulate from the start")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--scale={args.scale:g} must be a positive number")
     if args.duration is not None and not args.duration > 0:
         raise ValueError(f"--duration={args.duration:g} must be a positive number of seconds")
+    if not (math.isfinite(args.checkpoint_every) and args.checkpoint_every >= 0):
+        raise ValueError(f"--checkpoint-every={args.checkpoint_every:g} must be a number of seconds >= 0")
     cfg, policy = load_sim_config(args.config)
     instance = load_instance(args.cluster)
     check_against(cfg, policy, instance, str(args.config))
@@ -95,14 +112,41 @@ def run(args: argparse.Namespace) -> int:
         trace = RateTrace(trace.name, trace.start_s[keep], trace.window_s[keep], trace.rate_rps[keep],
                           trace.mean_input[keep], trace.mean_output[keep], trace.gaps[keep])
     console = Console(stderr=True)
-    start = time.perf_counter()
-    with Progress(TextColumn("simulating"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
-        task = bar.add_task("sim", total=1.0)
-        result = simulate(trace, cfg, policy, instance, args.mode, where=str(args.config),
-                          on_cycle=lambda t, h: bar.update(task, completed=t / h if h else 1.0))
-    wall = time.perf_counter() - start
     out_dir: Path = args.out_dir
+    path = args.checkpoint if args.checkpoint is not None else default_checkpoint(out_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint = Checkpoint(
+        path, every_s=args.checkpoint_every, restart=args.restart, remove_on_success=False,
+        inputs={
+            "trace_file_sha256": file_sha256(Path(args.trace)),
+            "config_file_sha256": file_sha256(Path(args.config)),
+            "cluster_file_sha256": file_sha256(Path(args.cluster)),
+            "scale": args.scale,
+            "duration": args.duration,
+            "trace_model": args.trace_model,
+        },
+        on_resume=lambda t, n: console.print(
+            f"resuming from checkpoint {path}: simulated time {t:g} s, {n} control cycles done", markup=False),
+    )
+    start = time.perf_counter()
+    stop = SignalStop()
+    try:
+        with stop, Progress(TextColumn("simulating"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                            TimeElapsedColumn(), console=console, transient=True) as bar:
+            task = bar.add_task("sim", total=1.0)
+            result = simulate(trace, cfg, policy, instance, args.mode, where=str(args.config),
+                              on_cycle=lambda t, h: bar.update(task, completed=t / h if h else 1.0),
+                              checkpoint=checkpoint, stop=stop)
+    except SimInterrupted as exc:
+        name = signal.Signals(stop.signum).name if stop.signum is not None else "request"
+        console.print(f"simulate: interrupted by {name} at simulated time {exc.time_s:g} s ({exc.cycles} control "
+                      f"cycles); state saved to {exc.path}; run the same command again to resume", markup=False)
+        return 128 + (stop.signum or signal.SIGINT)
+    except KeyboardInterrupt:
+        kept = f"the last checkpoint written, {path}, is kept" if path.exists() else "no checkpoint was written yet"
+        console.print(f"simulate: stopped at once by a second signal; {kept}", markup=False)
+        return 128 + signal.SIGINT
+    wall = time.perf_counter() - start + result.extra["wall_s_before"]
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
@@ -120,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    path.unlink(missing_ok=True)  # the outputs are written: nothing left to resume
     console.print(
         f"{result.trace_name}: {figures['arrivals']:g} requests, {figures['completed']:g} completed, "
         f"{figures['dropped_total']:g} dropped; {figures['gpu_hours']:g} GPU-hours; SLO attainment TTFT "
@@ -127,3 +172,9 @@ def run(args: argparse.Namespace) -> int:
         f"wall {wall:.1f} s -> {out_dir}"
     )
     return 0
+
+
+def default_checkpoint(out_dir: Path) -> Path:
+    """``OUT_DIR.checkpoint``, beside the output folder (which is replaced whole at the end)."""
+    folder = out_dir.resolve()
+    return folder.with_name(folder.name + ".checkpoint")

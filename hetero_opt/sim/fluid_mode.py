@@ -32,7 +32,7 @@ QUANTILES = (np.arange(16) + 0.5) / 16
 EXPONENTIAL_SPREAD = -np.log(1 - QUANTILES)
 
 
-@dataclass
+@dataclass(slots=True)
 class Load:
     """Offered load of one service in one window."""
 
@@ -89,7 +89,10 @@ def decode_capacity(perf: PodPerf, ctx: float) -> float:
 
 
 class FluidEngine:
-    """Advances window by window; same pod interface as the request engine."""
+    """Advances window by window; same pod interface as the request engine (slotted like it)."""
+
+    __slots__ = ("arrived", "backlog_d", "backlog_p", "cfg", "completed", "cursor", "dropped", "in_decode", "loads",
+                 "models", "out_left", "perf", "slo")
 
     def __init__(self, cfg: SimConfig, loads: dict[str, list[tuple[float, float, Load]]]) -> None:
         self.cfg = cfg

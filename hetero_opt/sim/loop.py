@@ -5,23 +5,34 @@ its numbers become the :class:`ServiceMetrics` the :class:`Autoscaler` consumes;
 plan is applied to the cluster instance (``placement.apply.apply_plan``) and the pods it adds start
 after ``startup_delay_s`` on the GPU type and S1 they were placed on, which set their speed; the
 pods it removes drain first. After the last arrival the loop stops scaling and lets requests finish.
+
+What the loop carries from one cycle to the next is one :class:`LoopState`; with a
+:class:`~hetero_opt.sim.checkpoint.Checkpoint` it is saved at cycle boundaries, and a run resumed
+from it gives the outputs of an uninterrupted run.
 """
 
 from __future__ import annotations
 
+import pickle
+import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from hetero_opt.autoscaler import Autoscaler
+from hetero_opt.autoscaler import Autoscaler, AutoscalerState
 from hetero_opt.errors import InputError
 from hetero_opt.instance import Instance, current_units
 from hetero_opt.placement.apply import apply_plan
 from hetero_opt.policy.config import AutoscalerConfig
 from hetero_opt.policy.engine import ServiceMetrics
+from hetero_opt.sim.checkpoint import MAX_SAVE_SHARE, Checkpoint, CheckpointError, SimInterrupted, dumps, fingerprint
+from hetero_opt.sim.checkpoint import load as load_checkpoint
+from hetero_opt.sim.checkpoint import save as save_checkpoint
 from hetero_opt.sim.config import SimConfig, check_against
 from hetero_opt.sim.fluid_mode import FluidEngine, Load, spread_of
 from hetero_opt.sim.perf import pod_perf
@@ -52,7 +63,10 @@ class SimRun:
 
 
 class PodBook:
-    """The simulated pods of the current instance, kept in step with each applied plan."""
+    """The simulated pods of the current instance, kept in step with each applied plan (slotted: see
+    :class:`~hetero_opt.sim.request_mode.RequestEngine`)."""
+
+    __slots__ = ("gpus", "live", "next_id", "nodes", "pods", "service_of")
 
     def __init__(self, instance: Instance) -> None:
         self.nodes = {n.id: n for n in instance.nodes}
@@ -152,6 +166,56 @@ def _loads(trace: Trace, cfg: SimConfig, hits: np.ndarray | None, share: np.ndar
 MAX_CYCLES = 1_000_000
 
 
+@dataclass
+class LoopState:
+    """Everything the closed loop carries from one control cycle to the next: what a checkpoint holds.
+
+    The rest of a run (the trace, the config, its prefix hits and service split, the autoscaler's
+    config) is derived from the inputs, which the checkpoint's fingerprint pins.
+    """
+
+    engine: RequestEngine | FluidEngine
+    book: PodBook
+    instance: Instance
+    autoscaler: AutoscalerState
+    exporter: PromExporter
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    t: float = 0.0  # end of the last cycle simulated
+    cycles: int = 0
+    totals: dict[str, float] = field(
+        default_factory=lambda: {"arrivals": 0.0, "completed": 0.0} | dict.fromkeys(DROP_REASONS, 0.0))
+    gpu_seconds: float = 0.0
+    wall_s: float = 0.0  # wall seconds of the loop in earlier, interrupted processes
+    # rows only grow: each is pickled once, at the first save that holds it, and its bytes are kept
+    # (a save then costs the cycles since the last one, not the whole run)
+    row_chunks: list[bytes] = field(default_factory=list, repr=False)
+    rows_pickled: int = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        assert len(self.rows) >= self.rows_pickled, "rows are only appended"
+        if len(self.rows) > self.rows_pickled:
+            self.row_chunks.append(dumps(self.rows[self.rows_pickled:]))
+            self.rows_pickled = len(self.rows)
+        return {**self.__dict__, "rows": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.rows = [row for chunk in self.row_chunks for row in pickle.loads(chunk)]
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every cycle of one run reads and never changes."""
+
+    cfg: SimConfig
+    autoscaler: Autoscaler
+    wanted: set[str]
+    models: dict[str, str]
+    slos: dict[str, float]
+    end: float
+    horizon: float
+
+
 def simulate(
     trace: Trace,
     cfg: SimConfig,
@@ -161,8 +225,18 @@ def simulate(
     *,
     where: str = "simulate",
     on_cycle: Callable[[float, float], None] | None = None,
+    checkpoint: Checkpoint | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> SimRun:
-    """Run the closed loop over ``trace`` on the cluster ``instance``; see the module docstring."""
+    """Run the closed loop over ``trace`` on the cluster ``instance``; see the module docstring.
+
+    With ``checkpoint``, the loop's state is saved to ``checkpoint.path`` at control-cycle
+    boundaries, at most every ``checkpoint.every_s`` wall seconds, and a run that finds the file
+    resumes from it (same inputs, else :class:`~hetero_opt.sim.checkpoint.CheckpointError`) to the
+    same result as an uninterrupted run. ``stop`` is asked after every cycle but the last; when it
+    answers true the state is saved (if ``checkpoint``) and :class:`~hetero_opt.sim.checkpoint.SimInterrupted`
+    is raised (:class:`~hetero_opt.sim.checkpoint.SignalStop` answers true after SIGINT or SIGTERM).
+    """
     check_against(cfg, policy, instance, where)
     periods = trace.duration_s / cfg.control_period_s
     if periods > MAX_CYCLES:
@@ -174,18 +248,90 @@ def simulate(
         from hetero_opt.sim.trace import requests_from_rates
 
         trace = requests_from_rates(trace, cfg.seed)
-    autoscaler = Autoscaler(policy, cfg.solver, time_limit=cfg.solver_time_limit_s, seed=cfg.seed,
-                            startup_delay_s=cfg.startup_delay_s)
-    book = PodBook(instance)
+    fp: dict[str, Any] = {}
+    st: LoopState | None = None
+    if checkpoint is not None:
+        checkpoint.check_writable()
+        fp = fingerprint(trace, cfg, policy, instance, mode, checkpoint.inputs)
+        if checkpoint.restart:
+            checkpoint.path.unlink(missing_ok=True)
+        loaded = load_checkpoint(checkpoint.path, fp, LoopState)
+        if loaded is not None:
+            st = loaded.state
+            if checkpoint.on_resume is not None:
+                checkpoint.on_resume(loaded.time_s, loaded.cycles)
+    resumed_from = None if st is None else st.t
+    hits, share = _split(trace, cfg)
+    if st is None:
+        st = _start(trace, cfg, instance, mode, hits, share)
+    elif isinstance(st.engine, RequestEngine):
+        assert isinstance(trace, RequestTrace)
+        assert hits is not None
+        assert share is not None
+        st.engine.attach(trace, hits, share)  # the requests are inputs, not saved
+    run = _Run(
+        cfg=cfg,
+        autoscaler=Autoscaler(policy, cfg.solver, time_limit=cfg.solver_time_limit_s, seed=cfg.seed,
+                              startup_delay_s=cfg.startup_delay_s, state=st.autoscaler),
+        wanted=_policy_services(policy),
+        models={s.service: s.model for s in cfg.services},
+        slos={s.service: s.slo.tbt_ms / 1000 for s in cfg.services},
+        end=trace.duration_s,
+        horizon=trace.duration_s + cfg.drain_limit_s,
+    )
+    began = last_save = time.monotonic()
+    wall_before = st.wall_s
+    spacing = checkpoint.every_s if checkpoint is not None else 0.0
+    while True:
+        last = _cycle(st, run)
+        if on_cycle is not None:
+            on_cycle(min(st.t, run.horizon), run.horizon)
+        if last:
+            break
+        stopping = stop is not None and stop()
+        if checkpoint is not None and (stopping or time.monotonic() - last_save >= spacing):
+            t_save = time.monotonic()
+            st.wall_s = wall_before + t_save - began
+            _save(checkpoint.path, st, fp, must=stopping)
+            last_save = time.monotonic()
+            spacing = max(checkpoint.every_s, (last_save - t_save) / MAX_SAVE_SHARE)
+        if stopping:
+            raise SimInterrupted(st.t, st.cycles, checkpoint.path if checkpoint is not None else None)
+    out = _result(st, trace, cfg, mode, hits, share)
+    out.extra["resumed_from_s"] = resumed_from
+    out.extra["wall_s_before"] = wall_before
+    if checkpoint is not None and checkpoint.remove_on_success:
+        checkpoint.path.unlink(missing_ok=True)
+    return out
+
+
+def _save(path: Path, st: LoopState, fp: dict[str, Any], *, must: bool) -> None:
+    """Checkpoint ``st``; a failed periodic save warns and the run goes on (the next one may succeed)."""
+    try:
+        save_checkpoint(path, st, fp, st.t, st.cycles)
+    except OSError as exc:
+        msg = f"checkpoint '{path}': cannot write ({exc.strerror or type(exc).__name__})"
+        if must:
+            raise CheckpointError(msg) from None
+        warnings.warn(f"{msg}; the run goes on and tries again later", RuntimeWarning, stacklevel=3)
+
+
+def _split(trace: Trace, cfg: SimConfig) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Request traces: each request's cached prefix tokens and its service (a seeded split by traffic share)."""
+    if not isinstance(trace, RequestTrace):
+        return None, None
     rng = np.random.default_rng(cfg.seed)
-    hits: np.ndarray | None = None
-    share: np.ndarray | None = None
-    if isinstance(trace, RequestTrace):
-        hits = prefix_hits(trace, cfg.prefix_cache_blocks)
-        weights = np.array([s.traffic_share for s in cfg.services])
-        share = rng.choice(len(weights), size=trace.num_requests, p=weights / weights.sum()) if len(weights) > 1 \
-            else np.zeros(trace.num_requests, dtype=int)
-    period = cfg.control_period_s
+    hits = prefix_hits(trace, cfg.prefix_cache_blocks)
+    weights = np.array([s.traffic_share for s in cfg.services])
+    share = rng.choice(len(weights), size=trace.num_requests, p=weights / weights.sum()) if len(weights) > 1 \
+        else np.zeros(trace.num_requests, dtype=int)
+    return hits, share
+
+
+def _start(trace: Trace, cfg: SimConfig, instance: Instance, mode: Mode, hits: np.ndarray | None,
+           share: np.ndarray | None) -> LoopState:
+    """The state before the first cycle: the instance's pods, ready at 0, in a fresh engine."""
+    book = PodBook(instance)
     engine: RequestEngine | FluidEngine
     if mode == "request":
         assert isinstance(trace, RequestTrace)
@@ -199,69 +345,71 @@ def simulate(
                                           for g in role.gpu_types))
         engine = RequestEngine(trace, hits, cfg, share, max_kv)
     else:
-        engine = FluidEngine(cfg, _loads(trace, cfg, hits, share, period))
+        engine = FluidEngine(cfg, _loads(trace, cfg, hits, share, cfg.control_period_s))
     for p in book.pods:
         engine.add_pod(p)
     exporter = PromExporter([s.service for s in cfg.services])
-    models = {s.service: s.model for s in cfg.services}
-    slos = {s.service: s.slo.tbt_ms / 1000 for s in cfg.services}
-    rows: list[dict[str, Any]] = []
-    end = trace.duration_s
-    horizon = end + cfg.drain_limit_s
-    t = 0.0
-    totals = {"arrivals": 0.0, "completed": 0.0} | dict.fromkeys(DROP_REASONS, 0.0)
-    gpu_seconds = 0.0
-    while True:
-        t0, t = t, t + period
-        if isinstance(engine, RequestEngine):
-            engine.run_until(t)
-            windows = engine.collect(t0, t, book.pods)
-            for sid, w in windows.items():
-                _capacity(w, book.pods, sid, models[sid], slos[sid])
-        else:
-            windows = engine.step(t0, t, book.pods)
-        scaling = t <= end + 1e-9
-        last = not scaling and (t >= horizon or _drained(engine))
-        if last:
-            if isinstance(engine, RequestEngine):
-                engine.finish(t)
-                fin = engine.collect(t, t, [])
-                for sid, fw in fin.items():
-                    for k, v in fw.dropped.items():
-                        windows[sid].dropped[k] += v
-            else:
-                engine.finish(windows)
-        metrics = {s: _metrics(w) for s, w in windows.items()}
-        decision = None
-        if scaling:
-            wanted = _policy_services(policy)
-            held = _draining_gpus(book.pods, t)
-            seen = _with_free(instance, held, -1)  # GPUs of draining pods are not free yet
-            decision = autoscaler.step(t, {k: v for k, v in metrics.items() if k in wanted}, seen)
-            if decision.placement is not None or decision.moves:
-                moved = decision.apply_moves(seen)  # ratio moves first, then the units at the new ratio
-                placed = apply_plan(moved, decision.placement.plan) if decision.placement is not None else moved
-                after = _with_free(placed, held, +1)
-                new, gone = book.apply(instance, after, t, cfg.startup_delay_s)
-                for p in new:
-                    engine.add_pod(p)
-                for p in gone:
-                    engine.drain_pod(p, t)
-                instance = after
+    return LoopState(engine=engine, book=book, instance=instance, autoscaler=AutoscalerState(), exporter=exporter)
+
+
+def _cycle(st: LoopState, run: _Run) -> bool:
+    """Simulate one control period, scale, record its rows; True after the last cycle."""
+    cfg, engine, book = run.cfg, st.engine, st.book
+    t0 = st.t
+    t = st.t = t0 + cfg.control_period_s
+    st.cycles += 1
+    if isinstance(engine, RequestEngine):
+        engine.run_until(t)
+        windows = engine.collect(t0, t, book.pods)
         for sid, w in windows.items():
-            exporter.observe(sid, w)
-            row = _row(t, sid, w, metrics[sid], decision, instance, book, cfg)
-            rows.append(row)
-            totals["arrivals"] += w.arrivals
-            totals["completed"] += w.completed
-            for k, v in w.dropped.items():
-                totals[k] += v
-            gpu_seconds += w.gpu_seconds
-        if on_cycle is not None:
-            on_cycle(min(t, horizon), horizon)
-        if last:
-            break
-    cycles = pd.DataFrame(rows)
+            _capacity(w, book.pods, sid, run.models[sid], run.slos[sid])
+    else:
+        windows = engine.step(t0, t, book.pods)
+    scaling = t <= run.end + 1e-9
+    last = not scaling and (t >= run.horizon or _drained(engine))
+    if last:
+        if isinstance(engine, RequestEngine):
+            engine.finish(t)
+            fin = engine.collect(t, t, [])
+            for sid, fw in fin.items():
+                for k, v in fw.dropped.items():
+                    windows[sid].dropped[k] += v
+        else:
+            engine.finish(windows)
+    metrics = {s: _metrics(w) for s, w in windows.items()}
+    decision = None
+    if scaling:
+        held = _draining_gpus(book.pods, t)
+        seen = _with_free(st.instance, held, -1)  # GPUs of draining pods are not free yet
+        decision = run.autoscaler.step(t, {k: v for k, v in metrics.items() if k in run.wanted}, seen)
+        st.autoscaler = run.autoscaler.state
+        if decision.placement is not None or decision.moves:
+            moved = decision.apply_moves(seen)  # ratio moves first, then the units at the new ratio
+            placed = apply_plan(moved, decision.placement.plan) if decision.placement is not None else moved
+            after = _with_free(placed, held, +1)
+            new, gone = book.apply(st.instance, after, t, cfg.startup_delay_s)
+            for p in new:
+                engine.add_pod(p)
+            for p in gone:
+                engine.drain_pod(p, t)
+            st.instance = after
+    totals = st.totals
+    for sid, w in windows.items():
+        st.exporter.observe(sid, w)
+        st.rows.append(_row(t, sid, w, metrics[sid], decision, st.instance, book, cfg))
+        totals["arrivals"] += w.arrivals
+        totals["completed"] += w.completed
+        for k, v in w.dropped.items():
+            totals[k] += v
+        st.gpu_seconds += w.gpu_seconds
+    return last
+
+
+def _result(st: LoopState, trace: Trace, cfg: SimConfig, mode: Mode, hits: np.ndarray | None,
+            share: np.ndarray | None) -> SimRun:
+    """The run's tables and totals from the state after the last cycle."""
+    engine, totals = st.engine, dict(st.totals)
+    cycles = pd.DataFrame(st.rows)
     requests = None
     if isinstance(engine, RequestEngine):
         assert isinstance(trace, RequestTrace)
@@ -286,8 +434,8 @@ def simulate(
         arrivals=totals["arrivals"],
         completed=totals["completed"],
         dropped={k: totals[k] for k in DROP_REASONS},
-        gpu_hours=gpu_seconds / 3600,
-        exporter=exporter,
+        gpu_hours=st.gpu_seconds / 3600,
+        exporter=st.exporter,
         extra={"dropped_exact": totals.get("dropped_exact")},
     )
 

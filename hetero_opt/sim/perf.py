@@ -29,7 +29,7 @@ from hetero_opt.sim.perfdata import GpuSpec, ModelSpec, gpu_catalog, model_catal
 MEMORY_UTILIZATION = 0.9
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PodPerf:
     """Speed of one pod; every method is plain arithmetic so the event loop can call it often."""
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from hetero_opt.instance import Instance
 
 
-@dataclass
+@dataclass(slots=True)
 class Pod:
     """One pod. ``removed_at`` is set once it has drained (or was removed before being ready)."""
 

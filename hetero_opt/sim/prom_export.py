@@ -8,6 +8,7 @@ fed each window's per-request samples (request mode) or the window mean once (fl
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
@@ -18,6 +19,11 @@ from hetero_opt.sim.window import Window
 
 TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0)
 TBT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
+
+
+#: The exporter's counters and gauges, and its histograms (what its pickled state holds).
+_SCALARS = ("gen", "prompt", "running", "waiting", "util", "ready")
+_HISTOGRAMS = ("ttft", "tbt")
 
 
 class BulkHistogram(Collector):
@@ -48,9 +54,15 @@ class BulkHistogram(Collector):
 
 
 class PromExporter:
-    """A prometheus-client registry fed once per control window."""
+    """A prometheus-client registry fed once per control window.
+
+    It pickles (for the simulator's checkpoints) as plain values: every series' value, in the order
+    the series were created, and the counters' creation times, so a restored exporter renders the
+    same text as the one saved.
+    """
 
     def __init__(self, services: list[str]) -> None:
+        self.services = list(services)
         self.registry = CollectorRegistry()
         r = self.registry
         labels = ["service", "role"]
@@ -90,6 +102,30 @@ class PromExporter:
                 self.ttft.observe_many(key, np.array([ttft["mean"] / 1000]))
             if "mean" in tbt and tbt["mean"] < float("inf"):
                 self.tbt.observe_many(key, np.array([tbt["mean"] / 1000]))
+
+    def __getstate__(self) -> dict[str, Any]:
+        scalars: dict[str, list[tuple[tuple[str, ...], float, float | None]]] = {}
+        for attr in _SCALARS:
+            metric = getattr(self, attr)
+            rows = []
+            for labels, child in list(metric._metrics.items()):  # creation order, which render keeps
+                rows.append((labels, child._value.get(), getattr(child, "_created", None)))
+            scalars[attr] = rows
+        series = {attr: {k: (c.copy(), list(t)) for k, (c, t) in getattr(self, attr).series.items()}
+                  for attr in _HISTOGRAMS}
+        return {"services": self.services, "scalars": scalars, "histograms": series}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["services"])  # type: ignore[misc]  # a fresh registry, then the values
+        for attr, rows in state["scalars"].items():
+            metric = getattr(self, attr)
+            for labels, value, created in rows:
+                child = metric.labels(*labels)
+                child._value.set(value)
+                if created is not None:
+                    child._created = created
+        for attr, series in state["histograms"].items():
+            getattr(self, attr).series.update(series)
 
     def render(self) -> str:
         """The current metrics as Prometheus text exposition (format 0.0.4)."""

@@ -9,7 +9,7 @@ import numpy as np
 DROP_REASONS = ("queue_timeout", "too_long_for_kv", "no_decode_pod", "unfinished_at_end")
 
 
-@dataclass
+@dataclass(slots=True)
 class Window:
     """Counters of one service over ``[t0, t1)``; latencies in seconds."""
 

@@ -1,0 +1,213 @@
+"""Checkpoint and resume of the closed loop: an interrupted run resumes to the uninterrupted run's outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sim_helpers import CONV, SIM_DIR, TRACES, conv, example
+
+from hetero_opt.cli import main
+from hetero_opt.sim.checkpoint import MAGIC, Checkpoint, CheckpointError, SimInterrupted
+from hetero_opt.sim.harness import head
+from hetero_opt.sim.loop import Mode, SimRun, simulate
+from hetero_opt.sim.prom_export import PromExporter
+from hetero_opt.sim.trace import Trace, load_trace, scale_rates
+from hetero_opt.sim.window import Window
+
+
+def _case(mode: Mode) -> tuple[Trace, Any, Any, Any]:
+    cfg, policy, inst = example()
+    if mode == "request":
+        return conv(1200), cfg, policy, inst  # 20 one-minute cycles, then the drain
+    rates = scale_rates(load_trace(TRACES / "servegen_2025_rate_10min.csv"), 0.02)
+    return head(rates, 86400), cfg.replace(control_period_s=600.0), policy, inst  # a day of 10-min cycles
+
+
+def _stop_after(*counts: int) -> Callable[[], bool]:
+    """A ``stop`` that answers true on its ``counts[0]``-th call (one call per cycle)."""
+    calls = [0]
+
+    def stop() -> bool:
+        calls[0] += 1
+        return calls[0] in counts
+
+    return stop
+
+
+def _outputs(run: SimRun) -> tuple[str, str, str, Any]:
+    """The run's files as the CLI writes them; counters' ``_created`` lines are wall-clock times."""
+    prom = "".join(line for line in run.exporter.render().splitlines(keepends=True) if "_created" not in line)
+    requests = run.requests.to_csv(index=False) if run.requests is not None else ""
+    return run.cycles.to_csv(index=False), requests, prom, (run.arrivals, run.completed, run.dropped, run.gpu_hours)
+
+
+@pytest.mark.parametrize("mode", ["request", "fluid"])
+def test_interrupted_twice_resumes_to_the_same_outputs(tmp_path: Path, mode: Mode) -> None:
+    trace, cfg, policy, inst = _case(mode)
+    plain = simulate(trace, cfg, policy, inst, mode)
+    path = tmp_path / "run.checkpoint"
+    resumed: list[tuple[float, int]] = []
+    ckpt = Checkpoint(path, every_s=0, on_resume=lambda t, n: resumed.append((t, n)))
+    # stopped after cycle 3, resumed and stopped 6 cycles later (cycle 9), resumed to the end
+    with pytest.raises(SimInterrupted, match="after 3 cycles") as first:
+        simulate(trace, cfg, policy, inst, mode, checkpoint=ckpt, stop=_stop_after(3))
+    assert first.value.path == path
+    assert first.value.time_s == 3 * cfg.control_period_s
+    with pytest.raises(SimInterrupted, match="after 9 cycles"):
+        simulate(trace, cfg, policy, inst, mode, checkpoint=ckpt, stop=_stop_after(6))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.checkpoint"]  # no temporary file left
+    saved: list[int] = []  # cycles done in the checkpoint on disk, seen at each cycle
+    run = simulate(trace, cfg, policy, inst, mode, checkpoint=ckpt, on_cycle=lambda t, h: saved.append(_cycles(path)))
+    assert resumed == [(3 * cfg.control_period_s, 3), (9 * cfg.control_period_s, 9)]
+    assert run.extra["resumed_from_s"] == 9 * cfg.control_period_s
+    assert _outputs(run) == _outputs(plain)
+    assert len(run.cycles) == len(plain.cycles) > 12
+    assert saved[0] == 9
+    assert saved == sorted(saved)
+    assert saved[-1] > 9  # saved as it went (every_s=0: as often as the cap on saving time allows) ...
+    assert not path.exists()  # ... and removed once the run completed
+
+
+def _cycles(path: Path) -> int:
+    """Cycles done in the checkpoint ``path`` (read from its header)."""
+    with path.open("rb") as f:
+        assert f.read(len(MAGIC)) == MAGIC
+        cycles: int = json.loads(f.readline())["cycles"]
+        return cycles
+
+
+def test_exporter_pickles_to_the_same_text() -> None:
+    exp = PromExporter(["chat"])
+    exp.observe("chat", Window(0, 60, decode_tokens=5.0, prefill_tokens=7.0, decode_busy_s=30.0, decode_ready_s=60.0,
+                               running=3, ttft=np.array([0.2, 3.0]), tbt=np.array([0.05])))
+    back = pickle.loads(pickle.dumps(exp))
+    assert back.render() == exp.render()  # counters' creation times included
+    back.observe("chat", Window(60, 120, decode_tokens=1.0))
+    exp.observe("chat", Window(60, 120, decode_tokens=1.0))
+    assert back.render() == exp.render()
+
+
+def test_other_inputs_are_refused_naming_what_differs(tmp_path: Path) -> None:
+    trace, cfg, policy, inst = _case("request")
+    path = tmp_path / "run.checkpoint"
+    with pytest.raises(SimInterrupted):
+        simulate(trace, cfg, policy, inst, "request", checkpoint=Checkpoint(path), stop=_stop_after(2))
+    other = cfg.replace(seed=1)
+    # the config's hash differs too: "(config_sha256: ... -> ...; seed: 0 -> 1)"
+    differs = r"run\.checkpoint' was written by a run with other inputs \(config_sha256: .*; seed: 0 -> 1\)"
+    with pytest.raises(CheckpointError, match=differs):
+        simulate(trace, other, policy, inst, "request", checkpoint=Checkpoint(path))
+    with pytest.raises(CheckpointError, match=r"mode: request -> fluid"):
+        simulate(trace, cfg, policy, inst, "fluid", checkpoint=Checkpoint(path))
+    assert path.exists()  # refused, not discarded
+    # restart=True discards it: the run is the plain run with the other seed
+    run = simulate(trace, other, policy, inst, "request", checkpoint=Checkpoint(path, restart=True))
+    assert run.extra["resumed_from_s"] is None
+    assert _outputs(run) == _outputs(simulate(trace, other, policy, inst, "request"))
+    assert not path.exists()
+
+
+def _cli(out: Path, *extra: str) -> list[str]:
+    return ["simulate", "--trace", str(CONV), "--config", str(SIM_DIR / "sim.yaml"), "--cluster",
+            str(SIM_DIR / "cluster.yaml"), "--duration", "900", "--no-plots", "--out-dir", str(out), *extra]
+
+
+def _files(out: Path) -> dict[str, Any]:
+    summary = json.loads((out / "summary.json").read_text())
+    for wall_clock in ("wall_time_s", "simulated_requests_per_wall_s"):
+        summary.pop(wall_clock)
+    prom = [line for line in (out / "metrics.prom").read_text().splitlines() if "_created" not in line]
+    return {"cycles": (out / "cycles.csv").read_bytes(), "requests": (out / "requests.csv").read_bytes(),
+            "summary": summary, "prom": prom}
+
+
+def test_cli_sigint_saves_and_a_rerun_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(_cli(tmp_path / "plain")) == 0
+    import hetero_opt.cli_simulate as cli_simulate
+
+    real = cli_simulate.simulate
+
+    def interrupted(*args: Any, **kwargs: Any) -> SimRun:
+        progress = kwargs["on_cycle"]
+        cycles = [0]
+
+        def on_cycle(t: float, h: float) -> None:
+            progress(t, h)
+            cycles[0] += 1
+            if cycles[0] == 5:
+                os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C would: the run stops after this cycle
+
+        return real(*args, **{**kwargs, "on_cycle": on_cycle})
+
+    out = tmp_path / "sim"
+    ckpt = tmp_path / "sim.checkpoint"  # the default: beside the output folder
+    monkeypatch.setattr(cli_simulate, "simulate", interrupted)
+    capsys.readouterr()
+    assert main(_cli(out)) == 130
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"interrupted by SIGINT at simulated time 300 s (5 control cycles); state saved to {ckpt}" in err
+    assert ckpt.exists()
+    assert not out.exists()
+    monkeypatch.setattr(cli_simulate, "simulate", real)
+    assert main(_cli(out)) == 0
+    assert f"resuming from checkpoint {ckpt}: simulated time 300 s, 5 control cycles done" in " ".join(
+        capsys.readouterr().err.split())
+    assert _files(out) == _files(tmp_path / "plain")
+    assert not ckpt.exists()
+
+
+@pytest.mark.parametrize(
+    ("damage", "match"),
+    [
+        (lambda b: b"not a checkpoint at all\n", "not a hetero-opt simulate checkpoint"),
+        (lambda b: b[: len(b) // 2], "state is damaged"),
+        (lambda b: MAGIC + b"{oops\n" + b[b.index(b"\n", len(MAGIC)) + 1:], "header is damaged"),
+        (lambda b: b.replace(b'"format": 1', b'"format": 99'), "format 99, this version reads format 1"),
+    ],
+    ids=["garbage", "truncated", "torn-header", "other-format"],
+)
+def test_cli_refuses_a_damaged_checkpoint_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      damage: Callable[[bytes], bytes], match: str) -> None:
+    ckpt = tmp_path / "sim.checkpoint"
+    out = tmp_path / "sim"
+    # a checkpoint of exactly this command, as a kill during the run would leave it: copied mid-run
+    copies: list[bytes] = []
+    import hetero_opt.cli_simulate as cli_simulate
+
+    real = cli_simulate.simulate
+
+    def copying(*args: Any, **kwargs: Any) -> SimRun:
+        progress = kwargs["on_cycle"]
+
+        def on_cycle(t: float, h: float) -> None:
+            progress(t, h)
+            if ckpt.exists() and not copies:
+                copies.append(ckpt.read_bytes())
+
+        return real(*args, **{**kwargs, "on_cycle": on_cycle})
+
+    with monkeypatch.context() as m:
+        m.setattr(cli_simulate, "simulate", copying)
+        assert main(_cli(out, "--checkpoint-every", "0")) == 0
+    ckpt.write_bytes(damage(copies[0]))
+    capsys.readouterr()
+    assert main(_cli(out)) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    assert "Traceback" not in err
+    assert f"checkpoint '{ckpt}'" in err
+    assert match in err
+    assert "--restart" in err
+    assert ckpt.exists()
+    assert main(_cli(out, "--restart")) == 0
+    assert not ckpt.exists()
