@@ -317,3 +317,28 @@ def test_the_top_classs_bound_is_what_a_mip_over_the_whole_class_proves_it_serve
     assert result.score.unserved_gpus == [8, 0]
     assert result.bound.unserved_gpus[0] == 8
     assert result.gaps["unserved_gpus"][0] == 0
+
+
+def test_a_warm_stage_runs_primal_simplex_and_leaves_the_default_for_the_next() -> None:
+    # min x + y s.t. x + y >= 1, then (the last optimum kept by a row) max x: primal from the warm basis.
+    import highspy
+    import numpy as np
+
+    from hetero_opt.placement.relaxation import _run_lp
+
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.addVars(2, np.zeros(2), np.full(2, 5.0))
+    h.addRows(1, np.array([1.0]), np.array([highspy.kHighsInf]), 2, np.array([0], dtype=np.int32),
+              np.array([0, 1], dtype=np.int32), np.array([1.0, 1.0]))
+    h.changeColsCost(2, np.array([0, 1], dtype=np.int32), np.array([1.0, 1.0]))
+    budget = Budget(time.perf_counter() + 10)
+    _run_lp(h, budget, None)
+    assert h.getModelStatus() == highspy.HighsModelStatus.kOptimal
+    h.addRow(-highspy.kHighsInf, 1.0, 2, np.array([0, 1], dtype=np.int32), np.array([1.0, 1.0]))
+    h.changeColsCost(2, np.array([0, 1], dtype=np.int32), np.array([-1.0, 0.0]))
+    _run_lp(h, budget, None, warm=True)
+    assert h.getModelStatus() == highspy.HighsModelStatus.kOptimal
+    assert h.getInfo().objective_function_value == pytest.approx(-1.0)
+    strategy = h.getOptionValue("simplex_strategy")
+    assert (strategy[1] if isinstance(strategy, tuple) else strategy) == 1  # HiGHS's default (dual), restored
