@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import signal
 import sys
@@ -26,6 +27,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from hetero_opt.errors import InputError
 from hetero_opt.io import load_instance
 from hetero_opt.sim.checkpoint import DEFAULT_EVERY_S, Checkpoint, SignalStop, SimInterrupted, file_sha256
 from hetero_opt.sim.config import check_against, load_sim_config
@@ -113,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
                           trace.mean_input[keep], trace.mean_output[keep], trace.gaps[keep])
     console = Console(stderr=True)
     out_dir: Path = args.out_dir
+    _check_out_dir(out_dir)  # now, not after the whole run
     path = args.checkpoint if args.checkpoint is not None else default_checkpoint(out_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     checkpoint = Checkpoint(
@@ -145,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         kept = f"the last checkpoint written, {path}, is kept" if path.exists() else "no checkpoint was written yet"
         console.print(f"simulate: stopped at once by a second signal; {kept}", markup=False)
-        return 128 + signal.SIGINT
+        return 128 + (stop.second or signal.SIGINT)
     wall = time.perf_counter() - start + result.extra["wall_s_before"]
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
@@ -178,3 +181,15 @@ def default_checkpoint(out_dir: Path) -> Path:
     """``OUT_DIR.checkpoint``, beside the output folder (which is replaced whole at the end)."""
     folder = out_dir.resolve()
     return folder.with_name(folder.name + ".checkpoint")
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """Raise :class:`InputError` unless ``out_dir`` can be written (replaced) at the end of the run."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out-dir '{out_dir}': is a file, not a folder")
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--out-dir '{out_dir}': cannot create '{out_dir.parent}' ({exc.strerror})") from None
+    if not os.access(out_dir.parent, os.W_OK | os.X_OK):
+        raise InputError(f"--out-dir '{out_dir}': folder '{out_dir.parent}' is not writable")

@@ -94,7 +94,10 @@ class TopologyView:
     @cached_property
     def _places(self) -> dict[str, tuple[str, str]]:
         """(S2, cluster) of each S1, S1s sorted: from the nodes' distinct places, which validation kept."""
-        return {s1: (s2, cluster) for cluster, s2, s1, _, _ in sorted(self.instance.node_index()[1], key=_S1)}
+        out: dict[str, tuple[str, str]] = {}
+        for cluster, s2, s1, _, _ in sorted(self.instance.node_index()[1], key=_TREE):
+            out.setdefault(s1, (s2, cluster))  # one per S1 in a valid tree; else the least, not set order
+        return out
 
     @cached_property
     def s1_ids(self) -> list[str]:
@@ -338,7 +341,7 @@ class TopologyView:
 
 
 _ID = attrgetter("id")
-_S1 = itemgetter(2)  # of a place (cluster, S2, S1, S0, GPU type)
+_TREE = itemgetter(2, 1, 0)  # S1, S2, cluster of a place (cluster, S2, S1, S0, GPU type)
 
 
 def build_view(instance: Instance) -> TopologyView:

@@ -49,12 +49,14 @@ def sha256_file(path: Path) -> str:
 
 @functools.cache
 def library_versions() -> dict[str, str]:
-    """Versions that can change a plan: Python, hetero_opt (with a digest of its source), solvers."""
+    """Versions that can change a plan: Python, hetero_opt (with a digest of its source and data), solvers."""
     import hetero_opt
 
     package = Path(hetero_opt.__file__).parent
     digest = hashlib.sha256()
-    for f in sorted(package.rglob("*.py")):
+    # Sources and package data (performance figures, profiles): either can change a plan or a simulation.
+    files = (f for f in package.rglob("*") if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc")
+    for f in sorted(files):
         digest.update(f.relative_to(package).as_posix().encode())
         digest.update(f.read_bytes())
     versions = {

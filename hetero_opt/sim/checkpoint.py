@@ -32,6 +32,7 @@ from types import FrameType
 from typing import Any
 
 import numpy as np
+import pydantic
 
 from hetero_opt.errors import InputError
 from hetero_opt.instance import Instance
@@ -127,6 +128,7 @@ def fingerprint(trace: Trace, cfg: SimConfig, policy: AutoscalerConfig, instance
         "policy_sha256": _sha(policy.model_dump_json()),
         "cluster_sha256": _sha(instance.model_dump_json()),
         "numpy": np.__version__,
+        "pydantic": pydantic.VERSION,  # the state holds pydantic models
         **{f"{k}_version" if k in ("python", "hetero_opt") else k: v for k, v in library_versions().items()},
     }
     for k, v in (inputs or {}).items():
@@ -198,6 +200,9 @@ def load(path: Path, fp: Mapping[str, Any], kind: type[object]) -> Loaded | None
     try:
         with path.open("rb") as f:
             magic = f.read(len(MAGIC))
+            if magic != MAGIC:  # another file: not read further, and --restart will not delete it
+                raise CheckpointError(f"checkpoint '{path}': not a hetero-opt simulate checkpoint; give "
+                                      "--checkpoint (Checkpoint.path) another file") from None
             line = f.readline(MAX_HEADER_BYTES)
             payload = f.read()
     except FileNotFoundError:
@@ -205,18 +210,23 @@ def load(path: Path, fp: Mapping[str, Any], kind: type[object]) -> Loaded | None
     except OSError as exc:
         raise CheckpointError(f"checkpoint '{path}': cannot read ({exc.strerror or type(exc).__name__})"
                               f"{_DISCARD}") from None
-    if magic != MAGIC:
-        raise CheckpointError(f"checkpoint '{path}': not a hetero-opt simulate checkpoint{_DISCARD}")
     try:
         header = json.loads(line)
-        fmt = header["format"]
-        old_fp, time_s, cycles = header["fingerprint"], float(header["time_s"]), int(header["cycles"])
-        size, digest = int(header["payload_bytes"]), str(header["payload_sha256"])
-    except (ValueError, KeyError, TypeError):
-        raise CheckpointError(f"checkpoint '{path}': header is damaged{_DISCARD}") from None
-    if fmt != CHECKPOINT_FORMAT:
+    except ValueError:
+        header = None
+    fmt = header.get("format") if isinstance(header, dict) else None
+    if fmt is not None and fmt != CHECKPOINT_FORMAT:  # the format first: a later one may have other fields
         raise CheckpointError(f"checkpoint '{path}': format {fmt!r}, this version reads format "
                               f"{CHECKPOINT_FORMAT}{_DISCARD}")
+    try:
+        if not isinstance(header, dict) or fmt is None:
+            raise ValueError
+        old_fp, time_s, cycles = header["fingerprint"], float(header["time_s"]), int(header["cycles"])
+        size, digest = int(header["payload_bytes"]), str(header["payload_sha256"])
+        if not (math.isfinite(time_s) and time_s >= 0 and cycles >= 0):
+            raise ValueError
+    except (ValueError, KeyError, TypeError):
+        raise CheckpointError(f"checkpoint '{path}': header is damaged{_DISCARD}") from None
     diff = differences(old_fp, fp) if isinstance(old_fp, dict) else ["fingerprint unreadable"]
     if diff:
         raise CheckpointError(f"checkpoint '{path}' was written by a run with other inputs ({'; '.join(diff)})"
@@ -235,6 +245,21 @@ def load(path: Path, fp: Mapping[str, Any], kind: type[object]) -> Loaded | None
 
 
 _DISCARD = "; rerun with --restart (restart=True) to discard it and start over"
+
+
+def discard(path: Path) -> None:
+    """Delete the checkpoint at ``path`` (``--restart``): only a file that starts as a checkpoint does."""
+    try:
+        with path.open("rb") as f:
+            ours = f.read(len(MAGIC)) == MAGIC
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint '{path}': cannot read ({exc.strerror or type(exc).__name__})") from None
+    if not ours:
+        raise CheckpointError(f"checkpoint '{path}': not a hetero-opt simulate checkpoint, not deleted; give "
+                              "--checkpoint (Checkpoint.path) another file")
+    path.unlink(missing_ok=True)
 
 
 def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
@@ -294,6 +319,7 @@ class SignalStop:
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.second: int | None = None  # the signal that stopped the run at once
         self._old: dict[int, Any] = {}
 
     def __call__(self) -> bool:
@@ -302,6 +328,7 @@ class SignalStop:
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is not None:
             self._restore()
+            self.second = signum
             raise KeyboardInterrupt
         self.signum = signum
 
@@ -313,6 +340,8 @@ class SignalStop:
     def __enter__(self) -> SignalStop:
         if threading.current_thread() is threading.main_thread():
             for s in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(s) is signal.SIG_IGN:  # ignored by whoever started us (``cmd &``): kept so
+                    continue
                 self._old[s] = signal.signal(s, self._handle)
         return self
 

@@ -31,6 +31,7 @@ from hetero_opt.placement.apply import apply_plan
 from hetero_opt.policy.config import AutoscalerConfig
 from hetero_opt.policy.engine import ServiceMetrics
 from hetero_opt.sim.checkpoint import MAX_SAVE_SHARE, Checkpoint, CheckpointError, SimInterrupted, dumps, fingerprint
+from hetero_opt.sim.checkpoint import discard as discard_checkpoint
 from hetero_opt.sim.checkpoint import load as load_checkpoint
 from hetero_opt.sim.checkpoint import save as save_checkpoint
 from hetero_opt.sim.config import SimConfig, check_against
@@ -254,7 +255,7 @@ def simulate(
         checkpoint.check_writable()
         fp = fingerprint(trace, cfg, policy, instance, mode, checkpoint.inputs)
         if checkpoint.restart:
-            checkpoint.path.unlink(missing_ok=True)
+            discard_checkpoint(checkpoint.path)
         loaded = load_checkpoint(checkpoint.path, fp, LoopState)
         if loaded is not None:
             st = loaded.state

@@ -207,7 +207,41 @@ def test_cli_refuses_a_damaged_checkpoint_in_one_line(tmp_path: Path, capsys: py
     assert "Traceback" not in err
     assert f"checkpoint '{ckpt}'" in err
     assert match in err
-    assert "--restart" in err
     assert ckpt.exists()
+    if match == "not a hetero-opt simulate checkpoint":
+        # not ours: --restart is not offered and does not delete it (it may be any file the user named)
+        assert "--restart" not in err
+        assert main(_cli(out, "--restart")) == 2
+        assert "not deleted" in capsys.readouterr().err
+        assert ckpt.read_bytes() == b"not a checkpoint at all\n"
+        return
+    assert "--restart" in err
     assert main(_cli(out, "--restart")) == 0
     assert not ckpt.exists()
+
+
+def test_cli_refuses_an_out_dir_that_is_a_file_before_the_run(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import hetero_opt.cli_simulate as cli_simulate
+
+    out = tmp_path / "a-file"
+    out.write_text("mine\n")
+    ran: list[bool] = []
+    monkeypatch.setattr(cli_simulate, "simulate", lambda *a, **k: ran.append(True))
+    assert main(_cli(out)) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert ran == []
+    assert out.read_text() == "mine\n"
+
+
+def test_a_signal_ignored_by_whoever_started_the_run_stays_ignored() -> None:
+    from hetero_opt.sim.checkpoint import SignalStop
+
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell's `cmd &` leaves it
+    try:
+        with SignalStop():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # SIGTERM is still caught
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, old)
