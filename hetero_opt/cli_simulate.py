@@ -98,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     instance = load_instance(args.cluster)
     check_against(cfg, policy, instance, str(args.config))
     trace = load_cli_trace(args.trace, args.trace_model)
+    failed_skipped = trace.num_failed_skipped if isinstance(trace, RequestTrace) else 0
     if isinstance(trace, RateTrace):
         if args.scale != 1.0:
             trace = scale_rates(trace, args.scale)
@@ -157,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
         if result.requests is not None:
             result.requests.to_csv(tmp / "requests.csv", index=False)
         figures = summary(result, wall)
+        figures["trace_failed_requests_skipped"] = failed_skipped  # BurstGPT's failed rows (Response tokens 0)
         if not args.no_plots:
             figures["plots"] = plot(result, tmp)
         (tmp / "summary.json").write_text(json.dumps(figures, indent=2) + "\n")

@@ -7,6 +7,7 @@ the value; each good variant loads to the same requests as the plain file.
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
 
 import numpy as np
@@ -160,6 +161,14 @@ def test_cli_says_how_many_failed_requests_were_left_out(capsys: pytest.CaptureF
     assert f"note: {BURSTGPT}: 2 failed requests (Response tokens = 0) left out" in capsys.readouterr().err
     load_cli_trace(DATA / "azure_llm_2024.csv", None)
     assert capsys.readouterr().err == ""
+
+
+def test_simulate_writes_the_failed_requests_left_out_in_its_summary(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code = main(["simulate", "--trace", str(BURSTGPT), "--config", str(SIM_DIR / "sim.yaml"), "--cluster",
+                 str(SIM_DIR / "cluster.yaml"), "--out-dir", str(out), "--no-plots", "--scale", "2"])
+    assert code == 0
+    assert json.loads((out / "summary.json").read_text())["trace_failed_requests_skipped"] == 2
 
 
 @pytest.mark.parametrize("flag", ["--trace-model", "--servegen-model"])
