@@ -21,8 +21,10 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -31,7 +33,7 @@ from hetero_opt.errors import InputError
 from hetero_opt.io import load_instance
 from hetero_opt.sim.checkpoint import DEFAULT_EVERY_S, Checkpoint, SignalStop, SimInterrupted, file_sha256
 from hetero_opt.sim.config import check_against, load_sim_config
-from hetero_opt.sim.loop import simulate
+from hetero_opt.sim.loop import SimRun, simulate
 from hetero_opt.sim.report import plot, summary
 from hetero_opt.sim.trace import (
     RateTrace,
@@ -153,19 +155,16 @@ def run(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - start + result.extra["wall_s_before"]
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    writing = _StopWriting()
     try:
-        result.cycles.to_csv(tmp / "cycles.csv", index=False)
-        if result.requests is not None:
-            result.requests.to_csv(tmp / "requests.csv", index=False)
-        figures = summary(result, wall)
-        figures["trace_failed_requests_skipped"] = failed_skipped  # BurstGPT's failed rows (Response tokens 0)
-        if not args.no_plots:
-            figures["plots"] = plot(result, tmp)
-        (tmp / "summary.json").write_text(json.dumps(figures, indent=2) + "\n")
-        (tmp / "metrics.prom").write_text(result.exporter.render())
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
+        with writing:
+            figures = _write_outputs(args, result, wall, failed_skipped, tmp, out_dir)
+    except KeyboardInterrupt:  # a signal while the outputs were written: they are not, the checkpoint stays
+        shutil.rmtree(tmp, ignore_errors=True)
+        kept = f"the checkpoint {path} is kept: run the same command again" if path.exists() else "rerun it"
+        console.print(f"simulate: interrupted while writing {out_dir}, which is left as it was; {kept}",
+                      markup=False)
+        return 128 + (writing.signum or signal.SIGINT)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -177,6 +176,48 @@ def run(args: argparse.Namespace) -> int:
         f"wall {wall:.1f} s -> {out_dir}"
     )
     return 0
+
+
+def _write_outputs(args: argparse.Namespace, result: SimRun, wall: float, failed_skipped: int, tmp: Path,
+                   out_dir: Path) -> dict[str, Any]:
+    """Write the run's files into ``tmp``, then put ``tmp`` in place of ``out_dir``; the summary's figures."""
+    result.cycles.to_csv(tmp / "cycles.csv", index=False)
+    if result.requests is not None:
+        result.requests.to_csv(tmp / "requests.csv", index=False)
+    figures = summary(result, wall)
+    figures["trace_failed_requests_skipped"] = failed_skipped  # BurstGPT's failed rows (Response tokens 0)
+    if not args.no_plots:
+        figures["plots"] = plot(result, tmp)
+    (tmp / "summary.json").write_text(json.dumps(figures, indent=2) + "\n")
+    (tmp / "metrics.prom").write_text(result.exporter.render())
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+    return figures
+
+
+class _StopWriting:
+    """SIGINT and SIGTERM as KeyboardInterrupt while the outputs are written, so the half-written
+    folder is removed and one line said (SIGTERM's default would leave it behind)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.signum = signum
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> _StopWriting:
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(s) is not signal.SIG_IGN:
+                    self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
 
 
 def default_checkpoint(out_dir: Path) -> Path:

@@ -245,3 +245,27 @@ def test_a_signal_ignored_by_whoever_started_the_run_stays_ignored() -> None:
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, old)
+
+
+def test_a_signal_while_the_outputs_are_written_leaves_no_half_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hetero_opt.cli_simulate as cli_simulate
+
+    out, ckpt = tmp_path / "sim", tmp_path / "sim.checkpoint"
+    real = cli_simulate.summary
+
+    def killed(*args: Any, **kwargs: Any) -> Any:
+        os.kill(os.getpid(), signal.SIGTERM)  # as `kill` would, while the CSVs are written
+        return real(*args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(cli_simulate, "summary", killed)
+        assert main(_cli(out, "--checkpoint-every", "0")) == 128 + signal.SIGTERM
+    err = capsys.readouterr().err
+    assert "interrupted while writing" in err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sim.checkpoint"]  # no half-written folder
+    assert main(_cli(out)) == 0  # resumes from the end and writes
+    assert (out / "summary.json").exists()
+    assert not ckpt.exists()
