@@ -72,10 +72,10 @@ class FreePool:
     greedy tries many full (S1, GPU type) pools per request at scale.
     """
 
-    def __init__(self, nodes: Iterable[tuple[str, int]]) -> None:
+    def __init__(self, nodes: Iterable[tuple[str, int]], *, in_id_order: bool = False) -> None:
         self.buckets: defaultdict[int, list[str]] = defaultdict(list)
         self.free: dict[str, int] = {}
-        for node_id, free in sorted(nodes):
+        for node_id, free in nodes if in_id_order else sorted(nodes):
             self.free[node_id] = free
             if free > 0:
                 self.buckets[free].append(node_id)
@@ -86,7 +86,7 @@ class FreePool:
     def of(cls, view: TopologyView, key: tuple[str, str]) -> FreePool:
         """A fresh pool of the nodes of ``key`` (S1, GPU type) with the free GPUs ``view`` has not promised."""
         ids, frees = view.free_nodes.get(key, ((), ()))
-        return cls(zip(ids, frees, strict=True))
+        return cls(zip(ids, frees, strict=True), in_id_order=True)  # the view keeps each cell's ids ascending
 
     def take(self, size: int) -> str | None:
         """Put one pod of ``size`` GPUs on the best-fitting node; return it, or None."""
