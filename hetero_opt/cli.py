@@ -319,6 +319,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         print(_one_line(f"{where}{exc.strerror or exc}"), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C outside a command's own handling (e.g. while loading): one line
+        print(f"hetero-opt {args.command}: interrupted (Ctrl-C)", file=sys.stderr)
+        return 130
 
 
 def _console() -> Console:

@@ -14,9 +14,11 @@ to the same outputs; the checkpoint is removed once they are written.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import sys
@@ -120,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
     out_dir: Path = args.out_dir
     _check_out_dir(out_dir)  # now, not after the whole run
     path = args.checkpoint if args.checkpoint is not None else default_checkpoint(out_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.resolve().is_relative_to(out_dir.resolve()):
+        raise InputError(f"--checkpoint '{path}': inside --out-dir '{out_dir}', which is replaced whole at the end")
     checkpoint = Checkpoint(
         path, every_s=args.checkpoint_every, restart=args.restart, remove_on_success=False,
         inputs={
@@ -154,7 +157,13 @@ def run(args: argparse.Namespace) -> int:
         return 128 + (stop.second or signal.SIGINT)
     wall = time.perf_counter() - start + result.extra["wall_s_before"]
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.parent.glob(f".{glob.escape(out_dir.name)}.*"):  # a run killed while writing
+        if stale.is_dir() and re.fullmatch(rf"\.{re.escape(out_dir.name)}\.[a-z0-9_]{{8}}", stale.name):
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; the outputs are for whoever the umask allows
     writing = _StopWriting()
     try:
         with writing:

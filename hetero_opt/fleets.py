@@ -7,12 +7,14 @@ A :class:`FleetMix` is a weighted list of node kinds (GPU type, GPUs per node). 
   ``data/alibaba_pai_v2020_machine_spec.csv`` (CC BY 4.0, see ``data/SOURCE.md``), CPU-only
   machines filtered out, weighted by machine count.
 - ``alibaba2026``: node kinds of Alibaba's 2026 spot-GPU cluster, read from
-  ``/work/shared/data/clusters/alibaba_spot_gpu_v2026_node_info.csv`` only when that file is
-  present (research use only: it is not shipped with the package; benchmarks only).
+  ``../shared/data/clusters/alibaba_spot_gpu_v2026_node_info.csv`` beside the repository (or under
+  ``$HETERO_SHARED_DIR``) only when that file is present (research use only: it is not shipped with
+  the package; benchmarks only).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -20,7 +22,9 @@ from pathlib import Path
 
 import pandas as pd
 
-ALIBABA2026_PATH = Path("/work/shared/data/clusters/alibaba_spot_gpu_v2026_node_info.csv")
+#: The shared data folder beside the repository (``../shared``), unless ``$HETERO_SHARED_DIR`` names one.
+SHARED_DIR = Path(os.environ.get("HETERO_SHARED_DIR") or Path(__file__).resolve().parents[2] / "shared")
+ALIBABA2026_PATH = SHARED_DIR / "data" / "clusters" / "alibaba_spot_gpu_v2026_node_info.csv"
 
 GPU_MEMORY_GB: dict[str, float] = {
     "H20": 96.0,

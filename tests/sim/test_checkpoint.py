@@ -269,3 +269,40 @@ def test_a_signal_while_the_outputs_are_written_leaves_no_half_folder(
     assert main(_cli(out)) == 0  # resumes from the end and writes
     assert (out / "summary.json").exists()
     assert not ckpt.exists()
+
+
+def test_ctrl_c_before_the_loop_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import hetero_opt.cli_simulate as cli_simulate
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt  # as Ctrl-C while a large trace loads
+
+    monkeypatch.setattr(cli_simulate, "load_cli_trace", interrupted)
+    assert main(_cli(tmp_path / "sim")) == 130
+    err = capsys.readouterr().err
+    assert err == "hetero-opt simulate: interrupted (Ctrl-C)\n"
+
+
+def test_a_checkpoint_inside_the_out_dir_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "sim"
+    assert main(_cli(out, "--checkpoint", str(out / "ck"))) == 2
+    assert "inside --out-dir" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_outputs_are_readable_as_the_umask_says_and_leftovers_of_a_killed_run_go(tmp_path: Path) -> None:
+    out = tmp_path / "sim"
+    stale = tmp_path / ".sim.ab12cd_9"  # what a run killed while writing leaves (mkdtemp's 8 characters)
+    stale.mkdir()
+    (stale / "cycles.csv").write_text("half\n")
+    other = tmp_path / ".sim.keep-me"  # not a name the CLI makes: left alone
+    other.mkdir()
+    old = os.umask(0o022)
+    try:
+        assert main(_cli(out)) == 0
+    finally:
+        os.umask(old)
+    assert oct(out.stat().st_mode & 0o777) == oct(0o755)
+    assert not stale.exists()
+    assert other.exists()
