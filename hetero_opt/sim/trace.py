@@ -153,6 +153,12 @@ def load_trace(path: str | Path, *, model: str | None = None) -> Trace:
     )
 
 
+def _stem(p: Path) -> str:
+    """The trace's name: the file name without its format and compression suffixes (``a.csv.gz`` -> ``a``)."""
+    name = p.name[: -len(".gz")] if p.name.lower().endswith(".gz") else p.name
+    return Path(name).stem
+
+
 def _no_model(p: Path, layout: str, model: str | None) -> None:
     if model is not None:
         raise InputError(f"{p}: model='{model}' is asked for, but {layout} traces name no model")
@@ -257,14 +263,14 @@ def _azure(p: Path, df: pd.DataFrame) -> RequestTrace:
     t = _seconds(p, df)
     inp = _tokens(p, "ContextTokens", _numbers(p, df, "ContextTokens"))
     out = _tokens(p, "GeneratedTokens", _numbers(p, df, "GeneratedTokens"))
-    return RequestTrace(p.stem, t, inp, out)
+    return RequestTrace(_stem(p), t, inp, out)
 
 
 def _burstgpt(p: Path, df: pd.DataFrame, model: str | None) -> RequestTrace:
     """BurstGPT rows (of ``model`` when named), failed requests (``Response tokens`` = 0) left out."""
     if df.empty:
         raise InputError(f"{p}: no requests (the file has a header and no rows)")
-    name = p.stem
+    name = _stem(p)
     if model is not None:
         if "Model" not in df.columns:
             raise InputError(f"{p}: model='{model}' is asked for, but the file has no Model column")
@@ -273,7 +279,7 @@ def _burstgpt(p: Path, df: pd.DataFrame, model: str | None) -> RequestTrace:
         if not (models == model).any():
             raise InputError(f"{p}: model='{model}' has no rows (models: {sorted(models.unique())})")
         df = df[models == model]
-        name = f"{p.stem}:{model}"
+        name = f"{_stem(p)}:{model}"
     rows = df.index.to_numpy() + 1  # data rows of the file, as every error counts them
     t = _numbers(p, df, "Timestamp")
     _check_times(p, "Timestamp", t, rows)
@@ -329,7 +335,7 @@ def _load_mooncake(p: Path) -> RequestTrace:
         )
     ia = _tokens(p, "input_length", np.asarray(inp, dtype=float), "request")
     oa = _tokens(p, "output_length", np.asarray(out, dtype=float), "request")
-    return RequestTrace(p.stem, t - t[0], ia, oa, tuple(hashes))
+    return RequestTrace(_stem(p), t - t[0], ia, oa, tuple(hashes))
 
 
 def _mooncake_row(p: Path, i: int, line: str, hashes: list[tuple[int, ...]]) -> tuple[float, float, float]:
@@ -409,7 +415,7 @@ def _servegen(p: Path, df: pd.DataFrame, model: str) -> RateTrace:
     # gap windows carry no lengths: treat as missing and hold the last known mix
     mean_in = pd.Series(mean_in).ffill().bfill().to_numpy(dtype=float)
     mean_out = pd.Series(mean_out).ffill().bfill().to_numpy(dtype=float)
-    return RateTrace(f"{p.stem}:{model}", start - start[0], window, rate, mean_in, mean_out, gaps)
+    return RateTrace(f"{_stem(p)}:{model}", start - start[0], window, rate, mean_in, mean_out, gaps)
 
 
 def scale_trace(trace: RequestTrace, factor: int, seed: int) -> RequestTrace:

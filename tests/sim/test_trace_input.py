@@ -433,3 +433,10 @@ def test_simulate_refuses_a_trace_of_more_than_a_million_periods(
     assert code == 2
     assert "the trace lasts 6.6e+07 s, 1.1e+06 control periods of 60 s; at most 1e+06" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_compressed_trace_is_named_without_its_suffixes(tmp_path: Path) -> None:
+    path = tmp_path / "burst.csv.gz"
+    path.write_bytes(gzip.compress(BURSTGPT.read_bytes()))
+    assert load_trace(path).name == "burst"
+    assert load_trace(path, model="GPT-4").name == "burst:GPT-4"
