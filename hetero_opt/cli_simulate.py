@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         keep = trace.start_s < args.duration
         trace = RateTrace(trace.name, trace.start_s[keep], trace.window_s[keep], trace.rate_rps[keep],
                           trace.mean_input[keep], trace.mean_output[keep], trace.gaps[keep])
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # one line each, whatever the width: grep-able when piped
     out_dir: Path = args.out_dir
     _check_out_dir(out_dir)  # now, not after the whole run
     path = args.checkpoint if args.checkpoint is not None else default_checkpoint(out_dir)
