@@ -33,7 +33,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hetero_opt.errors import InputError
 from hetero_opt.io import load_instance
-from hetero_opt.sim.checkpoint import DEFAULT_EVERY_S, Checkpoint, SignalStop, SimInterrupted, file_sha256
+from hetero_opt.sim.checkpoint import DEFAULT_EVERY_S, MAGIC, Checkpoint, SignalStop, SimInterrupted, file_sha256
 from hetero_opt.sim.config import check_against, load_sim_config
 from hetero_opt.sim.loop import SimRun, simulate
 from hetero_opt.sim.report import plot, summary
@@ -137,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
         on_resume=lambda t, n: console.print(
             f"resuming from checkpoint {path}: simulated time {t:g} s, {n} control cycles done", markup=False),
     )
+    if args.restart and _is_checkpoint(path):  # any other file is refused by the run, not discarded
+        console.print(f"--restart: the checkpoint {path} is discarded; starting over", markup=False)
     start = time.perf_counter()
     stop = SignalStop()
     try:
@@ -179,8 +181,8 @@ def run(args: argparse.Namespace) -> int:
         raise
     path.unlink(missing_ok=True)  # the outputs are written: nothing left to resume
     console.print(
-        f"{result.trace_name}: {figures['arrivals']:g} requests, {figures['completed']:g} completed, "
-        f"{figures['dropped_total']:g} dropped; {figures['gpu_hours']:g} GPU-hours; SLO attainment TTFT "
+        f"{result.trace_name}: {figures['arrivals']:.0f} requests, {figures['completed']:.0f} completed, "
+        f"{figures['dropped_total']:.0f} dropped; {figures['gpu_hours']:g} GPU-hours; SLO attainment TTFT "
         f"{figures['slo_attainment_ttft']}, TBT {figures['slo_attainment_tbt']}; {figures['actions']} actions; "
         f"wall {wall:.1f} s -> {out_dir}"
     )
@@ -245,3 +247,12 @@ def _check_out_dir(out_dir: Path) -> None:
         raise InputError(f"--out-dir '{out_dir}': cannot create '{out_dir.parent}' ({exc.strerror})") from None
     if not os.access(out_dir.parent, os.W_OK | os.X_OK):
         raise InputError(f"--out-dir '{out_dir}': folder '{out_dir.parent}' is not writable")
+
+
+def _is_checkpoint(path: Path) -> bool:
+    """True when ``path`` is a file that starts as a simulate checkpoint."""
+    try:
+        with path.open("rb") as f:
+            return f.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False

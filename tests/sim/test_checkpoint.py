@@ -217,6 +217,7 @@ def test_cli_refuses_a_damaged_checkpoint_in_one_line(tmp_path: Path, capsys: py
         return
     assert "--restart" in err
     assert main(_cli(out, "--restart")) == 0
+    assert f"--restart: the checkpoint {ckpt} is discarded; starting over" in capsys.readouterr().err
     assert not ckpt.exists()
 
 
