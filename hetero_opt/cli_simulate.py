@@ -23,7 +23,6 @@ import shutil
 import signal
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,14 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hetero_opt.errors import InputError
 from hetero_opt.io import load_instance
-from hetero_opt.sim.checkpoint import DEFAULT_EVERY_S, MAGIC, Checkpoint, SignalStop, SimInterrupted, file_sha256
+from hetero_opt.sim.checkpoint import (
+    DEFAULT_EVERY_S,
+    Checkpoint,
+    SignalStop,
+    SimInterrupted,
+    file_sha256,
+    is_checkpoint,
+)
 from hetero_opt.sim.config import check_against, load_sim_config
 from hetero_opt.sim.loop import SimRun, simulate
 from hetero_opt.sim.report import plot, summary
@@ -137,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         on_resume=lambda t, n: console.print(
             f"resuming from checkpoint {path}: simulated time {t:g} s, {n} control cycles done", markup=False),
     )
-    if args.restart and _is_checkpoint(path):  # any other file is refused by the run, not discarded
+    if args.restart and path.is_file() and is_checkpoint(path):  # any other file: refused by the run, kept
         console.print(f"--restart: the checkpoint {path} is discarded; starting over", markup=False)
     start = time.perf_counter()
     stop = SignalStop()
@@ -166,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; the outputs are for whoever the umask allows
-    writing = _StopWriting()
+    writing = SignalStop(at_once=True)  # a signal now: the half-written folder removed, one line said
     try:
         with writing:
             figures = _write_outputs(args, result, wall, failed_skipped, tmp, out_dir)
@@ -175,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
         kept = f"the checkpoint {path} is kept: run the same command again" if path.exists() else "rerun it"
         console.print(f"simulate: interrupted while writing {out_dir}, which is left as it was; {kept}",
                       markup=False)
-        return 128 + (writing.signum or signal.SIGINT)
+        return 128 + (writing.second or signal.SIGINT)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -207,30 +213,6 @@ def _write_outputs(args: argparse.Namespace, result: SimRun, wall: float, failed
     return figures
 
 
-class _StopWriting:
-    """SIGINT and SIGTERM as KeyboardInterrupt while the outputs are written, so the half-written
-    folder is removed and one line said (SIGTERM's default would leave it behind)."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: object) -> None:
-        self.signum = signum
-        raise KeyboardInterrupt
-
-    def __enter__(self) -> _StopWriting:
-        if threading.current_thread() is threading.main_thread():
-            for s in (signal.SIGINT, signal.SIGTERM):
-                if signal.getsignal(s) is not signal.SIG_IGN:
-                    self._old[s] = signal.signal(s, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for s, h in self._old.items():
-            signal.signal(s, h)
-
-
 def default_checkpoint(out_dir: Path) -> Path:
     """``OUT_DIR.checkpoint``, beside the output folder (which is replaced whole at the end)."""
     folder = out_dir.resolve()
@@ -247,12 +229,3 @@ def _check_out_dir(out_dir: Path) -> None:
         raise InputError(f"--out-dir '{out_dir}': cannot create '{out_dir.parent}' ({exc.strerror})") from None
     if not os.access(out_dir.parent, os.W_OK | os.X_OK):
         raise InputError(f"--out-dir '{out_dir}': folder '{out_dir.parent}' is not writable")
-
-
-def _is_checkpoint(path: Path) -> bool:
-    """True when ``path`` is a file that starts as a simulate checkpoint."""
-    try:
-        with path.open("rb") as f:
-            return f.read(len(MAGIC)) == MAGIC
-    except OSError:
-        return False

@@ -267,18 +267,15 @@ class Instance(Frozen):
     def _check_references(self) -> Instance:
         # Each node's fields once, as its __dict__ (module docstring): at production size, reading
         # 7 attributes of 20k models was half of these checks' instructions.
-        node_fields = list(map(_FIELDS, self.nodes))
-        node_ids = list(map(_ID, node_fields))
+        node_fields, node_by_id, places = _node_maps(self.nodes)
         _check_unique("GpuType", [g.id for g in self.gpu_types])
-        node_by_id = dict(zip(node_ids, self.nodes, strict=True))
-        if len(node_by_id) != len(node_ids):
-            _check_unique("Node", node_ids)
+        if len(node_by_id) != len(self.nodes):
+            _check_unique("Node", list(map(_ID, node_fields)))
         _check_unique("Service", [s.id for s in self.services])
         _check_unique("DeploymentGroup", [g.id for g in self.groups])
         _check_unique("RdmaSubgroup", [g.id for g in self.subgroups])
         gpu_ids = {g.id for g in self.gpu_types}
         # The distinct places of nodes in the tree: a few thousand at production size, not 20k nodes.
-        places = frozenset(map(_PLACE, node_fields))
         clusters, s2s, s1s, s0s, gpu_types = zip(*places, strict=True)
         levels = (set(clusters), set(s2s), set(s1s), set(s0s) - {None})
         switches = set().union(*levels)
@@ -416,9 +413,7 @@ class Instance(Frozen):
         kept = self.__dict__.get(_NODE_INDEX)
         if kept is not None and kept.nodes is self.nodes:
             return kept.by_id, kept.places
-        node_fields = list(map(_FIELDS, self.nodes))
-        node_by_id = dict(zip(map(_ID, node_fields), self.nodes, strict=True))
-        places = frozenset(map(_PLACE, node_fields))
+        _, node_by_id, places = _node_maps(self.nodes)
         self.__dict__[_NODE_INDEX] = NodeIndex(self.nodes, node_by_id, places)  # a new one: copies may share the old
         return node_by_id, places
 
@@ -468,6 +463,13 @@ _GPUS_TOTAL = itemgetter("gpus_total")
 _PLACE = itemgetter("cluster", "s2", "s1", "s0", "gpu_type")
 #: A pod count's role, node and count.
 _POD = itemgetter("role", "node", "count")
+
+
+def _node_maps(nodes: list[Node]) -> tuple[list[dict[str, Any]], dict[str, Node], frozenset[Place]]:
+    """Each node's fields (its ``__dict__``), the nodes by id (fewer than the nodes if an id repeats) and
+    the distinct places: one read of every node, for the checks and :meth:`Instance.node_index`."""
+    node_fields = list(map(_FIELDS, nodes))
+    return node_fields, dict(zip(map(_ID, node_fields), nodes, strict=True)), frozenset(map(_PLACE, node_fields))
 
 
 def _check_node_references(nodes: list[Node], gpu_ids: set[str]) -> None:

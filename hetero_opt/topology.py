@@ -179,17 +179,16 @@ class TopologyView:
         cells = self._free_cells[0]
         if not self.taken:
             return cells
-        touched = {(n.s1, n.gpu_type) for n in map(self.node_by_id.__getitem__, self.taken)}
+        taken = self.taken
+        touched = {(n.s1, n.gpu_type) for n in map(self.node_by_id.__getitem__, taken)}
         out: dict[tuple[str, str], tuple[list[str], list[int]]] = {}
         for key, (ids, frees) in cells.items():
-            if key in touched:
-                taken = self.taken
-                kept = [(i, f - taken.get(i, 0)) for i, f in zip(ids, frees, strict=True)]
-                kept = [(i, f) for i, f in kept if f > 0]
-                if kept:
-                    out[key] = ([i for i, _ in kept], [f for _, f in kept])
-            else:
+            if key not in touched:
                 out[key] = (ids, frees)
+                continue
+            kept = [(i, left) for i, f in zip(ids, frees, strict=True) if (left := f - taken.get(i, 0)) > 0]
+            if kept:
+                out[key] = ([i for i, _ in kept], [f for _, f in kept])
         return out
 
     @cached_property

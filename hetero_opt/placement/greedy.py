@@ -172,10 +172,7 @@ def _scale_out(
     """Units placed, why not all (or ""), and whether the new-group limit kept the walk from a domain
     that may hold a unit (the reason names the limit whenever it kept the walk from any domain)."""
     svc = req.service
-    existing = {g.domain: g.id for g in reversed(view.groups_by_service.get(svc.id, []))}
-    with_group = {view.subgroup_by_s1[s1] for d in existing for s1 in view.s1s_by_domain.get(d, [])}
-    by_subgroup = _domains(view, svc.affinity)
-    shape = _UnitShape.of(svc)
+    existing, with_group, by_subgroup, shape = _walk_of(view, svc)
     opened: dict[str, int] = {}
     left, new_blocked, new_groups, limit_cost = req.delta, False, 0, False
     for sg in _walk(view, with_group):
@@ -218,6 +215,16 @@ def _scale_out(
     return req.delta - left, why, limit_cost
 
 
+def _walk_of(
+    view: TopologyView, svc: Service
+) -> tuple[dict[str, str], set[str], dict[str, dict[str, list[str]]], _UnitShape]:
+    """What a scale-out of ``svc`` walks: its groups by domain, the subgroups holding one, the domains
+    (and their S1s) of each subgroup at its affinity, and its unit's shape."""
+    existing = {g.domain: g.id for g in reversed(view.groups_by_service.get(svc.id, []))}
+    with_group = {view.subgroup_by_s1[s1] for d in existing for s1 in view.s1s_by_domain.get(d, [])}
+    return existing, with_group, _domains(view, svc.affinity), _UnitShape.of(svc)
+
+
 def _gang_out(
     view: TopologyView,
     pools: _Capacity,
@@ -235,10 +242,7 @@ def _gang_out(
     its nodes hold of whole pods); for P/D units the count per domain is the greedy's own packing.
     """
     svc = req.service
-    existing = {g.domain: g.id for g in reversed(view.groups_by_service.get(svc.id, []))}
-    with_group = {view.subgroup_by_s1[s1] for d in existing for s1 in view.s1s_by_domain.get(d, [])}
-    by_subgroup = _domains(view, svc.affinity)
-    shape = _UnitShape.of(svc)
+    existing, with_group, by_subgroup, shape = _walk_of(view, svc)
     s1s_of: dict[str, list[str]] = {}  # every domain's S1s, domains and S1s in walk order
     for sg in _walk(view, with_group):
         for domain, s1s in by_subgroup[sg].items():

@@ -247,13 +247,21 @@ def load(path: Path, fp: Mapping[str, Any], kind: type[object]) -> Loaded | None
 _DISCARD = "; rerun with --restart (restart=True) to discard it and start over"
 
 
-def discard(path: Path) -> None:
-    """Delete the checkpoint at ``path`` (``--restart``): only a file that starts as a checkpoint does."""
+def is_checkpoint(path: Path) -> bool:
+    """True when ``path`` is a file that starts as a checkpoint (False if absent; OSError if unreadable)."""
     try:
         with path.open("rb") as f:
-            ours = f.read(len(MAGIC)) == MAGIC
+            return f.read(len(MAGIC)) == MAGIC
     except FileNotFoundError:
+        return False
+
+
+def discard(path: Path) -> None:
+    """Delete the checkpoint at ``path`` (``--restart``): only a file that starts as a checkpoint does."""
+    if not path.exists():
         return
+    try:
+        ours = is_checkpoint(path)
     except OSError as exc:
         raise CheckpointError(f"checkpoint '{path}': cannot read ({exc.strerror or type(exc).__name__})") from None
     if not ours:
@@ -312,21 +320,23 @@ class SignalStop:
     """SIGINT and SIGTERM as a request to stop at the next cycle boundary (pass it as ``stop``).
 
     The first signal sets :attr:`signum`; the run saves its checkpoint and raises
-    :class:`SimInterrupted`. A second signal restores the old handlers and raises
-    :class:`KeyboardInterrupt` at once (the last checkpoint written stays). Handlers are installed
-    only in the main thread, for the ``with`` block.
+    :class:`SimInterrupted`. A second signal (with ``at_once``, the first) restores the old handlers,
+    sets :attr:`second` and raises :class:`KeyboardInterrupt` at once (the last checkpoint written
+    stays). Handlers are installed only in the main thread, for the ``with`` block, and not for a
+    signal the process ignores (a shell's ``cmd &`` starts it with SIGINT ignored: it stays so).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, at_once: bool = False) -> None:
         self.signum: int | None = None
         self.second: int | None = None  # the signal that stopped the run at once
+        self._at_once = at_once
         self._old: dict[int, Any] = {}
 
     def __call__(self) -> bool:
         return self.signum is not None
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.signum is not None:
+        if self.signum is not None or self._at_once:
             self._restore()
             self.second = signum
             raise KeyboardInterrupt
@@ -340,7 +350,7 @@ class SignalStop:
     def __enter__(self) -> SignalStop:
         if threading.current_thread() is threading.main_thread():
             for s in (signal.SIGINT, signal.SIGTERM):
-                if signal.getsignal(s) is signal.SIG_IGN:  # ignored by whoever started us (``cmd &``): kept so
+                if signal.getsignal(s) is signal.SIG_IGN:  # ignored by whoever started us: kept so
                     continue
                 self._old[s] = signal.signal(s, self._handle)
         return self
