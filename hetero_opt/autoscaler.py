@@ -25,7 +25,7 @@ from pydantic import Field
 
 from hetero_opt.drain import DrainBatch, expire, reinstate, without_draining
 from hetero_opt.errors import InputError
-from hetero_opt.instance import Frozen, Instance, ScalingRequest, current_units
+from hetero_opt.instance import Frozen, Instance, ScalingRequest, Service, current_units
 from hetero_opt.placement.apply import apply_plan
 from hetero_opt.placement.plan import Plan
 from hetero_opt.placement.result import PlacementResult
@@ -37,6 +37,17 @@ from hetero_opt.ratio_move import RatioMove, apply_move, can_move, plan_move
 #: Bounds that keep every stored time (``now + startup_delay_s``) finite and exact to the millisecond.
 MAX_TIME_S = 1e15
 MAX_STARTUP_DELAY_S = 1e9
+
+
+def _gpus_per_pd_pod(svc: Service) -> tuple[int, int] | None:
+    """GPUs one step of ``p`` and of ``d`` of the service's unit take (a MoE prefill step is its attention and
+    FFN pods); None for a single-role service (its budget uses the policy's ``gpus_per_pod``)."""
+    if svc.is_single_role:
+        return None
+    ppu = svc.pods_per_unit
+    p, d = svc.pd_ratio.prefill, svc.pd_ratio.decode
+    prefill = sum(svc.role(r).gpus_per_pod * n for r, n in ppu.items() if r != "decode")
+    return prefill // p, svc.role("decode").gpus_per_pod * ppu["decode"] // d
 
 
 class Starting(Frozen):
@@ -210,6 +221,7 @@ class Autoscaler:
             n_starting,
             unit,
             startup_delay_s=self.startup_delay_s,
+            gpus_per_pod={sid: g for sid in configured if (g := _gpus_per_pd_pod(services[sid])) is not None},
         )
         moves: list[RatioMove] = []
         move_alert: dict[str, str] = {}

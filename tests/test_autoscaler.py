@@ -51,6 +51,17 @@ def test_scale_out_sizes_both_pools_through_whole_units() -> None:
     assert ho.verify(cycle, d.placement.plan) == []
 
 
+def test_gpu_budget_uses_the_instance_gpus_per_pod() -> None:
+    # 5 units wanted (as above); a 3P:1D unit of 4-GPU pods is 16 GPUs, max_gpus 64 → 4 units. The
+    # config gives no gpus_per_pod and no profile: the Autoscaler passes the instance's.
+    svc = _config().services[0].replace(max_gpus=64)
+    a = Autoscaler(AutoscalerConfig(services=(svc,)), solver="greedy")
+    d = a.step(0.0, {"chat": ServiceMetrics(decode_tps=6_500)}, _cluster())
+    row = d.services[0]
+    assert (row.action, row.wanted_units, row.placed_units) == ("out", 4, 4)
+    assert "GPU budget 64: 5 units × 16 GPUs → 4" in row.reason
+
+
 def test_metrics_of_a_service_that_is_not_configured_are_named_in_a_warning() -> None:
     # a typo in a metrics source ('chatt') used to look like "no metric: hold", silently
     a = Autoscaler(_config(), solver="greedy")

@@ -150,6 +150,16 @@ class ServicePolicy(Frozen):
     policy: PolicyName = Field(description="Which policy decides.")
     min_units: int = Field(default=1, ge=0, description="Fewest units.")
     max_units: int = Field(default=1000, ge=0, description="Most units.")
+    max_gpus: int | None = Field(
+        default=None, ge=0,
+        description="GPU budget of the service (prefill + decode pods' GPUs); None = no budget. A hard cap: "
+        "the units are cut to what fits (below min_units too, with an alert).",
+    )
+    gpus_per_pod: tuple[int, int] | None = Field(
+        default=None,
+        description="(prefill, decode) GPUs per pod for max_gpus; None = from the profile (the Autoscaler uses "
+        "the instance's).",
+    )
     static_units: int | None = Field(default=None, ge=0, description="Units of the static policy (peak provisioning).")
     profile: str | None = Field(default=None, description="Serving profile name (models/).")
     gpu_type: str | None = Field(default=None, description="GPU type to read the profile at.")
@@ -172,6 +182,8 @@ class ServicePolicy(Frozen):
             raise ValueError(f"Service '{self.service}': policy 'static' needs static_units")
         if self.policy == "periodic" and not self.periodic.windows:
             raise ValueError(f"Service '{self.service}': policy 'periodic' needs windows")
+        if self.gpus_per_pod is not None and min(self.gpus_per_pod) < 1:
+            raise ValueError(f"Service '{self.service}': gpus_per_pod={self.gpus_per_pod} needs >= 1 GPU per pod")
         if (self.profile is None) != (self.gpu_type is None):
             raise ValueError(f"Service '{self.service}': profile and gpu_type must be given together")
         return self
@@ -200,7 +212,11 @@ class ServicePolicy(Frozen):
                 min_prefill_per_decode=bounds.min_prefill_per_decode,
                 max_prefill_per_decode=bounds.max_prefill_per_decode,
             )
-        return self.replace(proportional=prop, feedback=fb, prefill_guard=guard)
+        gpus = self.gpus_per_pod
+        if gpus is None:
+            g = prof.gpu(self.gpu_type)
+            gpus = (g.prefill.gpus_per_pod, g.decode.gpus_per_pod)
+        return self.replace(proportional=prop, feedback=fb, prefill_guard=guard, gpus_per_pod=gpus)
 
 
 class AutoscalerConfig(Frozen):

@@ -189,6 +189,14 @@ class EngineState(Frozen):
     services: dict[str, ServicePolicyState] = Field(default_factory=dict, description="State per service id.")
 
 
+def is_idle(m: ServiceMetrics) -> bool:
+    """The service served nothing this window: decode TPS measured 0 and no prefill either (a counter's
+    rate, not a missing metric). No request means no latency reading; feedback and hybrid read it as
+    relaxed, so latency-held capacity is released (Dynamo planner issue #6985: a planner that waits
+    for a latency reading never scales an idle service down)."""
+    return m.decode_tps == 0 and not m.prefill_tps
+
+
 def _latency_signals(config: ServicePolicy, m: ServiceMetrics) -> list[LatencySignal]:
     fb = config.feedback
     out: list[LatencySignal] = []
@@ -238,6 +246,7 @@ def _propose(
         units, why = periodic_target(now, per.windows, per.default_units, per.utc_offset_hours)
         return Proposal(units=supply if units is None else units, reason=why)
     signals = _latency_signals(config, m) if policy in ("feedback", "hybrid") else []
+    idle = not signals and is_idle(m)
     latency = feedback_decision(
         signals=signals,
         supply_units=supply,
@@ -246,6 +255,7 @@ def _propose(
         out_cooldown_ok=True,
         in_cooldown_ok=True,
         allow_in=policy == "feedback",
+        idle=idle,
     )
     if policy == "feedback":
         return Proposal(units=latency.target_units, reason=latency.reason)
@@ -273,7 +283,7 @@ def _propose(
         )
     if policy == "proportional":
         return Proposal(units=pres.target_units, reason=pres.reason)
-    relaxed = bool(signals) and all(classify(s, config.feedback.tiers) == "gamma" for s in signals)
+    relaxed = idle or (bool(signals) and all(classify(s, config.feedback.tiers) == "gamma" for s in signals))
     hres = combine(pres, latency, supply, state.hybrid, now, config.hybrid.release_hold_s, relaxed)
     return Proposal(units=hres.target_units, reason=hres.reason, hybrid=hres)
 
@@ -383,6 +393,7 @@ def decide(
     *,
     current_pods: tuple[int, int] | None = None,
     startup_delay_s: float = 0.0,
+    gpus_per_pod: tuple[int, int] | None = None,
 ) -> tuple[Decision, ServicePolicyState]:
     """Decide one service's target for this cycle.
 
@@ -404,6 +415,9 @@ def decide(
         HPA baseline only: actual ``(prefill, decode)`` pods when pools drifted off the ratio.
     startup_delay_s
         How long new units take to serve (s); the anticipation floor covers it (``Autoscaler`` passes its own).
+    gpus_per_pod
+        ``(prefill, decode)`` GPUs per pod for the ``max_gpus`` budget; None = ``config.gpus_per_pod``
+        (the ``Autoscaler`` passes the instance's).
 
     Returns
     -------
@@ -481,9 +495,27 @@ def decide(
     if final != damped:
         reason += f"; clamped {damped} → {final} to [{config.min_units}, {config.max_units}]"
         rule = f"{rule}+clamp"
+    gpus = _budget_gpus(config, gpus_per_pod)
+    alerts: list[str] = []
+    cap: int | None = None
+    per_unit = 0
+    if gpus is not None and config.max_gpus is not None:
+        per_unit = p * gpus[0] + d * gpus[1]
+        cap = config.max_gpus // per_unit
+    if cap is not None and final > cap:
+        reason += f"; GPU budget {config.max_gpus}: {final} units × {per_unit} GPUs → {cap}"
+        rule = f"{rule}+budget"
+        if cap < config.min_units:
+            alerts.append(
+                f"GPU budget {config.max_gpus} holds {cap} units of {p}P:{d}D ({per_unit} GPUs each), "
+                f"below min_units={config.min_units}"
+            )
+        final = cap
     action = action_for(supply, final)
     if action == "none":
         final = current_units + pending_units  # keep everything, starting units included (target is a total)
+        if cap is not None and final > cap:  # starting units not counted as supply still count as GPUs
+            final, action = cap, "in"
     hybrid = state.hybrid
     if proposal.hybrid is not None:
         # latency units are what this cycle really holds above proportional's target, at most
@@ -501,6 +533,14 @@ def decide(
     if held_p != gp:
         reason += f"; prefill move down held at {held_p}P by {p_window:g} s window"
         gp = held_p
+    if gpus is not None and config.max_gpus is not None and final > 0 and gp > p:
+        # a ratio move up never leaves the budget: p' at most what fits beside the d pods (p itself fits)
+        p_fit = max(p, (config.max_gpus // final - gd * gpus[1]) // gpus[0])
+        if gp > p_fit:
+            alerts.append(
+                f"prefill move to {gp}P:{gd}D held at {p_fit}P by the GPU budget {config.max_gpus} ({final} units)"
+            )
+            gp = p_fit
     new_state = state.replace(
         scale_in_history=history,
         prefill_history=p_history,
@@ -519,9 +559,22 @@ def decide(
         rule=rule,
         reason=reason,
         unit=(gp, gd),
-        alerts=(guard.alert,) if guard.alert else (),
+        alerts=((guard.alert,) if guard.alert else ()) + tuple(alerts),
     )
     return decision, new_state
+
+
+def _budget_gpus(config: ServicePolicy, given: tuple[int, int] | None) -> tuple[int, int] | None:
+    """GPUs per (prefill, decode) pod for the ``max_gpus`` budget: given, else the config's; None without a budget."""
+    if config.max_gpus is None:
+        return None
+    gpus = given if given is not None else config.gpus_per_pod
+    if gpus is None:
+        raise InputError(
+            f"Service '{config.service}': max_gpus={config.max_gpus} needs GPUs per pod "
+            "(give gpus_per_pod or a profile)"
+        )
+    return gpus
 
 
 ANTICIPATING_POLICIES = frozenset({"proportional", "hybrid"})
@@ -620,11 +673,13 @@ class PolicyEngine:
         units: Mapping[str, tuple[int, int]],
         *,
         startup_delay_s: float = 0.0,
+        gpus_per_pod: Mapping[str, tuple[int, int]] | None = None,
     ) -> tuple[dict[str, Decision], EngineState]:
         """Decide every configured service, in sorted id order.
 
         A service without metrics this cycle gets empty :class:`ServiceMetrics`; ``startup_delay_s``
-        is how long new units take to serve (the anticipation floor covers it).
+        is how long new units take to serve (the anticipation floor covers it); ``gpus_per_pod`` gives a
+        service's ``(prefill, decode)`` GPUs per pod for its ``max_gpus`` budget (else its config's).
         """
         decisions: dict[str, Decision] = {}
         new_states = dict(state.services)
@@ -641,6 +696,7 @@ class PolicyEngine:
                 pending_units.get(sid, 0),
                 units[sid],
                 startup_delay_s=startup_delay_s,
+                gpus_per_pod=(gpus_per_pod or {}).get(sid),
             )
             decisions[sid] = dec
             new_states[sid] = st

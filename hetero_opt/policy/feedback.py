@@ -85,19 +85,23 @@ def feedback_decision(
     out_cooldown_ok: bool,
     in_cooldown_ok: bool,
     allow_in: bool = True,
+    idle: bool = False,
 ) -> FeedbackResult:
     """Run Algorithm 3 over one or more latency signals.
 
     The most severe out-tier of any signal wins; scale-in needs every signal in the ``gamma``
-    tier. ``allow_in=False`` makes it a pure safety layer (only adds).
+    tier. ``allow_in=False`` makes it a pure safety layer (only adds). ``idle``: the service served
+    no requests (decode TPS measured 0), so no latency was measured; with no signal this counts as
+    the relaxed tier (an idle service is not held at its size for want of a reading).
     """
-    if not signals:
+    if not signals and not idle:
         return FeedbackResult(action="none", target_units=supply_units, tier="none", reason="no latency signal")
     classes = [(s, classify(s, tiers)) for s in signals]
-    desc = ", ".join(f"{s.name} {s.value_ms:g} ms vs target {s.target_ms:g} ({c})" for s, c in classes)
+    desc = (", ".join(f"{s.name} {s.value_ms:g} ms vs target {s.target_ms:g} ({c})" for s, c in classes)
+            or "no requests (decode TPS 0), no latency reading (relaxed)")
     severity = {"alpha": 2, "beta": 1}
-    worst = max(classes, key=lambda sc: severity.get(sc[1], 0))
-    if worst[1] in severity:
+    worst = max(classes, key=lambda sc: severity.get(sc[1], 0), default=None)
+    if worst is not None and worst[1] in severity:
         tier = worst[1]
         mult = tiers.alpha if tier == "alpha" else tiers.beta
         step = tiers.step_alpha if tier == "alpha" else tiers.step_beta
