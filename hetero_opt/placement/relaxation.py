@@ -515,12 +515,16 @@ def solve_freed(
         first.col_value = known
         first.value_valid = True
         h.setSolution(first)
-    terms: list[tuple[dict[int, float], bool]] = [] if full else [(t, True) for t in lp.served.values()]
-    terms.append((lp.premium, False))
+    by_class = [] if full else [(p, _cost(n, t)[free]) for p, t in lp.served.items()]
+    served = [c for _, c in by_class if c.any()]
+    weights = _lexicographic_weights([most for p, c in by_class if c.any() for most in [_most(lp, free, p)]])
+    terms: list[tuple[np.ndarray, bool]] = [(c, True) for c in served] if weights is None else []
+    if weights is not None:  # one MIP for every class's served GPUs, each class outweighing all below it
+        terms.append((sum((w * c for w, c in zip(weights, served, strict=True)), np.zeros(k)), True))
+    terms.append((_cost(n, lp.premium)[free], False))
     stats = {"mip_cols": float(k), "mip_nodes": 0.0}
-    proven, solution, served_proven = True, None, not full
-    for cost_terms, maximise in terms:
-        cost = _cost(n, cost_terms)[free]
+    proven, solution, served_proven = weights is None, None, not full
+    for cost, maximise in terms:
         if not cost.any():
             continue
         h.changeColsCost(k, np.arange(k, dtype=np.int32), np.append(cost, np.zeros(h.getNumCol() - k)))
@@ -537,16 +541,55 @@ def solve_freed(
         proven = proven and optimal
         if maximise:
             served_proven = served_proven and optimal
-        reached = round(float(h.getInfo().objective_function_value))
-        nz = np.flatnonzero(cost)
-        lo, hi = (float(reached), highspy.kHighsInf) if maximise else (-highspy.kHighsInf, float(reached))
-        h.addRow(lo, hi, len(nz), nz.astype(np.int32), cost[nz])  # keep this term in the later ones
+        x = np.array(solution.col_value)[:k]
+        for row in served if maximise and weights is not None else [cost]:
+            reached = round(float(row @ x))
+            nz = np.flatnonzero(row)
+            lo, hi = (float(reached), highspy.kHighsInf) if maximise else (-highspy.kHighsInf, float(reached))
+            h.addRow(lo, hi, len(nz), nz.astype(np.int32), row[nz])  # keep this term in the later ones
     stats["mip_s"] = time.perf_counter() - start
     if solution is None:
         return None
     values = fixed.copy()
     values[free] = np.round(np.array(solution.col_value)[:k])
     return Neighbourhood(values, proven, served_proven and len(terms) > 1, stats)
+
+
+# Largest weight of a class's served GPUs in the one-MIP form of the served stages, so that the objective
+# stays far below where double precision and the MIP's tolerances blur one GPU of the lowest class.
+MAX_LEXICOGRAPHIC_WEIGHT = float(2**24)
+
+
+def _lexicographic_weights(most: list[int]) -> list[float] | None:
+    """Weights under which the sum of the classes' served GPUs orders plans as the classes do one by one
+    (``most``: the most each class can serve, highest class first): each class's weight exceeds the most
+    all classes below it serve at their weights. None for a single class, or when the weights grow past
+    :data:`MAX_LEXICOGRAPHIC_WEIGHT`.
+
+    One MIP instead of one per class: on heavy production (three classes, ~6k columns) the served
+    stages took 5.4 s one by one and 2.2 s as one. Its optimum is proven for the top class (its weight
+    dwarfs the tolerances); for the classes below it is the best found.
+    """
+    if len(most) < 2:
+        return None
+    weights = [1.0]
+    below = 0.0  # the most the classes below the next one serve, at their weights
+    for m in reversed(most[1:]):
+        below += weights[-1] * m
+        weights.append(below + 1.0)
+        if weights[-1] > MAX_LEXICOGRAPHIC_WEIGHT:
+            return None
+    return weights[::-1]
+
+
+def _most(lp: Relaxation, free: np.ndarray, priority: int) -> int:
+    """GPUs the requests of class ``priority`` with a free slot ask for: the most that class can serve there."""
+    wanted: dict[str, int] = {}
+    for cols in lp.slots:
+        req = cols.spec.request
+        if req.service.priority == priority and free[cols.units]:
+            wanted[req.service.id] = req.delta * req.service.gpus_per_unit
+    return sum(wanted.values())
 
 
 def _all_or_nothing_rows(

@@ -8,7 +8,8 @@ from collections import Counter
 import pytest
 from conftest import INSTANCES_DIR, node, pd_service, request, run_backend
 from conftest import make_instance as instance
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from hetero_opt import Instance, Plan, build_view, load_instance, score, solve, verify
 from hetero_opt.generate import generate_instance
@@ -19,6 +20,7 @@ from hetero_opt.placement.cpsat.model import build
 from hetero_opt.placement.cpsat.neighbourhood import _draft_key, _fixed, _integral, _premium, lp_guided
 from hetero_opt.placement.plan import Unserved
 from hetero_opt.placement.relaxation import (
+    _lexicographic_weights,
     build_relaxation,
     solve_freed,
     solve_full_service,
@@ -131,8 +133,8 @@ def test_exact_packing_where_best_fit_fails() -> None:
 
 def test_a_chunk_without_budget_is_placed_by_the_greedy_and_recorded() -> None:
     # each S1 holds half a unit, so the LP places 'chat' fractionally; no integer placement serves it,
-    # so neither full-service MIP finds one and the most-served ones (on the LP's neighbourhoods, then
-    # over every request, the instance being small) place nothing; it is freed for
+    # so neither full-service MIP finds one and the most-served ones (on the LP's support, which found one,
+    # so not on its alternatives; then over every request, the instance being small) place nothing; it is freed for
     # CP-SAT; with no deterministic budget left the chunk is skipped: the greedy places it (here:
     # nowhere) and the plan still carries its unserved record, so it verifies
     inst = instance(
@@ -148,7 +150,6 @@ def test_a_chunk_without_budget_is_placed_by_the_greedy_and_recorded() -> None:
         "mip-support:NONE",
         "mip-alternatives:NONE",
         "mip-support-most:FEASIBLE",
-        "mip-alternatives-most:FEASIBLE",
         "mip-every-request:FEASIBLE",
         "rins0:SKIPPED(budget)",
         "greedy[1 requests]",
@@ -342,3 +343,25 @@ def test_a_warm_stage_runs_primal_simplex_and_leaves_the_default_for_the_next() 
     assert h.getInfo().objective_function_value == pytest.approx(-1.0)
     strategy = h.getOptionValue("simplex_strategy")
     assert (strategy[1] if isinstance(strategy, tuple) else strategy) == 1  # HiGHS's default (dual), restored
+
+
+def test_lexicographic_weights_make_each_class_outweigh_every_class_below() -> None:
+    # the most each class serves, highest first: 10, 5, 3 GPUs. Lowest weight 1; the middle one must
+    # beat 3 GPUs of the lowest (4); the top one 5 GPUs at 4 plus 3 at 1 (24)
+    assert _lexicographic_weights([10, 5, 3]) == [24.0, 4.0, 1.0]
+    assert _lexicographic_weights([7]) is None  # one class: its own served stage, nothing to weigh
+    assert _lexicographic_weights([10, 2**13, 2**13]) is None  # past MAX_LEXICOGRAPHIC_WEIGHT: one by one
+
+
+@given(st.lists(st.integers(0, 60), min_size=2, max_size=4), st.data())
+def test_weighted_served_orders_plans_as_the_classes_do_one_by_one(most: list[int], data: st.DataObject) -> None:
+    weights = _lexicographic_weights(most)
+    assume(weights is not None)
+    assert weights is not None
+    plans = st.tuples(*(st.integers(0, m) for m in most))
+    a, b = data.draw(plans), data.draw(plans)
+
+    def weighted(served: tuple[int, ...]) -> float:
+        return sum(w * s for w, s in zip(weights, served, strict=True))
+
+    assert (weighted(a) > weighted(b)) == (a > b)  # tuples compare lexicographically, highest class first
