@@ -449,7 +449,8 @@ def solve_freed(
 
     ``full``: every freed request fully served at least premium. Otherwise (not everything fits) the
     lexicographic objective: GPUs served per priority class, highest first, then premium, one MIP per
-    term, each keeping the terms before it.
+    term, each keeping the terms before it; the served terms of several classes as one weighted MIP
+    where :func:`_lexicographic_weights` allows (then ``proven`` is False: only the top class is proven).
 
     The sub-model keeps, as integers, only the columns of the slots (groups) where ``x`` places a freed
     request, and with ``reduced`` (the LP's reduced costs) also those where one more unit has reduced
