@@ -24,7 +24,7 @@ from hetero_opt.batch.resume import Job, run_jobs
 from hetero_opt.batch.solve_batch import warm_up
 from hetero_opt.batch.sweep import SweepError
 from hetero_opt.generate import generate_instance
-from hetero_opt.instance import Instance
+from hetero_opt.instance import Instance, node_column
 from hetero_opt.placement.objective import Score
 from hetero_opt.placement.result import PlacementResult
 from hetero_opt.placement.solve import solve
@@ -216,7 +216,7 @@ def instance_rows(
             "seed": seed,
             "instance": instance.name,
             "nodes": len(instance.nodes),
-            "gpus": sum(n.gpus_total for n in instance.nodes),
+            "gpus": sum(node_column(instance.nodes, "gpus_total")),
             "s1s": len(view.s1_ids),
             "requests": len(instance.requests),
             "gen_time_s": gen_time,

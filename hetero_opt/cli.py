@@ -26,7 +26,7 @@ from hetero_opt.batch.solve_batch import SUMMARY_COLUMNS as SUMMARY_COLUMNS  # r
 from hetero_opt.batch.solve_batch import SolveSettings, solve_batch
 from hetero_opt.batch.solve_batch import served_gpus as served_gpus  # re-exported for the demo
 from hetero_opt.errors import InputError
-from hetero_opt.instance import Instance
+from hetero_opt.instance import Instance, node_column
 from hetero_opt.io import load_instance
 from hetero_opt.placement.solve import MAX_SEED, MAX_TIME_LIMIT_S, MAX_WORKERS, SOLVERS
 from hetero_opt.topology import build_view
@@ -62,8 +62,8 @@ def run_validate(args: argparse.Namespace) -> int:
 def instance_summary(inst: Instance) -> str:
     """Counts of an instance, e.g. ``10 nodes, 80 GPUs (80 free), 4 S1s, 1 services, ...``."""
     view = build_view(inst)
-    total = sum(n.gpus_total for n in inst.nodes)
-    free = sum(n.gpus_free for n in inst.nodes)
+    total = sum(node_column(inst.nodes, "gpus_total"))
+    free = sum(node_column(inst.nodes, "gpus_free"))
     return (
         f"{len(inst.nodes)} nodes, {total} GPUs ({free} free), {len(view.s1_ids)} S1s, "
         f"{len(view.s1s_by_s2)} S2s, {len(inst.services)} services, {len(inst.groups)} groups, "

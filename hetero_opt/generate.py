@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from hetero_opt.fleets import GPU_MEMORY_GB, FleetMix, get_fleet
-from hetero_opt.instance import FORMAT_VERSION, Instance
+from hetero_opt.instance import FORMAT_VERSION, NODE_FIELDS, Instance
 
 Rng = np.random.Generator
 
@@ -122,7 +122,12 @@ _FULLISH = np.array([0.6, 0.1, 0.15, 0.1, 0.05])
 _EMPTYISH = np.array([0.1, 0.05, 0.1, 0.25, 0.5])
 
 
-def generate_instance(family: str, seed: int, **overrides: Any) -> Instance:
+#: Families of at least this many nodes are generated with columnar nodes (format 1.2): their files load
+#: about 3x faster (docs/benchmarks.md, "Loading").
+COLUMNAR_MIN_NODES = 1000
+
+
+def generate_instance(family: str, seed: int, *, columnar: bool | None = None, **overrides: Any) -> Instance:
     """Build a synthetic instance of ``family`` from ``seed``.
 
     Parameters
@@ -131,6 +136,9 @@ def generate_instance(family: str, seed: int, **overrides: Any) -> Instance:
         One of :data:`FAMILIES` (see :data:`FAMILY_DESCRIPTIONS`).
     seed
         Seed of ``numpy.random.default_rng``; the same seed gives the same instance.
+    columnar
+        Hold the nodes as columns (a :class:`~hetero_opt.instance.NodeTable`, format 1.2: saved as columns,
+        loaded fast) or as a list of nodes; by default columns from :data:`COLUMNAR_MIN_NODES` nodes on.
     **overrides
         Fields of :class:`FamilySpec` to change, e.g. ``num_nodes=500, fleet="pai2020"``.
 
@@ -151,6 +159,9 @@ def generate_instance(family: str, seed: int, **overrides: Any) -> Instance:
         data = _contention(rng, name, ["spill", "strict", "burn"][seed % 3])
     else:
         data = _Builder(spec, get_fleet(spec.fleet), rng).build(name)
+    nodes = data["nodes"]
+    if len(nodes) >= COLUMNAR_MIN_NODES if columnar is None else columnar:
+        data["nodes"] = {f: [n.get(f) for n in nodes] for f in NODE_FIELDS}
     return Instance.model_validate(data)
 
 

@@ -12,16 +12,32 @@ read on CPython's slow path.
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
-from operator import attrgetter, itemgetter, ne
-from typing import Annotated, Any, Literal, Self
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from itertools import repeat
+from operator import attrgetter, gt, itemgetter, ne
+from typing import Annotated, Any, Literal, Self, overload
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    SerializerFunctionWrapHandler,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
 
-FORMAT_VERSION = "1.1"
-#: Versions read; 1.0 files are 1.1 files without single-role services and all-or-nothing requests.
-FORMAT_VERSIONS = ("1.0", "1.1")
+FORMAT_VERSION = "1.2"
+#: Versions read; 1.0 files are 1.1 files without single-role services and all-or-nothing requests, 1.1
+#: files are 1.2 files without columnar nodes.
+FORMAT_VERSIONS = ("1.0", "1.1", "1.2")
 
 Id = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:/@+-]+$")]
 #: Topology ids (cluster, S2, S1, S0) hold no '@': a new group's id ``<service>@<domain>`` then names one pair.
@@ -73,6 +89,360 @@ class Node(Frozen):
     s2: TopoId = Field(description="S2 (bigpod) switch id; unique across clusters and levels.")
     s1: TopoId = Field(description="S1 (minipod) switch id; unique across S2s and levels.")
     s0: TopoId | None = Field(default=None, description="S0 (rack) switch id, informational.")
+
+
+#: The fields of a :class:`Node`, in order: the columns of a columnar ``nodes`` table (format 1.2).
+NODE_FIELDS: tuple[str, ...] = ("id", "gpu_type", "gpus_total", "gpus_free", "cluster", "s2", "s1", "s0")
+#: Columns a columnar ``nodes`` table must hold (``s0`` may be left out, or hold nulls).
+REQUIRED_COLUMNS: tuple[str, ...] = NODE_FIELDS[:-1]
+_SET_FIELDS = frozenset(REQUIRED_COLUMNS)
+_ALL_FIELDS = frozenset(NODE_FIELDS)
+_new_node = Node.__new__
+_set = object.__setattr__
+
+
+def _node_of(fields: dict[str, Any]) -> Node:
+    """A :class:`Node` of already validated ``fields`` (all eight), built without validating them again."""
+    node = _new_node(Node)
+    _set(node, "__dict__", fields)
+    _set(node, "__pydantic_fields_set__", set(_SET_FIELDS if fields["s0"] is None else _ALL_FIELDS))
+    _set(node, "__pydantic_extra__", None)
+    _set(node, "__pydantic_private__", None)
+    return node
+
+
+class NodeTable(Sequence[Node]):
+    """The nodes of an instance given as columns (format 1.2): a read-only sequence of :class:`Node`.
+
+    It keeps the validated columns, one tuple per node field, and builds a node's :class:`Node` model only
+    when someone reads it (an index builds that one, iteration builds them all); each model is kept, so
+    every read returns the same object. Solvers read the columns (:meth:`column`) and build no model. A
+    table equals another with equal columns and a list (or tuple) of equal nodes; it pickles as its
+    columns; it is unhashable, as the list of the row form is.
+    """
+
+    __slots__ = ("_columns", "_models", "_places", "_row_of")
+
+    def __init__(self, columns: Mapping[str, Sequence[Any]]) -> None:
+        """Hold ``columns`` (one sequence per node field, ``s0`` optional), trusted as valid: an instance
+        validates them (:meth:`Instance.model_validate`, :func:`hetero_opt.io.load_instance`); use
+        :meth:`from_nodes` for nodes that are already models."""
+        cols = [tuple(columns[f]) for f in REQUIRED_COLUMNS]
+        s0 = columns.get("s0")
+        s0_col = None if s0 is None else tuple(s0)
+        if s0_col is not None and s0_col.count(None) == len(s0_col):
+            s0_col = None  # no S0 anywhere: as if the column were left out
+        self._columns: tuple[tuple[Any, ...], ...] = (*cols, s0_col or (None,) * len(cols[0]))
+        self._models: list[Node | None] | None = None
+        self._row_of: dict[str, int] | None = None
+        self._places: frozenset[Place] | None = None
+
+    @classmethod
+    def from_nodes(cls, nodes: Iterable[Node]) -> NodeTable:
+        """The table of ``nodes`` (models, e.g. a row-form instance's), the same models kept."""
+        models = list(nodes)
+        fields = [n.__dict__ for n in models]
+        table = cls({f: [d[f] for d in fields] for f in NODE_FIELDS})
+        table._models = list(models)
+        return table
+
+    def column(self, name: str) -> tuple[Any, ...]:
+        """The values of field ``name`` (one of :data:`NODE_FIELDS`), in node order (``s0``: None where unset)."""
+        return self._columns[NODE_FIELDS.index(name)]
+
+    def to_columns(self) -> dict[str, list[Any]]:
+        """The columns as lists, ``s0`` left out when no node has one: what ``model_dump`` writes, and the
+        ``DataFrame.to_dict("list")`` shape."""
+        out = {f: list(c) for f, c in zip(NODE_FIELDS, self._columns, strict=True)}
+        if self.has_s0:
+            return out
+        del out["s0"]
+        return out
+
+    def to_rows(self) -> list[dict[str, Any]]:
+        """The nodes as the row form's mappings (what ``Node.model_dump()`` gives for each), no model built."""
+        return [dict(zip(NODE_FIELDS, row, strict=True)) for row in zip(*self._columns, strict=True)]
+
+    @property
+    def has_s0(self) -> bool:
+        """True when some node has an S0."""
+        s0 = self._columns[7]
+        return s0.count(None) != len(s0)
+
+    def row_of(self) -> dict[str, int]:
+        """Each node id's position (the last one, should an id repeat); kept, read-only."""
+        row_of = self._row_of
+        if row_of is None:
+            ids = self._columns[0]
+            row_of = self._row_of = dict(zip(ids, range(len(ids)), strict=True))
+        return row_of
+
+    def places(self) -> frozenset[Place]:
+        """The distinct (cluster, S2, S1, S0, GPU type) of the nodes; kept."""
+        places = self._places
+        if places is None:
+            places = self._places = frozenset(zip(*map(self.column, _PLACE_FIELDS), strict=True))
+        return places
+
+    def by_id(self) -> NodesById:
+        """The nodes by id, a model built only for the nodes looked up."""
+        return NodesById(self)
+
+    def __len__(self) -> int:
+        return len(self._columns[0])
+
+    @overload
+    def __getitem__(self, index: int) -> Node: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> NodeTable: ...
+
+    def __getitem__(self, index: int | slice) -> Node | NodeTable:
+        if isinstance(index, slice):
+            part = NodeTable({f: c[index] for f, c in zip(NODE_FIELDS, self._columns, strict=True)})
+            if self._models is not None:
+                part._models = self._models[index]
+            return part
+        models = self._models
+        if models is None:
+            models = self._models = [None] * len(self)
+        node = models[index]
+        if node is None:
+            if index < 0:
+                index += len(models)
+            node = models[index] = _node_of(dict(zip(NODE_FIELDS, [c[index] for c in self._columns], strict=True)))
+        return node
+
+    def _all(self) -> list[Node | None]:
+        models = self._models
+        if models is None or None in models:
+            old = models or [None] * len(self)
+            rows = zip(*self._columns, strict=True)
+            models = self._models = [
+                m if m is not None else _node_of(dict(zip(NODE_FIELDS, row, strict=True)))
+                for m, row in zip(old, rows, strict=True)
+            ]
+        return models
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self._all())  # type: ignore[arg-type]  # _all leaves no None
+
+    def __reversed__(self) -> Iterator[Node]:
+        return reversed(self._all())  # type: ignore[arg-type]
+
+    def __contains__(self, value: object) -> bool:
+        if not isinstance(value, Node):
+            return False
+        row = self.row_of().get(value.__dict__["id"])
+        return row is not None and self[row] == value
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, NodeTable):
+            return self._columns == other._columns
+        if isinstance(other, (list, tuple)):
+            if len(other) != len(self) or not all(isinstance(n, Node) for n in other):
+                return False
+            fields = [n.__dict__ for n in other]
+            return all(tuple(map(itemgetter(f), fields)) == c for f, c in zip(NODE_FIELDS, self._columns, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # unhashable, as the row form's list
+
+    def __reduce__(self) -> tuple[Callable[[Mapping[str, Sequence[Any]]], NodeTable], tuple[dict[str, list[Any]]]]:
+        return NodeTable, (self.to_columns(),)
+
+    def __copy__(self) -> NodeTable:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> NodeTable:
+        return self  # immutable
+
+    def __repr__(self) -> str:
+        return f"NodeTable({len(self)} nodes)"
+
+
+class NodesById(Mapping[str, Node]):
+    """A :class:`NodeTable`'s nodes by id: a read-only mapping that builds a node's model when it is read."""
+
+    __slots__ = ("_row_of", "_table")
+
+    def __init__(self, table: NodeTable) -> None:
+        self._table, self._row_of = table, table.row_of()
+
+    def __getitem__(self, node_id: str) -> Node:
+        return self._table[self._row_of[node_id]]
+
+    def get(self, node_id: str, default: Any = None) -> Any:
+        row = self._row_of.get(node_id)
+        return default if row is None else self._table[row]
+
+    def __contains__(self, node_id: object) -> bool:
+        return node_id in self._row_of
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._row_of)
+
+    def __len__(self) -> int:
+        return len(self._row_of)
+
+
+_TOPO_LINES = re.compile(r"[A-Za-z0-9_.:/+-]{1,200}(?:\n[A-Za-z0-9_.:/+-]{1,200})*")
+_ID_LINES = re.compile(r"[A-Za-z0-9_.:/@+-]{1,200}(?:\n[A-Za-z0-9_.:/@+-]{1,200})*")
+#: The characters of an id (``Id``'s pattern): what ``bytes.translate`` deletes from the ids' text.
+_ID_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:/@+-"
+_INT, _STR = frozenset({int}), frozenset({str})
+
+
+def _lines_match(pattern: re.Pattern[str], values: Collection[str]) -> bool:
+    """Every one of ``values`` (strings) matches ``pattern``'s line: one regex over them joined by newlines
+    (a value holding a newline is caught by the line count)."""
+    text = "\n".join(values)
+    return text.count("\n") == len(values) - 1 and pattern.fullmatch(text) is not None
+
+
+def _ids_ok(ids: list[Any]) -> bool:
+    """Every id is a str of 1-200 characters of ``Id``'s pattern: passes in C over the ids joined by newlines
+    (``join`` refuses a non-str; deleting the allowed characters must leave just the newlines between them)."""
+    try:
+        text = "\n".join(ids)
+    except TypeError:
+        return False
+    return (
+        text.isascii()
+        and len(text.encode().translate(None, _ID_CHARS)) == len(ids) - 1
+        and bool(text)
+        and text[0] != "\n"
+        and text[-1] != "\n"
+        and "\n\n" not in text
+        and max(map(len, ids)) <= 200
+    )
+
+
+def _columns_ok(cols: list[list[Any]], places: frozenset[Place]) -> bool:
+    """The field rules of :class:`Node` over columns, as a few passes in C: exact types, ranges, patterns
+    (the tree's on the distinct ``places``); False sends the columns to the row-by-row reference check."""
+    _, _, totals, frees, _, _, _ = cols
+    clusters, s2s, s1s, s0s, gpu_types = map(set, zip(*places, strict=True))
+    topo = clusters.union(s2s, s1s, s0s)
+    topo.discard(None)
+    return bool(
+        _ids_ok(cols[0])
+        and set(map(type, topo)).union(map(type, gpu_types)) == _STR
+        and set(map(type, totals)) == _INT == set(map(type, frees))
+        and min(totals) >= 1
+        and max(totals) <= 64
+        and min(frees) >= 0
+        and not any(map(gt, frees, totals))  # and so no more than 64
+        and _lines_match(_ID_LINES, gpu_types)
+        and _lines_match(_TOPO_LINES, topo)
+    )
+
+
+def _table_of(value: Any) -> NodeTable:
+    """Validate columnar nodes (format 1.2) into a :class:`NodeTable`; one-line errors as the row form's."""
+    if isinstance(value, NodeTable):
+        return value
+    if not isinstance(value, dict):
+        raise ValueError(f"nodes: must be a list of nodes or a mapping of columns, got {type(value).__name__}")
+    for name in value:
+        if name not in _ALL_FIELDS:
+            raise ValueError(
+                f"nodes: unknown column '{_clip(str(name))}' (columns: {', '.join(NODE_FIELDS)}; s0 optional)"
+            )
+    for name in REQUIRED_COLUMNS:
+        if name not in value:
+            raise ValueError(f"nodes: column '{name}' is missing (columns: {', '.join(NODE_FIELDS)}; s0 optional)")
+    for name, col in value.items():
+        if not isinstance(col, list) and not (col is None and name == "s0"):
+            raise ValueError(f"nodes: column '{name}' must be a list (one value per node), got {type(col).__name__}")
+    lengths = {name: len(col) for name, col in value.items() if col is not None}
+    if len(set(lengths.values())) > 1:
+        (first, n), (other, m) = next(
+            ((REQUIRED_COLUMNS[0], lengths["id"]), (f, k)) for f, k in lengths.items() if k != lengths["id"]
+        )
+        raise ValueError(f"nodes: column '{other}' has {m} values but column '{first}' has {n} (one per node)")
+    if not lengths["id"]:
+        raise ValueError("nodes: the columns hold no node (at least 1 is required)")
+    cols = [value[f] for f in REQUIRED_COLUMNS]
+    s0 = value.get("s0")
+    try:  # the distinct places, which validation reads next (kept with the table)
+        places = frozenset(zip(cols[4], cols[5], cols[6], repeat(None) if s0 is None else s0, cols[1]))
+    except TypeError:  # an unhashable value (a list or a mapping): the reference check names it
+        return _table_checked_by_rows(value)
+    if _columns_ok(cols, places):
+        table = NodeTable(value)
+        table._places = places
+        return table
+    return _table_checked_by_rows(value)
+
+
+def _table_checked_by_rows(value: dict[str, list[Any]]) -> NodeTable:
+    """The row form's checks on columns the fast check refused: raise the row form's first error, with its
+    place in the columns (``nodes.gpus_free[17]``), or return the table of what the row form accepts."""
+    names = [f for f in NODE_FIELDS if value.get(f) is not None]
+    rows = [dict(zip(names, row, strict=True)) for row in zip(*(value[f] for f in names), strict=True)]
+    try:
+        nodes = _NODE_LIST.validate_python(rows)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        i, field = err["loc"][0], ".".join(str(x) for x in err["loc"][1:])
+        assert isinstance(i, int)
+        ident = rows[i].get("id")
+        entity = f"Node '{_clip(str(ident))}'" if ident is not None else f"nodes[{i}]"
+        shown = type(err["input"]).__name__ if isinstance(err["input"], (dict, list)) else _clip(repr(err["input"]))
+        raise ValueError(" ".join(f"{entity}: nodes.{field}[{i}]={shown}: {err['msg']}".split())) from None
+    _check_free_within_total(nodes)
+    return NodeTable.from_nodes(nodes)
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters (as :func:`hetero_opt.io.describe_error` quotes values)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _dump_nodes(value: Any, handler: SerializerFunctionWrapHandler) -> Any:
+    """A table dumps as its columns, a list of nodes as the list: each form as it came."""
+    return value.to_columns() if isinstance(value, NodeTable) else handler(value)
+
+
+class _NodesSchema:
+    """The schema of ``Instance.nodes``: a list of nodes (rows) or a mapping of columns (format 1.2)."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        rows = core_schema.list_schema(handler.generate_schema(Node), min_length=1)
+        columns = core_schema.no_info_after_validator_function(
+            _table_of,
+            core_schema.json_or_python_schema(
+                json_schema=core_schema.dict_schema(core_schema.str_schema(), core_schema.any_schema()),
+                python_schema=core_schema.any_schema(),
+            ),
+        )
+        table = core_schema.is_instance_schema(NodeTable)
+        return core_schema.json_or_python_schema(
+            json_schema=core_schema.union_schema([(rows, "rows"), (columns, "columns")], mode="left_to_right"),
+            python_schema=core_schema.union_schema(
+                [(table, "table"), (rows, "rows"), (columns, "columns")], mode="left_to_right"
+            ),
+            serialization=core_schema.wrap_serializer_function_ser_schema(_dump_nodes, schema=rows),
+        )
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        rows = handler(core_schema.list_schema(Node.__pydantic_core_schema__, min_length=1))
+        fields = Node.model_json_schema()["properties"]
+        columns = {
+            "type": "object",
+            "title": "NodeColumns",
+            "description": "Format 1.2: the nodes as columns, one array per Node field, all of one length "
+            "(s0 may be left out or hold nulls).",
+            "properties": {f: {"type": "array", "items": fields[f]} for f in NODE_FIELDS},
+            "required": list(REQUIRED_COLUMNS),
+            "additionalProperties": False,
+        }
+        return {"anyOf": [rows, columns]}
+
+
+#: Validates the rows of columnar nodes that the fast column check refused (the reference path).
+_NODE_LIST: TypeAdapter[list[Node]] = TypeAdapter(list[Node])
 
 
 class RdmaSubgroup(Frozen):
@@ -239,13 +609,16 @@ class ObjectiveWeights(Frozen):
 class Instance(Frozen):
     """One placement cycle: topology with free GPUs, services, groups and requests."""
 
-    format_version: Literal["1.0", "1.1"] = Field(
-        description="Instance format version: '1.1', or '1.0' without single-role services and all-or-nothing "
-        "requests."
+    format_version: Literal["1.0", "1.1", "1.2"] = Field(
+        description="Instance format version: '1.2', '1.1' without columnar nodes, or '1.0' without single-role "
+        "services and all-or-nothing requests either."
     )
     name: str = Field(default="", description="Free-form instance name.")
     gpu_types: list[GpuType] = Field(min_length=1, description="GPU types in the cluster.")
-    nodes: list[Node] = Field(min_length=1, description="All nodes with their free GPUs.")
+    nodes: Annotated[Sequence[Node], _NodesSchema()] = Field(
+        description="All nodes with their free GPUs (at least one): a list of nodes, or (format 1.2) a mapping of "
+        "columns, one list per Node field; read as a sequence of Node either way (a NodeTable for columns)."
+    )
     subgroups: list[RdmaSubgroup] = Field(
         default_factory=list,
         description="Declared RDMA subgroups; S1s not covered get the paper's derived tiers.",
@@ -257,20 +630,25 @@ class Instance(Frozen):
 
     @field_validator("nodes")
     @classmethod
-    def _free_within_total(cls, nodes: list[Node]) -> list[Node]:
-        for n in nodes:
-            if n.gpus_free > n.gpus_total:
-                raise ValueError(f"Node '{n.id}': gpus_free={n.gpus_free} exceeds gpus_total={n.gpus_total}")
+    def _free_within_total(cls, nodes: Sequence[Node]) -> Sequence[Node]:
+        if not isinstance(nodes, NodeTable):  # a table's columns were checked (_table_of)
+            _check_free_within_total(nodes)
         return nodes
 
     @model_validator(mode="after")
     def _check_references(self) -> Instance:
+        nodes = self.nodes
+        table = nodes if isinstance(nodes, NodeTable) else None
+        if table is not None and self.format_version != "1.2":
+            raise ValueError(
+                f"nodes: columns (a mapping of node fields) need format_version='1.2', not '{self.format_version}'"
+            )
         # Each node's fields once, as its __dict__ (module docstring): at production size, reading
-        # 7 attributes of 20k models was half of these checks' instructions.
-        node_fields, node_by_id, places = _node_maps(self.nodes)
+        # 7 attributes of 20k models was half of these checks' instructions. A table's are its columns.
+        node_fields, node_by_id, places = _node_maps(nodes)
         _check_unique("GpuType", [g.id for g in self.gpu_types])
-        if len(node_by_id) != len(self.nodes):
-            _check_unique("Node", list(map(_ID, node_fields)))
+        if len(node_by_id) != len(nodes):
+            _check_unique("Node", table.column("id") if table is not None else list(map(_ID, node_fields)))
         _check_unique("Service", [s.id for s in self.services])
         _check_unique("DeploymentGroup", [g.id for g in self.groups])
         _check_unique("RdmaSubgroup", [g.id for g in self.subgroups])
@@ -279,7 +657,8 @@ class Instance(Frozen):
         clusters, s2s, s1s, s0s, gpu_types = zip(*places, strict=True)
         levels = (set(clusters), set(s2s), set(s1s), set(s0s) - {None})
         switches = set().union(*levels)
-        if len(switches) != sum(map(len, levels)) or not node_by_id.keys().isdisjoint(switches):
+        node_ids = table.row_of().keys() if table is not None else node_by_id.keys()
+        if len(switches) != sum(map(len, levels)) or not node_ids.isdisjoint(switches):
             _check_levels_disjoint(self.nodes)
         if self.format_version == "1.0":
             _check_version_1_0(self)
@@ -312,8 +691,8 @@ class Instance(Frozen):
         # pod settles that (usually the first node), and only otherwise is the maximum computed. Below,
         # max_node_gpus is only compared with pod sizes, for which the largest pod stands in as well.
         largest_pod = max((r.gpus_per_pod for s in self.services for r in s.roles), default=0)
-        totals = map(_GPUS_TOTAL, node_fields)
-        max_node_gpus = largest_pod if any(map(largest_pod.__le__, totals)) else max(map(_GPUS_TOTAL, node_fields))
+        totals = table.column("gpus_total") if table is not None else list(map(_GPUS_TOTAL, node_fields))
+        max_node_gpus = largest_pod if any(map(largest_pod.__le__, totals)) else max(totals)
         services = {s.id: s for s in self.services}
         for s in self.services:
             for r in s.roles:
@@ -328,6 +707,11 @@ class Instance(Frozen):
                         f"the largest node ({max_node_gpus} GPUs)"
                     )
         domain_ids = {"s1": s1_ids, "s2": s2_ids, "cluster": set(cluster_of_s2.values())}
+        # A table's node fields by row (node_by_id then maps an id to its row, no model built).
+        row_of = table.row_of() if table is not None else {}
+        column = table.column if table is not None else None
+        gpu_type_col = column("gpu_type") if column is not None else ()
+        free_col = column("gpus_free") if column is not None else ()
         # Per service, its roles by name (the keys of pods_per_unit): acceptable GPU types, GPUs per pod.
         roles_of: dict[str, dict[str, tuple[list[str], int]]] = {}
         used_by_node: dict[str, int] = {}
@@ -345,10 +729,19 @@ class Instance(Frozen):
             role_by_name = roles_of.get(svc.id)
             if role_by_name is None:
                 role_by_name = roles_of[svc.id] = {r.name: (r.gpu_types, r.gpus_per_pod) for r in svc.roles}
+            host_domains = column(affinity) if column is not None else ()
             for role_name, node_id, count in map(_POD, map(_FIELDS, g.pods)):
-                node = node_by_id.get(node_id)
-                if node is None:
-                    raise ValueError(f"DeploymentGroup '{g.id}': pods node='{node_id}' is not a declared node")
+                if column is None:
+                    node = node_by_id.get(node_id)
+                    if node is None:
+                        raise ValueError(f"DeploymentGroup '{g.id}': pods node='{node_id}' is not a declared node")
+                    host = node.__dict__
+                    host_type, host_domain = host["gpu_type"], host[affinity]  # the affinity names the field
+                else:
+                    row = row_of.get(node_id)
+                    if row is None:
+                        raise ValueError(f"DeploymentGroup '{g.id}': pods node='{node_id}' is not a declared node")
+                    host_type, host_domain = gpu_type_col[row], host_domains[row]
                 if (role_name, node_id) in seen:
                     raise ValueError(
                         f"DeploymentGroup '{g.id}': pods lists role '{role_name}' on node '{node_id}' twice"
@@ -359,21 +752,24 @@ class Instance(Frozen):
                     raise ValueError(
                         f"DeploymentGroup '{g.id}': pods role='{role_name}' is not a role of service '{svc.id}'"
                     )
-                host = node.__dict__
-                if host["gpu_type"] not in role[0]:
+                if host_type not in role[0]:
                     raise ValueError(
                         f"DeploymentGroup '{g.id}': pod of role '{role_name}' on node '{node_id}' "
-                        f"has gpu_type='{host['gpu_type']}', not one of {role[0]}"
+                        f"has gpu_type='{host_type}', not one of {role[0]}"
                     )
-                if host[affinity] != domain:  # the affinity names the node's field
+                if host_domain != domain:
                     raise ValueError(
                         f"DeploymentGroup '{g.id}': pod on node '{node_id}' lies outside domain '{domain}'"
                     )
                 used_by_node[node_id] = used_by_node.get(node_id, 0) + count * role[1]
         over = []
         for node_id, used in used_by_node.items():
-            host = node_by_id[node_id].__dict__
-            if used > host["gpus_total"] - host["gpus_free"]:
+            if column is None:
+                host = node_by_id[node_id].__dict__
+                in_use = host["gpus_total"] - host["gpus_free"]
+            else:
+                in_use = totals[row_of[node_id]] - free_col[row_of[node_id]]
+            if used > in_use:
                 over.append(node_id)
         if over:
             node = node_by_id[min(over)]
@@ -399,16 +795,17 @@ class Instance(Frozen):
                     f"min_units={svc.min_units}"
                 )
         # Kept for the views of this instance (node_index): the same look-ups a solve needs, already paid.
-        self.__dict__[_NODE_INDEX] = NodeIndex(self.nodes, node_by_id, places)
+        self.__dict__[_NODE_INDEX] = NodeIndex(nodes, node_by_id, places)
         return self
 
-    def node_index(self) -> tuple[dict[str, Node], frozenset[Place]]:
+    def node_index(self) -> tuple[Mapping[str, Node], frozenset[Place]]:
         """(node by id, the distinct places of the nodes): what validation computed, kept with the instance.
 
         Validation builds both (20k-80k nodes at production scale, tens of milliseconds a pass); a view reads
         them here instead of passing over every node again. Kept outside the fields as a :class:`NodeIndex`
         (no part of the instance's value), tied to the ``nodes`` list it was computed from: a copy with other
-        nodes (``model_copy(update={"nodes": ...})``, which does not validate) recomputes it.
+        nodes (``model_copy(update={"nodes": ...})``, which does not validate) recomputes it. For a
+        :class:`NodeTable` the map is a :class:`NodesById`: a node's model is built when it is looked up.
         """
         kept = self.__dict__.get(_NODE_INDEX)
         if kept is not None and kept.nodes is self.nodes:
@@ -430,8 +827,8 @@ class NodeIndex:
 
     def __init__(
         self,
-        nodes: list[Node] | None = None,
-        by_id: dict[str, Node] | None = None,
+        nodes: Sequence[Node] | None = None,
+        by_id: Mapping[str, Node] | None = None,
         places: frozenset[Place] = frozenset(),
     ) -> None:
         self.nodes, self.by_id, self.places = nodes, by_id or {}, places
@@ -460,19 +857,31 @@ _FIELDS = attrgetter("__dict__")
 _ID = itemgetter("id")
 _GPUS_TOTAL = itemgetter("gpus_total")
 #: A node's place in the tree, as the checks over all nodes read it.
-_PLACE = itemgetter("cluster", "s2", "s1", "s0", "gpu_type")
+_PLACE_FIELDS = ("cluster", "s2", "s1", "s0", "gpu_type")
+_PLACE = itemgetter(*_PLACE_FIELDS)
 #: A pod count's role, node and count.
 _POD = itemgetter("role", "node", "count")
 
 
-def _node_maps(nodes: list[Node]) -> tuple[list[dict[str, Any]], dict[str, Node], frozenset[Place]]:
+def _node_maps(nodes: Sequence[Node]) -> tuple[list[dict[str, Any]], Mapping[str, Node], frozenset[Place]]:
     """Each node's fields (its ``__dict__``), the nodes by id (fewer than the nodes if an id repeats) and
-    the distinct places: one read of every node, for the checks and :meth:`Instance.node_index`."""
+    the distinct places: one read of every node, for the checks and :meth:`Instance.node_index`. A
+    :class:`NodeTable` gives no fields (its columns are read instead), a :class:`NodesById` and the places of
+    its columns, building no model."""
+    if isinstance(nodes, NodeTable):
+        return [], nodes.by_id(), nodes.places()
     node_fields = list(map(_FIELDS, nodes))
     return node_fields, dict(zip(map(_ID, node_fields), nodes, strict=True)), frozenset(map(_PLACE, node_fields))
 
 
-def _check_node_references(nodes: list[Node], gpu_ids: set[str]) -> None:
+def _check_free_within_total(nodes: Iterable[Node]) -> None:
+    """``gpus_free <= gpus_total`` on every node; raise at the first that has more free than installed."""
+    for n in nodes:
+        if n.gpus_free > n.gpus_total:
+            raise ValueError(f"Node '{n.id}': gpus_free={n.gpus_free} exceeds gpus_total={n.gpus_total}")
+
+
+def _check_node_references(nodes: Iterable[Node], gpu_ids: set[str]) -> None:
     """Node by node: a declared GPU type, an S1 under one S2, an S2 in one cluster; raise at the first offence."""
     s2_of_s1: dict[str, str] = {}
     cluster_of_s2: dict[str, str] = {}
@@ -487,7 +896,7 @@ def _check_node_references(nodes: list[Node], gpu_ids: set[str]) -> None:
             raise ValueError(f"Node '{n.id}': s2='{n.s2}' is already in cluster='{prev}', not '{n.cluster}'")
 
 
-def _check_levels_disjoint(nodes: list[Node]) -> None:
+def _check_levels_disjoint(nodes: Iterable[Node]) -> None:
     """Cluster, S2, S1, S0 and node ids differ across levels: a domain is named by its bare id."""
     level_of: dict[str, str] = {}
     for n in nodes:
@@ -512,6 +921,14 @@ def _check_unique(kind: str, ids: Sequence[str]) -> set[str]:
         dup = [i for i, c in Counter(ids).items() if c > 1]
         raise ValueError(f"{kind} '{sorted(dup)[0]}': id is declared more than once")
     return id_set
+
+
+def node_column(nodes: Sequence[Node], name: str) -> Sequence[Any]:
+    """The values of node field ``name`` in node order: a :class:`NodeTable`'s column (no model built), or
+    read from each node of a list."""
+    if isinstance(nodes, NodeTable):
+        return nodes.column(name)
+    return [n.__dict__[name] for n in nodes]
 
 
 def pods_by_role(group: DeploymentGroup) -> dict[str, int]:

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import from_json
 
 from hetero_opt.errors import InputError
 from hetero_opt.gc_pause import gc_paused
-from hetero_opt.instance import Instance
+from hetero_opt.instance import Instance, NodeTable
 
 M = TypeVar("M", bound=BaseModel)
 
 #: libyaml's parser with PyYAML's safe constructor (same data, about 4x faster); pure Python without libyaml.
 _FAST_YAML_LOADER: type[yaml.SafeLoader] | type[yaml.CSafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+#: The first ``nodes`` key of a JSON instance and what its value opens with: ``{`` for columns, ``[`` for
+#: rows. Only the speed of a load depends on it (a wrong guess validates the same data the other way).
+_NODES = re.compile(r'"nodes"\s*:\s*([\[{])')
 
 _KINDS = {
     "gpu_types": "GpuType",
@@ -58,7 +64,12 @@ def loads_instance(text: str, path: str | Path) -> Instance:
         with gc_paused():
             if p.suffix.lower() in (".yaml", ".yml"):
                 return Instance.model_validate(yaml.load(text, Loader=_FAST_YAML_LOADER))
-            return Instance.model_validate_json(text)
+            nodes = _NODES.search(text)
+            if nodes is None or nodes[1] == "[":
+                return Instance.model_validate_json(text)
+            # Columnar nodes: parsed to Python first (pydantic-core's parser, equal repeated strings as one
+            # object), then validated: ~2x faster than validating them from JSON (decision 50).
+            return Instance.model_validate(from_json(text))
     except (ValidationError, ValueError, yaml.YAMLError, RecursionError):
         pass  # refused by the fast path: the reference path decides and words the error
     data = parse_text(text, p)
@@ -97,10 +108,21 @@ def parse_text(text: str, path: Path) -> object:
         raise InputError(f"{path}: unreadable value: {_clip(str(exc))}") from None
 
 
-def save_instance(instance: Instance, path: str | Path) -> None:
-    """Write ``instance`` as JSON or YAML (by suffix), atomically."""
+def save_instance(instance: Instance, path: str | Path, *, columnar: bool | None = None) -> None:
+    """Write ``instance`` as JSON or YAML (by suffix), atomically.
+
+    The nodes are written in the form the instance holds them (``columnar=None``): a list of nodes, or
+    columns for a :class:`~hetero_opt.instance.NodeTable` (format 1.2; a columnar production file loads
+    about 3x faster). ``columnar=True`` writes columns (and ``format_version`` ``'1.2'``), ``False`` a list.
+    """
     p = Path(path)
     data = instance.model_dump(mode="json", exclude_defaults=False)
+    nodes = instance.nodes
+    if columnar and not isinstance(nodes, NodeTable):
+        data["nodes"] = NodeTable.from_nodes(nodes).to_columns()
+        data["format_version"] = "1.2"
+    elif columnar is False and isinstance(nodes, NodeTable):
+        data["nodes"] = nodes.to_rows()
     text = (
         yaml.safe_dump(data, sort_keys=False) if p.suffix.lower() in (".yaml", ".yml") else json.dumps(data, indent=1)
     )
@@ -134,12 +156,21 @@ def write_all_atomic(files: dict[Path, str]) -> None:
 
 
 def describe_error(exc: ValidationError, data: dict[str, Any]) -> str:
-    """One line for the first error: entity (by its id), field and value."""
-    err = exc.errors()[0]
+    """One line for the first error: entity (by its id), field and value.
+
+    ``nodes`` is a list of nodes or (format 1.2) a mapping of columns: the error of the form the data has
+    is the one described (a columnar error comes worded by the columns' validation, ``Instance.nodes``).
+    """
+    # The nodes' union reports each form it tried, under its name (rows, columns or table): keep the one
+    # of the form given, without its name.
+    given = "columns" if isinstance(data.get("nodes"), dict) else "rows"
+    err = next(e for e in exc.errors() if not (e["loc"][:1] == ("nodes",) and e["loc"][1:2] not in ((), (given,))))
     msg = str(err["msg"])
     if msg.startswith("Value error, "):
         return msg.removeprefix("Value error, ")
     loc = list(err["loc"])
+    if loc[:2] == ["nodes", given]:
+        del loc[1]
     entity = ""
     if len(loc) >= 2 and loc[0] in _KINDS and isinstance(loc[1], int):
         items = data.get(str(loc[0]))

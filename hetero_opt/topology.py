@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from operator import attrgetter, gt, itemgetter
@@ -13,6 +13,7 @@ from hetero_opt.instance import (
     DeploymentGroup,
     Instance,
     Node,
+    NodeTable,
     Service,
     Tier,
     group_units,
@@ -67,8 +68,9 @@ class TopologyView:
         return {}
 
     @cached_property
-    def node_by_id(self) -> dict[str, Node]:
-        """Node by id (as the instance's validation built it)."""
+    def node_by_id(self) -> Mapping[str, Node]:
+        """Node by id (as the instance's validation built it; for a :class:`NodeTable` a model is built
+        only for each node looked up)."""
         return self.instance.node_index()[0]
 
     @cached_property
@@ -194,22 +196,25 @@ class TopologyView:
     @cached_property
     def _free_cells(self) -> tuple[dict[tuple[str, str], tuple[list[str], list[int]]], frozenset[str]]:
         """:attr:`free_nodes` with nothing taken, and :attr:`whole_free_ids`: the one pass over every node
-        the greedy's call makes (fields read from ``__dict__``: decision 43)."""
+        the greedy's call makes (fields read from ``__dict__``: decision 43; a :class:`NodeTable`'s from its
+        columns, no model built)."""
         by_s1: dict[str, dict[str, tuple[list[str], list[int]]]] = {}
         whole: list[str] = []
-        for n in self.instance.nodes:
-            fields = n.__dict__
-            free = fields["gpus_free"]
+        nodes = self.instance.nodes
+        if isinstance(nodes, NodeTable):
+            rows: Iterable[tuple[str, int, int, str, str]] = zip(*map(nodes.column, _CELL_FIELDS), strict=True)
+        else:
+            rows = map(_CELL_ROW, map(_FIELDS, nodes))
+        for node_id, free, total, s1, gpu_type in rows:
             if free > 0:
-                node_id = fields["id"]
-                if free == fields["gpus_total"]:
+                if free == total:
                     whole.append(node_id)
-                by_type = by_s1.get(fields["s1"])
+                by_type = by_s1.get(s1)
                 if by_type is None:
-                    by_type = by_s1[fields["s1"]] = {}
-                cell = by_type.get(fields["gpu_type"])
+                    by_type = by_s1[s1] = {}
+                cell = by_type.get(gpu_type)
                 if cell is None:
-                    by_type[fields["gpu_type"]] = ([node_id], [free])
+                    by_type[gpu_type] = ([node_id], [free])
                 else:
                     cell[0].append(node_id)
                     cell[1].append(free)
@@ -340,6 +345,10 @@ class TopologyView:
 
 
 _ID = attrgetter("id")
+_FIELDS = attrgetter("__dict__")
+#: What the free-GPU cells read of a node: id, free GPUs, GPUs, S1, GPU type.
+_CELL_FIELDS = ("id", "gpus_free", "gpus_total", "s1", "gpu_type")
+_CELL_ROW = itemgetter(*_CELL_FIELDS)
 _TREE = itemgetter(2, 1, 0)  # S1, S2, cluster of a place (cluster, S2, S1, S0, GPU type)
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 
-from hetero_opt.instance import DeploymentGroup, Instance, PodCount
+from hetero_opt.instance import DeploymentGroup, Instance, Node, NodeTable, PodCount, node_column
 from hetero_opt.placement.plan import Plan
 from hetero_opt.topology import build_view
 
@@ -19,7 +20,8 @@ def apply_plan(instance: Instance, plan: Plan, *, release_removed: bool = True) 
         them within the cycle that removes them; by the next cycle they are free again.
     """
     view = build_view(instance)
-    free = {n.id: n.gpus_free for n in instance.nodes}
+    ids = node_column(instance.nodes, "id")
+    free = dict(zip(ids, node_column(instance.nodes, "gpus_free"), strict=True))
     pods: dict[str, Counter[tuple[str, str]]] = {
         g.id: Counter({(p.role, p.node): p.count for p in g.pods}) for g in instance.groups
     }
@@ -47,5 +49,9 @@ def apply_plan(instance: Instance, plan: Plan, *, release_removed: bool = True) 
         if by_group[gid]:  # an emptied group disappears
             service, domain = meta[gid]
             groups.append(DeploymentGroup(id=gid, service=service, domain=domain, pods=by_group[gid]))
-    nodes = [n.model_copy(update={"gpus_free": free[n.id]}) for n in instance.nodes]
+    nodes: Sequence[Node]
+    if isinstance(instance.nodes, NodeTable):  # columns stay columns: no model built
+        nodes = NodeTable({**instance.nodes.to_columns(), "gpus_free": [free[i] for i in ids]})
+    else:
+        nodes = [n.model_copy(update={"gpus_free": free[n.id]}) for n in instance.nodes]
     return instance.model_copy(update={"nodes": nodes, "groups": groups, "requests": []})

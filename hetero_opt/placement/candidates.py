@@ -77,11 +77,12 @@ def _by_cost(view: TopologyView, affinity: str) -> list[str]:
         weight = view.instance.objective.tier_weights
         tier: dict[str, int] = {}
         free: Counter[str] = Counter()
-        for s1, nodes in view.nodes_by_s1.items():
+        for s1 in view.s1_ids:
             d = view.domain_of(s1, affinity)
             w = weight[view.tier_by_s1[s1]]
             tier[d] = min(tier.get(d, w), w)
-            free[d] += sum(view.free(n) for n in nodes)
+        for (s1, _), (_, frees) in view.free_nodes.items():  # free GPUs not taken, per cell
+            free[view.domain_of(s1, affinity)] += sum(frees)
         cached = view.memo[key] = sorted(tier, key=lambda d: (tier[d], -free[d], d))
     result: list[str] = cached  # type: ignore[assignment]
     return result

@@ -179,10 +179,15 @@ def whole_free_bound(view: TopologyView, unserved_lb: list[int]) -> int:
     priorities = sorted({r.service.priority for r in view.requests}, reverse=True)
     lb = dict(zip(priorities, unserved_lb, strict=False))
     added = sum(max(0, w - lb.get(p, 0)) for p, w in wanted_out.items())
-    nodes = view.instance.nodes
-    room = sum(view.free(n) for n in nodes) - added
+    cells = view.free_nodes.values()  # free GPUs not taken, > 0: the nodes with none add nothing
+    room = sum(sum(frees) for _, frees in cells) - added
+    whole, taken = view.whole_free_ids, view.taken
     kept = 0
-    for total in sorted(n.gpus_total for n in nodes if view.free(n) == n.gpus_total):
+    # A node is whole free when nothing is taken from it and it was whole free (its free GPUs are all of it).
+    whole_totals = [
+        f for ids, frees in cells for i, f in zip(ids, frees, strict=True) if i in whole and not taken.get(i)
+    ]
+    for total in sorted(whole_totals):
         if total > room:
             break
         room -= total

@@ -100,7 +100,8 @@ def add_node_rows(
     pod count's slot (:attr:`OutSlot.node_pods`), so a slot set to zero stays feasible.
     """
     s1, gpu_type = key
-    nodes = [(n.id, view.free(n)) for n in view.nodes_by_s1.get(s1, []) if n.gpu_type == gpu_type and view.free(n) > 0]
+    ids, frees = view.free_nodes.get((s1, gpu_type), ((), ()))  # ids ascending, free GPUs not taken > 0
+    nodes = list(zip(ids, frees, strict=True))
     per_node: defaultdict[str, list[tuple[int, int]]] = defaultdict(list)
     for size, index in cell:
         x = var_by_index[index]
