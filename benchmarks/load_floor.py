@@ -1,4 +1,4 @@
-"""The floor of loading a production instance with today's file format, against the greedy call.
+"""The floor of loading a production instance, row form and columnar (format 1.2), against the greedy call.
 
 Each case runs in its own process, the cases in turn, several turns; process-time medians. The
 collector is paused around every case, as loading pauses it (the greedy too, as ``solve()`` runs it).
@@ -40,6 +40,8 @@ CASES = {
     "nodes": "pydantic-core: list[Node]",
     "load": "load_instance",
     "columnar": "columnar node table: json.loads + the node rules",
+    "load_columns": "load_instance of the columnar file (format 1.2, a NodeTable)",
+    "greedy_columns": "build_view + greedy_plan on the columnar instance",
 }
 FIELDS = ("id", "gpu_type", "gpus_total", "gpus_free", "cluster", "s2", "s1", "s0")
 _ID = re.compile(r"[A-Za-z0-9_.:/@+-]+(?:\n[A-Za-z0-9_.:/@+-]+)*")
@@ -69,10 +71,12 @@ def _node_rules(columns: list[Any]) -> None:
 def _case(name: str, path: Path) -> Callable[[], object]:
     """The work of case ``name`` on the instance file ``path``, set up (files, validators) beforehand."""
     text = path.read_text()
-    if name in ("greedy", "load"):
+    if name in ("greedy", "load", "load_columns", "greedy_columns"):
         from hetero_opt.io import load_instance
 
-        if name == "load":
+        if name.endswith("_columns"):
+            path = _columns_file(path)
+        if name.startswith("load"):
             return lambda: load_instance(path)
         from hetero_opt.placement.greedy import greedy_plan
         from hetero_opt.topology import build_view
@@ -163,8 +167,15 @@ def _write(size: str, folder: Path) -> Path:
     from hetero_opt.io import save_instance
 
     path = folder / f"production-{size}.json"
-    save_instance(generate_instance("production", 0, **SIZES[size]), path)
+    inst = generate_instance("production", 0, **SIZES[size])
+    save_instance(inst, path, columnar=False)
+    save_instance(inst, _columns_file(path), columnar=True)
     return path
+
+
+def _columns_file(path: Path) -> Path:
+    """The columnar twin of the row-form file ``path`` (written beside it)."""
+    return path.with_name(f"{path.stem}-columns.json")
 
 
 if __name__ == "__main__":

@@ -366,7 +366,8 @@ def _table_of(value: Any) -> NodeTable:
     cols = [value[f] for f in REQUIRED_COLUMNS]
     s0 = value.get("s0")
     try:  # the distinct places, which validation reads next (kept with the table)
-        places = frozenset(zip(cols[4], cols[5], cols[6], repeat(None) if s0 is None else s0, cols[1]))
+        s0_col = repeat(None, len(cols[0])) if s0 is None else s0
+        places = frozenset(zip(cols[4], cols[5], cols[6], s0_col, cols[1], strict=True))
     except TypeError:  # an unhashable value (a list or a mapping): the reference check names it
         return _table_checked_by_rows(value)
     if _columns_ok(cols, places):
@@ -923,12 +924,12 @@ def _check_unique(kind: str, ids: Sequence[str]) -> set[str]:
     return id_set
 
 
-def node_column(nodes: Sequence[Node], name: str) -> Sequence[Any]:
+def node_column(nodes: Sequence[Node], name: str) -> tuple[Any, ...]:
     """The values of node field ``name`` in node order: a :class:`NodeTable`'s column (no model built), or
     read from each node of a list."""
     if isinstance(nodes, NodeTable):
         return nodes.column(name)
-    return [n.__dict__[name] for n in nodes]
+    return tuple(map(itemgetter(name), map(_FIELDS, nodes)))
 
 
 def pods_by_role(group: DeploymentGroup) -> dict[str, int]:

@@ -1,0 +1,375 @@
+"""Columnar nodes (format 1.2): the same instance as the row form, the same errors, the same plans.
+
+``nodes`` may be a mapping of equal-length lists, one per :class:`Node` field (``s0`` optional). It loads
+into a :class:`NodeTable`, a read-only sequence of ``Node`` that builds a node's model when it is read.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import pickle
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import valid_dict
+from fuzz.strategies import instance_dicts
+from hypothesis import given, settings
+from test_bad_input import MUTATIONS
+
+from hetero_opt import InputError, parse_instance, solve, verify
+from hetero_opt.cli import main
+from hetero_opt.generate import generate_instance
+from hetero_opt.instance import NODE_FIELDS, Instance, Node, NodeTable, node_column
+from hetero_opt.io import load_instance, loads_instance, save_instance
+from hetero_opt.placement.apply import apply_plan
+from hetero_opt.placement.greedy import greedy_plan
+from hetero_opt.topology import build_view
+
+
+def _columnar(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with its nodes as columns and format 1.2 (s0 written only if some node has one)."""
+    out = copy.deepcopy(data)
+    nodes = out["nodes"]
+    names = [f for f in NODE_FIELDS if f != "s0" or any("s0" in n for n in nodes)]
+    out["nodes"] = {f: [n.get(f) for n in nodes] for f in names}
+    out["format_version"] = "1.2"
+    return out
+
+
+def _rows_1_2(data: dict[str, Any]) -> dict[str, Any]:
+    return {**copy.deepcopy(data), "format_version": "1.2"}
+
+
+def _message(data: object, suffix: str, tmp_path: Path) -> str:
+    """The one-line error of loading ``data`` from a file (the fast path, then the reference path)."""
+    path = tmp_path / f"x{suffix}"
+    text = yaml.safe_dump(data) if suffix == ".yaml" else json.dumps(data)
+    with pytest.raises(InputError) as exc:
+        loads_instance(text, path)
+    message = str(exc.value)
+    assert "\n" not in message
+    assert "Traceback" not in message
+    return message.removeprefix(f"{path}: ")
+
+
+# -- equal instances, one API --------------------------------------------------------------------------
+
+
+def test_columns_load_to_the_row_forms_instance() -> None:
+    rows = parse_instance(_rows_1_2(valid_dict()))
+    cols = parse_instance(_columnar(valid_dict()))
+    assert isinstance(cols.nodes, NodeTable)
+    assert isinstance(rows.nodes, list)
+    assert cols == rows
+    assert rows == cols
+    assert cols.nodes == rows.nodes
+    assert rows.nodes == cols.nodes
+    assert list(cols.nodes) == rows.nodes
+
+
+def test_a_table_is_a_read_only_sequence_of_nodes() -> None:
+    rows = parse_instance(_rows_1_2(valid_dict())).nodes
+    table = parse_instance(_columnar(valid_dict())).nodes
+    assert isinstance(table, NodeTable)
+    assert len(table) == len(rows)
+    assert table[0] == rows[0]
+    assert table[-1] == rows[-1]
+    assert table[0] is table[0]  # built once, then the same object
+    assert list(table) == rows
+    assert [n for n in table][1] is table[1]
+    assert table[1:] == rows[1:]
+    assert isinstance(table[1:], NodeTable)
+    assert rows[1] in table
+    assert rows[1].model_copy(update={"gpus_free": 1}) not in table
+    assert "n1" not in table
+    assert table.index(rows[1]) == 1
+    assert table.count(rows[1]) == 1
+    assert list(reversed(table)) == rows[::-1]
+    with pytest.raises(IndexError):
+        table[len(rows)]
+    with pytest.raises(TypeError):
+        hash(table)
+    with pytest.raises(TypeError):
+        table[0] = rows[0]  # type: ignore[index]
+    assert table != rows[:-1]
+    assert table != [*rows[:-1], rows[0]]
+    assert table != "nodes"
+    assert NodeTable.from_nodes(rows) == table
+    assert table.column("id") == tuple(n.id for n in rows)
+    assert node_column(table, "gpus_free") == node_column(rows, "gpus_free")
+    assert table.to_columns() == {f: [getattr(n, f) for n in rows] for f in table.to_columns()}
+    assert repr(table) == f"NodeTable({len(rows)} nodes)"
+
+
+def test_models_are_built_only_when_read() -> None:
+    inst = parse_instance(_columnar(valid_dict()))
+    table = inst.nodes
+    assert isinstance(table, NodeTable)
+    by_id, _ = inst.node_index()
+    assert table._models is None
+    node = by_id["n2"]
+    assert node is table[1]
+    assert node.id == "n2"
+    assert sum(m is not None for m in table._models or []) == 1
+    assert greedy_plan(inst, build_view(inst)) is not None
+
+
+def test_pickle_copy_dump_and_replace_keep_the_table() -> None:
+    inst = parse_instance(_columnar(valid_dict()))
+    back = pickle.loads(pickle.dumps(inst))
+    assert back == inst
+    assert isinstance(back.nodes, NodeTable)
+    assert copy.deepcopy(inst) == inst
+    dumped = inst.model_dump()
+    assert dumped["nodes"] == inst.nodes.to_columns()  # type: ignore[attr-defined]
+    assert Instance.model_validate(dumped) == inst
+    assert Instance.model_validate_json(inst.model_dump_json()) == inst
+    rows = list(inst.nodes)
+    with_list = inst.model_copy(update={"nodes": rows[1:]})
+    assert with_list.nodes == rows[1:]
+    assert with_list.node_index()[0].keys() == {n.id for n in rows[1:]}
+    replaced = inst.replace(nodes=[*rows[:-1], rows[-1].model_copy(update={"gpus_free": 0})])
+    assert isinstance(replaced.nodes, list)
+    assert replaced.nodes[-1].gpus_free == 0
+    again = inst.replace(name="other")
+    assert isinstance(again.nodes, NodeTable)
+    assert again.nodes == inst.nodes
+    with pytest.raises(TypeError):
+        hash(inst)
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+def test_save_writes_the_form_the_instance_holds(tmp_path: Path, suffix: str) -> None:
+    cols = parse_instance(_columnar(valid_dict()))
+    rows = parse_instance(_rows_1_2(valid_dict()))
+    for inst, columnar, want in ((cols, None, dict), (rows, None, list), (rows, True, dict), (cols, False, list)):
+        path = tmp_path / f"i{suffix}"
+        save_instance(inst, path, columnar=columnar)
+        data = yaml.safe_load(path.read_text())
+        assert isinstance(data["nodes"], want)
+        back = load_instance(path)
+        assert back == inst
+        assert isinstance(back.nodes, NodeTable) == (want is dict)
+
+
+def test_an_s0_column_may_be_absent_or_hold_nulls() -> None:
+    data = _columnar(valid_dict())
+    data["nodes"]["s0"] = [None] * len(data["nodes"]["id"])
+    data["nodes"]["s0"][0] = "r-1"
+    inst = parse_instance(data)
+    assert [n.s0 for n in inst.nodes][:2] == ["r-1", None]
+    del data["nodes"]["s0"]
+    assert [n.s0 for n in parse_instance(data).nodes] == [None] * len(data["nodes"]["id"])
+
+
+def test_lax_values_are_coerced_as_the_row_form_does() -> None:
+    data = _columnar(valid_dict())
+    data["nodes"]["gpus_total"][0] = "8"  # the row form accepts "8" and True as ints, as pydantic does
+    data["nodes"]["gpus_free"][1] = True
+    cols = parse_instance(data)
+    rows_data = _rows_1_2(valid_dict())
+    rows_data["nodes"][0]["gpus_total"] = "8"
+    rows_data["nodes"][1]["gpus_free"] = True
+    rows = parse_instance(rows_data)
+    assert cols == rows
+    assert type(cols.nodes[0].gpus_total) is int
+    assert type(cols.nodes[1].gpus_free) is int
+
+
+def test_the_schema_accepts_both_forms() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = Instance.model_json_schema()
+    jsonschema.validate(_columnar(valid_dict()), schema)
+    jsonschema.validate(_rows_1_2(valid_dict()), schema)
+    bad = _columnar(valid_dict())
+    bad["nodes"]["gpu_typo"] = bad["nodes"].pop("gpu_type")
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
+
+
+# -- the same errors ------------------------------------------------------------------------------------
+
+
+def _node_cases() -> list[tuple[str, Any]]:
+    """The bad-input cases whose mutated nodes still have one shape (each node the same keys): they have a
+    columnar twin."""
+    out = []
+    for case, mutate, _ in MUTATIONS:
+        data = valid_dict()
+        mutate(data)
+        nodes = data.get("nodes")
+        if not isinstance(nodes, list) or not nodes or not all(isinstance(n, dict) for n in nodes):
+            continue
+        keys = {frozenset(n) for n in nodes}
+        if len(keys) != 1 or not set(next(iter(keys))) <= set(NODE_FIELDS) | {"s0"}:
+            continue
+        if not set(NODE_FIELDS[:-1]) <= next(iter(keys)):
+            continue
+        try:
+            parse_instance(_rows_1_2(data))
+        except InputError:
+            out.append((case, mutate))  # still an error in format 1.2
+    return out
+
+
+NODE_CASES = _node_cases()
+
+
+def test_every_kind_of_bad_input_has_columnar_cases() -> None:
+    assert len(NODE_CASES) >= 20, [c for c, _ in NODE_CASES]
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+@pytest.mark.parametrize(("case", "mutate"), NODE_CASES, ids=[c for c, _ in NODE_CASES])
+def test_columns_give_the_row_forms_error(case: str, mutate: Any, suffix: str, tmp_path: Path) -> None:
+    data = valid_dict()
+    mutate(data)
+    row_message = _message(_rows_1_2(data), suffix, tmp_path)
+    col_message = _message(_columnar(data), suffix, tmp_path)
+    # The same line; a field's error points into the columns: "Node 'n1': nodes.gpus_free[0]=-1: ..."
+    assert re.sub(r": nodes\.(\w+)\[\d+\]=", r": \1=", col_message) == row_message
+    if col_message != row_message:
+        assert re.search(r": nodes\.\w+\[\d+\]=", col_message), col_message
+
+
+def test_a_field_error_names_the_node_the_column_and_the_position(tmp_path: Path) -> None:
+    data = _columnar(valid_dict())
+    data["nodes"]["gpus_free"][1] = 65
+    assert _message(data, ".json", tmp_path) == (
+        "Node 'n2': nodes.gpus_free[1]=65: Input should be less than or equal to 64"
+    )
+    data = _columnar(valid_dict())
+    data["nodes"]["id"][2] = None
+    assert _message(data, ".json", tmp_path) == "nodes[2]: nodes.id[2]=None: Input should be a valid string"
+
+
+def _shape(change: str) -> dict[str, Any]:
+    data = _columnar(valid_dict())
+    cols = data["nodes"]
+    if change == "short":
+        cols["gpus_free"].pop()
+    elif change == "missing":
+        del cols["cluster"]
+    elif change == "unknown":
+        cols["rack"] = cols.pop("s0", [None] * len(cols["id"]))
+    elif change == "not-a-list":
+        cols["s1"] = "a-1"
+    elif change == "empty":
+        data["nodes"] = {f: [] for f in cols}
+    elif change == "version":
+        data["format_version"] = "1.1"
+    elif change == "version-1.0":
+        data["format_version"] = "1.0"
+    elif change == "scalar":
+        data["nodes"] = 5
+    return data
+
+
+SHAPES = [
+    ("short", r"^nodes: column 'gpus_free' has \d+ values but column 'id' has \d+ \(one per node\)$"),
+    ("missing", r"^nodes: column 'cluster' is missing \(columns: id, gpu_type, .*s0 optional\)$"),
+    ("unknown", r"^nodes: unknown column 'rack' \(columns: id, gpu_type, .*\)$"),
+    ("not-a-list", r"^nodes: column 's1' must be a list \(one value per node\), got str$"),
+    ("empty", r"^nodes: the columns hold no node \(at least 1 is required\)$"),
+    ("version", r"^nodes: columns \(a mapping of node fields\) need format_version='1.2', not '1.1'$"),
+    ("version-1.0", r"^nodes: columns \(a mapping of node fields\) need format_version='1.2', not '1.0'$"),
+    ("scalar", r"^nodes=5: Input should be a valid list$"),
+]
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+@pytest.mark.parametrize(("change", "pattern"), SHAPES, ids=[c for c, _ in SHAPES])
+def test_a_bad_shape_of_columns_is_one_line(change: str, pattern: str, suffix: str, tmp_path: Path) -> None:
+    assert re.match(pattern, _message(_shape(change), suffix, tmp_path))
+
+
+def test_the_cli_refuses_bad_columns_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(_shape("short")))
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    assert "Traceback" not in err
+    assert err.startswith(f"{path}: nodes: column 'gpus_free' has")
+
+
+# -- the same plans -------------------------------------------------------------------------------------
+
+FAMILIES = [("production", 0, {}), ("production", 1, {}), ("production", 2, {}), ("heavy", 0, {})]
+
+
+@pytest.mark.parametrize(("family", "seed", "over"), FAMILIES, ids=[f"{f}-{s}" for f, s, _ in FAMILIES])
+def test_generated_plans_are_identical_on_both_forms(family: str, seed: int, over: dict[str, int]) -> None:
+    cols = generate_instance(family, seed, **over)
+    rows = generate_instance(family, seed, columnar=False, **over)
+    assert isinstance(cols.nodes, NodeTable)
+    assert isinstance(rows.nodes, list)
+    assert cols == rows
+    plan = greedy_plan(cols, build_view(cols))
+    assert plan == greedy_plan(rows, build_view(rows))
+    assert verify(cols, plan) == []
+    assert verify(rows, plan) == []
+    after = apply_plan(cols, plan)
+    assert isinstance(after.nodes, NodeTable)
+    assert after == apply_plan(rows, plan)
+    models = cols.nodes._models or []  # type: ignore[attr-defined]
+    assert sum(m is not None for m in models) < len(cols.nodes) // 4  # only the nodes looked up
+
+
+def test_greedy_plans_are_identical_at_twice_production() -> None:
+    over = {"num_nodes": 40_960, "num_clusters": 8, "num_services": 400, "num_requests": 100}
+    cols = generate_instance("production", 0, **over)
+    rows = generate_instance("production", 0, columnar=False, **over)
+    assert greedy_plan(cols, build_view(cols)) == greedy_plan(rows, build_view(rows))
+
+
+@pytest.mark.parametrize("family", ["medium", "moe"])
+def test_cpsat_plans_are_identical_on_both_forms(family: str) -> None:
+    cols = generate_instance(family, 0, columnar=True)
+    rows = generate_instance(family, 0, columnar=False)
+    a = solve(cols, "cpsat", time_limit=2.0, seed=0, num_workers=1)
+    b = solve(rows, "cpsat", time_limit=2.0, seed=0, num_workers=1)
+    assert a.plan == b.plan
+    assert a.score == b.score
+    assert verify(cols, a.plan) == []
+
+
+def test_cpsat_plan_on_production_is_identical_on_both_forms() -> None:
+    cols = generate_instance("production", 0)
+    rows = generate_instance("production", 0, columnar=False)
+    a = solve(cols, "cpsat", time_limit=1.0, seed=0, num_workers=1)
+    b = solve(rows, "cpsat", time_limit=1.0, seed=0, num_workers=1)
+    assert a.plan == b.plan
+    assert verify(cols, a.plan) == []
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=instance_dicts())
+def test_row_and_columnar_forms_load_equal_and_plan_alike(data: dict[str, Any]) -> None:
+    try:
+        rows = parse_instance(_rows_1_2(data), "fuzz")
+    except InputError as exc:
+        message = str(exc).removeprefix("fuzz: ")
+        with pytest.raises(InputError) as col_exc:
+            parse_instance(_columnar(data), "fuzz")
+        assert re.sub(r": nodes\.(\w+)\[\d+\]=", r": \1=", str(col_exc.value).removeprefix("fuzz: ")) == message
+        return
+    cols = parse_instance(_columnar(data), "fuzz")
+    assert cols == rows
+    assert isinstance(cols.nodes, NodeTable)
+    assert greedy_plan(cols, build_view(cols)) == greedy_plan(rows, build_view(rows))
+
+
+def test_a_node_built_alone_is_the_same_model() -> None:
+    table = parse_instance(_columnar(valid_dict())).nodes
+    rows = parse_instance(_rows_1_2(valid_dict())).nodes
+    for a, b in zip(table, rows, strict=True):
+        assert isinstance(a, Node)
+        assert a == b
+        assert a.model_dump() == b.model_dump()
+        assert hash(a) == hash(b)
+        assert a.model_fields_set == b.model_fields_set
