@@ -16,7 +16,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from itertools import repeat
-from operator import attrgetter, gt, itemgetter, ne
+from operator import attrgetter, itemgetter, ne
 from typing import Annotated, Any, Literal, Self, overload
 
 from pydantic import (
@@ -290,7 +290,8 @@ _TOPO_LINES = re.compile(r"[A-Za-z0-9_.:/+-]{1,200}(?:\n[A-Za-z0-9_.:/+-]{1,200}
 _ID_LINES = re.compile(r"[A-Za-z0-9_.:/@+-]{1,200}(?:\n[A-Za-z0-9_.:/@+-]{1,200})*")
 #: The characters of an id (``Id``'s pattern): what ``bytes.translate`` deletes from the ids' text.
 _ID_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:/@+-"
-_INT, _STR = frozenset({int}), frozenset({str})
+_STR = frozenset({str})
+_ONE_TO_64, _ZERO_TO_64 = bytes(range(1, 65)), bytes(range(65))
 
 
 def _lines_match(pattern: re.Pattern[str], values: Collection[str]) -> bool:
@@ -318,21 +319,36 @@ def _ids_ok(ids: list[Any]) -> bool:
     )
 
 
+def _gpu_counts(totals: list[Any], frees: list[Any]) -> tuple[bytes, bytes] | None:
+    """``gpus_total`` and ``gpus_free`` as bytes when every value is an int (a bool counts as 0 or 1, as
+    pydantic's lax int reads it), 1 <= total <= 64, 0 <= free <= total; else None. Passes in C: ``bytes``
+    refuses a non-int or a value beyond a byte, ``translate`` deletes the values in range (nothing may be
+    left), and free <= total on every node is one subtraction of two big ints whose 16-bit lanes hold
+    ``total + 256`` and ``free``: no lane borrows, and every lane keeps its 256 exactly when free <= total."""
+    try:
+        total, free = bytes(totals), bytes(frees)
+    except (TypeError, ValueError):
+        return None
+    if total.translate(None, _ONE_TO_64) or free.translate(None, _ZERO_TO_64):
+        return None
+    n = len(total)
+    lanes_total, lanes_free = bytearray(2 * n), bytearray(2 * n)
+    lanes_total[0::2], lanes_total[1::2], lanes_free[0::2] = total, b"\x01" * n, free
+    diff = int.from_bytes(lanes_total, "little") - int.from_bytes(lanes_free, "little")
+    if diff.to_bytes(2 * n, "little")[1::2] != b"\x01" * n:
+        return None
+    return total, free
+
+
 def _columns_ok(cols: list[list[Any]], places: frozenset[Place]) -> bool:
-    """The field rules of :class:`Node` over columns, as a few passes in C: exact types, ranges, patterns
-    (the tree's on the distinct ``places``); False sends the columns to the row-by-row reference check."""
-    _, _, totals, frees, _, _, _ = cols
+    """The str field rules of :class:`Node` over columns, as a few passes in C: exact types, patterns (the
+    tree's on the distinct ``places``); False sends the columns to the row-by-row reference check."""
     clusters, s2s, s1s, s0s, gpu_types = map(set, zip(*places, strict=True))
     topo = clusters.union(s2s, s1s, s0s)
     topo.discard(None)
     return bool(
         _ids_ok(cols[0])
         and set(map(type, topo)).union(map(type, gpu_types)) == _STR
-        and set(map(type, totals)) == _INT == set(map(type, frees))
-        and min(totals) >= 1
-        and max(totals) <= 64
-        and min(frees) >= 0
-        and not any(map(gt, frees, totals))  # and so no more than 64
         and _lines_match(_ID_LINES, gpu_types)
         and _lines_match(_TOPO_LINES, topo)
     )
@@ -370,8 +386,9 @@ def _table_of(value: Any) -> NodeTable:
         places = frozenset(zip(cols[4], cols[5], cols[6], s0_col, cols[1], strict=True))
     except TypeError:  # an unhashable value (a list or a mapping): the reference check names it
         return _table_checked_by_rows(value)
-    if _columns_ok(cols, places):
-        table = NodeTable(value)
+    counts = _gpu_counts(cols[2], cols[3])
+    if counts is not None and _columns_ok(cols, places):
+        table = NodeTable({**value, "gpus_total": counts[0], "gpus_free": counts[1]})  # exact ints
         table._places = places
         return table
     return _table_checked_by_rows(value)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from operator import attrgetter, gt, itemgetter
@@ -202,22 +202,36 @@ class TopologyView:
         whole: list[str] = []
         nodes = self.instance.nodes
         if isinstance(nodes, NodeTable):
-            rows: Iterable[tuple[str, int, int, str, str]] = zip(*map(nodes.column, _CELL_FIELDS), strict=True)
-        else:
-            rows = map(_CELL_ROW, map(_FIELDS, nodes))
-        for node_id, free, total, s1, gpu_type in rows:
-            if free > 0:
-                if free == total:
-                    whole.append(node_id)
-                by_type = by_s1.get(s1)
-                if by_type is None:
-                    by_type = by_s1[s1] = {}
-                cell = by_type.get(gpu_type)
-                if cell is None:
-                    by_type[gpu_type] = ([node_id], [free])
-                else:
-                    cell[0].append(node_id)
-                    cell[1].append(free)
+            for node_id, free, total, s1, gpu_type in zip(*map(nodes.column, _CELL_FIELDS), strict=True):
+                if free > 0:
+                    if free == total:
+                        whole.append(node_id)
+                    by_type = by_s1.get(s1)
+                    if by_type is None:
+                        by_type = by_s1[s1] = {}
+                    cell = by_type.get(gpu_type)
+                    if cell is None:
+                        by_type[gpu_type] = ([node_id], [free])
+                    else:
+                        cell[0].append(node_id)
+                        cell[1].append(free)
+        else:  # the same pass over models, a full node's fields beyond gpus_free not read
+            for n in nodes:
+                fields = n.__dict__
+                free = fields["gpus_free"]
+                if free > 0:
+                    node_id = fields["id"]
+                    if free == fields["gpus_total"]:
+                        whole.append(node_id)
+                    by_type = by_s1.get(fields["s1"])
+                    if by_type is None:
+                        by_type = by_s1[fields["s1"]] = {}
+                    cell = by_type.get(fields["gpu_type"])
+                    if cell is None:
+                        by_type[fields["gpu_type"]] = ([node_id], [free])
+                    else:
+                        cell[0].append(node_id)
+                        cell[1].append(free)
         out: dict[tuple[str, str], tuple[list[str], list[int]]] = {}
         for s1 in sorted(by_s1):
             by_type = by_s1[s1]
@@ -345,10 +359,8 @@ class TopologyView:
 
 
 _ID = attrgetter("id")
-_FIELDS = attrgetter("__dict__")
 #: What the free-GPU cells read of a node: id, free GPUs, GPUs, S1, GPU type.
 _CELL_FIELDS = ("id", "gpus_free", "gpus_total", "s1", "gpu_type")
-_CELL_ROW = itemgetter(*_CELL_FIELDS)
 _TREE = itemgetter(2, 1, 0)  # S1, S2, cluster of a place (cluster, S2, S1, S0, GPU type)
 
 
