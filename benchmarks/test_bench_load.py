@@ -132,14 +132,22 @@ def _refuse(text: str, path: Path) -> object:
     raise AssertionError(f"{path}: loading fell back to the reference path")
 
 
-def test_load_yaml_vs_greedy(production: Instance, tmp_path: Path) -> None:
-    path = tmp_path / "production-1x.yaml"
-    path.write_text(yaml.dump(production.model_dump(mode="json"), Dumper=yaml.CSafeDumper, sort_keys=False))
+@pytest.mark.parametrize("form", ["rows", "columns"])
+def test_load_yaml_vs_greedy(production: Instance, form: str, tmp_path: Path) -> None:
+    path = tmp_path / f"production-1x-{form}.yaml"
+    data = production.model_dump(mode="json")
+    if form == "rows":
+        data["nodes"] = [n.model_dump(mode="json") for n in production.nodes]
+    else:
+        data["nodes"] = NodeTable.from_nodes(production.nodes).to_columns()
+        data["format_version"] = "1.2"
+    path.write_text(yaml.dump(data, Dumper=yaml.CSafeDumper, sort_keys=False))
     assert load_instance(path) == production
     (load_s, _), (greedy_s, _) = _alternating(
         3, lambda: load_instance(path), lambda: greedy_plan(production, build_view(production))
     )
     print(
-        f"\nproduction 1x YAML ({path.stat().st_size / 1e6:.1f} MB): load {load_s:.3f} s, greedy {greedy_s:.3f} s, "
-        f"load/greedy {load_s / greedy_s:.1f} (medians of 3; libyaml parser, PyYAML's Python constructor)"
+        f"\nproduction 1x YAML {form} ({path.stat().st_size / 1e6:.1f} MB): load {load_s:.3f} s, greedy "
+        f"{greedy_s:.3f} s, load/greedy {load_s / greedy_s:.1f} (medians of 3; libyaml parser, PyYAML's Python "
+        "constructor)"
     )

@@ -13,6 +13,7 @@ read on CPython's slow path.
 from __future__ import annotations
 
 import re
+import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from itertools import repeat
@@ -99,6 +100,8 @@ _SET_FIELDS = frozenset(REQUIRED_COLUMNS)
 _ALL_FIELDS = frozenset(NODE_FIELDS)
 _new_node = Node.__new__
 _set = object.__setattr__
+#: Held while a table builds node models (a model is built once even when threads read the table at once).
+_BUILDING = threading.Lock()
 
 
 def _node_of(fields: dict[str, Any]) -> Node:
@@ -121,7 +124,7 @@ class NodeTable(Sequence[Node]):
     columns; it is unhashable, as the list of the row form is.
     """
 
-    __slots__ = ("_columns", "_models", "_places", "_row_of")
+    __slots__ = ("_columns", "_complete", "_models", "_places", "_row_of", "_valid")
 
     def __init__(self, columns: Mapping[str, Sequence[Any]]) -> None:
         """Hold ``columns`` (one sequence per node field, ``s0`` optional), trusted as valid: an instance
@@ -134,8 +137,10 @@ class NodeTable(Sequence[Node]):
             s0_col = None  # no S0 anywhere: as if the column were left out
         self._columns: tuple[tuple[Any, ...], ...] = (*cols, s0_col or (None,) * len(cols[0]))
         self._models: list[Node | None] | None = None
+        self._complete = False  # every model built
         self._row_of: dict[str, int] | None = None
         self._places: frozenset[Place] | None = None
+        self._valid = False  # the columns passed an instance's checks (else an instance checks them)
 
     @classmethod
     def from_nodes(cls, nodes: Iterable[Node]) -> NodeTable:
@@ -143,7 +148,7 @@ class NodeTable(Sequence[Node]):
         models = list(nodes)
         fields = [n.__dict__ for n in models]
         table = cls({f: [d[f] for d in fields] for f in NODE_FIELDS})
-        table._models = list(models)
+        table._models, table._complete = list(models), True
         return table
 
     def column(self, name: str) -> tuple[Any, ...]:
@@ -200,35 +205,41 @@ class NodeTable(Sequence[Node]):
     def __getitem__(self, index: int | slice) -> Node | NodeTable:
         if isinstance(index, slice):
             part = NodeTable({f: c[index] for f, c in zip(NODE_FIELDS, self._columns, strict=True)})
+            part._valid = self._valid
             if self._models is not None:
                 part._models = self._models[index]
             return part
         models = self._models
-        if models is None:
-            models = self._models = [None] * len(self)
-        node = models[index]
+        node = None if models is None else models[index]
         if node is None:
-            if index < 0:
-                index += len(models)
-            node = models[index] = _node_of(dict(zip(NODE_FIELDS, [c[index] for c in self._columns], strict=True)))
+            row = [c[index] for c in self._columns]  # IndexError as a list's
+            with _BUILDING:  # one model per node, whichever thread reads it first
+                models = self._models
+                if models is None:
+                    models = self._models = [None] * len(self)
+                node = models[index]
+                if node is None:
+                    node = models[index] = _node_of(dict(zip(NODE_FIELDS, row, strict=True)))
         return node
 
-    def _all(self) -> list[Node | None]:
-        models = self._models
-        if models is None or None in models:
-            old = models or [None] * len(self)
-            rows = zip(*self._columns, strict=True)
-            models = self._models = [
-                m if m is not None else _node_of(dict(zip(NODE_FIELDS, row, strict=True)))
-                for m, row in zip(old, rows, strict=True)
-            ]
-        return models
+    def _all(self) -> list[Node]:
+        """Every node's model (built once, under the lock, for the nodes not read yet)."""
+        if not self._complete:
+            with _BUILDING:
+                old = self._models or [None] * len(self)
+                rows = zip(*self._columns, strict=True)
+                self._models = [
+                    m if m is not None else _node_of(dict(zip(NODE_FIELDS, row, strict=True)))
+                    for m, row in zip(old, rows, strict=True)
+                ]
+                self._complete = True
+        return self._models  # type: ignore[return-value]  # complete: no None left
 
     def __iter__(self) -> Iterator[Node]:
-        return iter(self._all())  # type: ignore[arg-type]  # _all leaves no None
+        return iter(self._all())
 
     def __reversed__(self) -> Iterator[Node]:
-        return reversed(self._all())  # type: ignore[arg-type]
+        return reversed(self._all())
 
     def __contains__(self, value: object) -> bool:
         if not isinstance(value, Node):
@@ -248,8 +259,8 @@ class NodeTable(Sequence[Node]):
 
     __hash__ = None  # type: ignore[assignment]  # unhashable, as the row form's list
 
-    def __reduce__(self) -> tuple[Callable[[Mapping[str, Sequence[Any]]], NodeTable], tuple[dict[str, list[Any]]]]:
-        return NodeTable, (self.to_columns(),)
+    def __reduce__(self) -> tuple[Callable[[dict[str, list[Any]], bool], NodeTable], tuple[dict[str, list[Any]], bool]]:
+        return _unpickle_table, (self.to_columns(), self._valid)  # columns only: no model, no look-up
 
     def __copy__(self) -> NodeTable:
         return self
@@ -259,6 +270,12 @@ class NodeTable(Sequence[Node]):
 
     def __repr__(self) -> str:
         return f"NodeTable({len(self)} nodes)"
+
+
+def _unpickle_table(columns: dict[str, list[Any]], valid: bool) -> NodeTable:
+    table = NodeTable(columns)
+    table._valid = valid
+    return table
 
 
 class NodesById(Mapping[str, Node]):
@@ -355,9 +372,10 @@ def _columns_ok(cols: list[list[Any]], places: frozenset[Place]) -> bool:
 
 
 def _table_of(value: Any) -> NodeTable:
-    """Validate columnar nodes (format 1.2) into a :class:`NodeTable`; one-line errors as the row form's."""
+    """Validate columnar nodes (format 1.2) into a :class:`NodeTable`; one-line errors as the row form's. A
+    table an instance checked passes as it is; one built by hand is checked as its columns."""
     if isinstance(value, NodeTable):
-        return value
+        return value if value._valid else _table_of(value.to_columns())
     if not isinstance(value, dict):
         raise ValueError(f"nodes: must be a list of nodes or a mapping of columns, got {type(value).__name__}")
     for name in value:
@@ -389,7 +407,7 @@ def _table_of(value: Any) -> NodeTable:
     counts = _gpu_counts(cols[2], cols[3])
     if counts is not None and _columns_ok(cols, places):
         table = NodeTable({**value, "gpus_total": counts[0], "gpus_free": counts[1]})  # exact ints
-        table._places = places
+        table._places, table._valid = places, True
         return table
     return _table_checked_by_rows(value)
 
@@ -410,7 +428,9 @@ def _table_checked_by_rows(value: dict[str, list[Any]]) -> NodeTable:
         shown = type(err["input"]).__name__ if isinstance(err["input"], (dict, list)) else _clip(repr(err["input"]))
         raise ValueError(" ".join(f"{entity}: nodes.{field}[{i}]={shown}: {err['msg']}".split())) from None
     _check_free_within_total(nodes)
-    return NodeTable.from_nodes(nodes)
+    table = NodeTable.from_nodes(nodes)
+    table._valid = True
+    return table
 
 
 def _clip(text: str, limit: int = 80) -> str:
@@ -435,7 +455,7 @@ class _NodesSchema:
                 python_schema=core_schema.any_schema(),
             ),
         )
-        table = core_schema.is_instance_schema(NodeTable)
+        table = core_schema.no_info_after_validator_function(_table_of, core_schema.is_instance_schema(NodeTable))
         return core_schema.json_or_python_schema(
             json_schema=core_schema.union_schema([(rows, "rows"), (columns, "columns")], mode="left_to_right"),
             python_schema=core_schema.union_schema(

@@ -156,6 +156,28 @@ def test_save_writes_the_form_the_instance_holds(tmp_path: Path, suffix: str) ->
         assert isinstance(back.nodes, NodeTable) == (want is dict)
 
 
+def test_a_table_built_by_hand_is_checked_by_the_instance() -> None:
+    data = _columnar(valid_dict())
+    good = NodeTable(data["nodes"])
+    assert parse_instance({**data, "nodes": good}).nodes == good
+    data["nodes"]["gpus_free"][1] = 9
+    with pytest.raises(InputError, match=r"Node 'n2': gpus_free=9 exceeds gpus_total=8"):
+        parse_instance({**data, "nodes": NodeTable(data["nodes"])})
+
+
+def test_threads_reading_a_table_get_one_model_per_node() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    inst = generate_instance("medium", 0, columnar=True)
+    table = inst.nodes
+    with ThreadPoolExecutor(4) as pool:
+        firsts = list(pool.map(lambda _: table[7], range(8)))
+        lists = list(pool.map(lambda _: list(table), range(4)))
+    assert all(n is firsts[0] for n in firsts)
+    assert all(all(a is b for a, b in zip(lst, lists[0], strict=True)) for lst in lists)
+    assert lists[0][7] is firsts[0]
+
+
 def test_an_s0_column_may_be_absent_or_hold_nulls() -> None:
     data = _columnar(valid_dict())
     data["nodes"]["s0"] = [None] * len(data["nodes"]["id"])
