@@ -111,7 +111,7 @@ def test_load_json_vs_greedy(
     )
     # Goal (issue 8): load <= greedy. Rows: not reachable while each node is a pydantic model (decision 43):
     # pydantic-core building the 20,480 node models alone takes ~1.8x the greedy's time at 1x, json.loads
-    # of the text alone 0.6-1.0x. Columns (format 1.2, decision 50): no model per node, the node rules as
+    # of the text alone 0.6-1.0x. Columns (format 1.2, decision 52): no model per node, the node rules as
     # passes over columns; asserted below, in process time (the clock of a shared machine moves both).
     # Exact guards. (1) A valid file takes the fast path: the reference path's parser must not run.
     monkeypatch.setattr(hetero_opt.io, "parse_text", _refuse)
@@ -123,7 +123,7 @@ def test_load_json_vs_greedy(
     # Python pass over every node per check would pass 8.
     assert load_cpu / parse_cpu < 8.0
     if columnar:
-        # (4) Columns: measured 1.3-1.4x the greedy at 1x / 2x / 4x (decision 50), against 2.7-3.4x for rows;
+        # (4) Columns: measured 1.3-1.4x the greedy at 1x / 2x / 4x (decision 52), against 2.7-3.4x for rows;
         # the goal (<= 1) is not met. Guarded at 2x, which a model per node (1.4-1.6x alone) would break.
         assert load_cpu <= 2.0 * greedy_cpu, f"columnar load {load_cpu:.3f} s > 2x greedy {greedy_cpu:.3f} s"
 

@@ -123,7 +123,7 @@ _EMPTYISH = np.array([0.1, 0.05, 0.1, 0.25, 0.5])
 
 
 #: Families of at least this many nodes are generated with columnar nodes (format 1.2): their files load
-#: about 3x faster (docs/benchmarks.md, "Loading").
+#: 2-2.7x faster (docs/benchmarks.md, "Columnar nodes").
 COLUMNAR_MIN_NODES = 1000
 
 

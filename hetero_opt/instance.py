@@ -7,7 +7,9 @@ entity, the field and the value. Rules over all nodes (20k at production size) a
 operations first; only when one fails does the plain loop run, to name the first offending node.
 Those checks read node and pod fields from the models' ``__dict__`` (where pydantic keeps them): a
 dict look-up costs about half an attribute read of a model, whose ``__getattr__`` hook puts every
-read on CPython's slow path.
+read on CPython's slow path. Nodes given as columns (format 1.2) are held as a :class:`NodeTable`, a
+sequence of :class:`Node` that builds a node's model only when it is read; its checks and the views of
+the instance read the columns (decision 52).
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ def loads_instance(text: str, path: str | Path) -> Instance:
             if nodes is None or nodes[1] == "[":
                 return Instance.model_validate_json(text)
             # Columnar nodes: parsed to Python first (pydantic-core's parser, equal repeated strings as one
-            # object), then validated: ~2x faster than validating them from JSON (decision 50).
+            # object), then validated: ~2x faster than validating them from JSON (decision 52).
             return Instance.model_validate(from_json(text))
     except (ValidationError, ValueError, yaml.YAMLError, RecursionError):
         pass  # refused by the fast path: the reference path decides and words the error
@@ -113,7 +113,7 @@ def save_instance(instance: Instance, path: str | Path, *, columnar: bool | None
 
     The nodes are written in the form the instance holds them (``columnar=None``): a list of nodes, or
     columns for a :class:`~hetero_opt.instance.NodeTable` (format 1.2; a columnar production file loads
-    about 3x faster). ``columnar=True`` writes columns (and ``format_version`` ``'1.2'``), ``False`` a list.
+    2-2.7x faster). ``columnar=True`` writes columns (and ``format_version`` ``'1.2'``), ``False`` a list.
     """
     p = Path(path)
     data = instance.model_dump(mode="json", exclude_defaults=False)
