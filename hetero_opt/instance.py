@@ -31,6 +31,7 @@ from pydantic import (
     SerializerFunctionWrapHandler,
     TypeAdapter,
     ValidationError,
+    ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
@@ -207,7 +208,7 @@ class NodeTable(Sequence[Node]):
     def __getitem__(self, index: int | slice) -> Node | NodeTable:
         if isinstance(index, slice):
             part = NodeTable({f: c[index] for f, c in zip(NODE_FIELDS, self._columns, strict=True)})
-            part._valid = self._valid
+            part._valid, part._complete = self._valid, self._complete
             if self._models is not None:
                 part._models = self._models[index]
             return part
@@ -440,6 +441,14 @@ def _clip(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _nodes_of(value: Any, handler: ValidatorFunctionWrapHandler) -> Sequence[Node]:
+    """Python input of ``Instance.nodes``: columns (a mapping or a :class:`NodeTable`) or rows (the rest)."""
+    if isinstance(value, (dict, NodeTable)):
+        return _table_of(value)
+    nodes: Sequence[Node] = handler(value)
+    return nodes
+
+
 def _dump_nodes(value: Any, handler: SerializerFunctionWrapHandler) -> Any:
     """A table dumps as its columns, a list of nodes as the list: each form as it came."""
     return value.to_columns() if isinstance(value, NodeTable) else handler(value)
@@ -457,12 +466,12 @@ class _NodesSchema:
                 python_schema=core_schema.any_schema(),
             ),
         )
-        table = core_schema.no_info_after_validator_function(_table_of, core_schema.is_instance_schema(NodeTable))
         return core_schema.json_or_python_schema(
+            # JSON (model_validate_json): an array is rows, an object columns; each error under its form's name.
             json_schema=core_schema.union_schema([(rows, "rows"), (columns, "columns")], mode="left_to_right"),
-            python_schema=core_schema.union_schema(
-                [(table, "table"), (rows, "rows"), (columns, "columns")], mode="left_to_right"
-            ),
+            # Python: a mapping or a table is columns, anything else rows (a table is a sequence too, which
+            # the rows' list would take without checking its nodes).
+            python_schema=core_schema.no_info_wrap_validator_function(_nodes_of, rows),
             serialization=core_schema.wrap_serializer_function_ser_schema(_dump_nodes, schema=rows),
         )
 

@@ -161,10 +161,11 @@ def describe_error(exc: ValidationError, data: dict[str, Any]) -> str:
     ``nodes`` is a list of nodes or (format 1.2) a mapping of columns: the error of the form the data has
     is the one described (a columnar error comes worded by the columns' validation, ``Instance.nodes``).
     """
-    # The nodes' union reports each form it tried, under its name (rows, columns or table): keep the one
-    # of the form given, without its name.
+    # Validated from JSON, the nodes' union reports each form it tried under its name (rows, columns): keep
+    # the one of the form given, without its name. (From Python data, the form is chosen first.)
     given = "columns" if isinstance(data.get("nodes"), dict) else "rows"
-    err = next(e for e in exc.errors() if not (e["loc"][:1] == ("nodes",) and e["loc"][1:2] not in ((), (given,))))
+    other = {"rows": "columns", "columns": "rows"}[given]
+    err = next(e for e in exc.errors() if e["loc"][:2] != ("nodes", other))
     msg = str(err["msg"])
     if msg.startswith("Value error, "):
         return msg.removeprefix("Value error, ")

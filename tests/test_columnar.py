@@ -18,6 +18,7 @@ import yaml
 from conftest import valid_dict
 from fuzz.strategies import instance_dicts
 from hypothesis import given, settings
+from pydantic import ValidationError
 from test_bad_input import MUTATIONS
 
 from hetero_opt import InputError, parse_instance, solve, verify
@@ -163,6 +164,12 @@ def test_a_table_built_by_hand_is_checked_by_the_instance() -> None:
     data["nodes"]["gpus_free"][1] = 9
     with pytest.raises(InputError, match=r"Node 'n2': gpus_free=9 exceeds gpus_total=8"):
         parse_instance({**data, "nodes": NodeTable(data["nodes"])})
+    data = _columnar(valid_dict())
+    data["nodes"]["id"][0] = "n 1"
+    with pytest.raises(InputError, match=r"Node 'n 1': nodes\.id\[0\]='n 1': String should match pattern"):
+        parse_instance({**data, "nodes": NodeTable(data["nodes"])})
+    with pytest.raises(ValidationError, match=r"Node 'n 1': nodes\.id\[0\]='n 1': String should match pattern"):
+        Instance.model_validate({**_columnar(valid_dict()), "nodes": NodeTable(data["nodes"])})
 
 
 def test_threads_reading_a_table_get_one_model_per_node() -> None:
