@@ -62,7 +62,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = extract(args.base, Path(tmp))
         path = Path(tmp) / "instance.json"
-        save_instance(generate_instance("production", args.seed, **SIZES[args.size]), path)  # then freed
+        # Rows in format 1.1, which revisions before format 1.2 (columnar nodes, decision 50) read too.
+        inst = generate_instance("production", args.seed, **SIZES[args.size])
+        save_instance(inst.model_copy(update={"format_version": "1.1"}), path, columnar=False)
+        del inst  # then freed
         versions: dict[str, tuple[Any, Any]] = {
             "this": (hetero_opt, hetero_opt.load_instance(path)),
             args.base: (base, base.load_instance(path)),
