@@ -62,7 +62,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = extract(args.base, Path(tmp))
         path = Path(tmp) / "instance.json"
-        # Rows in format 1.1, which revisions before format 1.2 (columnar nodes, decision 50) read too.
+        # Rows in format 1.1, which revisions before format 1.2 (columnar nodes, decision 52) read too.
         inst = generate_instance("production", args.seed, **SIZES[args.size])
         save_instance(inst.model_copy(update={"format_version": "1.1"}), path, columnar=False)
         del inst  # then freed
