@@ -3,7 +3,7 @@ on every term, production seeds side by side in one run.
 
 ``HETERO_BENCH_SEEDS`` (default ``0,1,2,3``) picks the production seeds; ``HETERO_BENCH_MILP=1`` adds
 the MILP's proven optimum (minutes per seed); ``HETERO_BENCH_2X=1`` adds 2x production (2 and 10 s),
-``HETERO_BENCH_4X=1`` 4x production (5 s). The heavy family (~85 % occupancy) runs at 10 s, and the
+``HETERO_BENCH_4X=1`` 4x production (2.5 and 5 s). The heavy family (~85 % occupancy) runs at 10 s, and the
 wall time of the whole call is printed against each limit from 0.25 s (min, median and max of
 ``HETERO_BENCH_CALLS`` calls, default 5, and how many were within). Figures are printed, not timed
 assertions; what is asserted is what must always hold: verified plans, never worse than greedy,
@@ -66,7 +66,7 @@ def test_twice_production_gap_to_the_bound() -> None:
 @pytest.mark.skipif(not os.environ.get("HETERO_BENCH_4X"), reason="set HETERO_BENCH_4X=1 (4x production)")
 def test_four_times_production_against_greedy() -> None:
     inst = generate_instance("production", 0, num_nodes=81920, num_clusters=16, num_services=800, num_requests=200)
-    _compare(inst, (5.0,))
+    _compare(inst, (2.5, 5.0))
 
 
 @pytest.mark.parametrize("seed", [int(s) for s in os.environ.get("HETERO_BENCH_HEAVY_SEEDS", "0,1").split(",") if s])

@@ -91,10 +91,12 @@ WHOLE_CLASS_SHARE = 0.5
 TOP_CLASS_SHARE = 0.5
 MIP_NODES_PER_SECOND = 500
 # A restricted LP path (candidate domains, when the full model is too big for the limit) leaves this
-# much of time_limit per node to the rest of the call (view, greedy, candidate domains, verification:
-# about 2 s of CPU at 4x production's 82k nodes), and runs only with at least this many pod cells per
-# request.
-SECONDS_PER_NODE = 2.4e-5
+# much of time_limit per node to the rest of the call (view, greedy, candidate domains, binding,
+# verification), and runs only with at least this many pod cells per request. At 4x production (82k
+# nodes) the rest took ~2 s once; since decisions 45, 46 and 52 the whole greedy call is 0.15-0.25 s,
+# and 1 s (1.2e-5 per node) lets the path run from time_limit 2.5 s instead of 5 s: [64, 0, 100] at
+# 2.5 s and 5 s, against the greedy's plan at 2.5 s and [64, 0, 136] at 5 s with 2.4e-5 (decision 53).
+SECONDS_PER_NODE = 1.2e-5
 MIN_RESTRICTED_CELLS_PER_REQUEST = 100
 MAX_SPREAD = 16  # most requests re-placed by CP-SAT to open fewer new groups
 # A chunk is started only with this much wall time per pod cell left (model build and presolve).
