@@ -3,7 +3,8 @@
 Each subcommand is one ``add_*`` function (its arguments) and one ``run_*`` function (its work),
 registered in :data:`COMMANDS`. Bad user input (:class:`~hetero_opt.errors.InputError` or
 ``ValueError``) becomes one line on stderr and exit code 2, never a traceback; a plan the
-verifier rejects gives exit code 1. Outputs are written to a temporary file, then renamed.
+verifier rejects gives exit code 1. Outputs are written to a temporary file, then renamed. A
+reader that closes the output early (``| head -1``) ends the command quietly, exit code 141.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from hetero_opt.batch.executor import add_executor_arguments, executor_from_args
 from hetero_opt.batch.solve_batch import SUMMARY_COLUMNS as SUMMARY_COLUMNS  # re-exported: summary.csv's columns
 from hetero_opt.batch.solve_batch import SolveSettings, solve_batch
 from hetero_opt.batch.solve_batch import served_gpus as served_gpus  # re-exported for the demo
+from hetero_opt.cli_pipe import closed_pipe_exit
 from hetero_opt.errors import InputError
 from hetero_opt.instance import Instance, node_column
 from hetero_opt.io import load_instance
@@ -307,11 +309,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``hetero-opt``; return the exit code (0 ok, 1 plan failed verification, 2 bad input)."""
+    """Run ``hetero-opt``; return the exit code (0 ok, 1 plan failed verification, 2 bad input).
+
+    A reader that closes the output early (``hetero-opt schema | head -1``) ends the command
+    quietly with exit code 141, as the shell reports for a command ended by SIGPIPE.
+    """
+    try:
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()  # what is still buffered fails here, not in the interpreter's exit
+    except BrokenPipeError:
+        return closed_pipe_exit()
+    except SystemExit as exc:  # rich's console ends the program on a closed pipe (Console.on_broken_pipe)
+        if isinstance(exc.__context__, BrokenPipeError):
+            return closed_pipe_exit()
+        raise
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     _, run = COMMANDS[args.command]
     try:
         return run(args)
+    except BrokenPipeError:  # not bad input: main() ends the command quietly
+        raise
     except (InputError, ValueError) as exc:
         print(_one_line(exc), file=sys.stderr)
         return 2

@@ -27,9 +27,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from hetero_opt.cli_pipe import QuietOnClosedPipe, closed_pipe_exit
 from hetero_opt.errors import InputError
 from hetero_opt.io import load_instance
 from hetero_opt.sim.checkpoint import (
@@ -124,7 +124,9 @@ def run(args: argparse.Namespace) -> int:
         keep = trace.start_s < args.duration
         trace = RateTrace(trace.name, trace.start_s[keep], trace.window_s[keep], trace.rate_rps[keep],
                           trace.mean_input[keep], trace.mean_output[keep], trace.gaps[keep])
-    console = Console(stderr=True, soft_wrap=True)  # one line each, whatever the width: grep-able when piped
+    # one line each, whatever the width: grep-able when piped; a reader that stops reading does not
+    # stop the run (its products are the files): they are written, then the exit code says 141
+    console = QuietOnClosedPipe(stderr=True, soft_wrap=True)
     out_dir: Path = args.out_dir
     _check_out_dir(out_dir)  # now, not after the whole run
     path = args.checkpoint if args.checkpoint is not None else default_checkpoint(out_dir)
@@ -192,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
         f"{figures['slo_attainment_ttft']}, TBT {figures['slo_attainment_tbt']}; {figures['actions']} actions; "
         f"wall {wall:.1f} s -> {out_dir}"
     )
-    return 0
+    return closed_pipe_exit() if console.pipe_closed else 0
 
 
 def _write_outputs(args: argparse.Namespace, result: SimRun, wall: float, failed_skipped: int, tmp: Path,
