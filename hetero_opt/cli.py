@@ -52,6 +52,7 @@ def run_validate(args: argparse.Namespace) -> int:
     bad = 0
     for f in args.files:
         try:
+            check_instance_suffix(Path(f))
             inst = load_instance(f)
         except InputError as exc:
             bad += 1
@@ -59,6 +60,14 @@ def run_validate(args: argparse.Namespace) -> int:
             continue
         print(f"{f}: ok ({instance_summary(inst)})")
     return 2 if bad else 0
+
+
+def check_instance_suffix(path: Path) -> None:
+    """Refuse a file that is no instance file by its name (a trace CSV, a README): instance files are
+    read by suffix, and any other one would be read as JSON ("malformed JSON at line 1")."""
+    if path.suffix.lower() not in INSTANCE_SUFFIXES and not path.is_dir():
+        got = f"a '{path.suffix}' file" if path.suffix else "a file without a suffix"
+        raise InputError(f"{path}: not an instance file: expected .json, .yaml or .yml, got {got}")
 
 
 def instance_summary(inst: Instance) -> str:
@@ -153,6 +162,7 @@ def collect_instance_files(paths: Sequence[str]) -> list[Path]:
                     raise InputError(f"{p}: folder holds no *.json, *.yaml or *.yml instance file")
                 files.extend(found)
             elif p.exists():
+                check_instance_suffix(p)
                 files.append(p)
             else:
                 raise InputError(f"{p}: no such file or folder")

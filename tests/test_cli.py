@@ -127,6 +127,20 @@ def test_empty_folder_and_clashing_stems_are_refused(tmp_path: Path, capsys: pyt
     assert not (tmp_path / "o").exists()
 
 
+def test_a_file_that_is_no_instance_file_is_named_as_such(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # before: "malformed JSON at line 1 column 1" (any suffix but .yaml/.yml was read as JSON)
+    trace = INSTANCES_DIR / "traces" / "azure_llm_2023_conv.csv"
+    bare = tmp_path / "cluster"
+    bare.write_text(Path(TIER).read_text())
+    expected = "not an instance file: expected .json, .yaml or .yml, got"
+    for f, got in ((trace, "a '.csv' file"), (bare, "a file without a suffix")):
+        assert main(["validate", str(f)]) == 2
+        assert capsys.readouterr().err == f"{f}: {expected} {got}\n"
+    assert main(["solve", str(trace), "--out-dir", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err == f"{trace}: {expected} a '.csv' file\n"
+    assert not (tmp_path / "o").exists()
+
+
 def test_schema_prints_valid_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
