@@ -10,10 +10,11 @@ columns match one name, or with a column of no listed name, is refused.
   number, seconds. The 2025 multimodal trace (an extra ``NumImages`` column) is refused by name.
 - BurstGPT CSV (``Timestamp`` s from 0:00 of the first day, ``Model``, ``Request tokens``,
   ``Response tokens``, ``Total tokens``, ``Log Type``; release 2.0 adds ``Session ID``,
-  ``Elapsed time``): one request a row. A row with ``Response tokens`` = 0 is a request that
-  failed (BurstGPT's README) and is skipped, counted in :attr:`RequestTrace.num_failed_skipped`;
-  ``model`` keeps one ``Model`` (default: every model). ``Total tokens``, ``Log Type``,
-  ``Session ID`` and ``Elapsed time`` are not read.
+  ``Elapsed time``): one request a row. The four columns read are required (a file without
+  ``Model`` cannot say whose requests it holds); ``Total tokens``, ``Log Type``, ``Session ID``
+  and ``Elapsed time`` are not read. A row with ``Response tokens`` = 0 is a request that failed
+  (BurstGPT's README) and is skipped, counted in :attr:`RequestTrace.num_failed_skipped`;
+  ``model`` keeps one ``Model`` (default: every model).
 - Mooncake JSONL (``timestamp`` ms, ``input_length``, ``output_length``, ``hash_ids``): one request
   a line; ``hash_ids`` are 512-token prefix blocks, turned into cache hits by :func:`prefix_hits`.
   The FAST'25 conversation and synthetic traces and the earlier ``mooncake_trace.jsonl`` share it.
@@ -41,7 +42,7 @@ import pandas as pd
 from hetero_opt.errors import InputError
 
 AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
-#: BurstGPT columns (HPMLL/BurstGPT README, "Schema"); the first three are read.
+#: BurstGPT columns (HPMLL/BurstGPT README, "Schema"); the first four are read (and required).
 BURSTGPT_COLUMNS = ("Timestamp", "Request tokens", "Response tokens", "Model", "Total tokens", "Log Type")
 #: Columns BurstGPT release 2.0 adds (its README's schema); not read.
 BURSTGPT_V2_COLUMNS = ("Session ID", "Elapsed time")
@@ -268,12 +269,14 @@ def _azure(p: Path, df: pd.DataFrame) -> RequestTrace:
 
 def _burstgpt(p: Path, df: pd.DataFrame, model: str | None) -> RequestTrace:
     """BurstGPT rows (of ``model`` when named), failed requests (``Response tokens`` = 0) left out."""
+    if "Model" not in df.columns:  # every BurstGPT file has it: without it, whose requests these are is unknown
+        raise InputError(
+            f"{p}: column='Model' is missing (BurstGPT logs each request's model; the file has {list(df.columns)})"
+        )
     if df.empty:
         raise InputError(f"{p}: no requests (the file has a header and no rows)")
     name = _stem(p)
     if model is not None:
-        if "Model" not in df.columns:
-            raise InputError(f"{p}: model='{model}' is asked for, but the file has no Model column")
         models = df["Model"].astype(str).str.strip()  # as column names: surrounding spaces ignored
         model = model.strip()
         if not (models == model).any():

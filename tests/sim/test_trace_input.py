@@ -298,10 +298,16 @@ def test_burstgpt_errors_count_rows_in_the_file_and_model_is_checked(tmp_path: P
     for layout, path in (("Azure", DATA / "azure_llm_2024.csv"), ("Mooncake", DATA / "mooncake_conversation.jsonl")):
         with pytest.raises(InputError, match=f"model='GPT-4' is asked for, but {layout} traces name no model"):
             load_trace(path, model="GPT-4")
+
+
+def test_a_burstgpt_file_without_its_model_column_is_refused_naming_it(tmp_path: Path) -> None:
+    # before: read as requests of no model (BurstGPT's files always have the column)
     no_model = _write(tmp_path, "d.csv", "Timestamp,Request tokens,Response tokens\n5,10,5\n")
-    with pytest.raises(InputError, match=r"model='GPT-4' is asked for, but the file has no Model column"):
-        load_trace(no_model, model="GPT-4")
-    assert _requests(load_trace(no_model)) == ([0.0], [10], [5])
+    for model in (None, "GPT-4"):
+        with pytest.raises(InputError) as err:
+            load_trace(no_model, model=model)
+        assert str(err.value) == (f"{no_model}: column='Model' is missing (BurstGPT logs each request's model; the "
+                                  "file has ['Timestamp', 'Request tokens', 'Response tokens'])")
 
 
 def test_undecodable_or_broken_files_name_the_file(tmp_path: Path) -> None:
