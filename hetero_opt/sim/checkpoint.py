@@ -195,8 +195,13 @@ class Loaded:
     cycles: int
 
 
-def load(path: Path, fp: Mapping[str, Any], kind: type[object]) -> Loaded | None:
-    """The state saved in ``path`` (None if there is no file); :class:`CheckpointError` if it cannot be used."""
+def load(path: Path, fp: Mapping[str, Any], kind: type[object],
+         clock: Callable[[Any], tuple[float, int]] | None = None) -> Loaded | None:
+    """The state saved in ``path`` (None if there is no file); :class:`CheckpointError` if it cannot be used.
+
+    ``clock`` reads the simulated time and cycles done off the state: a header that says otherwise
+    does not belong to its state (the payload's SHA-256 covers the state only) and is refused.
+    """
     try:
         with path.open("rb") as f:
             magic = f.read(len(MAGIC))
@@ -241,6 +246,13 @@ def load(path: Path, fp: Mapping[str, Any], kind: type[object]) -> Loaded | None
     if not isinstance(state, kind):
         raise CheckpointError(f"checkpoint '{path}': holds a {type(state).__name__}, not a "
                               f"{kind.__name__}{_DISCARD}")
+    if clock is not None:
+        held_s, held_cycles = clock(state)
+        if (held_s, held_cycles) != (time_s, cycles):
+            raise CheckpointError(
+                f"checkpoint '{path}': header is damaged (it says simulated time {time_s:g} s, {cycles} control "
+                f"cycles; the state holds {held_s:g} s, {held_cycles} cycles){_DISCARD}"
+            )
     return Loaded(state, time_s, cycles)
 
 
@@ -270,14 +282,32 @@ def discard(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
+#: Units of the fingerprint's numbers, as the messages print them.
+_UNITS = {"duration_s": "s", "duration": "s"}
+
+
 def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """``field: old -> new`` for every fingerprint field that differs (hashes shortened)."""
+    """``field: old -> new`` for every fingerprint field that differs, as a user reads them.
+
+    Numbers are printed with ``%g`` and their unit (``duration: 900 s -> 1800 s``; more digits only
+    when ``%g`` shows two different values alike), a missing value as ``none``, hashes shortened.
+    """
     out = []
     for k in sorted(set(old) | set(new)):
         a, b = old.get(k, "(none)"), new.get(k, "(none)")
         if a != b:
-            out.append(f"{k}: {_short(a)} -> {_short(b)}")
+            exact = _show(k, a) == _show(k, b)
+            out.append(f"{k}: {_show(k, a, exact)} -> {_show(k, b, exact)}")
     return out
+
+
+def _show(key: str, v: Any, exact: bool = False) -> str:
+    if v is None:
+        return "none"
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return _short(v)
+    text = repr(float(v)) if exact and isinstance(v, float) else f"{v:g}"
+    return f"{text} {_UNITS[key]}" if key in _UNITS else text
 
 
 def _short(v: Any) -> str:

@@ -256,7 +256,7 @@ def simulate(
         fp = fingerprint(trace, cfg, policy, instance, mode, checkpoint.inputs)
         if checkpoint.restart:
             discard_checkpoint(checkpoint.path)
-        loaded = load_checkpoint(checkpoint.path, fp, LoopState)
+        loaded = load_checkpoint(checkpoint.path, fp, LoopState, clock=lambda s: (s.t, s.cycles))
         if loaded is not None:
             st = loaded.state
             if checkpoint.on_resume is not None:

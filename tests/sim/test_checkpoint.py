@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -115,6 +116,18 @@ def test_other_inputs_are_refused_naming_what_differs(tmp_path: Path) -> None:
     assert not path.exists()
 
 
+def test_other_inputs_are_named_with_their_numbers_as_a_user_reads_them(tmp_path: Path) -> None:
+    # before: "duration: 900.0 -> null; scale: 1.0 -> 2.0"
+    trace, cfg, policy, inst = _case("request")
+    path = tmp_path / "run.checkpoint"
+    with pytest.raises(SimInterrupted):
+        simulate(trace, cfg, policy, inst, "request", stop=_stop_after(2),
+                 checkpoint=Checkpoint(path, inputs={"duration": 900.0, "scale": 1.0}))
+    with pytest.raises(CheckpointError, match=r"other inputs \(duration: 900 s -> none; scale: 1 -> 2\);"):
+        simulate(trace, cfg, policy, inst, "request",
+                 checkpoint=Checkpoint(path, inputs={"duration": None, "scale": 2.0}))
+
+
 def _cli(out: Path, *extra: str) -> list[str]:
     return ["simulate", "--trace", str(CONV), "--config", str(SIM_DIR / "sim.yaml"), "--cluster",
             str(SIM_DIR / "cluster.yaml"), "--duration", "900", "--no-plots", "--out-dir", str(out), *extra]
@@ -172,8 +185,11 @@ def test_cli_sigint_saves_and_a_rerun_resumes(tmp_path: Path, monkeypatch: pytes
         (lambda b: b[: len(b) // 2], "state is damaged"),
         (lambda b: MAGIC + b"{oops\n" + b[b.index(b"\n", len(MAGIC)) + 1:], "header is damaged"),
         (lambda b: b.replace(b'"format": 1', b'"format": 99'), "format 99, this version reads format 1"),
+        # the payload's SHA-256 does not cover the header: a header edited alone was trusted (before)
+        (lambda b: re.sub(rb'"cycles": \d+', b'"cycles": 99', b, count=1),
+         "header is damaged (it says simulated time 60 s, 99 control cycles; the state holds 60 s, 1 cycles)"),
     ],
-    ids=["garbage", "truncated", "torn-header", "other-format"],
+    ids=["garbage", "truncated", "torn-header", "other-format", "header-disagrees-with-state"],
 )
 def test_cli_refuses_a_damaged_checkpoint_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                       monkeypatch: pytest.MonkeyPatch,
