@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from rich.console import Console
+from rich import box
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 
 from hetero_opt.batch.executor import Executor, InProcessExecutor, Outcome
@@ -254,68 +255,93 @@ def _fmt(x: object, digits: int = 2) -> str:
     return str(x)
 
 
-def main_table(df: pd.DataFrame) -> Table:
+#: The main table's columns and their justification: the results, the gaps, the verifier's word.
+_RESULT_COLUMNS: list[tuple[str, JustifyMethod]] = [
+    ("instance", "left"),
+    ("solver", "left"),
+    ("status", "left"),
+    ("served GPUs by priority", "left"),
+    ("premium", "right"),
+    ("new DGs", "right"),
+    ("time s", "right"),
+]
+_GAP_COLUMNS: list[tuple[str, JustifyMethod]] = [
+    ("stage-1 gap", "right"),
+    ("gap unserved", "right"),
+    ("gap premium %", "right"),
+    ("gap DGs", "right"),
+    ("gap free nodes", "right"),
+]
+_VERIFIED_COLUMN: tuple[str, JustifyMethod] = ("verified", "center")
+
+
+def _table(title: str, compact: bool) -> Table:
+    """A report table; ``compact``: no borders, one space between columns (for a narrow console)."""
+    if compact:
+        return Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 0), show_edge=False)
+    return Table(title=title)
+
+
+def _fill(table: Table, columns: Sequence[tuple[str, JustifyMethod]], rows: Sequence[Sequence[str]]) -> None:
+    """Add ``columns`` and ``rows`` to ``table``, words kept whole on a narrow console.
+
+    A column is never narrower than its longest word (header or value): a narrow console wraps
+    headers and values between words, and folds onto the next line what is still too wide for it,
+    never cutting a value short with an ellipsis.
+    """
+    for i, (header, justify) in enumerate(columns):
+        longest = max(len(w) for w in [*header.split(), *(w for row in rows for w in row[i].split())])
+        table.add_column(header, justify=justify, overflow="fold", min_width=longest)
+    for row in rows:
+        table.add_row(*row)
+
+
+def main_table(df: pd.DataFrame, *, gaps: bool = True, results: bool = True, compact: bool = False) -> Table:
     """Per instance and solver: served GPUs by priority, premium cost, groups, time, gaps, checks.
 
     Gaps are to the best proven bound over the solvers: ``stage-1 gap`` in GPUs of the top class
     (0: first stage proven optimal), ``gap unserved`` in GPUs over all classes, ``gap premium``
     in % where the unserved GPUs meet the bound, ``gap DGs`` (new groups) where premium meets it, and
     ``gap free nodes`` (whole free nodes, term 5: heuristic, against the trivial bound).
+    ``gaps=False`` leaves the gaps out, ``results=False`` keeps only them (with instance and solver):
+    :func:`print_report` prints the two halves one after the other, ``compact``, on a console too
+    narrow for the whole table.
     """
-    table = Table(title="Placement benchmark", show_lines=False)
-    for col, justify in [
-        ("instance", "left"),
-        ("solver", "left"),
-        ("status", "left"),
-        ("served GPUs by priority", "left"),
-        ("premium", "right"),
-        ("new DGs", "right"),
-        ("time s", "right"),
-        ("stage-1 gap", "right"),
-        ("gap unserved", "right"),
-        ("gap premium %", "right"),
-        ("gap DGs", "right"),
-        ("gap free nodes", "right"),
-        ("verified", "center"),
-    ]:
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    columns = [
+        *(_RESULT_COLUMNS if results else _RESULT_COLUMNS[:2]),
+        *(_GAP_COLUMNS if gaps else []),
+        *([_VERIFIED_COLUMN] if results else []),
+    ]
+    title = "Placement benchmark" if results else "Placement benchmark: gaps to the best bound"
+    rows = []
     for r in df.itertuples(index=False):
-        table.add_row(
-            str(r.instance),
-            str(r.solver),
-            str(r.status),
-            str(r.served_by_priority),
-            str(r.premium_cost),
-            str(r.new_groups),
-            _fmt(r.wall_time_s, 3),
-            _fmt(r.stage1_gap_gpus, 0),
-            _fmt(r.gap_unserved_gpus, 0),
-            _fmt(r.gap_premium_pct, 1),
-            _fmt(r.gap_new_groups, 0),
-            _fmt(r.gap_whole_free_nodes, 0),
-            "yes" if r.verify_ok else "NO",
-        )
+        cells = {
+            "instance": str(r.instance),
+            "solver": str(r.solver),
+            "status": str(r.status),
+            "served GPUs by priority": str(r.served_by_priority),
+            "premium": str(r.premium_cost),
+            "new DGs": str(r.new_groups),
+            "time s": _fmt(r.wall_time_s, 3),
+            "stage-1 gap": _fmt(r.stage1_gap_gpus, 0),
+            "gap unserved": _fmt(r.gap_unserved_gpus, 0),
+            "gap premium %": _fmt(r.gap_premium_pct, 1),
+            "gap DGs": _fmt(r.gap_new_groups, 0),
+            "gap free nodes": _fmt(r.gap_whole_free_nodes, 0),
+            "verified": "yes" if r.verify_ok else "NO",
+        }
+        rows.append([cells[col] for col, _ in columns])
+    table = _table(title, compact)
+    _fill(table, columns, rows)
     return table
 
 
-def totals_table(df: pd.DataFrame) -> Table:
+def totals_table(df: pd.DataFrame, *, compact: bool = False) -> Table:
     """Per solver totals over the suite, and how often CP-SAT beats greedy."""
-    table = Table(title="Totals per solver")
-    for col in [
-        "solver",
-        "instances",
-        "served GPUs",
-        "unserved GPUs",
-        "premium",
-        "new DGs",
-        "time s (sum)",
-        "time s (max)",
-        "verified",
-        "optimal",
-    ]:
-        table.add_column(col, justify="left" if col == "solver" else "right")
-    for solver, g in df.groupby("solver", sort=False):
-        table.add_row(
+    headers = ["solver", "instances", "served GPUs", "unserved GPUs", "premium", "new DGs", "time s (sum)",
+               "time s (max)", "verified", "optimal"]
+    rows = [
+        [
             str(solver),
             str(len(g)),
             str(int(g["served_gpus"].sum())),
@@ -326,7 +352,11 @@ def totals_table(df: pd.DataFrame) -> Table:
             f"{g['wall_time_s'].max():.3f}",
             f"{int(g['verify_ok'].sum())}/{len(g)}",
             str(int((g["status"] == "optimal").sum())),
-        )
+        ]
+        for solver, g in df.groupby("solver", sort=False)
+    ]
+    table = _table("Totals per solver", compact)
+    _fill(table, [(h, "left" if h == "solver" else "right") for h in headers], rows)
     per_instance = df.drop_duplicates("instance")
     if per_instance["cpsat_time_ratio"].notna().any():
         table.caption = (
@@ -338,10 +368,29 @@ def totals_table(df: pd.DataFrame) -> Table:
 
 
 def print_report(df: pd.DataFrame, console: Console | None = None) -> None:
-    """Print :func:`main_table` and :func:`totals_table`."""
+    """Print :func:`main_table` and :func:`totals_table`.
+
+    On a console too narrow for the main table's values unwrapped (its 13 columns need ~190
+    characters for the contention suite), the results and the gaps are printed as two compact
+    tables, readable down to 80 columns; a value is never cut short.
+    """
     console = console or Console()
-    console.print(main_table(df))
-    console.print(totals_table(df))
+    table = main_table(df)
+    if _unwrapped_width(console, table) <= console.width:
+        console.print(table)
+        console.print(totals_table(df))
+        return
+    for table in (main_table(df, gaps=False, compact=True), main_table(df, results=False, compact=True),
+                  totals_table(df, compact=True)):
+        if _unwrapped_width(console, table) > console.width:
+            for column in table.columns:  # each column as narrow as its longest word, header or value
+                column.max_width = column.min_width
+        console.print(table)
+
+
+def _unwrapped_width(console: Console, table: Table) -> int:
+    """Columns ``table`` takes with no header or value wrapped."""
+    return console.measure(table, options=console.options.update_width(1 << 16)).maximum
 
 
 def plot(df: pd.DataFrame, path: Path) -> None:

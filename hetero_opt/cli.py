@@ -357,8 +357,9 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 def _console() -> Console:
-    """A console at least 120 columns wide, so tables stay readable when piped."""
-    return Console(width=max(Console().width, 120))
+    """The terminal's width on a terminal (wider lines would wrap there); piped, at least 120 columns."""
+    console = Console()
+    return console if console.is_terminal else Console(width=max(console.width, 120))
 
 
 def _one_line(exc: BaseException | str) -> str:

@@ -69,6 +69,24 @@ def test_run_suite_writes_outputs(tmp_path: Path) -> None:
     assert totals_table(df).row_count == 2
 
 
+@pytest.mark.parametrize("width", [80, 120])
+def test_the_report_on_a_narrow_console_cuts_no_value_short(width: int) -> None:
+    # before: at 120 columns "conte…", "optim…", "p100:…"; at 80 most columns were a few letters
+    df = run_suite("contention", solvers=("greedy", "cpsat"), seeds=(0, 1, 2), progress=False)
+    console = Console(record=True, width=width)
+    print_report(df, console)
+    text = console.export_text()
+    lines = text.splitlines()
+    assert "…" not in text
+    assert max(map(len, lines)) <= width
+    words = set(text.split())
+    for r in df.itertuples(index=False):
+        assert {r.instance, r.solver, r.status, str(r.premium_cost), *r.served_by_priority.split()} <= words
+    for header in ("instance", "solver", "premium", "verified", "stage-1", "unserved", "optimal"):
+        assert header in words
+    assert sum(line.startswith("contention-s0-spill ") for line in lines) == 4  # results and gaps, per solver
+
+
 def test_suites_name_families() -> None:
     assert SUITES["contention"] == ("contention", tuple(range(10)))
     assert SUITES["production"][1] == (0, 1, 2, 3)
