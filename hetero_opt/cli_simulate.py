@@ -80,7 +80,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--config", required=True, help="simulation config YAML (hetero_opt.sim.config)")
     p.add_argument("--cluster", required=True, help="cluster instance file (its requests are ignored)")
     p.add_argument("--mode", default="request", choices=["request", "fluid"], help="request-level or window-level")
-    p.add_argument("--out-dir", required=True, type=Path, help="output folder (replaced if it exists)")
+    p.add_argument("--out-dir", required=True, type=Path,
+                   help="output folder: new, empty or a previous run's (replaced at the end; a folder holding other "
+                   "files is refused)")
     p.add_argument("--scale", type=float, default=1.0,
                    help="request traces: superposed copies (integer); rate traces: rate multiplier")
     p.add_argument("--duration", type=float, help="simulate only the first S seconds of the trace")
@@ -221,10 +223,26 @@ def default_checkpoint(out_dir: Path) -> Path:
     return folder.with_name(folder.name + ".checkpoint")
 
 
+#: What a run writes into its output folder; a folder holding anything else is not replaced.
+_OUTPUTS = re.compile(r"cycles\.csv|requests\.csv|summary\.json|metrics\.prom|.+_(demand_capacity|pods)\.png")
+
+
 def _check_out_dir(out_dir: Path) -> None:
-    """Raise :class:`InputError` unless ``out_dir`` can be written (replaced) at the end of the run."""
+    """Raise :class:`InputError` unless ``out_dir`` can be written (replaced) at the end of the run.
+
+    The folder is replaced whole, so it must be new, empty or a previous run's output: a folder holding
+    anything a run does not write (the working directory, a results folder) is refused, not deleted.
+    """
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out-dir '{out_dir}': is a file, not a folder")
+    if out_dir.is_dir():
+        foreign = sorted(e.name for e in out_dir.iterdir() if not (e.is_file() and _OUTPUTS.fullmatch(e.name)))
+        if foreign:
+            raise InputError(
+                f"--out-dir '{out_dir}': holds {len(foreign)} entr{'y' if len(foreign) == 1 else 'ies'} a "
+                f"simulation does not write (e.g. '{foreign[0]}'); the folder is replaced at the end, so give a "
+                "new or empty folder or a previous run's output folder"
+            )
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

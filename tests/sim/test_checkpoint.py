@@ -251,6 +251,33 @@ def test_cli_refuses_an_out_dir_that_is_a_file_before_the_run(tmp_path: Path, ca
     assert out.read_text() == "mine\n"
 
 
+def test_cli_refuses_an_out_dir_holding_files_it_did_not_write(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # the folder is replaced whole at the end: the working directory or a results folder given by
+    # mistake must be refused before the run, not deleted after it
+    import hetero_opt.cli_simulate as cli_simulate
+
+    out = tmp_path / "results"
+    (out / "sub").mkdir(parents=True)
+    (out / "keep.txt").write_text("mine\n")
+    (out / "summary.json").write_text("{}\n")  # a previous run's file alone would not stop it
+    ran: list[bool] = []
+    monkeypatch.setattr(cli_simulate, "simulate", lambda *a, **k: ran.append(True))
+    assert main(_cli(out)) == 2
+    err = capsys.readouterr().err
+    assert f"--out-dir '{out}': holds 2 entries a simulation does not write (e.g. 'keep.txt')" in err
+    assert ran == []
+    assert (out / "keep.txt").read_text() == "mine\n" and (out / "sub").is_dir()
+
+
+def test_cli_replaces_a_previous_runs_output_folder(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert main(_cli(out)) == 0
+    first = sorted(p.name for p in out.iterdir())
+    assert main(_cli(out)) == 0  # its own files only: replaced
+    assert sorted(p.name for p in out.iterdir()) == first
+
+
 def test_a_signal_ignored_by_whoever_started_the_run_stays_ignored() -> None:
     from hetero_opt.sim.checkpoint import SignalStop
 
