@@ -24,7 +24,8 @@ from hetero_opt.batch.manifest import Entry, Manifest, library_versions
 from hetero_opt.batch.resume import Job, run_jobs
 from hetero_opt.batch.solve_batch import warm_up
 from hetero_opt.batch.sweep import SweepError
-from hetero_opt.generate import generate_instance
+from hetero_opt.errors import InputError
+from hetero_opt.generate import FAMILIES, generate_instance
 from hetero_opt.instance import Instance, node_column
 from hetero_opt.placement.objective import Score
 from hetero_opt.placement.result import PlacementResult
@@ -84,6 +85,8 @@ def run_suite(
         One row per (instance, solver); see ``docs/benchmarks.md`` for the columns.
     """
     family, default_seeds = SUITES.get(suite, (suite, (0,)))
+    if family not in FAMILIES:  # before any output or manifest is written
+        raise InputError(f"bench: suite='{suite}' is not one of {sorted(set(SUITES) | set(FAMILIES))}")
     seeds = tuple(default_seeds if seeds is None else seeds)
     tasks = [BenchTask(suite, family, seed, tuple(solvers), time_limit, num_workers, solver_seed) for seed in seeds]
     jobs = [

@@ -12,6 +12,7 @@ from hetero_opt import Instance, bench
 from hetero_opt.batch import SweepError
 from hetero_opt.batch.manifest import MANIFEST_NAME
 from hetero_opt.bench import SUITES, gaps, main_table, print_report, run_suite, totals_table
+from hetero_opt.cli import main
 from hetero_opt.placement.objective import Score
 
 
@@ -123,3 +124,12 @@ def test_a_failed_instance_is_reported_and_the_others_kept(tmp_path: Path, monke
     monkeypatch.undo()
     df = run_suite("tiny", solvers=("greedy",), seeds=(0, 1), out_dir=tmp_path, progress=False)
     assert list(df["seed"]) == [0, 1]
+
+
+def test_an_unknown_suite_is_one_line_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "b"
+    assert main(["bench", "productio", "--solvers", "greedy", "--out-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "bench: suite='productio' is not one of [" in err
+    assert "Traceback" not in err
+    assert not out.exists()  # no manifest left behind

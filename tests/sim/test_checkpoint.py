@@ -267,7 +267,8 @@ def test_cli_refuses_an_out_dir_holding_files_it_did_not_write(tmp_path: Path, c
     err = capsys.readouterr().err
     assert f"--out-dir '{out}': holds 2 entries a simulation does not write (e.g. 'keep.txt')" in err
     assert ran == []
-    assert (out / "keep.txt").read_text() == "mine\n" and (out / "sub").is_dir()
+    assert (out / "keep.txt").read_text() == "mine\n"
+    assert (out / "sub").is_dir()
 
 
 def test_cli_replaces_a_previous_runs_output_folder(tmp_path: Path) -> None:
