@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from hetero_opt.fleets import GPU_MEMORY_GB, FleetMix, get_fleet
-from hetero_opt.instance import FORMAT_VERSION, NODE_FIELDS, Instance
+from hetero_opt.instance import FORMAT_VERSION, NODE_FIELDS, ROWS_FORMAT_VERSION, Instance
 
 Rng = np.random.Generator
 
@@ -162,6 +162,8 @@ def generate_instance(family: str, seed: int, *, columnar: bool | None = None, *
     nodes = data["nodes"]
     if len(nodes) >= COLUMNAR_MIN_NODES if columnar is None else columnar:
         data["nodes"] = {f: [n.get(f) for n in nodes] for f in NODE_FIELDS}
+    else:  # rows need nothing of 1.2: the file stays readable by releases before it
+        data["format_version"] = ROWS_FORMAT_VERSION
     return Instance.model_validate(data)
 
 

@@ -39,6 +39,8 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
 FORMAT_VERSION = "1.2"
+#: The version written where nodes are rows (nothing of 1.2 used): readable by releases before 1.2.
+ROWS_FORMAT_VERSION = "1.1"
 #: Versions read; 1.0 files are 1.1 files without single-role services and all-or-nothing requests, 1.1
 #: files are 1.2 files without columnar nodes.
 FORMAT_VERSIONS = ("1.0", "1.1", "1.2")

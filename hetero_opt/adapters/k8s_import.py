@@ -37,7 +37,7 @@ from hetero_opt.adapters.k8s_objects import (
     to_model,
 )
 from hetero_opt.errors import InputError
-from hetero_opt.instance import FORMAT_VERSION, Frozen, GpuType, Instance, Node, Service
+from hetero_opt.instance import ROWS_FORMAT_VERSION, Frozen, GpuType, Instance, Node, Service
 from hetero_opt.io import load_yaml_model, parse_instance
 
 PRODUCT_LABEL = "nvidia.com/gpu.product"
@@ -187,7 +187,7 @@ def import_k8s(
     services = services_for(pods_seen, node_by_id, m.services, warnings)
     groups = groups_for(pods_seen, services, node_by_id)
     data = {
-        "format_version": FORMAT_VERSION,
+        "format_version": ROWS_FORMAT_VERSION,  # nodes as rows: readable before 1.2
         "name": name,
         "gpu_types": [g.model_dump(mode="json") for g in gpu_types],
         "nodes": [n.model_dump(mode="json") for n in out_nodes],
