@@ -22,7 +22,7 @@ from hetero_opt.policy.hpa import HPABehavior, HPAControllerConfig
 from hetero_opt.policy.periodic import PeriodicWindow
 from hetero_opt.policy.profiles import ServingProfile, load_profiles
 
-PolicyName = Literal["proportional", "feedback", "hybrid", "periodic", "hpa", "static"]
+PolicyName = Literal["proportional", "feedback", "hybrid", "periodic", "hpa", "kpa", "apa", "static"]
 
 
 class ProportionalConfig(Frozen):
@@ -117,6 +117,96 @@ class HPAPolicyConfig(Frozen):
     controller: HPAControllerConfig = Field(default_factory=HPAControllerConfig, description="Controller flags.")
 
 
+def _check(ok: bool, name: str, value: object, rule: str) -> None:
+    """Refuse ``name=value`` in one line naming the rule it breaks."""
+    if not ok:
+        raise ValueError(f"{name}={value!r} {rule}")
+
+
+class PerPodMetricConfig(Frozen):
+    """The metric a KPA or APA baseline holds per pod, for each pool (prefill and decode alone)."""
+
+    metric: Literal["tps", "gpu_util"] = Field(
+        default="tps",
+        description="tps: prefill pool on prefill TPS, decode pool on decode TPS (tokens/s per pod); "
+        "gpu_util: each pool on its GPU utilisation (percent per pod).",
+    )
+    prefill_target_per_pod: float | None = Field(
+        default=None,
+        description="Prefill pool's target per pod; None = tps: prefill_guard.prefill_tps_per_pod × "
+        "prefill_guard.target_utilisation (as decode-TPS control sizes prefill), gpu_util: 60.",
+    )
+    decode_target_per_pod: float | None = Field(
+        default=None,
+        description="Decode pool's target per pod; None = tps: proportional.target_decode_tps_per_pod, gpu_util: 60.",
+    )
+
+    def _check_targets(self) -> None:
+        for name in ("prefill_target_per_pod", "decode_target_per_pod"):
+            v = getattr(self, name)
+            _check(v is None or 0 < v <= 1e12, name, v, "must be > 0 and <= 1e12")
+            if self.metric == "gpu_util" and v is not None:
+                _check(v <= 100, name, v, "must be <= 100 (percent) with metric gpu_util")
+
+
+class KPAPolicyConfig(PerPodMetricConfig):
+    """The Knative Pod Autoscaler baseline; defaults and ranges of knative/serving ``config-autoscaler``."""
+
+    stable_window_s: float = Field(default=60.0, description="stable-window (s), in [6, 3600].")
+    panic_window_percentage: float = Field(
+        default=10.0, description="panic-window-percentage: panic window as % of the stable window, in [1, 100]."
+    )
+    panic_threshold_percentage: float = Field(
+        default=200.0,
+        description="panic-threshold-percentage: panic at this % of the ready pods' target, in [110, 1000].",
+    )
+    max_scale_up_rate: float = Field(default=1000.0, description="max-scale-up-rate, > 1.")
+    max_scale_down_rate: float = Field(default=2.0, description="max-scale-down-rate, > 1.")
+    scale_down_delay_s: float = Field(
+        default=0.0, description="scale-down-delay (s), whole seconds in [0, 3600]; 0 = none."
+    )
+    activation_scale: int = Field(default=1, description="activation-scale: least non-zero pod count, >= 1.")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> KPAPolicyConfig:
+        self._check_targets()
+        _check(6 <= self.stable_window_s <= 3600, "stable_window_s", self.stable_window_s, "must be in [6, 3600]")
+        p = self.panic_window_percentage
+        _check(1 <= p <= 100, "panic_window_percentage", p, "must be in [1, 100]")
+        t = self.panic_threshold_percentage
+        _check(110 <= t <= 1000, "panic_threshold_percentage", t, "must be in [110, 1000]")
+        _check(1 < self.max_scale_up_rate <= 1e9, "max_scale_up_rate", self.max_scale_up_rate, "must be > 1")
+        _check(1 < self.max_scale_down_rate <= 1e9, "max_scale_down_rate", self.max_scale_down_rate, "must be > 1")
+        d = self.scale_down_delay_s
+        _check(0 <= d <= 3600 and float(d).is_integer(), "scale_down_delay_s", d,
+               "must be whole seconds in [0, 3600]")
+        _check(1 <= self.activation_scale <= 1_000_000, "activation_scale", self.activation_scale, "must be >= 1")
+        return self
+
+
+class APAPolicyConfig(PerPodMetricConfig):
+    """AIBrix's Advanced Pod Autoscaler baseline; defaults of ``NewApaScalingContext``."""
+
+    up_fluctuation_tolerance: float = Field(default=0.1, description="Scale up above (1 + this) × target, >= 0.")
+    down_fluctuation_tolerance: float = Field(
+        default=0.2, description="Scale down below (1 - this) × target, in [0, 1]."
+    )
+    window_s: float = Field(default=60.0, description="Metric window (s), > 0.")
+    max_scale_up_rate: float = Field(default=2.0, description="At most ceil(rate × ready pods) per cycle, >= 1.")
+    max_scale_down_rate: float = Field(default=2.0, description="At least floor(ready pods / rate) per cycle, >= 1.")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> APAPolicyConfig:
+        self._check_targets()
+        u, d = self.up_fluctuation_tolerance, self.down_fluctuation_tolerance
+        _check(0 <= u <= 1e6, "up_fluctuation_tolerance", u, "must be >= 0")
+        _check(0 <= d <= 1, "down_fluctuation_tolerance", d, "must be in [0, 1]")
+        _check(0 < self.window_s <= 86_400, "window_s", self.window_s, "must be > 0 and <= 86400")
+        _check(1 <= self.max_scale_up_rate <= 1e9, "max_scale_up_rate", self.max_scale_up_rate, "must be >= 1")
+        _check(1 <= self.max_scale_down_rate <= 1e9, "max_scale_down_rate", self.max_scale_down_rate, "must be >= 1")
+        return self
+
+
 class StabilityConfig(Frozen):
     """Anti-flapping mechanisms of §3.6."""
 
@@ -172,6 +262,8 @@ class ServicePolicy(Frozen):
     )
     periodic: PeriodicConfig = Field(default_factory=PeriodicConfig, description="Periodic schedule.")
     hpa: HPAPolicyConfig = Field(default_factory=HPAPolicyConfig, description="HPA baseline.")
+    kpa: KPAPolicyConfig = Field(default_factory=KPAPolicyConfig, description="Knative KPA baseline.")
+    apa: APAPolicyConfig = Field(default_factory=APAPolicyConfig, description="AIBrix APA baseline.")
     stability: StabilityConfig = Field(default_factory=StabilityConfig, description="Stability mechanisms.")
 
     @model_validator(mode="after")

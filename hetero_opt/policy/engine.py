@@ -23,7 +23,8 @@ from pydantic import Field
 from hetero_opt.errors import InputError
 from hetero_opt.policy._base import Frozen
 from hetero_opt.policy.anticipation import DemandHistory, Forecast, forecast, lead_of, record
-from hetero_opt.policy.config import AutoscalerConfig, ServicePolicy
+from hetero_opt.policy.apa import APASpec, APAState, apa_scale
+from hetero_opt.policy.config import AutoscalerConfig, PerPodMetricConfig, ServicePolicy
 from hetero_opt.policy.feedback import LatencySignal, classify, feedback_decision
 from hetero_opt.policy.hpa import (
     HPAHistory,
@@ -33,6 +34,7 @@ from hetero_opt.policy.hpa import (
     utilization_replicas,
 )
 from hetero_opt.policy.hybrid import HybridMemory, HybridResult, combine, proportional_share
+from hetero_opt.policy.kpa import KPASpec, KPAState, kpa_create, kpa_scale, record_sample, window_average
 from hetero_opt.policy.periodic import periodic_target
 from hetero_opt.policy.prefill_guard import GuardResult, prefill_bounds, prefill_guard
 from hetero_opt.policy.proportional import ProportionalResult, exact, proportional_decision
@@ -164,6 +166,10 @@ class ServicePolicyState(Frozen):
     )
     hpa_prefill: HPAHistory = Field(default_factory=HPAHistory, description="HPA baseline history, prefill pool.")
     hpa_decode: HPAHistory = Field(default_factory=HPAHistory, description="HPA baseline history, decode pool.")
+    kpa_prefill: KPAState = Field(default_factory=KPAState, description="KPA baseline decider, prefill pool.")
+    kpa_decode: KPAState = Field(default_factory=KPAState, description="KPA baseline decider, decode pool.")
+    apa_prefill: APAState = Field(default_factory=APAState, description="APA baseline metric window, prefill pool.")
+    apa_decode: APAState = Field(default_factory=APAState, description="APA baseline metric window, decode pool.")
 
 
 class Decision(Frozen):
@@ -382,6 +388,139 @@ def _decide_hpa(
     return decision, new_state
 
 
+def _per_pod_target(config: ServicePolicy, mc: PerPodMetricConfig, pool: str) -> float:
+    """The per-pod target of ``pool`` for a KPA/APA baseline: given, else the decode-TPS settings' figure."""
+    given = mc.prefill_target_per_pod if pool == "prefill" else mc.decode_target_per_pod
+    if given is not None:
+        return given
+    if mc.metric == "gpu_util":
+        return 60.0
+    if pool == "decode":
+        return _target_tps(config)
+    g = config.prefill_guard
+    if g.prefill_tps_per_pod is None:
+        raise InputError(
+            f"Service '{config.service}': {config.policy}.prefill_target_per_pod unset "
+            "(give it, prefill_guard.prefill_tps_per_pod or a profile)"
+        )
+    return g.prefill_tps_per_pod * g.target_utilisation
+
+
+def _pool_total(mc: PerPodMetricConfig, m: ServiceMetrics, pool: str, ready: int) -> float | None:
+    """The pool's metric summed over its pods: its TPS, or mean GPU utilisation × ready pods."""
+    if mc.metric == "tps":
+        return m.prefill_tps if pool == "prefill" else m.decode_tps
+    util = m.prefill_gpu_util if pool == "prefill" else m.decode_gpu_util
+    return None if util is None else util * ready
+
+
+def _decide_per_pool(
+    config: ServicePolicy,
+    state: ServicePolicyState,
+    now: float,
+    m: ServiceMetrics,
+    current_units: int,
+    pending_units: int,
+    unit: tuple[int, int],
+    current_pods: tuple[int, int] | None,
+) -> tuple[Decision, ServicePolicyState]:
+    """The KPA and APA baselines: each pool sized alone on its own metric per pod, as upstream scales
+    one revision or deployment, then turned into whole units as the HPA baseline's pools are."""
+    policy = config.policy
+    mc: PerPodMetricConfig = config.kpa if policy == "kpa" else config.apa
+    p, d = unit
+    if current_pods is None:
+        current_pods = ((current_units + pending_units) * p, (current_units + pending_units) * d)
+    pools = (
+        ("prefill", p, current_pods[0], m.prefill_ready_pods),
+        ("decode", d, current_pods[1], m.decode_ready_pods),
+    )
+    desired: list[int] = []
+    states: dict[str, Any] = {}
+    reasons: list[str] = []
+    for name, per_unit, spec_replicas, ready_seen in pools:
+        ready = ready_seen if ready_seen is not None else current_units * per_unit
+        target = _per_pod_target(config, mc, name)
+        total = _pool_total(mc, m, name, ready)
+        lo, hi = config.min_units * per_unit, max(1, config.max_units * per_unit)
+        field = f"{policy}_{name}"
+        if total is None:
+            desired.append(spec_replicas)
+            reasons.append(f"{name}: no {mc.metric} metric; hold {spec_replicas}")
+            continue
+        if policy == "kpa":
+            kc = config.kpa
+            st: KPAState = getattr(state, field)
+            if not st.created:
+                st = kpa_create(ready, now)
+            samples = record_sample(st.samples, now, total, kc.stable_window_s)
+            stable = window_average(samples, now, kc.stable_window_s)
+            panic = window_average(samples, now, kc.stable_window_s * kc.panic_window_percentage / 100)
+            assert stable is not None  # the sample at now is in both windows
+            assert panic is not None
+            spec = KPASpec(
+                target_value=target,
+                max_scale_up_rate=kc.max_scale_up_rate,
+                max_scale_down_rate=kc.max_scale_down_rate,
+                panic_threshold=kc.panic_threshold_percentage / 100,
+                stable_window_s=kc.stable_window_s,
+                scale_down_delay_s=kc.scale_down_delay_s,
+                activation_scale=kc.activation_scale,
+            )
+            res, st = kpa_scale(spec, st.replace(samples=samples), now, ready, stable, panic)
+            states[field] = st
+            pods = res.desired_pods
+            why = (f"{name}: stable {stable:.4g} / panic {panic:.4g} over {target:.4g} per pod, {ready} ready → "
+                   f"{res.stable_pods}/{res.panic_pods}{' panic' if res.panicking else ''}")
+            if res.delayed_from is not None:
+                why += f", delay holds {res.delayed_from} at {pods}"
+        else:
+            ac = config.apa
+            ast: APAState = getattr(state, field)
+            samples = record_sample(ast.samples, now, total, ac.window_s)
+            states[field] = ast.replace(samples=samples)
+            observed = window_average(samples, now, ac.window_s)
+            assert observed is not None
+            aspec = APASpec(
+                target_value=target,
+                up_fluctuation_tolerance=ac.up_fluctuation_tolerance,
+                down_fluctuation_tolerance=ac.down_fluctuation_tolerance,
+                max_scale_up_rate=ac.max_scale_up_rate,
+                max_scale_down_rate=ac.max_scale_down_rate,
+            )
+            got = apa_scale(aspec, ready, observed)
+            if got is None:
+                desired.append(spec_replicas)
+                reasons.append(f"{name}: no ready pod; hold {spec_replicas}")
+                continue
+            pods = got
+            why = f"{name}: {observed:.4g} over {ready} ready / {target:.4g} per pod → {pods}"
+        final = min(max(pods, lo), hi)
+        if final != pods:
+            why += f", clamped to {final}"
+        desired.append(final)
+        reasons.append(why)
+    units = clamp_units(max(math.ceil(desired[0] / p), math.ceil(desired[1] / d)), config.min_units, config.max_units)
+    supply = current_units + pending_units
+    action: Action = "out" if units > supply else "in" if units < supply else "none"
+    new_state = state.replace(
+        **states,
+        last_scale_out_at=now if action == "out" else state.last_scale_out_at,
+        last_scale_in_at=now if action == "in" else state.last_scale_in_at,
+    )
+    decision = Decision(
+        service=config.service,
+        action=action,
+        target_units=units,
+        supply_units=supply,
+        prefill_pods=desired[0],
+        decode_pods=desired[1],
+        rule=policy,
+        reason="; ".join(reasons) + " (pools scaled independently)",
+    )
+    return decision, new_state
+
+
 def decide(
     config: ServicePolicy,
     state: ServicePolicyState,
@@ -412,7 +551,7 @@ def decide(
     unit
         ``(p, d)``: prefill and decode pods per unit.
     current_pods
-        HPA baseline only: actual ``(prefill, decode)`` pods when pools drifted off the ratio.
+        HPA, KPA and APA baselines only: actual ``(prefill, decode)`` pods when pools drifted off the ratio.
     startup_delay_s
         How long new units take to serve (s); the anticipation floor covers it (``Autoscaler`` passes its own).
     gpus_per_pod
@@ -430,6 +569,8 @@ def decide(
         raise ValueError(f"Service '{config.service}': unit={unit} needs >= 1 pod per role")
     if config.policy == "hpa":
         return _decide_hpa(config, state, now, metrics, current_units, pending_units, unit, current_pods)
+    if config.policy in ("kpa", "apa"):
+        return _decide_per_pool(config, state, now, metrics, current_units, pending_units, unit, current_pods)
     st = config.stability
     supply = current_units + (pending_units if st.count_pending else 0)
     out_ok = cooldown_passed(
