@@ -5,9 +5,10 @@ One Azure 2023 trace (×10 superposed copies, 1 hour, request mode, 60-s cycles)
 same start, decode-TPS control with the library defaults, the per-pool HPA on GPU utilisation (60 %),
 KPA and APA each with their upstream defaults on each pool's own TPS at the per-pod targets decode-TPS
 control uses (decode: 0.8 × the curated decode figure; prefill: the curated prefill figure × the
-guard's 0.8), and static-at-peak. Prints one table (docs/experiments.md, "KPA and APA beside HPA").
+guard's 0.8), KPA again with a 300-s scale-down delay, and static-at-peak. Prints one table
+(docs/experiments.md, "KPA and APA beside HPA").
 
-    .venv/bin/python benchmarks/autoscaler_baselines.py                 # conversation trace, ~1 min
+    .venv/bin/python benchmarks/autoscaler_baselines.py                 # conversation trace, ~25 s
     .venv/bin/python benchmarks/autoscaler_baselines.py --trace code
 """
 
@@ -45,6 +46,7 @@ def main() -> None:
         "decode TPS, defaults": pols["proportional"],
         "HPA (60 % GPU util)": pols["hpa"],
         "KPA (Knative defaults, TPS)": {"policy": "kpa", **sizing},
+        "KPA, scale-down delay 300 s": {"policy": "kpa", "kpa": {"scale_down_delay_s": 300}, **sizing},
         "APA (AIBrix defaults, TPS)": {"policy": "apa", **sizing},
         "static": pols["static"],
     }
