@@ -366,7 +366,10 @@ def _columns_ok(cols: list[list[Any]], places: frozenset[Place]) -> bool:
     """The str field rules of :class:`Node` over columns, as a few passes in C: exact types, patterns (the
     tree's on the distinct ``places``); False sends the columns to the row-by-row reference check."""
     clusters, s2s, s1s, s0s, gpu_types = map(set, zip(*places, strict=True))
-    topo = clusters.union(s2s, s1s, s0s)
+    topo = clusters.union(s2s, s1s)
+    if None in topo:  # only s0 may be null: the row path names the node and the field
+        return False
+    topo.update(s0s)
     topo.discard(None)
     return bool(
         _ids_ok(cols[0])
@@ -379,8 +382,8 @@ def _columns_ok(cols: list[list[Any]], places: frozenset[Place]) -> bool:
 def _table_of(value: Any) -> NodeTable:
     """Validate columnar nodes (format 1.2) into a :class:`NodeTable`; one-line errors as the row form's. A
     table an instance checked passes as it is; one built by hand is checked as its columns."""
-    if isinstance(value, NodeTable):
-        return value if value._valid else _table_of(value.to_columns())
+    if isinstance(value, NodeTable):  # a checked table, unless an empty slice of one (at least 1 node)
+        return value if value._valid and len(value) else _table_of(value.to_columns())
     if not isinstance(value, dict):
         raise ValueError(f"nodes: must be a list of nodes or a mapping of columns, got {type(value).__name__}")
     for name in value:

@@ -265,6 +265,25 @@ def test_columns_give_the_row_forms_error(case: str, mutate: Any, suffix: str, t
         assert re.search(r": nodes\.\w+\[\d+\]=", col_message), col_message
 
 
+@pytest.mark.parametrize("field", ["cluster", "s2", "s1"])
+def test_a_null_place_of_a_node_is_the_row_forms_error(field: str, tmp_path: Path) -> None:
+    # only s0 may be null; a null cluster, S2 or S1 once slipped past the fast check (or raised a
+    # TypeError) because the nulls of s0 were dropped from all the topology names at once
+    rows, cols = valid_dict(), _columnar(valid_dict())
+    rows["nodes"][2][field] = None
+    cols["nodes"][field][2] = None
+    assert _message(cols, ".json", tmp_path) == f"Node 'n3': nodes.{field}[2]=None: Input should be a valid string"
+    assert _message(_rows_1_2(rows), ".json", tmp_path) == f"Node 'n3': {field}=None: Input should be a valid string"
+
+
+def test_an_empty_slice_of_a_checked_table_is_no_instance_nodes() -> None:
+    data = _columnar(valid_dict())
+    table = parse_instance(data).nodes
+    assert isinstance(table, NodeTable)
+    with pytest.raises(InputError, match=r"nodes: the columns hold no node \(at least 1 is required\)"):
+        parse_instance({**data, "nodes": table[0:0]})
+
+
 def test_a_field_error_names_the_node_the_column_and_the_position(tmp_path: Path) -> None:
     data = _columnar(valid_dict())
     data["nodes"]["gpus_free"][1] = 65

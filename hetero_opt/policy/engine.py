@@ -195,12 +195,24 @@ class EngineState(Frozen):
     services: dict[str, ServicePolicyState] = Field(default_factory=dict, description="State per service id.")
 
 
+#: GPU utilisation (%) above which a pool that produced no tokens is busy (stalled), not idle.
+IDLE_GPU_UTIL = 5.0
+
+
 def is_idle(m: ServiceMetrics) -> bool:
     """The service served nothing this window: decode TPS measured 0 and no prefill either (a counter's
     rate, not a missing metric). No request means no latency reading; feedback and hybrid read it as
     relaxed, so latency-held capacity is released (Dynamo planner issue #6985: a planner that waits
-    for a latency reading never scales an idle service down)."""
-    return m.decode_tps == 0 and not m.prefill_tps
+    for a latency reading never scales an idle service down).
+
+    Not idle but stalled, where the metrics say so: a pool with no ready pod (starting, or crashed), or
+    one whose GPUs are busy while no token comes out. Capacity is never released on those.
+    """
+    if m.decode_tps != 0 or m.prefill_tps:
+        return False
+    if 0 in (m.decode_ready_pods, m.prefill_ready_pods):
+        return False
+    return not any(u is not None and u > IDLE_GPU_UTIL for u in (m.decode_gpu_util, m.prefill_gpu_util))
 
 
 def _latency_signals(config: ServicePolicy, m: ServiceMetrics) -> list[LatencySignal]:

@@ -306,7 +306,7 @@ def _show(key: str, v: Any, exact: bool = False) -> str:
         return "none"
     if isinstance(v, bool) or not isinstance(v, int | float):
         return _short(v)
-    text = repr(float(v)) if exact and isinstance(v, float) else f"{v:g}"
+    text = str(v) if isinstance(v, int) else repr(v) if exact else f"{v:g}"  # an int in full (a seed)
     return f"{text} {_UNITS[key]}" if key in _UNITS else text
 
 

@@ -61,6 +61,7 @@ from hetero_opt.policy.engine import (
     ServiceMetrics,
     ServicePolicyState,
     decide,
+    is_idle,
     metrics_from_frame,
     prefill_units_needed,
 )
@@ -594,3 +595,20 @@ def test_constant_predictor_returns_last_added_value() -> None:
         d, state = decide(cfg, state, t, ServiceMetrics(decode_tps=tps), supply, 0, (1, 1))
         supply = d.target_units
     assert supply == math.ceil(3_000 / 1_000)
+
+
+@pytest.mark.parametrize(
+    ("metrics", "idle"),
+    [
+        (ServiceMetrics(decode_tps=0.0), True),  # no request: nothing measured but the zero rate
+        (ServiceMetrics(decode_tps=0.0, prefill_tps=0.0, decode_ready_pods=4, decode_gpu_util=0.5), True),
+        (ServiceMetrics(), False),  # a failed scrape is no reading at all
+        (ServiceMetrics(decode_tps=0.0, decode_ready_pods=0, decode_unready_pods=10), False),  # starting/crashed
+        (ServiceMetrics(decode_tps=0.0, decode_ready_pods=10, decode_gpu_util=100.0), False),  # stalled, busy
+        (ServiceMetrics(decode_tps=0.0, prefill_tps=1200.0), False),  # prompts still arrive
+    ],
+)
+def test_idle_is_a_measured_zero_on_ready_quiet_pools(metrics: ServiceMetrics, idle: bool) -> None:
+    """Releasing capacity on an idle service (Dynamo issue #6985) must not release it on a stalled one:
+    zero tokens from pools that are not ready, or whose GPUs are busy, is a fault, not a quiet hour."""
+    assert is_idle(metrics) is idle

@@ -351,3 +351,11 @@ def test_outputs_are_readable_as_the_umask_says_and_leftovers_of_a_killed_run_go
     assert oct(out.stat().st_mode & 0o777) == oct(0o755)
     assert not stale.exists()
     assert other.exists()
+
+
+def test_a_mismatch_prints_whole_numbers_in_full() -> None:
+    from hetero_opt.sim.checkpoint import differences
+
+    # two seeds %g shows alike (1.23457e+07) must read as the two numbers they are
+    assert differences({"seed": 12345678}, {"seed": 12345679}) == ["seed: 12345678 -> 12345679"]
+    assert differences({"duration_s": 900.0}, {"duration_s": 1800.0}) == ["duration_s: 900 s -> 1800 s"]
