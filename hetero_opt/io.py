@@ -188,6 +188,8 @@ def describe_error(exc: ValidationError, data: dict[str, Any]) -> str:
     else:
         shown = _clip(repr(value))
     head = f"{entity}: " if entity else ""
+    if field == "format_version" and isinstance(value, int | float) and not isinstance(value, bool):
+        msg += ' (read as a number: quote it, format_version: "1.2")'  # YAML's 1.2 is a float, 1.10 is 1.1
     return " ".join(f"{head}{_clip(field)}={shown}: {msg}".split())
 
 

@@ -202,3 +202,12 @@ def test_demo_verifies_every_bundled_plan(capsys: pytest.CaptureFixture[str]) ->
     out = capsys.readouterr().out
     for p in BUNDLED:
         assert p.stem[:15] in out
+
+
+def test_version_prints_the_installed_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out == f"hetero-opt {version('hetero_opt')}\n"
