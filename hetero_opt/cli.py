@@ -222,9 +222,13 @@ def run_schema(args: argparse.Namespace) -> int:
 def add_generate(sub: SubParsers) -> None:
     """Register ``generate``."""
     p = sub.add_parser("generate", help="write a synthetic instance of a generator family")
-    p.add_argument("--family", required=True, help="generator family (see hetero_opt.generate.FAMILIES)")
+    p.add_argument("--family", required=True, help="generator family: tiny, small, medium, large, production, heavy, "
+                   "moe or contention (hetero_opt.generate.FAMILIES)")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="instance seed (default: 0)")
     p.add_argument("--out", required=True, type=Path, metavar="FILE", help="output file (.json, .yaml or .yml)")
+    p.add_argument("--nodes-as", choices=("auto", "rows", "columns"), default="auto",
+                   help="nodes as a list of objects (format 1.1) or as columns (format 1.2, loads 2-2.7x faster); "
+                   "auto: columns from 1,000 nodes (default: auto)")
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -235,7 +239,8 @@ def run_generate(args: argparse.Namespace) -> int:
     out: Path = args.out
     if out.suffix.lower() not in INSTANCE_SUFFIXES:
         raise ValueError(f"--out='{out}' must end in .json, .yaml or .yml")
-    inst = generate(args.family, args.seed)
+    columnar = {"auto": None, "rows": False, "columns": True}[args.nodes_as]
+    inst = generate(args.family, args.seed, columnar=columnar)
     save_instance(inst, out)
     print(f"{out}: {instance_summary(inst)}")
     return 0

@@ -25,7 +25,10 @@ from hetero_opt.sim.perf import pod_perf
 from hetero_opt.sim.perfdata import model_catalog
 from hetero_opt.sim.trace import RateTrace, Trace, scale_rates
 
-ROOT_TRACES = Path("instances/traces")
+#: The bundled traces: ``instances/traces`` of the working directory, else of the source tree (a command
+#: run outside the repository's root still finds them).
+_SOURCE_TRACES = Path(__file__).resolve().parent.parent / "instances" / "traces"
+ROOT_TRACES = next((d for d in (Path("instances/traces"), _SOURCE_TRACES) if d.is_dir()), Path("instances/traces"))
 DEFAULT_TRACE = {
     "pd-ratio": ROOT_TRACES / "azure_llm_2023_conv.csv",
     "signals": ROOT_TRACES / "servegen_2025_rate_10min.csv",

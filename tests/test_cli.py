@@ -211,3 +211,22 @@ def test_version_prints_the_installed_package_version(capsys: pytest.CaptureFixt
         main(["--version"])
     assert exc.value.code == 0
     assert capsys.readouterr().out == f"hetero-opt {version('hetero_opt')}\n"
+
+
+def test_generate_help_names_every_family_and_the_columnar_threshold(capsys: pytest.CaptureFixture[str]) -> None:
+    from hetero_opt.generate import COLUMNAR_MIN_NODES, FAMILIES
+
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(f in text for f in FAMILIES)
+    assert f"columns from {COLUMNAR_MIN_NODES:,} nodes" in text
+
+
+@pytest.mark.parametrize(("form", "version", "kind"), [("rows", "1.1", list), ("columns", "1.2", dict)])
+def test_generate_writes_the_nodes_as_asked(form: str, version: str, kind: type, tmp_path: Path) -> None:
+    out = tmp_path / "x.json"
+    assert main(["generate", "--family", "tiny", "--nodes-as", form, "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["format_version"] == version
+    assert isinstance(data["nodes"], kind)
