@@ -125,5 +125,7 @@ def run(args: argparse.Namespace) -> int:
     tmp_png = out / f".{name}.png.tmp"
     tmp_png.write_bytes(png_bytes)
     tmp_png.replace(out / f"{name}.png")
-    console.print(df.to_string(index=False, float_format=lambda x: f"{x:.4g}"), markup=False, soft_wrap=True)
+    shown = df.dropna(axis=1, how="all")  # the CSV keeps every column; the terminal only those with a value
+    console.print(shown.to_string(index=False, na_rep="", float_format=lambda x: f"{x:.4g}"), markup=False,
+                  soft_wrap=True)
     return 0
