@@ -245,7 +245,9 @@ class MilpBackend:
                 mip=True,
                 msg=options.log,
                 timeLimit=round(max(0.1, seconds), 2),
-                threads=options.num_workers,
+                # One thread: the bundled CBC's parallel mode is not deterministic and has been seen to hang
+                # (coin-or/pulp#737) and, once in CI, to end a 6-node cross-check 'feasible' instead of optimal.
+                threads=1,
                 gapRel=0.0,
                 gapAbs=0.5,
                 warmStart=values is not None,
