@@ -21,9 +21,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--metrics", required=True,
                    help="metrics CSV: time (s), service, decode_tps, ttft_ms, ...; one row per service and time")
     p.add_argument("--instance", required=True, help="cluster instance file (its requests are ignored)")
-    p.add_argument("--solver", default="greedy", choices=["greedy", "cpsat", "milp"], help="placement solver")
-    p.add_argument("--time-limit", type=float, default=2.0, help="solver time limit per cycle (s)")
-    p.add_argument("--startup-delay", type=float, default=120.0, help="seconds until placed units are ready")
+    p.add_argument("--solver", default="greedy", choices=["greedy", "cpsat", "milp"],
+                   help="placement solver (default: %(default)s)")
+    p.add_argument("--time-limit", type=float, default=2.0,
+                   help="solver time limit per cycle, s (default: %(default)g)")
+    p.add_argument("--startup-delay", type=float, default=120.0,
+                   help="seconds until placed units are ready (default: %(default)g)")
     p.add_argument("--once", action="store_true", help="run only the first time step")
     p.add_argument("--all", action="store_true", help="show cycles without a change too")
     p.add_argument("--state-out", help="write the autoscaler state JSON here at the end")

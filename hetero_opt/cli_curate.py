@@ -47,10 +47,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--tbt-ms", type=float, default=100.0, help="TBT SLO (ms)")
     p.add_argument("--attainment", type=float, default=0.9,
                    help="share of requests that must meet both SLOs (default: %(default)s)")
-    p.add_argument("--pressure-window", type=float, default=1200.0, help="seconds of the trace per pressure test")
+    p.add_argument("--pressure-window", type=float, default=1200.0,
+                   help="seconds of the trace per pressure test (default: %(default)g)")
     p.add_argument("--compare-window", type=float, default=3600.0,
-                   help="seconds of the trace for the policy comparison (0 = skip it)")
-    p.add_argument("--mode", default="fluid", choices=["fluid", "request"], help="simulator mode of the comparison")
+                   help="seconds of the trace for the policy comparison, 0 = skip it (default: %(default)g)")
+    p.add_argument("--mode", default="fluid", choices=["fluid", "request"],
+                   help="simulator mode of the comparison (default: %(default)s)")
     add_trace_model_argument(p)
     p.add_argument("--name", help="profile name (default: the --out file stem)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice")

@@ -183,8 +183,8 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # a signal while the outputs were written: they are not, the checkpoint stays
         shutil.rmtree(tmp, ignore_errors=True)
         kept = f"the checkpoint {path} is kept: run the same command again" if path.exists() else "rerun it"
-        console.print(f"simulate: interrupted while writing {out_dir}, which is left as it was; {kept}",
-                      markup=False)
+        state = "left as it was" if out_dir.exists() else "not created"
+        console.print(f"simulate: interrupted while writing {out_dir}, which is {state}; {kept}", markup=False)
         return 128 + (writing.second or signal.SIGINT)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

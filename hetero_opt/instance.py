@@ -402,7 +402,9 @@ def _table_of(value: Any) -> NodeTable:
         (first, n), (other, m) = next(
             ((REQUIRED_COLUMNS[0], lengths["id"]), (f, k)) for f, k in lengths.items() if k != lengths["id"]
         )
-        raise ValueError(f"nodes: column '{other}' has {m} values but column '{first}' has {n} (one per node)")
+        raise ValueError(
+            f"nodes: column '{other}' has {m} value{'s' * (m != 1)} but column '{first}' has {n} (one per node)"
+        )
     if not lengths["id"]:
         raise ValueError("nodes: the columns hold no node (at least 1 is required)")
     cols = [value[f] for f in REQUIRED_COLUMNS]
