@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from typing import Any
 
 import pytest
 from conftest import INSTANCES_DIR, node, pd_service, request, run_backend
@@ -365,3 +366,46 @@ def test_weighted_served_orders_plans_as_the_classes_do_one_by_one(most: list[in
         return sum(w * s for w, s in zip(weights, served, strict=True))
 
     assert (weighted(a) > weighted(b)) == (a > b)  # tuples compare lexicographically, highest class first
+
+
+@pytest.mark.parametrize(("family", "seed", "over"), [("contention", s, {}) for s in range(3)] + [
+    ("medium", s, {"num_nodes": 60}) for s in range(2)
+])
+def test_the_weighted_served_stage_reaches_the_class_by_class_optimum(
+    family: str, seed: int, over: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a MIP over every slot of every request, served GPUs per class then premium: as one weighted run
+    # (each class outweighs all below) and as one run per class, the same served GPUs per class and premium
+    import numpy as np
+
+    from hetero_opt.placement import relaxation
+
+    view = build_view(generate_instance(family, seed, **over))
+    part = [r for r in view.requests if r.delta > 0]
+    lp = build_relaxation(view, part)
+    assert len(lp.served) >= 2  # several classes, or nothing is weighed
+    outcome = solve_relaxation(lp, Budget(time.perf_counter() + 30))
+    values = outcome.values
+    assert values is not None
+    ids = {r.service.id for r in part}
+
+    def placed() -> tuple[tuple[int, ...], int, bool]:
+        hood = solve_freed(lp, values, ids, Budget(time.perf_counter() + 30), 100_000, np.zeros(lp.num_cols),
+                           False)
+        assert hood is not None
+        served = tuple(round(float(lp.cost_vector(("served", p)) @ hood.values)) for p in lp.served)
+        return served, _premium(lp, hood.values), hood.served_proven
+
+    used: list[list[float] | None] = []
+    original = relaxation._lexicographic_weights
+
+    def spy(most: list[int]) -> list[float] | None:
+        used.append(original(most))
+        return used[-1]
+
+    monkeypatch.setattr(relaxation, "_lexicographic_weights", spy)
+    weighted = placed()
+    assert used[-1] is not None  # the weighted run did weigh the classes
+    monkeypatch.setattr(relaxation, "_lexicographic_weights", lambda most: None)
+    assert placed() == weighted
+    assert weighted[2]  # the top class's served stage proven either way
