@@ -144,7 +144,8 @@ class PerPodMetricConfig(Frozen):
     def _check_targets(self) -> None:
         for name in ("prefill_target_per_pod", "decode_target_per_pod"):
             v = getattr(self, name)
-            _check(v is None or 0 < v <= 1e12, name, v, "must be > 0 and <= 1e12")
+            # at least 1e-6 per pod: a smaller target overflows the pod counts (1e9 tokens/s over it)
+            _check(v is None or 1e-6 <= v <= 1e12, name, v, "must be in [1e-06, 1e12]")
             if self.metric == "gpu_util" and v is not None:
                 _check(v <= 100, name, v, "must be <= 100 (percent) with metric gpu_util")
 
@@ -152,7 +153,7 @@ class PerPodMetricConfig(Frozen):
 class KPAPolicyConfig(PerPodMetricConfig):
     """The Knative Pod Autoscaler baseline; defaults and ranges of knative/serving ``config-autoscaler``."""
 
-    stable_window_s: float = Field(default=60.0, description="stable-window (s), in [6, 3600].")
+    stable_window_s: float = Field(default=60.0, description="stable-window (s), whole seconds in [6, 3600].")
     panic_window_percentage: float = Field(
         default=10.0, description="panic-window-percentage: panic window as % of the stable window, in [1, 100]."
     )
@@ -170,17 +171,20 @@ class KPAPolicyConfig(PerPodMetricConfig):
     @model_validator(mode="after")
     def _ranges(self) -> KPAPolicyConfig:
         self._check_targets()
-        _check(6 <= self.stable_window_s <= 3600, "stable_window_s", self.stable_window_s, "must be in [6, 3600]")
+        w = self.stable_window_s
+        _check(6 <= w <= 3600 and float(w).is_integer(), "stable_window_s", w, "must be whole seconds in [6, 3600]")
         p = self.panic_window_percentage
         _check(1 <= p <= 100, "panic_window_percentage", p, "must be in [1, 100]")
         t = self.panic_threshold_percentage
         _check(110 <= t <= 1000, "panic_threshold_percentage", t, "must be in [110, 1000]")
-        _check(1 < self.max_scale_up_rate <= 1e9, "max_scale_up_rate", self.max_scale_up_rate, "must be > 1")
-        _check(1 < self.max_scale_down_rate <= 1e9, "max_scale_down_rate", self.max_scale_down_rate, "must be > 1")
+        up, down = self.max_scale_up_rate, self.max_scale_down_rate
+        _check(1 < up <= 1e9, "max_scale_up_rate", up, "must be > 1 and <= 1e9")
+        _check(1 < down <= 1e9, "max_scale_down_rate", down, "must be > 1 and <= 1e9")
         d = self.scale_down_delay_s
         _check(0 <= d <= 3600 and float(d).is_integer(), "scale_down_delay_s", d,
                "must be whole seconds in [0, 3600]")
-        _check(1 <= self.activation_scale <= 1_000_000, "activation_scale", self.activation_scale, "must be >= 1")
+        _check(1 <= self.activation_scale <= 1_000_000, "activation_scale", self.activation_scale,
+               "must be in [1, 1000000]")
         return self
 
 
@@ -199,11 +203,12 @@ class APAPolicyConfig(PerPodMetricConfig):
     def _ranges(self) -> APAPolicyConfig:
         self._check_targets()
         u, d = self.up_fluctuation_tolerance, self.down_fluctuation_tolerance
-        _check(0 <= u <= 1e6, "up_fluctuation_tolerance", u, "must be >= 0")
+        _check(0 <= u <= 1e6, "up_fluctuation_tolerance", u, "must be in [0, 1e6]")
         _check(0 <= d <= 1, "down_fluctuation_tolerance", d, "must be in [0, 1]")
         _check(0 < self.window_s <= 86_400, "window_s", self.window_s, "must be > 0 and <= 86400")
-        _check(1 <= self.max_scale_up_rate <= 1e9, "max_scale_up_rate", self.max_scale_up_rate, "must be >= 1")
-        _check(1 <= self.max_scale_down_rate <= 1e9, "max_scale_down_rate", self.max_scale_down_rate, "must be >= 1")
+        up, down = self.max_scale_up_rate, self.max_scale_down_rate
+        _check(1 <= up <= 1e9, "max_scale_up_rate", up, "must be in [1, 1e9]")
+        _check(1 <= down <= 1e9, "max_scale_down_rate", down, "must be in [1, 1e9]")
         return self
 
 

@@ -408,6 +408,11 @@ def _per_pod_target(config: ServicePolicy, mc: PerPodMetricConfig, pool: str) ->
     if mc.metric == "gpu_util":
         return 60.0
     if pool == "decode":
+        if config.proportional.target_decode_tps_per_pod is None:
+            raise InputError(
+                f"Service '{config.service}': {config.policy}.decode_target_per_pod unset "
+                "(give it, proportional.target_decode_tps_per_pod or a profile)"
+            )
         return _target_tps(config)
     g = config.prefill_guard
     if g.prefill_tps_per_pod is None:

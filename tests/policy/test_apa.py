@@ -116,12 +116,14 @@ def test_engine_holds_without_metric_or_ready_pods() -> None:
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("up_fluctuation_tolerance", -0.1, "up_fluctuation_tolerance=-0.1 must be >= 0"),
+        ("up_fluctuation_tolerance", -0.1, "up_fluctuation_tolerance=-0.1 must be in [0, 1e6]"),
+        ("up_fluctuation_tolerance", 2e6, "up_fluctuation_tolerance=2000000.0 must be in [0, 1e6]"),
         ("down_fluctuation_tolerance", 1.5, "down_fluctuation_tolerance=1.5 must be in [0, 1]"),
         ("window_s", 0.0, "window_s=0.0 must be > 0"),
-        ("max_scale_up_rate", 0.5, "max_scale_up_rate=0.5 must be >= 1"),
-        ("max_scale_down_rate", 0.0, "max_scale_down_rate=0.0 must be >= 1"),
-        ("prefill_target_per_pod", 0.0, "prefill_target_per_pod=0.0 must be > 0"),
+        ("max_scale_up_rate", 0.5, "max_scale_up_rate=0.5 must be in [1, 1e9]"),
+        ("max_scale_down_rate", 0.0, "max_scale_down_rate=0.0 must be in [1, 1e9]"),
+        ("max_scale_down_rate", 2e9, "max_scale_down_rate=2000000000.0 must be in [1, 1e9]"),
+        ("prefill_target_per_pod", 0.0, "prefill_target_per_pod=0.0 must be in [1e-06, 1e12]"),
     ],
 )
 def test_config_refuses_bad_values(field: str, value: object, message: str) -> None:

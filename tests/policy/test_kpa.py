@@ -418,6 +418,12 @@ def test_engine_missing_prefill_target() -> None:
         decide(cfg, ServicePolicyState(), T0, ServiceMetrics(decode_tps=1.0, prefill_tps=1.0), 1, 0, (1, 1))
 
 
+def test_engine_missing_decode_target_names_the_baselines_setting() -> None:
+    cfg = policy(proportional={"target_decode_tps_per_pod": None})
+    with pytest.raises(InputError, match=r"kpa\.decode_target_per_pod unset \(give it, proportional"):
+        decide(cfg, ServicePolicyState(), T0, ServiceMetrics(decode_tps=1.0, prefill_tps=1.0), 1, 0, (1, 1))
+
+
 def test_engine_step_runs_kpa() -> None:
     eng = PolicyEngine(AutoscalerConfig(services=(policy(),)))
     m = {"s": ServiceMetrics(decode_tps=3000.0, prefill_tps=1000.0, prefill_ready_pods=1, decode_ready_pods=1)}
@@ -433,14 +439,18 @@ def test_engine_step_runs_kpa() -> None:
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("max_scale_up_rate", 1.0, "max_scale_up_rate=1.0 must be > 1"),
-        ("max_scale_down_rate", 0.5, "max_scale_down_rate=0.5 must be > 1"),
-        ("stable_window_s", 5.0, "stable_window_s=5.0 must be in [6, 3600]"),
+        ("max_scale_up_rate", 1.0, "max_scale_up_rate=1.0 must be > 1 and <= 1e9"),
+        ("max_scale_up_rate", 2e9, "max_scale_up_rate=2000000000.0 must be > 1 and <= 1e9"),
+        ("max_scale_down_rate", 0.5, "max_scale_down_rate=0.5 must be > 1 and <= 1e9"),
+        ("stable_window_s", 5.0, "stable_window_s=5.0 must be whole seconds in [6, 3600]"),
+        ("stable_window_s", 6.5, "stable_window_s=6.5 must be whole seconds in [6, 3600]"),  # second precision
         ("panic_window_percentage", 0.5, "panic_window_percentage=0.5 must be in [1, 100]"),
         ("panic_threshold_percentage", 100.0, "panic_threshold_percentage=100.0 must be in [110, 1000]"),
         ("scale_down_delay_s", 1.5, "scale_down_delay_s=1.5 must be whole seconds in [0, 3600]"),
-        ("activation_scale", 0, "activation_scale=0 must be >= 1"),
-        ("decode_target_per_pod", -1.0, "decode_target_per_pod=-1.0 must be > 0"),
+        ("activation_scale", 0, "activation_scale=0 must be in [1, 1000000]"),
+        ("activation_scale", 2_000_000, "activation_scale=2000000 must be in [1, 1000000]"),
+        ("decode_target_per_pod", -1.0, "decode_target_per_pod=-1.0 must be in [1e-06, 1e12]"),
+        ("decode_target_per_pod", 1e-300, "decode_target_per_pod=1e-300 must be in [1e-06, 1e12]"),  # overflowed
     ],
 )
 def test_config_refuses_bad_values(field: str, value: object, message: str) -> None:
@@ -481,4 +491,4 @@ def test_config_yaml_error_is_one_line(tmp_path: object) -> None:
     msg = str(exc.value)
     assert "\n" not in msg
     assert "services.0.kpa" in msg
-    assert "max_scale_down_rate=1.0 must be > 1" in msg
+    assert "max_scale_down_rate=1.0 must be > 1 and <= 1e9" in msg
