@@ -23,6 +23,7 @@ _FAST_YAML_LOADER: type[yaml.SafeLoader] | type[yaml.CSafeLoader] = getattr(yaml
 #: The first ``nodes`` key of a JSON instance and what its value opens with: ``{`` for columns, ``[`` for
 #: rows. Only the speed of a load depends on it (a wrong guess validates the same data the other way).
 _NODES = re.compile(r'"nodes"\s*:\s*([\[{])')
+_NODES_BYTES = re.compile(rb'"nodes"\s*:\s*([\[{])')
 
 _KINDS = {
     "gpu_types": "GpuType",
@@ -48,7 +49,11 @@ def parse_instance(data: object, source: str = "<instance>") -> Instance:
 def load_instance(path: str | Path) -> Instance:
     """Load and validate an instance file (``.json``, ``.yaml`` or ``.yml``, UTF-8)."""
     p = Path(path)
-    return loads_instance(read_text(p), p)
+    if p.suffix.lower() in (".yaml", ".yml"):
+        return loads_instance(read_text(p), p)
+    raw = read_bytes(p)
+    fast = _fast_json(raw)  # JSON straight from the bytes: the parser checks UTF-8 (no decode to str)
+    return fast if fast is not None else _reference(read_text(p, raw), p)
 
 
 def loads_instance(text: str, path: str | Path) -> Instance:
@@ -60,18 +65,34 @@ def loads_instance(text: str, path: str | Path) -> Instance:
     accepts what only the fast parser refused (a lone surrogate escape, which ``json`` reads).
     """
     p = Path(path)
+    if p.suffix.lower() in (".yaml", ".yml"):
+        try:
+            with gc_paused():
+                return Instance.model_validate(yaml.load(text, Loader=_FAST_YAML_LOADER))
+        except (ValidationError, ValueError, yaml.YAMLError, RecursionError):
+            pass  # refused by the fast path: the reference path decides and words the error
+        return _reference(text, p)
+    fast = _fast_json(text)
+    return fast if fast is not None else _reference(text, p)
+
+
+def _fast_json(data: str | bytes) -> Instance | None:
+    """The instance in JSON ``data`` by pydantic's Rust parser; None where it refuses (then the reference
+    path decides and words the error)."""
     try:
         with gc_paused():
-            if p.suffix.lower() in (".yaml", ".yml"):
-                return Instance.model_validate(yaml.load(text, Loader=_FAST_YAML_LOADER))
-            nodes = _NODES.search(text)
-            if nodes is None or nodes[1] == "[":
-                return Instance.model_validate_json(text)
+            nodes = (_NODES_BYTES if isinstance(data, bytes) else _NODES).search(data)  # type: ignore[arg-type]
+            if nodes is None or nodes[1] in ("[", b"["):
+                return Instance.model_validate_json(data)
             # Columnar nodes: parsed to Python first (pydantic-core's parser, equal repeated strings as one
             # object), then validated: ~2x faster than validating them from JSON (decision 52).
-            return Instance.model_validate(from_json(text))
-    except (ValidationError, ValueError, yaml.YAMLError, RecursionError):
-        pass  # refused by the fast path: the reference path decides and words the error
+            return Instance.model_validate(from_json(data))
+    except (ValidationError, ValueError, RecursionError):
+        return None
+
+
+def _reference(text: str, p: Path) -> Instance:
+    """Python's parser, then validation of the parsed data: one line naming the file and the first error."""
     data = parse_text(text, p)
     try:
         return parse_instance(data, str(p))
@@ -79,12 +100,19 @@ def loads_instance(text: str, path: str | Path) -> Instance:
         raise InputError(f"{p}: nesting is too deep to validate") from None
 
 
-def read_text(path: Path) -> str:
-    """The UTF-8 text of ``path``; :class:`InputError` naming the file when it cannot be read or decoded."""
+def read_bytes(path: Path) -> bytes:
+    """The bytes of ``path``; :class:`InputError` naming the file when it cannot be read."""
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise InputError(f"{path}: cannot read file ({exc.strerror or type(exc).__name__})") from None
+
+
+def read_text(path: Path, raw: bytes | None = None) -> str:
+    """The UTF-8 text of ``path`` (of its bytes ``raw``, if read already); :class:`InputError` naming the file
+    when it cannot be read or decoded."""
+    if raw is None:
+        raw = read_bytes(path)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
