@@ -306,6 +306,18 @@ def _propose(
     return Proposal(units=hres.target_units, reason=hres.reason, hybrid=hres)
 
 
+def _pods_of(units: int, unit: tuple[int, int]) -> tuple[int, int]:
+    """(prefill, decode) pods of ``units`` whole units of ``unit``."""
+    return units * unit[0], units * unit[1]
+
+
+def _units_of_pools(desired: list[int], unit: tuple[int, int], config: ServicePolicy) -> int:
+    """Whole units holding the pools' desired (prefill, decode) pods, within the service's unit bounds: how
+    the per-pool baselines (HPA, KPA, APA), which size each pool alone, keep the P:D unit."""
+    units = max(math.ceil(desired[0] / unit[0]), math.ceil(desired[1] / unit[1]))
+    return clamp_units(units, config.min_units, config.max_units)
+
+
 def _decide_hpa(
     config: ServicePolicy,
     state: ServicePolicyState,
@@ -318,8 +330,7 @@ def _decide_hpa(
 ) -> tuple[Decision, ServicePolicyState]:
     hc = config.hpa
     p, d = unit
-    if current_pods is None:
-        current_pods = ((current_units + pending_units) * p, (current_units + pending_units) * d)
+    current_pods = current_pods or _pods_of(current_units + pending_units, unit)
     pools = (
         (
             "prefill",
@@ -373,8 +384,7 @@ def _decide_hpa(
             f"{name}: util {int(util)}% / target {target}% over {n_ready} ready → "
             f"{proposal} pods, {res.reason} → {res.desired_replicas}"
         )
-    units = max(math.ceil(desired[0] / p), math.ceil(desired[1] / d))
-    units = clamp_units(units, config.min_units, config.max_units)
+    units = _units_of_pools(desired, unit, config)
     if desired[0] > current_pods[0] or desired[1] > current_pods[1]:
         action: Action = "out"
     elif desired[0] < current_pods[0] or desired[1] < current_pods[1]:
@@ -446,8 +456,7 @@ def _decide_per_pool(
     policy = config.policy
     mc: PerPodMetricConfig = config.kpa if policy == "kpa" else config.apa
     p, d = unit
-    if current_pods is None:
-        current_pods = ((current_units + pending_units) * p, (current_units + pending_units) * d)
+    current_pods = current_pods or _pods_of(current_units + pending_units, unit)
     pools = (
         ("prefill", p, current_pods[0], m.prefill_ready_pods),
         ("decode", d, current_pods[1], m.decode_ready_pods),
@@ -517,7 +526,7 @@ def _decide_per_pool(
             why += f", clamped to {final}"
         desired.append(final)
         reasons.append(why)
-    units = clamp_units(max(math.ceil(desired[0] / p), math.ceil(desired[1] / d)), config.min_units, config.max_units)
+    units = _units_of_pools(desired, unit, config)
     supply = current_units + pending_units
     action: Action = "out" if units > supply else "in" if units < supply else "none"
     new_state = state.replace(
