@@ -25,14 +25,21 @@ from hetero_opt.sim.perf import pod_perf
 from hetero_opt.sim.perfdata import model_catalog
 from hetero_opt.sim.trace import RateTrace, Trace, scale_rates
 
-#: The bundled traces: ``instances/traces`` of the working directory, else of the source tree (a command
-#: run outside the repository's root still finds them).
+#: The bundled traces, each read from ``instances/traces`` of the working directory, else of the source tree
+#: (a command run outside the repository's root still finds them).
+ROOT_TRACES = Path("instances/traces")
 _SOURCE_TRACES = Path(__file__).resolve().parent.parent / "instances" / "traces"
-ROOT_TRACES = next((d for d in (Path("instances/traces"), _SOURCE_TRACES) if d.is_dir()), Path("instances/traces"))
+
+
+def _bundled(name: str) -> Path:
+    """``instances/traces/NAME`` of the working directory, else of the source tree, if it has it."""
+    return next((d / name for d in (ROOT_TRACES, _SOURCE_TRACES) if (d / name).is_file()), ROOT_TRACES / name)
+
+
 DEFAULT_TRACE = {
-    "pd-ratio": ROOT_TRACES / "azure_llm_2023_conv.csv",
-    "signals": ROOT_TRACES / "servegen_2025_rate_10min.csv",
-    "savings": ROOT_TRACES / "servegen_2025_rate_10min.csv",
+    "pd-ratio": _bundled("azure_llm_2023_conv.csv"),
+    "signals": _bundled("servegen_2025_rate_10min.csv"),
+    "savings": _bundled("servegen_2025_rate_10min.csv"),
 }
 DEFAULT_WINDOW_S = {"pd-ratio": 600.0, "signals": 86400.0, "savings": 86400.0}
 DEFAULT_PERIOD_S = {"pd-ratio": 60.0, "signals": 300.0, "savings": 300.0}

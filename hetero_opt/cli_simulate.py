@@ -224,7 +224,10 @@ def default_checkpoint(out_dir: Path) -> Path:
 
 
 #: What a run writes into its output folder; a folder holding anything else is not replaced.
-_OUTPUTS = re.compile(r"cycles\.csv|requests\.csv|summary\.json|metrics\.prom|.+_(demand_capacity|pods)\.png")
+_OUTPUTS = re.compile(
+    r"cycles\.csv|requests\.csv|summary\.json|metrics\.prom|.+_(demand_capacity|pods|latency|actions)\.png"
+    r"|\.DS_Store"  # what macOS's Finder leaves in a folder it showed
+)
 
 
 def _check_out_dir(out_dir: Path) -> None:
@@ -233,8 +236,12 @@ def _check_out_dir(out_dir: Path) -> None:
     The folder is replaced whole, so it must be new, empty or a previous run's output: a folder holding
     anything a run does not write (the working directory, a results folder) is refused, not deleted.
     """
+    if out_dir.is_symlink():
+        raise InputError(f"--out-dir '{out_dir}': is a symbolic link; give the folder it points to")
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out-dir '{out_dir}': is a file, not a folder")
+    if Path.cwd().resolve().is_relative_to(out_dir.resolve()):
+        raise InputError(f"--out-dir '{out_dir}': holds the working directory; give a folder beside or below it")
     if out_dir.is_dir():
         foreign = sorted(e.name for e in out_dir.iterdir() if not (e.is_file() and _OUTPUTS.fullmatch(e.name)))
         if foreign:

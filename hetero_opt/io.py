@@ -13,7 +13,7 @@ from pydantic_core import from_json
 
 from hetero_opt.errors import InputError
 from hetero_opt.gc_pause import gc_paused
-from hetero_opt.instance import Instance, NodeTable
+from hetero_opt.instance import FORMAT_VERSIONS, ROWS_FORMAT_VERSION, Instance, NodeTable
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -151,6 +151,7 @@ def save_instance(instance: Instance, path: str | Path, *, columnar: bool | None
         data["format_version"] = "1.2"
     elif columnar is False and isinstance(nodes, NodeTable):
         data["nodes"] = nodes.to_rows()
+        data["format_version"] = ROWS_FORMAT_VERSION  # rows need nothing of 1.2: readable before it
     text = (
         yaml.safe_dump(data, sort_keys=False) if p.suffix.lower() in (".yaml", ".yml") else json.dumps(data, indent=1)
     )
@@ -216,8 +217,8 @@ def describe_error(exc: ValidationError, data: dict[str, Any]) -> str:
     else:
         shown = _clip(repr(value))
     head = f"{entity}: " if entity else ""
-    if field == "format_version" and isinstance(value, int | float) and not isinstance(value, bool):
-        msg += ' (read as a number: quote it, format_version: "1.2")'  # YAML's 1.2 is a float, 1.10 is 1.1
+    if field == "format_version" and isinstance(value, float) and f"{value:.1f}" in FORMAT_VERSIONS:
+        msg += f' (read as a number: quote it, format_version: "{value:.1f}")'  # YAML's 1.2 is a float
     return " ".join(f"{head}{_clip(field)}={shown}: {msg}".split())
 
 

@@ -137,7 +137,7 @@ MUTATIONS: list[tuple[str, Mutation, str]] = [
     (
         "unquoted-format-version",  # YAML reads format_version: 1.1 as a float (and 1.10 as 1.1)
         _set("format_version", 1.1),
-        r"format_version=1\.1: Input should be .* \(read as a number: quote it, format_version: \"1\.2\"\)",
+        r"format_version=1\.1: Input should be .* \(read as a number: quote it, format_version: \"1\.1\"\)",
     ),
     ("subgroup-unknown-s1", _set("subgroups.0.s1s", ["zz"]), r"RdmaSubgroup 'sg1': s1s contains unknown S1 'zz'"),
     ("wrong-type", _set("nodes.0.gpus_total", "eight"), r"Node 'n1': gpus_total='eight': Input should be"),

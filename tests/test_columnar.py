@@ -153,7 +153,9 @@ def test_save_writes_the_form_the_instance_holds(tmp_path: Path, suffix: str) ->
         data = yaml.safe_load(path.read_text())
         assert isinstance(data["nodes"], want)
         back = load_instance(path)
-        assert back == inst
+        # columns say 1.2; rows saved from columns say 1.1 (nothing of 1.2 left to need it)
+        assert back.format_version == ("1.1" if inst is cols and columnar is False else inst.format_version)
+        assert back == inst.model_copy(update={"format_version": back.format_version})
         assert isinstance(back.nodes, NodeTable) == (want is dict)
 
 

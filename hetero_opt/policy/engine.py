@@ -411,7 +411,22 @@ def _decide_hpa(
 
 
 def _per_pod_target(config: ServicePolicy, mc: PerPodMetricConfig, pool: str) -> float:
-    """The per-pod target of ``pool`` for a KPA/APA baseline: given, else the decode-TPS settings' figure."""
+    """The per-pod target of ``pool`` for a KPA/APA baseline: given, else the decode-TPS settings' figure
+    (at least 1e-6 per pod: a smaller one overflows the pod counts)."""
+    target = _given_or_derived_target(config, mc, pool)
+    if target < MIN_TARGET_PER_POD:
+        raise InputError(
+            f"Service '{config.service}': {config.policy} {pool} target per pod {target:g} is below "
+            f"{MIN_TARGET_PER_POD:g} (from the decode-TPS settings; give {config.policy}.{pool}_target_per_pod)"
+        )
+    return target
+
+
+#: The least per-pod target a KPA/APA baseline sizes a pool at (the config refuses less where given).
+MIN_TARGET_PER_POD = 1e-6
+
+
+def _given_or_derived_target(config: ServicePolicy, mc: PerPodMetricConfig, pool: str) -> float:
     given = mc.prefill_target_per_pod if pool == "prefill" else mc.decode_target_per_pod
     if given is not None:
         return given

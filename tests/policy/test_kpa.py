@@ -424,6 +424,14 @@ def test_engine_missing_decode_target_names_the_baselines_setting() -> None:
         decide(cfg, ServicePolicyState(), T0, ServiceMetrics(decode_tps=1.0, prefill_tps=1.0), 1, 0, (1, 1))
 
 
+def test_engine_refuses_a_derived_target_too_small_to_size_pods() -> None:
+    # the config bounds a target it is given; one derived from the decode-TPS settings is checked here
+    # (1e-310 tokens/s per pod overflowed the pod count into a traceback)
+    cfg = policy(prefill_guard={"prefill_tps_per_pod": 1e-310})
+    with pytest.raises(InputError, match=r"kpa prefill target per pod .* is below 1e-06"):
+        decide(cfg, ServicePolicyState(), T0, ServiceMetrics(decode_tps=1.0, prefill_tps=1e9), 1, 0, (1, 1))
+
+
 def test_engine_step_runs_kpa() -> None:
     eng = PolicyEngine(AutoscalerConfig(services=(policy(),)))
     m = {"s": ServiceMetrics(decode_tps=3000.0, prefill_tps=1000.0, prefill_ready_pods=1, decode_ready_pods=1)}

@@ -271,12 +271,37 @@ def test_cli_refuses_an_out_dir_holding_files_it_did_not_write(tmp_path: Path, c
     assert (out / "sub").is_dir()
 
 
-def test_cli_replaces_a_previous_runs_output_folder(tmp_path: Path) -> None:
+@pytest.mark.parametrize("plots", [False, True])
+def test_cli_replaces_a_previous_runs_output_folder(tmp_path: Path, plots: bool) -> None:
     out = tmp_path / "out"
-    assert main(_cli(out)) == 0
+    args = _cli(out) if not plots else [a for a in _cli(out) if a != "--no-plots"]
+    assert main(args) == 0
     first = sorted(p.name for p in out.iterdir())
-    assert main(_cli(out)) == 0  # its own files only: replaced
+    assert any(n.endswith(".png") for n in first) == plots
+    (out / ".DS_Store").write_bytes(b"")  # what a Finder window leaves
+    assert main(args) == 0  # its own files only: replaced
     assert sorted(p.name for p in out.iterdir()) == first
+
+
+@pytest.mark.parametrize("case", ["working directory", "its parent", "symbolic link"])
+def test_cli_refuses_an_out_dir_it_cannot_replace_before_the_run(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hetero_opt.cli_simulate as cli_simulate
+
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    out = {"working directory": Path("."), "its parent": Path(".."), "symbolic link": tmp_path / "link"}[case]
+    if case == "symbolic link":
+        (tmp_path / "real").mkdir()
+        out.symlink_to(tmp_path / "real")
+    ran: list[bool] = []
+    monkeypatch.setattr(cli_simulate, "simulate", lambda *a, **k: ran.append(True))
+    assert main(_cli(out)) == 2
+    err = capsys.readouterr().err
+    assert ("is a symbolic link" if case == "symbolic link" else "holds the working directory") in err
+    assert ran == []
 
 
 def test_a_signal_ignored_by_whoever_started_the_run_stays_ignored() -> None:
