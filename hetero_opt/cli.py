@@ -98,7 +98,7 @@ def add_solve(sub: SubParsers) -> None:
     p.add_argument("--time-limit", type=float, default=2.0, metavar="S", help="solver time limit in s (default: 2)")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="solver random seed (default: 0)")
     p.add_argument("--workers", type=int, default=2, metavar="N",
-                   help="solver worker threads: CP-SAT and HiGHS (CBC runs one) (default: 2)")
+                   help="solver worker threads: CP-SAT and HiGHS (CBC runs serially) (default: 2)")
     p.add_argument(
         "--fast",
         action="store_true",

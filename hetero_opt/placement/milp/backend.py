@@ -245,9 +245,10 @@ class MilpBackend:
                 mip=True,
                 msg=options.log,
                 timeLimit=round(max(0.1, seconds), 2),
-                # One thread: the bundled CBC's parallel mode is not deterministic and has been seen to hang
-                # (coin-or/pulp#737) and, once in CI, to end a 6-node cross-check 'feasible' instead of optimal.
-                threads=1,
+                # No thread option: with "-threads N", even 1, the bundled CBC 2.10.3 runs its branch and bound
+                # in a worker thread that now and then never starts ("Cbc0030I Thread 0 used 0 times, waiting to
+                # start 10.0"): the stage sleeps to its time limit with 0 CPU seconds (coin-or/pulp#737). Serial.
+                threads=None,
                 gapRel=0.0,
                 gapAbs=0.5,
                 warmStart=values is not None,
