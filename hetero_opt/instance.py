@@ -389,7 +389,7 @@ def _table_of(value: Any) -> NodeTable:
     for name in value:
         if name not in _ALL_FIELDS:
             raise ValueError(
-                f"nodes: unknown column '{_clip(str(name))}' (columns: {', '.join(NODE_FIELDS)}; s0 optional)"
+                f"nodes: unknown column '{clip(str(name))}' (columns: {', '.join(NODE_FIELDS)}; s0 optional)"
             )
     for name in REQUIRED_COLUMNS:
         if name not in value:
@@ -434,8 +434,8 @@ def _table_checked_by_rows(value: dict[str, list[Any]]) -> NodeTable:
         i, field = err["loc"][0], ".".join(str(x) for x in err["loc"][1:])
         assert isinstance(i, int)
         ident = rows[i].get("id")
-        entity = f"Node '{_clip(str(ident))}'" if ident is not None else f"nodes[{i}]"
-        shown = type(err["input"]).__name__ if isinstance(err["input"], (dict, list)) else _clip(repr(err["input"]))
+        entity = f"Node '{clip(str(ident))}'" if ident is not None else f"nodes[{i}]"
+        shown = type(err["input"]).__name__ if isinstance(err["input"], (dict, list)) else clip(repr(err["input"]))
         raise ValueError(" ".join(f"{entity}: nodes.{field}[{i}]={shown}: {err['msg']}".split())) from None
     _check_free_within_total(nodes)
     table = NodeTable.from_nodes(nodes)
@@ -443,8 +443,8 @@ def _table_checked_by_rows(value: dict[str, list[Any]]) -> NodeTable:
     return table
 
 
-def _clip(text: str, limit: int = 80) -> str:
-    """``text`` cut to ``limit`` characters (as :func:`hetero_opt.io.describe_error` quotes values)."""
+def clip(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters: an error line quotes values, not megabytes."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

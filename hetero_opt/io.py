@@ -13,7 +13,7 @@ from pydantic_core import from_json
 
 from hetero_opt.errors import InputError
 from hetero_opt.gc_pause import gc_paused
-from hetero_opt.instance import FORMAT_VERSIONS, ROWS_FORMAT_VERSION, Instance, NodeTable
+from hetero_opt.instance import FORMAT_VERSIONS, ROWS_FORMAT_VERSION, Instance, NodeTable, clip
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -133,7 +133,7 @@ def parse_text(text: str, path: Path) -> object:
     except RecursionError:
         raise InputError(f"{path}: nesting is too deep to parse") from None
     except ValueError as exc:  # e.g. an integer literal beyond Python's 4300-digit conversion limit
-        raise InputError(f"{path}: unreadable value: {_clip(str(exc))}") from None
+        raise InputError(f"{path}: unreadable value: {clip(str(exc))}") from None
 
 
 def save_instance(instance: Instance, path: str | Path, *, columnar: bool | None = None) -> None:
@@ -206,7 +206,7 @@ def describe_error(exc: ValidationError, data: dict[str, Any]) -> str:
         items = data.get(str(loc[0]))
         item = items[loc[1]] if isinstance(items, list) and loc[1] < len(items) else None
         ident = item.get("id", item.get("service")) if isinstance(item, dict) else None
-        entity = f"{_KINDS[str(loc[0])]} '{_clip(str(ident))}'" if ident is not None else f"{loc[0]}[{loc[1]}]"
+        entity = f"{_KINDS[str(loc[0])]} '{clip(str(ident))}'" if ident is not None else f"{loc[0]}[{loc[1]}]"
         loc = loc[2:]
     field = ".".join(str(x) for x in loc) or "(entry)"
     value = err.get("input")
@@ -215,16 +215,11 @@ def describe_error(exc: ValidationError, data: dict[str, Any]) -> str:
     elif isinstance(value, (dict, list)):
         shown = type(value).__name__
     else:
-        shown = _clip(repr(value))
+        shown = clip(repr(value))
     head = f"{entity}: " if entity else ""
     if field == "format_version" and isinstance(value, float) and f"{value:.1f}" in FORMAT_VERSIONS:
         msg += f' (read as a number: quote it, format_version: "{value:.1f}")'  # YAML's 1.2 is a float
-    return " ".join(f"{head}{_clip(field)}={shown}: {msg}".split())
-
-
-def _clip(text: str, limit: int = 80) -> str:
-    """``text`` cut to ``limit`` characters (an error line quotes values, not megabytes)."""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return " ".join(f"{head}{clip(field)}={shown}: {msg}".split())
 
 
 def load_yaml_model(path: Path, model: type[M], what: str, defaults: dict[str, Any] | None = None) -> M:

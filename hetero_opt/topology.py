@@ -215,7 +215,8 @@ class TopologyView:
                     else:
                         cell[0].append(node_id)
                         cell[1].append(free)
-        else:  # the same pass over models, a full node's fields beyond gpus_free not read
+        else:  # the same pass over models, a full node's fields beyond gpus_free not read (one loop over
+            # itemgetter rows for both forms was measured 8.0-8.9 -> 9.1-10.3 ms at production: kept apart)
             for n in nodes:
                 fields = n.__dict__
                 free = fields["gpus_free"]

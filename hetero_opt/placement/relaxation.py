@@ -518,7 +518,8 @@ def solve_freed(
         h.setSolution(first)
     by_class = [] if full else [(p, _cost(n, t)[free]) for p, t in lp.served.items()]
     served = [c for _, c in by_class if c.any()]
-    weights = _lexicographic_weights([most for p, c in by_class if c.any() for most in [_most(lp, free, p)]])
+    most = _most(lp, free)
+    weights = _lexicographic_weights([most.get(p, 0) for p, c in by_class if c.any()])
     terms: list[tuple[np.ndarray, bool]] = [(c, True) for c in served] if weights is None else []
     if weights is not None:  # one MIP for every class's served GPUs, each class outweighing all below it
         terms.append((sum((w * c for w, c in zip(weights, served, strict=True)), np.zeros(k)), True))
@@ -583,14 +584,17 @@ def _lexicographic_weights(most: list[int]) -> list[float] | None:
     return weights[::-1]
 
 
-def _most(lp: Relaxation, free: np.ndarray, priority: int) -> int:
-    """GPUs the requests of class ``priority`` with a free slot ask for: the most that class can serve there."""
-    wanted: dict[str, int] = {}
+def _most(lp: Relaxation, free: np.ndarray) -> dict[int, int]:
+    """Per priority class, GPUs its requests with a free slot ask for: the most it can serve there (one pass)."""
+    wanted: dict[str, tuple[int, int]] = {}
     for cols in lp.slots:
         req = cols.spec.request
-        if req.service.priority == priority and free[cols.units]:
-            wanted[req.service.id] = req.delta * req.service.gpus_per_unit
-    return sum(wanted.values())
+        if free[cols.units]:
+            wanted[req.service.id] = (req.service.priority, req.delta * req.service.gpus_per_unit)
+    most: dict[int, int] = {}
+    for priority, gpus in wanted.values():
+        most[priority] = most.get(priority, 0) + gpus
+    return most
 
 
 def _all_or_nothing_rows(
