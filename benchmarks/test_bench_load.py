@@ -96,7 +96,8 @@ def test_load_json_vs_greedy(
     path = tmp_path / f"production-{size}-{form}.json"
     save_instance(inst, path, columnar=columnar)
     loaded = benchmark.pedantic(load_instance, args=(path,), rounds=3, iterations=1)
-    assert loaded == inst
+    # a row file says format 1.1 (format 1.2 is the columnar nodes): the same instance otherwise
+    assert loaded.model_copy(update={"format_version": inst.format_version}) == inst
     assert isinstance(loaded.nodes, NodeTable) == columnar
     text = path.read_text()
     # The greedy on the instance as loaded: a view reads a table's columns, a list's models.
