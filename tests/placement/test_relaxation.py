@@ -18,7 +18,14 @@ from hetero_opt.placement.backend import Budget, SolveOptions
 from hetero_opt.placement.binding import BindingError, GroupDraft, bind, bind_plan
 from hetero_opt.placement.cpsat import CpSatBackend
 from hetero_opt.placement.cpsat.model import build
-from hetero_opt.placement.cpsat.neighbourhood import _draft_key, _fixed, _integral, _premium, lp_guided
+from hetero_opt.placement.cpsat.neighbourhood import (
+    _draft_key,
+    _fixed,
+    _integral,
+    _premium,
+    _top_class_then_the_rest,
+    lp_guided,
+)
 from hetero_opt.placement.plan import Unserved
 from hetero_opt.placement.relaxation import (
     _lexicographic_weights,
@@ -264,6 +271,42 @@ def test_a_class_that_fits_nowhere_does_not_stop_the_class_by_class_path(no_slot
     plan = bind_plan(view, guided.counts, part)  # the counts as solve() binds them
     assert sorted((c.service, c.units) for c in plan.changes) == [("lo", 1), ("mid", 1)]
     assert verify(inst, plan, view) == []
+
+
+def test_the_classes_below_the_top_are_placed_together_so_a_middle_class_does_not_block_the_lowest() -> None:
+    # 'hi' (L20 only) can place one of its two units, in z: not everything fits, so the LP path places
+    # the top class alone first. 'mid' (one 16-GPU unit) fits in the low-tier x or the high-tier y;
+    # 'lo' (one 32-GPU unit) fits only in x (32 GPUs). Placed alone, mid would take the cheap x and
+    # leave lo nothing (16, 0, 32); placed together, served comes first: mid in y, lo in x
+    inst = instance(
+        nodes=[
+            *(node(f"x{i}", "x", "x-1") for i in range(4)),
+            *(node(f"y{i}", "y", "y-1") for i in range(2)),
+            *(node(f"z{i}", "z", "z-1", "L20") for i in range(2)),
+        ],
+        subgroups=[
+            {"id": "low", "tier": "low", "s1s": ["x-1", "z-1"]},
+            {"id": "high", "tier": "high", "s1s": ["y-1"]},
+        ],
+        services=[
+            pd_service("hi", "s1", prio=100, p_types=("L20",), d_types=("L20",)),
+            pd_service("mid", "s1", prio=50),
+            pd_service("lo", "s1", prio=10, ratio=(2, 2)),
+        ],
+        requests=[request("hi", 2), request("mid", 1), request("lo", 1)],
+    )
+    view = build_view(inst)
+    part = [r for r in view.requests if r.delta > 0]
+    assert solve_full_service(build_relaxation(view, part), Budget(time.perf_counter() + 30)) is None
+    terms: list[str] = []
+    placed = _top_class_then_the_rest(
+        view, part, SolveOptions(time_limit=2.0), Budget(time.perf_counter() + 10, 1.0, True), terms, {}
+    )
+    assert placed is not None
+    _, drafts, _, _ = placed
+    # unserved GPUs per class (100, 50, 10), then premium: hi 16 x 1 + mid 16 x 9 + lo 32 x 1
+    assert _draft_key(view, part, drafts) == (16, 0, 0, 192)
+    assert solve(inst, "cpsat", time_limit=2.0).score.unserved_gpus == [16, 0, 0]
 
 
 def test_where_the_limit_is_ample_the_staged_lp_corrects_class_by_class() -> None:
