@@ -1,4 +1,4 @@
-"""The floor of loading a production instance, row form and columnar (format 1.2), against the greedy call.
+"""The floor of loading a production instance, row form and columnar (format 1.3), against the greedy call.
 
 Each case runs in its own process, the cases in turn, several turns; process-time medians. The
 collector is paused around every case, as loading pauses it (the greedy too, as ``solve()`` runs it).
@@ -40,7 +40,7 @@ CASES = {
     "nodes": "pydantic-core: list[Node]",
     "load": "load_instance",
     "columnar": "columnar node table: json.loads + the node rules",
-    "load_columns": "load_instance of the columnar file (format 1.2, a NodeTable)",
+    "load_columns": "load_instance of the columnar file (format 1.3: a NodeTable, PodTables)",
     "greedy_columns": "build_view + greedy_plan on the columnar instance",
 }
 FIELDS = ("id", "gpu_type", "gpus_total", "gpus_free", "cluster", "s2", "s1", "s0")

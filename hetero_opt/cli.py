@@ -228,8 +228,8 @@ def add_generate(sub: SubParsers) -> None:
     p.add_argument("--seed", type=int, default=0, metavar="N", help="instance seed (default: 0)")
     p.add_argument("--out", required=True, type=Path, metavar="FILE", help="output file (.json, .yaml or .yml)")
     p.add_argument("--nodes-as", choices=("auto", "rows", "columns"), default="auto",
-                   help="nodes as a list of objects (format 1.1) or as columns (format 1.2, loads 2-2.7x faster); "
-                   "auto: columns from 1,000 nodes (default: auto)")
+                   help="nodes and each group's pods as lists of objects (format 1.1) or as columns (format 1.3, "
+                   "loads 2-3x faster); auto: columns from 1,000 nodes (default: auto)")
 
 
 def run_generate(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from hetero_opt.fleets import GPU_MEMORY_GB, FleetMix, get_fleet
-from hetero_opt.instance import FORMAT_VERSION, NODE_FIELDS, ROWS_FORMAT_VERSION, Instance
+from hetero_opt.instance import FORMAT_VERSION, NODE_FIELDS, POD_FIELDS, ROWS_FORMAT_VERSION, Instance
 
 Rng = np.random.Generator
 
@@ -122,8 +122,8 @@ _FULLISH = np.array([0.6, 0.1, 0.15, 0.1, 0.05])
 _EMPTYISH = np.array([0.1, 0.05, 0.1, 0.25, 0.5])
 
 
-#: Families of at least this many nodes are generated with columnar nodes (format 1.2): their files load
-#: 2-2.7x faster (docs/benchmarks.md, "Columnar nodes").
+#: Families of at least this many nodes are generated with columnar nodes and pods (format 1.3): their files
+#: load 2-3x faster (docs/benchmarks.md, "Columnar nodes").
 COLUMNAR_MIN_NODES = 1000
 
 
@@ -137,7 +137,8 @@ def generate_instance(family: str, seed: int, *, columnar: bool | None = None, *
     seed
         Seed of ``numpy.random.default_rng``; the same seed gives the same instance.
     columnar
-        Hold the nodes as columns (a :class:`~hetero_opt.instance.NodeTable`, format 1.2: saved as columns,
+        Hold the nodes and each group's pods as columns (a :class:`~hetero_opt.instance.NodeTable` and
+        :class:`~hetero_opt.instance.PodTable`s, format 1.3: saved as columns,
         loaded fast) or as a list of nodes; by default columns from :data:`COLUMNAR_MIN_NODES` nodes on.
     **overrides
         Fields of :class:`FamilySpec` to change, e.g. ``num_nodes=500, fleet="pai2020"``.
@@ -162,6 +163,8 @@ def generate_instance(family: str, seed: int, *, columnar: bool | None = None, *
     nodes = data["nodes"]
     if len(nodes) >= COLUMNAR_MIN_NODES if columnar is None else columnar:
         data["nodes"] = {f: [n.get(f) for n in nodes] for f in NODE_FIELDS}
+        for g in data["groups"]:
+            g["pods"] = {f: [p[f] for p in g["pods"]] for f in POD_FIELDS}
     else:  # rows need nothing of 1.2: the file stays readable by releases before it
         data["format_version"] = ROWS_FORMAT_VERSION
     return Instance.model_validate(data)

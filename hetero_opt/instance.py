@@ -19,8 +19,8 @@ import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from itertools import repeat
-from operator import attrgetter, itemgetter, ne
-from typing import Annotated, Any, Literal, Self, overload
+from operator import attrgetter, itemgetter, mul, ne
+from typing import Annotated, Any, Literal, Self, get_args, overload
 
 from pydantic import (
     BaseModel,
@@ -38,12 +38,12 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
-FORMAT_VERSION = "1.2"
-#: The version written where nodes are rows (nothing of 1.2 used): readable by releases before 1.2.
+FORMAT_VERSION = "1.3"
+#: The version written where nodes and pods are rows (nothing of 1.2 or 1.3 used): readable by releases before 1.2.
 ROWS_FORMAT_VERSION = "1.1"
 #: Versions read; 1.0 files are 1.1 files without single-role services and all-or-nothing requests, 1.1
-#: files are 1.2 files without columnar nodes.
-FORMAT_VERSIONS = ("1.0", "1.1", "1.2")
+#: files are 1.2 files without columnar nodes, 1.2 files are 1.3 files without columnar pods.
+FORMAT_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
 
 Id = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:/@+-]+$")]
 #: Topology ids (cluster, S2, S1, S0) hold no '@': a new group's id ``<service>@<domain>`` then names one pair.
@@ -312,7 +312,7 @@ _TOPO_LINES = re.compile(r"[A-Za-z0-9_.:/+-]{1,200}(?:\n[A-Za-z0-9_.:/+-]{1,200}
 _ID_LINES = re.compile(r"[A-Za-z0-9_.:/@+-]{1,200}(?:\n[A-Za-z0-9_.:/@+-]{1,200})*")
 #: The characters of an id (``Id``'s pattern): what ``bytes.translate`` deletes from the ids' text.
 _ID_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:/@+-"
-_STR = frozenset({str})
+_STR, _INT = frozenset({str}), frozenset({int})
 _ONE_TO_64, _ZERO_TO_64 = bytes(range(1, 65)), bytes(range(65))
 
 
@@ -614,13 +614,277 @@ class PodCount(Frozen):
     count: int = Field(ge=1, le=64, description="Number of pods (a node has at most 64 GPUs).")
 
 
+#: The fields of a :class:`PodCount`, in order: the columns of a group's columnar ``pods`` (format 1.3).
+POD_FIELDS: tuple[str, ...] = ("role", "node", "count")
+_POD_FIELD_SET = frozenset(POD_FIELDS)
+_ROLE_NAMES = frozenset(get_args(RoleName))
+_new_pod = PodCount.__new__
+
+
+def _pod_of(role: str, node: str, count: int) -> PodCount:
+    """A :class:`PodCount` of already validated fields, built without validating them again."""
+    pod = _new_pod(PodCount)
+    _set(pod, "__dict__", {"role": role, "node": node, "count": count})
+    _set(pod, "__pydantic_fields_set__", set(_POD_FIELD_SET))
+    _set(pod, "__pydantic_extra__", None)
+    _set(pod, "__pydantic_private__", None)
+    return pod
+
+
+class PodTable(Sequence[PodCount]):
+    """A deployment group's pods given as columns (format 1.3): a read-only sequence of :class:`PodCount`.
+
+    As a :class:`NodeTable`: it keeps the validated columns (role, node, count) as tuples and builds a pod's
+    model only when someone reads it (kept: every read returns the same object); the instance's checks and the
+    views read the columns (:func:`pod_rows`). It equals a table with equal columns and a list (or tuple) of
+    equal pods, pickles and dumps as its columns, and is unhashable, as the list of the row form is.
+    """
+
+    __slots__ = ("_columns", "_complete", "_models", "_valid")
+
+    def __init__(self, columns: Mapping[str, Sequence[Any]]) -> None:
+        """Hold ``columns`` (one sequence per pod field), trusted as valid: a group validates them
+        (``DeploymentGroup.model_validate``); use :meth:`from_pods` for pods that are already models."""
+        self._columns: tuple[tuple[Any, ...], ...] = (
+            tuple(columns["role"]),
+            tuple(columns["node"]),
+            tuple(columns["count"]),
+        )
+        self._models: list[PodCount | None] | None = None
+        self._complete = False  # every model built
+        self._valid = False  # the columns passed a group's checks (else a group checks them)
+
+    @classmethod
+    def from_pods(cls, pods: Iterable[PodCount]) -> PodTable:
+        """The table of ``pods`` (models, e.g. a row-form group's), the same models kept."""
+        models = list(pods)
+        fields = [p.__dict__ for p in models]
+        table = cls({f: [d[f] for d in fields] for f in POD_FIELDS})
+        table._models, table._complete = list(models), True
+        return table
+
+    def column(self, name: str) -> tuple[Any, ...]:
+        """The values of field ``name`` (one of :data:`POD_FIELDS`), in pod order."""
+        return self._columns[POD_FIELDS.index(name)]
+
+    def to_columns(self) -> dict[str, list[Any]]:
+        """The columns as lists: what ``model_dump`` writes."""
+        return {f: list(c) for f, c in zip(POD_FIELDS, self._columns, strict=True)}
+
+    def to_rows(self) -> list[dict[str, Any]]:
+        """The pods as the row form's mappings (what ``PodCount.model_dump()`` gives for each), no model built."""
+        return [dict(zip(POD_FIELDS, row, strict=True)) for row in zip(*self._columns, strict=True)]
+
+    def __len__(self) -> int:
+        return len(self._columns[0])
+
+    @overload
+    def __getitem__(self, index: int) -> PodCount: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> PodTable: ...
+
+    def __getitem__(self, index: int | slice) -> PodCount | PodTable:
+        if isinstance(index, slice):
+            part = PodTable({f: c[index] for f, c in zip(POD_FIELDS, self._columns, strict=True)})
+            part._valid, part._complete = self._valid, self._complete
+            if self._models is not None:
+                part._models = self._models[index]
+            return part
+        models = self._models
+        pod = None if models is None else models[index]
+        if pod is None:
+            row = [c[index] for c in self._columns]  # IndexError as a list's
+            with _BUILDING:  # one model per pod, whichever thread reads it first
+                models = self._models
+                if models is None:
+                    models = self._models = [None] * len(self)
+                pod = models[index]
+                if pod is None:
+                    pod = models[index] = _pod_of(*row)
+        return pod
+
+    def _all(self) -> list[PodCount]:
+        """Every pod's model (built once, under the lock, for the pods not read yet)."""
+        if not self._complete:
+            with _BUILDING:
+                old = self._models or [None] * len(self)
+                rows = zip(*self._columns, strict=True)
+                self._models = [m if m is not None else _pod_of(*row) for m, row in zip(old, rows, strict=True)]
+                self._complete = True
+        return self._models  # type: ignore[return-value]  # complete: no None left
+
+    def __iter__(self) -> Iterator[PodCount]:
+        return iter(self._all())
+
+    def __reversed__(self) -> Iterator[PodCount]:
+        return reversed(self._all())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, PodTable):
+            return self._columns == other._columns
+        if isinstance(other, (list, tuple)):
+            if len(other) != len(self) or not all(isinstance(p, PodCount) for p in other):
+                return False
+            fields = [p.__dict__ for p in other]
+            return all(tuple(map(itemgetter(f), fields)) == c for f, c in zip(POD_FIELDS, self._columns, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # unhashable, as the row form's list
+
+    def __reduce__(self) -> tuple[Callable[[dict[str, list[Any]], bool], PodTable], tuple[dict[str, list[Any]], bool]]:
+        return _unpickle_pods, (self.to_columns(), self._valid)  # columns only, no model
+
+    def __copy__(self) -> PodTable:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> PodTable:
+        return self  # immutable
+
+    def __repr__(self) -> str:
+        return f"PodTable({len(self)} pods)"
+
+
+def _unpickle_pods(columns: dict[str, list[Any]], valid: bool) -> PodTable:
+    table = PodTable(columns)
+    table._valid = valid
+    return table
+
+
+def pod_rows(pods: Sequence[PodCount]) -> Iterator[tuple[str, str, int]]:
+    """Each pod count's (role, node, count), in order: a :class:`PodTable`'s rows (no model built), or read
+    from each pod of a list."""
+    if isinstance(pods, PodTable):
+        return zip(*pods._columns, strict=True)
+    return map(_POD, map(_FIELDS, pods))
+
+
+def _pod_table_of(value: Any) -> PodTable:
+    """Validate a group's columnar pods (format 1.3) into a :class:`PodTable`. A shape error is one line; a
+    value the fast check refuses goes to the row form's validation, whose errors keep the row form's place
+    (``pods.3.count``; shown as ``pods.count[3]``). A table a group checked passes as it is."""
+    if isinstance(value, PodTable):
+        return value if value._valid else _pod_table_of(value.to_columns())
+    if not isinstance(value, dict):
+        raise ValueError(f"pods: must be a list of pod counts or a mapping of columns, got {type(value).__name__}")
+    roles: Any = value.get("role")
+    nodes: Any = value.get("node")
+    counts: Any = value.get("count")
+    if not (
+        len(value) == 3
+        and type(roles) is list
+        and type(nodes) is list
+        and type(counts) is list
+        and len(roles) == len(nodes) == len(counts)
+    ):
+        _check_pod_columns_shape(value)  # raises, unless the columns are list subclasses
+    # The fast check, a few passes in C (a group holds ~10 pods): exact types, role names, the nodes' id
+    # pattern, counts 1..64.
+    try:
+        ok = not roles or (
+            _STR.issuperset(map(type, roles))
+            and _ROLE_NAMES.issuperset(roles)
+            and _lines_match(_ID_LINES, nodes)
+            and _INT.issuperset(map(type, counts))
+            and min(counts) >= 1
+            and max(counts) <= 64
+        )
+    except TypeError:  # a node id that is no str (join)
+        ok = False
+    if ok:
+        table = PodTable(value)
+        table._valid = True
+        return table
+    # The row form's validation of the same values: its first error is the message (a ValidationError keeps
+    # its place under this group's pods), or its models are the table (pydantic's lax coercions included).
+    rows = [dict(zip(POD_FIELDS, row, strict=True)) for row in zip(roles, nodes, counts, strict=True)]
+    table = PodTable.from_pods(_POD_LIST.validate_python(rows))
+    table._valid = True
+    return table
+
+
+def _check_pod_columns_shape(value: dict[Any, Any]) -> None:
+    """Raise the one-line error of columnar pods of a wrong shape: an unknown or missing column, one that is no
+    list, columns of different lengths."""
+    for name in value:
+        if name not in _POD_FIELD_SET:
+            raise ValueError(f"pods: unknown column '{clip(str(name))}' (columns: {', '.join(POD_FIELDS)})")
+    for name in POD_FIELDS:
+        if name not in value:
+            raise ValueError(f"pods: column '{name}' is missing (columns: {', '.join(POD_FIELDS)})")
+    for name, col in value.items():
+        if not isinstance(col, list):
+            raise ValueError(f"pods: column '{name}' must be a list (one value per pod), got {type(col).__name__}")
+    n = len(value["role"])
+    for name in ("node", "count"):
+        m = len(value[name])
+        if m != n:
+            raise ValueError(
+                f"pods: column '{name}' has {m} value{'s' * (m != 1)} but column 'role' has {n} (one per pod)"
+            )
+
+
+def _pods_of(value: Any, handler: ValidatorFunctionWrapHandler) -> Sequence[PodCount]:
+    """Python input of ``DeploymentGroup.pods``: columns (a mapping or a :class:`PodTable`) or rows (the rest)."""
+    if isinstance(value, (dict, PodTable)):
+        return _pod_table_of(value)
+    pods: Sequence[PodCount] = handler(value)
+    return pods
+
+
+def _dump_pods(value: Any, handler: SerializerFunctionWrapHandler) -> Any:
+    """A table dumps as its columns, a list of pods as the list: each form as it came."""
+    return value.to_columns() if isinstance(value, PodTable) else handler(value)
+
+
+class _PodsSchema:
+    """The schema of ``DeploymentGroup.pods``: a list of pod counts (rows) or a mapping of columns (1.3)."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        rows = core_schema.list_schema(handler.generate_schema(PodCount))
+        columns = core_schema.no_info_after_validator_function(
+            _pod_table_of,
+            core_schema.json_or_python_schema(
+                json_schema=core_schema.dict_schema(core_schema.str_schema(), core_schema.any_schema()),
+                python_schema=core_schema.any_schema(),
+            ),
+        )
+        return core_schema.json_or_python_schema(
+            # JSON (model_validate_json): an array is rows, an object columns, as for the nodes.
+            json_schema=core_schema.union_schema([(rows, "rows"), (columns, "columns")], mode="left_to_right"),
+            python_schema=core_schema.no_info_wrap_validator_function(_pods_of, rows),
+            serialization=core_schema.wrap_serializer_function_ser_schema(_dump_pods, schema=rows),
+        )
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        rows = handler(core_schema.list_schema(PodCount.__pydantic_core_schema__))
+        fields = PodCount.model_json_schema()["properties"]
+        columns = {
+            "type": "object",
+            "title": "PodColumns",
+            "description": "Format 1.3: the pods as columns, one array per PodCount field, all of one length.",
+            "properties": {f: {"type": "array", "items": fields[f]} for f in POD_FIELDS},
+            "required": list(POD_FIELDS),
+            "additionalProperties": False,
+        }
+        return {"anyOf": [rows, columns]}
+
+
+#: Validates the rows of columnar pods that the fast column check refused (the reference path).
+_POD_LIST: TypeAdapter[list[PodCount]] = TypeAdapter(list[PodCount])
+
+
 class DeploymentGroup(Frozen):
     """An existing deployment group: one service's pods bound to one network domain."""
 
     id: GroupId = Field(description="Unique deployment group name.")
     service: Id = Field(description="Service it belongs to.")
     domain: TopoId = Field(description="S1, S2 or cluster id, per the service's affinity.")
-    pods: list[PodCount] = Field(default_factory=list, description="Pods per role and node.")
+    pods: Annotated[Sequence[PodCount], _PodsSchema()] = Field(
+        default_factory=list,
+        description="Pods per role and node: a list of pod counts, or (format 1.3) a mapping of columns, one list "
+        "per PodCount field; read as a sequence of PodCount either way (a PodTable for columns).",
+    )
 
 
 class ScalingRequest(Frozen):
@@ -665,9 +929,9 @@ class ObjectiveWeights(Frozen):
 class Instance(Frozen):
     """One placement cycle: topology with free GPUs, services, groups and requests."""
 
-    format_version: Literal["1.0", "1.1", "1.2"] = Field(
-        description="Instance format version: '1.2', '1.1' without columnar nodes, or '1.0' without single-role "
-        "services and all-or-nothing requests either."
+    format_version: Literal["1.0", "1.1", "1.2", "1.3"] = Field(
+        description="Instance format version: '1.3', '1.2' without columnar pods, '1.1' without columnar nodes "
+        "either, or '1.0' without single-role services and all-or-nothing requests either."
     )
     name: str = Field(default="", description="Free-form instance name.")
     gpu_types: list[GpuType] = Field(min_length=1, description="GPU types in the cluster.")
@@ -695,9 +959,16 @@ class Instance(Frozen):
     def _check_references(self) -> Instance:
         nodes = self.nodes
         table = nodes if isinstance(nodes, NodeTable) else None
-        if table is not None and self.format_version != "1.2":
+        if table is not None and self.format_version not in ("1.2", "1.3"):
             raise ValueError(
                 f"nodes: columns (a mapping of node fields) need format_version='1.2', not '{self.format_version}'"
+            )
+        pod_tables = [isinstance(g.pods, PodTable) for g in self.groups]
+        if self.format_version != "1.3" and any(pod_tables):
+            g = self.groups[pod_tables.index(True)]
+            raise ValueError(
+                f"DeploymentGroup '{g.id}': pods as columns (a mapping of pod fields) need format_version='1.3', "
+                f"not '{self.format_version}'"
             )
         # Each node's fields once, as its __dict__ (module docstring): at production size, reading
         # 7 attributes of 20k models was half of these checks' instructions. A table's are its columns.
@@ -771,6 +1042,8 @@ class Instance(Frozen):
         # Per service, its roles by name (the keys of pods_per_unit): acceptable GPU types, GPUs per pod.
         roles_of: dict[str, dict[str, tuple[list[str], int]]] = {}
         used_by_node: dict[str, int] = {}
+        table_nodes: list[str] = []  # the nodes of the pod tables that passed _pods_fit, and GPUs used on each
+        table_gpus: list[int] = []
         for g in self.groups:
             svc = services.get(g.service)
             if svc is None:
@@ -786,7 +1059,17 @@ class Instance(Frozen):
             if role_by_name is None:
                 role_by_name = roles_of[svc.id] = {r.name: (r.gpu_types, r.gpus_per_pod) for r in svc.roles}
             host_domains = column(affinity) if column is not None else ()
-            for role_name, node_id, count in map(_POD, map(_FIELDS, g.pods)):
+            pods = g.pods
+            if (
+                column is not None
+                and isinstance(pods, PodTable)
+                and _pods_fit(pods, role_by_name, row_of, column, affinity, domain)
+            ):
+                role_col, node_col, count_col = pods._columns  # every rule holds: what they use, read in C
+                table_nodes.extend(node_col)
+                table_gpus.extend(map(mul, count_col, map(itemgetter(1), map(role_by_name.__getitem__, role_col))))
+                continue
+            for role_name, node_id, count in pod_rows(pods):
                 if column is None:
                     node = node_by_id.get(node_id)
                     if node is None:
@@ -818,6 +1101,8 @@ class Instance(Frozen):
                         f"DeploymentGroup '{g.id}': pod on node '{node_id}' lies outside domain '{domain}'"
                     )
                 used_by_node[node_id] = used_by_node.get(node_id, 0) + count * role[1]
+        for node_id, gpus in zip(table_nodes, table_gpus, strict=True):
+            used_by_node[node_id] = used_by_node.get(node_id, 0) + gpus
         over = []
         for node_id, used in used_by_node.items():
             if column is None:
@@ -930,6 +1215,34 @@ def _node_maps(nodes: Sequence[Node]) -> tuple[list[dict[str, Any]], Mapping[str
     return node_fields, dict(zip(map(_ID, node_fields), nodes, strict=True)), frozenset(map(_PLACE, node_fields))
 
 
+def _pods_fit(
+    pods: PodTable,
+    role_by_name: Mapping[str, tuple[list[str], int]],
+    row_of: Mapping[str, int],
+    column: Callable[[str], tuple[Any, ...]],
+    affinity: str,
+    domain: str,
+) -> bool:
+    """True when every pod of a group's table is on a declared node, each (role, node) once, of a role of the
+    group's service, on a node of a GPU type the role accepts, inside the group's ``domain``: a few passes in
+    C over the group's columns and one check per distinct (role, GPU type). False sends the group to the pod
+    loop, which names the first offence."""
+    role_col, node_col, _ = pods._columns
+    found = list(map(row_of.get, node_col))
+    if None in found or len(set(zip(role_col, node_col, strict=True))) != len(found):
+        return False
+    rows: list[int] = found  # type: ignore[assignment]  # no None left
+    host_domain = column(affinity)
+    if not all(map(domain.__eq__, map(host_domain.__getitem__, rows))):
+        return False
+    host_type = column("gpu_type")
+    for role_name, gpu_type in set(zip(role_col, map(host_type.__getitem__, rows), strict=True)):
+        role = role_by_name.get(role_name)
+        if role is None or gpu_type not in role[0]:
+            return False
+    return True
+
+
 def _check_free_within_total(nodes: Iterable[Node]) -> None:
     """``gpus_free <= gpus_total`` on every node; raise at the first that has more free than installed."""
     for n in nodes:
@@ -990,8 +1303,8 @@ def node_column(nodes: Sequence[Node], name: str) -> tuple[Any, ...]:
 def pods_by_role(group: DeploymentGroup) -> dict[str, int]:
     """Total pods of each role in ``group``."""
     out: defaultdict[str, int] = defaultdict(int)
-    for pc in group.pods:
-        out[pc.role] += pc.count
+    for role, _, count in pod_rows(group.pods):
+        out[role] += count
     return dict(out)
 
 
@@ -1008,11 +1321,11 @@ def group_units(service: Service, group: DeploymentGroup, s1_of_node: Mapping[st
         return units
     attn: Counter[str] = Counter()
     ffn: Counter[str] = Counter()
-    for pc in group.pods:
-        if pc.role == "prefill-attn":
-            attn[s1_of_node[pc.node]] += pc.count
-        elif pc.role == "prefill-ffn":
-            ffn[s1_of_node[pc.node]] += pc.count
+    for role, node, count in pod_rows(group.pods):
+        if role == "prefill-attn":
+            attn[s1_of_node[node]] += count
+        elif role == "prefill-ffn":
+            ffn[s1_of_node[node]] += count
     a, f = service.attn_ffn_ratio.prefill, service.attn_ffn_ratio.decode
     replicas = sum(min(attn[s1] // a, ffn[s1] // f) for s1 in attn)
     return min(units, replicas // service.pd_ratio.prefill)

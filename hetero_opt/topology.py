@@ -17,6 +17,7 @@ from hetero_opt.instance import (
     Service,
     Tier,
     group_units,
+    pod_rows,
     pods_by_role,
 )
 
@@ -322,7 +323,7 @@ class TopologyView:
         """Whole units each existing group holds."""
         services = self.service_by_id
         # Only MoE groups need their pods' S1s (a prefill replica counts where attn and ffn share one).
-        moe_nodes = {p.node for g in self.instance.groups if services[g.service].is_moe for p in g.pods}
+        moe_nodes = {n for g in self.instance.groups if services[g.service].is_moe for _, n, _ in pod_rows(g.pods)}
         s1_of_node = {node: self.node_by_id[node].s1 for node in moe_nodes}
         return {g.id: group_units(services[g.service], g, s1_of_node) for g in self.instance.groups}
 

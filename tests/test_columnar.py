@@ -147,14 +147,21 @@ def test_pickle_copy_dump_and_replace_keep_the_table() -> None:
 def test_save_writes_the_form_the_instance_holds(tmp_path: Path, suffix: str) -> None:
     cols = parse_instance(_columnar(valid_dict()))
     rows = parse_instance(_rows_1_2(valid_dict()))
-    for inst, columnar, want in ((cols, None, dict), (rows, None, list), (rows, True, dict), (cols, False, list)):
+    # rows saved from columns say 1.1 (nothing of 1.2 left to need it); columns asked for say 1.3 (the groups'
+    # pods are written as columns too: tests/test_columnar_pods.py)
+    cases = [
+        (cols, None, dict, "1.2"),
+        (rows, None, list, "1.2"),
+        (rows, True, dict, "1.3"),
+        (cols, False, list, "1.1"),
+    ]
+    for inst, columnar, want, version in cases:
         path = tmp_path / f"i{suffix}"
         save_instance(inst, path, columnar=columnar)
         data = yaml.safe_load(path.read_text())
         assert isinstance(data["nodes"], want)
         back = load_instance(path)
-        # columns say 1.2; rows saved from columns say 1.1 (nothing of 1.2 left to need it)
-        assert back.format_version == ("1.1" if inst is cols and columnar is False else inst.format_version)
+        assert back.format_version == version
         assert back == inst.model_copy(update={"format_version": back.format_version})
         assert isinstance(back.nodes, NodeTable) == (want is dict)
 
@@ -352,9 +359,9 @@ def test_the_cli_refuses_bad_columns_in_one_line(tmp_path: Path, capsys: pytest.
 FAMILIES = [("production", 0, {}), ("production", 1, {}), ("production", 2, {}), ("heavy", 0, {})]
 
 
-def _as_1_2(inst: Instance) -> Instance:
-    """``inst`` declared as format 1.2 (a generated row-form instance says 1.1), to compare with its columns."""
-    return inst.model_copy(update={"format_version": "1.2"})
+def _as_columns(inst: Instance) -> Instance:
+    """``inst`` declared as format 1.3 (a generated row-form instance says 1.1), to compare with its columns."""
+    return inst.model_copy(update={"format_version": "1.3"})
 
 
 @pytest.mark.parametrize(("family", "seed", "over"), FAMILIES, ids=[f"{f}-{s}" for f, s, _ in FAMILIES])
@@ -363,15 +370,15 @@ def test_generated_plans_are_identical_on_both_forms(family: str, seed: int, ove
     rows = generate_instance(family, seed, columnar=False, **over)
     assert isinstance(cols.nodes, NodeTable)
     assert isinstance(rows.nodes, list)
-    assert (cols.format_version, rows.format_version) == ("1.2", "1.1")  # rows need nothing of 1.2
-    assert cols == _as_1_2(rows)
+    assert (cols.format_version, rows.format_version) == ("1.3", "1.1")  # rows need nothing of 1.2 or 1.3
+    assert cols == _as_columns(rows)
     plan = greedy_plan(cols, build_view(cols))
     assert plan == greedy_plan(rows, build_view(rows))
     assert verify(cols, plan) == []
     assert verify(rows, plan) == []
     after = apply_plan(cols, plan)
     assert isinstance(after.nodes, NodeTable)
-    assert after == _as_1_2(apply_plan(rows, plan))
+    assert after == _as_columns(apply_plan(rows, plan))
     models = cols.nodes._models or []  # type: ignore[attr-defined]
     assert sum(m is not None for m in models) < len(cols.nodes) // 4  # only the nodes looked up
 

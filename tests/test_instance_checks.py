@@ -23,7 +23,9 @@ from hetero_opt.instance import (
     GpuType,
     Instance,
     Node,
+    NodeTable,
     ObjectiveWeights,
+    PodTable,
     RdmaSubgroup,
     ScalingRequest,
     Service,
@@ -138,16 +140,21 @@ def _first_error(check: Any, inst: Instance) -> str | None:
     return None
 
 
-def _build(d: dict[str, Any]) -> Instance:
-    """An instance from ``d`` with every entity validated on its own but no instance-level check."""
+def _build(d: dict[str, Any], columnar: bool = False) -> Instance:
+    """An instance from ``d`` with every entity validated on its own but no instance-level check; ``columnar``:
+    its nodes and every group's pods as tables (format 1.3), which the checks read in bulk."""
+    nodes = [Node.model_validate(x) for x in d["nodes"]]
+    groups = [DeploymentGroup.model_validate(x) for x in d["groups"]]
+    if columnar:
+        groups = [g.model_copy(update={"pods": PodTable.from_pods(g.pods)}) for g in groups]
     return Instance.model_construct(
-        format_version=d["format_version"],
+        format_version="1.3" if columnar else d["format_version"],
         name=d["name"],
         gpu_types=[GpuType.model_validate(x) for x in d["gpu_types"]],
-        nodes=[Node.model_validate(x) for x in d["nodes"]],
+        nodes=NodeTable.from_nodes(nodes) if columnar else nodes,
         subgroups=[RdmaSubgroup.model_validate(x) for x in d["subgroups"]],
         services=[Service.model_validate(x) for x in d["services"]],
-        groups=[DeploymentGroup.model_validate(x) for x in d["groups"]],
+        groups=groups,
         requests=[ScalingRequest.model_validate(x) for x in d["requests"]],
         objective=ObjectiveWeights.model_validate(d["objective"]),
     )
@@ -217,16 +224,17 @@ def _mutate(d: dict[str, Any], rng: random.Random) -> None:
 BASES = [("small", 0), ("small", 1), ("moe", 0), ("tiny", 2)]
 
 
+@pytest.mark.parametrize("columnar", [False, True], ids=["rows", "columns"])
 @pytest.mark.parametrize(("family", "seed"), BASES, ids=[f"{f}-{s}" for f, s in BASES])
-def test_random_defects_get_the_reference_message(family: str, seed: int) -> None:
-    base = generate_instance(family, seed).model_dump(mode="json")
+def test_random_defects_get_the_reference_message(family: str, seed: int, columnar: bool) -> None:
+    base = generate_instance(family, seed, columnar=False).model_dump(mode="json")
     rng = random.Random(seed)
     outcomes: Counter[str] = Counter()
     for _ in range(300):
         d = copy.deepcopy(base)
         for _ in range(rng.randint(1, 3)):
             _mutate(d, rng)
-        inst = _build(d)
+        inst = _build(d, columnar)
         expected = _first_error(_reference, inst)
         assert _first_error(Instance._check_references, inst) == expected, d
         outcomes[(expected or "ok").split(":")[0].split(" '")[0]] += 1
