@@ -138,7 +138,7 @@ class NodeTable(Sequence[Node]):
         cols = [tuple(columns[f]) for f in REQUIRED_COLUMNS]
         s0 = columns.get("s0")
         s0_col = None if s0 is None else tuple(s0)
-        if s0_col is not None and s0_col.count(None) == len(s0_col):
+        if s0_col is not None and (not s0_col or s0_col[0] is None) and s0_col.count(None) == len(s0_col):
             s0_col = None  # no S0 anywhere: as if the column were left out
         self._columns: tuple[tuple[Any, ...], ...] = (*cols, s0_col or (None,) * len(cols[0]))
         self._models: list[Node | None] | None = None
@@ -177,7 +177,7 @@ class NodeTable(Sequence[Node]):
     def has_s0(self) -> bool:
         """True when some node has an S0."""
         s0 = self._columns[7]
-        return s0.count(None) != len(s0)
+        return bool(s0) and (s0[0] is not None or s0.count(None) != len(s0))
 
     def row_of(self) -> dict[str, int]:
         """Each node id's position (the last one, should an id repeat); kept, read-only."""
