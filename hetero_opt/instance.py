@@ -19,7 +19,7 @@ import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from itertools import repeat
-from operator import attrgetter, itemgetter, mul, ne
+from operator import attrgetter, itemgetter, ne
 from typing import Annotated, Any, Literal, Self, get_args, overload
 
 from pydantic import (
@@ -1042,8 +1042,6 @@ class Instance(Frozen):
         # Per service, its roles by name (the keys of pods_per_unit): acceptable GPU types, GPUs per pod.
         roles_of: dict[str, dict[str, tuple[list[str], int]]] = {}
         used_by_node: dict[str, int] = {}
-        table_nodes: list[str] = []  # the nodes of the pod tables that passed _pods_fit, and GPUs used on each
-        table_gpus: list[int] = []
         for g in self.groups:
             svc = services.get(g.service)
             if svc is None:
@@ -1059,17 +1057,7 @@ class Instance(Frozen):
             if role_by_name is None:
                 role_by_name = roles_of[svc.id] = {r.name: (r.gpu_types, r.gpus_per_pod) for r in svc.roles}
             host_domains = column(affinity) if column is not None else ()
-            pods = g.pods
-            if (
-                column is not None
-                and isinstance(pods, PodTable)
-                and _pods_fit(pods, role_by_name, row_of, column, affinity, domain)
-            ):
-                role_col, node_col, count_col = pods._columns  # every rule holds: what they use, read in C
-                table_nodes.extend(node_col)
-                table_gpus.extend(map(mul, count_col, map(itemgetter(1), map(role_by_name.__getitem__, role_col))))
-                continue
-            for role_name, node_id, count in pod_rows(pods):
+            for role_name, node_id, count in pod_rows(g.pods):
                 if column is None:
                     node = node_by_id.get(node_id)
                     if node is None:
@@ -1101,8 +1089,6 @@ class Instance(Frozen):
                         f"DeploymentGroup '{g.id}': pod on node '{node_id}' lies outside domain '{domain}'"
                     )
                 used_by_node[node_id] = used_by_node.get(node_id, 0) + count * role[1]
-        for node_id, gpus in zip(table_nodes, table_gpus, strict=True):
-            used_by_node[node_id] = used_by_node.get(node_id, 0) + gpus
         over = []
         for node_id, used in used_by_node.items():
             if column is None:
@@ -1213,34 +1199,6 @@ def _node_maps(nodes: Sequence[Node]) -> tuple[list[dict[str, Any]], Mapping[str
         return [], nodes.by_id(), nodes.places()
     node_fields = list(map(_FIELDS, nodes))
     return node_fields, dict(zip(map(_ID, node_fields), nodes, strict=True)), frozenset(map(_PLACE, node_fields))
-
-
-def _pods_fit(
-    pods: PodTable,
-    role_by_name: Mapping[str, tuple[list[str], int]],
-    row_of: Mapping[str, int],
-    column: Callable[[str], tuple[Any, ...]],
-    affinity: str,
-    domain: str,
-) -> bool:
-    """True when every pod of a group's table is on a declared node, each (role, node) once, of a role of the
-    group's service, on a node of a GPU type the role accepts, inside the group's ``domain``: a few passes in
-    C over the group's columns and one check per distinct (role, GPU type). False sends the group to the pod
-    loop, which names the first offence."""
-    role_col, node_col, _ = pods._columns
-    found = list(map(row_of.get, node_col))
-    if None in found or len(set(zip(role_col, node_col, strict=True))) != len(found):
-        return False
-    rows: list[int] = found  # type: ignore[assignment]  # no None left
-    host_domain = column(affinity)
-    if not all(map(domain.__eq__, map(host_domain.__getitem__, rows))):
-        return False
-    host_type = column("gpu_type")
-    for role_name, gpu_type in set(zip(role_col, map(host_type.__getitem__, rows), strict=True)):
-        role = role_by_name.get(role_name)
-        if role is None or gpu_type not in role[0]:
-            return False
-    return True
 
 
 def _check_free_within_total(nodes: Iterable[Node]) -> None:
