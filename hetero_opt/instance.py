@@ -9,7 +9,8 @@ Those checks read node and pod fields from the models' ``__dict__`` (where pydan
 dict look-up costs about half an attribute read of a model, whose ``__getattr__`` hook puts every
 read on CPython's slow path. Nodes given as columns (format 1.2) are held as a :class:`NodeTable`, a
 sequence of :class:`Node` that builds a node's model only when it is read; its checks and the views of
-the instance read the columns (decision 52).
+the instance read the columns (decision 52). A group's pods given as columns (format 1.3) are held as a
+:class:`PodTable` in the same way (decision 56).
 """
 
 from __future__ import annotations

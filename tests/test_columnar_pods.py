@@ -435,3 +435,16 @@ def test_a_pod_built_alone_is_the_same_model() -> None:
         assert a.model_dump() == b.model_dump()
         assert a.model_fields_set == b.model_fields_set
         assert hash(a) == hash(b)
+
+
+def test_groups_of_one_file_may_mix_the_forms(tmp_path: Path) -> None:
+    inst = generate_instance("production", 0)
+    data = inst.model_dump(mode="json")
+    for g in data["groups"][::2]:  # every other group's pods as rows
+        g["pods"] = [dict(zip(POD_FIELDS, row, strict=True)) for row in zip(*g["pods"].values(), strict=True)]
+    path = tmp_path / "mixed.json"
+    path.write_text(json.dumps(data))
+    back = load_instance(path)
+    assert back == inst
+    assert [isinstance(g.pods, PodTable) for g in back.groups[:4]] == [False, True, False, True]
+    assert greedy_plan(back, build_view(back)) == greedy_plan(inst, build_view(inst))
