@@ -619,6 +619,7 @@ class PodCount(Frozen):
 POD_FIELDS: tuple[str, ...] = ("role", "node", "count")
 _POD_FIELD_SET = frozenset(POD_FIELDS)
 _ROLE_NAMES = frozenset(get_args(RoleName))
+_POD_COUNTS = frozenset(range(1, 65))  # a count's values (``True`` and ``1.0`` hash as 1: the type check follows)
 _new_pod = PodCount.__new__
 
 
@@ -786,11 +787,10 @@ def _pod_table_of(value: Any) -> PodTable:
             _STR.issuperset(map(type, roles))
             and _ROLE_NAMES.issuperset(roles)
             and _lines_match(_ID_LINES, nodes)
+            and _POD_COUNTS.issuperset(counts)
             and _INT.issuperset(map(type, counts))
-            and min(counts) >= 1
-            and max(counts) <= 64
         )
-    except TypeError:  # a node id that is no str (join)
+    except TypeError:  # a node id that is no str (join), an unhashable role or count
         ok = False
     if ok:
         table = PodTable(value)

@@ -220,6 +220,11 @@ def test_lax_values_are_coerced_as_the_row_form_does() -> None:
     rows_data["groups"][0]["pods"][1]["count"] = True
     assert cols == parse_instance(rows_data)
     assert [type(p.count) for p in cols.groups[0].pods] == [int, int]
+    for lax in (True, 1.0):  # equal to 1 (and hashed as 1), but not an int: coerced as the row form does
+        data["groups"][0]["pods"]["count"] = [1, lax]
+        pods = parse_instance(data).groups[0].pods
+        assert pods.column("count") == (1, 1)  # type: ignore[attr-defined]
+        assert [type(c) for c in pods.column("count")] == [int, int]  # type: ignore[attr-defined]
 
 
 def test_an_empty_table_is_a_group_without_pods() -> None:
