@@ -10,7 +10,7 @@ dict look-up costs about half an attribute read of a model, whose ``__getattr__`
 read on CPython's slow path. Nodes given as columns (format 1.2) are held as a :class:`NodeTable`, a
 sequence of :class:`Node` that builds a node's model only when it is read; its checks and the views of
 the instance read the columns (decision 52). A group's pods given as columns (format 1.3) are held as a
-:class:`PodTable` in the same way (decision 56).
+:class:`PodTable` in the same way (decision 57).
 """
 
 from __future__ import annotations
