@@ -962,7 +962,8 @@ class Instance(Frozen):
         table = nodes if isinstance(nodes, NodeTable) else None
         if table is not None and self.format_version not in ("1.2", "1.3"):
             raise ValueError(
-                f"nodes: columns (a mapping of node fields) need format_version='1.2', not '{self.format_version}'"
+                "nodes: columns (a mapping of node fields) need format_version '1.2' or later, "
+                f"not '{self.format_version}'"
             )
         pod_tables = [isinstance(g.pods, PodTable) for g in self.groups]
         if self.format_version != "1.3" and any(pod_tables):

@@ -151,7 +151,8 @@ def save_instance(instance: Instance, path: str | Path, *, columnar: bool | None
     of objects, or columns for a :class:`~hetero_opt.instance.NodeTable` (format 1.2) and a
     :class:`~hetero_opt.instance.PodTable` (format 1.3; a columnar production file loads 2-3x faster).
     ``columnar=True`` writes nodes and pods as columns (and ``format_version`` ``'1.3'``), ``False`` as lists
-    (and ``'1.1'``, which releases before 1.2 read).
+    (and ``'1.1'``, which releases before 1.2 read, where it turned columns into lists; an instance already
+    in rows keeps the version it says).
     """
     p = Path(path)
     data = instance.model_dump(mode="json", exclude_defaults=False)

@@ -332,8 +332,8 @@ SHAPES = [
     ("unknown", r"^nodes: unknown column 'rack' \(columns: id, gpu_type, .*\)$"),
     ("not-a-list", r"^nodes: column 's1' must be a list \(one value per node\), got str$"),
     ("empty", r"^nodes: the columns hold no node \(at least 1 is required\)$"),
-    ("version", r"^nodes: columns \(a mapping of node fields\) need format_version='1.2', not '1.1'$"),
-    ("version-1.0", r"^nodes: columns \(a mapping of node fields\) need format_version='1.2', not '1.0'$"),
+    ("version", r"^nodes: columns \(a mapping of node fields\) need format_version '1.2' or later, not '1.1'$"),
+    ("version-1.0", r"^nodes: columns \(a mapping of node fields\) need format_version '1.2' or later, not '1.0'$"),
     ("scalar", r"^nodes=5: Input should be a valid list$"),
 ]
 

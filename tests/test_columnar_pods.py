@@ -402,7 +402,13 @@ def test_generated_plans_are_identical_on_both_forms(family: str, seed: int) -> 
     assert built < sum(len(g.pods) for g in cols.groups) // 4
     assert plan == greedy_plan(rows, build_view(rows))
     assert verify(cols, plan) == []
-    assert apply_plan(cols, plan) == apply_plan(rows, plan).model_copy(update={"format_version": "1.3"})
+    models = sum(m is not None for g in cols.groups for m in g.pods._models or [])  # type: ignore[attr-defined]
+    after = apply_plan(cols, plan)
+    # the plan applied keeps the pods as columns, and reads them without building their models
+    assert sum(m is not None for g in cols.groups for m in g.pods._models or []) == models  # type: ignore[attr-defined]
+    assert all(isinstance(g.pods, PodTable) for g in after.groups)
+    assert after == apply_plan(rows, plan).model_copy(update={"format_version": "1.3"})
+    assert loads_instance(json.dumps(after.model_dump(mode="json")), "after.json") == after
 
 
 def test_cpsat_plans_are_identical_on_both_forms() -> None:

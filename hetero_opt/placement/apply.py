@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
 
-from hetero_opt.instance import DeploymentGroup, Instance, Node, NodeTable, PodCount, node_column
+from hetero_opt.instance import DeploymentGroup, Instance, Node, NodeTable, PodCount, PodTable, node_column, pod_rows
 from hetero_opt.placement.plan import Plan
 from hetero_opt.topology import build_view
 
@@ -23,8 +23,9 @@ def apply_plan(instance: Instance, plan: Plan, *, release_removed: bool = True) 
     ids = node_column(instance.nodes, "id")
     free = dict(zip(ids, node_column(instance.nodes, "gpus_free"), strict=True))
     pods: dict[str, Counter[tuple[str, str]]] = {
-        g.id: Counter({(p.role, p.node): p.count for p in g.pods}) for g in instance.groups
+        g.id: Counter({(role, node): count for role, node, count in pod_rows(g.pods)}) for g in instance.groups
     }
+    columns = any(isinstance(g.pods, PodTable) for g in instance.groups)  # pod columns stay columns (format 1.3)
     meta = {g.id: (g.service, g.domain) for g in instance.groups}
     for c in plan.changes:
         svc = view.service_by_id[c.service]
@@ -40,15 +41,18 @@ def apply_plan(instance: Instance, plan: Plan, *, release_removed: bool = True) 
             elif release_removed:
                 free[p.node] += gpus
     groups: list[DeploymentGroup] = []
-    by_group: defaultdict[str, list[PodCount]] = defaultdict(list)
-    for gid, counts in pods.items():
-        for (role, node), n in sorted(counts.items()):
-            if n > 0:
-                by_group[gid].append(PodCount(role=role, node=node, count=n))
     for gid in sorted(pods):
-        if by_group[gid]:  # an emptied group disappears
-            service, domain = meta[gid]
-            groups.append(DeploymentGroup(id=gid, service=service, domain=domain, pods=by_group[gid]))
+        kept = [(role, node, n) for (role, node), n in sorted(pods[gid].items()) if n > 0]
+        if not kept:  # an emptied group disappears
+            continue
+        service, domain = meta[gid]
+        group_pods: Sequence[PodCount] | dict[str, list[object]]
+        if columns:
+            roles, pod_nodes, counts = (list(col) for col in zip(*kept, strict=True))
+            group_pods = {"role": roles, "node": pod_nodes, "count": counts}
+        else:
+            group_pods = [PodCount(role=role, node=node, count=n) for role, node, n in kept]
+        groups.append(DeploymentGroup(id=gid, service=service, domain=domain, pods=group_pods))
     nodes: Sequence[Node]
     if isinstance(instance.nodes, NodeTable):  # columns stay columns: no model built
         nodes = NodeTable({**instance.nodes.to_columns(), "gpus_free": [free[i] for i in ids]})

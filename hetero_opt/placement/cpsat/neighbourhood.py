@@ -84,10 +84,11 @@ MIP_SHARE = 0.9
 # time left: the lower classes are still to be placed (heavy seed 1 at 10 s: with 0.9 class 50 ended
 # worse than greedy's).
 WHOLE_CLASS_SHARE = 0.5
-# Share of the LP path's time left that the top class's MIPs may take when it is placed alone first
-# (at least its even share). Heavy seeds 0 and 1 at 10 s, two runs each (load ~1): with 0.5 the top
-# class is proven optimal as with the even third and class 10 ends lower (40-76 against 166-182 GPUs
-# unserved on seed 0, 308 against 362 on seed 1), classes 100 and 50 the same; no class worse than greedy.
+# Share of the LP path's time left that the top class's MIPs may take when it is placed alone first.
+# Measured when each class was its own tier (decision 56 made it two tiers, where this is the even
+# share): heavy seeds 0 and 1 at 10 s, two runs each (load ~1), 0.5 against an even third: the top
+# class proven optimal in both, class 10 lower (40-76 against 166-182 GPUs unserved on seed 0, 308
+# against 362 on seed 1), classes 100 and 50 the same.
 TOP_CLASS_SHARE = 0.5
 MIP_NODES_PER_SECOND = 500
 # A restricted LP path (candidate domains, when the full model is too big for the limit) leaves this
@@ -297,8 +298,11 @@ def _top_class_then_the_rest(
             break
         if k == 0:
             bounds.served_ub[prio] = outcome.served_ub[prio]
-        tagged: list[str] = []
-        # this class's MIPs get its share of the wall time left, so the classes below still get theirs;
+        # a tier's staged LP stopped after some of its classes: its values leave the classes after them
+        # out, so their requests go on to CP-SAT's phase A (and the greedy, if nothing else places them)
+        unsolved = {p for p in tier if p not in outcome.served_ub}
+        tagged: list[str] = ["lp:PARTIAL"] if unsolved else []
+        # this tier's MIPs get its share of the wall time left, so the classes below still get theirs;
         # the top class, first in the objective and the one whose optimum a MIP can prove, may get more
         share = max(TOP_CLASS_SHARE, 1.0 / len(tiers)) if k == 0 else 1.0 / (len(tiers) - k)
         mine = budget.split(share)
@@ -317,6 +321,7 @@ def _top_class_then_the_rest(
                     bounds.served_ub[prio] = _served(view, wide[0])
                 if not wide[2] or _served(view, wide[0]) > _served(view, class_drafts):
                     class_drafts, class_load, class_freed = wide[:3]
+        class_freed += [r for r in reqs if r.service.priority in unsolved and r not in class_freed]
         unplaced = [r for r in class_freed if not any(d.service == r.service.id for d in class_drafts)]
         if unplaced:  # nothing placed them: the greedy does, before lower classes take the capacity
             extra = _greedy_around(view, unplaced, [*drafts, *class_drafts])
