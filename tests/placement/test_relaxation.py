@@ -16,16 +16,9 @@ from hetero_opt import Instance, Plan, build_view, load_instance, score, solve, 
 from hetero_opt.generate import generate_instance
 from hetero_opt.placement.backend import Budget, SolveOptions
 from hetero_opt.placement.binding import BindingError, GroupDraft, bind, bind_plan
-from hetero_opt.placement.cpsat import CpSatBackend, neighbourhood
+from hetero_opt.placement.cpsat import CpSatBackend
 from hetero_opt.placement.cpsat.model import build
-from hetero_opt.placement.cpsat.neighbourhood import (
-    _draft_key,
-    _fixed,
-    _integral,
-    _premium,
-    _top_class_then_the_rest,
-    lp_guided,
-)
+from hetero_opt.placement.cpsat.neighbourhood import _draft_key, _fixed, _integral, _premium, lp_guided
 from hetero_opt.placement.plan import Unserved
 from hetero_opt.placement.relaxation import (
     _lexicographic_weights,
@@ -229,7 +222,7 @@ def test_the_mip_neighbourhood_serves_the_freed_requests_and_binds(seed: int) ->
 
 def test_when_not_everything_fits_the_top_class_is_placed_first_and_bounded() -> None:
     # one S1 of two 8-GPU nodes holds one 16-GPU unit; 'hi' (priority 100) and 'lo' (10) each ask one:
-    # no LP serves both, so the LP path places the top class first and bounds only the top class
+    # no LP serves both, so the LP path goes class by class and bounds only the top class
     inst = instance(
         nodes=[node("n1", "a", "a-1"), node("n2", "a", "a-1")],
         services=[pd_service("hi", "s1", prio=100), pd_service("lo", "s1", prio=10)],
@@ -249,10 +242,10 @@ def test_when_not_everything_fits_the_top_class_is_placed_first_and_bounded() ->
 
 
 @pytest.mark.parametrize("no_slot_priority", [100, 30])
-def test_a_class_that_fits_nowhere_does_not_stop_the_top_class_first_path(no_slot_priority: int) -> None:
+def test_a_class_that_fits_nowhere_does_not_stop_the_class_by_class_path(no_slot_priority: int) -> None:
     # 32 H20 GPUs in one S1; 'nol20' wants L20 only (no slot anywhere); 'mid' and 'lo' ask 64 GPUs: not
-    # everything fits, so the path places the top class first, then the rest together; the slotless
-    # class places nothing and the classes below it are still placed (mid's unit, then one of lo's three)
+    # everything fits, so the path goes class by class; the slotless class places nothing and the
+    # classes below it are still placed by their own LPs (mid's unit, then one of lo's three)
     inst = instance(
         nodes=[node(f"n{i}", "a", "a-1") for i in range(4)],
         services=[
@@ -273,75 +266,7 @@ def test_a_class_that_fits_nowhere_does_not_stop_the_top_class_first_path(no_slo
     assert verify(inst, plan, view) == []
 
 
-def _middle_class_instance() -> Instance:
-    """'hi' (L20 only) fits one of its two units, in z; 'mid' (16 GPUs) fits the low-tier x or the high-tier y;
-    'lo' (32 GPUs) only x."""
-    return instance(
-        nodes=[
-            *(node(f"x{i}", "x", "x-1") for i in range(4)),
-            *(node(f"y{i}", "y", "y-1") for i in range(2)),
-            *(node(f"z{i}", "z", "z-1", "L20") for i in range(2)),
-        ],
-        subgroups=[
-            {"id": "low", "tier": "low", "s1s": ["x-1", "z-1"]},
-            {"id": "high", "tier": "high", "s1s": ["y-1"]},
-        ],
-        services=[
-            pd_service("hi", "s1", prio=100, p_types=("L20",), d_types=("L20",)),
-            pd_service("mid", "s1", prio=50),
-            pd_service("lo", "s1", prio=10, ratio=(2, 2)),
-        ],
-        requests=[request("hi", 2), request("mid", 1), request("lo", 1)],
-    )
-
-
-def test_the_classes_below_the_top_are_placed_together_so_a_middle_class_does_not_block_the_lowest() -> None:
-    # 'hi' (L20 only) can place one of its two units, in z: not everything fits, so the LP path places
-    # the top class alone first. 'mid' (one 16-GPU unit) fits in the low-tier x or the high-tier y;
-    # 'lo' (one 32-GPU unit) fits only in x (32 GPUs). Placed alone, mid would take the cheap x and
-    # leave lo nothing (16, 0, 32); placed together, served comes first: mid in y, lo in x
-    inst = _middle_class_instance()
-    view = build_view(inst)
-    part = [r for r in view.requests if r.delta > 0]
-    assert solve_full_service(build_relaxation(view, part), Budget(time.perf_counter() + 30)) is None
-    terms: list[str] = []
-    placed = _top_class_then_the_rest(
-        view, part, SolveOptions(time_limit=2.0), Budget(time.perf_counter() + 10, 1.0, True), terms, {}
-    )
-    assert placed is not None
-    _, drafts, _, _ = placed
-    # unserved GPUs per class (100, 50, 10), then premium: hi 16 x 1 + mid 16 x 9 + lo 32 x 1
-    assert _draft_key(view, part, drafts) == (16, 0, 0, 192)
-    assert solve(inst, "cpsat", time_limit=2.0).score.unserved_gpus == [16, 0, 0]
-
-
-def test_a_tier_lp_stopped_after_some_classes_hands_the_others_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    # the middle-class instance above, with the lower tier's staged LP cut after its first served stage
-    # (as a time or iteration limit would): its values leave 'lo' out, so 'lo' goes on to CP-SAT's phase A
-    # (it used to be kept at the LP's integral 0, unserved, with no word of why)
-    inst = _middle_class_instance()
-    view = build_view(inst)
-    part = [r for r in view.requests if r.delta > 0]
-    full_service, staged = neighbourhood.solve_full_service, neighbourhood.solve_relaxation
-
-    def no_full_service(lp: Any, *args: Any, **kwargs: Any) -> Any:
-        return None if len(lp.served) > 1 else full_service(lp, *args, **kwargs)
-
-    def cut(lp: Any, budget: Budget, stop_before: str = "", iteration_limit: int | None = None) -> Any:
-        return staged(lp, budget, f"served{min(lp.served)}" if len(lp.served) > 1 else stop_before, iteration_limit)
-
-    monkeypatch.setattr(neighbourhood, "solve_full_service", no_full_service)
-    monkeypatch.setattr(neighbourhood, "solve_relaxation", cut)
-    terms: list[str] = []
-    placed = _top_class_then_the_rest(
-        view, part, SolveOptions(time_limit=2.0), Budget(time.perf_counter() + 10, 1.0, True), terms, {}
-    )
-    assert placed is not None
-    assert [r.service.id for r in placed[3]] == ["lo"]
-    assert "class50+10:lp:PARTIAL" in terms
-
-
-def test_where_the_limit_is_ample_the_staged_lp_corrects_the_top_class_first_path() -> None:
+def test_where_the_limit_is_ample_the_staged_lp_corrects_class_by_class() -> None:
     # contention seed 3: placing class 100 first, alone, costs class 50 32 GPUs; the staged LP over
     # all classes places class 100 elsewhere and serves class 50 in full: (0, 0, 3) at premium 571,
     # the optimum (CP-SAT's full model proves it; greedy leaves (0, 16, 0))

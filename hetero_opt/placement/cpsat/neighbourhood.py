@@ -84,11 +84,10 @@ MIP_SHARE = 0.9
 # time left: the lower classes are still to be placed (heavy seed 1 at 10 s: with 0.9 class 50 ended
 # worse than greedy's).
 WHOLE_CLASS_SHARE = 0.5
-# Share of the LP path's time left that the top class's MIPs may take when it is placed alone first.
-# Measured when each class was its own tier (decision 56 made it two tiers, where this is the even
-# share): heavy seeds 0 and 1 at 10 s, two runs each (load ~1), 0.5 against an even third: the top
-# class proven optimal in both, class 10 lower (40-76 against 166-182 GPUs unserved on seed 0, 308
-# against 362 on seed 1), classes 100 and 50 the same.
+# Share of the LP path's time left that the top class's MIPs may take when classes are placed one by
+# one (at least its even share). Heavy seeds 0 and 1 at 10 s, two runs each (load ~1): with 0.5 the top
+# class is proven optimal as with the even third and class 10 ends lower (40-76 against 166-182 GPUs
+# unserved on seed 0, 308 against 362 on seed 1), classes 100 and 50 the same; no class worse than greedy.
 TOP_CLASS_SHARE = 0.5
 MIP_NODES_PER_SECOND = 500
 # A restricted LP path (candidate domains, when the full model is too big for the limit) leaves this
@@ -162,9 +161,9 @@ def lp_guided(
         groups = options.time_limit >= 2 * LP_SECONDS_PER_CELL * cells
         outcome = solve_full_service(lp, lp_budget, iterations, groups)
     termination: list[str] = []
-    if outcome is None:  # not everything fits, even fractionally: the top class first, then the rest
+    if outcome is None:  # not everything fits, even fractionally: one class at a time, the top class first
         stats: dict[str, float] = {}
-        placed = _top_class_then_the_rest(view, part, options, budget, termination, stats)
+        placed = _class_by_class(view, part, options, budget, termination, stats)
         if placed is None:
             why.update(stats)
             return None
@@ -252,7 +251,7 @@ def _place_lp(
     return drafts, load, freed, placed_all, proven_served
 
 
-def _top_class_then_the_rest(
+def _class_by_class(
     view: TopologyView,
     part: list[RequestView],
     options: SolveOptions,
@@ -260,51 +259,42 @@ def _top_class_then_the_rest(
     termination: list[str],
     stats: dict[str, float],
 ) -> tuple[LpOutcome, list[GroupDraft], dict[tuple[str, str], Counter[int]], list[RequestView]] | None:
-    """The LP path in two tiers: the top priority class alone, then the other classes together on what
-    it placed.
+    """The LP path one priority class at a time, each on what the classes above it placed.
 
     Exact for the top class (lower classes can always place nothing, so its LP alone bounds it and
-    its MIP may reach that bound). The other classes share one staged LP (served class by class, then
-    premium) and one lexicographic MIP, so that a middle class is not placed where it blocks the
-    classes below it (decision 56). The outcome bounds only the top class. None when the top class's
-    LP is not solved in time.
+    its MIP may reach that bound); each lower class is placed as well as its own LP allows around
+    them. The outcome bounds only the top class. None when the top class's LP is not solved in time.
     """
     classes = sorted({r.service.priority for r in part}, reverse=True)
-    tiers = [classes[:1], classes[1:]] if len(classes) > 1 else [classes]
     drafts: list[GroupDraft] = []
     load: dict[tuple[str, str], Counter[int]] = {}
     freed: list[RequestView] = []
     bounds = LpOutcome()
-    for k, tier in enumerate(tiers):
+    for k, prio in enumerate(classes):
         start = time.perf_counter()
-        prio, tag = tier[0], "class" + "+".join(map(str, tier))
-        reqs = [r for r in part if r.service.priority in tier]
-        lp_budget = budget.wall_share(LP_SHARE / (len(tiers) - k), now=start)
-        iterations = max(1, int(LP_ITERATIONS_PER_SECOND * options.time_limit / len(tiers)))
+        reqs = [r for r in part if r.service.priority == prio]
+        lp_budget = budget.wall_share(LP_SHARE / (len(classes) - k), now=start)
+        iterations = max(1, int(LP_ITERATIONS_PER_SECOND * options.time_limit / len(classes)))
         lp = build_relaxation(view, reqs, load)
         stats["lp_cols"] = stats.get("lp_cols", 0.0) + float(lp.num_cols)
         outcome = solve_full_service(lp, lp_budget, iterations) or solve_relaxation(
             lp, lp_budget, stop_before="groups", iteration_limit=iterations
         )
-        stats.update({f"lp_{tag}_{key.removeprefix('lp_')}": v for key, v in outcome.stats.items()})
-        stats[f"lp_{tag}_total_s"] = time.perf_counter() - start
+        stats.update({f"lp_class{prio}_{key.removeprefix('lp_')}": v for key, v in outcome.stats.items()})
+        stats[f"lp_class{prio}_total_s"] = time.perf_counter() - start
         if outcome.values is None or prio not in outcome.served_ub:
             if k == 0:
                 stats["lp_not_solved_in_time"] = 1.0
                 return None
-            rest = {p for t in tiers[k:] for p in t}
-            freed.extend(r for r in part if r.service.priority in rest)  # placed by CP-SAT/greedy
-            termination.append(f"lp-{tag}:NOT_SOLVED")
+            freed.extend(r for p in classes[k:] for r in part if r.service.priority == p)  # placed by CP-SAT/greedy
+            termination.append(f"lp-class{prio}:NOT_SOLVED")
             break
         if k == 0:
             bounds.served_ub[prio] = outcome.served_ub[prio]
-        # a tier's staged LP stopped after some of its classes: its values leave the classes after them
-        # out, so their requests go on to CP-SAT's phase A (and the greedy, if nothing else places them)
-        unsolved = {p for p in tier if p not in outcome.served_ub}
-        tagged: list[str] = ["lp:PARTIAL"] if unsolved else []
-        # this tier's MIPs get its share of the wall time left, so the classes below still get theirs;
+        tagged: list[str] = []
+        # this class's MIPs get its share of the wall time left, so the classes below still get theirs;
         # the top class, first in the objective and the one whose optimum a MIP can prove, may get more
-        share = max(TOP_CLASS_SHARE, 1.0 / len(tiers)) if k == 0 else 1.0 / (len(tiers) - k)
+        share = max(TOP_CLASS_SHARE, 1.0 / len(classes)) if k == 0 else 1.0 / (len(classes) - k)
         mine = budget.split(share)
         ample = options.time_limit >= STAGED_FACTOR * LP_SECONDS_PER_CELL * view.candidate_cells(reqs)
         class_drafts, class_load, class_freed, _, proven_served = _place_lp(
@@ -321,7 +311,6 @@ def _top_class_then_the_rest(
                     bounds.served_ub[prio] = _served(view, wide[0])
                 if not wide[2] or _served(view, wide[0]) > _served(view, class_drafts):
                     class_drafts, class_load, class_freed = wide[:3]
-        class_freed += [r for r in reqs if r.service.priority in unsolved and r not in class_freed]
         unplaced = [r for r in class_freed if not any(d.service == r.service.id for d in class_drafts)]
         if unplaced:  # nothing placed them: the greedy does, before lower classes take the capacity
             extra = _greedy_around(view, unplaced, [*drafts, *class_drafts])
@@ -330,7 +319,7 @@ def _top_class_then_the_rest(
                 added = [d for d in extra.drafts if d.service in ids and d.units > 0]
                 class_drafts = [*class_drafts, *added]
                 add_load(view, added, class_load)
-        termination.extend(f"{tag}:{t}" for t in tagged)
+        termination.extend(f"class{prio}:{t}" for t in tagged)
         drafts.extend(class_drafts)
         freed.extend(class_freed)
         for key, counts in class_load.items():
@@ -338,7 +327,7 @@ def _top_class_then_the_rest(
     return bounds, drafts, load, freed
 
 
-# Where the limit is this many times what the LP path needs by its size rule, the top-class-first path
+# Where the limit is this many times what the LP path needs by its size rule, the class-by-class path
 # is compared with the staged LP over all classes and its MIP (which may serve a lower class more
 # by placing a higher one differently); heavy production at 10 s is below it (the staged LP alone takes
 # 2-3 s of CPU there), small instances are far above it.
@@ -355,7 +344,7 @@ def _staged_alternative(
     stats: dict[str, float],
 ) -> tuple[LpOutcome, list[GroupDraft], dict[tuple[str, str], Counter[int]], list[RequestView]] | None:
     """The staged LP over all classes (served class by class, then premium) and its lexicographic MIP;
-    its outcome carries the lexicographically larger of its bounds and the top-class-first path's
+    its outcome carries the lexicographically larger of its bounds and the class-by-class path's
     ``cbc`` (both valid). None where it is not solved in time."""
     start = time.perf_counter()
     iterations = max(1, int(LP_ITERATIONS_PER_SECOND * options.time_limit))
@@ -369,7 +358,7 @@ def _staged_alternative(
     classes = list(lp.served)
     mine = tuple(wanted[p] - outcome.served_ub.get(p, wanted[p]) for p in classes)
     theirs = tuple(wanted[p] - cbc.served_ub.get(p, wanted[p]) for p in classes)
-    if theirs > mine:  # the top class proven tighter by the top-class-first path: its bounds, not these
+    if theirs > mine:  # the top class proven tighter by the class-by-class path: its bounds, not these
         outcome = LpOutcome(served_ub=dict(cbc.served_ub))
     return outcome, drafts, load, freed
 
