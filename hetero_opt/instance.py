@@ -21,7 +21,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from itertools import repeat
 from operator import attrgetter, itemgetter, ne
-from typing import Annotated, Any, Literal, Self, get_args, overload
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar, get_args, overload
 
 from pydantic import (
     BaseModel,
@@ -106,7 +106,9 @@ _SET_FIELDS = frozenset(REQUIRED_COLUMNS)
 _ALL_FIELDS = frozenset(NODE_FIELDS)
 _new_node = Node.__new__
 _set = object.__setattr__
-#: Held while a table builds node models (a model is built once even when threads read the table at once).
+#: The model of a row of a columnar table (:class:`NodeTable`, :class:`PodTable`).
+ModelT = TypeVar("ModelT", bound=BaseModel)
+#: Held while a table builds models (a model is built once even when threads read the table at once).
 _BUILDING = threading.Lock()
 
 
@@ -120,7 +122,114 @@ def _node_of(fields: dict[str, Any]) -> Node:
     return node
 
 
-class NodeTable(Sequence[Node]):
+class _ColumnTable(Sequence[ModelT]):
+    """What :class:`NodeTable` and :class:`PodTable` share: validated columns held as tuples, one per field of
+    the model (:attr:`FIELDS`), and a model per row built only when someone reads it, kept (every read returns
+    the same object). A table equals another of its kind with equal columns and a list (or tuple) of equal
+    models; it is unhashable, as the list of the row form is, and immutable (copies are itself)."""
+
+    __slots__ = ("_columns", "_complete", "_models", "_valid")
+    FIELDS: ClassVar[tuple[str, ...]] = ()
+    _columns: tuple[tuple[Any, ...], ...]
+    _models: list[ModelT | None] | None
+    _complete: bool  # every model built
+    _valid: bool  # the columns passed the checks of the model holding them (else it checks them)
+
+    def __init__(self, columns: Mapping[str, Sequence[Any]]) -> None:
+        raise NotImplementedError
+
+    def _model_of(self, row: Sequence[Any]) -> ModelT:
+        """The model of one row of already validated values."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_models(cls, models: Iterable[ModelT]) -> Self:
+        """The table of ``models`` (e.g. the row form's), the same models kept."""
+        kept = list(models)
+        fields = [m.__dict__ for m in kept]
+        table = cls({f: [d[f] for d in fields] for f in cls.FIELDS})
+        table._models, table._complete = list(kept), True
+        return table
+
+    def column(self, name: str) -> tuple[Any, ...]:
+        """The values of field ``name`` (one of :attr:`FIELDS`), in row order."""
+        return self._columns[self.FIELDS.index(name)]
+
+    def to_rows(self) -> list[dict[str, Any]]:
+        """The rows as the row form's mappings (what the model's ``model_dump()`` gives for each), no model
+        built."""
+        return [dict(zip(self.FIELDS, row, strict=True)) for row in zip(*self._columns, strict=True)]
+
+    def __len__(self) -> int:
+        return len(self._columns[0])
+
+    @overload
+    def __getitem__(self, index: int) -> ModelT: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Self: ...
+
+    def __getitem__(self, index: int | slice) -> ModelT | Self:
+        if isinstance(index, slice):
+            part = type(self)({f: c[index] for f, c in zip(self.FIELDS, self._columns, strict=True)})
+            part._valid, part._complete = self._valid, self._complete
+            if self._models is not None:
+                part._models = self._models[index]
+            return part
+        models = self._models
+        model = None if models is None else models[index]
+        if model is None:
+            row = [c[index] for c in self._columns]  # IndexError as a list's
+            with _BUILDING:  # one model per row, whichever thread reads it first
+                models = self._models
+                if models is None:
+                    models = self._models = [None] * len(self)
+                model = models[index]
+                if model is None:
+                    model = models[index] = self._model_of(row)
+        return model
+
+    def _all(self) -> list[ModelT]:
+        """Every row's model (built once, under the lock, for the rows not read yet)."""
+        if not self._complete:
+            with _BUILDING:
+                old = self._models or [None] * len(self)
+                rows = zip(*self._columns, strict=True)
+                model_of = self._model_of
+                self._models = [m if m is not None else model_of(row) for m, row in zip(old, rows, strict=True)]
+                self._complete = True
+        return self._models  # type: ignore[return-value]  # complete: no None left
+
+    def __iter__(self) -> Iterator[ModelT]:
+        return iter(self._all())
+
+    def __reversed__(self) -> Iterator[ModelT]:
+        return reversed(self._all())
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is type(self):
+            return self._columns == other._columns  # the same class
+        if isinstance(other, (list, tuple)):
+            model = self._model_type()
+            if len(other) != len(self) or not all(isinstance(m, model) for m in other):
+                return False
+            fields = [m.__dict__ for m in other]
+            return all(tuple(map(itemgetter(f), fields)) == c for f, c in zip(self.FIELDS, self._columns, strict=True))
+        return NotImplemented
+
+    def _model_type(self) -> type[BaseModel]:
+        raise NotImplementedError
+
+    __hash__ = None  # type: ignore[assignment]  # unhashable, as the row form's list
+
+    def __copy__(self) -> Self:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Self:
+        return self  # immutable
+
+
+class NodeTable(_ColumnTable[Node]):
     """The nodes of an instance given as columns (format 1.2): a read-only sequence of :class:`Node`.
 
     It keeps the validated columns, one tuple per node field, and builds a node's :class:`Node` model only
@@ -130,7 +239,8 @@ class NodeTable(Sequence[Node]):
     columns; it is unhashable, as the list of the row form is.
     """
 
-    __slots__ = ("_columns", "_complete", "_models", "_places", "_row_of", "_valid")
+    __slots__ = ("_places", "_row_of")
+    FIELDS = NODE_FIELDS
 
     def __init__(self, columns: Mapping[str, Sequence[Any]]) -> None:
         """Hold ``columns`` (one sequence per node field, ``s0`` optional), trusted as valid: an instance
@@ -151,11 +261,7 @@ class NodeTable(Sequence[Node]):
     @classmethod
     def from_nodes(cls, nodes: Iterable[Node]) -> NodeTable:
         """The table of ``nodes`` (models, e.g. a row-form instance's), the same models kept."""
-        models = list(nodes)
-        fields = [n.__dict__ for n in models]
-        table = cls({f: [d[f] for d in fields] for f in NODE_FIELDS})
-        table._models, table._complete = list(models), True
-        return table
+        return cls.from_models(nodes)
 
     def column(self, name: str) -> tuple[Any, ...]:
         """The values of field ``name`` (one of :data:`NODE_FIELDS`), in node order (``s0``: None where unset)."""
@@ -169,10 +275,6 @@ class NodeTable(Sequence[Node]):
             return out
         del out["s0"]
         return out
-
-    def to_rows(self) -> list[dict[str, Any]]:
-        """The nodes as the row form's mappings (what ``Node.model_dump()`` gives for each), no model built."""
-        return [dict(zip(NODE_FIELDS, row, strict=True)) for row in zip(*self._columns, strict=True)]
 
     @property
     def has_s0(self) -> bool:
@@ -199,53 +301,11 @@ class NodeTable(Sequence[Node]):
         """The nodes by id, a model built only for the nodes looked up."""
         return NodesById(self)
 
-    def __len__(self) -> int:
-        return len(self._columns[0])
+    def _model_of(self, row: Sequence[Any]) -> Node:
+        return _node_of(dict(zip(NODE_FIELDS, row, strict=True)))
 
-    @overload
-    def __getitem__(self, index: int) -> Node: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> NodeTable: ...
-
-    def __getitem__(self, index: int | slice) -> Node | NodeTable:
-        if isinstance(index, slice):
-            part = NodeTable({f: c[index] for f, c in zip(NODE_FIELDS, self._columns, strict=True)})
-            part._valid, part._complete = self._valid, self._complete
-            if self._models is not None:
-                part._models = self._models[index]
-            return part
-        models = self._models
-        node = None if models is None else models[index]
-        if node is None:
-            row = [c[index] for c in self._columns]  # IndexError as a list's
-            with _BUILDING:  # one model per node, whichever thread reads it first
-                models = self._models
-                if models is None:
-                    models = self._models = [None] * len(self)
-                node = models[index]
-                if node is None:
-                    node = models[index] = _node_of(dict(zip(NODE_FIELDS, row, strict=True)))
-        return node
-
-    def _all(self) -> list[Node]:
-        """Every node's model (built once, under the lock, for the nodes not read yet)."""
-        if not self._complete:
-            with _BUILDING:
-                old = self._models or [None] * len(self)
-                rows = zip(*self._columns, strict=True)
-                self._models = [
-                    m if m is not None else _node_of(dict(zip(NODE_FIELDS, row, strict=True)))
-                    for m, row in zip(old, rows, strict=True)
-                ]
-                self._complete = True
-        return self._models  # type: ignore[return-value]  # complete: no None left
-
-    def __iter__(self) -> Iterator[Node]:
-        return iter(self._all())
-
-    def __reversed__(self) -> Iterator[Node]:
-        return reversed(self._all())
+    def _model_type(self) -> type[BaseModel]:
+        return Node
 
     def __contains__(self, value: object) -> bool:
         if not isinstance(value, Node):
@@ -253,26 +313,8 @@ class NodeTable(Sequence[Node]):
         row = self.row_of().get(value.__dict__["id"])
         return row is not None and self[row] == value
 
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, NodeTable):
-            return self._columns == other._columns
-        if isinstance(other, (list, tuple)):
-            if len(other) != len(self) or not all(isinstance(n, Node) for n in other):
-                return False
-            fields = [n.__dict__ for n in other]
-            return all(tuple(map(itemgetter(f), fields)) == c for f, c in zip(NODE_FIELDS, self._columns, strict=True))
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]  # unhashable, as the row form's list
-
     def __reduce__(self) -> tuple[Callable[[dict[str, list[Any]], bool], NodeTable], tuple[dict[str, list[Any]], bool]]:
         return _unpickle_table, (self.to_columns(), self._valid)  # columns only: no model, no look-up
-
-    def __copy__(self) -> NodeTable:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, object]) -> NodeTable:
-        return self  # immutable
 
     def __repr__(self) -> str:
         return f"NodeTable({len(self)} nodes)"
@@ -633,7 +675,7 @@ def _pod_of(role: str, node: str, count: int) -> PodCount:
     return pod
 
 
-class PodTable(Sequence[PodCount]):
+class PodTable(_ColumnTable[PodCount]):
     """A deployment group's pods given as columns (format 1.3): a read-only sequence of :class:`PodCount`.
 
     As a :class:`NodeTable`: it keeps the validated columns (role, node, count) as tuples and builds a pod's
@@ -642,7 +684,8 @@ class PodTable(Sequence[PodCount]):
     equal pods, pickles and dumps as its columns, and is unhashable, as the list of the row form is.
     """
 
-    __slots__ = ("_columns", "_complete", "_models", "_valid")
+    __slots__ = ()
+    FIELDS = POD_FIELDS
 
     def __init__(self, columns: Mapping[str, Sequence[Any]]) -> None:
         """Hold ``columns`` (one sequence per pod field), trusted as valid: a group validates them
@@ -659,89 +702,20 @@ class PodTable(Sequence[PodCount]):
     @classmethod
     def from_pods(cls, pods: Iterable[PodCount]) -> PodTable:
         """The table of ``pods`` (models, e.g. a row-form group's), the same models kept."""
-        models = list(pods)
-        fields = [p.__dict__ for p in models]
-        table = cls({f: [d[f] for d in fields] for f in POD_FIELDS})
-        table._models, table._complete = list(models), True
-        return table
-
-    def column(self, name: str) -> tuple[Any, ...]:
-        """The values of field ``name`` (one of :data:`POD_FIELDS`), in pod order."""
-        return self._columns[POD_FIELDS.index(name)]
+        return cls.from_models(pods)
 
     def to_columns(self) -> dict[str, list[Any]]:
         """The columns as lists: what ``model_dump`` writes."""
         return {f: list(c) for f, c in zip(POD_FIELDS, self._columns, strict=True)}
 
-    def to_rows(self) -> list[dict[str, Any]]:
-        """The pods as the row form's mappings (what ``PodCount.model_dump()`` gives for each), no model built."""
-        return [dict(zip(POD_FIELDS, row, strict=True)) for row in zip(*self._columns, strict=True)]
+    def _model_of(self, row: Sequence[Any]) -> PodCount:
+        return _pod_of(*row)
 
-    def __len__(self) -> int:
-        return len(self._columns[0])
-
-    @overload
-    def __getitem__(self, index: int) -> PodCount: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> PodTable: ...
-
-    def __getitem__(self, index: int | slice) -> PodCount | PodTable:
-        if isinstance(index, slice):
-            part = PodTable({f: c[index] for f, c in zip(POD_FIELDS, self._columns, strict=True)})
-            part._valid, part._complete = self._valid, self._complete
-            if self._models is not None:
-                part._models = self._models[index]
-            return part
-        models = self._models
-        pod = None if models is None else models[index]
-        if pod is None:
-            row = [c[index] for c in self._columns]  # IndexError as a list's
-            with _BUILDING:  # one model per pod, whichever thread reads it first
-                models = self._models
-                if models is None:
-                    models = self._models = [None] * len(self)
-                pod = models[index]
-                if pod is None:
-                    pod = models[index] = _pod_of(*row)
-        return pod
-
-    def _all(self) -> list[PodCount]:
-        """Every pod's model (built once, under the lock, for the pods not read yet)."""
-        if not self._complete:
-            with _BUILDING:
-                old = self._models or [None] * len(self)
-                rows = zip(*self._columns, strict=True)
-                self._models = [m if m is not None else _pod_of(*row) for m, row in zip(old, rows, strict=True)]
-                self._complete = True
-        return self._models  # type: ignore[return-value]  # complete: no None left
-
-    def __iter__(self) -> Iterator[PodCount]:
-        return iter(self._all())
-
-    def __reversed__(self) -> Iterator[PodCount]:
-        return reversed(self._all())
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, PodTable):
-            return self._columns == other._columns
-        if isinstance(other, (list, tuple)):
-            if len(other) != len(self) or not all(isinstance(p, PodCount) for p in other):
-                return False
-            fields = [p.__dict__ for p in other]
-            return all(tuple(map(itemgetter(f), fields)) == c for f, c in zip(POD_FIELDS, self._columns, strict=True))
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]  # unhashable, as the row form's list
+    def _model_type(self) -> type[BaseModel]:
+        return PodCount
 
     def __reduce__(self) -> tuple[Callable[[dict[str, list[Any]], bool], PodTable], tuple[dict[str, list[Any]], bool]]:
         return _unpickle_pods, (self.to_columns(), self._valid)  # columns only, no model
-
-    def __copy__(self) -> PodTable:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, object]) -> PodTable:
-        return self  # immutable
 
     def __repr__(self) -> str:
         return f"PodTable({len(self)} pods)"
