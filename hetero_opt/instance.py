@@ -129,14 +129,18 @@ class _ColumnTable(Sequence[ModelT]):
     models; it is unhashable, as the list of the row form is, and immutable (copies are itself)."""
 
     __slots__ = ("_columns", "_complete", "_models", "_valid")
-    FIELDS: ClassVar[tuple[str, ...]] = ()
-    _columns: tuple[tuple[Any, ...], ...]
-    _models: list[ModelT | None] | None
-    _complete: bool  # every model built
-    _valid: bool  # the columns passed the checks of the model holding them (else it checks them)
+    FIELDS: ClassVar[tuple[str, ...]] = ()  # the model's fields, in column order
+    MODEL: ClassVar[type[BaseModel]] = BaseModel  # the model of a row
 
     def __init__(self, columns: Mapping[str, Sequence[Any]]) -> None:
-        raise NotImplementedError
+        """Hold ``columns``, one sequence per field of :attr:`FIELDS`, trusted as valid."""
+        self._hold(tuple(tuple(columns[f]) for f in self.FIELDS))
+
+    def _hold(self, columns: tuple[tuple[Any, ...], ...]) -> None:
+        self._columns = columns
+        self._models: list[ModelT | None] | None = None
+        self._complete = False  # every model built
+        self._valid = False  # the columns passed the checks of the model holding them (else it checks them)
 
     def _model_of(self, row: Sequence[Any]) -> ModelT:
         """The model of one row of already validated values."""
@@ -154,6 +158,10 @@ class _ColumnTable(Sequence[ModelT]):
     def column(self, name: str) -> tuple[Any, ...]:
         """The values of field ``name`` (one of :attr:`FIELDS`), in row order."""
         return self._columns[self.FIELDS.index(name)]
+
+    def to_columns(self) -> dict[str, list[Any]]:
+        """The columns as lists: what ``model_dump`` writes."""
+        return {f: list(c) for f, c in zip(self.FIELDS, self._columns, strict=True)}
 
     def to_rows(self) -> list[dict[str, Any]]:
         """The rows as the row form's mappings (what the model's ``model_dump()`` gives for each), no model
@@ -210,15 +218,12 @@ class _ColumnTable(Sequence[ModelT]):
         if type(other) is type(self):
             return self._columns == other._columns  # the same class
         if isinstance(other, (list, tuple)):
-            model = self._model_type()
+            model = self.MODEL
             if len(other) != len(self) or not all(isinstance(m, model) for m in other):
                 return False
             fields = [m.__dict__ for m in other]
             return all(tuple(map(itemgetter(f), fields)) == c for f, c in zip(self.FIELDS, self._columns, strict=True))
         return NotImplemented
-
-    def _model_type(self) -> type[BaseModel]:
-        raise NotImplementedError
 
     __hash__ = None  # type: ignore[assignment]  # unhashable, as the row form's list
 
@@ -241,6 +246,7 @@ class NodeTable(_ColumnTable[Node]):
 
     __slots__ = ("_places", "_row_of")
     FIELDS = NODE_FIELDS
+    MODEL = Node
 
     def __init__(self, columns: Mapping[str, Sequence[Any]]) -> None:
         """Hold ``columns`` (one sequence per node field, ``s0`` optional), trusted as valid: an instance
@@ -251,12 +257,9 @@ class NodeTable(_ColumnTable[Node]):
         s0_col = None if s0 is None else tuple(s0)
         if s0_col is not None and (not s0_col or s0_col[0] is None) and s0_col.count(None) == len(s0_col):
             s0_col = None  # no S0 anywhere: as if the column were left out
-        self._columns: tuple[tuple[Any, ...], ...] = (*cols, s0_col or (None,) * len(cols[0]))
-        self._models: list[Node | None] | None = None
-        self._complete = False  # every model built
+        self._hold((*cols, s0_col or (None,) * len(cols[0])))
         self._row_of: dict[str, int] | None = None
         self._places: frozenset[Place] | None = None
-        self._valid = False  # the columns passed an instance's checks (else an instance checks them)
 
     @classmethod
     def from_nodes(cls, nodes: Iterable[Node]) -> NodeTable:
@@ -303,9 +306,6 @@ class NodeTable(_ColumnTable[Node]):
 
     def _model_of(self, row: Sequence[Any]) -> Node:
         return _node_of(dict(zip(NODE_FIELDS, row, strict=True)))
-
-    def _model_type(self) -> type[BaseModel]:
-        return Node
 
     def __contains__(self, value: object) -> bool:
         if not isinstance(value, Node):
@@ -686,33 +686,15 @@ class PodTable(_ColumnTable[PodCount]):
 
     __slots__ = ()
     FIELDS = POD_FIELDS
-
-    def __init__(self, columns: Mapping[str, Sequence[Any]]) -> None:
-        """Hold ``columns`` (one sequence per pod field), trusted as valid: a group validates them
-        (``DeploymentGroup.model_validate``); use :meth:`from_pods` for pods that are already models."""
-        self._columns: tuple[tuple[Any, ...], ...] = (
-            tuple(columns["role"]),
-            tuple(columns["node"]),
-            tuple(columns["count"]),
-        )
-        self._models: list[PodCount | None] | None = None
-        self._complete = False  # every model built
-        self._valid = False  # the columns passed a group's checks (else a group checks them)
+    MODEL = PodCount
 
     @classmethod
     def from_pods(cls, pods: Iterable[PodCount]) -> PodTable:
         """The table of ``pods`` (models, e.g. a row-form group's), the same models kept."""
         return cls.from_models(pods)
 
-    def to_columns(self) -> dict[str, list[Any]]:
-        """The columns as lists: what ``model_dump`` writes."""
-        return {f: list(c) for f, c in zip(POD_FIELDS, self._columns, strict=True)}
-
     def _model_of(self, row: Sequence[Any]) -> PodCount:
         return _pod_of(*row)
-
-    def _model_type(self) -> type[BaseModel]:
-        return PodCount
 
     def __reduce__(self) -> tuple[Callable[[dict[str, list[Any]], bool], PodTable], tuple[dict[str, list[Any]], bool]]:
         return _unpickle_pods, (self.to_columns(), self._valid)  # columns only, no model

@@ -20,7 +20,7 @@ from fuzz.strategies import instance_dicts
 from hypothesis import given, settings
 from pydantic import ValidationError
 from test_bad_input import MUTATIONS
-from test_columnar import _columnar
+from test_columnar import _columnar, _message
 
 from hetero_opt import InputError, parse_instance, solve, verify
 from hetero_opt.cli import main
@@ -55,18 +55,6 @@ def _pod_columns(data: dict[str, Any], nodes_as_columns: bool = False) -> dict[s
 
 def _rows_1_3(data: dict[str, Any]) -> dict[str, Any]:
     return {**copy.deepcopy(data), "format_version": "1.3"}
-
-
-def _message(data: object, suffix: str, tmp_path: Path) -> str:
-    """The one-line error of loading ``data`` from a file (the fast path, then the reference path)."""
-    path = tmp_path / f"x{suffix}"
-    text = yaml.safe_dump(data) if suffix == ".yaml" else json.dumps(data)
-    with pytest.raises(InputError) as exc:
-        loads_instance(text, path)
-    message = str(exc.value)
-    assert "\n" not in message
-    assert "Traceback" not in message
-    return message.removeprefix(f"{path}: ")
 
 
 def _as_rows(message: str) -> str:

@@ -5,7 +5,17 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from hetero_opt.instance import DeploymentGroup, Instance, Node, NodeTable, PodCount, PodTable, node_column, pod_rows
+from hetero_opt.instance import (
+    POD_FIELDS,
+    DeploymentGroup,
+    Instance,
+    Node,
+    NodeTable,
+    PodCount,
+    PodTable,
+    node_column,
+    pod_rows,
+)
 from hetero_opt.placement.plan import Plan
 from hetero_opt.topology import build_view
 
@@ -48,8 +58,7 @@ def apply_plan(instance: Instance, plan: Plan, *, release_removed: bool = True) 
         service, domain = meta[gid]
         group_pods: Sequence[PodCount] | dict[str, list[object]]
         if columns:
-            roles, pod_nodes, counts = (list(col) for col in zip(*kept, strict=True))
-            group_pods = {"role": roles, "node": pod_nodes, "count": counts}
+            group_pods = dict(zip(POD_FIELDS, map(list, zip(*kept, strict=True)), strict=True))
         else:
             group_pods = [PodCount(role=role, node=node, count=n) for role, node, n in kept]
         groups.append(DeploymentGroup(id=gid, service=service, domain=domain, pods=group_pods))
