@@ -19,6 +19,7 @@ from hetero_opt.placement.binding import BindingError, GroupDraft, bind, bind_pl
 from hetero_opt.placement.cpsat import CpSatBackend
 from hetero_opt.placement.cpsat.model import build
 from hetero_opt.placement.cpsat.neighbourhood import _draft_key, _fixed, _integral, _premium, lp_guided
+from hetero_opt.placement.greedy import greedy_counts
 from hetero_opt.placement.plan import Unserved
 from hetero_opt.placement.relaxation import (
     _lexicographic_weights,
@@ -239,6 +240,41 @@ def test_when_not_everything_fits_the_top_class_is_placed_first_and_bounded() ->
     assert [(c.service, c.units) for c in plan.changes] == [("hi", 1)]
     assert [(u.service, u.placed_units) for u in plan.unserved] == [("lo", 0)]
     assert verify(inst, plan, view) == []
+
+
+@pytest.mark.parametrize(
+    ("hi", "mid", "skipped", "unserved"),
+    [
+        (3, 1, "lp_class100_full_service_skipped", (16, 16, 16)),  # 'hi' itself cannot be served in full
+        (1, 3, "lp_class50_full_service_skipped", (0, 32, 16)),  # 'hi' fits; 'mid' does not
+    ],
+)
+def test_a_class_the_greedy_leaves_short_skips_the_lp_that_serves_it_in_full(
+    hi: int, mid: int, skipped: str, unserved: tuple[int, ...]
+) -> None:
+    # four 8-GPU nodes in one S1 hold two 16-GPU units; 'hi' (100), 'mid' (50), 'lo' (10) ask more. Where
+    # the greedy leaves the top class short and its LP cannot serve it in full, neither can every request:
+    # the LP of them all is never built; a lower class the greedy leaves short goes straight to the staged
+    # LP. Plan and bounds are those of the path without the greedy's counts (the LPs dropped are known
+    # infeasible or are tried again as stages).
+    inst = instance(
+        nodes=[node(f"n{i}", "a", "a-1") for i in range(4)],
+        services=[pd_service("hi", "s1", prio=100), pd_service("mid", "s1", prio=50), pd_service("lo", "s1")],
+        requests=[request("hi", hi), request("mid", mid), request("lo", 1)],
+    )
+    view = build_view(inst)
+    part = [r for r in view.requests if r.delta > 0]
+    runs = []
+    for hint in (greedy_counts(view), None):
+        budget = Budget(time.perf_counter() + 10, 1.0, True)
+        guided = lp_guided(view, part, SolveOptions(time_limit=2.0), budget, None, hint)
+        assert guided is not None
+        runs.append((guided.stats, _draft_key(view, part, guided.drafts), guided.outcome.served_ub))
+    (with_hint, key, served_ub), (without, key_without, served_ub_without) = runs
+    assert with_hint.get(skipped) == 1.0
+    assert skipped not in without
+    assert (key, served_ub) == (key_without, served_ub_without)
+    assert key[:3] == unserved
 
 
 @pytest.mark.parametrize("no_slot_priority", [100, 30])

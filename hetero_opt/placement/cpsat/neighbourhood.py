@@ -149,32 +149,42 @@ def lp_guided(
             return None
         domains = candidate_domains(view, part, hint, cells)
         why["lp_restricted_cells"] = float(cells)
-    lp = build_relaxation(view, part, domains=domains)
-    if lp.relaxed:  # pod sizes outside a chain: only the full model's node rows make counts bind
-        why["lp_not_a_chain"] = 1.0
-        return None
     lp_budget = budget.wall_share(LP_SHARE, now=start)
     iterations = max(1, int(LP_ITERATIONS_PER_SECOND * options.time_limit))
-    if lp.restricted:  # no bound to prove: one weighted LP guides
-        outcome: LpOutcome | None = solve_weighted(lp, lp_budget, iterations)
-    else:  # the groups bound costs one more LP: taken where the limit is twice what the path needs
-        groups = options.time_limit >= 2 * LP_SECONDS_PER_CELL * cells
-        outcome = solve_full_service(lp, lp_budget, iterations, groups)
+    top = None if domains is not None else _top_class_short(view, part, hint, lp_budget, iterations)
+    if top is not None and top.relaxed:
+        why["lp_not_a_chain"] = 1.0
+        return None
+    lp: Relaxation | None = None
+    outcome: LpOutcome | None = None
+    if top is None:  # the top class may fit: every request at once
+        lp = build_relaxation(view, part, domains=domains)
+        if lp.relaxed:  # pod sizes outside a chain: only the full model's node rows make counts bind
+            why["lp_not_a_chain"] = 1.0
+            return None
+        if lp.restricted:  # no bound to prove: one weighted LP guides
+            outcome = solve_weighted(lp, lp_budget, iterations)
+        else:  # the groups bound costs one more LP: taken where the limit is twice what the path needs
+            groups = options.time_limit >= 2 * LP_SECONDS_PER_CELL * cells
+            outcome = solve_full_service(lp, lp_budget, iterations, groups)
     termination: list[str] = []
     if outcome is None:  # not everything fits, even fractionally: one class at a time, the top class first
         stats: dict[str, float] = {}
-        placed = _class_by_class(view, part, options, budget, termination, stats)
+        placed = _class_by_class(view, part, options, budget, termination, stats, top, hint)
         if placed is None:
             why.update(stats)
             return None
         outcome, drafts, load, freed = placed
-        staged = _staged_alternative(view, lp, part, outcome, options, budget, stats) if ample else None
+        if ample and lp is None:
+            lp = build_relaxation(view, part)
+        staged = _staged_alternative(view, lp, part, outcome, options, budget, stats) if ample and lp else None
         if staged is not None and _draft_key(view, part, staged[1]) < _draft_key(view, part, drafts):
             termination.append("staged-lp:BETTER")
             outcome, drafts, load, freed = staged
         stats["lp_total_s"] = time.perf_counter() - start
         placed_all = True
     else:
+        assert lp is not None  # an outcome comes from the LP of every request
         stats = {"lp_cols": float(lp.num_cols), "lp_rows": float(len(lp.row_starts)), **outcome.stats}
         stats["lp_total_s"] = time.perf_counter() - start
         if outcome.values is None:
@@ -184,7 +194,7 @@ def lp_guided(
         drafts, load, freed, placed_all, _ = _place_lp(
             view, lp, part, outcome, options, budget, termination, stats, ample
         )
-    guided = Guided(outcome, len(part) - len(freed), len(freed), termination, restricted=lp.restricted)
+    guided = Guided(outcome, len(part) - len(freed), len(freed), termination, restricted=domains is not None)
     first_hint = _greedy_around(view, freed, drafts) if freed and not placed_all else None
     run = _Chunks(view, options, budget, drafts, load, {}, guided.termination, stats, domains)
     # Phase A: the fractional requests, served and premium (the terms the LP bounds tightly).
@@ -251,6 +261,32 @@ def _place_lp(
     return drafts, load, freed, placed_all, proven_served
 
 
+def _top_class_short(
+    view: TopologyView, part: list[RequestView], hint: Counts | None, budget: Budget, iterations: int
+) -> Relaxation | None:
+    """The top class's LP when the greedy (``hint``) leaves that class short and even fractionally it cannot
+    be served in full: then neither can every request, and the LP of them all (its build and infeasible
+    solve took 0.5-0.8 s of a 2-s call on production seeds 18 and 19) is not needed. None otherwise, and
+    where there is one class only (its LP is the LP of them all). An LP whose pod sizes are outside a
+    chain is returned as it is (``relaxed``: the LP path does not apply)."""
+    classes = sorted({r.service.priority for r in part}, reverse=True)
+    if hint is None or len(classes) < 2:
+        return None
+    reqs = [r for r in part if r.service.priority == classes[0]]
+    if not _short(hint, reqs):
+        return None
+    lp = build_relaxation(view, reqs)
+    if lp.relaxed:
+        return lp
+    return lp if solve_full_service(lp, budget, max(1, iterations // len(classes))) is None else None
+
+
+def _short(counts: Counts, reqs: list[RequestView]) -> bool:
+    """True when ``counts`` leave one of ``reqs`` short of its delta."""
+    placed = counts.units_by_service()
+    return any(placed.get(r.service.id, 0) < r.delta for r in reqs)
+
+
 def _class_by_class(
     view: TopologyView,
     part: list[RequestView],
@@ -258,12 +294,17 @@ def _class_by_class(
     budget: Budget,
     termination: list[str],
     stats: dict[str, float],
+    top: Relaxation | None = None,
+    hint: Counts | None = None,
 ) -> tuple[LpOutcome, list[GroupDraft], dict[tuple[str, str], Counter[int]], list[RequestView]] | None:
     """The LP path one priority class at a time, each on what the classes above it placed.
 
     Exact for the top class (lower classes can always place nothing, so its LP alone bounds it and
     its MIP may reach that bound); each lower class is placed as well as its own LP allows around
-    them. The outcome bounds only the top class. None when the top class's LP is not solved in time.
+    them. The outcome bounds only the top class. None when the top class's LP is not solved in time, or
+    pod sizes leave a chain. ``top``: the top class's LP, known not to serve it in full
+    (:func:`_top_class_short`); ``hint``: the greedy's counts (a class it leaves short skips the LP that
+    serves the class in full).
     """
     classes = sorted({r.service.priority for r in part}, reverse=True)
     drafts: list[GroupDraft] = []
@@ -273,11 +314,22 @@ def _class_by_class(
     for k, prio in enumerate(classes):
         start = time.perf_counter()
         reqs = [r for r in part if r.service.priority == prio]
-        lp_budget = budget.wall_share(LP_SHARE / (len(classes) - k), now=start)
+        # the iteration limit (a share of the path's, independent of load) decides; the wall is only a net,
+        # so a class's LP is not cut short on a slow or busy machine (a share of the wall per class cut the
+        # top class's premium stage, or a lower class's LP at 0 iterations, and changed the plan run to run)
+        lp_budget = budget.wall_share(LP_SHARE, now=start)
         iterations = max(1, int(LP_ITERATIONS_PER_SECOND * options.time_limit / len(classes)))
-        lp = build_relaxation(view, reqs, load)
+        lp = top if k == 0 and top is not None else build_relaxation(view, reqs, load)
+        if lp.relaxed:  # pod sizes outside a chain with what the classes above placed
+            stats["lp_not_a_chain"] = 1.0
+            return None
         stats["lp_cols"] = stats.get("lp_cols", 0.0) + float(lp.num_cols)
-        outcome = solve_full_service(lp, lp_budget, iterations) or solve_relaxation(
+        # the LP serving the class in full is tried first only where it may succeed: not for the top class
+        # known short, nor where the greedy leaves the class short (then the staged LP: most served, premium)
+        skip = (k == 0 and top is not None) or (k > 0 and hint is not None and _short(hint, reqs))
+        if skip:
+            stats[f"lp_class{prio}_full_service_skipped"] = 1.0
+        outcome = (None if skip else solve_full_service(lp, lp_budget, iterations)) or solve_relaxation(
             lp, lp_budget, stop_before="groups", iteration_limit=iterations
         )
         stats.update({f"lp_class{prio}_{key.removeprefix('lp_')}": v for key, v in outcome.stats.items()})
