@@ -389,6 +389,32 @@ def solve_full_service(
     return out
 
 
+def premium_bound(
+    lp: Relaxation, served: dict[int, int], budget: Budget, iteration_limit: int | None = None
+) -> int | None:
+    """The least premium of a fractional plan serving at least ``served`` GPUs of each priority class: a
+    lexicographic bound on premium when ``served`` is the optimum's served vector (proven class by
+    class). None when not solved to optimality in time (or infeasible: ``served`` is then no such vector).
+    """
+    if not lp.slots:
+        return 0
+    h = _highs(lp)
+    inf = highspy.kHighsInf
+    for p, gpus in served.items():
+        terms = lp.served.get(p, {})
+        if terms and gpus > 0:
+            idx = np.fromiter(terms.keys(), dtype=np.int32, count=len(terms))
+            coef = np.fromiter(terms.values(), dtype=float, count=len(terms))
+            h.addRow(float(gpus), inf, len(idx), idx, coef)
+    n = lp.num_cols
+    h.changeColsCost(n, np.arange(n, dtype=np.int32), _cost(n, lp.premium))
+    h.changeObjectiveSense(highspy.ObjSense.kMinimize)
+    _run_lp(h, budget, iteration_limit)
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return None
+    return _ceil(float(h.getInfo().objective_function_value))
+
+
 # Served weights of the restricted model's single LP: a GPU of the lowest class is worth more than the
 # premium of any pod, and each class SERVED_WEIGHT_STEP times the next lower one (close to, not exactly,
 # lexicographic: that LP only guides, its optimum bounds nothing).

@@ -18,7 +18,14 @@ from hetero_opt.placement.backend import Budget, SolveOptions
 from hetero_opt.placement.binding import BindingError, GroupDraft, bind, bind_plan
 from hetero_opt.placement.cpsat import CpSatBackend
 from hetero_opt.placement.cpsat.model import build
-from hetero_opt.placement.cpsat.neighbourhood import _draft_key, _fixed, _integral, _premium, lp_guided
+from hetero_opt.placement.cpsat.neighbourhood import (
+    LP_SECONDS_PER_CELL,
+    _draft_key,
+    _fixed,
+    _integral,
+    _premium,
+    lp_guided,
+)
 from hetero_opt.placement.greedy import greedy_counts
 from hetero_opt.placement.plan import Unserved
 from hetero_opt.placement.relaxation import (
@@ -355,6 +362,36 @@ def test_the_top_classs_bound_is_what_a_mip_over_the_whole_class_proves_it_serve
     assert result.score.unserved_gpus == [8, 0]
     assert result.bound.unserved_gpus[0] == 8
     assert result.gaps["unserved_gpus"][0] == 0
+
+
+def test_where_the_served_terms_are_proven_one_lp_bounds_the_premium_too() -> None:
+    # two 8-GPU H20 nodes hold one of the two 16-GPU units 'chat' (the top class) asks for: even
+    # fractionally it cannot be served in full, so the LP path goes class by class and proves 'chat' at
+    # 16 GPUs; 'batch' below it is served in full on L20. The served terms are then the optimum's, and the
+    # LP of every request holding them bounds premium, which the plan attains (its gap is 0)
+    inst = instance(
+        nodes=[node("n1", "a", "a-1"), node("n2", "a", "a-1"), node("n3", "d", "d-1", gpu="L20")],
+        services=[
+            pd_service("chat", "s1", prio=10),
+            pd_service("batch", "s1", prio=5, p_types=("L20",), d_types=("L20",), p_size=2, d_size=2),
+        ],
+        requests=[request("chat", 2), request("batch", 1)],
+    )
+    view = build_view(inst)
+    part = [r for r in view.requests if r.delta > 0]
+    budget = Budget(time.perf_counter() + 30, 1.0, True)
+    guided = lp_guided(view, part, SolveOptions(time_limit=5.0), budget, None, greedy_counts(view))
+    assert guided is not None
+    unserved_top, unserved_batch, premium = _draft_key(view, part, guided.drafts)
+    assert (unserved_top, unserved_batch) == (16, 0)
+    assert f"premium-bound:{premium}" in guided.termination
+    assert (guided.outcome.served_ub, guided.outcome.premium_lb) == ({10: 16, 5: 4}, premium)
+    # where the limit covers the path but not twice it (the rule on size), the extra LP is not taken
+    limit = 1.5 * LP_SECONDS_PER_CELL * view.candidate_cells(part)
+    short = lp_guided(view, part, SolveOptions(time_limit=limit), budget, None, greedy_counts(view))
+    assert short is not None
+    assert not any(t.startswith("premium-bound") for t in short.termination)
+    assert short.outcome.premium_lb is None
 
 
 def test_a_warm_stage_runs_primal_simplex_and_leaves_the_default_for_the_next() -> None:
