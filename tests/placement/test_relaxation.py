@@ -364,6 +364,36 @@ def test_the_top_classs_bound_is_what_a_mip_over_the_whole_class_proves_it_serve
     assert result.gaps["unserved_gpus"][0] == 0
 
 
+def test_counts_of_an_lp_outside_a_chain_are_never_taken_when_the_top_class_is_short() -> None:
+    # (found in review) 'hi' cannot be served in full, so the LP of every request is skipped at first; its
+    # classes' LPs are each a chain, but together the sizes on x-1 are not (2, 3 and 4 GPUs). The staged
+    # alternative over every request must not run on that LP (its counts did not bind: solve() fell back
+    # to the greedy's [20, 10]); the class-by-class counts bind and the call proves [10, 10]
+    inst = instance(
+        gpu_types=[{"id": "H20"}, {"id": "L20"}, {"id": "A100"}],
+        nodes=[
+            node("y1", "y", "y-1", gpu="A100", free=4),
+            node("x1", "x", "x-1", free=4),
+            node("x2", "x", "x-1", free=4),
+            node("z1", "z", "z-1", gpu="L20"),
+        ],
+        services=[
+            pd_service("hi", "cluster", prio=100, p_types=("A100", "H20"), d_types=("L20",), p_size=2, d_size=8),
+            pd_service("lo", "cluster", prio=10, p_types=("A100",), d_types=("H20",), p_size=4, d_size=3, ratio=(1, 2)),
+        ],
+        requests=[request("hi", 2), request("lo", 1)],
+    )
+    view = build_view(inst)
+    part = [r for r in view.requests if r.delta > 0]
+    budget = Budget(time.perf_counter() + 30, 1.0, True)
+    guided = lp_guided(view, part, SolveOptions(time_limit=2.0), budget, None, greedy_counts(view))
+    if guided is not None:
+        bind(view, guided.drafts)  # raises BindingError if they cannot be bound
+    result = solve(inst, "cpsat", time_limit=2.0)
+    assert result.status != "fallback", result.fallback_reason
+    assert result.score.unserved_gpus == [10, 10]
+
+
 def test_where_the_served_terms_are_proven_one_lp_bounds_the_premium_too() -> None:
     # two 8-GPU H20 nodes hold one of the two 16-GPU units 'chat' (the top class) asks for: even
     # fractionally it cannot be served in full, so the LP path goes class by class and proves 'chat' at

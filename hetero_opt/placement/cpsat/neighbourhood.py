@@ -178,7 +178,10 @@ def lp_guided(
         outcome, drafts, load, freed = placed
         if ample and lp is None:
             lp = build_relaxation(view, part)
-        staged = _staged_alternative(view, lp, part, outcome, options, budget, stats) if ample and lp else None
+        # (not where the LP of every request leaves a chain: its MIP's counts might not bind, though each
+        # class's did, with what the classes above placed; the premium bound below stays valid on it)
+        alternative = ample and lp is not None and not lp.relaxed
+        staged = _staged_alternative(view, lp, part, outcome, options, budget, stats) if alternative and lp else None
         if staged is not None and _draft_key(view, part, staged[1]) < _draft_key(view, part, drafts):
             termination.append("staged-lp:BETTER")
             outcome, drafts, load, freed = staged
