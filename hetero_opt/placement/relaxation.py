@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import highspy
@@ -191,6 +192,8 @@ class LpOutcome:
     complete: bool = False  # every stage solved to optimality
     full_service: bool = False  # solved with every request fully served (served bounds trivial)
     stats: dict[str, float] = field(default_factory=dict)
+    # the least-new-groups stage, deferred (:func:`solve_full_service`): run it with a budget to set groups_lb
+    groups_stage: Callable[[Budget, int | None], None] | None = field(default=None, repr=False)
 
 
 def solve_relaxation(
@@ -341,7 +344,7 @@ def wanted_gpus(lp: Relaxation) -> dict[int, int]:
 
 
 def solve_full_service(
-    lp: Relaxation, budget: Budget, iteration_limit: int | None = None, groups: bool = False
+    lp: Relaxation, budget: Budget, iteration_limit: int | None = None, groups: bool = False, defer: bool = False
 ) -> LpOutcome | None:
     """Premium minimised with every request fully served: one LP where the staged path solves one per class.
 
@@ -349,7 +352,9 @@ def solve_full_service(
     what can be served). Otherwise the outcome's bounds are those of the staged path (served at what
     each class asks for, premium at the LP's minimum); ``values`` is None if it was not solved in time.
     ``groups``: then also the least new groups at that premium (a weak bound: a fractional switch
-    costs units / max units), when solved in time; ``values`` stay the premium stage's.
+    costs units / max units), when solved in time; ``values`` stay the premium stage's. ``defer``: that
+    stage is not run here but kept as ``groups_stage`` (warm from this LP's optimum) for the caller to
+    run once it knows the bound can matter (the plan attains the served and premium bounds).
     """
     if not lp.slots:
         return nothing_to_place(lp, full_service=True)
@@ -377,14 +382,24 @@ def solve_full_service(
     out.premium_lb = _ceil(value)
     out.full_service = True
     if groups and lp.groups and lp.premium:
-        idx = np.fromiter(lp.premium.keys(), dtype=np.int32, count=len(lp.premium))
-        coef = np.fromiter(lp.premium.values(), dtype=float, count=len(lp.premium))
-        h.addRow(-highspy.kHighsInf, float(out.premium_lb), len(idx), idx, coef)
-        h.changeColsCost(n, np.arange(n, dtype=np.int32), _cost(n, lp.groups))
-        _run_lp(h, budget, iteration_limit, int(h.getInfo().simplex_iteration_count), warm=True)
-        if h.getModelStatus() == highspy.HighsModelStatus.kOptimal:
-            found = float(h.getInfo().objective_function_value)
-            out.groups_lb = _ceil(found)
+        used = int(h.getInfo().simplex_iteration_count)
+
+        def groups_stage(stage_budget: Budget, limit: int | None) -> None:
+            tick = time.perf_counter()
+            idx = np.fromiter(lp.premium.keys(), dtype=np.int32, count=len(lp.premium))
+            coef = np.fromiter(lp.premium.values(), dtype=float, count=len(lp.premium))
+            h.addRow(-highspy.kHighsInf, float(out.premium_lb or 0), len(idx), idx, coef)
+            h.changeColsCost(n, np.arange(n, dtype=np.int32), _cost(n, lp.groups))
+            _run_lp(h, stage_budget, limit, used, warm=True)
+            if h.getModelStatus() == highspy.HighsModelStatus.kOptimal:
+                out.groups_lb = _ceil(float(h.getInfo().objective_function_value))
+            out.stats["lp_groups_s"] = time.perf_counter() - tick
+            out.groups_stage = None
+
+        if defer:
+            out.groups_stage = groups_stage
+        else:
+            groups_stage(budget, iteration_limit)
         out.stats["lp_full_service_s"] = time.perf_counter() - start
     return out
 

@@ -194,6 +194,10 @@ def test_full_service_lp_gives_the_staged_bounds_in_one_solve(seed: int) -> None
         assert direct.full_service
         assert (direct.served_ub, direct.premium_lb) == (staged.served_ub, staged.premium_lb)
         assert direct.groups_lb == staged.groups_lb  # the groups stage too, when asked for
+        deferred = solve_full_service(lp, Budget(time.perf_counter() + 30), groups=True, defer=True)
+        assert deferred is not None and deferred.groups_lb is None and deferred.groups_stage is not None
+        deferred.groups_stage(Budget(time.perf_counter() + 30), None)  # run later, from the same LP's optimum
+        assert (deferred.groups_lb, deferred.groups_stage) == (staged.groups_lb, None)
 
 
 @pytest.mark.parametrize("seed", [0, 2])
@@ -422,6 +426,29 @@ def test_where_the_served_terms_are_proven_one_lp_bounds_the_premium_too() -> No
     assert short is not None
     assert not any(t.startswith("premium-bound") for t in short.termination)
     assert short.outcome.premium_lb is None
+
+
+def test_the_groups_bound_is_solved_only_where_the_plan_attains_the_served_and_premium_bounds() -> None:
+    # 'chat' fits in full fractionally (half a unit in each of two S1s) but not at all in integers: the
+    # plan misses the LP's served bound, so the groups stage (a bound that cannot matter then, and 2 s of
+    # a 10-s call on heavy production) is never run. Where the plan attains them (medium seed 0), it is.
+    inst = instance(
+        nodes=[node("n1", "a", "a-1", free=4), node("n2", "b", "b-1", free=4), node("n3", "d", "d-1", gpu="L20")],
+        services=[
+            pd_service("chat", "s1", prio=10, p_size=4, d_size=4),
+            pd_service("batch", "s1", prio=5, p_types=("L20",), d_types=("L20",), p_size=2, d_size=2),
+        ],
+        requests=[request("chat", 1), request("batch", 1)],
+    )
+    for case, attained in ((inst, False), (generate_instance("medium", 0), True)):
+        view = build_view(case)
+        part = [r for r in view.requests if r.delta > 0]
+        budget = Budget(time.perf_counter() + 30, 1.0, True)
+        guided = lp_guided(view, part, SolveOptions(time_limit=20.0), budget, None, greedy_counts(view))
+        assert guided is not None
+        assert guided.outcome.full_service
+        assert ("lp_groups_s" in guided.stats) is attained
+        assert (guided.outcome.groups_lb is not None) is attained
 
 
 def test_a_warm_stage_runs_primal_simplex_and_leaves_the_default_for_the_next() -> None:

@@ -167,7 +167,7 @@ def lp_guided(
             outcome = solve_weighted(lp, lp_budget, iterations)
         else:  # the groups bound costs one more LP: taken where the limit is twice what the path needs
             groups = options.time_limit >= 2 * LP_SECONDS_PER_CELL * cells
-            outcome = solve_full_service(lp, lp_budget, iterations, groups)
+            outcome = solve_full_service(lp, lp_budget, iterations, groups, defer=True)
     termination: list[str] = []
     if outcome is None:  # not everything fits, even fractionally: one class at a time, the top class first
         stats: dict[str, float] = {}
@@ -210,6 +210,11 @@ def lp_guided(
         drafts, load, freed, placed_all, _ = _place_lp(
             view, lp, part, outcome, options, budget, termination, stats, ample
         )
+        if outcome.groups_stage is not None and not freed:
+            # the plan attains the served and premium bounds: only now can a bound on new groups matter
+            # (on heavy seeds, where the MIP never serves everything, that LP took 2 s of the MIP's 10-s call)
+            outcome.groups_stage(budget.wall_share(LP_SHARE), iterations)
+            stats.update({k: v for k, v in outcome.stats.items() if k == "lp_groups_s"})
     guided = Guided(outcome, len(part) - len(freed), len(freed), termination, restricted=domains is not None)
     first_hint = _greedy_around(view, freed, drafts) if freed and not placed_all else None
     run = _Chunks(view, options, budget, drafts, load, {}, guided.termination, stats, domains)
