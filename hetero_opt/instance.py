@@ -211,6 +211,33 @@ class _ColumnTable(Sequence[ModelT]):
     def __iter__(self) -> Iterator[ModelT]:
         return iter(self._all())
 
+    def _row_key(self, value: object) -> tuple[Any, ...] | None:
+        """``value``'s fields in column order, if it is a model of a row (a model equal to a row has them)."""
+        if not isinstance(value, self.MODEL):
+            return None
+        fields = value.__dict__
+        return tuple(fields.get(f) for f in self.FIELDS)
+
+    def __contains__(self, value: object) -> bool:
+        key = self._row_key(value)  # compared on the columns: no model built
+        return key is not None and key in zip(*self._columns, strict=True)
+
+    def index(self, value: Any, start: int = 0, stop: int | None = None) -> int:
+        """The first row from ``start`` (before ``stop``) equal to ``value``, as a list's; no model built."""
+        key = self._row_key(value)
+        if key is not None:
+            begin, end, _ = slice(start, stop).indices(len(self))
+            rows = zip(*(c[begin:end] for c in self._columns), strict=True)
+            for offset, row in enumerate(rows):
+                if row == key:
+                    return begin + offset
+        raise ValueError(f"{value!r} is not in {type(self).__name__}")
+
+    def count(self, value: Any) -> int:
+        """Rows equal to ``value``, as a list's; no model built."""
+        key = self._row_key(value)
+        return 0 if key is None else sum(row == key for row in zip(*self._columns, strict=True))
+
     def __reversed__(self) -> Iterator[ModelT]:
         return reversed(self._all())
 

@@ -128,6 +128,26 @@ def test_models_are_built_only_when_read() -> None:
     assert sum(m is not None for m in table._models or []) == 1
 
 
+def test_membership_index_and_count_read_the_columns() -> None:
+    # as a list's, with no model built (they used to build every pod's)
+    rows = parse_instance(_rows_1_3(valid_dict())).groups[0].pods
+    table = parse_instance(_pod_columns(valid_dict())).groups[0].pods
+    assert isinstance(table, PodTable)
+    other = rows[1].model_copy(update={"count": 2})
+    for value in (rows[0], rows[1], other, "pods", None):
+        assert (value in table) == (value in rows)
+        assert table.count(value) == rows.count(value)
+    assert [table.index(p) for p in rows] == [rows.index(p) for p in rows] == [0, 1]
+    assert table.index(rows[1], 1) == 1
+    assert table.index(rows[0], -2, -1) == 0
+    for args in ((other,), (rows[0], 1), (rows[1], 0, 1), ("pods",)):
+        with pytest.raises(ValueError, match="is not in"):
+            table.index(*args)
+        with pytest.raises(ValueError, match="is not in"):
+            rows.index(*args)
+    assert table._models is None
+
+
 def test_pickle_copy_dump_and_replace_keep_the_table() -> None:
     inst = parse_instance(_pod_columns(valid_dict(), nodes_as_columns=True))
     back = pickle.loads(pickle.dumps(inst))

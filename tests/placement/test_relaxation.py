@@ -195,7 +195,9 @@ def test_full_service_lp_gives_the_staged_bounds_in_one_solve(seed: int) -> None
         assert (direct.served_ub, direct.premium_lb) == (staged.served_ub, staged.premium_lb)
         assert direct.groups_lb == staged.groups_lb  # the groups stage too, when asked for
         deferred = solve_full_service(lp, Budget(time.perf_counter() + 30), groups=True, defer=True)
-        assert deferred is not None and deferred.groups_lb is None and deferred.groups_stage is not None
+        assert deferred is not None
+        assert deferred.groups_lb is None
+        assert deferred.groups_stage is not None
         deferred.groups_stage(Budget(time.perf_counter() + 30), None)  # run later, from the same LP's optimum
         assert (deferred.groups_lb, deferred.groups_stage) == (staged.groups_lb, None)
 
