@@ -82,7 +82,9 @@ def test_load_uses_capacity_in_the_packing_rows() -> None:
     assert [row.rhs for row in pm.rows] == [8]  # 2 nodes x 8 free - 8 used
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# 100 examples: of 400 run while writing decision 58 (17 s), 58 reached the class-by-class path's premium
+# bound and 69 skipped a class's full-service LP, every bound below every plan
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(small_instances())
 def test_lp_bound_never_above_the_proven_optimum(inst: Instance) -> None:
     full = run_backend(inst, CpSatBackend("full"), time_limit=10.0)
