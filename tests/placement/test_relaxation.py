@@ -14,15 +14,21 @@ from hypothesis import strategies as st
 
 from hetero_opt import Instance, Plan, build_view, load_instance, score, solve, verify
 from hetero_opt.generate import generate_instance
-from hetero_opt.placement.backend import Budget, SolveOptions
+from hetero_opt.placement.backend import MIN_STAGE_DTIME, Budget, SolveOptions
 from hetero_opt.placement.binding import BindingError, GroupDraft, bind, bind_plan
 from hetero_opt.placement.cpsat import CpSatBackend
 from hetero_opt.placement.cpsat.model import build
 from hetero_opt.placement.cpsat.neighbourhood import (
     LP_SECONDS_PER_CELL,
+    PLANNED_CHUNK_SECONDS_PER_CELL,
+    PLANNED_DTIME_PER_SECOND,
+    PLANNED_SECONDS_PER_COLUMN,
+    PLANNED_SHARE,
+    _Chunks,
     _draft_key,
     _fixed,
     _integral,
+    _planned,
     _premium,
     lp_guided,
 )
@@ -175,6 +181,33 @@ def test_lp_guided_path_is_deterministic() -> None:
     runs = [run_backend(inst, CpSatBackend("lp"), time_limit=20.0) for _ in range(2)]
     assert runs[0].plan == runs[1].plan
     assert runs[0].bound == runs[1].bound
+
+
+def test_group_consolidation_takes_the_chunks_its_plan_on_size_fits() -> None:
+    # the plan counts the LP path by its columns and each chunk by its cells plus its deterministic time
+    # (no wall clock): at a limit that fits two chunks it takes two and shares what is left between them;
+    # at one too short for any, none, and says so
+    view = build_view(generate_instance("medium", 2))
+    part = [r for r in view.requests if r.delta > 0]
+    chunks = [part[i : i + 2] for i in range(0, 8, 2)]
+    cost = [PLANNED_CHUNK_SECONDS_PER_CELL * view.candidate_cells(c) for c in chunks]
+    floor = MIN_STAGE_DTIME / PLANNED_DTIME_PER_SECOND  # the least deterministic time a chunk is planned with
+    columns = 10_000
+    lp_s = PLANNED_SECONDS_PER_COLUMN * columns
+    limit = (lp_s + cost[0] + cost[1] + 2 * floor + cost[2] / 2) / PLANNED_SHARE  # room for 2, not 3
+
+    def run(time_limit: float) -> _Chunks:
+        options = SolveOptions(time_limit=time_limit)
+        return _Chunks(view, options, Budget(time.perf_counter() + 10, 1.0, True), [], {}, {}, [], {})
+
+    two = run(limit)
+    kept, each = _planned(two, chunks, columns)
+    assert kept == chunks[:2]
+    assert each == pytest.approx((PLANNED_SHARE * limit - lp_s - cost[0] - cost[1]) * PLANNED_DTIME_PER_SECOND / 2)
+    assert two.termination == ["consolidation:2 of 4 chunks planned"]
+    none = run(lp_s / PLANNED_SHARE)
+    assert _planned(none, chunks, columns) == ([], 0.0)
+    assert none.termination == ["consolidation:0 of 4 chunks planned"]
 
 
 def test_full_service_lp_is_none_when_not_everything_fits() -> None:

@@ -158,8 +158,10 @@ def lp_guided(
         return None
     lp: Relaxation | None = None
     outcome: LpOutcome | None = None
+    built = 0  # LP columns built: what the plan on size counts for the LP path (see _planned)
     if top is None:  # the top class may fit: every request at once
         lp = build_relaxation(view, part, domains=domains)
+        built += lp.num_cols
         if lp.relaxed:  # pod sizes outside a chain: only the full model's node rows make counts bind
             why["lp_not_a_chain"] = 1.0
             return None
@@ -176,8 +178,10 @@ def lp_guided(
             why.update(stats)
             return None
         outcome, drafts, load, freed = placed
+        built += int(stats.get("lp_cols", 0.0))  # every class's LP (the top class's among them)
         if ample and lp is None:
             lp = build_relaxation(view, part)
+            built += lp.num_cols
         # (not where the LP of every request leaves a chain: its MIP's counts might not bind, though each
         # class's did, with what the classes above placed; the premium bound below stays valid on it)
         alternative = ample and lp is not None and not lp.relaxed
@@ -191,7 +195,9 @@ def lp_guided(
         settled = _settled(view, part, outcome, drafts) if proving else None
         if settled is not None:
             tick = time.perf_counter()
-            lp = lp or build_relaxation(view, part)
+            if lp is None:
+                lp = build_relaxation(view, part)
+                built += lp.num_cols
             premium = premium_bound(lp, settled, budget.wall_share(LP_SHARE), iterations)
             stats["lp_premium_bound_s"] = time.perf_counter() - tick
             termination.append("premium-bound:" + ("NONE" if premium is None else str(premium)))
@@ -224,13 +230,13 @@ def lp_guided(
         if not run.solve(chunk, first_hint, len(chunks) - k, frozenset({"groups"})):
             run.place_by_greedy([r for c in chunks[k:] for r in c])  # out of budget: never leave them out
             break
-    # Phase B, while the budget lasts: the requests spread over the most new groups, re-placed at no
-    # more premium. The LP barely sees group counts (a fractional switch costs units/max_units).
+    # Phase B, as far as the plan on size allows: the requests spread over the most new groups, re-placed
+    # at no more premium. The LP barely sees group counts (a fractional switch costs units/max_units).
     opened = Counter(d.service for d in run.drafts if d.new)
     spread = sorted((r for r in part if opened[r.service.id] > 0), key=lambda r: (-opened[r.service.id], r.service.id))
-    chunks = [spread[i : i + CHUNK] for i in range(0, min(len(spread), MAX_SPREAD), CHUNK)]
+    chunks, dtime = _planned(run, [spread[i : i + CHUNK] for i in range(0, min(len(spread), MAX_SPREAD), CHUNK)], built)
     for k, chunk in enumerate(chunks):
-        run.solve(chunk, None, len(chunks) - k, frozenset({"served", "premium"}))  # a skipped chunk leaves
+        run.solve(chunk, None, len(chunks) - k, frozenset({"served", "premium"}), dtime)  # a skipped chunk leaves
         # its share to the later ones
     guided.drafts = canonical(run.drafts)
     guided.unserved = _unserved(part, guided.drafts, run.reasons)
@@ -280,6 +286,42 @@ def _place_lp(
                 freed = []  # served and premium proven by the LP's bounds: nothing left for CP-SAT's phase A
     drafts, load = _fixed(view, lp, values, integral)
     return drafts, load, freed, placed_all, proven_served
+
+
+# Phase B (group consolidation, term 3 only) is planned on size, so that the same chunks with the same
+# deterministic time run every run: the call up to phase B counts PLANNED_SECONDS_PER_COLUMN per LP
+# column the path built (the view and greedy included: they grow with the same instance), a chunk's
+# model PLANNED_CHUNK_SECONDS_PER_CELL per pod cell of its requests, and CP-SAT's deterministic time
+# PLANNED_DTIME_PER_SECOND per wall second; chunks are taken while the plan fits PLANNED_SHARE of
+# time_limit, and share the deterministic time the rest of it allows. Taking chunks while the wall clock
+# allowed, each with a share of what deterministic time was left, gave a different count of new groups
+# from run to run on 8 of production seeds 10-19 at 2 s (the last chunk's CP-SAT cut by the wall).
+# Measured at production on a slow 2-core machine (session 10): up to phase B 0.8-1.15 s for 26k-29k LP
+# columns (one LP of every request), twice that where the class-by-class path follows it; a chunk's model
+# about 0.1 s for 2k cells; CP-SAT 0.12-0.25 deterministic time per wall second.
+PLANNED_SHARE = 0.85
+PLANNED_SECONDS_PER_COLUMN = 4.5e-5
+PLANNED_CHUNK_SECONDS_PER_CELL = 5e-5
+PLANNED_DTIME_PER_SECOND = 0.08
+
+
+def _planned(run: _Chunks, chunks: list[list[RequestView]], columns: int) -> tuple[list[list[RequestView]], float]:
+    """The first of ``chunks`` that the plan on size fits in :data:`PLANNED_SHARE` of the time limit (after the
+    LP path, ``columns`` LP columns built, and the chunks ``run`` has taken), each with at least
+    :data:`MIN_STAGE_DTIME`; and the deterministic time each may take. The rest are recorded as skipped."""
+    room = PLANNED_SHARE * run.options.time_limit - PLANNED_SECONDS_PER_COLUMN * columns - run.planned
+    kept: list[list[RequestView]] = []
+    builds = 0.0
+    for chunk in chunks:
+        build_s = PLANNED_CHUNK_SECONDS_PER_CELL * run.estimate(chunk)
+        if builds + build_s + (len(kept) + 1) * MIN_STAGE_DTIME / PLANNED_DTIME_PER_SECOND > room:
+            break
+        builds += build_s
+        kept.append(chunk)
+    if len(kept) < len(chunks):
+        run.termination.append(f"consolidation:{len(kept)} of {len(chunks)} chunks planned")
+    each = (room - builds) * PLANNED_DTIME_PER_SECOND / len(kept) if kept else 0.0
+    return kept, each
 
 
 def _top_class_short(
@@ -534,6 +576,7 @@ class _Chunks:
     stats: dict[str, float]
     domains: dict[str, frozenset[str]] | None = None  # the restricted model's candidate domains
     count: int = 0
+    planned: float = 0.0  # seconds the plan on size gives the chunks taken so far (:func:`_planned`)
 
     def place_by_greedy(self, requests: list[RequestView]) -> None:
         """Place ``requests`` by the greedy around the drafts placed so far (no CP-SAT time left); those
@@ -553,17 +596,33 @@ class _Chunks:
         self.reasons.update({s: why for s, why in counts.reasons.items() if s in ids})
         self.termination.append(f"greedy[{len(requests)} requests]")
 
-    def solve(self, chunk: list[RequestView], hint_counts: Counts | None, left: int, skip: frozenset[str]) -> bool:
-        """Re-place ``chunk`` (its drafts, if any, are the hint); False when the budget is spent."""
-        view, ids = self.view, {r.service.id for r in chunk}
+    def estimate(self, chunk: list[RequestView]) -> int:
+        """Pod cells of ``chunk``'s model (in the candidate domains of a restricted model)."""
         if self.domains is None:
-            estimate = view.candidate_cells(chunk)
-        else:
-            specs = [out_slot_specs(view, r, self.domains.get(r.service.id, frozenset())) for r in chunk]
-            estimate = sum(len(spec.cells) for slots in specs for spec in slots)
+            return self.view.candidate_cells(chunk)
+        specs = [out_slot_specs(self.view, r, self.domains.get(r.service.id, frozenset())) for r in chunk]
+        return sum(len(spec.cells) for slots in specs for spec in slots)
+
+    def solve(
+        self,
+        chunk: list[RequestView],
+        hint_counts: Counts | None,
+        left: int,
+        skip: frozenset[str],
+        dtime: float | None = None,
+    ) -> bool:
+        """Re-place ``chunk`` (its drafts, if any, are the hint); False when the budget is spent. ``dtime``: the
+        deterministic time it may take (phase B's plan), else its share (``1 / left``) of what is left."""
+        view, ids = self.view, {r.service.id for r in chunk}
+        estimate = self.estimate(chunk)
+        # as the plan on size counts it, started or not: its model, its deterministic time
+        self.planned += PLANNED_CHUNK_SECONDS_PER_CELL * estimate + (dtime or 0.0) / PLANNED_DTIME_PER_SECOND
+        part = self.budget.part(1.0 / left)
+        if dtime is not None:
+            part = Budget(part.deadline, min(self.budget.dtime, dtime), part.deterministic, self.budget)
         # the dtime its stage would get (a group-only chunk has one stage, its share of what is left):
         # a model built only to skip that stage wastes its build (0.1-0.2 s at production)
-        stage = max(MIN_STAGE_DTIME, self.budget.dtime / left) if skip >= {"served", "premium"} else self.budget.dtime
+        stage = max(MIN_STAGE_DTIME, part.dtime) if skip >= {"served", "premium"} else self.budget.dtime
         if self.budget.deterministic and stage < STAGE_DTIME_PER_VAR * estimate * 6 / 5:
             self.termination.append(f"rins{self.count}:SKIPPED(budget)")
             return False
@@ -581,7 +640,7 @@ class _Chunks:
             return True
         if hint is None:  # earlier chunks moved: place this one by the greedy around them
             hint = _hint(pm, _greedy_around(view, chunk, self.drafts), chunk) or [0] * len(pm.variables)
-        staged = StagedSolver(pm, hint, self.options, self.budget.part(1.0 / left), single=True).run(skip=skip)
+        staged = StagedSolver(pm, hint, self.options, part, single=True).run(skip=skip)
         new_drafts, missing = extract(pm, staged.values)
         self.drafts.extend(new_drafts)
         self.reasons = {s: why for s, why in self.reasons.items() if s not in ids} | reasons_of(missing)
