@@ -221,7 +221,13 @@ def _solve_part(
                 return PartResult(guided.counts, lp_staged, False)  # its counts as they are
             if Ranking(view).compare(guided.counts, hint) < 0:
                 hint, nodes = guided.counts, None
-    result = _solve_existing(view, part, hint, nodes, options, budget, stats, tag, strategy, start, est, fits_limit)
+    # the hint's top class at the LP path's proven bound: no CP-SAT model of the top class can serve more
+    settled = lp_staged is not None and _top_wanted(part) - _top_served(part, hint) == lp_staged.unserved_lb.get(
+        max(r.service.priority for r in part), -1
+    )
+    result = _solve_existing(
+        view, part, hint, nodes, options, budget, stats, tag, strategy, start, est, fits_limit, settled
+    )
     if lp_staged is not None:
         result.staged = _tighter(result.staged, lp_staged)
     return result
@@ -300,13 +306,15 @@ def _solve_existing(
     start: float,
     est: int,
     fits: bool,
+    settled: bool = False,
 ) -> PartResult:
     """The staged full model of ``part`` (``est`` estimated variables) from the counts ``hint`` (bound as
-    ``nodes``, if known) when the time limit covers it (``fits``), else the class blocks."""
+    ``nodes``, if known) when the time limit covers it (``fits``), else the class blocks. ``settled``: the
+    hint's top class is at a proven bound."""
     if strategy == "blocks" or (strategy in ("auto", "lp") and not fits):
-        return _by_class(view, part, hint, nodes, options, budget, stats, tag)
+        return _by_class(view, part, hint, nodes, options, budget, stats, tag, settled)
     if not has_time_to_build(budget, est):
-        return _by_class(view, part, hint, nodes, options, budget, stats, tag)  # it skips what it cannot build
+        return _by_class(view, part, hint, nodes, options, budget, stats, tag, settled)  # it skips what it cannot build
     several = len({r.service.priority for r in part}) > 1
     top, top_stats = top_class_first(view, part, hint, options, budget, nodes) if several else (None, {})
     stats.update({f"{tag}_top_{k}": v for k, v in top_stats.items()})
@@ -350,8 +358,10 @@ def _by_class(
     budget: Budget,
     stats: dict[str, float],
     tag: str,
+    settled: bool = False,
 ) -> PartResult:
-    """Class blocks from the hint; then, if the top class is still short, its stage on the whole capacity.
+    """Class blocks from the hint; then, if the top class is still short (and not ``settled`` at a proven
+    bound), its stage on the whole capacity.
 
     The first block (the top class on what the other classes' placements leave) usually serves
     the whole top class, which proves the first stage at once. Only if it does not is the top
@@ -361,7 +371,7 @@ def _by_class(
     stats.update({f"{tag}_{k}": v for k, v in blocks.stats.items()})
     counts, top = blocks.counts, None
     top_size = estimated_vars(view, [r for r in part if r.service.priority == max(q.service.priority for q in part)])
-    if _top_served(part, counts) < _top_wanted(part) and has_time_to_build(budget, top_size):
+    if not settled and _top_served(part, counts) < _top_wanted(part) and has_time_to_build(budget, top_size):
         top, top_stats = top_class_first(view, part, counts, options, budget, nodes if counts is hint else None)
         stats.update({f"{tag}_top_{k}": v for k, v in top_stats.items()})
         counts = _improved(view, part, counts, top)
