@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -11,9 +12,12 @@ from hypothesis import HealthCheck, given, settings
 
 from hetero_opt import Instance, build_view, score, solve, verify
 from hetero_opt.generate import generate_instance
+from hetero_opt.placement.backend import Budget, SolveOptions
 from hetero_opt.placement.cpsat import CpSatBackend
 from hetero_opt.placement.cpsat.blocks import planned_blocks
 from hetero_opt.placement.cpsat.model import build
+from hetero_opt.placement.cpsat.solver import _by_class
+from hetero_opt.placement.greedy import greedy_counts
 from placement.test_cpsat import CONTENTION, pd_service, small_instances
 
 
@@ -74,6 +78,23 @@ def test_solve_reports_the_first_stage_gap() -> None:
     result = solve(SHORT_S1, "cpsat")
     assert result.first_stage_gap == 0
     assert solve(SHORT_S1, "greedy").first_stage_gap is None
+
+
+def test_a_top_class_settled_at_a_proven_bound_gets_no_model_of_its_own() -> None:
+    # on SHORT_S1 the class blocks from the greedy's counts leave 'top' short, so the top class's own
+    # CP-SAT model runs (and serves it); told that the hint's top class is at a proven bound (as the LP
+    # path proves it where not everything fits), the blocks do not build that model: it could only move
+    # the plan at the same score, and whether it started depended on the wall clock
+    view = build_view(SHORT_S1)
+    part = [r for r in view.requests if r.delta != 0]
+    hint = greedy_counts(view)
+    runs = {}
+    for settled in (False, True):
+        stats: dict[str, float] = {}
+        budget = Budget(time.perf_counter() + 30, 1.0, True)
+        result = _by_class(view, part, hint, None, SolveOptions(time_limit=5.0), budget, stats, "out", settled)
+        runs[settled] = (any(k.startswith("out_top_") for k in stats), result.counts.units_by_service()["top"])
+    assert runs == {False: (True, 2), True: (False, 1)}
 
 
 def test_blocks_are_planned_by_size_not_by_clock() -> None:
