@@ -1,4 +1,4 @@
-"""Same inputs, same plan? Solve each instance several times and count the distinct plans (issue 8; decision 58).
+"""Same inputs, same plan? Solve each instance several times and count the distinct plans (issue 8; decision 60).
 
     .venv/bin/python benchmarks/repeatability.py --family production --seeds 10-19 --time-limit 2 --runs 3
     .venv/bin/python benchmarks/repeatability.py --family heavy --seeds 0-4 --time-limit 10 --runs 2

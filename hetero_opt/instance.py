@@ -213,7 +213,7 @@ class _ColumnTable(Sequence[ModelT]):
 
     def _row_key(self, value: object) -> tuple[Any, ...] | None:
         """``value``'s fields in column order, if it is a model of a row (a model equal to a row has them)."""
-        if not isinstance(value, self.MODEL):
+        if type(value) is not self.MODEL:  # as the model's own ==, which compares the class too
             return None
         fields = value.__dict__
         return tuple(fields.get(f) for f in self.FIELDS)

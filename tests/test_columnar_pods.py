@@ -145,6 +145,11 @@ def test_membership_index_and_count_read_the_columns() -> None:
             table.index(*args)
         with pytest.raises(ValueError, match="is not in"):
             rows.index(*args)
+    class Sub(PodCount):  # equal fields, another class: not equal to a row, as in the list
+        pass
+
+    sub = Sub(**rows[0].model_dump())
+    assert (sub in table, table.count(sub)) == (sub in rows, rows.count(sub)) == (False, 0)
     assert table._models is None
 
 

@@ -193,7 +193,7 @@ class LpOutcome:
     full_service: bool = False  # solved with every request fully served (served bounds trivial)
     stats: dict[str, float] = field(default_factory=dict)
     # the least-new-groups stage, deferred (:func:`solve_full_service`): run it with a budget to set groups_lb
-    groups_stage: Callable[[Budget, int | None], None] | None = field(default=None, repr=False)
+    groups_stage: Callable[[Budget, int | None], None] | None = field(default=None, repr=False, compare=False)
 
 
 def solve_relaxation(

@@ -208,6 +208,9 @@ def test_group_consolidation_takes_the_chunks_its_plan_on_size_fits() -> None:
     none = run(lp_s / PLANNED_SHARE)
     assert _planned(none, chunks, columns) == ([], 0.0)
     assert none.termination == ["consolidation:0 of 4 chunks planned"]
+    # the parallel portfolio (deterministic=False) has no deterministic time to plan: every chunk, the wall decides
+    fast = _Chunks(view, SolveOptions(time_limit=limit), Budget(time.perf_counter() + 10), [], {}, {}, [], {})
+    assert _planned(fast, chunks, columns) == (chunks, None)
 
 
 def test_full_service_lp_is_none_when_not_everything_fits() -> None:

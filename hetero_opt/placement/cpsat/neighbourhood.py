@@ -152,13 +152,13 @@ def lp_guided(
         why["lp_restricted_cells"] = float(cells)
     lp_budget = budget.wall_share(LP_SHARE, now=start)
     iterations = max(1, int(LP_ITERATIONS_PER_SECOND * options.time_limit))
-    top = None if domains is not None else _top_class_short(view, part, hint, lp_budget, iterations)
+    top, tried = (None, 0) if domains is not None else _top_class_short(view, part, hint, lp_budget, iterations)
     if top is not None and top.relaxed:
         why["lp_not_a_chain"] = 1.0
         return None
     lp: Relaxation | None = None
     outcome: LpOutcome | None = None
-    built = 0  # LP columns built: what the plan on size counts for the LP path (see _planned)
+    built = 0 if top is not None else tried  # LP columns built, for the plan on size (_planned); top's: below
     if top is None:  # the top class may fit: every request at once
         lp = build_relaxation(view, part, domains=domains)
         built += lp.num_cols
@@ -221,6 +221,7 @@ def lp_guided(
             # (on heavy seeds, where the MIP never serves everything, that LP took 2 s of the MIP's 10-s call)
             outcome.groups_stage(budget.wall_share(LP_SHARE), iterations)
             stats.update({k: v for k, v in outcome.stats.items() if k == "lp_groups_s"})
+        outcome.groups_stage = None  # not run: the LP it holds (80 MB at heavy size) is let go
     guided = Guided(outcome, len(part) - len(freed), len(freed), termination, restricted=domains is not None)
     first_hint = _greedy_around(view, freed, drafts) if freed and not placed_all else None
     run = _Chunks(view, options, budget, drafts, load, {}, guided.termination, stats, domains)
@@ -236,8 +237,8 @@ def lp_guided(
     spread = sorted((r for r in part if opened[r.service.id] > 0), key=lambda r: (-opened[r.service.id], r.service.id))
     chunks, dtime = _planned(run, [spread[i : i + CHUNK] for i in range(0, min(len(spread), MAX_SPREAD), CHUNK)], built)
     for k, chunk in enumerate(chunks):
-        run.solve(chunk, None, len(chunks) - k, frozenset({"served", "premium"}), dtime)  # a skipped chunk leaves
-        # its share to the later ones
+        # (deterministic mode: each with its planned dtime; else a skipped chunk leaves its share to the later ones)
+        run.solve(chunk, None, len(chunks) - k, frozenset({"served", "premium"}), dtime)
     guided.drafts = canonical(run.drafts)
     guided.unserved = _unserved(part, guided.drafts, run.reasons)
     stats["rins_total_s"] = time.perf_counter() - start
@@ -305,10 +306,15 @@ PLANNED_CHUNK_SECONDS_PER_CELL = 5e-5
 PLANNED_DTIME_PER_SECOND = 0.08
 
 
-def _planned(run: _Chunks, chunks: list[list[RequestView]], columns: int) -> tuple[list[list[RequestView]], float]:
+def _planned(
+    run: _Chunks, chunks: list[list[RequestView]], columns: int
+) -> tuple[list[list[RequestView]], float | None]:
     """The first of ``chunks`` that the plan on size fits in :data:`PLANNED_SHARE` of the time limit (after the
     LP path, ``columns`` LP columns built, and the chunks ``run`` has taken), each with at least
-    :data:`MIN_STAGE_DTIME`; and the deterministic time each may take. The rest are recorded as skipped."""
+    :data:`MIN_STAGE_DTIME`; and the deterministic time each may take. The rest are recorded as skipped.
+    Deterministic mode only: otherwise every chunk, with no planned time (the wall clock decides)."""
+    if not run.budget.deterministic:  # the parallel portfolio has no deterministic time to plan: the wall decides
+        return chunks, None
     room = PLANNED_SHARE * run.options.time_limit - PLANNED_SECONDS_PER_COLUMN * columns - run.planned
     kept: list[list[RequestView]] = []
     builds = 0.0
@@ -326,22 +332,23 @@ def _planned(run: _Chunks, chunks: list[list[RequestView]], columns: int) -> tup
 
 def _top_class_short(
     view: TopologyView, part: list[RequestView], hint: Counts | None, budget: Budget, iterations: int
-) -> Relaxation | None:
+) -> tuple[Relaxation | None, int]:
     """The top class's LP when the greedy (``hint``) leaves that class short and even fractionally it cannot
     be served in full: then neither can every request, and the LP of them all (its build and infeasible
     solve took 0.5-0.8 s of a 2-s call on production seeds 18 and 19) is not needed. None otherwise, and
     where there is one class only (its LP is the LP of them all). An LP whose pod sizes are outside a
-    chain is returned as it is (``relaxed``: the LP path does not apply)."""
+    chain is returned as it is (``relaxed``: the LP path does not apply). Also the columns of an LP built and
+    not returned (the plan on size counts them)."""
     classes = sorted({r.service.priority for r in part}, reverse=True)
     if hint is None or len(classes) < 2:
-        return None
+        return None, 0
     reqs = [r for r in part if r.service.priority == classes[0]]
     if not _short(hint, reqs):
-        return None
+        return None, 0
     lp = build_relaxation(view, reqs)
-    if lp.relaxed:
-        return lp
-    return lp if solve_full_service(lp, budget, max(1, iterations // len(classes))) is None else None
+    if lp.relaxed or solve_full_service(lp, budget, max(1, iterations // len(classes))) is None:
+        return lp, 0
+    return None, lp.num_cols
 
 
 def _short(counts: Counts, reqs: list[RequestView]) -> bool:
@@ -615,11 +622,12 @@ class _Chunks:
         deterministic time it may take (phase B's plan), else its share (``1 / left``) of what is left."""
         view, ids = self.view, {r.service.id for r in chunk}
         estimate = self.estimate(chunk)
-        # as the plan on size counts it, started or not: its model, its deterministic time
-        self.planned += PLANNED_CHUNK_SECONDS_PER_CELL * estimate + (dtime or 0.0) / PLANNED_DTIME_PER_SECOND
         part = self.budget.part(1.0 / left)
         if dtime is not None:
             part = Budget(part.deadline, min(self.budget.dtime, dtime), part.deterministic, self.budget)
+        # as the plan on size counts it, started or not: its model, its deterministic time (phase A's too)
+        given = part.dtime if part.deterministic else 0.0
+        self.planned += PLANNED_CHUNK_SECONDS_PER_CELL * estimate + given / PLANNED_DTIME_PER_SECOND
         # the dtime its stage would get (a group-only chunk has one stage, its share of what is left):
         # a model built only to skip that stage wastes its build (0.1-0.2 s at production)
         stage = max(MIN_STAGE_DTIME, part.dtime) if skip >= {"served", "premium"} else self.budget.dtime

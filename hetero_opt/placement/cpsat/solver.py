@@ -221,7 +221,8 @@ def _solve_part(
                 return PartResult(guided.counts, lp_staged, False)  # its counts as they are
             if Ranking(view).compare(guided.counts, hint) < 0:
                 hint, nodes = guided.counts, None
-    # the hint's top class at the LP path's proven bound: no CP-SAT model of the top class can serve more
+    # the hint's top class at the LP path's proven bound: no CP-SAT model of the top class can serve more (its
+    # completion could still better a lower term; where it ran depended on the wall clock)
     settled = lp_staged is not None and _top_wanted(part) - _top_served(part, hint) == lp_staged.unserved_lb.get(
         max(r.service.priority for r in part), -1
     )
@@ -310,7 +311,7 @@ def _solve_existing(
 ) -> PartResult:
     """The staged full model of ``part`` (``est`` estimated variables) from the counts ``hint`` (bound as
     ``nodes``, if known) when the time limit covers it (``fits``), else the class blocks. ``settled``: the
-    hint's top class is at a proven bound."""
+    hint's top class is at a proven bound (read by the class blocks only; the full model proves every term)."""
     if strategy == "blocks" or (strategy in ("auto", "lp") and not fits):
         return _by_class(view, part, hint, nodes, options, budget, stats, tag, settled)
     if not has_time_to_build(budget, est):
