@@ -389,19 +389,24 @@ def test_an_lp_without_a_slot_is_solved_not_out_of_time() -> None:
     assert [(u.service, u.placed_units) for u in plan.unserved] == [("nol20", 0)]
 
 
+# 'chat' (the top class, S1 affinity, a unit of two 4-GPU pods) fits one pod in each of two S1s: its LP
+# serves it in full (half a unit in each), no placement serves any of it; 'batch' (below it, on L20) fits.
+HALF_UNITS = instance(
+    nodes=[node("n1", "a", "a-1", free=4), node("n2", "b", "b-1", free=4), node("n3", "d", "d-1", gpu="L20")],
+    services=[
+        pd_service("chat", "s1", prio=10, p_size=4, d_size=4),
+        pd_service("batch", "s1", prio=5, p_types=("L20",), d_types=("L20",), p_size=2, d_size=2),
+    ],
+    requests=[request("chat", 1), request("batch", 1)],
+)
+
+
 def test_the_top_classs_bound_is_what_a_mip_over_the_whole_class_proves_it_serves() -> None:
     # 'chat' (the top class, S1 affinity, a unit of two 4-GPU pods) fits one pod in each of two S1s,
     # so its LP serves it in full (half a unit in each) while no placement serves any of it; 'batch'
     # (below it, on L20) fits. The MIP over every request and slot of the class proves that 'chat' is
     # served nothing: the bound on its unserved GPUs is all 8 of them, the plan's own.
-    inst = instance(
-        nodes=[node("n1", "a", "a-1", free=4), node("n2", "b", "b-1", free=4), node("n3", "d", "d-1", gpu="L20")],
-        services=[
-            pd_service("chat", "s1", prio=10, p_size=4, d_size=4),
-            pd_service("batch", "s1", prio=5, p_types=("L20",), d_types=("L20",), p_size=2, d_size=2),
-        ],
-        requests=[request("chat", 1), request("batch", 1)],
-    )
+    inst = HALF_UNITS
     result = solve(inst, "cpsat", time_limit=5.0)
     assert result.score.unserved_gpus == [8, 0]
     assert result.bound.unserved_gpus[0] == 8
@@ -472,14 +477,7 @@ def test_the_groups_bound_is_solved_only_where_the_plan_attains_the_served_and_p
     # 'chat' fits in full fractionally (half a unit in each of two S1s) but not at all in integers: the
     # plan misses the LP's served bound, so the groups stage (a bound that cannot matter then, and 2 s of
     # a 10-s call on heavy production) is never run. Where the plan attains them (medium seed 0), it is.
-    inst = instance(
-        nodes=[node("n1", "a", "a-1", free=4), node("n2", "b", "b-1", free=4), node("n3", "d", "d-1", gpu="L20")],
-        services=[
-            pd_service("chat", "s1", prio=10, p_size=4, d_size=4),
-            pd_service("batch", "s1", prio=5, p_types=("L20",), d_types=("L20",), p_size=2, d_size=2),
-        ],
-        requests=[request("chat", 1), request("batch", 1)],
-    )
+    inst = HALF_UNITS
     for case, attained in ((inst, False), (generate_instance("medium", 0), True)):
         view = build_view(case)
         part = [r for r in view.requests if r.delta > 0]
