@@ -128,6 +128,32 @@ def test_models_are_built_only_when_read() -> None:
     assert sum(m is not None for m in table._models or []) == 1
 
 
+@pytest.mark.parametrize(
+    ("selection", "reached"),
+    [
+        ({"include": {"groups": {0: {"pods": {0}}}}}, {"groups"}),
+        ({"exclude": {"groups": {"__all__": {"pods": {"__all__": {"count"}}}}}}, {"groups"}),
+        ({"include": {"nodes": {1}, "groups": {0: {"pods": {1: {"role"}}}}}}, {"nodes", "groups"}),
+        ({"exclude": {"nodes": {"__all__": {"s0", "cluster"}}}}, {"nodes"}),
+    ],
+)
+def test_a_dump_selecting_inside_a_table_gives_the_rows_it_selects(
+    selection: dict[str, Any], reached: set[str]
+) -> None:
+    # columns cannot hold a selection of rows or fields, so a table the selection reaches into dumps as
+    # the row form's selected rows (it used to ignore the selection and dump every column); a table it
+    # does not reach keeps its columns
+    rows = parse_instance(_rows_1_3(valid_dict())).model_dump(mode="json", **selection)
+    table = parse_instance(_pod_columns(valid_dict(), nodes_as_columns=True))
+    got = table.model_dump(mode="json", **selection)
+    for key in reached:
+        assert got[key] == rows[key]
+    if "nodes" not in reached and "nodes" in got:  # (an include of groups alone dumps no nodes)
+        assert got["nodes"] == table.nodes.to_columns()  # type: ignore[attr-defined]
+    if "groups" not in reached:
+        assert got["groups"][0]["pods"] == table.groups[0].pods.to_columns()  # type: ignore[attr-defined]
+
+
 def test_membership_index_and_count_read_the_columns() -> None:
     # as a list's, with no model built (they used to build every pod's)
     rows = parse_instance(_rows_1_3(valid_dict())).groups[0].pods
