@@ -527,10 +527,11 @@ def _nodes_of(value: Any, handler: ValidatorFunctionWrapHandler) -> Sequence[Nod
     return nodes
 
 
-def _dump_nodes(value: Any, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
-    """A table dumps as its columns, a list of nodes as the list: each form as it came; a table that an
-    ``include`` or ``exclude`` reaches into dumps as the rows they select (columns cannot hold a selection)."""
-    if not isinstance(value, NodeTable):
+def _dump_table(value: Any, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
+    """``Instance.nodes`` and ``DeploymentGroup.pods``: a table dumps as its columns, a list as the list, each
+    form as it came; a table that an ``include`` or ``exclude`` reaches into dumps as the rows they select
+    (columns cannot hold a selection)."""
+    if not isinstance(value, _ColumnTable):
         return handler(value)
     return value.to_columns() if info.include is None and info.exclude is None else handler(list(value))
 
@@ -553,7 +554,7 @@ class _NodesSchema:
             # Python: a mapping or a table is columns, anything else rows (a table is a sequence too, which
             # the rows' list would take without checking its nodes).
             python_schema=core_schema.no_info_wrap_validator_function(_nodes_of, rows),
-            serialization=core_schema.wrap_serializer_function_ser_schema(_dump_nodes, schema=rows, info_arg=True),
+            serialization=core_schema.wrap_serializer_function_ser_schema(_dump_table, schema=rows, info_arg=True),
         )
 
     def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
@@ -820,14 +821,6 @@ def _pods_of(value: Any, handler: ValidatorFunctionWrapHandler) -> Sequence[PodC
     return pods
 
 
-def _dump_pods(value: Any, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
-    """A table dumps as its columns, a list of pods as the list: each form as it came; a table that an
-    ``include`` or ``exclude`` reaches into dumps as the rows they select (columns cannot hold a selection)."""
-    if not isinstance(value, PodTable):
-        return handler(value)
-    return value.to_columns() if info.include is None and info.exclude is None else handler(list(value))
-
-
 class _PodsSchema:
     """The schema of ``DeploymentGroup.pods``: a list of pod counts (rows) or a mapping of columns (1.3)."""
 
@@ -844,7 +837,7 @@ class _PodsSchema:
             # JSON (model_validate_json): an array is rows, an object columns, as for the nodes.
             json_schema=core_schema.union_schema([(rows, "rows"), (columns, "columns")], mode="left_to_right"),
             python_schema=core_schema.no_info_wrap_validator_function(_pods_of, rows),
-            serialization=core_schema.wrap_serializer_function_ser_schema(_dump_pods, schema=rows, info_arg=True),
+            serialization=core_schema.wrap_serializer_function_ser_schema(_dump_table, schema=rows, info_arg=True),
         )
 
     def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:

@@ -142,6 +142,9 @@ def lp_guided(
     domains = None
     cells = view.candidate_cells(part)  # the size the path's rules read, counted once
     ample = options.time_limit >= STAGED_FACTOR * LP_SECONDS_PER_CELL * cells
+    # the extra LPs of a bound (new groups; premium where the class-by-class path settles the served terms)
+    # are taken where the limit is twice what the path needs
+    twice = options.time_limit >= 2 * LP_SECONDS_PER_CELL * cells
     if options.time_limit < LP_SECONDS_PER_CELL * cells:
         # too big for the limit: a model restricted to some domains per request, the hint's among them
         cells = int((options.time_limit - SECONDS_PER_NODE * len(view.instance.nodes)) / LP_SECONDS_PER_CELL)
@@ -167,9 +170,8 @@ def lp_guided(
             return None
         if lp.restricted:  # no bound to prove: one weighted LP guides
             outcome = solve_weighted(lp, lp_budget, iterations)
-        else:  # the groups bound costs one more LP: taken where the limit is twice what the path needs
-            groups = options.time_limit >= 2 * LP_SECONDS_PER_CELL * cells
-            outcome = solve_full_service(lp, lp_budget, iterations, groups, defer=True)
+        else:  # the groups bound costs one more LP (``twice``)
+            outcome = solve_full_service(lp, lp_budget, iterations, twice, defer=True)
     termination: list[str] = []
     if outcome is None:  # not everything fits, even fractionally: one class at a time, the top class first
         stats: dict[str, float] = {}
@@ -190,9 +192,8 @@ def lp_guided(
             termination.append("staged-lp:BETTER")
             outcome, drafts, load, freed = staged
         # the served terms proven: a bound on premium is one LP of every request away (0.3 s to build and
-        # 0.5 s to solve on production seed 18), taken where the limit is twice what the path needs
-        proving = options.time_limit >= 2 * LP_SECONDS_PER_CELL * cells
-        settled = _settled(view, part, outcome, drafts) if proving else None
+        # 0.5 s to solve on production seed 18), taken where the limit is ``twice`` what the path needs
+        settled = _settled(view, part, outcome, drafts) if twice else None
         if settled is not None:
             tick = time.perf_counter()
             if lp is None:
@@ -221,7 +222,7 @@ def lp_guided(
             # (on heavy seeds, where the MIP never serves everything, that LP took 2 s of the MIP's 10-s call)
             outcome.groups_stage(budget.wall_share(LP_SHARE), iterations)
             stats.update({k: v for k, v in outcome.stats.items() if k == "lp_groups_s"})
-        outcome.groups_stage = None  # not run: the LP it holds (80 MB at heavy size) is let go
+        outcome.groups_stage = None  # not run: the LP it holds is let go (~80 MB peak at heavy size, by the review)
     guided = Guided(outcome, len(part) - len(freed), len(freed), termination, restricted=domains is not None)
     first_hint = _greedy_around(view, freed, drafts) if freed and not placed_all else None
     run = _Chunks(view, options, budget, drafts, load, {}, guided.termination, stats, domains)
