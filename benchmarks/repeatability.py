@@ -35,6 +35,9 @@ def main() -> None:
     parser.add_argument("--seeds", default="10-19", help="e.g. 10-19 or 0,3,5")
     parser.add_argument("--time-limit", type=float, default=2.0)
     parser.add_argument("--runs", type=int, default=3, help="calls per instance")
+    parser.add_argument(
+        "--portfolio", action="store_true", help="deterministic=False: CP-SAT's portfolio, the wall decides every stage"
+    )
     args = parser.parse_args()
     if args.runs < 2:
         parser.error("--runs must be at least 2 to compare plans")
@@ -45,13 +48,14 @@ def main() -> None:
     for run in range(args.runs):
         for seed, inst in instances.items():
             start = time.perf_counter()
-            result = solve(inst, "cpsat", time_limit=args.time_limit)
+            result = solve(inst, "cpsat", time_limit=args.time_limit, deterministic=not args.portfolio)
             walls[seed].append(time.perf_counter() - start)
             plans[seed].append(result.plan.model_dump_json())
             s = result.score
             scores[seed].append(f"{s.unserved_gpus}/{s.premium_cost}/{s.new_groups}")
         print(f"run {run + 1} of {args.runs} done", flush=True)
-    print(f"\n{args.family}, time_limit {args.time_limit} s, {args.runs} runs each")
+    mode = "portfolio" if args.portfolio else "deterministic"
+    print(f"\n{args.family}, time_limit {args.time_limit} s, {mode} mode, {args.runs} runs each")
     print(f"{'seed':>4}  {'distinct plans':>14}  {'wall s':>11}  scores (unserved per class / premium / new groups)")
     same = 0
     for seed in instances:

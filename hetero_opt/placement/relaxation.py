@@ -476,6 +476,50 @@ class Neighbourhood:
     stats: dict[str, float] = field(default_factory=dict)
 
 
+# HiGHS's MIP has no deterministic work limit (1.14: its MIP ignores simplex_iteration_limit, and the
+# root node, where heavy production's MIPs spend seconds, is not bounded by mip_max_nodes), so a MIP
+# stopped by the wall gave another plan from run to run. Its interrupt callback stands in for one: HiGHS
+# calls it at fixed points after presolve, at the root node and in the search, the same sequence run to
+# run (measured on three MIPs of heavy seed 0: the node counts and bounds at each call identical over 3
+# runs, and interrupted at the n-th call the same solution each time), so work counted by the calls is
+# deterministic. Each call is counted at what it costs per integer column, about
+# MIP_ROOT_SECONDS_PER_CHECK_COLUMN at the root node (median of 11 MIPs of heavy seeds 0, 5, 6 and 7:
+# 6e-6, range 2-20e-6) and MIP_NODE_SECONDS_PER_CHECK_COLUMN in the search (4.5e-7 on heavy seed 7's),
+# after a presolve of about MIP_PRESOLVE_SECONDS_PER_COLUMN (median 4e-5, range 2.3-10e-5), in which HiGHS
+# makes no call: a run whose presolve the planned work does not cover is not started (on heavy seed 0 at
+# 10 s two such MIPs had been stopped by the wall in presolve, with no solution).
+MIP_ROOT_SECONDS_PER_CHECK_COLUMN = 6e-6
+MIP_NODE_SECONDS_PER_CHECK_COLUMN = 6e-7
+MIP_PRESOLVE_SECONDS_PER_COLUMN = 6e-5
+
+
+class _Work:
+    """The planned seconds of HiGHS's MIP runs on one model of ``columns`` integer columns, counted at its
+    interrupt checks (each at the root node's or the search's cost); a run is interrupted at its limit."""
+
+    def __init__(self, h: highspy.Highs, columns: int) -> None:
+        self.columns = columns
+        self.spent, self.limit = 0.0, 0.0  # this run's, and where it is interrupted
+        self.checks = 0
+        h.cbMipInterrupt.subscribe(self._check)
+
+    def presolve(self) -> float:
+        """Planned seconds of a run's presolve."""
+        return MIP_PRESOLVE_SECONDS_PER_COLUMN * self.columns
+
+    def allow(self, seconds: float) -> None:
+        """Let the next run take ``seconds`` in all (its presolve included)."""
+        self.spent, self.limit = self.presolve(), seconds
+
+    def _check(self, event: highspy.highs.HighsCallbackEvent) -> None:
+        root = event.data_out.mip_node_count == 0
+        per_column = MIP_ROOT_SECONDS_PER_CHECK_COLUMN if root else MIP_NODE_SECONDS_PER_CHECK_COLUMN
+        self.spent += per_column * self.columns
+        self.checks += 1
+        if self.spent >= self.limit:
+            event.interrupt()
+
+
 def solve_freed(
     lp: Relaxation,
     x: np.ndarray,
@@ -501,7 +545,8 @@ def solve_freed(
     alternatives. None when it has no solution in time or none at all (integrality, or the new-group
     limit, may forbid serving the freed requests in full on the slots the LP chose). ``incumbent``: an
     integral solution of every column (e.g. a smaller neighbourhood's) given to HiGHS as its first
-    incumbent, so a MIP over more columns starts from it and may only have to prove it.
+    incumbent, so a MIP over more columns starts from it and may only have to prove it. In deterministic
+    mode the runs are limited by ``budget``'s planned MIP work (:class:`_Work`), which they spend.
     """
     start = time.perf_counter()
     n, m = lp.num_cols, len(lp.row_starts)
@@ -567,9 +612,17 @@ def solve_freed(
     terms.append((_cost(n, lp.premium)[free], False))
     stats = {"mip_cols": float(k), "mip_nodes": 0.0}
     proven, solution, served_proven = weights is None, None, not full
+    work = _Work(h, k) if math.isfinite(budget.work) else None
+    worked = 0.0  # planned seconds of the runs so far
     for cost, maximise in terms:
         if not cost.any():
             continue
+        if work is not None:
+            if budget.work - worked <= work.presolve():  # the planned work left would not see it through presolve
+                stats["mip_work_spent"] = 1.0
+                proven, served_proven = False, served_proven and not maximise
+                break
+            work.allow(budget.work - worked)
         h.changeColsCost(k, np.arange(k, dtype=np.int32), np.append(cost, np.zeros(h.getNumCol() - k)))
         h.changeObjectiveSense(highspy.ObjSense.kMaximize if maximise else highspy.ObjSense.kMinimize)
         h.setOptionValue("time_limit", max(budget.left(), 1e-3))  # a MIP's clock restarts each run()
@@ -580,6 +633,12 @@ def solve_freed(
         key = "mip_served_s" if maximise else "mip_premium_s"
         stats[key] = stats.get(key, 0.0) + time.perf_counter() - began  # one served run per class, or one
         stats["mip_nodes"] += float(h.getInfo().mip_node_count)
+        if work is not None:
+            worked += work.spent
+            stats["mip_checks"] = float(work.checks)
+            stats["mip_planned_s"] = worked
+        if h.getModelStatus() == highspy.HighsModelStatus.kTimeLimit:
+            stats["mip_wall_stopped"] = 1.0  # the wall, not the plan, stopped it: the result may vary run to run
         if h.getInfo().primal_solution_status != 2:  # no feasible solution (in time)
             break
         solution = h.getSolution()
@@ -594,6 +653,7 @@ def solve_freed(
             lo, hi = (float(reached), highspy.kHighsInf) if maximise else (-highspy.kHighsInf, float(reached))
             h.addRow(lo, hi, len(nz), nz.astype(np.int32), row[nz])  # keep this term in the later ones
     stats["mip_s"] = time.perf_counter() - start
+    budget.spend_work(worked)
     if solution is None:
         return None
     values = fixed.copy()

@@ -10,7 +10,6 @@ from hetero_opt.errors import InputError, PlanError
 from hetero_opt.gc_pause import gc_paused
 from hetero_opt.instance import Instance
 from hetero_opt.placement.backend import (
-    DTIME_PER_SECOND,
     Backend,
     BackendOutput,
     Budget,
@@ -116,7 +115,7 @@ def solve(
         # here (verification costs about as much). Its deterministic time (CP-SAT's deterministic mode)
         # follows time_limit alone.
         deadline = start + time_limit - finishing_reserve(view) - 3.0 * finish
-        budget = Budget(deadline, time_limit * DTIME_PER_SECOND, deterministic)
+        budget = Budget.new(deadline, time_limit, deterministic)
         options = SolveOptions(time_limit, seed, num_workers, log, export_model, deterministic, budget)
         if deadline > time.perf_counter():
             out = _run_backend(backend, view, Hint(greedy_counts_, greedy), options)

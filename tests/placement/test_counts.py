@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hetero_opt import Instance, build_view, score, solve
 from hetero_opt.generate import generate_instance
 from hetero_opt.placement import binding
-from hetero_opt.placement.backend import Budget
+from hetero_opt.placement.backend import DTIME_PER_SECOND, MIP_WORK_PER_SECOND, Budget
 from hetero_opt.placement.binding import BindingError, GroupDraft, bind, bind_plan
 from hetero_opt.placement.cpsat import blocks, neighbourhood, plans, solver
 from hetero_opt.placement.cpsat.model import build
@@ -81,6 +81,23 @@ def test_the_budget_hands_out_parts_and_spends_in_its_whole() -> None:
     assert portfolio.dtime == math.inf
     assert not portfolio.deterministic
     assert Budget(now - 1.0).left() == 0.0
+
+
+def test_the_planned_mip_work_follows_the_limit_is_shared_and_spent_like_deterministic_time() -> None:
+    now = time.perf_counter()
+    whole = Budget.new(now + 10.0, 10.0, deterministic=True)
+    assert whole.work == pytest.approx(MIP_WORK_PER_SECOND * 10.0)  # from time_limit alone, not the clock
+    assert whole.dtime == pytest.approx(DTIME_PER_SECOND * 10.0)
+    assert whole.split(0.5, now=now).work == pytest.approx(whole.work / 2)
+    assert whole.part(0.25).work == pytest.approx(whole.work / 4)
+    mip = whole.wall_share(0.9, now=now)  # a MIP's stage: its share of the wall and of the planned work
+    assert mip.work == pytest.approx(0.9 * whole.work)
+    mip.spend_work(1.0)
+    assert whole.work == pytest.approx(MIP_WORK_PER_SECOND * 10.0 - 1.0)  # what a part spends, the whole spends
+    portfolio = Budget.new(now + 10.0, 10.0, deterministic=False)  # the wall decides: no planned work
+    assert portfolio.work == math.inf
+    portfolio.spend_work(1.0)
+    assert portfolio.work == math.inf
 
 
 def test_cpsat_binds_nothing_itself_where_pod_sizes_form_a_chain(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -97,6 +97,22 @@ def test_a_top_class_settled_at_a_proven_bound_gets_no_model_of_its_own() -> Non
     assert runs == {False: (True, 2), True: (False, 1)}
 
 
+def test_after_the_lp_path_the_blocks_keep_to_the_room_its_plan_leaves() -> None:
+    # the same blocks with the wall clock ample: with no plan (None) or room for every model they run, the
+    # top class's own model among them; with no room left by the LP path's plan none is built, the hint
+    # is kept, and the termination says why (not "deadline": the same every run)
+    view = build_view(SHORT_S1)
+    part = [r for r in view.requests if r.delta != 0]
+    hint = greedy_counts(view)
+    runs = {}
+    for room in (None, 30.0, 0.0):
+        stats: dict[str, float] = {}
+        budget = Budget(time.perf_counter() + 30, 1.0, True)
+        result = _by_class(view, part, hint, None, SolveOptions(time_limit=5.0), budget, stats, "out", False, room)
+        runs[room] = (result.counts.units_by_service()["top"], "SKIPPED(plan" in result.staged.termination[0])
+    assert runs == {None: (2, False), 30.0: (2, False), 0.0: (1, True)}
+
+
 def test_blocks_are_planned_by_size_not_by_clock() -> None:
     inst = generate_instance("production", 0)
     view = build_view(inst)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from typing import Any
@@ -28,13 +29,15 @@ from hetero_opt.placement.cpsat.neighbourhood import (
     _draft_key,
     _fixed,
     _integral,
-    _planned,
+    _plan,
     _premium,
     lp_guided,
 )
 from hetero_opt.placement.greedy import greedy_counts
 from hetero_opt.placement.plan import Unserved
 from hetero_opt.placement.relaxation import (
+    MIP_PRESOLVE_SECONDS_PER_COLUMN,
+    MIP_ROOT_SECONDS_PER_CHECK_COLUMN,
     _lexicographic_weights,
     build_relaxation,
     solve_freed,
@@ -183,10 +186,11 @@ def test_lp_guided_path_is_deterministic() -> None:
     assert runs[0].bound == runs[1].bound
 
 
-def test_group_consolidation_takes_the_chunks_its_plan_on_size_fits() -> None:
-    # the plan counts the LP path by its columns and each chunk by its cells plus its deterministic time
-    # (no wall clock): at a limit that fits two chunks it takes two and shares what is left between them;
-    # at one too short for any, none, and says so
+def test_a_chunk_is_taken_where_the_plan_on_size_fits_it() -> None:
+    # the plan counts the LP path by its columns, then what the run has planned (MIPs' work, chunks' builds
+    # and the deterministic time they used; no wall clock): the next chunk is taken where its build and the
+    # least deterministic time fit in what is left of PLANNED_SHARE of the limit, with an even share of what
+    # the builds of the chunks that fit leave
     view = build_view(generate_instance("medium", 2))
     part = [r for r in view.requests if r.delta > 0]
     chunks = [part[i : i + 2] for i in range(0, 8, 2)]
@@ -194,23 +198,17 @@ def test_group_consolidation_takes_the_chunks_its_plan_on_size_fits() -> None:
     floor = MIN_STAGE_DTIME / PLANNED_DTIME_PER_SECOND  # the least deterministic time a chunk is planned with
     columns = 10_000
     lp_s = PLANNED_SECONDS_PER_COLUMN * columns
-    limit = (lp_s + cost[0] + cost[1] + 2 * floor + cost[2] / 2) / PLANNED_SHARE  # room for 2, not 3
-
-    def run(time_limit: float) -> _Chunks:
-        options = SolveOptions(time_limit=time_limit)
-        return _Chunks(view, options, Budget(time.perf_counter() + 10, 1.0, True), [], {}, {}, [], {})
-
-    two = run(limit)
-    kept, each = _planned(two, chunks, columns)
-    assert kept == chunks[:2]
-    assert each == pytest.approx((PLANNED_SHARE * limit - lp_s - cost[0] - cost[1]) * PLANNED_DTIME_PER_SECOND / 2)
-    assert two.termination == ["consolidation:2 of 4 chunks planned"]
-    none = run(lp_s / PLANNED_SHARE)
-    assert _planned(none, chunks, columns) == ([], 0.0)
-    assert none.termination == ["consolidation:0 of 4 chunks planned"]
+    room = cost[0] + cost[1] + 2 * floor + cost[2] / 2  # two chunks fit, not three
+    options = SolveOptions(time_limit=(lp_s + room) / PLANNED_SHARE)
+    run = _Chunks(view, options, Budget(time.perf_counter() + 10, 1.0, True), [], {}, {}, [], {})
+    fits, dtime = _plan(run, chunks, columns)
+    assert fits
+    assert dtime == pytest.approx((room - cost[0] - cost[1]) * PLANNED_DTIME_PER_SECOND / 2)
+    run.planned = room - cost[1] - floor / 2  # what the first chunk's build and CP-SAT used
+    assert _plan(run, chunks[1:], columns) == (False, None)  # the second's build and floor no longer fit
     # the parallel portfolio (deterministic=False) has no deterministic time to plan: every chunk, the wall decides
-    fast = _Chunks(view, SolveOptions(time_limit=limit), Budget(time.perf_counter() + 10), [], {}, {}, [], {})
-    assert _planned(fast, chunks, columns) == (chunks, None)
+    fast = _Chunks(view, options, Budget(time.perf_counter() + 10), [], {}, {}, [], {})
+    assert _plan(fast, chunks, columns) == (True, None)
 
 
 def test_full_service_lp_is_none_when_not_everything_fits() -> None:
@@ -577,3 +575,39 @@ def test_the_weighted_served_stage_reaches_the_class_by_class_optimum(
     monkeypatch.setattr(relaxation, "_lexicographic_weights", lambda most: None)
     assert placed() == weighted
     assert weighted[2]  # the top class's served stage proven either way
+
+
+def test_a_mip_stops_at_its_planned_work_the_same_way_every_run() -> None:
+    # HiGHS's MIP has no deterministic work limit of its own; its interrupt checks, made at fixed points of
+    # its search, are one: the same planned work gives the same placement (and spends the same work), and
+    # work that does not cover a run's presolve starts no run
+    view = build_view(generate_instance("medium", 2))
+    part = [r for r in view.requests if r.delta > 0]
+    lp = build_relaxation(view, part)
+    out = solve_full_service(lp, Budget(time.perf_counter() + 30))
+    assert out is not None
+    x = out.values
+    assert x is not None
+    freed = {sid for sid, ok in _integral(lp, x).items() if not ok}
+
+    def run(work: float) -> tuple[Any, Budget]:
+        budget = Budget(time.perf_counter() + 30, 1.0, True, None, work)
+        return solve_freed(lp, x, freed, budget, 1000, out.reduced), budget
+
+    free, _ = run(math.inf)
+    assert free is not None
+    k = int(free.stats["mip_cols"])
+    assert "mip_checks" not in free.stats  # no planned work: not counted, not limited
+    presolve, check = MIP_PRESOLVE_SECONDS_PER_COLUMN * k, MIP_ROOT_SECONDS_PER_CHECK_COLUMN * k
+    for checks in (1, 2, 5):
+        planned = presolve + checks * check
+        (a, spent_a), (b, spent_b) = run(planned), run(planned)
+        assert (a is None) == (b is None)
+        if a is not None and b is not None:
+            assert (a.values == b.values).all()
+            assert a.stats["mip_checks"] == b.stats["mip_checks"]
+            assert a.stats["mip_planned_s"] < planned + check  # interrupted at the check that reaches it
+        assert spent_a.work == spent_b.work >= 0.0
+    none, budget = run(presolve * 0.99)
+    assert none is None
+    assert budget.work == pytest.approx(presolve * 0.99)  # not started: nothing spent

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hetero_opt.placement.backend import Budget, SolveOptions
+from hetero_opt.placement.backend import MIN_STAGE_DTIME, Budget, SolveOptions
 from hetero_opt.placement.binding import BindingError, Counts, bind
 from hetero_opt.placement.cpsat.model import PlacementModel, build
+from hetero_opt.placement.cpsat.neighbourhood import PLANNED_DTIME_PER_SECOND
 from hetero_opt.placement.cpsat.plans import (
     Ranking,
     all_chains,
@@ -33,7 +34,7 @@ from hetero_opt.placement.cpsat.plans import (
     residual_view,
     restrict,
 )
-from hetero_opt.placement.cpsat.stages import StagedSolver, has_time_to_build
+from hetero_opt.placement.cpsat.stages import BUILD_SECONDS_PER_VAR, StagedSolver, has_time_to_build
 from hetero_opt.topology import RequestView, TopologyView
 
 SECONDS_PER_VAR = 1e-4  # build, presolve and a useful search, per model variable, on this machine
@@ -49,6 +50,7 @@ class BlockRun:
     counts: Counts
     termination: list[str] = field(default_factory=list)
     stats: dict[str, float] = field(default_factory=dict)
+    room: float | None = None  # seconds the plan on size leaves after the blocks (None: no plan)
 
 
 def planned_blocks(
@@ -80,10 +82,15 @@ def improve_by_class(
     incumbent: Counts,
     options: SolveOptions,
     budget: Budget,
+    room: float | None = None,
 ) -> BlockRun:
     """Improve ``incumbent`` (counts of ``part`` only) block by block; never returns worse counts (terms 1-4,
-    then whole free nodes as ``solve()`` will bind them)."""
-    run = BlockRun(counts=incumbent)
+    then whole free nodes as ``solve()`` will bind them). ``room``: seconds the plan on size leaves (after
+    the LP path, deterministic mode): a block is built only where the plan fits its build and
+    :data:`MIN_STAGE_DTIME`, and its CP-SAT gets at most the deterministic time the rest of the plan allows,
+    so the blocks that run, and how far, do not depend on the wall clock (heavy production at 10 s:
+    a block built in one run and skipped for the deadline in the next gave another plan)."""
+    run = BlockRun(counts=incumbent, room=room)
     ranking = Ranking(view)
     chains = all_chains(view)
     blocks = planned_blocks(view, part, options.time_limit)
@@ -93,6 +100,10 @@ def improve_by_class(
         prio = block[0].service.priority
         seen[prio] = seen.get(prio, 0) + 1
         tag = f"class{prio}" if seen[prio] == 1 else f"class{prio}#{seen[prio]}"
+        build_s = BUILD_SECONDS_PER_VAR * size
+        if room is not None and room < build_s + MIN_STAGE_DTIME / PLANNED_DTIME_PER_SECOND:
+            run.termination.append(f"{tag}[SKIPPED(plan: {room:.2f} s left for {size} variables)]")
+            break
         if not has_time_to_build(budget, size):
             run.termination.append(f"{tag}[SKIPPED(deadline: no time to build {size} variables)]")
             break
@@ -105,7 +116,16 @@ def improve_by_class(
         share = sizes[k] / max(1, sum(sizes[k:]))  # budget shares follow model sizes ...
         if k == 0:
             share = max(share, FIRST_BLOCK_SHARE)  # ... but the top class's block proves the first stage
-        staged = StagedSolver(pm, count_values(pm, run.counts.drafts), options, budget.part(share)).run()
+        block_budget = budget.part(share)
+        if room is not None:
+            room -= build_s
+            run.room = room
+            block_budget.dtime = min(block_budget.dtime, room * PLANNED_DTIME_PER_SECOND)
+        given = block_budget.dtime
+        staged = StagedSolver(pm, count_values(pm, run.counts.drafts), options, block_budget).run()
+        if room is not None:
+            room -= (given - block_budget.dtime) / PLANNED_DTIME_PER_SECOND
+            run.room = room
         drafts, unserved = extract(pm, staged.values)
         if not chains:  # node rows on the residual capacity: the block's counts bind around the others'
             try:

@@ -19,6 +19,7 @@ as the reference. The plan is then compared with the bounds: where it meets them
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -116,6 +117,8 @@ class Guided:
     restricted: bool = False  # the LP kept only candidate domains: its bounds are not bounds
     drafts: list[GroupDraft] = field(default_factory=list)  # by service, then group
     unserved: list[Unserved] = field(default_factory=list)  # a record per request not served in full
+    # seconds of PLANNED_SHARE of time_limit the plan on size leaves after the path (deterministic mode; else None)
+    room: float | None = None
 
     @property
     def counts(self) -> Counts:
@@ -140,6 +143,7 @@ def lp_guided(
     start = time.perf_counter()
     why = why_not if why_not is not None else {}
     domains = None
+    work = budget.work  # the MIPs' planned work (deterministic mode), before the path spends some
     cells = view.candidate_cells(part)  # the size the path's rules read, counted once
     ample = options.time_limit >= STAGED_FACTOR * LP_SECONDS_PER_CELL * cells
     # the extra LPs of a bound (new groups; premium where the class-by-class path settles the served terms)
@@ -226,24 +230,38 @@ def lp_guided(
     guided = Guided(outcome, len(part) - len(freed), len(freed), termination, restricted=domains is not None)
     first_hint = _greedy_around(view, freed, drafts) if freed and not placed_all else None
     run = _Chunks(view, options, budget, drafts, load, {}, guided.termination, stats, domains)
-    # Phase A: the fractional requests, served and premium (the terms the LP bounds tightly).
+    # the MIPs' planned work (deterministic mode) counts in the plan on size as what it is planned to take
+    run.planned += work - budget.work if math.isfinite(work) else 0.0
+    stats["planned_mip_s"] = run.planned
+    stats["planned_columns_s"] = PLANNED_SECONDS_PER_COLUMN * built
+    # Phase A: the fractional requests, served and premium (the terms the LP bounds tightly), as far as the
+    # plan on size allows (heavy production: 40 requests in 10 chunks, which the wall had cut anywhere).
     chunks = [freed[i : i + CHUNK] for i in range(0, len(freed), CHUNK)]
     for k, chunk in enumerate(chunks):
-        if not run.solve(chunk, first_hint, len(chunks) - k, frozenset({"groups"})):
+        fits, dtime = _plan(run, chunks[k:], built)
+        if not fits:
+            run.termination.append(f"fractional:{k} of {len(chunks)} chunks planned")
+        if not fits or not run.solve(chunk, first_hint, len(chunks) - k, frozenset({"groups"}), dtime):
             run.place_by_greedy([r for c in chunks[k:] for r in c])  # out of budget: never leave them out
             break
     # Phase B, as far as the plan on size allows: the requests spread over the most new groups, re-placed
     # at no more premium. The LP barely sees group counts (a fractional switch costs units/max_units).
     opened = Counter(d.service for d in run.drafts if d.new)
     spread = sorted((r for r in part if opened[r.service.id] > 0), key=lambda r: (-opened[r.service.id], r.service.id))
-    chunks, dtime = _planned(run, [spread[i : i + CHUNK] for i in range(0, min(len(spread), MAX_SPREAD), CHUNK)], built)
+    chunks = [spread[i : i + CHUNK] for i in range(0, min(len(spread), MAX_SPREAD), CHUNK)]
     for k, chunk in enumerate(chunks):
-        # (deterministic mode: each with its planned dtime; else a skipped chunk leaves its share to the later ones)
+        fits, dtime = _plan(run, chunks[k:], built)
+        if not fits:
+            run.termination.append(f"consolidation:{k} of {len(chunks)} chunks planned")
+            break
+        # (a chunk skipped for its budget leaves its share to the later ones)
         run.solve(chunk, None, len(chunks) - k, frozenset({"served", "premium"}), dtime)
     guided.drafts = canonical(run.drafts)
     guided.unserved = _unserved(part, guided.drafts, run.reasons)
     stats["rins_total_s"] = time.perf_counter() - start
     guided.stats = stats
+    if budget.deterministic:
+        guided.room = PLANNED_SHARE * options.time_limit - PLANNED_SECONDS_PER_COLUMN * built - run.planned
     return guided
 
 
@@ -290,45 +308,46 @@ def _place_lp(
     return drafts, load, freed, placed_all, proven_served
 
 
-# Phase B (group consolidation, term 3 only) is planned on size, so that the same chunks with the same
-# deterministic time run every run: the call up to phase B counts PLANNED_SECONDS_PER_COLUMN per LP
-# column the path built (the view and greedy included: they grow with the same instance), a chunk's
-# model PLANNED_CHUNK_SECONDS_PER_CELL per pod cell of its requests, and CP-SAT's deterministic time
-# PLANNED_DTIME_PER_SECOND per wall second; chunks are taken while the plan fits PLANNED_SHARE of
-# time_limit, and share the deterministic time the rest of it allows. Taking chunks while the wall clock
-# allowed, each with a share of what deterministic time was left, gave a different count of new groups
-# from run to run on 8 of production seeds 10-19 at 2 s (the last chunk's CP-SAT cut by the wall).
+# CP-SAT's chunks after the LP path (phase A, the fractional requests; phase B, group consolidation) are
+# planned on size, so that the same chunks with the same deterministic time run every run: the call up to
+# them counts PLANNED_SECONDS_PER_COLUMN per LP column the path built (the view and greedy included: they
+# grow with the same instance) and its MIPs' planned work (relaxation._Work, from the checks they
+# made); a chunk's model PLANNED_CHUNK_SECONDS_PER_CELL per pod cell of its requests, and the
+# deterministic time its CP-SAT used at PLANNED_DTIME_PER_SECOND per wall second. A chunk is taken while
+# the plan fits PLANNED_SHARE of time_limit, with its share of the deterministic time the rest allows.
+# Taking chunks while the wall clock allowed gave a different count of new groups from run to run on 8 of
+# production seeds 10-19 at 2 s (the last chunk's CP-SAT cut by the wall), and different plans on heavy
+# production at 10 s (phase A's chunks cut anywhere once the MIPs had taken the wall).
 # Measured at production on a slow 2-core machine (session 10): up to phase B 0.8-1.15 s for 26k-29k LP
 # columns (one LP of every request), twice that where the class-by-class path follows it; a chunk's model
 # about 0.1 s for 2k cells; CP-SAT 0.12-0.25 deterministic time per wall second.
 PLANNED_SHARE = 0.85
-PLANNED_SECONDS_PER_COLUMN = 4.5e-5
+PLANNED_SECONDS_PER_COLUMN = 4.1e-5
 PLANNED_CHUNK_SECONDS_PER_CELL = 5e-5
 PLANNED_DTIME_PER_SECOND = 0.08
 
 
-def _planned(
-    run: _Chunks, chunks: list[list[RequestView]], columns: int
-) -> tuple[list[list[RequestView]], float | None]:
-    """The first of ``chunks`` that the plan on size fits in :data:`PLANNED_SHARE` of the time limit (after the
-    LP path, ``columns`` LP columns built, and the chunks ``run`` has taken), each with at least
-    :data:`MIN_STAGE_DTIME`; and the deterministic time each may take. The rest are recorded as skipped.
-    Deterministic mode only: otherwise every chunk, with no planned time (the wall clock decides)."""
+def _plan(run: _Chunks, chunks: list[list[RequestView]], columns: int) -> tuple[bool, float | None]:
+    """Whether the plan on size fits the first of ``chunks`` (those still to go) in :data:`PLANNED_SHARE` of the
+    time limit, after the LP path (``columns`` LP columns built) and what ``run`` has planned so far (its
+    MIPs' work, the chunks' builds and the deterministic time they used: each known exactly, so the plan is
+    the same every run); and the deterministic time it may take: an even share, among the chunks whose
+    builds and :data:`MIN_STAGE_DTIME` fit, of what the plan leaves after their builds. Deterministic mode
+    only: otherwise every chunk fits, with no planned time (the wall clock decides)."""
     if not run.budget.deterministic:  # the parallel portfolio has no deterministic time to plan: the wall decides
-        return chunks, None
+        return True, None
     room = PLANNED_SHARE * run.options.time_limit - PLANNED_SECONDS_PER_COLUMN * columns - run.planned
-    kept: list[list[RequestView]] = []
-    builds = 0.0
+    floor = MIN_STAGE_DTIME / PLANNED_DTIME_PER_SECOND
+    builds, fit = 0.0, 0
     for chunk in chunks:
         build_s = PLANNED_CHUNK_SECONDS_PER_CELL * run.estimate(chunk)
-        if builds + build_s + (len(kept) + 1) * MIN_STAGE_DTIME / PLANNED_DTIME_PER_SECOND > room:
+        if builds + build_s + (fit + 1) * floor > room:
             break
         builds += build_s
-        kept.append(chunk)
-    if len(kept) < len(chunks):
-        run.termination.append(f"consolidation:{len(kept)} of {len(chunks)} chunks planned")
-    each = (room - builds) * PLANNED_DTIME_PER_SECOND / len(kept) if kept else 0.0
-    return kept, each
+        fit += 1
+    if fit == 0:
+        return False, None
+    return True, (room - builds) * PLANNED_DTIME_PER_SECOND / fit
 
 
 def _top_class_short(
@@ -584,7 +603,7 @@ class _Chunks:
     stats: dict[str, float]
     domains: dict[str, frozenset[str]] | None = None  # the restricted model's candidate domains
     count: int = 0
-    planned: float = 0.0  # seconds the plan on size gives the chunks taken so far (:func:`_planned`)
+    planned: float = 0.0  # seconds the plan on size gives the MIPs and the chunks taken so far (:func:`_planned`)
 
     def place_by_greedy(self, requests: list[RequestView]) -> None:
         """Place ``requests`` by the greedy around the drafts placed so far (no CP-SAT time left); those
@@ -620,15 +639,13 @@ class _Chunks:
         dtime: float | None = None,
     ) -> bool:
         """Re-place ``chunk`` (its drafts, if any, are the hint); False when the budget is spent. ``dtime``: the
-        deterministic time it may take (phase B's plan), else its share (``1 / left``) of what is left."""
+        deterministic time it may take (the plan on size, :func:`_plan`), else its share (``1 / left``) of what
+        is left. The plan counts its model's build and the deterministic time it used (:attr:`planned`)."""
         view, ids = self.view, {r.service.id for r in chunk}
         estimate = self.estimate(chunk)
         part = self.budget.part(1.0 / left)
         if dtime is not None:
             part = Budget(part.deadline, min(self.budget.dtime, dtime), part.deterministic, self.budget)
-        # as the plan on size counts it, started or not: its model, its deterministic time (phase A's too)
-        given = part.dtime if part.deterministic else 0.0
-        self.planned += PLANNED_CHUNK_SECONDS_PER_CELL * estimate + given / PLANNED_DTIME_PER_SECOND
         # the dtime its stage would get (a group-only chunk has one stage, its share of what is left):
         # a model built only to skip that stage wastes its build (0.1-0.2 s at production)
         stage = max(MIN_STAGE_DTIME, part.dtime) if skip >= {"served", "premium"} else self.budget.dtime
@@ -642,6 +659,7 @@ class _Chunks:
         self.drafts = [d for d in self.drafts if d.service not in ids]
         add_load(view, own, self.load, -1)
         pm = build(view, chunk, self.load, self.domains)
+        self.planned += PLANNED_CHUNK_SECONDS_PER_CELL * estimate
         hint = _draft_values(pm, own) if own else _hint(pm, hint_counts, chunk)
         if hint is None and own:  # the model cannot express the placement: keep it
             self.drafts.extend(own)
@@ -649,7 +667,10 @@ class _Chunks:
             return True
         if hint is None:  # earlier chunks moved: place this one by the greedy around them
             hint = _hint(pm, _greedy_around(view, chunk, self.drafts), chunk) or [0] * len(pm.variables)
+        given = part.dtime
         staged = StagedSolver(pm, hint, self.options, part, single=True).run(skip=skip)
+        if part.deterministic:  # what it used, as CP-SAT counts it: the same every run
+            self.planned += max(0.0, given - part.dtime) / PLANNED_DTIME_PER_SECOND
         new_drafts, missing = extract(pm, staged.values)
         self.drafts.extend(new_drafts)
         self.reasons = {s: why for s, why in self.reasons.items() if s not in ids} | reasons_of(missing)

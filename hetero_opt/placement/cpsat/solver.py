@@ -34,7 +34,7 @@ from hetero_opt.placement.backend import BackendOutput, Budget, Hint, SolveOptio
 from hetero_opt.placement.binding import BindingError, Counts, bind, bind_plan
 from hetero_opt.placement.cpsat.blocks import improve_by_class
 from hetero_opt.placement.cpsat.model import HintError, add_hint, build
-from hetero_opt.placement.cpsat.neighbourhood import Guided, lp_guided
+from hetero_opt.placement.cpsat.neighbourhood import PLANNED_DTIME_PER_SECOND, Guided, lp_guided
 from hetero_opt.placement.cpsat.objective import Linear
 from hetero_opt.placement.cpsat.plans import (
     Ranking,
@@ -49,6 +49,7 @@ from hetero_opt.placement.cpsat.plans import (
     trivial_bounds,
 )
 from hetero_opt.placement.cpsat.stages import (
+    BUILD_SECONDS_PER_VAR,
     SCALE_IN_SHARE,
     ModelInvalidError,
     Staged,
@@ -212,6 +213,7 @@ def _solve_part(
     lp_staged: Staged | None = None
     hint = restrict(greedy.counts, part)
     nodes: list[GroupChange] | None = greedy.plan.changes  # the same counts bound (by solve(), once)
+    guided: Guided | None = None
     if tag == "out" and strategy in ("auto", "lp"):
         guided = _guided(view, part, options, budget, stats, hint)
         if guided is not None:
@@ -226,8 +228,9 @@ def _solve_part(
     settled = lp_staged is not None and _top_wanted(part) - _top_served(part, hint) == lp_staged.unserved_lb.get(
         max(r.service.priority for r in part), -1
     )
+    room = guided.room if guided is not None else None
     result = _solve_existing(
-        view, part, hint, nodes, options, budget, stats, tag, strategy, start, est, fits_limit, settled
+        view, part, hint, nodes, options, budget, stats, tag, strategy, start, est, fits_limit, settled, room
     )
     if lp_staged is not None:
         result.staged = _tighter(result.staged, lp_staged)
@@ -308,14 +311,16 @@ def _solve_existing(
     est: int,
     fits: bool,
     settled: bool = False,
+    room: float | None = None,
 ) -> PartResult:
     """The staged full model of ``part`` (``est`` estimated variables) from the counts ``hint`` (bound as
     ``nodes``, if known) when the time limit covers it (``fits``), else the class blocks. ``settled``: the
-    hint's top class is at a proven bound (read by the class blocks only; the full model proves every term)."""
+    hint's top class is at a proven bound (read by the class blocks only; the full model proves every term).
+    ``room``: seconds the LP path's plan on size leaves (deterministic mode), which the class blocks keep to."""
     if strategy == "blocks" or (strategy in ("auto", "lp") and not fits):
-        return _by_class(view, part, hint, nodes, options, budget, stats, tag, settled)
-    if not has_time_to_build(budget, est):
-        return _by_class(view, part, hint, nodes, options, budget, stats, tag, settled)  # it skips what it cannot build
+        return _by_class(view, part, hint, nodes, options, budget, stats, tag, settled, room)
+    if not has_time_to_build(budget, est):  # the blocks skip what they cannot build
+        return _by_class(view, part, hint, nodes, options, budget, stats, tag, settled, room)
     several = len({r.service.priority for r in part}) > 1
     top, top_stats = top_class_first(view, part, hint, options, budget, nodes) if several else (None, {})
     stats.update({f"{tag}_top_{k}": v for k, v in top_stats.items()})
@@ -360,20 +365,27 @@ def _by_class(
     stats: dict[str, float],
     tag: str,
     settled: bool = False,
+    room: float | None = None,
 ) -> PartResult:
     """Class blocks from the hint; then, if the top class is still short (and not ``settled`` at a proven
-    bound), its stage on the whole capacity.
+    bound), its stage on the whole capacity; both within ``room`` (seconds the plan on size leaves, if any).
 
     The first block (the top class on what the other classes' placements leave) usually serves
     the whole top class, which proves the first stage at once. Only if it does not is the top
     class's stage solved on the whole capacity (exact; lower classes may then be re-placed).
     """
-    blocks = improve_by_class(view, part, hint, options, budget)
+    blocks = improve_by_class(view, part, hint, options, budget, room)
     stats.update({f"{tag}_{k}": v for k, v in blocks.stats.items()})
     counts, top = blocks.counts, None
     top_size = estimated_vars(view, [r for r in part if r.service.priority == max(q.service.priority for q in part)])
-    if not settled and _top_served(part, counts) < _top_wanted(part) and has_time_to_build(budget, top_size):
-        top, top_stats = top_class_first(view, part, counts, options, budget, nodes if counts is hint else None)
+    planned = blocks.room is None or blocks.room >= BUILD_SECONDS_PER_VAR * top_size
+    short = _top_served(part, counts) < _top_wanted(part)
+    if not settled and short and planned and has_time_to_build(budget, top_size):
+        mine = budget
+        if blocks.room is not None:  # the plan's deterministic time after the build, as for a block
+            left = (blocks.room - BUILD_SECONDS_PER_VAR * top_size) * PLANNED_DTIME_PER_SECOND
+            mine = Budget(budget.deadline, min(budget.dtime, left), budget.deterministic, budget, budget.work)
+        top, top_stats = top_class_first(view, part, counts, options, mine, nodes if counts is hint else None)
         stats.update({f"{tag}_top_{k}": v for k, v in top_stats.items()})
         counts = _improved(view, part, counts, top)
     staged = Staged(values=[], proven=False, termination=[*blocks.termination, *([top.termination] if top else [])])
