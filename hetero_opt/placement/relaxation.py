@@ -483,11 +483,12 @@ class Neighbourhood:
 # run (measured on three MIPs of heavy seed 0: the node counts and bounds at each call identical over 3
 # runs, and interrupted at the n-th call the same solution each time), so work counted by the calls is
 # deterministic. Each call is counted at what it costs per integer column, about
-# MIP_ROOT_SECONDS_PER_CHECK_COLUMN at the root node (median of 11 MIPs of heavy seeds 0, 5, 6 and 7:
-# 6e-6, range 2-20e-6) and MIP_NODE_SECONDS_PER_CHECK_COLUMN in the search (4.5e-7 on heavy seed 7's),
-# after a presolve of about MIP_PRESOLVE_SECONDS_PER_COLUMN (median 4e-5, range 2.3-10e-5), in which HiGHS
-# makes no call: a run whose presolve the planned work does not cover is not started (on heavy seed 0 at
-# 10 s two such MIPs had been stopped by the wall in presolve, with no solution).
+# MIP_ROOT_SECONDS_PER_CHECK_COLUMN at the root node (the median of 11 MIPs of heavy seeds 0, 5, 6 and 7:
+# 6e-6, range 2-20e-6) and MIP_NODE_SECONDS_PER_CHECK_COLUMN in the search (4.5e-7 on heavy seed 7's, taken
+# a third higher), after a presolve of MIP_PRESOLVE_SECONDS_PER_COLUMN (median 4e-5, range 2.3-10e-5, taken
+# at 6e-5 so that a presolve the plan starts is seldom cut by the wall), in which HiGHS makes no call: a run
+# whose presolve the planned work does not cover is not started (on heavy seed 0 at 10 s two such MIPs had
+# been stopped by the wall in presolve, with no solution). Decision 61 has the measurements.
 MIP_ROOT_SECONDS_PER_CHECK_COLUMN = 6e-6
 MIP_NODE_SECONDS_PER_CHECK_COLUMN = 6e-7
 MIP_PRESOLVE_SECONDS_PER_COLUMN = 6e-5
@@ -639,7 +640,8 @@ def solve_freed(
             stats["mip_planned_s"] = worked
         if h.getModelStatus() == highspy.HighsModelStatus.kTimeLimit:
             stats["mip_wall_stopped"] = 1.0  # the wall, not the plan, stopped it: the result may vary run to run
-        if h.getInfo().primal_solution_status != 2:  # no feasible solution (in time)
+        if h.getInfo().primal_solution_status != 2:  # no feasible solution (in time): this term is not proven
+            proven, served_proven = False, served_proven and not maximise
             break
         solution = h.getSolution()
         optimal = h.getModelStatus() == highspy.HighsModelStatus.kOptimal

@@ -598,8 +598,14 @@ def test_a_mip_stops_at_its_planned_work_the_same_way_every_run() -> None:
     assert free is not None
     k = int(free.stats["mip_cols"])
     assert "mip_checks" not in free.stats  # no planned work: not counted, not limited
+    ample, _ = run(1e9)  # planned work that never binds: every check counted, the same placement
+    assert ample is not None
+    assert (ample.values == free.values).all()
+    assert ample.proven
+    made = int(ample.stats["mip_checks"])
     presolve, check = MIP_PRESOLVE_SECONDS_PER_COLUMN * k, MIP_ROOT_SECONDS_PER_CHECK_COLUMN * k
-    for checks in (1, 2, 5):
+    stopped = 0
+    for checks in range(1, made):  # every point short of the end: interrupted there, the same way twice
         planned = presolve + checks * check
         (a, spent_a), (b, spent_b) = run(planned), run(planned)
         assert (a is None) == (b is None)
@@ -607,7 +613,11 @@ def test_a_mip_stops_at_its_planned_work_the_same_way_every_run() -> None:
             assert (a.values == b.values).all()
             assert a.stats["mip_checks"] == b.stats["mip_checks"]
             assert a.stats["mip_planned_s"] < planned + check  # interrupted at the check that reaches it
+            if a.stats["mip_checks"] < made:  # (a check in the search costs less than one at the root)
+                stopped += 1
+                assert not a.proven  # an interrupted MIP proves nothing
         assert spent_a.work == spent_b.work >= 0.0
+    assert stopped > 0  # some interrupted run had a placement to compare
     none, budget = run(presolve * 0.99)
     assert none is None
     assert budget.work == pytest.approx(presolve * 0.99)  # not started: nothing spent

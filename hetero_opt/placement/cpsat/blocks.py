@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hetero_opt.placement.backend import MIN_STAGE_DTIME, Budget, SolveOptions
+from hetero_opt.placement.backend import Budget, SolveOptions
 from hetero_opt.placement.binding import BindingError, Counts, bind
 from hetero_opt.placement.cpsat.model import PlacementModel, build
 from hetero_opt.placement.cpsat.neighbourhood import PLANNED_DTIME_PER_SECOND
@@ -34,7 +34,13 @@ from hetero_opt.placement.cpsat.plans import (
     residual_view,
     restrict,
 )
-from hetero_opt.placement.cpsat.stages import BUILD_SECONDS_PER_VAR, StagedSolver, has_time_to_build
+from hetero_opt.placement.cpsat.stages import (
+    BUILD_SECONDS_PER_VAR,
+    StagedSolver,
+    has_time_to_build,
+    min_stage_dtime,
+    used_dtime,
+)
 from hetero_opt.topology import RequestView, TopologyView
 
 SECONDS_PER_VAR = 1e-4  # build, presolve and a useful search, per model variable, on this machine
@@ -86,10 +92,11 @@ def improve_by_class(
 ) -> BlockRun:
     """Improve ``incumbent`` (counts of ``part`` only) block by block; never returns worse counts (terms 1-4,
     then whole free nodes as ``solve()`` will bind them). ``room``: seconds the plan on size leaves (after
-    the LP path, deterministic mode): a block is built only where the plan fits its build and
-    :data:`MIN_STAGE_DTIME`, and its CP-SAT gets at most the deterministic time the rest of the plan allows,
-    so the blocks that run, and how far, do not depend on the wall clock (heavy production at 10 s:
-    a block built in one run and skipped for the deadline in the next gave another plan)."""
+    the LP path, deterministic mode): a block is built only where the plan fits its build and the least
+    deterministic time a stage of it is worth (:func:`min_stage_dtime`), and its CP-SAT gets at most the
+    deterministic time the rest of the plan allows, so the blocks that run, and how far, do not depend on the
+    wall clock (heavy production at 10 s: a block built in one run and skipped for the deadline in the next
+    gave another plan)."""
     run = BlockRun(counts=incumbent, room=room)
     ranking = Ranking(view)
     chains = all_chains(view)
@@ -101,7 +108,7 @@ def improve_by_class(
         seen[prio] = seen.get(prio, 0) + 1
         tag = f"class{prio}" if seen[prio] == 1 else f"class{prio}#{seen[prio]}"
         build_s = BUILD_SECONDS_PER_VAR * size
-        if room is not None and room < build_s + MIN_STAGE_DTIME / PLANNED_DTIME_PER_SECOND:
+        if room is not None and room < build_s + min_stage_dtime(size) / PLANNED_DTIME_PER_SECOND:
             run.termination.append(f"{tag}[SKIPPED(plan: {room:.2f} s left for {size} variables)]")
             break
         if not has_time_to_build(budget, size):
@@ -121,10 +128,9 @@ def improve_by_class(
             room -= build_s
             run.room = room
             block_budget.dtime = min(block_budget.dtime, room * PLANNED_DTIME_PER_SECOND)
-        given = block_budget.dtime
         staged = StagedSolver(pm, count_values(pm, run.counts.drafts), options, block_budget).run()
-        if room is not None:
-            room -= (given - block_budget.dtime) / PLANNED_DTIME_PER_SECOND
+        if room is not None:  # what its CP-SAT used (stage floors included), as CP-SAT counts it
+            room -= used_dtime(staged.stats) / PLANNED_DTIME_PER_SECOND
             run.room = room
         drafts, unserved = extract(pm, staged.values)
         if not chains:  # node rows on the residual capacity: the block's counts bind around the others'

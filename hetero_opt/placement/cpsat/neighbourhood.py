@@ -39,7 +39,7 @@ from hetero_opt.placement.cpsat.plans import (
     reasons_of,
     restrict,
 )
-from hetero_opt.placement.cpsat.stages import STAGE_DTIME_PER_VAR, StagedSolver
+from hetero_opt.placement.cpsat.stages import STAGE_DTIME_PER_VAR, StagedSolver, used_dtime
 from hetero_opt.placement.greedy import greedy_counts
 from hetero_opt.placement.objective import gpu_cost
 from hetero_opt.placement.plan import Unserved
@@ -165,7 +165,7 @@ def lp_guided(
         return None
     lp: Relaxation | None = None
     outcome: LpOutcome | None = None
-    built = 0 if top is not None else tried  # LP columns built, for the plan on size (_planned); top's: below
+    built = 0 if top is not None else tried  # LP columns built, for the plan on size (_plan); top's: below
     if top is None:  # the top class may fit: every request at once
         lp = build_relaxation(view, part, domains=domains)
         built += lp.num_cols
@@ -322,6 +322,8 @@ def _place_lp(
 # columns (one LP of every request), twice that where the class-by-class path follows it; a chunk's model
 # about 0.1 s for 2k cells; CP-SAT 0.12-0.25 deterministic time per wall second.
 PLANNED_SHARE = 0.85
+# 4.5e-5 (session 10) counted production's MIPs (about 0.1 s of 26k columns) inside; they count on their own
+# since decision 61
 PLANNED_SECONDS_PER_COLUMN = 4.1e-5
 PLANNED_CHUNK_SECONDS_PER_CELL = 5e-5
 PLANNED_DTIME_PER_SECOND = 0.08
@@ -603,7 +605,7 @@ class _Chunks:
     stats: dict[str, float]
     domains: dict[str, frozenset[str]] | None = None  # the restricted model's candidate domains
     count: int = 0
-    planned: float = 0.0  # seconds the plan on size gives the MIPs and the chunks taken so far (:func:`_planned`)
+    planned: float = 0.0  # seconds the plan on size counts for the MIPs and the chunks taken so far (:func:`_plan`)
 
     def place_by_greedy(self, requests: list[RequestView]) -> None:
         """Place ``requests`` by the greedy around the drafts placed so far (no CP-SAT time left); those
@@ -667,10 +669,9 @@ class _Chunks:
             return True
         if hint is None:  # earlier chunks moved: place this one by the greedy around them
             hint = _hint(pm, _greedy_around(view, chunk, self.drafts), chunk) or [0] * len(pm.variables)
-        given = part.dtime
         staged = StagedSolver(pm, hint, self.options, part, single=True).run(skip=skip)
-        if part.deterministic:  # what it used, as CP-SAT counts it: the same every run
-            self.planned += max(0.0, given - part.dtime) / PLANNED_DTIME_PER_SECOND
+        if part.deterministic:  # what it used, as CP-SAT counts it (stage floors included): the same every run
+            self.planned += used_dtime(staged.stats) / PLANNED_DTIME_PER_SECOND
         new_drafts, missing = extract(pm, staged.values)
         self.drafts.extend(new_drafts)
         self.reasons = {s: why for s, why in self.reasons.items() if s not in ids} | reasons_of(missing)

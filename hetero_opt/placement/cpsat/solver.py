@@ -57,6 +57,7 @@ from hetero_opt.placement.cpsat.stages import (
     StageFailed,
     StageResult,
     has_time_to_build,
+    min_stage_dtime,
 )
 from hetero_opt.placement.greedy import greedy_counts
 from hetero_opt.placement.objective import Score, modelled, whole_free_bound
@@ -378,7 +379,9 @@ def _by_class(
     stats.update({f"{tag}_{k}": v for k, v in blocks.stats.items()})
     counts, top = blocks.counts, None
     top_size = estimated_vars(view, [r for r in part if r.service.priority == max(q.service.priority for q in part)])
-    planned = blocks.room is None or blocks.room >= BUILD_SECONDS_PER_VAR * top_size
+    planned = blocks.room is None or blocks.room >= (
+        BUILD_SECONDS_PER_VAR * top_size + min_stage_dtime(top_size) / PLANNED_DTIME_PER_SECOND
+    )
     short = _top_served(part, counts) < _top_wanted(part)
     if not settled and short and planned and has_time_to_build(budget, top_size):
         mine = budget

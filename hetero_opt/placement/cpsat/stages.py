@@ -25,7 +25,7 @@ from typing import Literal
 
 from ortools.sat.python import cp_model
 
-from hetero_opt.placement.backend import Budget, SolveOptions
+from hetero_opt.placement.backend import MIN_STAGE_DTIME, Budget, SolveOptions
 from hetero_opt.placement.cpsat.model import PlacementModel, add_hint, set_objective, set_quiet, with_quiet
 from hetero_opt.placement.cpsat.objective import Linear
 
@@ -41,6 +41,17 @@ SERVED_SHARE, PREMIUM_SHARE, GROUPS_SHARE = 0.7, 0.8, 1.0  # of what is left whe
 # Building a CP-SAT model in Python takes about this per variable here (production's 5.7k-variable
 # top-class model: 0.15 s quiet, up to 0.4 s under load): a model is not built with less wall time left.
 BUILD_SECONDS_PER_VAR = 5e-5
+
+
+def used_dtime(stats: dict[str, float]) -> float:
+    """The deterministic time a staged solve's CP-SAT used, from its ``stats`` (each stage's ``*_dtime``;
+    stage floors included, which the budget it was given may not show)."""
+    return sum(v for k, v in stats.items() if k.endswith("_dtime"))
+
+
+def min_stage_dtime(num_vars: int) -> float:
+    """The least deterministic time a stage of a model of ``num_vars`` variables is worth starting with."""
+    return max(MIN_STAGE_DTIME, STAGE_DTIME_PER_VAR * num_vars * 6 / 5)
 
 
 def has_time_to_build(budget: Budget, num_vars: int) -> bool:
