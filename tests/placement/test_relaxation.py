@@ -29,6 +29,7 @@ from hetero_opt.placement.cpsat.neighbourhood import (
     _draft_key,
     _fixed,
     _integral,
+    _no_worse_than_greedy,
     _plan,
     _premium,
     lp_guided,
@@ -621,3 +622,23 @@ def test_a_mip_stops_at_its_planned_work_the_same_way_every_run() -> None:
     none, budget = run(presolve * 0.99)
     assert none is None
     assert budget.work == pytest.approx(presolve * 0.99)  # not started: nothing spent
+
+
+def test_requests_a_stopped_mip_placed_worse_than_the_greedy_get_the_greedys_placement() -> None:
+    # the freed requests left unplaced (as a MIP stopped by its planned work may leave them) are placed by
+    # the greedy around the others, which serves more; a placement at least as good as the greedy's is kept
+    view = build_view(generate_instance("medium", 2))
+    part = [r for r in view.requests if r.delta > 0]
+    greedy = greedy_counts(view, part).drafts
+    freed = part[:2]
+    ids = {r.service.id for r in freed}
+    short = [d for d in greedy if d.service not in ids]
+    termination: list[str] = []
+    drafts, load = _no_worse_than_greedy(view, part, freed, short, {}, termination)
+    assert termination == ["greedy-around:BETTER"]
+    assert _draft_key(view, part, drafts) < _draft_key(view, part, short)
+    assert {d.service for d in drafts if d.units > 0} >= ids
+    assert sum(sum(c.values()) for c in load.values()) > 0  # the load follows the drafts
+    kept, _ = _no_worse_than_greedy(view, part, freed, drafts, load, termination)
+    assert kept == drafts  # already as good as the greedy's: kept as it is
+    assert termination == ["greedy-around:BETTER"]
