@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from hetero_opt.placement.backend import Budget, SolveOptions
 from hetero_opt.placement.binding import BindingError, Counts, bind
 from hetero_opt.placement.cpsat.model import PlacementModel, build
-from hetero_opt.placement.cpsat.neighbourhood import PLANNED_DTIME_PER_SECOND
 from hetero_opt.placement.cpsat.plans import (
     Ranking,
     all_chains,
@@ -36,10 +35,11 @@ from hetero_opt.placement.cpsat.plans import (
 )
 from hetero_opt.placement.cpsat.stages import (
     BUILD_SECONDS_PER_VAR,
+    PLANNED_DTIME_PER_SECOND,
     StagedSolver,
     has_time_to_build,
-    min_stage_dtime,
     used_dtime,
+    within_plan,
 )
 from hetero_opt.topology import RequestView, TopologyView
 
@@ -107,8 +107,7 @@ def improve_by_class(
         prio = block[0].service.priority
         seen[prio] = seen.get(prio, 0) + 1
         tag = f"class{prio}" if seen[prio] == 1 else f"class{prio}#{seen[prio]}"
-        build_s = BUILD_SECONDS_PER_VAR * size
-        if room is not None and room < build_s + min_stage_dtime(size) / PLANNED_DTIME_PER_SECOND:
+        if within_plan(budget, room, size) is None:
             run.termination.append(f"{tag}[SKIPPED(plan: {room:.2f} s left for {size} variables)]")
             break
         if not has_time_to_build(budget, size):
@@ -123,14 +122,11 @@ def improve_by_class(
         share = sizes[k] / max(1, sum(sizes[k:]))  # budget shares follow model sizes ...
         if k == 0:
             share = max(share, FIRST_BLOCK_SHARE)  # ... but the top class's block proves the first stage
-        block_budget = budget.part(share)
-        if room is not None:
-            room -= build_s
-            run.room = room
-            block_budget.dtime = min(block_budget.dtime, room * PLANNED_DTIME_PER_SECOND)
+        block_budget = within_plan(budget.part(share), room, size)
+        assert block_budget is not None  # the plan fitted it above
         staged = StagedSolver(pm, count_values(pm, run.counts.drafts), options, block_budget).run()
-        if room is not None:  # what its CP-SAT used (stage floors included), as CP-SAT counts it
-            room -= used_dtime(staged.stats) / PLANNED_DTIME_PER_SECOND
+        if room is not None:  # its build and what its CP-SAT used (stage floors included), as CP-SAT counts it
+            room -= BUILD_SECONDS_PER_VAR * size + used_dtime(staged.stats) / PLANNED_DTIME_PER_SECOND
             run.room = room
         drafts, unserved = extract(pm, staged.values)
         if not chains:  # node rows on the residual capacity: the block's counts bind around the others'

@@ -39,7 +39,12 @@ from hetero_opt.placement.cpsat.plans import (
     reasons_of,
     restrict,
 )
-from hetero_opt.placement.cpsat.stages import STAGE_DTIME_PER_VAR, StagedSolver, used_dtime
+from hetero_opt.placement.cpsat.stages import (
+    PLANNED_DTIME_PER_SECOND,
+    StagedSolver,
+    stage_dtime_needed,
+    used_dtime,
+)
 from hetero_opt.placement.greedy import greedy_counts
 from hetero_opt.placement.objective import gpu_cost
 from hetero_opt.placement.plan import Unserved
@@ -328,7 +333,6 @@ PLANNED_SHARE = 0.85
 # since decision 61
 PLANNED_SECONDS_PER_COLUMN = 4.1e-5
 PLANNED_CHUNK_SECONDS_PER_CELL = 5e-5
-PLANNED_DTIME_PER_SECOND = 0.08
 
 
 def _plan(run: _Chunks, chunks: list[list[RequestView]], columns: int) -> tuple[bool, float | None]:
@@ -653,7 +657,7 @@ class _Chunks:
         # the dtime its stage would get (a group-only chunk has one stage, its share of what is left):
         # a model built only to skip that stage wastes its build (0.1-0.2 s at production)
         stage = max(MIN_STAGE_DTIME, part.dtime) if skip >= {"served", "premium"} else self.budget.dtime
-        if self.budget.deterministic and stage < STAGE_DTIME_PER_VAR * estimate * 6 / 5:
+        if self.budget.deterministic and stage < stage_dtime_needed(estimate):
             self.termination.append(f"rins{self.count}:SKIPPED(budget)")
             return False
         if self.budget.left() < CHUNK_SECONDS_PER_CELL * estimate:

@@ -34,7 +34,7 @@ from hetero_opt.placement.backend import BackendOutput, Budget, Hint, SolveOptio
 from hetero_opt.placement.binding import BindingError, Counts, bind, bind_plan
 from hetero_opt.placement.cpsat.blocks import improve_by_class
 from hetero_opt.placement.cpsat.model import HintError, add_hint, build
-from hetero_opt.placement.cpsat.neighbourhood import PLANNED_DTIME_PER_SECOND, Guided, lp_guided
+from hetero_opt.placement.cpsat.neighbourhood import Guided, lp_guided
 from hetero_opt.placement.cpsat.objective import Linear
 from hetero_opt.placement.cpsat.plans import (
     Ranking,
@@ -49,7 +49,6 @@ from hetero_opt.placement.cpsat.plans import (
     trivial_bounds,
 )
 from hetero_opt.placement.cpsat.stages import (
-    BUILD_SECONDS_PER_VAR,
     SCALE_IN_SHARE,
     ModelInvalidError,
     Staged,
@@ -57,7 +56,7 @@ from hetero_opt.placement.cpsat.stages import (
     StageFailed,
     StageResult,
     has_time_to_build,
-    min_stage_dtime,
+    within_plan,
 )
 from hetero_opt.placement.greedy import greedy_counts
 from hetero_opt.placement.objective import Score, modelled, whole_free_bound
@@ -379,15 +378,9 @@ def _by_class(
     stats.update({f"{tag}_{k}": v for k, v in blocks.stats.items()})
     counts, top = blocks.counts, None
     top_size = estimated_vars(view, [r for r in part if r.service.priority == max(q.service.priority for q in part)])
-    planned = blocks.room is None or blocks.room >= (
-        BUILD_SECONDS_PER_VAR * top_size + min_stage_dtime(top_size) / PLANNED_DTIME_PER_SECOND
-    )
+    mine = within_plan(budget, blocks.room, top_size)  # as for a block: None where the plan does not fit it
     short = _top_served(part, counts) < _top_wanted(part)
-    if not settled and short and planned and has_time_to_build(budget, top_size):
-        mine = budget
-        if blocks.room is not None:  # the plan's deterministic time after the build, as for a block
-            left = (blocks.room - BUILD_SECONDS_PER_VAR * top_size) * PLANNED_DTIME_PER_SECOND
-            mine = Budget(budget.deadline, min(budget.dtime, left), budget.deterministic, budget, budget.work)
+    if not settled and short and mine is not None and has_time_to_build(budget, top_size):
         top, top_stats = top_class_first(view, part, counts, options, mine, nodes if counts is hint else None)
         stats.update({f"{tag}_top_{k}": v for k, v in top_stats.items()})
         counts = _improved(view, part, counts, top)

@@ -43,15 +43,38 @@ SERVED_SHARE, PREMIUM_SHARE, GROUPS_SHARE = 0.7, 0.8, 1.0  # of what is left whe
 BUILD_SECONDS_PER_VAR = 5e-5
 
 
+# CP-SAT's deterministic time per wall second as the plan on size counts it (the LP path's chunks and the
+# class blocks after it; cpsat.neighbourhood has the measurements).
+PLANNED_DTIME_PER_SECOND = 0.08
+
+
 def used_dtime(stats: dict[str, float]) -> float:
     """The deterministic time a staged solve's CP-SAT used, from its ``stats`` (each stage's ``*_dtime``;
     stage floors included, which the budget it was given may not show)."""
     return sum(v for k, v in stats.items() if k.endswith("_dtime"))
 
 
+def stage_dtime_needed(num_vars: int) -> float:
+    """The deterministic time below which a stage of a model of ``num_vars`` variables is not worth building for."""
+    return STAGE_DTIME_PER_VAR * num_vars * 6 / 5
+
+
 def min_stage_dtime(num_vars: int) -> float:
     """The least deterministic time a stage of a model of ``num_vars`` variables is worth starting with."""
-    return max(MIN_STAGE_DTIME, STAGE_DTIME_PER_VAR * num_vars * 6 / 5)
+    return max(MIN_STAGE_DTIME, stage_dtime_needed(num_vars))
+
+
+def within_plan(budget: Budget, room: float | None, num_vars: int) -> Budget | None:
+    """``budget`` for a model of ``num_vars`` variables built within ``room`` seconds of the plan on size
+    (None: no plan, ``budget`` as it is), its deterministic time capped at what the plan leaves after the
+    build; None where the plan does not fit the build and :func:`min_stage_dtime`."""
+    if room is None:
+        return budget
+    left = room - BUILD_SECONDS_PER_VAR * num_vars
+    if left < min_stage_dtime(num_vars) / PLANNED_DTIME_PER_SECOND:
+        return None
+    capped = min(budget.dtime, left * PLANNED_DTIME_PER_SECOND)
+    return Budget(budget.deadline, capped, budget.deterministic, budget, budget.work)
 
 
 def has_time_to_build(budget: Budget, num_vars: int) -> bool:
