@@ -474,6 +474,9 @@ class Neighbourhood:
     proven: bool  # every stage of the MIP (premium; or served per class, then premium) proven optimal
     served_proven: bool = False  # every served stage proven optimal (lexicographic mode)
     stats: dict[str, float] = field(default_factory=dict)
+    # the most GPUs of the top class any integral placement on the MIP's columns serves (the fixed ones'
+    # share plus the first served stage's dual bound), where that stage ran; its optimum when proven
+    top_served_ub: int | None = None
 
 
 # HiGHS's MIP has no deterministic work limit (1.14: its MIP ignores simplex_iteration_limit, and the
@@ -613,6 +616,12 @@ def solve_freed(
     terms.append((_cost(n, lp.premium)[free], False))
     stats = {"mip_cols": float(k), "mip_nodes": 0.0}
     proven, solution, served_proven = weights is None, None, not full
+    top_served_ub: int | None = None
+    # the first served stage's objective is the top class's served GPUs on the free columns (weighted
+    # first where one MIP takes every class; the classes below add only more), the fixed columns' as well
+    top = max(lp.served, default=None)
+    top_weight = 0.0 if top is None or not _cost(n, lp.served[top])[free].any() else (weights or [1.0])[0]
+    top_fixed = 0.0 if top is None else float(lp.cost_vector(("served", top)) @ fixed)
     work = _Work(h, k) if math.isfinite(budget.work) else None
     worked = 0.0  # planned seconds of the runs so far
     for cost, maximise in terms:
@@ -640,6 +649,8 @@ def solve_freed(
             stats["mip_planned_s"] = worked
         if h.getModelStatus() == highspy.HighsModelStatus.kTimeLimit:
             stats["mip_wall_stopped"] = 1.0  # the wall, not the plan, stopped it: the result may vary run to run
+        if maximise and top_weight > 0 and top_served_ub is None:
+            top_served_ub = _top_served_ub(h, top_fixed, top_weight)
         if h.getInfo().primal_solution_status != 2:  # no feasible solution (in time): this term is not proven
             proven, served_proven = False, served_proven and not maximise
             break
@@ -660,7 +671,22 @@ def solve_freed(
         return None
     values = fixed.copy()
     values[free] = np.round(np.array(solution.col_value)[:k])
-    return Neighbourhood(values, proven, served_proven and len(terms) > 1, stats)
+    return Neighbourhood(values, proven, served_proven and len(terms) > 1, stats, top_served_ub)
+
+
+def _top_served_ub(h: highspy.Highs, fixed: float, weight: float) -> int | None:
+    """The most GPUs of the top class a MIP's served stage leaves possible: its ``fixed`` share plus its dual
+    bound over the class's ``weight`` (valid whether the run was proven, interrupted or stopped: the classes
+    below weigh in at zero or more), floored (the GPUs are whole); None where the run left no finite bound.
+
+    An interrupted run often has it at the incumbent already (heavy seed 2: the whole class's MIP stopped at
+    its root node with the incumbent at the dual bound, a proof its status does not say)."""
+    dual = h.getInfo().mip_dual_bound
+    if h.getModelStatus() == highspy.HighsModelStatus.kOptimal:
+        dual = h.getInfo().objective_function_value
+    if not math.isfinite(dual) or abs(dual) >= highspy.kHighsInf:
+        return None
+    return _floor(fixed + dual / weight)
 
 
 # Largest weight of a class's served GPUs in the one-MIP form of the served stages, so that the objective

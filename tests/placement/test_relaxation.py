@@ -624,6 +624,41 @@ def test_a_mip_stops_at_its_planned_work_the_same_way_every_run() -> None:
     assert budget.work == pytest.approx(presolve * 0.99)  # not started: nothing spent
 
 
+def test_a_stopped_mips_dual_bound_bounds_the_top_class_and_tightens_its_lp() -> None:
+    # the top class of a loaded instance on its own LP: a MIP over every request and slot of the class,
+    # interrupted at each of its checks, leaves a bound on the GPUs the class can serve that is never below
+    # what the uninterrupted MIP proves it serves, and at some checks already below the LP's bound
+    import numpy as np
+
+    view = build_view(generate_instance("heavy", 0, num_nodes=400, num_services=10, num_requests=5))
+    part = [r for r in view.requests if r.delta > 0]
+    top = max(r.service.priority for r in part)
+    reqs = [r for r in part if r.service.priority == top]
+    lp = build_relaxation(view, reqs)
+    out = solve_relaxation(lp, Budget(time.perf_counter() + 30), stop_before="groups")
+    x = out.values
+    assert x is not None
+    ids = {r.service.id for r in reqs}
+
+    def run(work: float) -> Any:
+        budget = Budget(time.perf_counter() + 30, 1.0, True, None, work)
+        return solve_freed(lp, x, ids, budget, 100_000, np.zeros(lp.num_cols), False)
+
+    whole = run(1e9)
+    assert whole is not None
+    assert whole.proven
+    optimum = round(float(lp.cost_vector(("served", top)) @ whole.values))
+    assert whole.top_served_ub == optimum < out.served_ub[top]  # proven: the bound is what it serves
+    k, made = int(whole.stats["mip_cols"]), int(whole.stats["mip_checks"])
+    tighter = 0
+    for checks in range(1, made):
+        hood = run(MIP_PRESOLVE_SECONDS_PER_COLUMN * k + checks * MIP_ROOT_SECONDS_PER_CHECK_COLUMN * k)
+        if hood is not None and hood.top_served_ub is not None:
+            assert hood.top_served_ub >= optimum  # a valid bound wherever the MIP stopped
+            tighter += hood.top_served_ub < out.served_ub[top]
+    assert tighter > 0  # some stopped MIP already bounds the class below its LP
+
+
 def test_requests_a_stopped_mip_placed_worse_than_the_greedy_get_the_greedys_placement() -> None:
     # the freed requests left unplaced (as a MIP stopped by its planned work may leave them) are placed by
     # the greedy around the others, which serves more; a placement at least as good as the greedy's is kept

@@ -285,8 +285,8 @@ def _place_lp(
 ) -> tuple[list[GroupDraft], dict[tuple[str, str], Counter[int]], list[RequestView], bool, int | None]:
     """Drafts of the requests the LP places integrally plus the MIP's placement of the fractional ones;
     their load; the requests CP-SAT's phase A re-optimises; whether those have drafts to start from;
-    the GPUs of the top class served when a MIP over every request and slot proved its served stages
-    (the most any placement of ``part`` on this LP's capacity serves), else None.
+    where a MIP over every request and slot ran its served stage, the most GPUs of the top class any
+    placement of ``part`` on this LP's capacity serves (that stage's dual bound, proven or not), else None.
     ``ample``: the limit is :data:`STAGED_FACTOR`
     times what the path needs (a MIP over every request, started from the best neighbourhood, may follow
     neighbourhoods that miss the bound)."""
@@ -302,8 +302,8 @@ def _place_lp(
             first = hood.values if hood is not None else None
             every = _every_slot(lp, outcome, ids, options, budget.wall_share(MIP_SHARE), first)
             termination.append("mip-every-request:" + ("NONE" if every is None else "FEASIBLE"))
-            if every is not None and every.served_proven:
-                proven_served = round(float(lp.cost_vector(("served", max(lp.served))) @ every.values))
+            if every is not None:
+                proven_served = every.top_served_ub
             if every is not None and (hood is None or _key(lp, every.values) < _key(lp, hood.values)):
                 hood = every
         if hood is not None:
@@ -450,16 +450,17 @@ def _class_by_class(
         class_drafts, class_load, class_freed, _, proven_served = _place_lp(
             view, lp, reqs, outcome, options, mine, tagged, stats, ample
         )
-        if k == 0 and proven_served is not None:  # a MIP over the whole class proved the most it serves
+        if k == 0 and proven_served is not None:  # a MIP over the whole class bounds the most it serves
             bounds.served_ub[prio] = min(bounds.served_ub[prio], proven_served)
         elif k == 0 and _served(view, class_drafts) < outcome.served_ub[prio] and not ample:
             # the top class short of its bound: a MIP over all its requests and slots (exact for this
             # class, which lower classes cannot take capacity from), within a share of the time left
             wide = _whole_class(view, lp, reqs, outcome, options, mine, tagged, stats)
-            if wide is not None and _served(view, wide[0]) >= _served(view, class_drafts):
-                if wide[3]:  # served proven over the whole class, which nothing else constrains: a bound
-                    bounds.served_ub[prio] = _served(view, wide[0])
-                if not wide[2] or _served(view, wide[0]) > _served(view, class_drafts):
+            if wide is not None and wide[3] is not None:  # over the whole class, which nothing else constrains
+                bounds.served_ub[prio] = min(bounds.served_ub[prio], wide[3])
+            if wide is not None:  # taken where it serves more, or as much and leaves none short
+                theirs, ours = _served(view, wide[0]), _served(view, class_drafts)
+                if theirs > ours or (theirs == ours and not wide[2]):
                     class_drafts, class_load, class_freed = wide[:3]
         unplaced = [r for r in class_freed if not any(d.service == r.service.id for d in class_drafts)]
         if unplaced:  # nothing placed them: the greedy does, before lower classes take the capacity
@@ -579,10 +580,11 @@ def _whole_class(
     budget: Budget,
     termination: list[str],
     stats: dict[str, float],
-) -> tuple[list[GroupDraft], dict[tuple[str, str], Counter[int]], list[RequestView], bool] | None:
+) -> tuple[list[GroupDraft], dict[tuple[str, str], Counter[int]], list[RequestView], int | None] | None:
     """One class's requests placed by a MIP over all their slots (the most GPUs served, then premium);
     None without a solution in time. Requests it leaves short go on to CP-SAT's phase A unless it is
-    proven (then none are returned); last, whether its served stage is proven (a bound on the class)."""
+    proven (then none are returned); last, the most GPUs the class can serve by its served stage's dual
+    bound (a bound on the class; None where that stage left none)."""
     ids = {r.service.id for r in reqs}
     hood = _every_slot(lp, outcome, ids, options, budget.wall_share(WHOLE_CLASS_SHARE))
     termination.append("mip-whole-class:" + ("NONE" if hood is None else "OPTIMAL" if hood.proven else "FEASIBLE"))
@@ -594,7 +596,7 @@ def _whole_class(
     for d in drafts:
         placed[d.service] += d.units
     short = [] if hood.proven else [r for r in reqs if placed[r.service.id] < r.delta]
-    return drafts, load, short, hood.served_proven
+    return drafts, load, short, hood.top_served_ub
 
 
 @dataclass
