@@ -32,8 +32,11 @@ from hetero_opt.placement.cpsat.neighbourhood import (
     _no_worse_than_greedy,
     _plan,
     _premium,
+    chunk_dtime_needed,
     lp_guided,
 )
+from hetero_opt.placement.cpsat.plans import model_variables
+from hetero_opt.placement.cpsat.stages import GROUPS_SHARE, SERVED_SHARE, STAGE_DTIME_PER_VAR
 from hetero_opt.placement.greedy import greedy_counts
 from hetero_opt.placement.plan import Unserved
 from hetero_opt.placement.relaxation import (
@@ -189,27 +192,42 @@ def test_lp_guided_path_is_deterministic() -> None:
 
 def test_a_chunk_is_taken_where_the_plan_on_size_fits_it() -> None:
     # the plan counts the LP path by its columns, then what the run has planned (MIPs' work, chunks' builds
-    # and the deterministic time they used; no wall clock): the next chunk is taken where its build and the
-    # least deterministic time fit in what is left of PLANNED_SHARE of the limit, with an even share of what
-    # the builds of the chunks that fit leave
+    # and the deterministic time they used; no wall clock): the next chunk is taken where its build and its
+    # floor (the deterministic time at which its first stage runs) fit in what is left of PLANNED_SHARE of
+    # the limit; it gets its floor and an even share of what the builds and floors of the chunks that fit leave
     view = build_view(generate_instance("medium", 2))
     part = [r for r in view.requests if r.delta > 0]
     chunks = [part[i : i + 2] for i in range(0, 8, 2)]
     cost = [PLANNED_CHUNK_SECONDS_PER_CELL * view.candidate_cells(c) for c in chunks]
-    floor = MIN_STAGE_DTIME / PLANNED_DTIME_PER_SECOND  # the least deterministic time a chunk is planned with
+    needed = [chunk_dtime_needed(model_variables(view, c, None), SERVED_SHARE) for c in chunks]
+    floor = [d / PLANNED_DTIME_PER_SECOND for d in needed]
     columns = 10_000
     lp_s = PLANNED_SECONDS_PER_COLUMN * columns
-    room = cost[0] + cost[1] + 2 * floor + cost[2] / 2  # two chunks fit, not three
+    room = cost[0] + cost[1] + floor[0] + floor[1] + cost[2] / 2  # two chunks fit, not three
     options = SolveOptions(time_limit=(lp_s + room) / PLANNED_SHARE)
     run = _Chunks(view, options, Budget(time.perf_counter() + 10, 1.0, True), [], {}, {}, [], {})
-    fits, dtime = _plan(run, chunks, columns)
+    fits, dtime = _plan(run, chunks, columns, SERVED_SHARE)
     assert fits
-    assert dtime == pytest.approx((room - cost[0] - cost[1]) * PLANNED_DTIME_PER_SECOND / 2)
-    run.planned = room - cost[1] - floor / 2  # what the first chunk's build and CP-SAT used
-    assert _plan(run, chunks[1:], columns) == (False, None)  # the second's build and floor no longer fit
+    assert dtime == pytest.approx((floor[0] + cost[2] / 4) * PLANNED_DTIME_PER_SECOND)
+    run.planned = room - cost[1] - floor[1] / 2  # what the first chunk's build and CP-SAT used
+    assert _plan(run, chunks[1:], columns, SERVED_SHARE) == (False, None)  # the second's build and floor no longer fit
     # the parallel portfolio (deterministic=False) has no deterministic time to plan: every chunk, the wall decides
     fast = _Chunks(view, options, Budget(time.perf_counter() + 10), [], {}, {}, [], {})
-    assert _plan(fast, chunks, columns) == (True, None)
+    assert _plan(fast, chunks, columns, SERVED_SHARE) == (True, None)
+
+
+def test_a_chunks_floor_is_what_its_first_stage_needs_to_run() -> None:
+    # a chunk planned with its floor runs its first stage (StagedSolver skips a stage whose share of the
+    # deterministic time is below STAGE_DTIME_PER_VAR per variable): counted on the model's own variables
+    for family, seed in [("medium", 2), ("moe", 1), ("contention", 0), ("small", 1)]:
+        view = build_view(generate_instance(family, seed))
+        for i in range(0, len(view.requests), 3):
+            chunk = view.requests[i : i + 3]
+            pm = build(view, chunk, {}, None)
+            assert model_variables(view, chunk, None) == len(pm.variables)
+            for share in (SERVED_SHARE, GROUPS_SHARE):
+                floor = chunk_dtime_needed(len(pm.variables), share)
+                assert max(MIN_STAGE_DTIME, floor * share) >= STAGE_DTIME_PER_VAR * len(pm.variables)
 
 
 def test_full_service_lp_is_none_when_not_everything_fits() -> None:

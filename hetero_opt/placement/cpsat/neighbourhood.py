@@ -36,13 +36,16 @@ from hetero_opt.placement.cpsat.plans import (
     count_values,
     extract,
     gpus_taken,
+    model_variables,
     reasons_of,
     restrict,
 )
 from hetero_opt.placement.cpsat.stages import (
+    GROUPS_SHARE,
     PLANNED_DTIME_PER_SECOND,
+    SERVED_SHARE,
+    STAGE_DTIME_PER_VAR,
     StagedSolver,
-    stage_dtime_needed,
     used_dtime,
 )
 from hetero_opt.placement.greedy import greedy_counts
@@ -245,7 +248,7 @@ def lp_guided(
     # plan on size allows (heavy production: 40 requests in 10 chunks, which the wall had cut anywhere).
     chunks = [freed[i : i + CHUNK] for i in range(0, len(freed), CHUNK)]
     for k, chunk in enumerate(chunks):
-        fits, dtime = _plan(run, chunks[k:], built)
+        fits, dtime = _plan(run, chunks[k:], built, SERVED_SHARE)
         if not fits:
             run.termination.append(f"fractional:{k} of {len(chunks)} chunks planned")
         if not fits or not run.solve(chunk, first_hint, len(chunks) - k, frozenset({"groups"}), dtime):
@@ -256,13 +259,13 @@ def lp_guided(
     opened = Counter(d.service for d in run.drafts if d.new)
     spread = sorted((r for r in part if opened[r.service.id] > 0), key=lambda r: (-opened[r.service.id], r.service.id))
     chunks = [spread[i : i + CHUNK] for i in range(0, min(len(spread), MAX_SPREAD), CHUNK)]
+    planned = 0
     for k, chunk in enumerate(chunks):
-        fits, dtime = _plan(run, chunks[k:], built)
-        if not fits:
-            run.termination.append(f"consolidation:{k} of {len(chunks)} chunks planned")
-            break
-        # (a chunk skipped for its budget leaves its share to the later ones)
-        run.solve(chunk, None, len(chunks) - k, frozenset({"served", "premium"}), dtime)
+        fits, dtime = _plan(run, chunks[k:], built, GROUPS_SHARE)
+        if fits:  # (one that does not fit leaves its share to the later ones, which may be smaller)
+            planned += run.solve(chunk, None, len(chunks) - k, frozenset({"served", "premium"}), dtime)
+    if planned < len(chunks):
+        run.termination.append(f"consolidation:{planned} of {len(chunks)} chunks planned")
     guided.drafts = canonical(run.drafts)
     guided.unserved = _unserved(part, guided.drafts, run.reasons)
     stats["rins_total_s"] = time.perf_counter() - start
@@ -335,27 +338,38 @@ PLANNED_SECONDS_PER_COLUMN = 4.1e-5
 PLANNED_CHUNK_SECONDS_PER_CELL = 5e-5
 
 
-def _plan(run: _Chunks, chunks: list[list[RequestView]], columns: int) -> tuple[bool, float | None]:
+def _plan(run: _Chunks, chunks: list[list[RequestView]], columns: int, share: float) -> tuple[bool, float | None]:
     """Whether the plan on size fits the first of ``chunks`` (those still to go) in :data:`PLANNED_SHARE` of the
     time limit, after the LP path (``columns`` LP columns built) and what ``run`` has planned so far (its
     MIPs' work, the chunks' builds and the deterministic time they used: each known exactly, so the plan is
-    the same every run); and the deterministic time it may take: an even share, among the chunks whose
-    builds and :data:`MIN_STAGE_DTIME` fit, of what the plan leaves after their builds. Deterministic mode
-    only: otherwise every chunk fits, with no planned time (the wall clock decides)."""
+    the same every run); and the deterministic time it may take: its floor plus an even share, among the
+    chunks whose builds and floors fit, of what the plan leaves after them. A chunk's floor is the
+    deterministic time at which its first stage, taking ``share`` of it, runs (:func:`chunk_dtime_needed`):
+    a chunk planned with less would be built only to skip its stages. Deterministic mode only: otherwise
+    every chunk fits, with no planned time (the wall clock decides)."""
     if not run.budget.deterministic:  # the parallel portfolio has no deterministic time to plan: the wall decides
         return True, None
     room = PLANNED_SHARE * run.options.time_limit - PLANNED_SECONDS_PER_COLUMN * columns - run.planned
-    floor = MIN_STAGE_DTIME / PLANNED_DTIME_PER_SECOND
-    builds, fit = 0.0, 0
+    builds, floors, fit, first = 0.0, 0.0, 0, 0.0
     for chunk in chunks:
         build_s = PLANNED_CHUNK_SECONDS_PER_CELL * run.estimate(chunk)
-        if builds + build_s + (fit + 1) * floor > room:
+        floor_s = chunk_dtime_needed(model_variables(run.view, chunk, run.domains), share) / PLANNED_DTIME_PER_SECOND
+        if builds + build_s + floors + floor_s > room:
             break
+        first = first or floor_s
         builds += build_s
+        floors += floor_s
         fit += 1
     if fit == 0:
         return False, None
-    return True, (room - builds) * PLANNED_DTIME_PER_SECOND / fit
+    return True, (first + (room - builds - floors) / fit) * PLANNED_DTIME_PER_SECOND
+
+
+def chunk_dtime_needed(num_vars: int, share: float) -> float:
+    """The least deterministic time with which a chunk's model of ``num_vars`` variables runs its first stage,
+    which takes ``share`` of it, at least :data:`MIN_STAGE_DTIME` (as :class:`StagedSolver` rules; a hair
+    over, so that the share, rounded, still reaches the stage's need)."""
+    return max(MIN_STAGE_DTIME, STAGE_DTIME_PER_VAR * num_vars / share * (1 + 1e-9))
 
 
 def _top_class_short(
@@ -656,10 +670,11 @@ class _Chunks:
         part = self.budget.part(1.0 / left)
         if dtime is not None:
             part = Budget(part.deadline, min(self.budget.dtime, dtime), part.deterministic, self.budget)
-        # the dtime its stage would get (a group-only chunk has one stage, its share of what is left):
-        # a model built only to skip that stage wastes its build (0.1-0.2 s at production)
-        stage = max(MIN_STAGE_DTIME, part.dtime) if skip >= {"served", "premium"} else self.budget.dtime
-        if self.budget.deterministic and stage < stage_dtime_needed(estimate):
+        # a model built only to skip its first stage wastes its build (0.1-0.2 s at production; heavy seed 7
+        # built seven phase-A chunks whose stages all skipped): that stage's share of the chunk's dtime
+        share = GROUPS_SHARE if skip >= {"served", "premium"} else SERVED_SHARE
+        needed = chunk_dtime_needed(model_variables(view, chunk, self.domains), share)
+        if self.budget.deterministic and part.dtime < needed:
             self.termination.append(f"rins{self.count}:SKIPPED(budget)")
             return False
         if self.budget.left() < CHUNK_SECONDS_PER_CELL * estimate:

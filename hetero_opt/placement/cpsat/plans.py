@@ -19,7 +19,7 @@ from hetero_opt.placement.cpsat.model import HintError, PlacementModel
 from hetero_opt.placement.cpsat.variables import InSlot, OutSlot
 from hetero_opt.placement.objective import gpu_cost, modelled
 from hetero_opt.placement.plan import GroupChange, Unserved
-from hetero_opt.placement.slots import limit_zero_keeps_out
+from hetero_opt.placement.slots import in_slot_specs, limit_zero_keeps_out, out_slot_specs
 from hetero_opt.topology import RequestView, TopologyView, is_chain
 
 CellKey = tuple[str, str]  # (S1, GPU type)
@@ -28,6 +28,24 @@ CellKey = tuple[str, str]  # (S1, GPU type)
 def estimated_vars(view: TopologyView, part: list[RequestView]) -> int:
     """Variables of the CP-SAT model of ``part``: its pod cells plus a fifth (units, new-group switches)."""
     return view.candidate_cells(part) * 6 // 5
+
+
+def model_variables(view: TopologyView, part: list[RequestView], domains: dict[str, frozenset[str]] | None) -> int:
+    """Variables of the CP-SAT model of ``part`` (a chunk's; restricted to ``domains`` where given), counted from
+    the slots the model is built from (memoised on the view, shared with the build): per slot its units,
+    new-group switch, pod cells and MoE replicas, and a switch per class with slots but the top one.
+    Node-binding variables (pod sizes outside a chain) are not counted."""
+    count, classes = 0, set()
+    for r in part:
+        if r.delta > 0:
+            specs = out_slot_specs(view, r, None if domains is None else domains.get(r.service.id, frozenset()))
+            count += sum(1 + s.new + len(s.cells) + len(s.replicas) for s in specs)
+            classes.update([r.service.priority] if specs else [])
+        elif r.delta < 0:
+            slots = in_slot_specs(view, r)
+            count += sum(2 + len(s.cells) + len(s.replicas) for s in slots)
+            classes.update([r.service.priority] if slots else [])
+    return count + max(0, len(classes) - 1)
 
 
 def extract(pm: PlacementModel, values: list[int]) -> tuple[list[GroupDraft], list[Unserved]]:
