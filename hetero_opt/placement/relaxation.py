@@ -472,7 +472,6 @@ class Neighbourhood:
 
     values: np.ndarray
     proven: bool  # every stage of the MIP (premium; or served per class, then premium) proven optimal
-    served_proven: bool = False  # every served stage proven optimal (lexicographic mode)
     stats: dict[str, float] = field(default_factory=dict)
     # the most GPUs of the top class any integral placement on the MIP's columns serves (the fixed ones'
     # share plus the first served stage's dual bound), where that stage ran; its optimum when proven
@@ -615,13 +614,15 @@ def solve_freed(
         terms.append((sum((w * c for w, c in zip(weights, served, strict=True)), np.zeros(k)), True))
     terms.append((_cost(n, lp.premium)[free], False))
     stats = {"mip_cols": float(k), "mip_nodes": 0.0}
-    proven, solution, served_proven = weights is None, None, not full
+    proven, solution = weights is None, None
     top_served_ub: int | None = None
-    # the first served stage's objective is the top class's served GPUs on the free columns (weighted
-    # first where one MIP takes every class; the classes below add only more), the fixed columns' as well
+    # where the top class has free columns, the first served stage's objective is its served GPUs on them
+    # (weighted first where one MIP takes every class; the classes below add only more), the fixed columns'
+    # share aside: only that stage bounds the class
     top = max(lp.served, default=None)
     top_weight = 0.0 if top is None or not _cost(n, lp.served[top])[free].any() else (weights or [1.0])[0]
     top_fixed = 0.0 if top is None else float(lp.cost_vector(("served", top)) @ fixed)
+    top_stage = top_weight > 0
     work = _Work(h, k) if math.isfinite(budget.work) else None
     worked = 0.0  # planned seconds of the runs so far
     for cost, maximise in terms:
@@ -630,7 +631,7 @@ def solve_freed(
         if work is not None:
             if budget.work - worked <= work.presolve():  # the planned work left would not see it through presolve
                 stats["mip_work_spent"] = 1.0
-                proven, served_proven = False, served_proven and not maximise
+                proven = False
                 break
             work.allow(budget.work - worked)
         h.changeColsCost(k, np.arange(k, dtype=np.int32), np.append(cost, np.zeros(h.getNumCol() - k)))
@@ -649,16 +650,16 @@ def solve_freed(
             stats["mip_planned_s"] = worked
         if h.getModelStatus() == highspy.HighsModelStatus.kTimeLimit:
             stats["mip_wall_stopped"] = 1.0  # the wall, not the plan, stopped it: the result may vary run to run
-        if maximise and top_weight > 0 and top_served_ub is None:
-            top_served_ub = _top_served_ub(h, top_fixed, top_weight)
+        if maximise and top_stage:
+            top_stage = False
+            # (in deterministic mode not where the wall stopped it: that bound would vary run to run)
+            if not (budget.deterministic and "mip_wall_stopped" in stats):
+                top_served_ub = _top_served_ub(h, top_fixed, top_weight)
         if h.getInfo().primal_solution_status != 2:  # no feasible solution (in time): this term is not proven
-            proven, served_proven = False, served_proven and not maximise
+            proven = False
             break
         solution = h.getSolution()
-        optimal = h.getModelStatus() == highspy.HighsModelStatus.kOptimal
-        proven = proven and optimal
-        if maximise:
-            served_proven = served_proven and optimal
+        proven = proven and h.getModelStatus() == highspy.HighsModelStatus.kOptimal
         x = np.array(solution.col_value)[:k]
         for row in served if maximise and weights is not None else [cost]:
             reached = round(float(row @ x))
@@ -671,7 +672,7 @@ def solve_freed(
         return None
     values = fixed.copy()
     values[free] = np.round(np.array(solution.col_value)[:k])
-    return Neighbourhood(values, proven, served_proven and len(terms) > 1, stats, top_served_ub)
+    return Neighbourhood(values, proven, stats, top_served_ub)
 
 
 def _top_served_ub(h: highspy.Highs, fixed: float, weight: float) -> int | None:
@@ -684,7 +685,7 @@ def _top_served_ub(h: highspy.Highs, fixed: float, weight: float) -> int | None:
     dual = h.getInfo().mip_dual_bound
     if h.getModelStatus() == highspy.HighsModelStatus.kOptimal:
         dual = h.getInfo().objective_function_value
-    if not math.isfinite(dual) or abs(dual) >= highspy.kHighsInf:
+    if not math.isfinite(dual):  # (infeasible, or stopped before its root LP)
         return None
     return _floor(fixed + dual / weight)
 

@@ -26,17 +26,17 @@ from hetero_opt.placement.cpsat.neighbourhood import (
     PLANNED_SECONDS_PER_COLUMN,
     PLANNED_SHARE,
     _Chunks,
+    _consolidate,
     _draft_key,
     _fixed,
     _integral,
     _no_worse_than_greedy,
     _plan,
     _premium,
-    chunk_dtime_needed,
     lp_guided,
 )
 from hetero_opt.placement.cpsat.plans import model_variables
-from hetero_opt.placement.cpsat.stages import GROUPS_SHARE, SERVED_SHARE, STAGE_DTIME_PER_VAR
+from hetero_opt.placement.cpsat.stages import GROUPS_SHARE, SERVED_SHARE, STAGE_DTIME_PER_VAR, first_stage_dtime
 from hetero_opt.placement.greedy import greedy_counts
 from hetero_opt.placement.plan import Unserved
 from hetero_opt.placement.relaxation import (
@@ -199,7 +199,7 @@ def test_a_chunk_is_taken_where_the_plan_on_size_fits_it() -> None:
     part = [r for r in view.requests if r.delta > 0]
     chunks = [part[i : i + 2] for i in range(0, 8, 2)]
     cost = [PLANNED_CHUNK_SECONDS_PER_CELL * view.candidate_cells(c) for c in chunks]
-    needed = [chunk_dtime_needed(model_variables(view, c, None), SERVED_SHARE) for c in chunks]
+    needed = [first_stage_dtime(model_variables(view, c, None), SERVED_SHARE) for c in chunks]
     floor = [d / PLANNED_DTIME_PER_SECOND for d in needed]
     columns = 10_000
     lp_s = PLANNED_SECONDS_PER_COLUMN * columns
@@ -216,6 +216,28 @@ def test_a_chunk_is_taken_where_the_plan_on_size_fits_it() -> None:
     assert _plan(fast, chunks, columns, SERVED_SHARE) == (True, None)
 
 
+def test_consolidation_passes_over_a_chunk_the_plan_does_not_fit_to_a_smaller_one() -> None:
+    # phase B: a chunk whose build and floor do not fit what the plan leaves is passed over, and a later
+    # chunk that needs less still runs (its stages, with at least its floor)
+    view = build_view(generate_instance("large", 0))
+    part = [r for r in view.requests if r.delta > 0]
+    big, small = part[:8], [min(part[8:], key=lambda r: model_variables(view, [r], None))]
+
+    def need(chunk: list[Any]) -> float:  # planned seconds: its build and its first stage's floor
+        floor = first_stage_dtime(model_variables(view, chunk, None), GROUPS_SHARE)
+        return PLANNED_CHUNK_SECONDS_PER_CELL * view.candidate_cells(chunk) + floor / PLANNED_DTIME_PER_SECOND
+
+    assert need(big) > need(small) * 1.1
+    options = SolveOptions(time_limit=need(small) * 1.05 / PLANNED_SHARE)  # room for the small one only
+    termination: list[str] = []
+    run = _Chunks(view, options, Budget(time.perf_counter() + 30, 1.0, True), [], {}, {}, termination, {})
+    _consolidate(run, [big, small], 0)
+    assert termination[-1] == "consolidation:1 of 2 chunks planned"
+    assert termination[0].startswith("rins0[")  # the small chunk ran, its stage too
+    assert "groups:SKIPPED(budget)" not in termination[0]
+    assert run.count == 1
+
+
 def test_a_chunks_floor_is_what_its_first_stage_needs_to_run() -> None:
     # a chunk planned with its floor runs its first stage (StagedSolver skips a stage whose share of the
     # deterministic time is below STAGE_DTIME_PER_VAR per variable): counted on the model's own variables
@@ -226,7 +248,7 @@ def test_a_chunks_floor_is_what_its_first_stage_needs_to_run() -> None:
             pm = build(view, chunk, {}, None)
             assert model_variables(view, chunk, None) == len(pm.variables)
             for share in (SERVED_SHARE, GROUPS_SHARE):
-                floor = chunk_dtime_needed(len(pm.variables), share)
+                floor = first_stage_dtime(len(pm.variables), share)
                 assert max(MIN_STAGE_DTIME, floor * share) >= STAGE_DTIME_PER_VAR * len(pm.variables)
 
 
@@ -574,12 +596,12 @@ def test_the_weighted_served_stage_reaches_the_class_by_class_optimum(
     assert values is not None
     ids = {r.service.id for r in part}
 
-    def placed() -> tuple[tuple[int, ...], int, bool]:
+    def placed() -> tuple[tuple[int, ...], int, int | None]:
         hood = solve_freed(lp, values, ids, Budget(time.perf_counter() + 30), 100_000, np.zeros(lp.num_cols),
                            False)
         assert hood is not None
         served = tuple(round(float(lp.cost_vector(("served", p)) @ hood.values)) for p in lp.served)
-        return served, _premium(lp, hood.values), hood.served_proven
+        return served, _premium(lp, hood.values), hood.top_served_ub
 
     used: list[list[float] | None] = []
     original = relaxation._lexicographic_weights
@@ -593,7 +615,7 @@ def test_the_weighted_served_stage_reaches_the_class_by_class_optimum(
     assert used[-1] is not None  # the weighted run did weigh the classes
     monkeypatch.setattr(relaxation, "_lexicographic_weights", lambda most: None)
     assert placed() == weighted
-    assert weighted[2]  # the top class's served stage proven either way
+    assert weighted[2] == weighted[0][0]  # the top class's served stage proven either way: its bound is what it serves
 
 
 def test_a_mip_stops_at_its_planned_work_the_same_way_every_run() -> None:

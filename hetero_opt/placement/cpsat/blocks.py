@@ -29,6 +29,7 @@ from hetero_opt.placement.cpsat.plans import (
     estimated_vars,
     extract,
     load_of,
+    model_variables,
     reasons_of,
     residual_view,
     restrict,
@@ -93,7 +94,7 @@ def improve_by_class(
     """Improve ``incumbent`` (counts of ``part`` only) block by block; never returns worse counts (terms 1-4,
     then whole free nodes as ``solve()`` will bind them). ``room``: seconds the plan on size leaves (after
     the LP path, deterministic mode): a block is built only where the plan fits its build and the least
-    deterministic time a stage of it is worth (:func:`min_stage_dtime`), and its CP-SAT gets at most the
+    deterministic time its first stage needs (:func:`first_stage_dtime`), and its CP-SAT gets at most the
     deterministic time the rest of the plan allows, so the blocks that run, and how far, do not depend on the
     wall clock (heavy production at 10 s: a block built in one run and skipped for the deadline in the next
     gave another plan)."""
@@ -107,8 +108,9 @@ def improve_by_class(
         prio = block[0].service.priority
         seen[prio] = seen.get(prio, 0) + 1
         tag = f"class{prio}" if seen[prio] == 1 else f"class{prio}#{seen[prio]}"
-        if within_plan(budget, room, size) is None:
-            run.termination.append(f"{tag}[SKIPPED(plan: {room:.2f} s left for {size} variables)]")
+        variables = model_variables(view, block, None) if room is not None else size  # what the plan counts
+        if within_plan(budget, room, variables) is None:
+            run.termination.append(f"{tag}[SKIPPED(plan: {room:.2f} s left for {variables} variables)]")
             break
         if not has_time_to_build(budget, size):
             run.termination.append(f"{tag}[SKIPPED(deadline: no time to build {size} variables)]")
@@ -122,11 +124,11 @@ def improve_by_class(
         share = sizes[k] / max(1, sum(sizes[k:]))  # budget shares follow model sizes ...
         if k == 0:
             share = max(share, FIRST_BLOCK_SHARE)  # ... but the top class's block proves the first stage
-        block_budget = within_plan(budget.part(share), room, size)
+        block_budget = within_plan(budget.part(share), room, variables)
         assert block_budget is not None  # the plan fitted it above
         staged = StagedSolver(pm, count_values(pm, run.counts.drafts), options, block_budget).run()
         if room is not None:  # its build and what its CP-SAT used (stage floors included), as CP-SAT counts it
-            room -= BUILD_SECONDS_PER_VAR * size + used_dtime(staged.stats) / PLANNED_DTIME_PER_SECOND
+            room -= BUILD_SECONDS_PER_VAR * variables + used_dtime(staged.stats) / PLANNED_DTIME_PER_SECOND
             run.room = room
         drafts, unserved = extract(pm, staged.values)
         if not chains:  # node rows on the residual capacity: the block's counts bind around the others'

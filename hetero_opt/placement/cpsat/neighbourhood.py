@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hetero_opt.placement.backend import MIN_STAGE_DTIME, Budget, SolveOptions
+from hetero_opt.placement.backend import Budget, SolveOptions
 from hetero_opt.placement.binding import BindingError, Counts, GroupDraft, bind
 from hetero_opt.placement.candidates import candidate_domains
 from hetero_opt.placement.cpsat.model import HintError, PlacementModel, build
@@ -44,8 +44,8 @@ from hetero_opt.placement.cpsat.stages import (
     GROUPS_SHARE,
     PLANNED_DTIME_PER_SECOND,
     SERVED_SHARE,
-    STAGE_DTIME_PER_VAR,
     StagedSolver,
+    first_stage_dtime,
     used_dtime,
 )
 from hetero_opt.placement.greedy import greedy_counts
@@ -71,6 +71,16 @@ from hetero_opt.topology import RequestView, TopologyView
 # production (47 requests, no progress in 10 s). On production seed 0 (8 fractional requests) chunks
 # of 8, 4 and 2 all reach the LP bound, with 0.142, 0.083 and 0.044 deterministic time in all.
 CHUNK = 4
+# The stages a chunk skips: phase A (the fractional requests) keeps group counts as they come, phase B
+# (consolidation) keeps served and premium and solves group counts alone.
+PHASE_A, PHASE_B = frozenset({"groups"}), frozenset({"served", "premium"})
+
+
+def _first_share(skip: frozenset[str]) -> float:
+    """The share of a chunk's deterministic time its first stage takes, given the stages ``skip`` names."""
+    return GROUPS_SHARE if skip >= {"served", "premium"} else SERVED_SHARE
+
+
 # Share of what is left of the wall budget the LP stages may take before the neighbourhood starts: a
 # safety net close to the deadline, so that the iteration limit below (which does not depend on load)
 # decides whenever the call can still finish; what the LP leaves fractional then goes to the greedy.
@@ -248,24 +258,17 @@ def lp_guided(
     # plan on size allows (heavy production: 40 requests in 10 chunks, which the wall had cut anywhere).
     chunks = [freed[i : i + CHUNK] for i in range(0, len(freed), CHUNK)]
     for k, chunk in enumerate(chunks):
-        fits, dtime = _plan(run, chunks[k:], built, SERVED_SHARE)
+        fits, dtime = _plan(run, chunks[k:], built, _first_share(PHASE_A))
         if not fits:
             run.termination.append(f"fractional:{k} of {len(chunks)} chunks planned")
-        if not fits or not run.solve(chunk, first_hint, len(chunks) - k, frozenset({"groups"}), dtime):
+        if not fits or not run.solve(chunk, first_hint, len(chunks) - k, PHASE_A, dtime):
             run.place_by_greedy([r for c in chunks[k:] for r in c])  # out of budget: never leave them out
             break
     # Phase B, as far as the plan on size allows: the requests spread over the most new groups, re-placed
     # at no more premium. The LP barely sees group counts (a fractional switch costs units/max_units).
     opened = Counter(d.service for d in run.drafts if d.new)
     spread = sorted((r for r in part if opened[r.service.id] > 0), key=lambda r: (-opened[r.service.id], r.service.id))
-    chunks = [spread[i : i + CHUNK] for i in range(0, min(len(spread), MAX_SPREAD), CHUNK)]
-    planned = 0
-    for k, chunk in enumerate(chunks):
-        fits, dtime = _plan(run, chunks[k:], built, GROUPS_SHARE)
-        if fits:  # (one that does not fit leaves its share to the later ones, which may be smaller)
-            planned += run.solve(chunk, None, len(chunks) - k, frozenset({"served", "premium"}), dtime)
-    if planned < len(chunks):
-        run.termination.append(f"consolidation:{planned} of {len(chunks)} chunks planned")
+    _consolidate(run, [spread[i : i + CHUNK] for i in range(0, min(len(spread), MAX_SPREAD), CHUNK)], built)
     guided.drafts = canonical(run.drafts)
     guided.unserved = _unserved(part, guided.drafts, run.reasons)
     stats["rins_total_s"] = time.perf_counter() - start
@@ -296,7 +299,7 @@ def _place_lp(
     assert outcome.values is not None
     values, integral = outcome.values, _integral(lp, outcome.values)
     freed = [r for r in part if not integral.get(r.service.id, True)]
-    placed_all, proven_served = False, None
+    placed_all, top_ub = False, None
     if freed:
         hood = _integral_neighbourhood(lp, outcome, {r.service.id for r in freed}, options, budget, termination, stats)
         if ample and (hood is None or not _meets_bounds(lp, outcome, hood.values)):
@@ -306,7 +309,7 @@ def _place_lp(
             every = _every_slot(lp, outcome, ids, options, budget.wall_share(MIP_SHARE), first)
             termination.append("mip-every-request:" + ("NONE" if every is None else "FEASIBLE"))
             if every is not None:
-                proven_served = every.top_served_ub
+                top_ub = every.top_served_ub
             if every is not None and (hood is None or _key(lp, every.values) < _key(lp, hood.values)):
                 hood = every
         if hood is not None:
@@ -315,7 +318,7 @@ def _place_lp(
             if _meets_bounds(lp, outcome, hood.values):
                 freed = []  # served and premium proven by the LP's bounds: nothing left for CP-SAT's phase A
     drafts, load = _fixed(view, lp, values, integral)
-    return drafts, load, freed, placed_all, proven_served
+    return drafts, load, freed, placed_all, top_ub
 
 
 # CP-SAT's chunks after the LP path (phase A, the fractional requests; phase B, group consolidation) are
@@ -338,13 +341,26 @@ PLANNED_SECONDS_PER_COLUMN = 4.1e-5
 PLANNED_CHUNK_SECONDS_PER_CELL = 5e-5
 
 
+def _consolidate(run: _Chunks, chunks: list[list[RequestView]], columns: int) -> None:
+    """Phase B: each of ``chunks`` re-placed for fewer new groups (served and premium kept) where the plan on
+    size fits it (:func:`_plan`, after ``columns`` LP columns); one that does not fit leaves its share to the
+    later ones, which may need less. The termination says how many ran where not all did."""
+    ran = 0
+    for k, chunk in enumerate(chunks):
+        fits, dtime = _plan(run, chunks[k:], columns, _first_share(PHASE_B))
+        if fits:
+            ran += run.solve(chunk, None, len(chunks) - k, PHASE_B, dtime)
+    if ran < len(chunks):
+        run.termination.append(f"consolidation:{ran} of {len(chunks)} chunks planned")
+
+
 def _plan(run: _Chunks, chunks: list[list[RequestView]], columns: int, share: float) -> tuple[bool, float | None]:
     """Whether the plan on size fits the first of ``chunks`` (those still to go) in :data:`PLANNED_SHARE` of the
     time limit, after the LP path (``columns`` LP columns built) and what ``run`` has planned so far (its
     MIPs' work, the chunks' builds and the deterministic time they used: each known exactly, so the plan is
     the same every run); and the deterministic time it may take: its floor plus an even share, among the
     chunks whose builds and floors fit, of what the plan leaves after them. A chunk's floor is the
-    deterministic time at which its first stage, taking ``share`` of it, runs (:func:`chunk_dtime_needed`):
+    deterministic time at which its first stage, taking ``share`` of it, runs (:func:`first_stage_dtime`):
     a chunk planned with less would be built only to skip its stages. Deterministic mode only: otherwise
     every chunk fits, with no planned time (the wall clock decides)."""
     if not run.budget.deterministic:  # the parallel portfolio has no deterministic time to plan: the wall decides
@@ -353,7 +369,7 @@ def _plan(run: _Chunks, chunks: list[list[RequestView]], columns: int, share: fl
     builds, floors, fit, first = 0.0, 0.0, 0, 0.0
     for chunk in chunks:
         build_s = PLANNED_CHUNK_SECONDS_PER_CELL * run.estimate(chunk)
-        floor_s = chunk_dtime_needed(model_variables(run.view, chunk, run.domains), share) / PLANNED_DTIME_PER_SECOND
+        floor_s = first_stage_dtime(model_variables(run.view, chunk, run.domains), share) / PLANNED_DTIME_PER_SECOND
         if builds + build_s + floors + floor_s > room:
             break
         first = first or floor_s
@@ -364,12 +380,6 @@ def _plan(run: _Chunks, chunks: list[list[RequestView]], columns: int, share: fl
         return False, None
     return True, (first + (room - builds - floors) / fit) * PLANNED_DTIME_PER_SECOND
 
-
-def chunk_dtime_needed(num_vars: int, share: float) -> float:
-    """The least deterministic time with which a chunk's model of ``num_vars`` variables runs its first stage,
-    which takes ``share`` of it, at least :data:`MIN_STAGE_DTIME` (as :class:`StagedSolver` rules; a hair
-    over, so that the share, rounded, still reaches the stage's need)."""
-    return max(MIN_STAGE_DTIME, STAGE_DTIME_PER_VAR * num_vars / share * (1 + 1e-9))
 
 
 def _top_class_short(
@@ -461,11 +471,11 @@ def _class_by_class(
         share = max(TOP_CLASS_SHARE, 1.0 / len(classes)) if k == 0 else 1.0 / (len(classes) - k)
         mine = budget.split(share)
         ample = options.time_limit >= STAGED_FACTOR * LP_SECONDS_PER_CELL * view.candidate_cells(reqs)
-        class_drafts, class_load, class_freed, _, proven_served = _place_lp(
+        class_drafts, class_load, class_freed, _, top_ub = _place_lp(
             view, lp, reqs, outcome, options, mine, tagged, stats, ample
         )
-        if k == 0 and proven_served is not None:  # a MIP over the whole class bounds the most it serves
-            bounds.served_ub[prio] = min(bounds.served_ub[prio], proven_served)
+        if k == 0 and top_ub is not None:  # a MIP over the whole class bounds the most it serves
+            bounds.served_ub[prio] = min(bounds.served_ub[prio], top_ub)
         elif k == 0 and _served(view, class_drafts) < outcome.served_ub[prio] and not ample:
             # the top class short of its bound: a MIP over all its requests and slots (exact for this
             # class, which lower classes cannot take capacity from), within a share of the time left
@@ -672,9 +682,9 @@ class _Chunks:
             part = Budget(part.deadline, min(self.budget.dtime, dtime), part.deterministic, self.budget)
         # a model built only to skip its first stage wastes its build (0.1-0.2 s at production; heavy seed 7
         # built seven phase-A chunks whose stages all skipped): that stage's share of the chunk's dtime
-        share = GROUPS_SHARE if skip >= {"served", "premium"} else SERVED_SHARE
-        needed = chunk_dtime_needed(model_variables(view, chunk, self.domains), share)
-        if self.budget.deterministic and part.dtime < needed:
+        if self.budget.deterministic and part.dtime < first_stage_dtime(
+            model_variables(view, chunk, self.domains), _first_share(skip)
+        ):
             self.termination.append(f"rins{self.count}:SKIPPED(budget)")
             return False
         if self.budget.left() < CHUNK_SECONDS_PER_CELL * estimate:

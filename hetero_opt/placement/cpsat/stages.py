@@ -54,24 +54,23 @@ def used_dtime(stats: dict[str, float]) -> float:
     return sum(v for k, v in stats.items() if k.endswith("_dtime"))
 
 
-def stage_dtime_needed(num_vars: int) -> float:
-    """The deterministic time below which a stage of a model of ``num_vars`` variables is not worth building for."""
-    return STAGE_DTIME_PER_VAR * num_vars * 6 / 5
-
-
-def min_stage_dtime(num_vars: int) -> float:
-    """The least deterministic time a stage of a model of ``num_vars`` variables is worth starting with."""
-    return max(MIN_STAGE_DTIME, stage_dtime_needed(num_vars))
+def first_stage_dtime(num_vars: int, share: float = SERVED_SHARE) -> float:
+    """The least deterministic time with which a staged solve of a model of ``num_vars`` variables runs its first
+    stage, which takes ``share`` of it (:class:`StagedSolver`'s rule: at least :data:`MIN_STAGE_DTIME`, and
+    :data:`STAGE_DTIME_PER_VAR` per variable; a hair over, so that the share, rounded, still reaches it). A model
+    planned with less is built only to skip its stages (heavy seed 7 built seven chunks that way)."""
+    return max(MIN_STAGE_DTIME, STAGE_DTIME_PER_VAR * num_vars / share * (1 + 1e-9))
 
 
 def within_plan(budget: Budget, room: float | None, num_vars: int) -> Budget | None:
-    """``budget`` for a model of ``num_vars`` variables built within ``room`` seconds of the plan on size
-    (None: no plan, ``budget`` as it is), its deterministic time capped at what the plan leaves after the
-    build; None where the plan does not fit the build and :func:`min_stage_dtime`."""
+    """``budget`` for a model of ``num_vars`` variables (:func:`~hetero_opt.placement.cpsat.plans.model_variables`)
+    built within ``room`` seconds of the plan on size (None: no plan, ``budget`` as it is), its deterministic time
+    capped at what the plan leaves after the build; None where the plan does not fit the build and
+    :func:`first_stage_dtime`."""
     if room is None:
         return budget
     left = room - BUILD_SECONDS_PER_VAR * num_vars
-    if left < min_stage_dtime(num_vars) / PLANNED_DTIME_PER_SECOND:
+    if left < first_stage_dtime(num_vars) / PLANNED_DTIME_PER_SECOND:
         return None
     capped = min(budget.dtime, left * PLANNED_DTIME_PER_SECOND)
     return Budget(budget.deadline, capped, budget.deterministic, budget, budget.work)
