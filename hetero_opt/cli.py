@@ -71,15 +71,22 @@ def check_instance_suffix(path: Path) -> None:
 
 
 def instance_summary(inst: Instance) -> str:
-    """Counts of an instance, e.g. ``10 nodes, 80 GPUs (80 free), 4 S1s, 1 services, ...``."""
+    """Counts of an instance, e.g. ``10 nodes, 80 GPUs (80 free), 4 S1s, 1 service, ...``."""
     view = build_view(inst)
     total = sum(node_column(inst.nodes, "gpus_total"))
     free = sum(node_column(inst.nodes, "gpus_free"))
-    return (
-        f"{len(inst.nodes)} nodes, {total} GPUs ({free} free), {len(view.s1_ids)} S1s, "
-        f"{len(view.s1s_by_s2)} S2s, {len(inst.services)} services, {len(inst.groups)} groups, "
-        f"{len(inst.requests)} requests"
-    )
+    counts = [
+        (len(inst.nodes), "node"),
+        (total, "GPU"),
+        (len(view.s1_ids), "S1"),
+        (len(view.s1s_by_s2), "S2"),
+        (len(inst.services), "service"),
+        (len(inst.groups), "group"),
+        (len(inst.requests), "request"),
+    ]
+    parts = [f"{n} {noun}{'s' * (n != 1)}" for n, noun in counts]
+    parts[1] += f" ({free} free)"
+    return ", ".join(parts)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -241,7 +241,7 @@ def test_validate_reports_every_file_and_fails_if_any_is_bad(
     assert main(["validate", str(bad), str(good)]) == 2
     out, err = capsys.readouterr()
     # 3 nodes of 8 GPUs, n1 full: 24 GPUs, 16 free
-    summary = "3 nodes, 24 GPUs (16 free), 2 S1s, 2 S2s, 2 services, 1 groups, 2 requests"
+    summary = "3 nodes, 24 GPUs (16 free), 2 S1s, 2 S2s, 2 services, 1 group, 2 requests"
     assert out.splitlines() == [f"{good}: ok ({summary})"]
     assert len(err.splitlines()) == 1
     assert err.startswith(f"{bad}: format_version='2.0'")

@@ -27,7 +27,7 @@ def test_validate_prints_one_ok_line_per_file(capsys: pytest.CaptureFixture[str]
     lines = out.splitlines()
     assert len(lines) == len(BUNDLED)
     # tier_preference: 10 nodes x 8 GPUs, all free; S1s a-1, a-2, b-1, b-2, h-1 under S2s a, b, h
-    assert f"{TIER}: ok (10 nodes, 80 GPUs (80 free), 5 S1s, 3 S2s, 1 services, 0 groups, 1 requests)" in lines
+    assert f"{TIER}: ok (10 nodes, 80 GPUs (80 free), 5 S1s, 3 S2s, 1 service, 0 groups, 1 request)" in lines
 
 
 def test_solve_folder_writes_one_verified_plan_per_instance_and_a_summary(
