@@ -49,7 +49,7 @@ def test_cli_import_writes_an_instance_validate_accepts(tmp_path: Path, capsys: 
     out = tmp_path / "inst.json"
     assert main(["import", "k8s", "--nodes", str(DATA / "nodes-example.json"), "--out", str(out)]) == 0
     assert main(["validate", str(out)]) == 0
-    assert "1 nodes, 1 GPUs (1 free)" in capsys.readouterr().out
+    assert "1 node, 1 GPU (1 free)" in capsys.readouterr().out
 
 
 def test_rbg_pods_give_a_group_and_free_gpus() -> None:
