@@ -618,6 +618,38 @@ def test_the_weighted_served_stage_reaches_the_class_by_class_optimum(
     assert weighted[2] == weighted[0][0]  # the top class's served stage proven either way: its bound is what it serves
 
 
+def test_only_the_top_classs_served_stage_bounds_the_top_class(monkeypatch: pytest.MonkeyPatch) -> None:
+    # one MIP per class (no weights): where the first served stage (the top class's) leaves no bound, a
+    # later class's stage must not leave its own dual bound as the top class's
+    import numpy as np
+
+    from hetero_opt.placement import relaxation
+
+    view = build_view(generate_instance("contention", 0))
+    part = [r for r in view.requests if r.delta > 0]
+    lp = build_relaxation(view, part)
+    assert len(lp.served) >= 2
+    outcome = solve_relaxation(lp, Budget(time.perf_counter() + 30))
+    assert outcome.values is not None
+    weights: list[float] = []
+    calls: list[float] = []
+    original = relaxation._top_served_ub
+
+    def first_leaves_none(h: Any, fixed: float, weight: float) -> int | None:
+        weights.append(weight)
+        calls.append(fixed)
+        return None if len(calls) == 1 else original(h, fixed, weight)
+
+    monkeypatch.setattr(relaxation, "_lexicographic_weights", lambda most: None)
+    monkeypatch.setattr(relaxation, "_top_served_ub", first_leaves_none)
+    ids = {r.service.id for r in part}
+    hood = solve_freed(lp, outcome.values, ids, Budget(time.perf_counter() + 30), 100_000, np.zeros(lp.num_cols), False)
+    assert hood is not None
+    assert len(calls) == 1  # asked of the first served stage only
+    assert weights == [1.0]
+    assert hood.top_served_ub is None
+
+
 def test_a_mip_stops_at_its_planned_work_the_same_way_every_run() -> None:
     # HiGHS's MIP has no deterministic work limit of its own; its interrupt checks, made at fixed points of
     # its search, are one: the same planned work gives the same placement (and spends the same work), and
