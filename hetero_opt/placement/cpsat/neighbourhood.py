@@ -381,7 +381,6 @@ def _plan(run: _Chunks, chunks: list[list[RequestView]], columns: int, share: fl
     return True, (first + (room - builds - floors) / fit) * PLANNED_DTIME_PER_SECOND
 
 
-
 def _top_class_short(
     view: TopologyView, part: list[RequestView], hint: Counts | None, budget: Budget, iterations: int
 ) -> tuple[Relaxation | None, int]:
