@@ -605,7 +605,7 @@ def solve_freed(
         first.col_value = known
         first.value_valid = True
         h.setSolution(first)
-    by_class = [] if full else [(p, _cost(n, t)[free]) for p, t in lp.served.items()]
+    by_class = [] if full else [(p, lp.cost_vector(("served", p))[free]) for p in lp.served]
     served = [c for _, c in by_class if c.any()]
     most = _most(lp, free)
     weights = _lexicographic_weights([most.get(p, 0) for p, c in by_class if c.any()])
@@ -619,9 +619,9 @@ def solve_freed(
     # where the top class has free columns, the first served stage's objective is its served GPUs on them
     # (weighted first where one MIP takes every class; the classes below add only more), the fixed columns'
     # share aside: only that stage bounds the class
-    top = max(lp.served, default=None)
-    top_weight = 0.0 if top is None or not _cost(n, lp.served[top])[free].any() else (weights or [1.0])[0]
-    top_fixed = 0.0 if top is None else float(lp.cost_vector(("served", top)) @ fixed)
+    top_cost = lp.cost_vector(("served", max(lp.served))) if by_class else np.zeros(n)  # (full: no served stage)
+    top_weight = (weights or [1.0])[0] if top_cost[free].any() else 0.0
+    top_fixed = float(top_cost @ fixed)
     top_stage = top_weight > 0
     work = _Work(h, k) if math.isfinite(budget.work) else None
     worked = 0.0  # planned seconds of the runs so far

@@ -21,6 +21,7 @@ from hetero_opt.placement.cpsat import CpSatBackend
 from hetero_opt.placement.cpsat.model import build
 from hetero_opt.placement.cpsat.neighbourhood import (
     LP_SECONDS_PER_CELL,
+    PHASE_A,
     PLANNED_CHUNK_SECONDS_PER_CELL,
     PLANNED_DTIME_PER_SECOND,
     PLANNED_SECONDS_PER_COLUMN,
@@ -36,7 +37,7 @@ from hetero_opt.placement.cpsat.neighbourhood import (
     lp_guided,
 )
 from hetero_opt.placement.cpsat.plans import model_variables
-from hetero_opt.placement.cpsat.stages import GROUPS_SHARE, SERVED_SHARE, STAGE_DTIME_PER_VAR, first_stage_dtime
+from hetero_opt.placement.cpsat.stages import GROUPS_SHARE, SERVED_SHARE, StagedSolver, first_stage_dtime
 from hetero_opt.placement.greedy import greedy_counts
 from hetero_opt.placement.plan import Unserved
 from hetero_opt.placement.relaxation import (
@@ -239,17 +240,28 @@ def test_consolidation_passes_over_a_chunk_the_plan_does_not_fit_to_a_smaller_on
 
 
 def test_a_chunks_floor_is_what_its_first_stage_needs_to_run() -> None:
-    # a chunk planned with its floor runs its first stage (StagedSolver skips a stage whose share of the
-    # deterministic time is below STAGE_DTIME_PER_VAR per variable): counted on the model's own variables
+    # the plan counts a model by its variables without building it; and a staged solve given its floor
+    # (first_stage_dtime) runs its first stage, where a little less makes StagedSolver skip it
     for family, seed in [("medium", 2), ("moe", 1), ("contention", 0), ("small", 1)]:
         view = build_view(generate_instance(family, seed))
         for i in range(0, len(view.requests), 3):
             chunk = view.requests[i : i + 3]
-            pm = build(view, chunk, {}, None)
-            assert model_variables(view, chunk, None) == len(pm.variables)
-            for share in (SERVED_SHARE, GROUPS_SHARE):
-                floor = first_stage_dtime(len(pm.variables), share)
-                assert max(MIN_STAGE_DTIME, floor * share) >= STAGE_DTIME_PER_VAR * len(pm.variables)
+            assert model_variables(view, chunk, None) == len(build(view, chunk, {}, None).variables)
+    view = build_view(generate_instance("large", 0))
+    chunk = [r for r in view.requests if r.delta > 0][:20]  # big enough that MIN_STAGE_DTIME does not decide
+    floor = first_stage_dtime(model_variables(view, chunk, None), SERVED_SHARE)
+    assert floor > MIN_STAGE_DTIME / SERVED_SHARE
+
+    def first_stage(dtime: float) -> str:
+        pm = build(view, chunk, {}, None)
+        budget = Budget(time.perf_counter() + 30, dtime, True)
+        staged = StagedSolver(pm, [0] * len(pm.variables), SolveOptions(), budget, single=True).run(skip=PHASE_A)
+        return staged.termination[0]
+
+    ran = first_stage(floor)
+    assert ran.startswith("served")
+    assert "SKIPPED" not in ran
+    assert first_stage(floor * 0.95).endswith("SKIPPED(budget)")
 
 
 def test_full_service_lp_is_none_when_not_everything_fits() -> None:
@@ -631,22 +643,19 @@ def test_only_the_top_classs_served_stage_bounds_the_top_class(monkeypatch: pyte
     assert len(lp.served) >= 2
     outcome = solve_relaxation(lp, Budget(time.perf_counter() + 30))
     assert outcome.values is not None
-    weights: list[float] = []
-    calls: list[float] = []
+    weights: list[float] = []  # one per call
     original = relaxation._top_served_ub
 
     def first_leaves_none(h: Any, fixed: float, weight: float) -> int | None:
         weights.append(weight)
-        calls.append(fixed)
-        return None if len(calls) == 1 else original(h, fixed, weight)
+        return None if len(weights) == 1 else original(h, fixed, weight)
 
     monkeypatch.setattr(relaxation, "_lexicographic_weights", lambda most: None)
     monkeypatch.setattr(relaxation, "_top_served_ub", first_leaves_none)
     ids = {r.service.id for r in part}
     hood = solve_freed(lp, outcome.values, ids, Budget(time.perf_counter() + 30), 100_000, np.zeros(lp.num_cols), False)
     assert hood is not None
-    assert len(calls) == 1  # asked of the first served stage only
-    assert weights == [1.0]
+    assert weights == [1.0]  # asked of the first served stage only
     assert hood.top_served_ub is None
 
 

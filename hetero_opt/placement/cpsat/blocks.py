@@ -108,7 +108,7 @@ def improve_by_class(
         prio = block[0].service.priority
         seen[prio] = seen.get(prio, 0) + 1
         tag = f"class{prio}" if seen[prio] == 1 else f"class{prio}#{seen[prio]}"
-        variables = model_variables(view, block, None) if room is not None else size  # what the plan counts
+        variables = model_variables(view, block, None)  # what the plan counts (``size`` is an estimate)
         if within_plan(budget, room, variables) is None:
             run.termination.append(f"{tag}[SKIPPED(plan: {room:.2f} s left for {variables} variables)]")
             break

@@ -489,8 +489,7 @@ def _class_by_class(
         if unplaced:  # nothing placed them: the greedy does, before lower classes take the capacity
             extra = _greedy_around(view, unplaced, [*drafts, *class_drafts])
             if extra is not None:
-                ids = {r.service.id for r in unplaced}
-                added = [d for d in extra.drafts if d.service in ids and d.units > 0]
+                added = _drafts_of(extra, unplaced)
                 class_drafts = [*class_drafts, *added]
                 add_load(view, added, class_load)
         termination.extend(f"class{prio}:{t}" for t in tagged)
@@ -649,7 +648,7 @@ class _Chunks:
         if counts is None:
             return
         ids = {r.service.id for r in requests}
-        added = [d for d in counts.drafts if d.service in ids and d.units > 0]
+        added = _drafts_of(counts, requests)
         self.drafts.extend(added)
         add_load(self.view, added, self.load)
         self.reasons = {s: why for s, why in self.reasons.items() if s not in ids}
@@ -750,7 +749,7 @@ def _no_worse_than_greedy(
     around = _greedy_around(view, freed, kept)
     if around is None:
         return drafts, load
-    other = [*kept, *(d for d in around.drafts if d.service in ids and d.units > 0)]
+    other = [*kept, *_drafts_of(around, freed)]
     if _draft_key(view, part, other) >= _draft_key(view, part, drafts):
         return drafts, load
     termination.append("greedy-around:BETTER")
@@ -768,6 +767,12 @@ def _greedy_around(view: TopologyView, requests: list[RequestView], placed: list
         return None
     counts = greedy_counts(view.with_taken(taken) if taken else view, requests)
     return Counts(canonical(counts.drafts), counts.reasons)
+
+
+def _drafts_of(counts: Counts, requests: list[RequestView]) -> list[GroupDraft]:
+    """The drafts of ``counts`` that add units to ``requests``."""
+    ids = {r.service.id for r in requests}
+    return [d for d in counts.drafts if d.service in ids and d.units > 0]
 
 
 def _hint(pm: PlacementModel, counts: Counts | None, chunk: list[RequestView]) -> list[int] | None:

@@ -380,8 +380,7 @@ def _by_class(
     counts, top = blocks.counts, None
     top_class = [r for r in part if r.service.priority == max(q.service.priority for q in part)]
     top_size = estimated_vars(view, top_class)
-    # as for a block: None where the plan does not fit it (counted on the model's variables)
-    mine = within_plan(budget, blocks.room, model_variables(view, top_class, None) if blocks.room is not None else 0)
+    mine = within_plan(budget, blocks.room, model_variables(view, top_class, None))  # as for a block
     short = _top_served(part, counts) < _top_wanted(part)
     if not settled and short and mine is not None and has_time_to_build(budget, top_size):
         top, top_stats = top_class_first(view, part, counts, options, mine, nodes if counts is hint else None)
