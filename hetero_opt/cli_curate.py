@@ -26,6 +26,7 @@ from hetero_opt.sim.curate import (
     best_of,
     choose,
     compare_policies,
+    ladder_rung,
     pd_sweep,
     profile_document,
     ratio_bounds,
@@ -97,8 +98,17 @@ def run(args: argparse.Namespace) -> int:
         if args.compare_window > 0:
             rows = compare_policies(head(trace, args.compare_window), settings, best.unit, best.prefill_tps_per_pod,
                                     best.decode_tps_per_pod, executor=executor, progress=True, bounds=bounds)
+    choice, headroom = "", None
+    if rows:
+        name, why = choose(rows, args.attainment)
+        choice = f"chosen policy: {name} ({why})"
+        rung = ladder_rung(name)
+        if rung is not None:  # a rung of the headroom ladder: the autoscaler sizes both pools at it
+            headroom = (rung, f"hetero-opt curate: closed-loop comparison over the first {args.compare_window:g} s "
+                              f"of {Path(args.trace).name} ({args.mode} mode): {why}, at target utilisation {rung:g}")
     mix = workload_mix(head(trace, args.pressure_window), 200_000)
-    doc = profile_document(settings, args.trace, mix, cap, best, results, args.name or args.out.stem, trace=trace)
+    doc = profile_document(settings, args.trace, mix, cap, best, results, args.name or args.out.stem, trace=trace,
+                           headroom=headroom)
     ServingProfile.model_validate(doc)  # the profile loads (our bug if not)
     header = "# Serving profile written by hetero-opt curate; provenance in notes.\n"
     text = header + yaml.safe_dump(doc, sort_keys=False)
@@ -109,10 +119,7 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     files = {out.with_suffix(".pressure.csv"): pressure.to_csv(index=False)}
-    choice = ""
     if rows:
-        name, why = choose(rows, args.attainment)
-        choice = f"chosen policy: {name} ({why})"
         files[out.with_suffix(".policies.csv")] = (
             pd.DataFrame(rows).assign(chosen=lambda d: d["name"] == name).to_csv(index=False))
         text += f"# {choice}\n"

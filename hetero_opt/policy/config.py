@@ -292,15 +292,20 @@ class ServicePolicy(Frozen):
         if self.profile not in profiles:
             raise InputError(f"Service '{self.service}': profile='{self.profile}' not found")
         prof = profiles[self.profile]
+        # A curated headroom (decision 63) sizes both pools at that share of the figures, unless given here.
+        headroom = prof.gpu(self.gpu_type).target_utilisation
         prop = self.proportional
         if prop.target_decode_tps_per_pod is None:
-            prop = prop.replace(target_decode_tps_per_pod=prof.decode_tps_per_pod(self.gpu_type))
+            share = headroom.value if headroom is not None else 1.0
+            prop = prop.replace(target_decode_tps_per_pod=prof.decode_tps_per_pod(self.gpu_type) * share)
         fb = self.feedback
         if fb.target_ttft_ms is None:
             fb = fb.replace(target_ttft_ms=prof.slo.ttft_ms)
         if fb.target_tbt_ms is None:
             fb = fb.replace(target_tbt_ms=prof.slo.tbt_ms)
         guard = self.prefill_guard
+        if headroom is not None and "target_utilisation" not in guard.model_fields_set:
+            guard = guard.replace(target_utilisation=headroom.value)
         if guard.prefill_tps_per_pod is None:
             guard = guard.replace(prefill_tps_per_pod=prof.prefill_tps_per_pod(self.gpu_type))
         bounds = prof.gpu(self.gpu_type).unit.bounds

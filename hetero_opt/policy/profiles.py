@@ -74,6 +74,11 @@ class GpuProfile(Frozen):
     prefill: RoleProfile = Field(description="Prefill pods on this GPU type.")
     decode: RoleProfile = Field(description="Decode pods on this GPU type.")
     unit: UnitShape = Field(description="Recommended P/D unit on this GPU type.")
+    target_utilisation: Figure | None = Field(
+        default=None,
+        description="Share of the per-pod figures decode-TPS control sizes both pools at, in (0, 1] (written by "
+        "hetero-opt curate, decision 63); None = the decode figure as the target and the guard's own default.",
+    )
 
     @model_validator(mode="after")
     def _rates(self) -> GpuProfile:
@@ -81,6 +86,8 @@ class GpuProfile(Frozen):
             raise ValueError("decode.decode_tps_per_pod is required")
         if self.prefill.prefill_tps_per_pod is None:
             raise ValueError("prefill.prefill_tps_per_pod is required")
+        if self.target_utilisation is not None and self.target_utilisation.value > 1:
+            raise ValueError(f"target_utilisation.value={self.target_utilisation.value} must be in (0, 1]")
         return self
 
 

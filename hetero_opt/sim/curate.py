@@ -7,11 +7,13 @@
 2. **Best ratio**: the unit with the most goodput per GPU; its per-pod prefill and decode tokens/s at
    that rate are the profile's figures; the guard's bounds are the units within 90 % of the best,
    widened to the P per D those figures balance at the trace's 10 %-90 % prompt:output mix.
-3. **Policy choice**: proportional (the defaults: ratio moves, the prefill floor, anticipation),
+3. **Policy choice**: proportional (the defaults: ratio moves, the prefill floor, anticipation) at
+   each target utilisation of :data:`HEADROOM_LEVELS` (the headroom ladder, decision 63),
    proportional at the fixed unit (Algorithm 2 alone: no ratio move, no floor, no anticipation),
    hybrid, the per-pool HPA and a static allocation at the trace's peak run in the closed loop on
-   the trace; the choice is the
-   fewest GPU-hours among policies meeting ``attainment``, else the best attainment.
+   the trace; the choice is the fewest GPU-hours among policies meeting ``attainment``, else the
+   best attainment. A chosen rung of the ladder is written into the profile
+   (``gpu_types.<G>.target_utilisation``), which the autoscaler then sizes both pools at.
 
 Every grid runs through :func:`hetero_opt.batch.sweep` on the given executor.
 """
@@ -47,6 +49,10 @@ from hetero_opt.sim.trace import RateTrace, Trace
 #: Decode-TPS control targets this share of the pressure-tested per-pod figure: served decode TPS
 #: cannot exceed capacity, so a target at capacity never sees R > 1 + theta_out when short.
 TARGET_UTILISATION = 0.8
+#: The headroom ladder curation tries decode-TPS control at (decision 63): the share of the curated
+#: per-pod figures both pools are sized at. 0.8 is the default; lower rungs buy TTFT where demand
+#: steps faster than a reactive policy follows (ServeGen: 0.976 at 0.8, 0.992 at 0.65).
+HEADROOM_LEVELS = (0.8, 0.75, 0.7, 0.65, 0.6, 0.55, 0.5)
 #: Candidate P/D ratios as multiples of the roofline's balance (both sides of it).
 RATIO_MULTIPLES = (0.25, 0.4, 0.6, 0.8, 1.0, 1.25, 1.6, 2.5, 4.0)
 BISECTION_STEPS = 7
@@ -250,19 +256,39 @@ def _p_range(unit: tuple[int, int], bounds: tuple[float, float]) -> tuple[int, i
     return lo, hi + 1
 
 
+def headroom_name(u: float) -> str:
+    """The candidate name of decode-TPS control at target utilisation ``u`` ("proportional" at the default)."""
+    return "proportional" if u == TARGET_UTILISATION else f"proportional-u{u:g}"
+
+
+def ladder_rung(name: str) -> float | None:
+    """The target utilisation of candidate ``name`` if it is a rung of :data:`HEADROOM_LEVELS`, else None."""
+    return next((u for u in HEADROOM_LEVELS if headroom_name(u) == name), None)
+
+
 def candidate_policies(target_decode: float, prefill_tps: float, static_units: int, settings: CurateSettings,
-                       bounds: tuple[float, float] | None = None) -> dict[str, dict[str, Any]]:
-    """The policies curation compares (the paper's control, its hybrid, the HPA baseline, peak static).
+                       bounds: tuple[float, float] | None = None,
+                       headroom: tuple[float, ...] = HEADROOM_LEVELS) -> dict[str, dict[str, Any]]:
+    """The policies curation compares (the paper's control at each rung of ``headroom``, Algorithm 2 alone,
+    its hybrid, the HPA baseline, peak static).
 
     ``bounds`` (P per D) are the curated ratio bounds the prefill guard may move the unit within.
+    A rung ``u`` sizes decode pods at ``u`` x the curated decode figure and prefill pods at ``u`` x
+    the prefill figure (the guard's ``target_utilisation``).
     """
+    if not headroom or any(not 0 < u <= 1 for u in headroom):
+        raise InputError(f"headroom={headroom}: give target utilisations in (0, 1]")
     slo = {"target_ttft_ms": settings.ttft_ms, "target_tbt_ms": settings.tbt_ms}
     guard: dict[str, Any] = {"prefill_tps_per_pod": prefill_tps}
     if bounds is not None:
         guard |= {"min_prefill_per_decode": bounds[0], "max_prefill_per_decode": bounds[1]}
     target = {"target_decode_tps_per_pod": target_decode * TARGET_UTILISATION}
+    ladder = {headroom_name(u): {"policy": "proportional",
+                                 "proportional": {"target_decode_tps_per_pod": target_decode * u},
+                                 "prefill_guard": {**guard, "target_utilisation": u}}
+              for u in headroom}
     return {
-        "proportional": {"policy": "proportional", "proportional": target, "prefill_guard": guard},
+        **ladder,
         # Algorithm 2 alone: no ratio move, no prefill floor or saturation reading, no anticipation
         "proportional-fixed-unit": {"policy": "proportional", "proportional": target,
                                     "prefill_guard": {**guard, "move_ratio": False, "scale_units": False,
@@ -311,8 +337,16 @@ def compare_policies(trace: Trace, settings: CurateSettings, unit: tuple[int, in
 
 
 def choose(rows: list[dict[str, Any]], attainment: float) -> tuple[str, str]:
-    """The policy with the fewest GPU-hours meeting ``attainment`` on both SLOs, and why."""
-    ok = [r for r in rows if min(r["att_ttft"], r["att_tbt"]) >= attainment and r["dropped"] <= 1e-6 * r["arrivals"]]
+    """The policy with the fewest GPU-hours meeting ``attainment`` on both SLOs, and why.
+
+    A dropped request counts as a miss of both (the rows' attainments judge completed requests only):
+    a policy that drops a quarter of its requests does not meet 90 %, one that drops 4 in a million
+    still may.
+    """
+    def served(r: dict[str, Any]) -> float:
+        return 1.0 - r["dropped"] / r["arrivals"] if r["arrivals"] else 1.0
+
+    ok = [r for r in rows if min(r["att_ttft"], r["att_tbt"]) * served(r) >= attainment]
     if ok:
         best = min(ok, key=lambda r: r["gpu_hours"])
         why = f"fewest GPU-hours ({best['gpu_hours']:.1f}) of those meeting {attainment:.0%} on TTFT and TBT"
@@ -342,8 +376,13 @@ def data_date(path: str | Path) -> str:
 
 
 def profile_document(settings: CurateSettings, trace_path: str, mix: Mix, cap: Capacity, best: UnitResult,
-                     results: list[UnitResult], name: str, trace: Trace | None = None) -> dict[str, Any]:
-    """The serving profile (``models/*.yaml`` schema) with its provenance in ``notes``."""
+                     results: list[UnitResult], name: str, trace: Trace | None = None,
+                     headroom: tuple[float, str] | None = None) -> dict[str, Any]:
+    """The serving profile (``models/*.yaml`` schema) with its provenance in ``notes``.
+
+    ``headroom``: the chosen rung of the headroom ladder and why, written as the GPU type's
+    ``target_utilisation``.
+    """
     from hetero_opt.sim.perfdata import model_catalog
 
     spec = model_catalog().models[settings.model]
@@ -381,6 +420,7 @@ def profile_document(settings: CurateSettings, trace_path: str, mix: Mix, cap: C
                                            + (", widened to the P per D its per-pod figures balance at the trace's "
                                               f"{MIX_QUANTILES[0]:.0%}-{MIX_QUANTILES[1]:.0%} prompt:output mix"
                                               if trace is not None else ""))}},
+            **({"target_utilisation": {"value": headroom[0], "source": headroom[1]}} if headroom is not None else {}),
         }},
         "notes": provenance,
     }

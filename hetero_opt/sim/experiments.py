@@ -110,7 +110,8 @@ def _cv(s: pd.Series) -> float:
 
 def savings(trace: Trace, settings: CurateSettings, executor: Executor | None = None,
             progress: bool = False, pressure_trace: Trace | None = None) -> pd.DataFrame:
-    """GPU-hours and attainment of decode-TPS control, hybrid, per-pool HPA and static-at-peak, plus the oracle."""
+    """GPU-hours and attainment of decode-TPS control (each rung of the headroom ladder), Algorithm 2 alone,
+    hybrid, per-pool HPA and static-at-peak, plus the oracle."""
     _, results = pd_sweep(pressure_trace or trace, settings, executor=executor, progress=progress)
     best = best_of(results)
     bounds = ratio_bounds(results, trace=trace, period_s=settings.control_period_s)
@@ -163,12 +164,14 @@ def plot_signals(cycles: pd.DataFrame, path: Path, title: str) -> None:
 def plot_savings(df: pd.DataFrame, path: Path, title: str) -> None:
     """GPU-hours per policy, annotated with SLO attainment."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.75 * len(df)), 4))
     ax.bar(df["name"], df["gpu_hours"])
+    ax.tick_params(axis="x", labelrotation=30, labelsize=7)
     for i, r in df.reset_index(drop=True).iterrows():
         att = r.get("att_both")
         label = f"{r['gpu_hours']:.0f}" + (f"\nSLO {att:.3f}" if isinstance(att, float) and att == att else "")
         ax.annotate(label, (i, r["gpu_hours"]), ha="center", fontsize=7, textcoords="offset points", xytext=(0, 3))
+    ax.set_ylim(0, 1.2 * float(df["gpu_hours"].max()))  # room for the labels above the tallest bar
     ax.set_ylabel("GPU-hours")
     ax.set_title(title, fontsize=9)
     _save(plt, fig, path)

@@ -145,6 +145,51 @@ services:
     assert cfg["batch"].periodic.windows[0].units == 4
 
 
+def _curated_profile(tmp_path: Path, value: float) -> Path:
+    """models/llama3-70b-pd.yaml with a curated headroom on H100 (as `hetero-opt curate` writes it)."""
+    import yaml
+
+    doc = yaml.safe_load((MODELS / "llama3-70b-pd.yaml").read_text(encoding="utf-8"))
+    doc["gpu_types"]["H100"]["target_utilisation"] = {"value": value, "source": "closed-loop comparison"}
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "llama3-70b-pd.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return models
+
+
+def test_a_curated_headroom_sizes_both_pools_unless_the_config_says_otherwise(tmp_path: Path) -> None:
+    models = _curated_profile(tmp_path, 0.65)
+    cfg_file = tmp_path / "policy.yaml"
+    cfg_file.write_text(
+        f"""
+models_dir: {models}
+services:
+  - {{service: chat, policy: proportional, profile: llama3-70b-pd, gpu_type: H100}}
+  - {{service: own, policy: proportional, profile: llama3-70b-pd, gpu_type: H100,
+      proportional: {{target_decode_tps_per_pod: 999}}, prefill_guard: {{target_utilisation: 0.9}}}}
+  - {{service: plain, policy: proportional, profile: llama3-70b-pd, gpu_type: H20}}
+""",
+        encoding="utf-8",
+    )
+    cfg = load_policy_config(cfg_file).by_service()
+    # 0.65 x the profile's 1,480 decode tok/s per pod; prefill pods sized at 0.65 x 22,800
+    assert cfg["chat"].proportional.target_decode_tps_per_pod == pytest.approx(0.65 * 1480)
+    assert cfg["chat"].prefill_guard.target_utilisation == 0.65
+    assert cfg["chat"].prefill_guard.prefill_tps_per_pod == 22800
+    # what the config gives wins over the profile
+    assert cfg["own"].proportional.target_decode_tps_per_pod == 999
+    assert cfg["own"].prefill_guard.target_utilisation == 0.9
+    # a GPU type without a curated headroom: the decode figure itself, the guard's default
+    assert cfg["plain"].proportional.target_decode_tps_per_pod == 1300
+    assert cfg["plain"].prefill_guard.target_utilisation == 0.8
+
+
+def test_a_headroom_above_one_is_refused_naming_the_field(tmp_path: Path) -> None:
+    models = _curated_profile(tmp_path, 1.2)
+    with pytest.raises(InputError, match=r"target_utilisation.value=1.2 must be in \(0, 1\]"):
+        load_profiles(models)
+
+
 def test_policy_config_errors_name_field(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("services:\n  - service: a\n    policy: magic\n", encoding="utf-8")

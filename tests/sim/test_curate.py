@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from sim_helpers import CONV, TRACES
 
 from hetero_opt.cli import main
+from hetero_opt.errors import InputError
 from hetero_opt.policy.profiles import load_profile
+from hetero_opt.sim.curate import (
+    HEADROOM_LEVELS,
+    CurateSettings,
+    candidate_policies,
+    choose,
+    headroom_name,
+    ladder_rung,
+)
 from hetero_opt.sim.harness import build_cluster, flat_rate, head, rate_scaled, workload_mix
 from hetero_opt.sim.trace import RateTrace, RequestTrace, load_trace
 
@@ -38,6 +48,33 @@ def test_curate_writes_a_loadable_reproducible_profile(tmp_path: Path) -> None:
     for suffix in (".pressure.csv", ".policies.csv"):
         assert (outs[0].with_suffix(suffix)).stat().st_size > 0
     assert "chosen policy:" in outs[0].read_text()
+    # every rung of the headroom ladder ran; a chosen rung is the profile's target utilisation (decision 63)
+    table = pd.read_csv(outs[0].with_suffix(".policies.csv"))
+    assert {headroom_name(u) for u in HEADROOM_LEVELS} <= set(table["name"])
+    chosen = table.loc[table["chosen"], "name"].item()
+    rung = ladder_rung(chosen)
+    assert (g.target_utilisation.value if g.target_utilisation is not None else None) == rung
+
+
+def test_the_choice_is_the_fewest_gpu_hours_meeting_the_attainment_and_names_its_rung() -> None:
+    def row(name: str, gpu_hours: float, ttft: float) -> dict[str, object]:
+        return {"name": name, "gpu_hours": gpu_hours, "att_ttft": ttft, "att_tbt": 1.0, "att_both": ttft,
+                "dropped": 0.0, "arrivals": 1000.0}
+
+    rows = [row("proportional", 48.0, 0.976), row("proportional-u0.7", 55.0, 0.988),
+            row("proportional-u0.65", 59.0, 0.992), row("proportional-u0.6", 64.0, 0.997), row("static", 118.0, 1.0)]
+    assert choose(rows, 0.99)[0] == "proportional-u0.65"
+    assert choose(rows, 0.95)[0] == "proportional"
+    assert choose(rows, 0.999999)[0] == "static"
+    # a dropped request is a miss: 2 % dropped takes 0.992 below 0.99, 4 in a million does not
+    rows[2]["dropped"] = 20.0
+    assert choose(rows, 0.99)[0] == "proportional-u0.6"
+    rows[2]["dropped"], rows[2]["arrivals"] = 4.0, 1e6
+    assert choose(rows, 0.99)[0] == "proportional-u0.65"
+    assert [ladder_rung(n) for n in ("proportional", "proportional-u0.65", "static", "proportional-fixed-unit")] == [
+        0.8, 0.65, None, None]
+    with pytest.raises(InputError, match="target utilisations in"):
+        candidate_policies(1000.0, 1000.0, 2, CurateSettings("llama3-70b", "H100", 4, 2000.0, 100.0), headroom=(1.5,))
 
 
 @pytest.mark.parametrize(

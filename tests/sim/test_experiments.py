@@ -9,6 +9,7 @@ import pytest
 from sim_helpers import CONV, TRACES
 
 from hetero_opt.cli import main
+from hetero_opt.sim.curate import HEADROOM_LEVELS, headroom_name
 
 SERVEGEN = str(TRACES / "servegen_2025_rate_10min.csv")
 TINY = {
@@ -28,7 +29,8 @@ def test_experiment_writes_csv_and_png(tmp_path: Path, name: str) -> None:
     assert len(df) > 0
     assert (tmp_path / f"{stem}.png").read_bytes()[:4] == b"\x89PNG"
     if name == "savings":
-        assert set(df["name"]) == {"proportional", "proportional-fixed-unit", "hybrid", "hpa", "static", "oracle"}
+        ladder = {headroom_name(u) for u in HEADROOM_LEVELS}
+        assert set(df["name"]) == {*ladder, "proportional-fixed-unit", "hybrid", "hpa", "static", "oracle"}
     if name == "signals":
         assert set(df["run"]) == {"static", "ttft-feedback", "decode-tps"}
         static = df[df["run"] == "static"].iloc[0]
