@@ -4,8 +4,9 @@ For each trace: curate (pressure test -> unit and per-pod figures), then decode-
 chosen defaults at each rung of the headroom ladder (the curated row: the fewest GPU-hours meeting the
 goal's 99 %, as `hetero-opt curate` chooses), the per-pool HPA baseline and a static allocation at the
 trace's peak, in one run each, beside the perfect-foresight oracle's GPU-hours; decode-TPS control
-also without anticipation (no learned schedule, no saturation reading: the defaults before) and at
-the fixed curated unit (Algorithm 2 alone). Where the GPU-hours gap to the oracle comes from: ``oracle_gap.py``.
+with the target utilisation held (no SLO-tuned headroom, decision 64), also without anticipation (no
+learned schedule, no saturation reading: the defaults before) and at the fixed curated unit (Algorithm 2
+alone). Where the GPU-hours gap to the oracle comes from: ``oracle_gap.py``.
 Goals (decode-TPS control):
 SLO attainment >= 99 % (TTFT and TBT); GPU-hours >= 40 % below static-at-peak and within 15 % of
 the oracle; <= 4 reversals within 30 min per day per service; zero cycles off the unit.
@@ -83,12 +84,15 @@ def measure(label: str, trace: Trace, mode: str, period: float) -> list[dict[str
     settings, best, bounds, pols = curated(trace, mode, period)
     ladder = [headroom_name(u) for u in HEADROOM_LEVELS]
     pols = {k: v for k, v in pols.items() if k in (*ladder, "proportional-fixed-unit", "hpa", "static")}
+    # the defaults before the SLO-tuned headroom (decision 64): the utilisation held where it is configured
+    fixed = copy.deepcopy(pols["proportional"])
+    fixed["headroom"] = {"adaptive": False}
     # the defaults before anticipation (issue 10, session 5): no learned schedule, no saturation reading
-    before = copy.deepcopy(pols["proportional"])
+    before = copy.deepcopy(fixed)
     before.setdefault("anticipation", {})["schedule_days"] = 0
     before.setdefault("prefill_guard", {})["saturated_util_percent"] = None
-    pols = {"proportional": pols["proportional"], "proportional-no-anticipation": before,
-            **{k: v for k, v in pols.items() if k != "proportional"}}
+    pols = {"proportional": pols["proportional"], "proportional-fixed-headroom": fixed,
+            "proportional-no-anticipation": before, **{k: v for k, v in pols.items() if k != "proportional"}}
     rows = compare_policies(trace, settings, best.unit, best.prefill_tps_per_pod, best.decode_tps_per_pod,
                             policies=pols, bounds=bounds)
     # curation's choice among the rungs of the headroom ladder (decision 63), as `hetero-opt curate` makes it
@@ -132,7 +136,7 @@ def main() -> None:
     with pd.option_context("display.width", 250, "display.max_columns", 30):
         print(df[cols].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     for r in rows:
-        if r["curated"] or r["name"] in ("proportional", "proportional-no-anticipation"):
+        if r["curated"] or r["name"] in ("proportional", "proportional-fixed-headroom", "proportional-no-anticipation"):
             print(f"{r['trace']}, {r['name']}{' (curated)' if r['curated'] else ''}: {verdicts(r)}")
     if args.csv:
         df[cols].to_csv(args.csv, index=False)

@@ -22,6 +22,7 @@ from hetero_opt.policy.engine import (
     metrics_from_frame,
 )
 from hetero_opt.policy.feedback import LatencyTiers
+from hetero_opt.policy.headroom import HeadroomConfig, HeadroomMemory
 from hetero_opt.policy.hybrid import HybridMemory
 from hetero_opt.policy.openloop import FlapStats, OpenLoopResult, flap_stats, open_loop, servegen_series
 from hetero_opt.policy.periodic import PeriodicWindow
@@ -41,6 +42,8 @@ __all__ = [
     "FlapStats",
     "GuardResult",
     "HPAPolicyConfig",
+    "HeadroomConfig",
+    "HeadroomMemory",
     "HybridConfig",
     "HybridMemory",
     "LatencyTiers",

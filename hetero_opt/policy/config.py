@@ -18,6 +18,7 @@ from hetero_opt.io import load_yaml_model
 from hetero_opt.policy._base import Frozen
 from hetero_opt.policy.anticipation import AnticipationConfig
 from hetero_opt.policy.feedback import LatencyTiers
+from hetero_opt.policy.headroom import HeadroomConfig
 from hetero_opt.policy.hpa import HPABehavior, HPAControllerConfig
 from hetero_opt.policy.periodic import PeriodicWindow
 from hetero_opt.policy.profiles import ServingProfile, load_profiles
@@ -270,6 +271,9 @@ class ServicePolicy(Frozen):
     kpa: KPAPolicyConfig = Field(default_factory=KPAPolicyConfig, description="Knative KPA baseline.")
     apa: APAPolicyConfig = Field(default_factory=APAPolicyConfig, description="AIBrix APA baseline.")
     stability: StabilityConfig = Field(default_factory=StabilityConfig, description="Stability mechanisms.")
+    headroom: HeadroomConfig = Field(
+        default_factory=HeadroomConfig, description="SLO-tuned target utilisation (proportional and hybrid)."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ServicePolicy:

@@ -26,6 +26,7 @@ from hetero_opt.policy.anticipation import DemandHistory, Forecast, forecast, le
 from hetero_opt.policy.apa import APASpec, APAState, apa_scale
 from hetero_opt.policy.config import AutoscalerConfig, PerPodMetricConfig, ServicePolicy
 from hetero_opt.policy.feedback import LatencySignal, classify, feedback_decision
+from hetero_opt.policy.headroom import HeadroomMemory, tune
 from hetero_opt.policy.hpa import (
     HPAHistory,
     HPASpec,
@@ -160,6 +161,9 @@ class ServicePolicyState(Frozen):
         default=(), description="Prefill guard: raw prefill pods per unit inside the scale-in window (units = p)."
     )
     hybrid: HybridMemory = Field(default_factory=HybridMemory, description="Hybrid policy: latency-added units.")
+    headroom: HeadroomMemory = Field(
+        default_factory=HeadroomMemory, description="SLO-tuned target utilisation and its window's counts."
+    )
     demand: DemandHistory = Field(
         default_factory=DemandHistory,
         description="Anticipation: the service's past observations (decode, prefill TPS).",
@@ -612,6 +616,9 @@ def decide(
         return _decide_hpa(config, state, now, metrics, current_units, pending_units, unit, current_pods)
     if config.policy in ("kpa", "apa"):
         return _decide_per_pool(config, state, now, metrics, current_units, pending_units, unit, current_pods)
+    headroom, tuned = state.headroom, ""
+    if config.headroom.adaptive and config.policy in ("proportional", "hybrid"):
+        config, headroom, tuned = _tuned(config, headroom, now, metrics)
     st = config.stability
     supply = current_units + (pending_units if st.count_pending else 0)
     out_ok = cooldown_passed(
@@ -627,7 +634,7 @@ def decide(
     observed = metrics
     metrics, saturated = _saturation(config, metrics, current_units, unit)
     proposal = _propose(config, state, now, metrics, supply, unit)
-    proposed, reason = proposal.units, proposal.reason + saturated
+    proposed, reason = proposal.units, proposal.reason + saturated + tuned
     need = prefill_units_needed(config, metrics, unit)
     if need is not None:
         # Algorithm 2's band on the prefill side: prefill alone scales out only when it needs more than
@@ -728,6 +735,7 @@ def decide(
         prefill_history=p_history,
         hybrid=hybrid,
         demand=demand,
+        headroom=headroom,
         last_scale_out_at=now if action == "out" else state.last_scale_out_at,
         last_scale_in_at=now if action == "in" else state.last_scale_in_at,
     )
@@ -780,6 +788,39 @@ def _anticipate(
     if pre is not None and pre > units:
         units = pre
     return math.ceil(units - 1e-9), f.reason
+
+
+def is_short(config: ServicePolicy, m: ServiceMetrics) -> bool:
+    """The cycle fell short of its SLO by what the metrics say: mean TTFT or TBT above its target, or the
+    prefill pool at or above ``saturated_util_percent`` (its queue grows while it reads busy)."""
+    fb, g = config.feedback, config.prefill_guard
+    return bool(
+        (m.ttft_ms is not None and fb.target_ttft_ms is not None and m.ttft_ms > fb.target_ttft_ms)
+        or (m.tbt_ms is not None and fb.target_tbt_ms is not None and m.tbt_ms > fb.target_tbt_ms)
+        or (m.prefill_gpu_util is not None and g.saturated_util_percent is not None
+            and m.prefill_gpu_util >= g.saturated_util_percent)
+    )
+
+
+def _tuned(
+    config: ServicePolicy, memory: HeadroomMemory, now: float, m: ServiceMetrics
+) -> tuple[ServicePolicy, HeadroomMemory, str]:
+    """``config`` sized at the SLO-tuned target utilisation (decision 64), the memory after this cycle, and why.
+
+    The configured ``prefill_guard.target_utilisation`` (the curated headroom, or the default) is the
+    ceiling; the decode target moves with it in proportion.
+    """
+    configured = config.prefill_guard.target_utilisation
+    memory, u, why = tune(config.headroom, memory, configured, now, is_short(config, m))
+    if u == configured:
+        return config, memory, why
+    target = config.proportional.target_decode_tps_per_pod
+    tuned = config.model_copy(update={
+        "prefill_guard": config.prefill_guard.model_copy(update={"target_utilisation": u}),
+        "proportional": config.proportional.model_copy(
+            update={"target_decode_tps_per_pod": None if target is None else target * u / configured}),
+    })
+    return tuned, memory, why or f"; target utilisation {u:g} (SLO-tuned, configured {configured:g})"
 
 
 def _saturation(

@@ -7,9 +7,10 @@
 2. **Best ratio**: the unit with the most goodput per GPU; its per-pod prefill and decode tokens/s at
    that rate are the profile's figures; the guard's bounds are the units within 90 % of the best,
    widened to the P per D those figures balance at the trace's 10 %-90 % prompt:output mix.
-3. **Policy choice**: proportional (the defaults: ratio moves, the prefill floor, anticipation) at
+3. **Policy choice**: proportional (the defaults: ratio moves, the prefill floor, anticipation, the
+   SLO-tuned headroom with the rung as its ceiling) at
    each target utilisation of :data:`HEADROOM_LEVELS` (the headroom ladder, decision 63),
-   proportional at the fixed unit (Algorithm 2 alone: no ratio move, no floor, no anticipation),
+   proportional at the fixed unit (Algorithm 2 alone: no ratio move, no floor, no anticipation, no tuning),
    hybrid, the per-pool HPA and a static allocation at the trace's peak run in the closed loop on
    the trace; the choice is the fewest GPU-hours among policies meeting ``attainment``, else the
    best attainment. A chosen rung of the ladder is written into the profile
@@ -289,11 +290,13 @@ def candidate_policies(target_decode: float, prefill_tps: float, static_units: i
               for u in headroom}
     return {
         **ladder,
-        # Algorithm 2 alone: no ratio move, no prefill floor or saturation reading, no anticipation
+        # Algorithm 2 alone: no ratio move, no prefill floor or saturation reading, no anticipation, no
+        # SLO-tuned headroom
         "proportional-fixed-unit": {"policy": "proportional", "proportional": target,
                                     "prefill_guard": {**guard, "move_ratio": False, "scale_units": False,
                                                       "saturated_util_percent": None},
-                                    "anticipation": {"schedule_days": 0, "trend": False}},
+                                    "anticipation": {"schedule_days": 0, "trend": False},
+                                    "headroom": {"adaptive": False}},
         "hybrid": {"policy": "hybrid", "proportional": target,
                    "feedback": slo, "prefill_guard": guard},
         "hpa": {"policy": "hpa"},

@@ -1,0 +1,66 @@
+"""SLO-tuned headroom (decision 64): the target utilisation follows the service's own short cycles.
+
+Curation (decision 63) picks a target utilisation ``u`` from a trace; the workload then drifts
+(ServeGen's second week needs 0.6 where its first needs 0.8). Here the engine lowers ``u`` by one
+``step`` when more than ``short_budget`` of the cycles in a ``window_s`` were *short* (mean TTFT or
+TBT above its SLO target, or the prefill pool saturated), and raises it back one step, never above
+the configured ``u``, after a window without one. A slow outer loop (one step a window) around the
+fast proportional loop: it changes how much capacity a unit of demand gets, never the demand read.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from hetero_opt.policy._base import Frozen
+
+
+class HeadroomConfig(Frozen):
+    """``headroom``: the SLO-tuned target utilisation (proportional and hybrid only)."""
+
+    adaptive: bool = Field(default=True, description="Tune the target utilisation from the short cycles seen.")
+    floor: float = Field(default=0.5, gt=0, le=1, description="Lowest target utilisation it may go to.")
+    step: float = Field(default=0.05, gt=0, le=0.5, description="Change per window (target utilisation).")
+    window_s: float = Field(
+        default=86_400.0, ge=60, le=30 * 86_400, description="Window the short cycles are counted over (s)."
+    )
+    short_budget: float = Field(
+        default=0.005, ge=0, lt=1, description="Share of a window's cycles that may be short before it lowers."
+    )
+
+
+class HeadroomMemory(Frozen):
+    """The tuned target utilisation and the current window's counts."""
+
+    utilisation: float | None = Field(default=None, gt=0, le=1, description="Tuned value; None = the configured.")
+    window_start: float | None = Field(default=None, description="Start of the current window (s).")
+    cycles: int = Field(default=0, ge=0, description="Cycles seen in the current window.")
+    short: int = Field(default=0, ge=0, description="Short cycles in the current window.")
+
+
+def tune(
+    cfg: HeadroomConfig, memory: HeadroomMemory, configured: float, now: float, short: bool
+) -> tuple[HeadroomMemory, float, str]:
+    """Count this cycle, close the window if it is over; (memory, the utilisation to size at, why it changed).
+
+    A window closes at the first cycle at least ``window_s`` after it opened: more than ``short_budget``
+    of its cycles short lowers the utilisation one step (not below ``floor``), none short raises it one
+    step (not above ``configured``); between the two it stays.
+    """
+    current = configured if memory.utilisation is None else min(memory.utilisation, configured)
+    if memory.window_start is None:
+        return HeadroomMemory(utilisation=current, window_start=now, cycles=1, short=int(short)), current, ""
+    cycles, shorts = memory.cycles + 1, memory.short + int(short)
+    if now - memory.window_start < cfg.window_s:
+        return memory.replace(utilisation=current, cycles=cycles, short=shorts), current, ""
+    share = shorts / cycles
+    new = current
+    if share > cfg.short_budget:
+        new = max(cfg.floor, round(current - cfg.step, 6))
+    elif shorts == 0:
+        new = min(configured, round(current + cfg.step, 6))
+    why = ""
+    if new != current:
+        why = (f"; target utilisation {current:g} → {new:g}: {shorts} of {cycles} cycles short in "
+               f"{now - memory.window_start:g} s (budget {cfg.short_budget:.1%})")
+    return HeadroomMemory(utilisation=new, window_start=now, cycles=0, short=0), new, why

@@ -1,0 +1,101 @@
+"""SLO-tuned headroom (decision 64): one step down after a window with too many short cycles, one step
+up after a window with none, never above the configured utilisation nor below the floor."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hetero_opt.policy.config import PrefillGuardConfig, ProportionalConfig, ServicePolicy, StabilityConfig
+from hetero_opt.policy.engine import ServiceMetrics, ServicePolicyState, decide, is_short
+from hetero_opt.policy.headroom import HeadroomConfig, HeadroomMemory, tune
+
+HOUR = 3600.0
+CFG = HeadroomConfig(window_s=HOUR, short_budget=0.1, step=0.05, floor=0.6)
+
+
+def run(shorts: list[bool], configured: float = 0.8, cfg: HeadroomConfig = CFG, period: float = 600.0) -> list[float]:
+    """The utilisation sized at each cycle of ``shorts`` (one cycle every ``period`` s)."""
+    memory, out = HeadroomMemory(), []
+    for i, short in enumerate(shorts):
+        memory, u, _ = tune(cfg, memory, configured, i * period, short)
+        out.append(u)
+    return out
+
+
+def test_a_window_with_too_many_short_cycles_lowers_one_step_and_a_clean_one_raises_it_back() -> None:
+    # cycles every 10 min: the window opened at 0 closes at 3600 s (cycle 6), counting cycles 0-6
+    assert run([True] + [False] * 6) == [0.8] * 6 + [0.75]  # 1 of 7 short > 10 %
+    assert run([False] * 6 + [True]) == [0.8] * 6 + [0.75]  # the closing cycle counts
+    # lowered twice, then one clean window raises it one step
+    assert run([True] * 13 + [False] * 6)[-1] == pytest.approx(0.75)
+    assert run([True] * 13) == [0.8] * 6 + [0.75] * 6 + [0.7]
+
+
+def test_a_window_within_the_budget_holds_and_the_configured_value_is_a_ceiling() -> None:
+    cfg = CFG.model_copy(update={"short_budget": 0.2})
+    assert run([True] + [False] * 6, cfg=cfg) == [0.8] * 7  # 1 of 7 short, within 20 %: no step either way
+    assert run([False] * 30) == [0.8] * 30  # clean windows never raise above the configured 0.8
+    # a configured value lowered since (a new profile) is the ceiling at once
+    memory = HeadroomMemory(utilisation=0.9, window_start=0.0, cycles=1)
+    assert tune(CFG, memory, 0.8, 600.0, False)[1] == 0.8
+
+
+def test_the_floor_holds() -> None:
+    assert min(run([True] * 200)) == pytest.approx(0.6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.booleans(), min_size=1, max_size=120), st.floats(0.6, 1.0))
+def test_the_utilisation_stays_between_floor_and_ceiling_and_moves_one_step_at_most(
+    shorts: list[bool], configured: float
+) -> None:
+    us = run(shorts, configured)
+    assert all(min(CFG.floor, configured) - 1e-9 <= u <= configured + 1e-9 for u in us)
+    # (a step is rounded to 6 decimals, so that 0.8 - 0.05 is 0.75)
+    assert all(abs(a - b) <= CFG.step + 1e-6 for a, b in pairwise(us))
+
+
+def _svc(**kw: object) -> ServicePolicy:
+    return ServicePolicy.model_validate({
+        "service": "chat", "policy": "proportional", "max_units": 100,
+        "proportional": ProportionalConfig(target_decode_tps_per_pod=1000),
+        "prefill_guard": PrefillGuardConfig(prefill_tps_per_pod=10_000, target_utilisation=0.8),
+        "stability": StabilityConfig(cooldown_out_s=0, cooldown_in_s=0, scale_in_window_s=0),
+        "feedback": {"target_ttft_ms": 2000, "target_tbt_ms": 100},
+        **kw,
+    })
+
+
+def test_short_cycles_are_latency_above_target_or_a_saturated_prefill_pool() -> None:
+    svc = _svc()
+    assert not is_short(svc, ServiceMetrics(decode_tps=1.0, ttft_ms=1999, tbt_ms=100, prefill_gpu_util=94))
+    assert is_short(svc, ServiceMetrics(decode_tps=1.0, ttft_ms=2001))
+    assert is_short(svc, ServiceMetrics(decode_tps=1.0, tbt_ms=101))
+    assert is_short(svc, ServiceMetrics(decode_tps=1.0, prefill_gpu_util=95))
+    assert not is_short(_svc(prefill_guard=PrefillGuardConfig(saturated_util_percent=None)),
+                        ServiceMetrics(decode_tps=1.0, prefill_gpu_util=100))
+
+
+def test_the_engine_sizes_both_pools_at_the_tuned_utilisation_and_says_so() -> None:
+    svc = _svc(headroom=HeadroomConfig(window_s=HOUR, short_budget=0.0))
+    hot = ServiceMetrics(decode_tps=8000.0, prefill_tps=0.0, ttft_ms=5000.0)
+    state = ServicePolicyState()
+    decisions = []
+    for i in range(8):  # every cycle short: the window closing at 3600 s lowers 0.8 to 0.75
+        d, state = decide(svc, state, i * 600.0, hot, 7, 0, (1, 1))
+        decisions.append(d)
+    # 7 units short: 8,000 decode TPS / 1,000 per pod = 8 units at 0.8; at 0.75 the target per pod is
+    # 1,000 × 0.75 / 0.8 = 937.5, so 9 units, from the cycle that closes the window
+    assert [d.target_units for d in decisions][5:] == [8, 9, 9]
+    assert "target utilisation 0.8 → 0.75: 7 of 7 cycles short" in decisions[6].reason
+    assert "target utilisation 0.75 (SLO-tuned, configured 0.8)" in decisions[7].reason
+    assert state.headroom.utilisation == 0.75
+    off, state = _svc(headroom=HeadroomConfig(adaptive=False)), ServicePolicyState()
+    for i in range(8):
+        d, state = decide(off, state, i * 600.0, hot, 7, 0, (1, 1))
+    assert d.target_units == 8
+    assert state.headroom == HeadroomMemory()
