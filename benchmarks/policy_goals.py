@@ -2,16 +2,17 @@
 
 For each trace: curate (pressure test -> unit and per-pod figures), then decode-TPS control with the
 chosen defaults at each rung of the headroom ladder (the curated row: the fewest GPU-hours meeting the
-goal's 99 %, as `hetero-opt curate` chooses), the per-pool HPA baseline and a static allocation at the
-trace's peak, in one run each, beside the perfect-foresight oracle's GPU-hours; decode-TPS control
-with the target utilisation held (no SLO-tuned headroom, decision 64), also without anticipation (no
-learned schedule, no saturation reading: the defaults before) and at the fixed curated unit (Algorithm 2
-alone). Where the GPU-hours gap to the oracle comes from: ``oracle_gap.py``.
+goal's 99 %, by the rule `hetero-opt curate` applies to all its candidates), the per-pool HPA
+baseline and a static allocation at the trace's peak, in one run each, beside the perfect-foresight
+oracle's GPU-hours; decode-TPS control with the target utilisation held (no SLO-tuned headroom,
+decision 64), also without anticipation (no learned schedule, no saturation reading: the defaults
+before) and at the fixed curated unit (Algorithm 2 alone). Where the GPU-hours gap to the oracle
+comes from: ``oracle_gap.py``.
 Goals (decode-TPS control):
 SLO attainment >= 99 % (TTFT and TBT); GPU-hours >= 40 % below static-at-peak and within 15 % of
 the oracle; <= 4 reversals within 30 min per day per service; zero cycles off the unit.
 
-    .venv/bin/python benchmarks/policy_goals.py            # all three traces (~5 min on 2 cores)
+    .venv/bin/python benchmarks/policy_goals.py            # all three traces (~3 min on 2 cores)
     .venv/bin/python benchmarks/policy_goals.py --quick    # 1 day of ServeGen, 20 min of each Azure trace
 """
 

@@ -22,6 +22,7 @@ from hetero_opt.errors import InputError
 from hetero_opt.io import write_all_atomic
 from hetero_opt.policy.profiles import ServingProfile
 from hetero_opt.sim.curate import (
+    TARGET_UTILISATION,
     CurateSettings,
     best_of,
     choose,
@@ -98,14 +99,22 @@ def run(args: argparse.Namespace) -> int:
         if args.compare_window > 0:
             rows = compare_policies(head(trace, args.compare_window), settings, best.unit, best.prefill_tps_per_pod,
                                     best.decode_tps_per_pod, executor=executor, progress=True, bounds=bounds)
-    choice, headroom = "", None
+    # The profile always says what decode-TPS control is sized at: the chosen rung of the headroom ladder, or
+    # the default the other candidates ran at (a profile without it would be read at 1.0 x the figures).
+    choice, headroom = "", (TARGET_UTILISATION, "hetero-opt curate: the default; no closed-loop comparison was run "
+                                                "(--compare-window 0)")
     if rows:
         name, why = choose(rows, args.attainment)
         choice = f"chosen policy: {name} ({why})"
         rung = ladder_rung(name)
+        where = f"closed-loop comparison over the first {args.compare_window:g} s of {Path(args.trace).name} " \
+                f"({args.mode} mode)"
         if rung is not None:  # a rung of the headroom ladder: the autoscaler sizes both pools at it
-            headroom = (rung, f"hetero-opt curate: closed-loop comparison over the first {args.compare_window:g} s "
-                              f"of {Path(args.trace).name} ({args.mode} mode): {why}, at target utilisation {rung:g}")
+            headroom = (rung, f"hetero-opt curate: {where}: {why}, at target utilisation {rung:g}")
+        else:
+            headroom = (TARGET_UTILISATION, f"hetero-opt curate: the default, which {name} ran at in the {where}; "
+                                            f"it was chosen ({why}), not a rung of the headroom ladder")
+        choice += f"; profile target_utilisation {headroom[0]:g}"
     mix = workload_mix(head(trace, args.pressure_window), 200_000)
     doc = profile_document(settings, args.trace, mix, cap, best, results, args.name or args.out.stem, trace=trace,
                            headroom=headroom)
@@ -125,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
         text += f"# {choice}\n"
     files[out] = text
     write_all_atomic(files)
+    if not rows:  # a comparison of an earlier run beside this profile would claim a choice it did not make
+        out.with_suffix(".policies.csv").unlink(missing_ok=True)
     _print(console, best, results, rows, choice)
     return 0
 

@@ -50,6 +50,10 @@ class FeedbackConfig(Frozen):
     tiers: LatencyTiers = Field(default_factory=LatencyTiers, description="Tier thresholds.")
 
 
+#: The share of the per-pod figures a pool is sized at where neither the config nor the profile says.
+DEFAULT_TARGET_UTILISATION = 0.8
+
+
 class PrefillGuardConfig(Frozen):
     """The prefill guard (``policy/prefill_guard.py``): prefill TPS against prefill capacity."""
 
@@ -84,11 +88,16 @@ class PrefillGuardConfig(Frozen):
         description="Prefill GPU utilisation (%) at which the pool counts as saturated: its served prefill TPS "
         "then under-reads demand, so it is read as at least the pods serving × prefill_tps_per_pod; None = off.",
     )
-    target_utilisation: float = Field(
-        default=0.8, gt=0, le=1,
+    target_utilisation: float | None = Field(
+        default=None, gt=0, le=1,
         description="Share of prefill_tps_per_pod a prefill pod is sized at (served prefill TPS cannot exceed "
-        "capacity, so a saturated pool reads as short).",
+        "capacity, so a saturated pool reads as short); None = the profile's target_utilisation, else 0.8.",
     )
+
+    @property
+    def utilisation(self) -> float:
+        """``target_utilisation``, or the default where it is unset."""
+        return DEFAULT_TARGET_UTILISATION if self.target_utilisation is None else self.target_utilisation
 
 
 class HybridConfig(Frozen):
@@ -296,11 +305,14 @@ class ServicePolicy(Frozen):
         if self.profile not in profiles:
             raise InputError(f"Service '{self.service}': profile='{self.profile}' not found")
         prof = profiles[self.profile]
-        # A curated headroom (decision 63) sizes both pools at that share of the figures, unless given here.
-        headroom = prof.gpu(self.gpu_type).target_utilisation
+        # A curated headroom (decision 63) sizes both pools at that share of the figures; a target_utilisation
+        # given here replaces it for both. A profile without one: the decode figure itself is the target.
+        curated = prof.gpu(self.gpu_type).target_utilisation
+        given = self.prefill_guard.target_utilisation
+        headroom = given if given is not None else curated.value if curated is not None else None
         prop = self.proportional
         if prop.target_decode_tps_per_pod is None:
-            share = headroom.value if headroom is not None else 1.0
+            share = headroom if curated is not None and headroom is not None else 1.0
             prop = prop.replace(target_decode_tps_per_pod=prof.decode_tps_per_pod(self.gpu_type) * share)
         fb = self.feedback
         if fb.target_ttft_ms is None:
@@ -308,8 +320,8 @@ class ServicePolicy(Frozen):
         if fb.target_tbt_ms is None:
             fb = fb.replace(target_tbt_ms=prof.slo.tbt_ms)
         guard = self.prefill_guard
-        if headroom is not None and "target_utilisation" not in guard.model_fields_set:
-            guard = guard.replace(target_utilisation=headroom.value)
+        if given is None and curated is not None:
+            guard = guard.replace(target_utilisation=curated.value)
         if guard.prefill_tps_per_pod is None:
             guard = guard.replace(prefill_tps_per_pod=prof.prefill_tps_per_pod(self.gpu_type))
         bounds = prof.gpu(self.gpu_type).unit.bounds

@@ -449,7 +449,7 @@ def _given_or_derived_target(config: ServicePolicy, mc: PerPodMetricConfig, pool
             f"Service '{config.service}': {config.policy}.prefill_target_per_pod unset "
             "(give it, prefill_guard.prefill_tps_per_pod or a profile)"
         )
-    return g.prefill_tps_per_pod * g.target_utilisation
+    return g.prefill_tps_per_pod * g.utilisation
 
 
 def _pool_total(mc: PerPodMetricConfig, m: ServiceMetrics, pool: str, ready: int) -> float | None:
@@ -810,7 +810,7 @@ def _tuned(
     The configured ``prefill_guard.target_utilisation`` (the curated headroom, or the default) is the
     ceiling; the decode target moves with it in proportion.
     """
-    configured = config.prefill_guard.target_utilisation
+    configured = config.prefill_guard.utilisation
     memory, u, why = tune(config.headroom, memory, configured, now, is_short(config, m))
     if u == configured:
         return config, memory, why
@@ -860,7 +860,7 @@ def prefill_units_needed(config: ServicePolicy, m: ServiceMetrics, unit: tuple[i
         return None
     _, p_hi = prefill_bounds(unit[1], g.min_prefill_per_decode, g.max_prefill_per_decode, unit[0])
     p_max = max(p_hi, unit[0]) if g.move_ratio else unit[0]
-    return m.prefill_tps / (p_max * g.prefill_tps_per_pod * g.target_utilisation)
+    return m.prefill_tps / (p_max * g.prefill_tps_per_pod * g.utilisation)
 
 
 def _guard(config: ServicePolicy, m: ServiceMetrics, units: int, unit: tuple[int, int]) -> GuardResult:
@@ -875,7 +875,7 @@ def _guard(config: ServicePolicy, m: ServiceMetrics, units: int, unit: tuple[int
         min_prefill_per_decode=g.min_prefill_per_decode,
         max_prefill_per_decode=g.max_prefill_per_decode,
         margin=g.margin,
-        target_utilisation=g.target_utilisation,
+        target_utilisation=g.utilisation,
     )
 
 

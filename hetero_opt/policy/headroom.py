@@ -44,8 +44,9 @@ def tune(
     """Count this cycle, close the window if it is over; (memory, the utilisation to size at, why it changed).
 
     A window closes at the first cycle at least ``window_s`` after it opened: more than ``short_budget``
-    of its cycles short lowers the utilisation one step (not below ``floor``), none short raises it one
-    step (not above ``configured``); between the two it stays.
+    of its cycles short lowers the utilisation one step (not below ``floor``, or ``configured`` where that
+    is lower: a short window never raises it), none short raises it one step (not above ``configured``);
+    between the two it stays.
     """
     current = configured if memory.utilisation is None else min(memory.utilisation, configured)
     if memory.window_start is None:
@@ -56,7 +57,7 @@ def tune(
     share = shorts / cycles
     new = current
     if share > cfg.short_budget:
-        new = max(cfg.floor, round(current - cfg.step, 6))
+        new = max(min(cfg.floor, current), round(current - cfg.step, 6))
     elif shorts == 0:
         new = min(configured, round(current + cfg.step, 6))
     why = ""

@@ -263,8 +263,17 @@ def headroom_name(u: float) -> str:
 
 
 def ladder_rung(name: str) -> float | None:
-    """The target utilisation of candidate ``name`` if it is a rung of :data:`HEADROOM_LEVELS`, else None."""
-    return next((u for u in HEADROOM_LEVELS if headroom_name(u) == name), None)
+    """The target utilisation of candidate ``name`` if it is a rung of the headroom ladder (a name
+    :func:`headroom_name` gives), else None."""
+    if name == "proportional":
+        return TARGET_UTILISATION
+    if not name.startswith("proportional-u"):
+        return None
+    try:
+        u = float(name.removeprefix("proportional-u"))
+    except ValueError:
+        return None
+    return u if 0 < u <= 1 and headroom_name(u) == name else None
 
 
 def candidate_policies(target_decode: float, prefill_tps: float, static_units: int, settings: CurateSettings,
@@ -279,6 +288,8 @@ def candidate_policies(target_decode: float, prefill_tps: float, static_units: i
     """
     if not headroom or any(not 0 < u <= 1 for u in headroom):
         raise InputError(f"headroom={headroom}: give target utilisations in (0, 1]")
+    if len({headroom_name(u) for u in headroom}) != len(headroom):
+        raise InputError(f"headroom={headroom}: two rungs have the same name (repeated to 6 significant digits)")
     slo = {"target_ttft_ms": settings.ttft_ms, "target_tbt_ms": settings.tbt_ms}
     guard: dict[str, Any] = {"prefill_tps_per_pod": prefill_tps}
     if bounds is not None:
@@ -317,11 +328,16 @@ def compare_policies(trace: Trace, settings: CurateSettings, unit: tuple[int, in
     policies = policies or candidate_policies(decode_tps, prefill_tps, peak, settings, bounds)
     max_units = max(2 * peak, 4)
     _, missed, out = demand(trace, settings.control_period_s, 200_000)
-    # every policy starts where decode-TPS control would hold the first window (its target utilisation)
-    first = max(1, math.ceil(max(float(out[0]) / (unit[1] * decode_tps), float(missed[0]) / (unit[0] * prefill_tps))
-                             / TARGET_UTILISATION - 1e-9))
+    # every policy starts where decode-TPS control would hold the first window at its target utilisation
+    # (a rung's own; the default for the others)
+    need = max(float(out[0]) / (unit[1] * decode_tps), float(missed[0]) / (unit[0] * prefill_tps))
+
+    def first(pol: dict[str, Any]) -> int:
+        u = pol.get("prefill_guard", {}).get("target_utilisation") or TARGET_UTILISATION
+        return min(max(1, math.ceil(need / u - 1e-9)), max_units)
+
     cases = [Case(name, trace, settings.model, settings.gpu, settings.gpus_per_pod, unit,
-                  peak if pol["policy"] == "static" else min(first, max_units), max_units, pol, settings.ttft_ms,
+                  peak if pol["policy"] == "static" else first(pol), max_units, pol, settings.ttft_ms,
                   settings.tbt_ms, mode=settings.mode, control_period_s=settings.control_period_s,  # type: ignore[arg-type]
                   seed=settings.seed)
              for name, pol in policies.items()]
@@ -346,16 +362,17 @@ def choose(rows: list[dict[str, Any]], attainment: float) -> tuple[str, str]:
     a policy that drops a quarter of its requests does not meet 90 %, one that drops 4 in a million
     still may.
     """
-    def served(r: dict[str, Any]) -> float:
-        return 1.0 - r["dropped"] / r["arrivals"] if r["arrivals"] else 1.0
+    def score(r: dict[str, Any]) -> float:  # the worse SLO's attainment, a dropped request a miss
+        served = 1.0 - r["dropped"] / r["arrivals"] if r["arrivals"] else 1.0
+        return float(min(r["att_ttft"], r["att_tbt"]) * served)
 
-    ok = [r for r in rows if min(r["att_ttft"], r["att_tbt"]) * served(r) >= attainment]
-    if ok:
-        best = min(ok, key=lambda r: r["gpu_hours"])
+    ok = [r for r in rows if score(r) >= attainment]
+    if ok:  # equal GPU-hours: the better attainment, then the first listed
+        best = min(ok, key=lambda r: (r["gpu_hours"], -score(r)))
         why = f"fewest GPU-hours ({best['gpu_hours']:.1f}) of those meeting {attainment:.0%} on TTFT and TBT"
         return best["name"], why
-    best = max(rows, key=lambda r: (r["att_both"], -r["gpu_hours"]))
-    return best["name"], f"none meets {attainment:.0%}: best attainment ({best['att_both']:.3f})"
+    best = max(rows, key=lambda r: (score(r), -r["gpu_hours"]))
+    return best["name"], f"none meets {attainment:.0%}: best attainment ({score(best):.3f}, drops as misses)"
 
 
 def simulator_version() -> str:

@@ -8,6 +8,7 @@ import pytest
 
 from hetero_opt.errors import InputError
 from hetero_opt.policy import (
+    ServicePolicy,
     load_policy_config,
     load_profiles,
     parse_exposition,
@@ -168,20 +169,31 @@ services:
   - {{service: own, policy: proportional, profile: llama3-70b-pd, gpu_type: H100,
       proportional: {{target_decode_tps_per_pod: 999}}, prefill_guard: {{target_utilisation: 0.9}}}}
   - {{service: plain, policy: proportional, profile: llama3-70b-pd, gpu_type: H20}}
+  - {{service: half, policy: proportional, profile: llama3-70b-pd, gpu_type: H100,
+      prefill_guard: {{target_utilisation: 0.8}}}}
 """,
         encoding="utf-8",
     )
     cfg = load_policy_config(cfg_file).by_service()
     # 0.65 x the profile's 1,480 decode tok/s per pod; prefill pods sized at 0.65 x 22,800
     assert cfg["chat"].proportional.target_decode_tps_per_pod == pytest.approx(0.65 * 1480)
-    assert cfg["chat"].prefill_guard.target_utilisation == 0.65
+    assert cfg["chat"].prefill_guard.utilisation == 0.65
     assert cfg["chat"].prefill_guard.prefill_tps_per_pod == 22800
     # what the config gives wins over the profile
     assert cfg["own"].proportional.target_decode_tps_per_pod == 999
-    assert cfg["own"].prefill_guard.target_utilisation == 0.9
+    assert cfg["own"].prefill_guard.utilisation == 0.9
     # a GPU type without a curated headroom: the decode figure itself, the guard's default
     assert cfg["plain"].proportional.target_decode_tps_per_pod == 1300
-    assert cfg["plain"].prefill_guard.target_utilisation == 0.8
+    assert cfg["plain"].prefill_guard.utilisation == 0.8
+    # a target_utilisation given in the config replaces the curated one for both pools, even where it
+    # equals the default (the reviews found decode at 0.65 beside prefill at 0.8)
+    assert cfg["half"].proportional.target_decode_tps_per_pod == pytest.approx(0.8 * 1480)
+    assert cfg["half"].prefill_guard.utilisation == 0.8
+    # a copy made before resolving (Frozen.replace counts every field as set) resolves the same
+    raw = ServicePolicy(service="x", policy="proportional", profile="llama3-70b-pd", gpu_type="H100")
+    copied = raw.replace(min_units=2).resolve(load_profiles(models))
+    assert copied.proportional.target_decode_tps_per_pod == pytest.approx(0.65 * 1480)
+    assert copied.prefill_guard.utilisation == 0.65
 
 
 def test_a_headroom_above_one_is_refused_naming_the_field(tmp_path: Path) -> None:

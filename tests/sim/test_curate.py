@@ -53,7 +53,15 @@ def test_curate_writes_a_loadable_reproducible_profile(tmp_path: Path) -> None:
     assert {headroom_name(u) for u in HEADROOM_LEVELS} <= set(table["name"])
     chosen = table.loc[table["chosen"], "name"].item()
     rung = ladder_rung(chosen)
-    assert (g.target_utilisation.value if g.target_utilisation is not None else None) == rung
+    assert g.target_utilisation is not None
+    assert g.target_utilisation.value == (rung if rung is not None else 0.8)
+    # without the comparison: the default, and no comparison of an earlier run left beside the profile
+    assert main(["curate", *FAST[:-1], "0", "--out", str(outs[0]), "--seed", "3"]) == 0
+    g = load_profile(outs[0]).gpu("H20")
+    assert g.target_utilisation is not None
+    assert g.target_utilisation.value == 0.8
+    assert "no closed-loop comparison" in g.target_utilisation.source
+    assert not outs[0].with_suffix(".policies.csv").exists()
 
 
 def test_the_choice_is_the_fewest_gpu_hours_meeting_the_attainment_and_names_its_rung() -> None:
@@ -71,10 +79,20 @@ def test_the_choice_is_the_fewest_gpu_hours_meeting_the_attainment_and_names_its
     assert choose(rows, 0.99)[0] == "proportional-u0.6"
     rows[2]["dropped"], rows[2]["arrivals"] = 4.0, 1e6
     assert choose(rows, 0.99)[0] == "proportional-u0.65"
-    assert [ladder_rung(n) for n in ("proportional", "proportional-u0.65", "static", "proportional-fixed-unit")] == [
-        0.8, 0.65, None, None]
+    assert [ladder_rung(n) for n in ("proportional", "proportional-u0.65", "proportional-u0.42", "static",
+                                     "proportional-fixed-unit", "proportional-u1.5", "proportional-u0.650")] == [
+        0.8, 0.65, 0.42, None, None, None, None]
+    # ties on GPU-hours: the better attainment
+    tie = [row("proportional", 59.0, 0.991), row("proportional-u0.6", 59.0, 0.995)]
+    assert choose(tie, 0.99)[0] == "proportional-u0.6"
+    # none meets it: the best attainment with drops counted as misses
+    short = [row("a", 10.0, 0.98), {**row("b", 20.0, 0.985), "dropped": 100.0}]
+    assert choose(short, 0.99)[0] == "a"
+    settings = CurateSettings("llama3-70b", "H100", 4, 2000.0, 100.0)
     with pytest.raises(InputError, match="target utilisations in"):
-        candidate_policies(1000.0, 1000.0, 2, CurateSettings("llama3-70b", "H100", 4, 2000.0, 100.0), headroom=(1.5,))
+        candidate_policies(1000.0, 1000.0, 2, settings, headroom=(1.5,))
+    with pytest.raises(InputError, match="same name"):
+        candidate_policies(1000.0, 1000.0, 2, settings, headroom=(0.7, 0.7000000001))
 
 
 @pytest.mark.parametrize(
