@@ -91,6 +91,9 @@ class ServiceCycle(Frozen):
     moved_from: tuple[int, int] | None = Field(
         default=None, description="(p, d) before this cycle's ratio move; None when the ratio did not move."
     )
+    target_utilisation: float | None = Field(
+        default=None, description="Share of the per-pod figures the policy sized at (SLO-tuned headroom); None = n/a."
+    )
 
 
 class CycleDecision(Frozen):
@@ -315,6 +318,7 @@ class Autoscaler:
                     wanted_unit=wanted_unit,
                     alerts=alerts,
                     moved_from=before[sid] if before[sid] != unit[sid] else None,
+                    target_utilisation=d.target_utilisation,
                 )
             )
         dels = [c for sid in configured for b in deleted[sid] for c in b.changes]

@@ -191,6 +191,10 @@ class Decision(Frozen):
         default=None, description="(p, d) the pods are sized with: the given unit, or the prefill guard's move."
     )
     alerts: tuple[str, ...] = Field(default=(), description="What needs a human, e.g. prefill short at the bound.")
+    target_utilisation: float | None = Field(
+        default=None, description="Share of the per-pod figures both pools were sized at (proportional and hybrid; "
+        "SLO-tuned where headroom.adaptive); None for the other policies."
+    )
 
 
 class EngineState(Frozen):
@@ -750,6 +754,7 @@ def decide(
         reason=reason,
         unit=(gp, gd),
         alerts=((guard.alert,) if guard.alert else ()) + tuple(alerts),
+        target_utilisation=config.prefill_guard.utilisation if config.policy in ("proportional", "hybrid") else None,
     )
     return decision, new_state
 

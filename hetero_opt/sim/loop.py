@@ -538,6 +538,7 @@ def _row(t: float, service: str, w: Window, m: ServiceMetrics, decision: Any, in
         "rule": act.rule if act else "",
         "wanted_units": act.wanted_units if act else np.nan,
         "placed_units": act.placed_units if act else np.nan,
+        "target_utilisation": act.target_utilisation if act and act.target_utilisation is not None else np.nan,
     }
 
 

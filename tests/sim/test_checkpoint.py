@@ -77,6 +77,22 @@ def test_interrupted_twice_resumes_to_the_same_outputs(tmp_path: Path, mode: Mod
     assert not path.exists()  # ... and removed once the run completed
 
 
+def test_a_resumed_run_keeps_the_tuned_headroom(tmp_path: Path) -> None:
+    # an hour's window and no short cycle allowed: the tuning acts within the day, and a run stopped
+    # after it acted resumes with the tuned utilisation (decision 64), to the same outputs
+    trace, cfg, policy, inst = _case("fluid")
+    tuned = {"adaptive": True, "window_s": 3600, "short_budget": 0}
+    policy = policy.replace(services=tuple(s.replace(headroom=tuned) for s in policy.services))
+    plain = simulate(trace, cfg, policy, inst, "fluid")
+    used = plain.cycles["target_utilisation"]
+    assert used.nunique() > 1  # it moved
+    stop = int((used != used.iloc[0]).to_numpy().argmax()) + 2  # stopped two cycles after the first change
+    ckpt = Checkpoint(tmp_path / "run.checkpoint", every_s=0)
+    with pytest.raises(SimInterrupted):
+        simulate(trace, cfg, policy, inst, "fluid", checkpoint=ckpt, stop=_stop_after(stop))
+    assert _outputs(simulate(trace, cfg, policy, inst, "fluid", checkpoint=ckpt)) == _outputs(plain)
+
+
 def _cycles(path: Path) -> int:
     """Cycles done in the checkpoint ``path`` (read from its header)."""
     with path.open("rb") as f:
