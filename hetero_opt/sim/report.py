@@ -60,9 +60,20 @@ def summary(run: SimRun, wall_s: float) -> dict[str, Any]:
         "windows_decode_short": decode_short,
         "prefill_gpu_util_mean": _mean(c["prefill_gpu_util"]),
         "decode_gpu_util_mean": _mean(c["decode_gpu_util"]),
+        # the share of the per-pod figures the policy sized at (proportional, hybrid): the SLO-tuned headroom
+        "target_utilisation_min": _extreme(c, min),
+        "target_utilisation_last": _extreme(c, lambda s: s[-1]),
         "wall_time_s": round(wall_s, 3),
         "simulated_requests_per_wall_s": round(run.arrivals / wall_s, 1) if wall_s > 0 else None,
     }
+
+
+def _extreme(c: pd.DataFrame, pick: Any) -> float | None:
+    """``pick`` of the cycles' target utilisations (None where no policy sized by one)."""
+    if "target_utilisation" not in c:
+        return None
+    s = pd.to_numeric(c["target_utilisation"], errors="coerce").dropna()
+    return round(float(pick(s.to_list())), 4) if len(s) else None
 
 
 def _mean(s: pd.Series) -> float | None:
@@ -97,8 +108,15 @@ def plot(run: SimRun, out_dir: Path) -> list[str]:
         ax1.step(h, g["decode_pods"], where="post", label="decode pods")
         ax1.step(h, g["units"], where="post", label="units")
         ax1.set_xlabel("hours")
-        ax1.legend(fontsize=8)
+        ax1.legend(fontsize=8, loc="upper left")
         ax1.set_title(f"{service}: pods per pool")
+        used = pd.to_numeric(g["target_utilisation"], errors="coerce") if "target_utilisation" in g else None
+        if used is not None and used.notna().any():  # the SLO-tuned headroom, where the policy sizes by it
+            ax2 = ax1.twinx()
+            ax2.step(h, used, where="post", color="black", linestyle=":", label="target utilisation")
+            ax2.set_ylim(0, 1.05)
+            ax2.set_ylabel("target utilisation")
+            ax2.legend(fontsize=8, loc="upper right")
         names.append(_save(fig, out_dir, f"{service}_pods.png"))
         fig, ax = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
         for q in ("p50", "p90", "p99"):
