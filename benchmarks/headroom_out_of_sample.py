@@ -1,11 +1,13 @@
-"""The curated headroom out of sample (decision 63): curate on one week of ServeGen, run on the other.
+"""The curated headroom out of sample (decisions 63 and 64): curate on one week of ServeGen, run on the other.
 
 Each week of the 14-day ServeGen trace is curated on its own (pressure test, unit, ratio bounds,
-then decode-TPS control at every rung of the headroom ladder and static-at-peak in the closed loop);
-the table shows each week's rungs and which rung each week's curation chooses, so the rung chosen
-on week 1 can be read on week 2 and the reverse. Prints only.
+then decode-TPS control at every rung of the headroom ladder and static-at-peak in the closed loop),
+each rung with the utilisation held where it is (decision 63 alone, "held") and tuned below it (the
+SLO-tuned headroom of decision 64, the default); the table shows each week's rungs and which rung
+each week's curation chooses, so the rung chosen on week 1 can be read on week 2 and the reverse.
+Prints only.
 
-    .venv/bin/python benchmarks/headroom_out_of_sample.py     # ~2 min on 2 cores
+    .venv/bin/python benchmarks/headroom_out_of_sample.py     # ~4 min on 2 cores
 """
 
 from __future__ import annotations
@@ -35,13 +37,16 @@ def main() -> None:
     ladder = [headroom_name(u) for u in HEADROOM_LEVELS]
     for label, week in weeks(trace).items():
         settings, best, bounds, pols = curated(week, mode, period)
-        pols = {k: v for k, v in pols.items() if k in (*ladder, "static")}
+        held = {f"{k} held": {**v, "headroom": {"adaptive": False}} for k, v in pols.items() if k in ladder}
+        pols = {**{k: v for k, v in pols.items() if k in (*ladder, "static")}, **held}
         rows = compare_policies(week, settings, best.unit, best.prefill_tps_per_pod, best.decode_tps_per_pod,
                                 policies=pols, bounds=bounds)
         chosen = choose([r for r in rows if r["name"] in ladder], ATTAINMENT)[0]
-        print(f"{label}: unit {best.unit[0]}P:{best.unit[1]}D, curation chooses {chosen}", flush=True)
+        chosen_held = choose([r for r in rows if r["name"] in held], ATTAINMENT)[0]
+        print(f"{label}: unit {best.unit[0]}P:{best.unit[1]}D, curation chooses {chosen} (tuned), "
+              f"{chosen_held}", flush=True)
         for r in rows:
-            print(f"  {r['name']:20s} TTFT ok {r['att_ttft']:.4f}  dropped {r['dropped'] / r['arrivals']:.1e}  "
+            print(f"  {r['name']:25s} TTFT ok {r['att_ttft']:.4f}  dropped {r['dropped'] / r['arrivals']:.1e}  "
                   f"GPU-hours {r['gpu_hours']:8.0f}  vs static {r['vs_static']:+.1%}", flush=True)
 
 

@@ -111,6 +111,9 @@ def ladder(label: str, trace: Trace, mode: str, period: float, policy_name: str 
            changes: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     settings, best, bounds, pols = curated(trace, mode, period)
     pol = copy.deepcopy(pols[policy_name])
+    # the utilisation held (decision 64's tuning off): the open-loop rungs see no latency, so a tuning
+    # closed loop would put its own headroom into the last rung
+    pol["headroom"] = {"adaptive": False}
     for section, kv in (changes or {}).items():
         pol.setdefault(section, {}).update(kv)
     unit, pre, dec, gpp = best.unit, best.prefill_tps_per_pod, best.decode_tps_per_pod, settings.gpus_per_pod
@@ -119,7 +122,7 @@ def ladder(label: str, trace: Trace, mode: str, period: float, policy_name: str 
     frac = fractional_oracle_gpu_hours(trace, unit, pre, dec, gpp, period, bounds)
     l1 = oracle_gpu_hours(trace, unit, pre * guard_util, dec * TARGET_UTILISATION, gpp, period, bounds)
     row = compare_policies(trace, settings, unit, pre, dec, policies={"run": pol}, bounds=bounds)[0]
-    # the closed loop's max_units and first units (compare_policies' own rule)
+    # the closed loop's max_units and first units (compare_policies' own rule for a policy at 0.8)
     _, missed, out = demand(trace, period, 200_000)
     first = max(1, math.ceil(max(float(out[0]) / (unit[1] * dec), float(missed[0]) / (unit[0] * pre))
                              / TARGET_UTILISATION - 1e-9))

@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
             name = "signals"
         else:
             df = ex.savings(trace, settings, executor=executor, progress=True)
-            ex.plot_savings(df, png, f"GPU-hours at equal SLO: {what}")
+            ex.plot_savings(df, png, f"GPU-hours and SLO attainment (both SLOs) per policy: {what}")
             name = "savings"
         files[out / f"{name}.csv"] = df.to_csv(index=False)
         png_bytes = png.read_bytes()

@@ -306,13 +306,14 @@ class ServicePolicy(Frozen):
             raise InputError(f"Service '{self.service}': profile='{self.profile}' not found")
         prof = profiles[self.profile]
         # A curated headroom (decision 63) sizes both pools at that share of the figures; a target_utilisation
-        # given here replaces it for both. A profile without one: the decode figure itself is the target.
+        # given here replaces it for both. Neither: the decode figure itself is the target (hand-written
+        # profiles, whose figures are what a pod sustains within the SLO) and prefill at the guard's default.
         curated = prof.gpu(self.gpu_type).target_utilisation
         given = self.prefill_guard.target_utilisation
         headroom = given if given is not None else curated.value if curated is not None else None
         prop = self.proportional
         if prop.target_decode_tps_per_pod is None:
-            share = headroom if curated is not None and headroom is not None else 1.0
+            share = headroom if headroom is not None else 1.0
             prop = prop.replace(target_decode_tps_per_pod=prof.decode_tps_per_pod(self.gpu_type) * share)
         fb = self.feedback
         if fb.target_ttft_ms is None:

@@ -802,7 +802,7 @@ def is_short(config: ServicePolicy, m: ServiceMetrics) -> bool:
     return bool(
         (m.ttft_ms is not None and fb.target_ttft_ms is not None and m.ttft_ms > fb.target_ttft_ms)
         or (m.tbt_ms is not None and fb.target_tbt_ms is not None and m.tbt_ms > fb.target_tbt_ms)
-        or (m.prefill_gpu_util is not None and g.saturated_util_percent is not None
+        or (g.enabled and m.prefill_gpu_util is not None and g.saturated_util_percent is not None
             and m.prefill_gpu_util >= g.saturated_util_percent)
     )
 
@@ -816,7 +816,11 @@ def _tuned(
     ceiling; the decode target moves with it in proportion.
     """
     configured = config.prefill_guard.utilisation
-    memory, u, why = tune(config.headroom, memory, configured, now, is_short(config, m))
+    if m.decode_tps is None:  # no reading this cycle (a gap in the metrics): it neither counts nor changes u
+        u = configured if memory.utilisation is None else min(memory.utilisation, configured)
+        why = ""
+    else:
+        memory, u, why = tune(config.headroom, memory, configured, now, is_short(config, m))
     if u == configured:
         return config, memory, why
     target = config.proportional.target_decode_tps_per_pod

@@ -49,7 +49,7 @@ def tune(
     between the two it stays.
     """
     current = configured if memory.utilisation is None else min(memory.utilisation, configured)
-    if memory.window_start is None:
+    if memory.window_start is None or now < memory.window_start:  # the first cycle, or the clock went back
         return HeadroomMemory(utilisation=current, window_start=now, cycles=1, short=int(short)), current, ""
     cycles, shorts = memory.cycles + 1, memory.short + int(short)
     if now - memory.window_start < cfg.window_s:

@@ -61,19 +61,23 @@ def summary(run: SimRun, wall_s: float) -> dict[str, Any]:
         "prefill_gpu_util_mean": _mean(c["prefill_gpu_util"]),
         "decode_gpu_util_mean": _mean(c["decode_gpu_util"]),
         # the share of the per-pod figures the policy sized at (proportional, hybrid): the SLO-tuned headroom
-        "target_utilisation_min": _extreme(c, min),
-        "target_utilisation_last": _extreme(c, lambda s: s[-1]),
+        "target_utilisation_min": _per_service(c, min),
+        "target_utilisation_last": _per_service(c, lambda s: s[-1]),
         "wall_time_s": round(wall_s, 3),
         "simulated_requests_per_wall_s": round(run.arrivals / wall_s, 1) if wall_s > 0 else None,
     }
 
 
-def _extreme(c: pd.DataFrame, pick: Any) -> float | None:
-    """``pick`` of the cycles' target utilisations (None where no policy sized by one)."""
+def _per_service(c: pd.DataFrame, pick: Any) -> dict[str, float]:
+    """Per service, ``pick`` of its cycles' target utilisations (services whose policy sizes by none left out)."""
     if "target_utilisation" not in c:
-        return None
-    s = pd.to_numeric(c["target_utilisation"], errors="coerce").dropna()
-    return round(float(pick(s.to_list())), 4) if len(s) else None
+        return {}
+    out: dict[str, float] = {}
+    for service, g in c.groupby("service", sort=True):
+        s = pd.to_numeric(g["target_utilisation"], errors="coerce").dropna()
+        if len(s):
+            out[str(service)] = round(float(pick(s.to_list())), 4)
+    return out
 
 
 def _mean(s: pd.Series) -> float | None:

@@ -3,14 +3,12 @@ up after a window with none, never above the configured utilisation nor below th
 
 from __future__ import annotations
 
-from itertools import pairwise
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hetero_opt.policy.config import PrefillGuardConfig, ProportionalConfig, ServicePolicy, StabilityConfig
-from hetero_opt.policy.engine import ServiceMetrics, ServicePolicyState, decide, is_short
+from hetero_opt.policy.engine import ServiceMetrics, ServicePolicyState, decide, is_short, prefill_units_needed
 from hetero_opt.policy.headroom import HeadroomConfig, HeadroomMemory, tune
 
 HOUR = 3600.0
@@ -50,22 +48,42 @@ def test_the_floor_holds_and_a_floor_above_the_configured_value_never_raises_it(
     assert run([True] * 20, configured=0.4) == [0.4] * 20
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.booleans(), min_size=1, max_size=120), st.floats(0.3, 1.0))
-def test_the_utilisation_stays_between_floor_and_ceiling_and_moves_one_step_at_most(
-    shorts: list[bool], configured: float
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.booleans(), min_size=1, max_size=120), st.floats(0.3, 1.0),
+       st.sampled_from([0.0, 0.1, 0.3]))
+def test_each_window_moves_the_utilisation_the_way_its_short_share_says(
+    shorts: list[bool], configured: float, budget: float
 ) -> None:
-    us = run(shorts, configured)
-    assert all(min(CFG.floor, configured) - 1e-9 <= u <= configured + 1e-9 for u in us)
-    # a window with too many short cycles never raises it
-    memory = HeadroomMemory()
+    cfg = CFG.model_copy(update={"short_budget": budget})
+    memory, u_before = HeadroomMemory(), configured
     for i, short in enumerate(shorts):
-        before = memory.utilisation if memory.utilisation is not None else configured
-        memory, u, _ = tune(CFG, memory, configured, i * 600.0, short)
-        if "→" in _ and shorts[: i + 1].count(True) == i + 1:
-            assert u <= before
-    # (a step is rounded to 6 decimals, so that 0.8 - 0.05 is 0.75)
-    assert all(abs(a - b) <= CFG.step + 1e-6 for a, b in pairwise(us))
+        opened = memory.window_start
+        counted = (memory.cycles + 1, memory.short + int(short))
+        memory, u, _ = tune(cfg, memory, configured, i * 600.0, short)
+        assert min(cfg.floor, configured) - 1e-9 <= u <= configured + 1e-9
+        assert abs(u - u_before) <= cfg.step + 1e-6  # one step at most (rounded to 6 decimals)
+        if opened is not None and i * 600.0 - opened >= cfg.window_s:  # this cycle closed a window
+            cycles, short_count = counted
+            if short_count / cycles > budget:
+                assert u <= u_before
+                assert u < u_before or u_before <= min(cfg.floor, configured) + 1e-9
+            elif short_count == 0:
+                assert u >= u_before
+                assert u > u_before or u_before >= configured - 1e-9
+            else:
+                assert u == u_before
+        else:
+            assert u == u_before
+        u_before = u
+
+
+def test_a_clock_going_back_opens_a_new_window() -> None:
+    memory, _, _ = tune(CFG, HeadroomMemory(), 0.8, 100_000.0, True)
+    memory, u, _ = tune(CFG, memory, 0.8, 0.0, True)  # back in time: a new window from 0
+    assert (memory.window_start, memory.cycles, u) == (0.0, 1, 0.8)
+    for t in (600.0, 1200.0, 1800.0, 2400.0, 3000.0):
+        memory, u, _ = tune(CFG, memory, 0.8, t, True)
+    assert tune(CFG, memory, 0.8, 3600.0, True)[1] == 0.75  # closed after an hour, not after 100,000 s
 
 
 def _svc(**kw: object) -> ServicePolicy:
@@ -87,11 +105,16 @@ def test_short_cycles_are_latency_above_target_or_a_saturated_prefill_pool() -> 
     assert is_short(svc, ServiceMetrics(decode_tps=1.0, prefill_gpu_util=95))
     assert not is_short(_svc(prefill_guard=PrefillGuardConfig(saturated_util_percent=None)),
                         ServiceMetrics(decode_tps=1.0, prefill_gpu_util=100))
+    assert not is_short(_svc(prefill_guard=PrefillGuardConfig(enabled=False)),
+                        ServiceMetrics(decode_tps=1.0, prefill_gpu_util=100))
 
 
 def test_the_engine_sizes_both_pools_at_the_tuned_utilisation_and_says_so() -> None:
     svc = _svc(headroom=HeadroomConfig(window_s=HOUR, short_budget=0.0))
     hot = ServiceMetrics(decode_tps=8000.0, prefill_tps=0.0, ttft_ms=5000.0)
+    # prefill: 60,000 tok/s at 10,000 per pod × 0.8 = 7.5 units at 1P:1D; × 0.75 = 8 units exactly
+    assert _prefill_units(svc, 0.8) == pytest.approx(7.5)
+    assert _prefill_units(svc, 0.75) == pytest.approx(8.0)
     state = ServicePolicyState()
     decisions = []
     for i in range(8):  # every cycle short: the window closing at 3600 s lowers 0.8 to 0.75
@@ -103,8 +126,35 @@ def test_the_engine_sizes_both_pools_at_the_tuned_utilisation_and_says_so() -> N
     assert "target utilisation 0.8 → 0.75: 7 of 7 cycles short" in decisions[6].reason
     assert "target utilisation 0.75 (SLO-tuned, configured 0.8)" in decisions[7].reason
     assert state.headroom.utilisation == 0.75
+    assert [d.target_utilisation for d in decisions] == [0.8] * 6 + [0.75] * 2
     off, state = _svc(headroom=HeadroomConfig(adaptive=False)), ServicePolicyState()
     for i in range(8):
         d, state = decide(off, state, i * 600.0, hot, 7, 0, (1, 1))
     assert d.target_units == 8
     assert state.headroom == HeadroomMemory()
+
+
+def _prefill_units(svc: ServicePolicy, u: float) -> float:
+    """Units the prefill floor asks for at 60,000 prefill tok/s with the guard sized at ``u``."""
+    tuned = svc.model_copy(update={"prefill_guard": svc.prefill_guard.model_copy(update={"target_utilisation": u})})
+    need = prefill_units_needed(tuned.model_copy(update={"prefill_guard": tuned.prefill_guard.model_copy(
+        update={"move_ratio": False})}), ServiceMetrics(decode_tps=1.0, prefill_tps=60_000.0), (1, 1))
+    assert need is not None
+    return need
+
+
+def test_hybrid_tunes_too_and_a_cycle_without_metrics_does_not_count() -> None:
+    svc = _svc(policy="hybrid", headroom=HeadroomConfig(window_s=HOUR, short_budget=0.0))
+    hot = ServiceMetrics(decode_tps=8000.0, ttft_ms=5000.0, tbt_ms=50.0)
+    state = ServicePolicyState()
+    for i in range(7):
+        d, state = decide(svc, state, i * 600.0, hot, 8, 0, (1, 1))
+    assert d.target_utilisation == 0.75
+    # a gap in the metrics (no decode reading) leaves the window's counts as they were
+    before = state.headroom
+    d, state = decide(svc, state, 4200.0, ServiceMetrics(), 8, 0, (1, 1))
+    assert state.headroom == before
+    assert d.target_utilisation == 0.75
+    # the HPA baseline sizes by no target utilisation
+    d, _ = decide(_svc(policy="hpa"), ServicePolicyState(), 0.0, ServiceMetrics(decode_gpu_util=50.0), 2, 0, (1, 1))
+    assert d.target_utilisation is None

@@ -171,6 +171,8 @@ services:
   - {{service: plain, policy: proportional, profile: llama3-70b-pd, gpu_type: H20}}
   - {{service: half, policy: proportional, profile: llama3-70b-pd, gpu_type: H100,
       prefill_guard: {{target_utilisation: 0.8}}}}
+  - {{service: given, policy: proportional, profile: llama3-70b-pd, gpu_type: H20,
+      prefill_guard: {{target_utilisation: 0.7}}}}
 """,
         encoding="utf-8",
     )
@@ -189,6 +191,9 @@ services:
     # equals the default (the reviews found decode at 0.65 beside prefill at 0.8)
     assert cfg["half"].proportional.target_decode_tps_per_pod == pytest.approx(0.8 * 1480)
     assert cfg["half"].prefill_guard.utilisation == 0.8
+    # without a curated one, a given target_utilisation sizes both pools too (not decode at 1.0 x)
+    assert cfg["given"].proportional.target_decode_tps_per_pod == pytest.approx(0.7 * 1300)
+    assert cfg["given"].prefill_guard.utilisation == 0.7
     # a copy made before resolving (Frozen.replace counts every field as set) resolves the same
     raw = ServicePolicy(service="x", policy="proportional", profile="llama3-70b-pd", gpu_type="H100")
     copied = raw.replace(min_units=2).resolve(load_profiles(models))

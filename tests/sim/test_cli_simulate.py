@@ -33,6 +33,9 @@ def test_readme_example_runs_as_written(tmp_path: Path, monkeypatch: pytest.Monk
                 "prefill_gpu_util_mean", "decode_gpu_util_mean"):
         assert key in summary
     assert summary["arrivals"] == summary["completed"] + summary["dropped_total"]
+    # the README's proportional policy sizes at the default 0.8 (no curated profile); a 15-minute run
+    # closes no day's window of the SLO-tuned headroom
+    assert summary["target_utilisation_min"] == summary["target_utilisation_last"] == {"chat": 0.8}
     assert (out / "cycles.csv").stat().st_size > 0
     assert (out / "requests.csv").stat().st_size > 0
     assert len(list(out.glob("*.png"))) == 4
