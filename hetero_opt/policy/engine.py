@@ -192,8 +192,8 @@ class Decision(Frozen):
     )
     alerts: tuple[str, ...] = Field(default=(), description="What needs a human, e.g. prefill short at the bound.")
     target_utilisation: float | None = Field(
-        default=None, description="Share of the per-pod figures both pools were sized at (proportional and hybrid; "
-        "SLO-tuned where headroom.adaptive); None for the other policies."
+        default=None, description="The prefill guard's target utilisation this cycle (proportional and hybrid; "
+        "SLO-tuned where headroom.adaptive, the decode target scaled with it); None for the other policies."
     )
 
 
