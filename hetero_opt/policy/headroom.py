@@ -29,6 +29,10 @@ class HeadroomConfig(Frozen):
     )
 
 
+#: Steps down after which a window no less short than the one that began them holds the utilisation.
+FUTILE_STEPS = 3
+
+
 class HeadroomMemory(Frozen):
     """The tuned target utilisation and the current window's counts."""
 
@@ -36,6 +40,12 @@ class HeadroomMemory(Frozen):
     window_start: float | None = Field(default=None, description="Start of the current window (s).")
     cycles: int = Field(default=0, ge=0, description="Cycles seen in the current window.")
     short: int = Field(default=0, ge=0, description="Short cycles in the current window.")
+    lowered_at: float | None = Field(
+        default=None, ge=0, le=1,
+        description="Short share of the window that began the current run of steps down; None after a window "
+        "within budget.",
+    )
+    steps_down: int = Field(default=0, ge=0, description="Steps down in the current run.")
 
 
 def tune(
@@ -46,7 +56,9 @@ def tune(
     A window closes at the first cycle at least ``window_s`` after it opened: more than ``short_budget``
     of its cycles short lowers the utilisation one step (not below ``floor``, or ``configured`` where that
     is lower: a short window never raises it), none short raises it one step (not above ``configured``);
-    between the two it stays.
+    between the two it stays. A window over budget right after a step down, with no smaller share of short
+    cycles than the one that made it, holds instead: more headroom did not help (a latency target no
+    capacity meets, say), and capacity is not added for nothing.
     """
     current = configured if memory.utilisation is None else min(memory.utilisation, configured)
     if memory.window_start is None or now < memory.window_start:  # the first cycle, or the clock went back
@@ -55,13 +67,21 @@ def tune(
     if now - memory.window_start < cfg.window_s:
         return memory.replace(utilisation=current, cycles=cycles, short=shorts), current, ""
     share = shorts / cycles
-    new = current
-    if share > cfg.short_budget:
+    new, lowered_at, steps, why = current, memory.lowered_at, memory.steps_down, ""
+    counted = f"{shorts} of {cycles} cycles short in {now - memory.window_start:g} s (budget {cfg.short_budget:.1%})"
+    if share > cfg.short_budget and lowered_at is not None and steps >= FUTILE_STEPS and share >= lowered_at:
+        why = (f"; target utilisation held at {current:g}: {counted}, no fewer than before the last {steps} steps "
+               "down (more headroom did not help)")
+    elif share > cfg.short_budget:
         new = max(min(cfg.floor, current), round(current - cfg.step, 6))
-    elif shorts == 0:
-        new = min(configured, round(current + cfg.step, 6))
-    why = ""
+        if new < current:
+            lowered_at, steps = (share, 1) if lowered_at is None else (lowered_at, steps + 1)
+    else:
+        lowered_at, steps = None, 0
+        if shorts == 0:
+            new = min(configured, round(current + cfg.step, 6))
     if new != current:
-        why = (f"; target utilisation {current:g} → {new:g}: {shorts} of {cycles} cycles short in "
-               f"{now - memory.window_start:g} s (budget {cfg.short_budget:.1%})")
-    return HeadroomMemory(utilisation=new, window_start=now, cycles=0, short=0), new, why
+        why = f"; target utilisation {current:g} → {new:g}: {counted}"
+    memory = HeadroomMemory(utilisation=new, window_start=now, cycles=0, short=0, lowered_at=lowered_at,
+                            steps_down=steps)
+    return memory, new, why
