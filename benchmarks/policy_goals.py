@@ -81,7 +81,8 @@ def curated(trace: Trace, mode: str, period: float) -> tuple[CurateSettings, Any
 
 
 def measure(label: str, trace: Trace, mode: str, period: float) -> list[dict[str, Any]]:
-    """Curate, then the three policies in the loop; one row per policy."""
+    """Curate, then the policies in the loop (the ladder, the held and older defaults, the baselines); one row
+    per policy."""
     settings, best, bounds, pols = curated(trace, mode, period)
     ladder = [headroom_name(u) for u in HEADROOM_LEVELS]
     pols = {k: v for k, v in pols.items() if k in (*ladder, "proportional-fixed-unit", "hpa", "static")}

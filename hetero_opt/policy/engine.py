@@ -816,11 +816,8 @@ def _tuned(
     ceiling; the decode target moves with it in proportion.
     """
     configured = config.prefill_guard.utilisation
-    if m.decode_tps is None:  # no reading this cycle (a gap in the metrics): it neither counts nor changes u
-        u = configured if memory.utilisation is None else min(memory.utilisation, configured)
-        why = ""
-    else:
-        memory, u, why = tune(config.headroom, memory, configured, now, is_short(config, m))
+    short = None if m.decode_tps is None else is_short(config, m)  # no decode reading: a gap in the metrics
+    memory, u, why = tune(config.headroom, memory, configured, now, short)
     if u == configured:
         return config, memory, why
     target = config.proportional.target_decode_tps_per_pod

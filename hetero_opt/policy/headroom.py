@@ -49,9 +49,11 @@ class HeadroomMemory(Frozen):
 
 
 def tune(
-    cfg: HeadroomConfig, memory: HeadroomMemory, configured: float, now: float, short: bool
+    cfg: HeadroomConfig, memory: HeadroomMemory, configured: float, now: float, short: bool | None
 ) -> tuple[HeadroomMemory, float, str]:
     """Count this cycle, close the window if it is over; (memory, the utilisation to size at, why it changed).
+
+    ``short`` None: no reading this cycle (a gap in the metrics); it neither counts nor changes anything.
 
     A window closes at the first cycle at least ``window_s`` after it opened: more than ``short_budget``
     of its cycles short lowers the utilisation one step (not below ``floor``, or ``configured`` where that
@@ -61,6 +63,8 @@ def tune(
     capacity meets, say), and capacity is not added for nothing.
     """
     current = configured if memory.utilisation is None else min(memory.utilisation, configured)
+    if short is None:
+        return memory, current, ""
     if memory.window_start is None or now < memory.window_start:  # the first cycle, or the clock went back
         return HeadroomMemory(utilisation=current, window_start=now, cycles=1, short=int(short)), current, ""
     cycles, shorts = memory.cycles + 1, memory.short + int(short)

@@ -33,6 +33,7 @@ from typing import Any
 from hetero_opt.batch.executor import Executor
 from hetero_opt.batch.sweep import sweep
 from hetero_opt.errors import InputError
+from hetero_opt.policy.config import DEFAULT_TARGET_UTILISATION
 from hetero_opt.sim.harness import (
     Case,
     Mix,
@@ -48,8 +49,9 @@ from hetero_opt.sim.pressure import Capacity, best_unit, capacity_at_slo
 from hetero_opt.sim.trace import RateTrace, Trace
 
 #: Decode-TPS control targets this share of the pressure-tested per-pod figure: served decode TPS
-#: cannot exceed capacity, so a target at capacity never sees R > 1 + theta_out when short.
-TARGET_UTILISATION = 0.8
+#: cannot exceed capacity, so a target at capacity never sees R > 1 + theta_out when short. The
+#: policy's own default (the prefill guard's), one number for both.
+TARGET_UTILISATION = DEFAULT_TARGET_UTILISATION
 #: The headroom ladder curation tries decode-TPS control at (decision 63): the share of the curated
 #: per-pod figures both pools are sized at. 0.8 is the default; lower rungs buy TTFT where demand
 #: steps faster than a reactive policy follows (ServeGen: 0.976 at 0.8, 0.992 at 0.65).

@@ -70,8 +70,6 @@ def summary(run: SimRun, wall_s: float) -> dict[str, Any]:
 
 def _per_service(c: pd.DataFrame, pick: Any) -> dict[str, float]:
     """Per service, ``pick`` of its cycles' target utilisations (services whose policy sizes by none left out)."""
-    if "target_utilisation" not in c:
-        return {}
     out: dict[str, float] = {}
     for service, g in c.groupby("service", sort=True):
         s = pd.to_numeric(g["target_utilisation"], errors="coerce").dropna()
@@ -114,8 +112,8 @@ def plot(run: SimRun, out_dir: Path) -> list[str]:
         ax1.set_xlabel("hours")
         ax1.legend(fontsize=8, loc="upper left")
         ax1.set_title(f"{service}: pods per pool")
-        used = pd.to_numeric(g["target_utilisation"], errors="coerce") if "target_utilisation" in g else None
-        if used is not None and used.notna().any():  # the SLO-tuned headroom, where the policy sizes by it
+        used = pd.to_numeric(g["target_utilisation"], errors="coerce")
+        if used.notna().any():  # the SLO-tuned headroom, where the policy sizes by it
             ax2 = ax1.twinx()
             ax2.step(h, used, where="post", color="black", linestyle=":", label="target utilisation")
             ax2.set_ylim(0, 1.05)

@@ -92,6 +92,12 @@ def test_steps_down_that_do_not_help_stop_after_three() -> None:
     assert tune(CFG, fresh, 0.8, 3600.0, False)[1] == 0.7
 
 
+def test_a_cycle_without_a_reading_changes_nothing() -> None:
+    memory = HeadroomMemory(utilisation=0.7, window_start=0.0, cycles=5, short=5)
+    assert tune(CFG, memory, 0.8, 90_000.0, None) == (memory, 0.7, "")
+    assert tune(CFG, memory, 0.65, 90_000.0, None)[1] == 0.65  # the configured ceiling still applies
+
+
 def test_a_clock_going_back_opens_a_new_window() -> None:
     memory, _, _ = tune(CFG, HeadroomMemory(), 0.8, 100_000.0, True)
     memory, u, _ = tune(CFG, memory, 0.8, 0.0, True)  # back in time: a new window from 0
