@@ -17,7 +17,7 @@ from hetero_opt import Instance, Plan, build_view, load_instance, score, solve, 
 from hetero_opt.generate import generate_instance
 from hetero_opt.placement.backend import MIN_STAGE_DTIME, Budget, SolveOptions
 from hetero_opt.placement.binding import BindingError, GroupDraft, bind, bind_plan
-from hetero_opt.placement.cpsat import CpSatBackend
+from hetero_opt.placement.cpsat import CpSatBackend, neighbourhood
 from hetero_opt.placement.cpsat.model import build
 from hetero_opt.placement.cpsat.neighbourhood import (
     LP_SECONDS_PER_CELL,
@@ -30,13 +30,17 @@ from hetero_opt.placement.cpsat.neighbourhood import (
     _consolidate,
     _draft_key,
     _fixed,
+    _holdings,
     _integral,
+    _make_room,
     _no_worse_than_greedy,
     _plan,
     _premium,
+    _room_chunk,
+    _short_below_top,
     lp_guided,
 )
-from hetero_opt.placement.cpsat.plans import model_variables
+from hetero_opt.placement.cpsat.plans import add_load, model_variables
 from hetero_opt.placement.cpsat.stages import GROUPS_SHARE, SERVED_SHARE, StagedSolver, first_stage_dtime
 from hetero_opt.placement.greedy import greedy_counts
 from hetero_opt.placement.plan import Unserved
@@ -237,6 +241,101 @@ def test_consolidation_passes_over_a_chunk_the_plan_does_not_fit_to_a_smaller_on
     assert termination[0].startswith("rins0[")  # the small chunk ran, its stage too
     assert "groups:SKIPPED(budget)" not in termination[0]
     assert run.count == 1
+
+
+def _blocked_instance() -> Instance:
+    # S1 a-1 holds two L20 nodes, b-1 two H20 nodes: one unit (two 8-GPU pods) each. 'hi' (priority 100)
+    # prefers L20 and takes H20 too; 'lo' (10) and 'lo2' (10, a smaller ask) take L20 only, 'mid' (50) H20 only
+    return instance(
+        nodes=[
+            node("n1", "a", "a-1", "L20"),
+            node("n2", "a", "a-1", "L20"),
+            node("n3", "b", "b-1"),
+            node("n4", "b", "b-1"),
+        ],
+        services=[
+            pd_service("hi", "cluster", prio=100, p_types=("L20", "H20"), d_types=("L20", "H20")),
+            pd_service("mid", "cluster", prio=50, max_new_groups=0),
+            pd_service("lo", "cluster", prio=10, p_types=("L20",), d_types=("L20",)),
+            pd_service("lo2", "cluster", prio=10, p_types=("L20",), d_types=("L20",), p_size=4, d_size=4),
+        ],
+        requests=[request("hi", 1), request("mid", 1), request("lo", 1), request("lo2", 1)],
+    )
+
+
+def test_a_room_chunk_moves_a_higher_class_off_the_capacity_a_lower_class_needs() -> None:
+    # the greedy puts 'hi' on its preferred L20 (a-1), the only capacity 'lo' can use: 'lo' is short although
+    # 'hi' serves as much on b-1's H20; the room chunk re-places 'lo' with 'hi' (the higher-class request
+    # holding its cells), whose stages serve 'hi', then 'lo', then spend premium: 'hi' moves to H20
+    inst = _blocked_instance()
+    view = build_view(inst)
+    part = [r for r in view.requests if r.delta > 0]
+    counts = greedy_counts(view, part)
+    assert {d.service: d.units for d in counts.drafts} == {"hi": 1}  # 'mid' opens no group; no L20 for the others
+    load: dict[Any, Counter[int]] = {}
+    add_load(view, counts.drafts, load)
+    termination: list[str] = []
+    options = SolveOptions(time_limit=10.0)
+    run = _Chunks(view, options, Budget(time.perf_counter() + 30, 10.0, True), counts.drafts, load, {}, termination, {})
+    by_service = {r.service.id: r for r in part}
+    # by class, then most GPUs short; 'mid' is short too but has no slot (no group to grow, none to open)
+    assert [r.service.id for r in _short_below_top(run, part)] == ["lo", "lo2"]
+    assert [r.service.id for r in _room_chunk(run, by_service["lo"], by_service, _holdings(run, by_service))] == [
+        "lo",
+        "hi",
+    ]
+    _make_room(run, part, 0)
+    assert termination[-1] == "room:2 of 2 chunks"  # 'lo2' still short after 'lo': a chunk of its own
+    placed = {d.service: (d.units, sorted(d.counts)) for d in run.drafts}
+    assert placed["hi"] == (1, [("decode", "b-1", "H20"), ("prefill", "b-1", "H20")])
+    assert placed["lo"] == (1, [("decode", "a-1", "L20"), ("prefill", "a-1", "L20")])
+    assert "mid" not in placed
+    assert "lo2" not in placed  # class 10's most GPUs: 'lo' (16), not 'lo2' (8)
+
+
+def test_a_room_chunks_partners_hold_the_most_in_one_of_its_slots(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 'lo' (S1 affinity, L20) may open a group in a-1 or d-1; 'hi' holds 8 GPUs in each, 'hi2' 16 in d-1: over
+    # both S1s they hold as much, but a unit grows within one S1, and in d-1 'hi2' frees twice what 'hi' can
+    monkeypatch.setattr(neighbourhood, "ROOM_PARTNERS", 1)
+    inst = instance(
+        nodes=[node(f"a{i}", "a", "a-1", "L20") for i in range(2)]
+        + [node(f"d{i}", "d", "d-1", "L20") for i in range(4)],
+        services=[
+            pd_service("hi", "cluster", prio=100, p_types=("L20",), d_types=("L20",)),
+            pd_service("hi2", "cluster", prio=100, p_types=("L20",), d_types=("L20",)),
+            pd_service("lo", "s1", prio=10, p_types=("L20",), d_types=("L20",)),
+        ],
+        requests=[request("hi", 1), request("hi2", 1), request("lo", 1)],
+    )
+    view = build_view(inst)
+    part = {r.service.id: r for r in view.requests}
+    drafts = [
+        GroupDraft("hi", "hi-new", True, "c", 1, Counter({("prefill", "a-1", "L20"): 1, ("decode", "d-1", "L20"): 1})),
+        GroupDraft(
+            "hi2", "hi2-new", True, "c", 1, Counter({("prefill", "d-1", "L20"): 1, ("decode", "d-1", "L20"): 1})
+        ),
+    ]
+    run = _Chunks(
+        view, SolveOptions(time_limit=10.0), Budget(time.perf_counter() + 30, 10.0, True), drafts, {}, {}, [], {}
+    )
+    assert _holdings(run, part) == {("a-1", "L20"): Counter({"hi": 8}), ("d-1", "L20"): Counter({"hi": 8, "hi2": 16})}
+    assert [r.service.id for r in _room_chunk(run, part["lo"], part, _holdings(run, part))] == ["lo", "hi2"]
+
+
+def test_room_chunks_keep_to_the_plan_on_size() -> None:
+    # with no plan left (deterministic mode) no room chunk is built; the drafts stay as they were
+    inst = _blocked_instance()
+    view = build_view(inst)
+    part = [r for r in view.requests if r.delta > 0]
+    counts = greedy_counts(view, part)
+    load: dict[Any, Counter[int]] = {}
+    add_load(view, counts.drafts, load)
+    termination: list[str] = []
+    options = SolveOptions(time_limit=1e-3)
+    run = _Chunks(view, options, Budget(time.perf_counter() + 30, 10.0, True), counts.drafts, load, {}, termination, {})
+    _make_room(run, part, 0)
+    assert termination == ["room:0 of 2 chunks"]
+    assert run.drafts == counts.drafts
 
 
 def test_a_chunks_floor_is_what_its_first_stage_needs_to_run() -> None:
@@ -550,8 +649,15 @@ def test_a_warm_stage_runs_primal_simplex_and_leaves_the_default_for_the_next() 
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     h.addVars(2, np.zeros(2), np.full(2, 5.0))
-    h.addRows(1, np.array([1.0]), np.array([highspy.kHighsInf]), 2, np.array([0], dtype=np.int32),
-              np.array([0, 1], dtype=np.int32), np.array([1.0, 1.0]))
+    h.addRows(
+        1,
+        np.array([1.0]),
+        np.array([highspy.kHighsInf]),
+        2,
+        np.array([0], dtype=np.int32),
+        np.array([0, 1], dtype=np.int32),
+        np.array([1.0, 1.0]),
+    )
     h.changeColsCost(2, np.array([0, 1], dtype=np.int32), np.array([1.0, 1.0]))
     budget = Budget(time.perf_counter() + 10)
     _run_lp(h, budget, None)
@@ -587,9 +693,10 @@ def test_weighted_served_orders_plans_as_the_classes_do_one_by_one(most: list[in
     assert (weighted(a) > weighted(b)) == (a > b)  # tuples compare lexicographically, highest class first
 
 
-@pytest.mark.parametrize(("family", "seed", "over"), [("contention", s, {}) for s in range(3)] + [
-    ("medium", s, {"num_nodes": 60}) for s in range(2)
-])
+@pytest.mark.parametrize(
+    ("family", "seed", "over"),
+    [("contention", s, {}) for s in range(3)] + [("medium", s, {"num_nodes": 60}) for s in range(2)],
+)
 def test_the_weighted_served_stage_reaches_the_class_by_class_optimum(
     family: str, seed: int, over: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -609,8 +716,7 @@ def test_the_weighted_served_stage_reaches_the_class_by_class_optimum(
     ids = {r.service.id for r in part}
 
     def placed() -> tuple[tuple[int, ...], int, int | None]:
-        hood = solve_freed(lp, values, ids, Budget(time.perf_counter() + 30), 100_000, np.zeros(lp.num_cols),
-                           False)
+        hood = solve_freed(lp, values, ids, Budget(time.perf_counter() + 30), 100_000, np.zeros(lp.num_cols), False)
         assert hood is not None
         served = tuple(round(float(lp.cost_vector(("served", p)) @ hood.values)) for p in lp.served)
         return served, _premium(lp, hood.values), hood.top_served_ub

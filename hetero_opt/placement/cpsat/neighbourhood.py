@@ -64,7 +64,7 @@ from hetero_opt.placement.relaxation import (
     solve_weighted,
     wanted_gpus,
 )
-from hetero_opt.placement.slots import out_slot_specs
+from hetero_opt.placement.slots import OutSlotSpec, out_slot_specs
 from hetero_opt.topology import RequestView, TopologyView
 
 # Fractional requests re-optimised together. One neighbourhood over all of them stalls at 2x
@@ -74,6 +74,19 @@ CHUNK = 4
 # The stages a chunk skips: phase A (the fractional requests) keeps group counts as they come, phase B
 # (consolidation) keeps served and premium and solves group counts alone.
 PHASE_A, PHASE_B = frozenset({"groups"}), frozenset({"served", "premium"})
+
+
+# Room chunks (phase A, after the chunks holding the top class): the class-by-class path places each class
+# on what the classes above it placed, their premium stages first, so a higher class may hold the cells
+# (S1, GPU type) a lower class's slots need while it could serve as much elsewhere (heavy seed 10 at 10 s:
+# class 50 556 GPUs short where its optimum leaves 216). Each short request of a lower class (highest
+# priority, then most GPUs short, first) is re-placed with the ROOM_PARTNERS higher-class requests holding
+# the most GPUs in the cells of one of its slots, in one chunk whose stages (served GPUs class by class, then
+# premium) let them move only where no class loses. At most MAX_ROOM_CHUNKS, as far as the plan on size
+# allows (decision 65).
+ROOM_PARTNERS = CHUNK - 1
+MAX_ROOM_CHUNKS = 16
+Cell = tuple[str, str]  # (S1, GPU type)
 
 
 def _first_share(skip: frozenset[str]) -> float:
@@ -257,13 +270,12 @@ def lp_guided(
     # Phase A: the fractional requests, served and premium (the terms the LP bounds tightly), as far as the
     # plan on size allows (heavy production: 40 requests in 10 chunks, which the wall had cut anywhere).
     chunks = [freed[i : i + CHUNK] for i in range(0, len(freed), CHUNK)]
-    for k, chunk in enumerate(chunks):
-        fits, dtime = _plan(run, chunks[k:], built, _first_share(PHASE_A))
-        if not fits:
-            run.termination.append(f"fractional:{k} of {len(chunks)} chunks planned")
-        if not fits or not run.solve(chunk, first_hint, len(chunks) - k, PHASE_A, dtime):
-            run.place_by_greedy([r for c in chunks[k:] for r in c])  # out of budget: never leave them out
-            break
+    first = max(r.service.priority for r in part)
+    holds_top = [any(r.service.priority == first for r in chunk) for chunk in chunks]
+    # the chunks holding the top class (term 1) first, then the room chunks, then the other chunks
+    _fractional(run, [c for c, t in zip(chunks, holds_top, strict=True) if t], first_hint, built, "fractional-top")
+    _make_room(run, part, built)
+    _fractional(run, [c for c, t in zip(chunks, holds_top, strict=True) if not t], first_hint, built, "fractional")
     # Phase B, as far as the plan on size allows: the requests spread over the most new groups, re-placed
     # at no more premium. The LP barely sees group counts (a fractional switch costs units/max_units).
     opened = Counter(d.service for d in run.drafts if d.new)
@@ -333,12 +345,107 @@ def _place_lp(
 # production at 10 s (phase A's chunks cut anywhere once the MIPs had taken the wall).
 # Measured at production on a slow 2-core machine (session 10): up to phase B 0.8-1.15 s for 26k-29k LP
 # columns (one LP of every request), twice that where the class-by-class path follows it; a chunk's model
-# about 0.1 s for 2k cells; CP-SAT 0.12-0.25 deterministic time per wall second.
-PLANNED_SHARE = 0.85
+# about 0.1 s for 2k cells; CP-SAT 0.12-0.25 deterministic time per wall second. These costs are
+# conservative (LP columns 1.7-3.2 times their wall, chunks about twice), so at 0.85 heavy calls at 10 s
+# ended after 3.9-7.1 s; 0.95 gives the chunks after the MIPs (room chunks among them) the rest and still
+# repeats on 14 of 15 heavy seeds with both cores of the 2-core machine kept busy (decision 65).
+PLANNED_SHARE = 0.95
 # 4.5e-5 (session 10) counted production's MIPs (about 0.1 s of 26k columns) inside; they count on their own
 # since decision 61
 PLANNED_SECONDS_PER_COLUMN = 4.1e-5
 PLANNED_CHUNK_SECONDS_PER_CELL = 5e-5
+
+
+def _fractional(run: _Chunks, chunks: list[list[RequestView]], hint: Counts | None, columns: int, tag: str) -> None:
+    """Phase A on ``chunks`` of fractional requests (their drafts, else ``hint``, start them) while the plan on
+    size fits them (:func:`_plan`, after ``columns`` LP columns); the greedy places the chunks it does not fit."""
+    for k, chunk in enumerate(chunks):
+        fits, dtime = _plan(run, chunks[k:], columns, _first_share(PHASE_A))
+        if not fits:
+            run.termination.append(f"{tag}:{k} of {len(chunks)} chunks planned")
+        if not fits or not run.solve(chunk, hint, len(chunks) - k, PHASE_A, dtime):
+            run.place_by_greedy([r for c in chunks[k:] for r in c])  # out of budget: never leave them out
+            return
+
+
+def _short_below_top(run: _Chunks, part: list[RequestView]) -> list[RequestView]:
+    """The requests of ``part`` below its top class that ``run``'s drafts leave short and that have a slot,
+    highest priority, then most GPUs short, first; at most :data:`MAX_ROOM_CHUNKS`."""
+    top = max(r.service.priority for r in part)
+    placed = _placed(run.drafts)
+    short = [r for r in part if r.service.priority < top and placed[r.service.id] < r.delta and _slots(run, r)]
+    short.sort(
+        key=lambda r: (-r.service.priority, (placed[r.service.id] - r.delta) * r.service.gpus_per_unit, r.service.id)
+    )
+    return short[:MAX_ROOM_CHUNKS]
+
+
+def _room_chunk(
+    run: _Chunks, request: RequestView, part: dict[str, RequestView], held: dict[Cell, Counter[str]]
+) -> list[RequestView]:
+    """``request`` and the :data:`ROOM_PARTNERS` requests of higher classes in ``part`` (by service) that hold
+    the most GPUs (``held``, :func:`_holdings`) in the cells of one of ``request``'s slots: the slot where they
+    hold the most (a unit grows within one domain, so capacity freed across several helps less; the first
+    such slot, and partners by service id, on ties)."""
+    prio = request.service.priority
+    best: list[str] = []
+    most = -1
+    for spec in _slots(run, request):
+        theirs: Counter[str] = Counter()
+        for cell in {(s1, gpu_type) for (_, s1, gpu_type), _ in spec.cells}:
+            for service, gpus in held.get(cell, {}).items():
+                if part[service].service.priority > prio:
+                    theirs[service] += gpus
+        holders = sorted(theirs, key=lambda s: (-theirs[s], s))[:ROOM_PARTNERS]
+        if sum(theirs[s] for s in holders) > most:
+            best, most = holders, sum(theirs[s] for s in holders)
+    return [request, *(part[s] for s in best)]
+
+
+def _holdings(run: _Chunks, part: dict[str, RequestView]) -> dict[Cell, Counter[str]]:
+    """GPUs the drafts of ``part``'s requests (by service) hold, per cell (S1, GPU type) and service."""
+    held: dict[Cell, Counter[str]] = {}
+    for d in run.drafts:
+        if d.service in part:
+            svc = part[d.service].service
+            for (role, s1, gpu_type), pods in d.counts.items():
+                held.setdefault((s1, gpu_type), Counter())[d.service] += pods * svc.role(role).gpus_per_pod
+    return held
+
+
+def _slots(run: _Chunks, request: RequestView) -> list[OutSlotSpec]:
+    """``request``'s slots in ``run``'s model (only in its candidate domains where that is restricted)."""
+    domains = None if run.domains is None else run.domains.get(request.service.id, frozenset())
+    return out_slot_specs(run.view, request, domains)
+
+
+def _make_room(run: _Chunks, part: list[RequestView], columns: int) -> None:
+    """Re-place each short request of a lower class with the higher-class requests holding the capacity it
+    could use (:func:`_room_chunk`, from the drafts as they stand at its turn), where the plan on size fits
+    it (:func:`_plan`, after ``columns`` LP columns); one an earlier chunk served in full is passed over."""
+    targets = _short_below_top(run, part)
+    by_service = {r.service.id: r for r in part}
+    held = _holdings(run, by_service)
+    planned = [_room_chunk(run, r, by_service, held) for r in targets]  # what the later chunks will be, as now
+    ran = 0
+    for k, request in enumerate(targets):
+        if _placed(run.drafts)[request.service.id] >= request.delta:
+            continue
+        chunk = _room_chunk(run, request, by_service, _holdings(run, by_service)) if k else planned[0]
+        fits, dtime = _plan(run, [chunk, *planned[k + 1 :]], columns, _first_share(PHASE_A))
+        if not fits:
+            break
+        ran += run.solve(chunk, None, len(targets) - k, PHASE_A, dtime)
+    if targets:
+        run.termination.append(f"room:{ran} of {len(targets)} chunks")
+
+
+def _placed(drafts: list[GroupDraft]) -> Counter[str]:
+    """Units the drafts add, by service."""
+    placed: Counter[str] = Counter()
+    for d in drafts:
+        placed[d.service] += d.units
+    return placed
 
 
 def _consolidate(run: _Chunks, chunks: list[list[RequestView]], columns: int) -> None:
