@@ -244,8 +244,8 @@ def test_consolidation_passes_over_a_chunk_the_plan_does_not_fit_to_a_smaller_on
 
 
 def _blocked_instance() -> Instance:
-    # S1 a-1 holds two L20 nodes, b-1 two H20 nodes: one unit (two 8-GPU pods) each. 'hi' (priority 100)
-    # prefers L20 and takes H20 too; 'lo' (10) and 'lo2' (10, a smaller ask) take L20 only, 'mid' (50) H20 only
+    # S1 a-1 holds two L20 nodes, b-1 two H20 nodes: one unit of two 8-GPU pods each. 'hi' (priority 100)
+    # prefers L20 and takes H20 too; 'mid' (50), 'lo2' (10, 16 GPUs) and 'lo' (10, 8 GPUs) take L20 only
     return instance(
         nodes=[
             node("n1", "a", "a-1", "L20"),
@@ -255,42 +255,78 @@ def _blocked_instance() -> Instance:
         ],
         services=[
             pd_service("hi", "cluster", prio=100, p_types=("L20", "H20"), d_types=("L20", "H20")),
-            pd_service("mid", "cluster", prio=50, max_new_groups=0),
-            pd_service("lo", "cluster", prio=10, p_types=("L20",), d_types=("L20",)),
-            pd_service("lo2", "cluster", prio=10, p_types=("L20",), d_types=("L20",), p_size=4, d_size=4),
+            pd_service("mid", "cluster", prio=50, p_types=("L20",), d_types=("L20",)),
+            pd_service("lo", "cluster", prio=10, p_types=("L20",), d_types=("L20",), p_size=4, d_size=4),
+            pd_service("lo2", "cluster", prio=10, p_types=("L20",), d_types=("L20",)),
+            pd_service("none", "cluster", prio=10, max_new_groups=0),
         ],
-        requests=[request("hi", 1), request("mid", 1), request("lo", 1), request("lo2", 1)],
+        requests=[request(s, 1) for s in ("hi", "mid", "lo", "lo2", "none")],
+    )
+
+
+def _greedy_run(view: Any, part: list[Any], time_limit: float, termination: list[str]) -> Any:
+    """A chunk run (deterministic budget) from the greedy's drafts of ``part``."""
+    counts = greedy_counts(view, part)
+    load: dict[Any, Counter[int]] = {}
+    add_load(view, counts.drafts, load)
+    options = SolveOptions(time_limit=time_limit)
+    return _Chunks(
+        view, options, Budget(time.perf_counter() + 30, 10.0, True), counts.drafts, load, {}, termination, {}
     )
 
 
 def test_a_room_chunk_moves_a_higher_class_off_the_capacity_a_lower_class_needs() -> None:
-    # the greedy puts 'hi' on its preferred L20 (a-1), the only capacity 'lo' can use: 'lo' is short although
-    # 'hi' serves as much on b-1's H20; the room chunk re-places 'lo' with 'hi' (the higher-class request
-    # holding its cells), whose stages serve 'hi', then 'lo', then spend premium: 'hi' moves to H20
+    # the greedy puts 'hi' on its preferred L20 (a-1), the only capacity the others can use: all short, while
+    # 'hi' serves as much on b-1's H20. Targets: 'mid' (class 50) first, then class 10 by GPUs short ('lo2'
+    # before 'lo', against their ids); 'none' is short too but has no slot (no group, none to open).
+    # 'mid''s chunk re-places it with 'hi' (holding its cells): 'hi' moves to H20 and 'mid' takes a-1.
+    # 'lo2''s chunk holds 'mid', which no other cell takes: it stays (no class loses), 'lo2' stays short
+    view = build_view(_blocked_instance())
+    part = [r for r in view.requests if r.delta > 0]
+    termination: list[str] = []
+    run = _greedy_run(view, part, 10.0, termination)
+    assert {d.service: d.units for d in run.drafts} == {"hi": 1}
+    by_service = {r.service.id: r for r in part}
+    assert [r.service.id for r in _short_below_top(run, part)] == ["mid", "lo2", "lo"]
+    held = _holdings(run, by_service)
+    assert [r.service.id for r in _room_chunk(run, by_service["mid"], by_service, held)] == ["mid", "hi"]
+    _make_room(run, part, 0)
+    assert termination[-1] == "room:3 of 3 chunks"
+    assert all(t.startswith(f"rins{k}[") for k, t in enumerate(termination[:-1]))
+    placed = {d.service: (d.units, sorted(d.counts)) for d in run.drafts}
+    assert placed == {
+        "hi": (1, [("decode", "b-1", "H20"), ("prefill", "b-1", "H20")]),
+        "mid": (1, [("decode", "a-1", "L20"), ("prefill", "a-1", "L20")]),
+    }
+
+
+def test_the_lp_path_makes_room_for_a_lower_class(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the same instance through the LP path: not everything fits, so it goes class by class, the top class's
+    # premium first (on L20); the room chunks then serve 'mid' as above, and the plan verifies. (The staged
+    # LP of every class, which places 'hi' on H20 at once, is left out: it runs only where the limit is
+    # STAGED_FACTOR times what the path needs, as on this small instance, not on heavy production at 10 s.)
+    monkeypatch.setattr(neighbourhood, "STAGED_FACTOR", 1e9)
     inst = _blocked_instance()
     view = build_view(inst)
     part = [r for r in view.requests if r.delta > 0]
-    counts = greedy_counts(view, part)
-    assert {d.service: d.units for d in counts.drafts} == {"hi": 1}  # 'mid' opens no group; no L20 for the others
-    load: dict[Any, Counter[int]] = {}
-    add_load(view, counts.drafts, load)
+    guided = lp_guided(view, part, SolveOptions(time_limit=10.0), Budget(time.perf_counter() + 30, 10.0, True))
+    assert guided is not None
+    assert "room:3 of 3 chunks" in guided.termination
+    plan = bind_plan(view, guided.counts, part)
+    assert sorted((c.service, c.units) for c in plan.changes) == [("hi", 1), ("mid", 1)]
+    assert verify(inst, plan, view) == []
+
+
+def test_room_chunks_keep_to_the_plan_on_size() -> None:
+    # with no plan left (deterministic mode) no room chunk is built; the drafts stay as they were
+    view = build_view(_blocked_instance())
+    part = [r for r in view.requests if r.delta > 0]
     termination: list[str] = []
-    options = SolveOptions(time_limit=10.0)
-    run = _Chunks(view, options, Budget(time.perf_counter() + 30, 10.0, True), counts.drafts, load, {}, termination, {})
-    by_service = {r.service.id: r for r in part}
-    # by class, then most GPUs short; 'mid' is short too but has no slot (no group to grow, none to open)
-    assert [r.service.id for r in _short_below_top(run, part)] == ["lo", "lo2"]
-    assert [r.service.id for r in _room_chunk(run, by_service["lo"], by_service, _holdings(run, by_service))] == [
-        "lo",
-        "hi",
-    ]
+    run = _greedy_run(view, part, 1e-3, termination)
+    drafts = list(run.drafts)
     _make_room(run, part, 0)
-    assert termination[-1] == "room:2 of 2 chunks"  # 'lo2' still short after 'lo': a chunk of its own
-    placed = {d.service: (d.units, sorted(d.counts)) for d in run.drafts}
-    assert placed["hi"] == (1, [("decode", "b-1", "H20"), ("prefill", "b-1", "H20")])
-    assert placed["lo"] == (1, [("decode", "a-1", "L20"), ("prefill", "a-1", "L20")])
-    assert "mid" not in placed
-    assert "lo2" not in placed  # class 10's most GPUs: 'lo' (16), not 'lo2' (8)
+    assert termination == ["room:0 of 3 chunks"]
+    assert run.drafts == drafts
 
 
 def test_a_room_chunks_partners_hold_the_most_in_one_of_its_slots(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -320,22 +356,6 @@ def test_a_room_chunks_partners_hold_the_most_in_one_of_its_slots(monkeypatch: p
     )
     assert _holdings(run, part) == {("a-1", "L20"): Counter({"hi": 8}), ("d-1", "L20"): Counter({"hi": 8, "hi2": 16})}
     assert [r.service.id for r in _room_chunk(run, part["lo"], part, _holdings(run, part))] == ["lo", "hi2"]
-
-
-def test_room_chunks_keep_to_the_plan_on_size() -> None:
-    # with no plan left (deterministic mode) no room chunk is built; the drafts stay as they were
-    inst = _blocked_instance()
-    view = build_view(inst)
-    part = [r for r in view.requests if r.delta > 0]
-    counts = greedy_counts(view, part)
-    load: dict[Any, Counter[int]] = {}
-    add_load(view, counts.drafts, load)
-    termination: list[str] = []
-    options = SolveOptions(time_limit=1e-3)
-    run = _Chunks(view, options, Budget(time.perf_counter() + 30, 10.0, True), counts.drafts, load, {}, termination, {})
-    _make_room(run, part, 0)
-    assert termination == ["room:0 of 2 chunks"]
-    assert run.drafts == counts.drafts
 
 
 def test_a_chunks_floor_is_what_its_first_stage_needs_to_run() -> None:

@@ -273,9 +273,12 @@ def lp_guided(
     first = max(r.service.priority for r in part)
     holds_top = [any(r.service.priority == first for r in chunk) for chunk in chunks]
     # the chunks holding the top class (term 1) first, then the room chunks, then the other chunks
-    _fractional(run, [c for c, t in zip(chunks, holds_top, strict=True) if t], first_hint, built, "fractional-top")
-    _make_room(run, part, built)
-    _fractional(run, [c for c, t in zip(chunks, holds_top, strict=True) if not t], first_hint, built, "fractional")
+    tops = [c for c, t in zip(chunks, holds_top, strict=True) if t]
+    rest = [c for c, t in zip(chunks, holds_top, strict=True) if not t]
+    # (``after``: the chunks the later groups may take, which share the wall time where it decides)
+    _fractional(run, tops, first_hint, built, "fractional-top", len(rest) + len(_short_below_top(run, part)))
+    _make_room(run, part, built, len(rest))
+    _fractional(run, rest, first_hint, built, "fractional")
     # Phase B, as far as the plan on size allows: the requests spread over the most new groups, re-placed
     # at no more premium. The LP barely sees group counts (a fractional switch costs units/max_units).
     opened = Counter(d.service for d in run.drafts if d.new)
@@ -347,8 +350,9 @@ def _place_lp(
 # columns (one LP of every request), twice that where the class-by-class path follows it; a chunk's model
 # about 0.1 s for 2k cells; CP-SAT 0.12-0.25 deterministic time per wall second. These costs are
 # conservative (LP columns 1.7-3.2 times their wall, chunks about twice), so at 0.85 heavy calls at 10 s
-# ended after 3.9-7.1 s; 0.95 gives the chunks after the MIPs (room chunks among them) the rest and still
-# repeats on 14 of 15 heavy seeds with both cores of the 2-core machine kept busy (decision 65).
+# ended after 3.9-7.1 s; 0.95 gives the chunks after the MIPs (room chunks among them) and the class blocks
+# after the path (Guided.room) the rest, and still repeats on 14 of 15 heavy seeds with both cores of the
+# 2-core machine kept busy (decision 65).
 PLANNED_SHARE = 0.95
 # 4.5e-5 (session 10) counted production's MIPs (about 0.1 s of 26k columns) inside; they count on their own
 # since decision 61
@@ -356,14 +360,17 @@ PLANNED_SECONDS_PER_COLUMN = 4.1e-5
 PLANNED_CHUNK_SECONDS_PER_CELL = 5e-5
 
 
-def _fractional(run: _Chunks, chunks: list[list[RequestView]], hint: Counts | None, columns: int, tag: str) -> None:
+def _fractional(
+    run: _Chunks, chunks: list[list[RequestView]], hint: Counts | None, columns: int, tag: str, after: int = 0
+) -> None:
     """Phase A on ``chunks`` of fractional requests (their drafts, else ``hint``, start them) while the plan on
-    size fits them (:func:`_plan`, after ``columns`` LP columns); the greedy places the chunks it does not fit."""
+    size fits them (:func:`_plan`, after ``columns`` LP columns); the greedy places the chunks it does not fit.
+    ``after``: chunks still to come after these, which share the wall time where it decides (portfolio)."""
     for k, chunk in enumerate(chunks):
         fits, dtime = _plan(run, chunks[k:], columns, _first_share(PHASE_A))
         if not fits:
             run.termination.append(f"{tag}:{k} of {len(chunks)} chunks planned")
-        if not fits or not run.solve(chunk, hint, len(chunks) - k, PHASE_A, dtime):
+        if not fits or not run.solve(chunk, hint, len(chunks) - k + after, PHASE_A, dtime):
             run.place_by_greedy([r for c in chunks[k:] for r in c])  # out of budget: never leave them out
             return
 
@@ -419,23 +426,22 @@ def _slots(run: _Chunks, request: RequestView) -> list[OutSlotSpec]:
     return out_slot_specs(run.view, request, domains)
 
 
-def _make_room(run: _Chunks, part: list[RequestView], columns: int) -> None:
+def _make_room(run: _Chunks, part: list[RequestView], columns: int, after: int = 0) -> None:
     """Re-place each short request of a lower class with the higher-class requests holding the capacity it
     could use (:func:`_room_chunk`, from the drafts as they stand at its turn), where the plan on size fits
-    it (:func:`_plan`, after ``columns`` LP columns); one an earlier chunk served in full is passed over."""
+    it (:func:`_plan`, after ``columns`` LP columns). ``after``: chunks still to come, which share the wall
+    time where it decides (portfolio)."""
     targets = _short_below_top(run, part)
     by_service = {r.service.id: r for r in part}
     held = _holdings(run, by_service)
     planned = [_room_chunk(run, r, by_service, held) for r in targets]  # what the later chunks will be, as now
     ran = 0
-    for k, request in enumerate(targets):
-        if _placed(run.drafts)[request.service.id] >= request.delta:
-            continue
+    for k, request in enumerate(targets):  # (a partner is of a higher class: no chunk serves a later target)
         chunk = _room_chunk(run, request, by_service, _holdings(run, by_service)) if k else planned[0]
         fits, dtime = _plan(run, [chunk, *planned[k + 1 :]], columns, _first_share(PHASE_A))
         if not fits:
             break
-        ran += run.solve(chunk, None, len(targets) - k, PHASE_A, dtime)
+        ran += run.solve(chunk, None, len(targets) - k + after, PHASE_A, dtime)
     if targets:
         run.termination.append(f"room:{ran} of {len(targets)} chunks")
 
@@ -664,9 +670,7 @@ def _settled(
     """GPUs served per class when the additions ``drafts`` serve the lexicographic optimum's: the top class
     at its proven bound (``outcome``) and every class below it in full (then, given the top class, each
     lower class's optimum is all it asks for). None otherwise."""
-    placed: Counter[str] = Counter()
-    for d in drafts:
-        placed[d.service] += d.units
+    placed = _placed(drafts)
     served: dict[int, int] = {}
     wanted: dict[int, int] = {}
     for r in part:
@@ -721,9 +725,7 @@ def _whole_class(
         return None
     stats.update({f"lp_mip_whole_class_{k}": v for k, v in hood.stats.items()})
     drafts, load = _fixed(view, lp, hood.values, dict.fromkeys(ids, True))
-    placed: Counter[str] = Counter()
-    for d in drafts:
-        placed[d.service] += d.units
+    placed = _placed(drafts)
     short = [] if hood.proven else [r for r in reqs if placed[r.service.id] < r.delta]
     return drafts, load, short, hood.top_served_ub
 
@@ -766,8 +768,7 @@ class _Chunks:
         """Pod cells of ``chunk``'s model (in the candidate domains of a restricted model)."""
         if self.domains is None:
             return self.view.candidate_cells(chunk)
-        specs = [out_slot_specs(self.view, r, self.domains.get(r.service.id, frozenset())) for r in chunk]
-        return sum(len(spec.cells) for slots in specs for spec in slots)
+        return sum(len(spec.cells) for r in chunk for spec in _slots(self, r))
 
     def solve(
         self,
@@ -825,9 +826,7 @@ class _Chunks:
 def _unserved(part: list[RequestView], drafts: list[GroupDraft], why: dict[str, str]) -> list[Unserved]:
     """One record per request of ``part`` the drafts do not fully serve (reasons recorded by CP-SAT or the
     greedy kept; the requests the LP placed as they stand get the LP's)."""
-    placed: Counter[str] = Counter()
-    for d in drafts:
-        placed[d.service] += d.units
+    placed = _placed(drafts)
     out = []
     for r in part:
         got = placed[r.service.id]
