@@ -38,7 +38,7 @@ import numpy as np
 
 from hetero_opt import solve
 from hetero_opt.generate import generate_instance
-from hetero_opt.placement.relaxation import Relaxation, build_relaxation
+from hetero_opt.placement.relaxation import Relaxation, build_relaxation, highs_model
 from hetero_opt.topology import build_view
 
 OUT = Path(__file__).with_name("heavy_optimum.json")
@@ -54,20 +54,9 @@ def seeds_of(text: str) -> list[int]:
 
 def _mip(lp: Relaxation) -> highspy.Highs:
     """HiGHS's model of ``lp`` with every column integer (quiet; no costs yet)."""
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
+    h = highs_model(lp)
     n = lp.num_cols
-    h.addVars(n, np.array(lp.lower), np.array(lp.upper))
     h.changeColsIntegrality(n, np.arange(n, dtype=np.int32), np.full(n, highspy.HighsVarType.kInteger))
-    h.addRows(
-        len(lp.row_starts),
-        np.array(lp.row_lower),
-        np.array(lp.row_upper),
-        len(lp.row_index),
-        np.array(lp.row_starts, dtype=np.int32),
-        np.array(lp.row_index, dtype=np.int32),
-        np.array(lp.row_value),
-    )
     h.setOptionValue("mip_rel_gap", 0.0)
     return h
 

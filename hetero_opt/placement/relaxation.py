@@ -210,7 +210,7 @@ def solve_relaxation(
         return nothing_to_place(lp)
     out = LpOutcome()
     start = time.perf_counter()
-    h = _highs(lp)
+    h = highs_model(lp)
     n = lp.num_cols
     out.stats["lp_build_s"] = time.perf_counter() - start
     stages: list[tuple[str, dict[int, float], bool]] = [
@@ -303,7 +303,7 @@ def _floor(value: float) -> int:
     return math.floor(value + OBJ_TOL_ABS + OBJ_TOL_REL * abs(value))
 
 
-def _highs(lp: Relaxation) -> highspy.Highs:
+def highs_model(lp: Relaxation) -> highspy.Highs:
     """A quiet HiGHS model of ``lp`` (columns, bounds and rows; no costs yet)."""
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
@@ -360,7 +360,7 @@ def solve_full_service(
         return nothing_to_place(lp, full_service=True)
     out = LpOutcome()
     start = time.perf_counter()
-    h = _highs(lp)
+    h = highs_model(lp)
     rows = np.array([r for r, _ in lp.request_rows.values()], dtype=np.int32)
     full = np.array([float(d) for _, d in lp.request_rows.values()])
     h.changeRowsBounds(len(rows), rows, full, full)
@@ -413,7 +413,7 @@ def premium_bound(
     """
     if not lp.slots:
         return 0
-    h = _highs(lp)
+    h = highs_model(lp)
     inf = highspy.kHighsInf
     for p, gpus in served.items():
         terms = lp.served.get(p, {})
@@ -446,7 +446,7 @@ def solve_weighted(lp: Relaxation, budget: Budget, iteration_limit: int | None =
         return nothing_to_place(lp)
     out = LpOutcome()
     start = time.perf_counter()
-    h = _highs(lp)
+    h = highs_model(lp)
     n = lp.num_cols
     weight = max(lp.premium.values(), default=0.0) + 1.0
     cost = -_cost(n, lp.premium)
