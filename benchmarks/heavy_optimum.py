@@ -11,13 +11,14 @@ before it and started from the last one's solution:
 
 - ``optimum``: GPUs unserved per class at the lexicographic optimum of the served terms (premium and the
   later terms are not solved: the bench's own LP bound covers premium);
-- ``proven``: per class, whether its MIP closed its gap within ``--time-limit``; else ``optimum`` holds the
+- ``proven``: per class, whether its MIP closed its gap within ``--time-limit`` (and every class before it
+  is proven); else ``optimum`` holds the
   best found and ``bound`` the MIP's dual bound (None for the classes after an unproven one: their MIPs keep
   a served level that is not the optimum's, so their bounds bound nothing);
 - ``greedy``: the greedy's unserved GPUs per class;
 - ``no_class_worse_than_greedy``: whether some plan has the top class at its optimum and no class short of
   more GPUs than the greedy leaves short (issue 8's heavy goal): True when the optimum is such a plan,
-  else a feasibility MIP decides (None where it ran out of time).
+  else a feasibility MIP decides (None where it ran out of time, or the top class is not proven).
 
 Results go to ``--out`` (default ``benchmarks/heavy_optimum.json``), one entry per seed, written after each
 seed (atomically): a run stopped part way resumes with the seeds not yet there; ``--force`` solves the seeds
@@ -105,8 +106,10 @@ def reference(seed: int, time_limit: float) -> dict[str, Any]:
         proven.append(exact and h.getModelStatus() == highspy.HighsModelStatus.kOptimal)
         _at_least(h, served[p], float(best))
     greedy = solve(inst, "greedy").score.unserved_gpus
-    feasible: bool | None = all(o <= g for o, g in zip(optimum, greedy, strict=True))
-    if not feasible and proven[0]:  # another plan with the top class at its optimum may still be no worse
+    feasible: bool | None = None  # unknown where the top class's optimum is not proven
+    if proven[0] and all(o <= g for o, g in zip(optimum, greedy, strict=True)):
+        feasible = True  # the optimum is such a plan
+    elif proven[0]:  # another plan with the top class at its optimum may still be no worse
         g = _mip(lp)
         _at_least(g, served[classes[0]], float(wanted[classes[0]] - optimum[0]))
         for p, short in zip(classes[1:], greedy[1:], strict=True):
@@ -121,8 +124,6 @@ def reference(seed: int, time_limit: float) -> dict[str, Any]:
             if status == highspy.HighsModelStatus.kInfeasible
             else None
         )
-    elif not feasible:
-        feasible = None  # the top class's optimum itself is not proven
     return {
         "seed": seed,
         "classes": classes,

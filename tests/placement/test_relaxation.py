@@ -30,6 +30,7 @@ from hetero_opt.placement.cpsat.neighbourhood import (
     _consolidate,
     _draft_key,
     _fixed,
+    _fractional,
     _holdings,
     _integral,
     _make_room,
@@ -275,7 +276,9 @@ def _greedy_run(view: Any, part: list[Any], time_limit: float, termination: list
     )
 
 
-def test_a_room_chunk_moves_a_higher_class_off_the_capacity_a_lower_class_needs() -> None:
+def test_a_room_chunk_moves_a_higher_class_off_the_capacity_a_lower_class_needs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # the greedy puts 'hi' on its preferred L20 (a-1), the only capacity the others can use: all short, while
     # 'hi' serves as much on b-1's H20. Targets: 'mid' (class 50) first, then class 10 by GPUs short ('lo2'
     # before 'lo', against their ids); 'none' is short too but has no slot (no group, none to open).
@@ -286,12 +289,19 @@ def test_a_room_chunk_moves_a_higher_class_off_the_capacity_a_lower_class_needs(
     termination: list[str] = []
     run = _greedy_run(view, part, 10.0, termination)
     assert {d.service: d.units for d in run.drafts} == {"hi": 1}
-    by_service = {r.service.id: r for r in part}
     assert [r.service.id for r in _short_below_top(run, part)] == ["mid", "lo2", "lo"]
-    held = _holdings(run, by_service)
-    assert [r.service.id for r in _room_chunk(run, by_service["mid"], by_service, held)] == ["mid", "hi"]
+    chunks: list[list[str]] = []  # each chunk as the run builds it, at its turn
+
+    def recorded(*args: Any) -> list[Any]:
+        chunk = _room_chunk(*args)
+        chunks.append([r.service.id for r in chunk])
+        return chunk
+
+    monkeypatch.setattr(neighbourhood, "_room_chunk", recorded)
     _make_room(run, part, 0)
     assert termination[-1] == "room:3 of 3 chunks"
+    # (the first three are the plan's look-ahead, from the greedy's drafts; then 'lo2' and 'lo' at their turns)
+    assert chunks == [["mid", "hi"], ["lo2", "hi"], ["lo", "hi"], ["lo2", "mid"], ["lo", "mid"]]
     assert all(t.startswith(f"rins{k}[") for k, t in enumerate(termination[:-1]))
     placed = {d.service: (d.units, sorted(d.counts)) for d in run.drafts}
     assert placed == {
@@ -300,11 +310,25 @@ def test_a_room_chunk_moves_a_higher_class_off_the_capacity_a_lower_class_needs(
     }
 
 
+def test_where_the_wall_decides_each_chunk_shares_it_with_every_later_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    # deterministic=False: a chunk's budget is 1/left of the wall time left, left counting it and every phase-A
+    # chunk after it, those of the later groups too (else the last top-class chunk takes all the wall time)
+    view = build_view(_blocked_instance())
+    part = [r for r in view.requests if r.delta > 0]
+    run = _greedy_run(view, part, 10.0, [])
+    run.budget = Budget(time.perf_counter() + 30)
+    lefts: list[int] = []
+    monkeypatch.setattr(_Chunks, "solve", lambda self, chunk, hint, left, skip, dtime=None: lefts.append(left) or True)
+    _fractional(run, [part[:1], part[1:2]], None, 0, "fractional-top", 3)
+    _make_room(run, part, 0, 2)
+    assert lefts == [5, 4, 5, 4, 3]
+
+
 def test_the_lp_path_makes_room_for_a_lower_class(monkeypatch: pytest.MonkeyPatch) -> None:
     # the same instance through the LP path: not everything fits, so it goes class by class, the top class's
     # premium first (on L20); the room chunks then serve 'mid' as above, and the plan verifies. (The staged
     # LP of every class, which places 'hi' on H20 at once, is left out: it runs only where the limit is
-    # STAGED_FACTOR times what the path needs, as on this small instance, not on heavy production at 10 s.)
+    # STAGED_FACTOR times what the path needs, as on this small instance, not on the heavy family at 10 s.)
     monkeypatch.setattr(neighbourhood, "STAGED_FACTOR", 1e9)
     inst = _blocked_instance()
     view = build_view(inst)
