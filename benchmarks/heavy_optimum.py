@@ -12,9 +12,9 @@ before it and started from the last one's solution:
 - ``optimum``: GPUs unserved per class at the lexicographic optimum of the served terms (premium and the
   later terms are not solved: the bench's own LP bound covers premium);
 - ``proven``: per class, whether its MIP closed its gap within ``--time-limit`` (and every class before it
-  is proven); else ``optimum`` holds the
-  best found and ``bound`` the MIP's dual bound (None for the classes after an unproven one: their MIPs keep
-  a served level that is not the optimum's, so their bounds bound nothing);
+  is proven); else ``optimum`` holds the best found and ``bound`` the MIP's dual bound (None for the
+  classes after an unproven one: their MIPs keep a served level that is not the optimum's, so their bounds
+  bound nothing);
 - ``greedy``: the greedy's unserved GPUs per class;
 - ``no_class_worse_than_greedy``: whether some plan has the top class at its optimum and no class short of
   more GPUs than the greedy leaves short (issue 8's heavy goal): True when the optimum is such a plan,
