@@ -85,7 +85,7 @@ PHASE_A, PHASE_B = frozenset({"groups"}), frozenset({"served", "premium"})
 # premium) let them move only where no class loses. At most MAX_ROOM_CHUNKS, as far as the plan on size
 # allows (decision 65).
 ROOM_PARTNERS = CHUNK - 1
-MAX_ROOM_CHUNKS = 16
+MAX_ROOM_CHUNKS = 24
 Cell = tuple[str, str]  # (S1, GPU type)
 
 
