@@ -36,6 +36,7 @@ from typing import Any
 
 import highspy
 import numpy as np
+from repeatability import seeds_of  # this folder's script (run as a script, its folder is on sys.path)
 
 from hetero_opt import solve
 from hetero_opt.generate import generate_instance
@@ -43,14 +44,6 @@ from hetero_opt.placement.relaxation import Relaxation, build_relaxation, highs_
 from hetero_opt.topology import build_view
 
 OUT = Path(__file__).with_name("heavy_optimum.json")
-
-
-def seeds_of(text: str) -> list[int]:
-    """``"0-14"`` or ``"0,3,5"`` as a list of seeds."""
-    if "-" in text:
-        first, last = text.split("-")
-        return list(range(int(first), int(last) + 1))
-    return [int(s) for s in text.split(",")]
 
 
 def _mip(lp: Relaxation) -> highspy.Highs:

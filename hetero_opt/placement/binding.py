@@ -43,6 +43,14 @@ class GroupDraft:
 NodePicks = Counter[tuple[str, str]]  # pods per (role, node) of one draft
 
 
+def units_of(drafts: Iterable[GroupDraft]) -> Counter[str]:
+    """Net units ``drafts`` add (or remove) per service (0 for a service without a draft)."""
+    units: Counter[str] = Counter()
+    for d in drafts:
+        units[d.service] += d.units
+    return units
+
+
 @dataclass
 class Counts:
     """What a placement backend decides: pod counts per group change, before any node is named.
@@ -57,12 +65,9 @@ class Counts:
     reasons: dict[str, str] = field(default_factory=dict)
     picks: list[NodePicks] | None = None
 
-    def units_by_service(self) -> dict[str, int]:
+    def units_by_service(self) -> Counter[str]:
         """Net units the counts add (or remove) per service."""
-        out: dict[str, int] = {}
-        for d in self.drafts:
-            out[d.service] = out.get(d.service, 0) + d.units
-        return out
+        return units_of(self.drafts)
 
 
 class FreePool:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hetero_opt.placement.backend import Budget, SolveOptions
-from hetero_opt.placement.binding import BindingError, Counts, GroupDraft, bind
+from hetero_opt.placement.binding import BindingError, Counts, GroupDraft, bind, units_of
 from hetero_opt.placement.candidates import candidate_domains
 from hetero_opt.placement.cpsat.model import HintError, PlacementModel, build
 from hetero_opt.placement.cpsat.plans import (
@@ -379,7 +379,7 @@ def _short_below_top(run: _Chunks, part: list[RequestView]) -> list[RequestView]
     """The requests of ``part`` below its top class that ``run``'s drafts leave short and that have a slot,
     highest priority, then most GPUs short, first; at most :data:`MAX_ROOM_CHUNKS`."""
     top = max(r.service.priority for r in part)
-    placed = _placed(run.drafts)
+    placed = units_of(run.drafts)
     short = [r for r in part if r.service.priority < top and placed[r.service.id] < r.delta and _slots(run, r)]
     short.sort(
         key=lambda r: (-r.service.priority, (placed[r.service.id] - r.delta) * r.service.gpus_per_unit, r.service.id)
@@ -444,14 +444,6 @@ def _make_room(run: _Chunks, part: list[RequestView], columns: int, after: int =
         ran += run.solve(chunk, None, len(targets) - k + after, PHASE_A, dtime)
     if targets:
         run.termination.append(f"room:{ran} of {len(targets)} chunks")
-
-
-def _placed(drafts: list[GroupDraft]) -> Counter[str]:
-    """Units the drafts add, by service."""
-    placed: Counter[str] = Counter()
-    for d in drafts:
-        placed[d.service] += d.units
-    return placed
 
 
 def _consolidate(run: _Chunks, chunks: list[list[RequestView]], columns: int) -> None:
@@ -670,7 +662,7 @@ def _settled(
     """GPUs served per class when the additions ``drafts`` serve the lexicographic optimum's: the top class
     at its proven bound (``outcome``) and every class below it in full (then, given the top class, each
     lower class's optimum is all it asks for). None otherwise."""
-    placed = _placed(drafts)
+    placed = units_of(drafts)
     served: dict[int, int] = {}
     wanted: dict[int, int] = {}
     for r in part:
@@ -725,7 +717,7 @@ def _whole_class(
         return None
     stats.update({f"lp_mip_whole_class_{k}": v for k, v in hood.stats.items()})
     drafts, load = _fixed(view, lp, hood.values, dict.fromkeys(ids, True))
-    placed = _placed(drafts)
+    placed = units_of(drafts)
     short = [] if hood.proven else [r for r in reqs if placed[r.service.id] < r.delta]
     return drafts, load, short, hood.top_served_ub
 
@@ -826,7 +818,7 @@ class _Chunks:
 def _unserved(part: list[RequestView], drafts: list[GroupDraft], why: dict[str, str]) -> list[Unserved]:
     """One record per request of ``part`` the drafts do not fully serve (reasons recorded by CP-SAT or the
     greedy kept; the requests the LP placed as they stand get the LP's)."""
-    placed = _placed(drafts)
+    placed = units_of(drafts)
     out = []
     for r in part:
         got = placed[r.service.id]
