@@ -262,9 +262,7 @@ def nothing_to_place(lp: Relaxation, full_service: bool = False) -> LpOutcome:
     return LpOutcome(served, 0, 0, np.zeros(lp.num_cols), complete=True, full_service=full_service)
 
 
-def _run_lp(
-    h: highspy.Highs, budget: Budget, iteration_limit: int | None, used: int = 0, warm: bool = False
-) -> None:
+def _run_lp(h: highspy.Highs, budget: Budget, iteration_limit: int | None, used: int = 0, warm: bool = False) -> None:
     """One LP ``run()`` of ``h`` within what is left of ``budget`` and of ``iteration_limit`` (``used`` spent).
 
     ``warm``: a later stage of a lexicographic sequence, whose last optimum still satisfies every row
