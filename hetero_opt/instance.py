@@ -19,10 +19,11 @@ import re
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from itertools import repeat
-from operator import attrgetter, itemgetter, ne
-from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar, get_args, overload
+from itertools import chain, repeat
+from operator import attrgetter, itemgetter, mul, ne
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar, cast, get_args, overload
 
+import numpy as np
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -1027,7 +1028,10 @@ class Instance(Frozen):
         # Per service, its roles by name (the keys of pods_per_unit): acceptable GPU types, GPUs per pod.
         roles_of: dict[str, dict[str, tuple[list[str], int]]] = {}
         used_by_node: dict[str, int] = {}
-        for g in self.groups:
+        # Columns: every group's pods checked at once, in passes in C (_pods_ok); the loop below, the reference
+        # check, runs only where they fail, and names the first error.
+        fast = table is not None and _pods_ok(self.groups, services, table, domain_ids)
+        for g in () if fast else self.groups:
             svc = services.get(g.service)
             if svc is None:
                 raise ValueError(f"DeploymentGroup '{g.id}': service='{g.service}' is not a declared service")
@@ -1224,6 +1228,63 @@ def _check_levels_disjoint(nodes: Iterable[Node]) -> None:
 
 
 _LEVEL_NAMES = {"cluster": "a cluster", "s2": "an S2", "s1": "an S1", "s0": "an S0", "id": "a node"}
+
+
+def _pods_ok(
+    groups: Sequence[DeploymentGroup],
+    services: Mapping[str, Service],
+    table: NodeTable,
+    domains: Mapping[str, set[str]],
+) -> bool:
+    """Whether the pods of every group pass the per-pod checks of :meth:`Instance._check_references` (a declared
+    service and a domain of its affinity; declared nodes of an acceptable GPU type inside the group's domain; no
+    role twice on a node; no node holding more GPUs of pods than it has in use), as passes in C over the pods of
+    all groups at once: at production size ~3,000 pods, where the per-pod loop took a fifth of a load. Only for
+    columnar pods; False (also for rows) sends the groups to that loop, which names the first error."""
+    pods: dict[str, list[PodTable]] = {"s1": [], "s2": [], "cluster": []}  # by the services' affinity
+    owners: dict[str, list[tuple[int, str, str]]] = {"s1": [], "s2": [], "cluster": []}  # (group, service, domain)
+    for i, g in enumerate(groups):
+        svc = services.get(g.service)
+        if svc is None or not isinstance(g.pods, PodTable) or g.domain not in domains[svc.affinity]:
+            return False
+        pods[svc.affinity].append(g.pods)
+        owners[svc.affinity].append((i, svc.id, g.domain))
+    # (service, role) -> GPUs per pod; (service, role, GPU type) for each acceptable type
+    size = {(s.id, r.name): r.gpus_per_pod for s in services.values() for r in s.roles}
+    accepted = {(s.id, r.name, t) for s in services.values() for r in s.roles for t in r.gpu_types}
+    row_of, gpu_types = table.row_of(), table.column("gpu_type")
+    rows: list[int] = []
+    gpus: list[int] = []
+    for affinity, tables in pods.items():
+        if not tables:
+            continue
+        lengths = [len(t) for t in tables]
+        group = list(chain.from_iterable(map(repeat, (i for i, _, _ in owners[affinity]), lengths)))
+        service = list(chain.from_iterable(map(repeat, (s for _, s, _ in owners[affinity]), lengths)))
+        roles = list(chain.from_iterable(t._columns[0] for t in tables))
+        nodes = list(chain.from_iterable(t._columns[1] for t in tables))
+        counts = chain.from_iterable(t._columns[2] for t in tables)
+        found = list(map(row_of.get, nodes))
+        if None in found or len(set(zip(group, roles, nodes, strict=True))) != len(nodes):
+            return False  # an undeclared node, or a role twice on a node
+        where = cast(list[int], found)
+        held = set(zip(group, map(table.column(affinity).__getitem__, where), strict=True))
+        if not held <= {(i, domain) for i, _, domain in owners[affinity]}:
+            return False  # a pod outside its group's domain
+        kinds = list(zip(service, roles, strict=True))
+        if not accepted.issuperset(zip(service, roles, map(gpu_types.__getitem__, where), strict=True)):
+            return False  # an unknown role, or a GPU type the role does not accept
+        rows.extend(where)
+        gpus.extend(map(mul, counts, map(size.__getitem__, kinds)))
+    in_use = np.asarray(_ints(table.column("gpus_total"))) - np.asarray(_ints(table.column("gpus_free")))
+    used = np.bincount(np.asarray(rows, dtype=np.int64), np.asarray(gpus, dtype=np.int64), minlength=len(table))
+    return not np.any(used > in_use)
+
+
+def _ints(column: Sequence[int]) -> Any:
+    """A column of GPU counts (ints of 0-64, as a node's fields allow) as an array, through ``bytes`` (a pass in
+    C: ``numpy.asarray`` of a tuple of 20k ints takes 5 times as long)."""
+    return np.frombuffer(bytes(column), dtype=np.uint8).astype(np.int64)
 
 
 def _check_unique(kind: str, ids: Sequence[str]) -> set[str]:

@@ -18,6 +18,7 @@ import yaml
 from conftest import valid_dict
 from fuzz.strategies import instance_dicts
 from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 from test_bad_input import MUTATIONS
 from test_columnar import _columnar, _message
@@ -498,3 +499,56 @@ def test_groups_of_one_file_may_mix_the_forms(tmp_path: Path) -> None:
     assert back == inst
     assert [isinstance(g.pods, PodTable) for g in back.groups[:4]] == [False, True, False, True]
     assert greedy_plan(back, build_view(back)) == greedy_plan(inst, build_view(inst))
+
+
+# -- the pods' fast check (columns) against the per-pod loop (rows) ------------------------------------------
+
+
+def _edited(data: dict[str, Any], edits: list[tuple[str, int, int]]) -> dict[str, Any]:
+    """``data`` (rows) with its pods edited: a pod moved to another node (maybe of another domain or GPU
+    type, or fuller), given another role, more pods, or listed twice."""
+    out = copy.deepcopy(data)
+    node_ids = [n["id"] for n in out["nodes"]]
+    groups = [g for g in out["groups"] if g["pods"]]
+    for kind, a, b in edits:
+        group = groups[a % len(groups)]
+        pod = group["pods"][b % len(group["pods"])]
+        if kind == "node":
+            pod["node"] = node_ids[b % len(node_ids)]
+        elif kind == "role":
+            pod["role"] = ("prefill", "decode", "prefill-attn", "serve")[b % 4]
+        elif kind == "count":
+            pod["count"] = min(64, pod["count"] + 1 + b % 8)
+        else:
+            group["pods"].append(dict(pod))
+    return out
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    seed=st.integers(0, 5),
+    edits=st.lists(
+        st.tuples(st.sampled_from(["node", "role", "count", "twice"]), st.integers(0, 999), st.integers(0, 999)),
+        max_size=3,
+    ),
+)
+def test_the_pods_fast_check_agrees_with_the_per_pod_loop(seed: int, edits: list[tuple[str, int, int]]) -> None:
+    import hetero_opt.instance as module
+
+    data = _edited(generate_instance("small", seed, columnar=False).model_dump(mode="json"), edits)
+    try:
+        expected: Instance | str = parse_instance(_rows_1_3(data), "f")  # nodes as rows: the per-pod loop alone
+    except InputError as exc:
+        expected = str(exc)
+    verdicts: list[bool] = []
+    fast = module._pods_ok
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(module, "_pods_ok", lambda *args: verdicts.append(fast(*args)) or verdicts[-1])
+        try:
+            got: Instance | str = parse_instance(_pod_columns(data, nodes_as_columns=True), "f")
+        except InputError as exc:
+            got = str(exc)
+    assert got == expected
+    # accepted by the fast check (the loop did not run), or refused before the pods or by it (then the loop
+    # named the error)
+    assert verdicts == [True] if isinstance(got, Instance) else verdicts in ([], [False])
