@@ -6,8 +6,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench fuzz mutate loadtest prometheus clean
 
+# A .venv of a Python older than 3.11 (the project's floor) is made again with $(PY).
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@$(BIN)/python -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+		$(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+			|| { echo "$(PY) is not a Python 3.11 or newer: make PY=python3.11 (or a newer one)" >&2; exit 1; }; \
+		echo "creating $(VENV) with $(PY)"; rm -rf $(VENV) && $(PY) -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,k8s,serve,distributed]'
 	touch $(STAMP)

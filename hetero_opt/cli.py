@@ -26,7 +26,7 @@ from hetero_opt.batch.executor import add_executor_arguments, executor_from_args
 from hetero_opt.batch.solve_batch import SUMMARY_COLUMNS as SUMMARY_COLUMNS  # re-exported: summary.csv's columns
 from hetero_opt.batch.solve_batch import SolveSettings, solve_batch
 from hetero_opt.batch.solve_batch import served_gpus as served_gpus  # re-exported for the demo
-from hetero_opt.cli_pipe import closed_pipe_exit
+from hetero_opt.cli_pipe import closed_pipe_exit, whole_writes
 from hetero_opt.errors import InputError
 from hetero_opt.instance import Instance, node_column
 from hetero_opt.io import load_instance
@@ -348,17 +348,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     A reader that closes the output early (``hetero-opt schema | head -1``) ends the command
     quietly with exit code 141, as the shell reports for a command ended by SIGPIPE.
     """
-    try:
+    with whole_writes():
         try:
-            return _main(argv)
-        finally:
-            sys.stdout.flush()  # what is still buffered fails here, not in the interpreter's exit
-    except BrokenPipeError:
-        return closed_pipe_exit()
-    except SystemExit as exc:  # rich's console ends the program on a closed pipe (Console.on_broken_pipe)
-        if isinstance(exc.__context__, BrokenPipeError):
+            try:
+                return _main(argv)
+            finally:
+                sys.stdout.flush()  # what is still buffered fails here, not in the interpreter's exit
+        except BrokenPipeError:
             return closed_pipe_exit()
-        raise
+        except SystemExit as exc:  # rich's console ends the program on a closed pipe (Console.on_broken_pipe)
+            if isinstance(exc.__context__, BrokenPipeError):
+                return closed_pipe_exit()
+            raise
 
 
 def _main(argv: Sequence[str] | None) -> int:

@@ -8,8 +8,11 @@ shell's SIGPIPE ends does (``yes | head -1``): no message, exit code :data:`EXIT
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import sys
+from collections.abc import Iterator
+from typing import TextIO
 
 from rich.console import Console
 
@@ -24,16 +27,45 @@ def closed_pipe_exit() -> int:
     flush at exit ("Exception ignored ... BrokenPipeError", exit code 120).
     """
     for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            with contextlib.suppress(OSError, ValueError):
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                try:
-                    os.dup2(devnull, stream.fileno())
-                finally:
-                    os.close(devnull)
+        _flush_or_silence(stream)
     return EXIT_CLOSED_PIPE
+
+
+def _flush_or_silence(stream: TextIO) -> None:
+    """Flush ``stream``; where its pipe is closed, point its file at ``/dev/null`` (then nothing fails later)."""
+    try:
+        stream.flush()
+    except (OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, stream.fileno())
+            finally:
+                os.close(devnull)
+
+
+@contextlib.contextmanager
+def whole_writes() -> Iterator[None]:
+    """``sys.stdout`` writes each text whole, or raises :class:`BrokenPipeError`, within the block.
+
+    Under ``python -u`` (``PYTHONUNBUFFERED``) the text layer writes straight to the raw file, whose write
+    returns short when the reader closes the pipe in the middle of it: the text layer drops the rest without
+    an error, and a command whose last write that was ended with 0, its output cut, instead of 141. A
+    buffered layer in between writes until all is written or the pipe is closed; flushed at every line, it
+    shows output as soon as unbuffered output does.
+    """
+    out = sys.stdout
+    if not (isinstance(out, io.TextIOWrapper) and isinstance(out.buffer, io.FileIO)):
+        yield  # buffered already (or captured): its writes are whole
+        return
+    raw = io.FileIO(out.fileno(), "w", closefd=False)
+    whole = io.TextIOWrapper(io.BufferedWriter(raw), encoding=out.encoding, errors=out.errors, line_buffering=True)
+    sys.stdout = whole
+    try:
+        yield
+    finally:
+        sys.stdout = out
+        _flush_or_silence(whole)
 
 
 class QuietOnClosedPipe(Console):

@@ -8,7 +8,8 @@ temporary folder first, so bad input (exit 2) leaves nothing behind.
 The loop's state is checkpointed (``--checkpoint``, default ``OUT_DIR.checkpoint`` beside the
 output folder) every ``--checkpoint-every`` wall seconds and on SIGINT/SIGTERM, which stop the run
 at the next cycle boundary (exit 130/143). The same command run again resumes from the checkpoint
-to the same outputs; the checkpoint is removed once they are written.
+to the same outputs; the checkpoint is removed once they are written. A signal after the last cycle
+boundary finds the run complete: its outputs are written, and the exit code still says the signal.
 """
 
 from __future__ import annotations
@@ -196,6 +197,10 @@ def run(args: argparse.Namespace) -> int:
         f"{figures['slo_attainment_ttft']}, TBT {figures['slo_attainment_tbt']}; {figures['actions']} actions; "
         f"wall {wall:.1f} s -> {out_dir}"
     )
+    if stop.signum is not None:  # it came after the last cycle boundary: the run was complete, its outputs written
+        name = signal.Signals(stop.signum).name
+        console.print(f"simulate: {name} came after the last control cycle; the outputs are written", markup=False)
+        return 128 + stop.signum
     return closed_pipe_exit() if console.pipe_closed else 0
 
 

@@ -96,6 +96,7 @@ def run_autoscaler_demo() -> bool:
     console.print(
         f"{len(decisions)} cycles replayed: {sum(d.placement is not None for d in decisions)} placements, "
         f"{sum(d.drain is not None for d in decisions)} soft scale-ins (drains), "
+        f"{sum(s.moved_from is not None for s in rows)} P:D ratio moves, "
         f"{sum(s.reinstated_units for s in rows)} units reinstated, {sum(s.deleted_units for s in rows)} deleted, "
         f"{sum(bool(s.alerts) for s in rows)} cycles with alerts"
     )

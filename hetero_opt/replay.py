@@ -53,19 +53,24 @@ def replay(
 
 
 def decisions_table(decisions: Iterable[CycleDecision], *, only_changes: bool = False) -> Table:
-    """A rich table: one row per service and cycle."""
+    """A rich table: one row per service and cycle (``only_changes``: the rows where units or the P:D ratio
+    change, or drained units move)."""
     table = Table(title="Autoscaler decisions")
     for col in ("time", "service", "action", "current", "wanted", "placed", "draining", "solver", "reason"):
         table.add_column(col, overflow="fold")
     for d in decisions:
         for s in d.services:
             soft = s.drained_units or s.reinstated_units or s.deleted_units
-            if only_changes and s.wanted_units == s.current_units == s.placed_units and not soft:
+            steady = s.wanted_units == s.current_units == s.placed_units and s.moved_from is None
+            if only_changes and steady and not soft:
                 continue
             solver = "" if d.placement is None else f"{d.placement.solver}/{d.placement.status}"
             if d.drain is not None and s.drained_units:
                 solver = f"{d.drain.solver}/{d.drain.status} (drain)"
             reason = s.reason + (f" | unserved: {s.unserved_reason}" if s.unserved_reason else "")
+            if s.moved_from is not None:
+                (p0, d0), (p1, d1) = s.moved_from, s.unit
+                reason = f"ratio moved {p0}P:{d0}D → {p1}P:{d1}D | {reason}"
             reason += "".join(f" | ALERT: {a}" for a in s.alerts)
             moves = [f"+{s.drained_units} drained"] if s.drained_units else []
             moves += [f"{s.reinstated_units} reinstated"] if s.reinstated_units else []

@@ -55,3 +55,22 @@ def test_simulate_with_its_messages_unread_still_writes_its_outputs(tmp_path: Pa
     assert (proc.returncode, proc.stdout) == (141, "")
     assert sorted(p.name for p in out.iterdir()) == ["cycles.csv", "metrics.prom", "requests.csv", "summary.json"]
     assert not (tmp_path / "sim.checkpoint").exists()
+
+
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "unbuffered"])
+def test_a_reader_that_stops_in_the_middle_of_the_output_gets_141(unbuffered: bool) -> None:
+    # ~100 kB of decisions, more than a pipe holds: the reader takes one line and closes while the command
+    # still writes. Before: with PYTHONUNBUFFERED the raw file's short write dropped the rest silently, exit 0.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    argv = ["autoscale", "--config", str(AUTOSCALE / "policy.yaml"), "--metrics", str(AUTOSCALE / "metrics.csv"),
+            "--instance", str(AUTOSCALE / "cluster.yaml"), "--all"]
+    with subprocess.Popen([sys.executable, "-m", "hetero_opt", *argv], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, env=env, cwd=ROOT) as proc:
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        assert proc.stdout.readline()
+        proc.stdout.close()
+        err = proc.stderr.read()
+    assert (proc.returncode, err) == (141, b"")

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
+
+from rich.console import Console
 
 from hetero_opt.autoscaler import Autoscaler
 from hetero_opt.instance import Instance, current_units, group_units
 from hetero_opt.policy.config import AutoscalerConfig, ServicePolicy
 from hetero_opt.policy.engine import ServiceMetrics, ServicePolicyState, decide
 from hetero_opt.ratio_move import apply_move, can_move, plan_move
+from hetero_opt.replay import decisions_table
 
 
 def _cluster(b_free: int = 4) -> Instance:
@@ -152,3 +156,20 @@ def test_no_move_while_soft_scale_in_drains() -> None:
     r = d.services[0]
     assert (d.moves, r.unit, r.wanted_unit) == ([], (3, 1), (4, 1))
     assert any("deferred: 1 unit still draining" in x for x in r.alerts)
+
+
+def test_the_table_of_changes_shows_a_ratio_move_without_a_unit_change() -> None:
+    # 3 units wanted and placed, as before the cycle: only the move from 3P:1D to 4P:1D changed
+    a = Autoscaler(_policy(), solver="greedy", startup_delay_s=0)
+    first = a.step(60.0, {"chat": ServiceMetrics(decode_tps=300, prefill_tps=900)}, _cluster())
+    s = first.services[0]
+    assert (s.current_units, s.wanted_units, s.placed_units, s.moved_from) == (3, 3, 3, None)  # steady: no row
+    d = a.step(120.0, {"chat": ServiceMetrics(decode_tps=300, prefill_tps=1200)}, first.apply(_cluster()))
+    r = d.services[0]
+    assert (r.current_units, r.wanted_units, r.placed_units, r.moved_from, r.unit) == (3, 3, 3, (3, 1), (4, 1))
+    out = io.StringIO()
+    Console(file=out, width=400).print(decisions_table([first, d], only_changes=True))
+    rows = [line for line in out.getvalue().splitlines() if "chat" in line]
+    assert len(rows) == 1  # before: none (units alone decided)
+    assert rows[0].startswith("│ 120 ")
+    assert "ratio moved 3P:1D → 4P:1D" in rows[0]

@@ -357,6 +357,29 @@ def test_a_signal_while_the_outputs_are_written_leaves_no_half_folder(
     assert not ckpt.exists()
 
 
+def test_a_signal_after_the_last_cycle_writes_the_outputs_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # before: exit 0 and nothing said, the signal lost (found by running the README by hand)
+    import hetero_opt.cli_simulate as cli_simulate
+
+    out = tmp_path / "sim"
+    real = cli_simulate.simulate
+
+    def late(*args: Any, **kwargs: Any) -> Any:
+        result = real(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)  # as `kill` would, after the last cycle boundary
+        return result
+
+    monkeypatch.setattr(cli_simulate, "simulate", late)
+    assert main(_cli(out)) == 128 + signal.SIGTERM
+    err = capsys.readouterr().err
+    assert "SIGTERM came after the last control cycle; the outputs are written" in err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in out.iterdir()) == ["cycles.csv", "metrics.prom", "requests.csv", "summary.json"]
+    assert not (tmp_path / "sim.checkpoint").exists()
+
+
 def test_ctrl_c_before_the_loop_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     import hetero_opt.cli_simulate as cli_simulate
