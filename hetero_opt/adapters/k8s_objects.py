@@ -20,7 +20,8 @@ def load_k8s_file(path: str | Path) -> Any:
     """Read a JSON or YAML file (``kubectl get ... -o json|yaml``) into plain data.
 
     UTF-8 with or without a byte-order mark, or UTF-16 with one (what ``kubectl ... > file`` writes
-    in Windows PowerShell 5).
+    in Windows PowerShell 5). Several objects one after another (YAML documents joined by ``---``,
+    or JSON objects printed by several ``kubectl get`` runs) come back as a :class:`Stream`.
     """
     p = Path(path)
     try:
@@ -32,17 +33,46 @@ def load_k8s_file(path: str | Path) -> Any:
     except UnicodeDecodeError as exc:
         raise InputError(f"{p}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     try:
-        return yaml.safe_load(text) if p.suffix.lower() in (".yaml", ".yml") else json.loads(text)
+        docs = _yaml_documents(text) if p.suffix.lower() in (".yaml", ".yml") else _json_documents(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"{p}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except yaml.YAMLError as exc:
         raise InputError(f"{p}: malformed YAML: {getattr(exc, 'problem', exc)}") from None
     except RecursionError:
         raise InputError(f"{p}: nested too deeply") from None
+    return docs[0] if len(docs) == 1 else Stream(docs)
+
+
+class Stream(list[Any]):
+    """The objects of a file that holds several, one after another (each a List or one object)."""
+
+
+def _yaml_documents(text: str) -> list[Any]:
+    """The documents of a YAML stream; empty ones (a trailing ``---``) dropped, at least one (None)."""
+    return [d for d in yaml.safe_load_all(text) if d is not None] or [None]
+
+
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _json_documents(text: str) -> list[Any]:
+    """The JSON values of ``text``, one or more separated by whitespace."""
+    decoder = json.JSONDecoder()
+    docs: list[Any] = []
+    end = 0
+    while True:
+        start = _JSON_SPACE.match(text, end).end()  # type: ignore[union-attr]  # matches the empty string
+        if docs and start == len(text):
+            return docs
+        doc, end = decoder.raw_decode(text, start)
+        docs.append(doc)
 
 
 def list_items(data: Any, kind: str, source: str) -> list[dict[str, Any]]:
-    """The ``items`` of a ``List`` (or a single object) of ``kind``; checks each item's kind."""
+    """The ``items`` of a ``List`` (or a single object) of ``kind``, or of each object of a :class:`Stream`
+    (named ``<source> document <n>`` in errors); checks each item's kind."""
+    if isinstance(data, Stream):
+        return [item for n, doc in enumerate(data, 1) for item in list_items(doc, kind, f"{source} document {n}")]
     if isinstance(data, dict) and isinstance(data.get("items"), list):
         items = data["items"]
     elif isinstance(data, dict) and data.get("kind") == kind:

@@ -215,3 +215,37 @@ def test_pods_bound_to_one_node_requesting_more_than_64_gpus_name_the_pods_file(
     said = r"pods\.json: pods bound to node 'b2' request 72 GPUs; a node holds at most 64"
     with pytest.raises(InputError, match=said):
         import_k8s_files(DATA / "gpu-nodes.json", path, "topograph", MAP)
+
+
+# ------------------------------------------------------------------ streams of objects
+
+
+def test_nodes_joined_with_document_markers_read_like_a_node_list(tmp_path: Path) -> None:
+    # `for n in a0 b0 ...; do kubectl get node $n -o yaml; echo ---; done` used to be
+    # "malformed YAML: but found another document"
+    import yaml
+
+    items = _nodes()["items"]
+    stream = tmp_path / "nodes.yaml"
+    stream.write_text("".join(yaml.safe_dump(n) + "---\n" for n in items))
+    listed = import_k8s_files(DATA / "gpu-nodes.json", None, "topograph", MAP).instance
+    assert import_k8s_files(stream, None, "topograph", MAP).instance.nodes == listed.nodes
+
+
+def test_node_objects_printed_one_after_another_as_json_read_like_a_node_list(tmp_path: Path) -> None:
+    # `kubectl get node a0 -o json; kubectl get node b0 -o json` used to be "malformed JSON: Extra data"
+    stream = tmp_path / "nodes.json"
+    stream.write_text("\n".join(json.dumps(n, indent=2) for n in _nodes()["items"]))
+    listed = import_k8s_files(DATA / "gpu-nodes.json", None, "topograph", MAP).instance
+    assert import_k8s_files(stream, None, "topograph", MAP).instance.nodes == listed.nodes
+
+
+def test_other_object_in_a_stream_names_its_document(tmp_path: Path) -> None:
+    import yaml
+
+    pod = json.loads((DATA / "pods-rbg.json").read_text())["items"][0]
+    stream = tmp_path / "nodes.yaml"
+    stream.write_text(yaml.safe_dump(_nodes()["items"][0]) + "---\n" + yaml.safe_dump(pod))
+    with pytest.raises(InputError, match=r"nodes\.yaml document 2: kind='Pod': expected a Node or a List of Node"):
+        import_k8s_files(stream, None, "topograph")
+
