@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, TypeAdapter, ValidationError, field_validator
 
 from hetero_opt.adapters.k8s_groups import SERVICE_LABEL, groups_for, seen_pods, services_for
 from hetero_opt.adapters.k8s_objects import (
@@ -37,7 +37,7 @@ from hetero_opt.adapters.k8s_objects import (
     to_model,
 )
 from hetero_opt.errors import InputError
-from hetero_opt.instance import ROWS_FORMAT_VERSION, Frozen, GpuType, Instance, Node, Service
+from hetero_opt.instance import ROWS_FORMAT_VERSION, Frozen, GpuType, Id, Instance, Node, Service, clip
 from hetero_opt.io import load_yaml_model, parse_instance
 
 PRODUCT_LABEL = "nvidia.com/gpu.product"
@@ -110,6 +110,14 @@ class ImportMap(Frozen):
     )
     services: tuple[Service, ...] = Field(default=(), description="Service definitions (instance format).")
 
+    @field_validator("gpu_types")
+    @classmethod
+    def _gpu_type_ids(cls, value: dict[str, str]) -> dict[str, str]:
+        for product, name in value.items():
+            if (rule := id_rule(name)) is not None:
+                raise ValueError(f"{product}={clip(repr(name))} is not a GPU type id: {rule}")
+        return value
+
 
 @dataclass
 class ImportResult:
@@ -122,6 +130,18 @@ class ImportResult:
 def load_import_map(path: str | Path) -> ImportMap:
     """Read an :class:`ImportMap` from YAML."""
     return load_yaml_model(Path(path), ImportMap, "Import map")
+
+
+_ID: TypeAdapter[str] = TypeAdapter(Id)
+
+
+def id_rule(value: str) -> str | None:
+    """The instance format's id rule ``value`` breaks, or None for an id."""
+    try:
+        _ID.validate_python(value)
+    except ValidationError as exc:
+        return str(exc.errors()[0]["msg"])
+    return None
 
 
 def import_k8s_files(
@@ -161,7 +181,7 @@ def import_k8s(
     memory: dict[str, float] = {}
     unlabelled: list[str] = []
     for n in sorted(node_objs, key=lambda n: n.metadata.name):
-        node, why = _node(n, used, schemes, m)
+        node, why = _node(n, used, schemes, m, sources[0])
         if node is None:
             warnings.append(f"Node '{n.metadata.name}': left out: {why}")
             continue
@@ -228,13 +248,16 @@ def _once(names: list[str], kind: str, source: str | None) -> None:
 
 
 def _node(
-    n: Any, used: dict[str, int], schemes: tuple[TopologyLabels, ...], m: ImportMap
+    n: Any, used: dict[str, int], schemes: tuple[TopologyLabels, ...], m: ImportMap, source: str | None
 ) -> tuple[Node | None, str]:
     """The node, or None and why it is left out; a non-empty reason with a node = no topology labels.
 
-    The first of ``schemes`` whose S2 and S1 labels the node has names its place in the tree.
+    The first of ``schemes`` whose S2 and S1 labels the node has names its place in the tree. A node
+    kept whose name is no instance id (over 200 characters: Kubernetes allows 253) is refused,
+    naming ``source``.
     """
     name = n.metadata.name
+    where = f"{source + ': ' if source else ''}Node '{clip(name)}'"
     if n.spec is not None and n.spec.unschedulable:
         return None, "spec.unschedulable=true (cordoned)"
     conditions = (n.status.conditions or []) if n.status is not None else []
@@ -262,14 +285,18 @@ def _node(
     if s2 is None or s1 is None:
         s2, s1, s0 = f"zone:{label_of(n, ZONE_LABEL) or 'none'}", f"host:{name}", None
         missing = "no topology labels"
+    if (rule := id_rule(name)) is not None:
+        raise InputError(f"{where}: metadata.name ({len(name)} characters) is not an instance id: {rule}")
     free = max(total - used.get(name, 0), 0)
     try:
         node = Node(
             id=name, gpu_type=gpu_type, gpus_total=total, gpus_free=free,
             cluster=_topo_id(cluster), s2=_topo_id(s2), s1=_topo_id(s1), s0=_topo_id(s0) if s0 else None,
         )  # fmt: skip
-    except ValueError as exc:
-        raise InputError(f"Node '{name}': {str(exc).splitlines()[0]}") from None
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(x) for x in err["loc"])
+        raise InputError(f"{where}: {field}={clip(repr(err.get('input')))}: {err['msg']}") from None
     return node, missing
 
 

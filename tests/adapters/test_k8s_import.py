@@ -229,3 +229,23 @@ def test_missing_kubernetes_client_says_what_to_install(monkeypatch: pytest.Monk
             import_k8s_files(DATA / "gpu-nodes.json")
     finally:
         k8s_objects._client.cache_clear()
+
+
+def _map_with(tmp_path: Path, old: str, new: str) -> Path:
+    """tests/adapters/data/map.yaml with ``old`` replaced by ``new``, as tmp_path/map.yaml."""
+    text = (DATA / "map.yaml").read_text()
+    assert old in text
+    path = tmp_path / "map.yaml"
+    path.write_text(text.replace(old, new))
+    return path
+
+
+def test_gpu_type_name_in_the_map_that_is_no_id_names_file_product_and_value(tmp_path: Path) -> None:
+    # was "Node 'a0': 1 validation error for Node"
+    bad = _map_with(tmp_path, "NVIDIA-H20: H20,", 'NVIDIA-H20: "H 20",')
+    with pytest.raises(InputError) as err:
+        load_import_map(bad)
+    assert str(err.value) == (
+        f"Import map '{bad}': gpu_types: NVIDIA-H20='H 20' is not a GPU type id: "
+        "String should match pattern '^[A-Za-z0-9_.:/@+-]+$'"
+    )

@@ -249,3 +249,26 @@ def test_other_object_in_a_stream_names_its_document(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"nodes\.yaml document 2: kind='Pod': expected a Node or a List of Node"):
         import_k8s_files(stream, None, "topograph")
 
+
+@pytest.mark.parametrize("length", [201, 253])
+def test_kept_node_named_longer_than_an_instance_id_is_refused_naming_file_node_and_limit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], length: int
+) -> None:
+    # Kubernetes allows 253 characters, the instance format's ids 200; was "Node 'a0': 1 validation error for Node"
+    data = _nodes()
+    name = "gpu-" + "x" * (length - 4)
+    data["items"][0]["metadata"]["name"] = name
+    p = tmp_path / "nodes.json"
+    p.write_text(json.dumps(data))
+    out = tmp_path / "inst.json"
+    assert main(["import", "k8s", "--nodes", str(p), "--preset", "topograph", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"{p}: Node '{name[:77]}...': metadata.name ({length} characters) is not an instance id: "
+        "String should have at most 200 characters"
+    )
+    assert not out.exists()
+    data["items"][0]["metadata"]["name"] = "a0"
+    cordoned = next(n for n in data["items"] if n["metadata"]["name"] == "c0")
+    cordoned["metadata"]["name"] = name
+    p.write_text(json.dumps(data))
+    assert main(["import", "k8s", "--nodes", str(p), "--preset", "topograph", "--out", str(out)]) == 0  # left out
