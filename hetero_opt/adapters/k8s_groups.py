@@ -97,15 +97,25 @@ def seen_pods(
 
 
 def services_for(
-    pods: list[SeenPod], node_by_id: dict[str, Node], declared: tuple[Service, ...], warnings: list[str]
+    pods: list[SeenPod],
+    node_by_id: dict[str, Node],
+    declared: tuple[Service, ...],
+    warnings: list[str],
+    sources: tuple[str | None, str] = (None, "the import map"),
 ) -> dict[str, Service]:
-    """The declared services plus one inferred (with a warning) for each other service with pods."""
+    """The declared services plus one inferred (with a warning) for each other service with pods.
+
+    Pods of a declared service must fit it: a role it has, that role's ``gpus_per_pod`` and one of
+    its ``gpu_types``. ``sources`` names the pods' file and the map in errors.
+    """
     services = {s.id: s for s in declared}
     by_service: defaultdict[str, list[SeenPod]] = defaultdict(list)
     for p in pods:
         by_service[p.service].append(p)
     for sid in sorted(by_service):
         if sid in services:
+            for p in by_service[sid]:
+                _fits_declared(p, services[sid], node_by_id[p.node], sources)
             continue
         services[sid] = _infer_service(sid, by_service[sid], node_by_id)
         warnings.append(
@@ -114,6 +124,25 @@ def services_for(
             f"affinity={services[sid].affinity}, priority=0)"
         )
     return dict(sorted(services.items()))
+
+
+def _fits_declared(pod: SeenPod, svc: Service, node: Node, sources: tuple[str | None, str]) -> None:
+    """Refuse a pod its declared service does not describe: the instance would record the map's numbers."""
+    where = f"{sources[0] + ': ' if sources[0] else ''}Pod '{pod.pod}'"
+    declared = f"{sources[1]} service '{svc.id}'"
+    role = next((r for r in svc.roles if r.name == pod.role), None)
+    if role is None:
+        raise InputError(f"{where} has role '{pod.role}' but {declared} has roles {[r.name for r in svc.roles]}")
+    if pod.gpus != role.gpus_per_pod:
+        raise InputError(
+            f"{where} requests {pod.gpus} GPUs ({GPU_RESOURCE}) but {declared} role '{role.name}' "
+            f"has gpus_per_pod={role.gpus_per_pod}"
+        )
+    if node.gpu_type not in role.gpu_types:
+        raise InputError(
+            f"{where} runs on node '{node.id}' of gpu_type {node.gpu_type} but {declared} role '{role.name}' "
+            f"has gpu_types={list(role.gpu_types)}"
+        )
 
 
 def _infer_service(sid: str, pods: list[SeenPod], node_by_id: dict[str, Node]) -> Service:

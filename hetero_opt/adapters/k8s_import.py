@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, TypeAdapter, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, TypeAdapter, ValidationError, field_validator
 
 from hetero_opt.adapters.k8s_groups import SERVICE_LABEL, groups_for, seen_pods, services_for
 from hetero_opt.adapters.k8s_objects import (
@@ -109,6 +109,7 @@ class ImportMap(Frozen):
         default=(SERVICE_LABEL,), description="Pod labels naming the service, first found wins; else the group."
     )
     services: tuple[Service, ...] = Field(default=(), description="Service definitions (instance format).")
+    _source: str | None = PrivateAttr(default=None)  # the file it was read from, for errors
 
     @field_validator("gpu_types")
     @classmethod
@@ -117,6 +118,11 @@ class ImportMap(Frozen):
             if (rule := id_rule(name)) is not None:
                 raise ValueError(f"{product}={clip(repr(name))} is not a GPU type id: {rule}")
         return value
+
+    @property
+    def source(self) -> str:
+        """The map's file, or "the import map" for one made in code: how errors name it."""
+        return self._source or "the import map"
 
 
 @dataclass
@@ -129,7 +135,9 @@ class ImportResult:
 
 def load_import_map(path: str | Path) -> ImportMap:
     """Read an :class:`ImportMap` from YAML."""
-    return load_yaml_model(Path(path), ImportMap, "Import map")
+    mapping = load_yaml_model(Path(path), ImportMap, "Import map")
+    mapping._source = str(path)
+    return mapping
 
 
 _ID: TypeAdapter[str] = TypeAdapter(Id)
@@ -204,7 +212,7 @@ def import_k8s(
     gpu_types = [GpuType(id=t, memory_gb=memory.get(t)) for t in sorted({n.gpu_type for n in out_nodes})]
     node_by_id = {n.id: n for n in out_nodes}
     pods_seen = seen_pods(pod_objs, node_by_id, m.namespaces, m.service_labels, warnings)
-    services = services_for(pods_seen, node_by_id, m.services, warnings)
+    services = services_for(pods_seen, node_by_id, m.services, warnings, (sources[1], m.source))
     groups = groups_for(pods_seen, services, node_by_id)
     data = {
         "format_version": ROWS_FORMAT_VERSION,  # nodes as rows: readable before 1.2

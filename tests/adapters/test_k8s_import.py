@@ -240,6 +240,38 @@ def _map_with(tmp_path: Path, old: str, new: str) -> Path:
     return path
 
 
+@pytest.mark.parametrize("size", [2, 8])
+def test_pods_requesting_other_than_the_maps_gpus_per_pod_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], size: int
+) -> None:
+    # the pods of chat's prefill request 4 GPUs; a map saying 2 was imported as 2 (wrong data), one
+    # saying 8 failed with "Node 'a0': deployment groups use 12 GPUs but only ... 8 are in use"
+    map_path = _map_with(tmp_path, "{name: prefill, gpus_per_pod: 4", f"{{name: prefill, gpus_per_pod: {size}")
+    out = tmp_path / "cluster.json"
+    argv = ["import", "k8s", "--nodes", str(DATA / "gpu-nodes.json"), "--pods", str(DATA / "pods-rbg.json"),
+            "--preset", "topograph", "--map", str(map_path), "--out", str(out)]  # fmt: skip
+    assert main(argv) == 2
+    assert not out.exists()
+    [err] = capsys.readouterr().err.strip().splitlines()[-1:]
+    assert err == (
+        f"{DATA / 'pods-rbg.json'}: Pod 'llm/chat-g1-prefill-0' requests 4 GPUs (nvidia.com/gpu) "
+        f"but {map_path} service 'chat' role 'prefill' has gpus_per_pod={size}"
+    )
+
+
+def test_pod_of_a_role_or_gpu_type_the_map_does_not_give_its_service_is_refused(tmp_path: Path) -> None:
+    on_l20 = load_import_map(_map_with(tmp_path, "gpu_types: [H20, L20]", "gpu_types: [L20]"))
+    said = (r"Pod 'llm/chat-g1-decode-0' runs on node 'a0' of gpu_type H20 but .*map\.yaml service 'chat' "
+            r"role 'decode' has gpu_types=\['L20'\]")  # fmt: skip
+    with pytest.raises(InputError, match=said):
+        import_k8s(_items("gpu-nodes.json"), _items("pods-rbg.json"), "topograph", on_l20)
+    pods = _items("pods-rbg.json")
+    pods[0]["metadata"]["labels"]["rolebasedgroup.workloads.x-k8s.io/role"] = "prefill-attn"
+    said = r"Pod 'llm/chat-g1-prefill-0' has role 'prefill-attn' but the import map service 'chat' has roles"
+    with pytest.raises(InputError, match=said):
+        import_k8s(_items("gpu-nodes.json"), pods, "topograph", ImportMap.model_validate(MAP.model_dump()))
+
+
 def test_gpu_type_name_in_the_map_that_is_no_id_names_file_product_and_value(tmp_path: Path) -> None:
     # was "Node 'a0': 1 validation error for Node"
     bad = _map_with(tmp_path, "NVIDIA-H20: H20,", 'NVIDIA-H20: "H 20",')
