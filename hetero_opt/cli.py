@@ -269,6 +269,8 @@ def run_bench(args: argparse.Namespace) -> int:
     run_suite = _lazy("hetero_opt.bench", "run_suite")
     print_report = _lazy("hetero_opt.bench", "print_report")
     solvers = [s.strip() for s in args.solvers.split(",") if s.strip()]
+    if not solvers:
+        raise InputError(f"--solvers={args.solvers!r} names no solver (one or more of {', '.join(SOLVERS)})")
     for s in solvers:
         if s not in SOLVERS:
             raise ValueError(f"--solvers: solver='{s}' is not one of {list(SOLVERS)}")
