@@ -29,7 +29,7 @@ from hetero_opt.generate import FAMILIES, generate_instance
 from hetero_opt.instance import Instance, node_column
 from hetero_opt.placement.objective import Score
 from hetero_opt.placement.result import PlacementResult
-from hetero_opt.placement.solve import solve
+from hetero_opt.placement.solve import SOLVERS, solve
 from hetero_opt.placement.verify import verify
 from hetero_opt.topology import build_view
 
@@ -87,6 +87,8 @@ def run_suite(
     family, default_seeds = SUITES.get(suite, (suite, (0,)))
     if family not in FAMILIES:  # before any output or manifest is written
         raise InputError(f"bench: suite='{suite}' is not one of {sorted(set(SUITES) | set(FAMILIES))}")
+    if not solvers:  # rows without a solver column: the report would fail after the whole suite ran
+        raise InputError(f"bench: solvers={tuple(solvers)!r} names no solver (one or more of {', '.join(SOLVERS)})")
     seeds = tuple(default_seeds if seeds is None else seeds)
     tasks = [BenchTask(suite, family, seed, tuple(solvers), time_limit, num_workers, solver_seed) for seed in seeds]
     jobs = [

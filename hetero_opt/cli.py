@@ -12,24 +12,24 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 from rich.console import Console
 from rich.table import Table
 
 from hetero_opt import cli_autoscale, cli_curate, cli_experiment, cli_k8s, cli_metrics, cli_serve, cli_simulate
 from hetero_opt.batch.executor import add_executor_arguments, executor_from_args
+from hetero_opt.batch.manifest import MANIFEST_NAME
 from hetero_opt.batch.solve_batch import SUMMARY_COLUMNS as SUMMARY_COLUMNS  # re-exported: summary.csv's columns
 from hetero_opt.batch.solve_batch import SolveSettings, solve_batch
 from hetero_opt.batch.solve_batch import served_gpus as served_gpus  # re-exported for the demo
 from hetero_opt.cli_pipe import closed_pipe_exit, whole_writes
 from hetero_opt.errors import InputError
 from hetero_opt.instance import Instance, node_column
-from hetero_opt.io import load_instance
+from hetero_opt.io import check_destination, check_export_prefix, load_instance, same_file
 from hetero_opt.placement.solve import MAX_SEED, MAX_TIME_LIMIT_S, MAX_WORKERS, SOLVERS
 from hetero_opt.topology import build_view
 
@@ -128,6 +128,9 @@ def run_solve(args: argparse.Namespace) -> int:
         raise InputError(f"--seed={args.seed} must be in 0..{MAX_SEED}")
     files = collect_instance_files(args.paths)
     check_out_dir(args.out_dir)
+    check_solve_outputs(args.paths, files, args.out_dir)
+    if args.export_model is not None and args.address is None:  # a cluster's workers write on their own disks
+        check_export_prefix(args.export_model, "--export-model")
     settings = SolveSettings(args.solver, args.time_limit, args.seed, args.workers, not args.fast)
     console = _console()
     with executor_from_args(args) as executor:
@@ -144,18 +147,29 @@ def check_time_limit(value: float, flag: str = "--time-limit") -> None:
 
 def check_out_dir(out_dir: Path) -> None:
     """Refuse, before any work, an output folder that is a file, lies under a file or is not writable."""
-    try:
-        if out_dir.exists() and not out_dir.is_dir():
-            raise InputError(f"--out-dir '{out_dir}': exists and is not a folder")
-        existing = out_dir
-        while not existing.exists() and existing != existing.parent:
-            existing = existing.parent
-        if not existing.is_dir():
-            raise InputError(f"--out-dir '{out_dir}': '{existing}' is a file, not a folder")
-        if not os.access(existing, os.W_OK | os.X_OK):
-            raise InputError(f"--out-dir '{out_dir}': folder '{existing}' is not writable")
-    except OSError as exc:
-        raise InputError(f"--out-dir '{out_dir}': cannot inspect ({exc.strerror or type(exc).__name__})") from None
+    check_destination(out_dir, "--out-dir", folder=True)
+
+
+def check_solve_outputs(paths: Sequence[str], files: Sequence[Path], out_dir: Path) -> None:
+    """Refuse, before any work, outputs that would destroy an input or cannot be written.
+
+    ``--out-dir`` may not be a folder given as input: its plans would be read as instances by the
+    next run of the same command (the documented way to resume). No plan, ``summary.csv`` or
+    ``manifest.jsonl`` may be an input file or have a folder in its place.
+    """
+    for raw in paths:
+        if Path(raw).is_dir() and same_file(out_dir, Path(raw)):
+            raise InputError(
+                f"--out-dir '{out_dir}' is the input folder '{raw}': its plans would be read as instances "
+                "when the command is run again; give another folder (a subfolder will do)"
+            )
+    outputs = [out_dir / f"{f.stem}.plan.json" for f in files] + [out_dir / "summary.csv", out_dir / MANIFEST_NAME]
+    for out in outputs:
+        for f in files:
+            if same_file(out, f):
+                raise InputError(f"--out-dir '{out_dir}': the output '{out}' would overwrite the input '{f}'")
+        if out.is_dir():
+            raise InputError(f"--out-dir '{out_dir}': '{out}' is a folder; no output file can take its place")
 
 
 def collect_instance_files(paths: Sequence[str]) -> list[Path]:
@@ -247,6 +261,10 @@ def run_generate(args: argparse.Namespace) -> int:
     out: Path = args.out
     if out.suffix.lower() not in INSTANCE_SUFFIXES:
         raise ValueError(f"--out='{out}' must end in .json, .yaml or .yml")
+    families = cast("tuple[str, ...]", _lazy("hetero_opt.generate", "FAMILIES"))
+    if args.family not in families:
+        raise ValueError(f"family='{args.family}' is not one of {list(families)}")
+    check_destination(out, "--out", create=False)
     columnar = {"auto": None, "rows": False, "columns": True}[args.nodes_as]
     inst = generate(args.family, args.seed, columnar=columnar)
     save_instance(inst, out)
@@ -269,10 +287,14 @@ def run_bench(args: argparse.Namespace) -> int:
     run_suite = _lazy("hetero_opt.bench", "run_suite")
     print_report = _lazy("hetero_opt.bench", "print_report")
     solvers = [s.strip() for s in args.solvers.split(",") if s.strip()]
+    if not solvers:
+        raise InputError(f"--solvers={args.solvers!r} names no solver (one or more of {', '.join(SOLVERS)})")
     for s in solvers:
         if s not in SOLVERS:
             raise ValueError(f"--solvers: solver='{s}' is not one of {list(SOLVERS)}")
     check_time_limit(args.time_limit)
+    if args.out_dir is not None:
+        check_destination(args.out_dir, "--out-dir", folder=True)
     console = _console()
     with executor_from_args(args) as executor:
         df = run_suite(

@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 
 from hetero_opt.autoscaler import Autoscaler
-from hetero_opt.io import load_instance, write_atomic
+from hetero_opt.io import check_destination, check_not_input, load_instance, write_atomic
 from hetero_opt.policy.config import load_policy_config
 from hetero_opt.replay import decisions_table, load_metrics, replay
 
@@ -34,6 +34,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; input errors propagate as InputError (exit 2 in the CLI)."""
+    if args.state_out:  # now, not after the whole table is printed
+        inputs = {"--config": args.config, "--metrics": args.metrics, "--instance": args.instance}
+        check_not_input(Path(args.state_out), "--state-out", inputs)
+        check_destination(Path(args.state_out), "--state-out", create=False)
     config = load_policy_config(args.config)
     instance = load_instance(args.instance)
     series = load_metrics(args.metrics)

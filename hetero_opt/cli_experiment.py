@@ -17,7 +17,7 @@ from rich.console import Console
 from hetero_opt.batch.executor import add_executor_arguments, executor_from_args
 from hetero_opt.cli_simulate import TRACE_HELP, add_trace_model_argument, load_cli_trace
 from hetero_opt.errors import InputError
-from hetero_opt.io import write_all_atomic
+from hetero_opt.io import check_destination, write_all_atomic
 from hetero_opt.sim import experiments as ex
 from hetero_opt.sim.curate import CurateSettings
 from hetero_opt.sim.harness import head, workload_mix
@@ -105,8 +105,7 @@ def run(args: argparse.Namespace) -> int:
     """Run one experiment; write its CSV and PNG."""
     trace, settings = _inputs(args)
     out: Path = args.out_dir
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out-dir='{out}' is not a folder")
+    check_destination(out, "--out-dir", folder=True)
     console = Console(stderr=True)
     what = f"{args.model} on {args.gpu}, {trace.name}, SLO TTFT {args.ttft_ms:g} / TBT {args.tbt_ms:g} ms"
     files: dict[Path, str] = {}

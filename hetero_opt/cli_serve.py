@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from hetero_opt.errors import InputError
+from hetero_opt.io import check_destination
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,6 +29,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{exc.name} is not installed: pip install 'hetero_opt[serve]'") from None
     if not 0 < args.port < 65536:
         raise InputError(f"--port={args.port} must be in 1..65535")
+    if args.state_dir is not None:
+        check_destination(args.state_dir, "--state-dir", folder=True)
     config = load_service_config(args.config)
     app = create_app(config, state_dir=args.state_dir)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any, TypeVar
@@ -186,22 +187,89 @@ def write_atomic(path: Path, text: str) -> None:
 def write_all_atomic(files: dict[Path, str]) -> None:
     """Write every file or none: all go to temporary files first, then each is renamed.
 
-    A file that cannot be written raises :class:`InputError` naming it, after the temporary
-    files written so far are removed.
+    A file that cannot be written (a folder in its place, no folder to hold it, ...) raises
+    :class:`InputError` naming it, not its temporary file, after the temporary files written so
+    far are removed; a folder in the place of any file is refused before anything is written.
     """
+    for path in files:
+        if path.is_dir():
+            raise InputError(f"{path}: cannot write (a folder is in its place)")
     tmps: list[tuple[Path, Path]] = []
+    current = next(iter(files), Path("?"))
     try:
         for path, text in files.items():
+            current = path
             tmp = path.with_name(path.name + ".tmp")
             tmps.append((tmp, path))
             tmp.write_text(text, encoding="utf-8")
         for tmp, path in tmps:
+            current = path
             tmp.replace(path)
     except OSError as exc:
         for tmp, _ in tmps:
             tmp.unlink(missing_ok=True)
-        where = exc.filename or (tmps[-1][1] if tmps else "?")
-        raise InputError(f"{where}: cannot write ({exc.strerror or type(exc).__name__})") from None
+        raise InputError(f"{current}: cannot write ({exc.strerror or type(exc).__name__})") from None
+
+
+def check_destination(path: Path, flag: str, *, folder: bool = False, create: bool = True) -> None:
+    """Refuse, before any work, a destination that cannot be written later; the error names ``flag``.
+
+    ``folder``: ``path`` is a folder to write into, else a file. ``create``: missing folders on the
+    way are made when writing (else the file's folder must exist). Refused: a file where a folder is
+    needed (``path`` or a folder above it), a folder where the file goes, a missing folder that is
+    not made, a folder that is not writable.
+    """
+    try:
+        if path.exists() and path.is_dir() != folder:
+            is_, wanted = ("file", "folder") if folder else ("folder", "file")
+            raise InputError(f"{flag} '{path}': is a {is_}, not a {wanted}")
+        existing = path if folder else path.parent
+        if not create and not existing.exists():
+            raise InputError(f"{flag} '{path}': folder '{existing}' does not exist")
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise InputError(f"{flag} '{path}': '{existing}' is a file, not a folder")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise InputError(f"{flag} '{path}': folder '{existing}' is not writable")
+    except OSError as exc:
+        raise InputError(f"{flag} '{path}': cannot inspect ({exc.strerror or type(exc).__name__})") from None
+
+
+def check_export_prefix(prefix: str, flag: str = "export_model") -> None:
+    """Refuse a model export prefix (files ``PREFIX.*``) whose folder is missing, a file or not writable."""
+    folder = Path(os.path.dirname(prefix + ".x") or ".")
+    try:
+        problem = (
+            "does not exist" if not folder.exists()
+            else "is not a folder" if not folder.is_dir()
+            else "is not writable" if not os.access(folder, os.W_OK | os.X_OK)
+            else ""
+        )
+    except OSError as exc:
+        problem = f"cannot be inspected ({exc.strerror or type(exc).__name__})"
+    if problem:
+        raise InputError(f"{flag}='{prefix}': folder '{folder}' {problem}; the model files cannot be written there")
+
+
+def check_not_input(out: Path, flag: str, inputs: dict[str, str | Path | None]) -> None:
+    """Refuse an output ``out`` that is one of the ``inputs`` (flag -> path): writing it would destroy the input.
+
+    Paths are compared as files where both exist (links, ``./x`` and ``x`` alike), else resolved.
+    """
+    for in_flag, given in inputs.items():
+        if given is not None and same_file(out, Path(given)):
+            raise InputError(f"{flag} '{out}' is the {in_flag} input; give another file")
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name the same file: :func:`os.path.samefile` where both exist, else resolved."""
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
 
 
 def describe_error(exc: ValidationError, data: dict[str, Any]) -> str:

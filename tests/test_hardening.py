@@ -211,7 +211,7 @@ def test_out_dir_naming_a_file_or_under_a_file_exits_2(tmp_path: Path, capsys: p
     path = _write(tmp_path, _clash())
     a_file = tmp_path / "f"
     a_file.write_text("x")
-    _refused(capsys, ["solve", str(path), "--out-dir", str(a_file)], f"'{a_file}': exists and is not a folder")
+    _refused(capsys, ["solve", str(path), "--out-dir", str(a_file)], f"--out-dir '{a_file}': is a file, not a folder")
     under = a_file / "sub" / "dir"
     _refused(capsys, ["solve", str(path), "--out-dir", str(under)], f"'{a_file}' is a file, not a folder")
     assert a_file.read_text() == "x"
@@ -222,7 +222,7 @@ def test_out_dir_not_writable_exits_2(
 ) -> None:
     # Tests may run as root, where permissions do not bind: the OS's answer is simulated.
     path = _write(tmp_path, _clash())
-    monkeypatch.setattr("hetero_opt.cli.os.access", lambda p, mode: False)
+    monkeypatch.setattr("hetero_opt.io.os.access", lambda p, mode: False)
     _refused(capsys, ["solve", str(path), "--out-dir", str(tmp_path / "o")], "is not writable")
     assert not (tmp_path / "o").exists()
 
@@ -240,7 +240,12 @@ def test_out_dir_write_failure_exits_2_and_leaves_nothing(
         return real(self, text, *args, **kwargs)
 
     monkeypatch.setattr(Path, "write_text", refuse_csv)
-    _refused(capsys, ["solve", str(path), "--out-dir", str(out)], "summary.csv.tmp: cannot write (Permission denied)")
+    _refused(
+        capsys,
+        ["solve", str(path), "--out-dir", str(out)],
+        f"{out / 'summary.csv'}: cannot write (Permission denied); the plans are kept",
+        "the same command again writes the summary",
+    )
     # batches are resumable (issue 13): the plan written first stays, with its manifest line, and no
     # partial file is left; once writing works again the same command finishes from there
     assert sorted(p.name for p in out.iterdir()) == ["manifest.jsonl", f"{path.stem}.plan.json"]

@@ -51,6 +51,9 @@ SUMMARY_COLUMNS = (
     "fallback_reason",
 )
 
+#: What a write that fails mid-batch (a full disk) leaves: what was solved is kept, as after a kill.
+KEPT = "plans written before it are kept, each with its manifest line: the same command again solves the rest"
+
 
 @dataclass(frozen=True)
 class SolveSettings:
@@ -167,7 +170,10 @@ def solve_batch(
     failures: list[str] = []
 
     def finish(job: Job, outcome: Outcome[SolveOutput]) -> Entry:
-        entry = record_output(job, outcome, out_dir)
+        try:
+            entry = record_output(job, outcome, out_dir)
+        except InputError as exc:
+            raise InputError(f"{exc}; {KEPT}") from None
         if entry.status == "failed":
             failures.append(f"{files[todo[outcome.index]]}: {entry.error}")
             print(failures[-1], file=sys.stderr)
@@ -190,7 +196,11 @@ def solve_batch(
             progress=progress and len(jobs) > 1,
         )
         rows = [manifest.entries[key].record for key, _ in inputs]
-    write_atomic(out_dir / "summary.csv", csv_text(rows))
+    try:
+        write_atomic(out_dir / "summary.csv", csv_text(rows))
+    except InputError as exc:
+        raise InputError(f"{exc}; the plans are kept, each with its manifest line: the same command again "
+                         "writes the summary without solving them again") from None
     if len(jobs) < len(files) and progress:
         (console or Console()).print(
             f"{len(files) - len(jobs)} of {len(files)} instances were done before: not solved again"

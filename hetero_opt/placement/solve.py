@@ -9,6 +9,7 @@ import time
 from hetero_opt.errors import InputError, PlanError
 from hetero_opt.gc_pause import gc_paused
 from hetero_opt.instance import Instance
+from hetero_opt.io import check_export_prefix
 from hetero_opt.placement.backend import (
     Backend,
     BackendOutput,
@@ -95,6 +96,8 @@ def solve(
     if isinstance(solver, str) and solver not in SOLVERS:
         raise ValueError(f"solver='{solver}' is not one of {list(SOLVERS)}")
     check_options(time_limit, seed, num_workers)
+    if export_model is not None:  # now, not as a backend failure that falls back to the greedy's plan
+        check_export_prefix(export_model)
     name = solver if isinstance(solver, str) else solver.name
     # The solver's module is imported before the clock starts: a one-time cost of the process (CP-SAT
     # about 0.2 s on its first use), not of a control cycle.
