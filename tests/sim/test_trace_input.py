@@ -475,16 +475,28 @@ def test_simulate_refuses_a_control_period_outside_1s_to_a_day(
     assert not out.exists()
 
 
-def test_simulate_refuses_a_trace_of_more_than_a_million_periods(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("rows", "lasts"),
+    [
+        # epoch milliseconds read as seconds make a one-hour trace last 41 days; a unit slip of 1e6 is refused
+        ("0,100,50\n6.6e7,100,50\n", "6.6e+07 s, 1.1e+06"),
+        ("0,100,50\n1e300,100,50\n", "1e+300 s, 1.67e+298"),
+        ("1900-01-01 00:00,100,50\n2100-01-01 00:00,100,50\n", "6.31143e+09 s, 1.05e+08"),
+    ],
+)
+def test_simulate_refuses_a_trace_of_more_than_a_million_periods_naming_the_trace(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], rows: str, lasts: str
 ) -> None:
-    # epoch milliseconds read as seconds make a one-hour trace last 41 days; a unit slip of 1e6 is refused
-    trace = _write(tmp_path, "long.csv", AZURE_HEADER + "0,100,50\n6.6e7,100,50\n")
+    # the message named the config file (sim.yaml), not the trace whose times are off
+    trace = _write(tmp_path, "long.csv", AZURE_HEADER + rows)
     out = tmp_path / "out"
     code = main(["simulate", "--trace", str(trace), "--config", str(SIM_DIR / "sim.yaml"), "--cluster",
                  str(SIM_DIR / "cluster.yaml"), "--out-dir", str(out), "--no-plots"])
     assert code == 2
-    assert "the trace lasts 6.6e+07 s, 1.1e+06 control periods of 60 s; at most 1e+06" in capsys.readouterr().err
+    assert capsys.readouterr().err.strip() == (
+        f"{trace}: the trace lasts {lasts} control periods of 60 s; at most 1e+06 are simulated (are its times in "
+        "the right unit?)"
+    )
     assert not out.exists()
 
 
