@@ -42,7 +42,7 @@ from hetero_opt.sim.checkpoint import (
     is_checkpoint,
 )
 from hetero_opt.sim.config import check_against, load_sim_config
-from hetero_opt.sim.loop import SimRun, simulate
+from hetero_opt.sim.loop import SimRun, check_trace_length, simulate
 from hetero_opt.sim.report import plot, summary
 from hetero_opt.sim.trace import (
     RateTrace,
@@ -127,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
         keep = trace.start_s < args.duration
         trace = RateTrace(trace.name, trace.start_s[keep], trace.window_s[keep], trace.rate_rps[keep],
                           trace.mean_input[keep], trace.mean_output[keep], trace.gaps[keep])
+    check_trace_length(trace, cfg, str(args.trace))  # here, to name the trace file: simulate names the config
     # one line each, whatever the width: grep-able when piped; a reader that stops reading does not
     # stop the run (its products are the files): they are written, then the exit code says 141
     console = QuietOnClosedPipe(stderr=True, soft_wrap=True)

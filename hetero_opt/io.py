@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import re
@@ -61,6 +62,8 @@ def load_instance(path: str | Path) -> Instance:
     if p.suffix.lower() in (".yaml", ".yml"):
         return loads_instance(read_text(p), p)
     raw = read_bytes(p)
+    if raw.startswith(codecs.BOM_UTF8):  # as YAML, CSV and Kubernetes files; the 3 bytes only, no decode
+        raw = raw[len(codecs.BOM_UTF8) :]
     fast = _fast_json(raw)  # JSON straight from the bytes: the parser checks UTF-8 (no decode to str)
     return fast if fast is not None else _reference(read_text(p, raw), p)
 
@@ -81,6 +84,7 @@ def loads_instance(text: str, path: str | Path) -> Instance:
         except (ValidationError, ValueError, yaml.YAMLError, RecursionError):
             pass  # refused by the fast path: the reference path decides and words the error
         return _reference(text, p)
+    text = text.removeprefix("\ufeff")  # a UTF-8 byte-order mark, decoded
     fast = _fast_json(text)
     return fast if fast is not None else _reference(text, p)
 
@@ -131,7 +135,9 @@ def read_text(path: Path, raw: bytes | None = None) -> str:
 def parse_text(text: str, path: Path) -> object:
     """Parse JSON, or YAML for ``.yaml``/``.yml``; one-line :class:`InputError` naming the file and where."""
     try:
-        return yaml.safe_load(text) if path.suffix.lower() in (".yaml", ".yml") else json.loads(text)
+        if path.suffix.lower() in (".yaml", ".yml"):
+            return yaml.safe_load(text)
+        return json.loads(text.removeprefix("\ufeff"))  # json refuses a byte-order mark; YAML skips it
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except yaml.YAMLError as exc:

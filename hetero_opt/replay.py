@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
-import pandas as pd
 from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
 from hetero_opt.autoscaler import Autoscaler, CycleDecision
+from hetero_opt.csv_input import read_csv
 from hetero_opt.errors import InputError
 from hetero_opt.instance import Instance
 from hetero_opt.policy.engine import ServiceMetrics, metrics_from_frame
@@ -19,15 +19,14 @@ from hetero_opt.policy.engine import ServiceMetrics, metrics_from_frame
 def load_metrics(path: str | Path) -> list[tuple[float, dict[str, ServiceMetrics]]]:
     """Read a metrics CSV (columns ``time``, ``service`` and ServiceMetrics fields)."""
     p = Path(path)
-    try:
-        df = pd.read_csv(p, encoding="utf-8-sig", skipinitialspace=True)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{p}: cannot read metrics CSV ({' '.join(str(exc).split())})") from None
+    df = read_csv(p, "metrics CSV")
     known = {"time", "service", *ServiceMetrics.model_fields}
     extra = [str(c) for c in df.columns if c not in known]
     if extra:
         fields = list(ServiceMetrics.model_fields)
         raise InputError(f"{p}: column='{extra[0]}' is unknown (expected time, service and any of {fields})")
+    if df.empty:  # else a run of no cycles, as if the metrics had been read
+        raise InputError(f"{p}: no rows (the file has a header and nothing else)")
     try:
         return list(metrics_from_frame(df))
     except InputError as exc:

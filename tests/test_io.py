@@ -78,7 +78,8 @@ JSON_EDGES: list[tuple[str, str, str]] = [
     ("surrogate-pair", _json_with('"name": "valid"', '"name": "\\ud83d\\ude00"'), "ok"),
     ("nul-escape", _json_with('"name": "valid"', '"name": "\\u0000"'), "ok"),
     ("raw-control-character", _json_with('"name": "valid"', '"name": "\t"'), "error"),
-    ("byte-order-mark", "\ufeff" + json.dumps(valid_dict()), "error"),
+    ("byte-order-mark", "\ufeff" + json.dumps(valid_dict()), "ok"),  # as YAML instances and CSVs; was an error
+    ("byte-order-mark-then-bad", "\ufeff" + json.dumps(valid_dict())[:-1], "error"),
     ("trailing-garbage", json.dumps(valid_dict()) + " x", "error"),
     ("trailing-whitespace", json.dumps(valid_dict()) + " \n\t", "ok"),
     ("format-version-number", _json_with('"format_version": "1.0"', '"format_version": 1.0'), "error"),
@@ -93,6 +94,22 @@ JSON_EDGES: list[tuple[str, str, str]] = [
 @pytest.mark.parametrize(("case", "text", "expected"), JSON_EDGES, ids=[e[0] for e in JSON_EDGES])
 def test_json_edge_cases_end_as_in_the_reference(case: str, text: str, expected: str) -> None:
     assert _assert_same(text, Path(f"{case}.json"))[0] == expected
+
+
+def test_a_json_file_with_a_byte_order_mark_loads_by_the_fast_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # was "malformed JSON at line 1 column 1: Unexpected UTF-8 BOM (decode using utf-8-sig)"
+    text = json.dumps(valid_dict())
+    plain, bom = tmp_path / "plain.json", tmp_path / "bom.json"
+    plain.write_text(text, encoding="utf-8")
+    bom.write_bytes(b"\xef\xbb\xbf" + text.encode())
+
+    def no_reference(text: str, p: Path) -> Instance:
+        raise AssertionError(f"{p}: the reference path ran")
+
+    monkeypatch.setattr("hetero_opt.io._reference", no_reference)
+    assert load_instance(bom) == load_instance(plain)
 
 
 YAML_EDGES: list[tuple[str, str]] = [

@@ -34,6 +34,21 @@ HEADER = "time,service,decode_tps,prefill_tps\n"
         ("time,service,decode_tp,prefill_tps\n600,chat,7000,9000\n", "column='decode_tp' is unknown"),
         (HEADER + "600,chat,fast,9000\n", "row 1 (service='chat', time=600): decode_tps='fast' is not a number"),
         ("time,service,decode_ready_pods\n600,chat,x\n", "row 1 (service='chat', time=600): decode_ready_pods='x'"),
+        # more fields than the header: pandas read the first ones as an index (time=100 for service '5')
+        ("time,service,decode_tps\n600,chat,100,5,6\n", "row 1 has 5 fields but the header has 3"),
+        # ... or, from the second row on, refused by the line in the file (blank lines are no rows)
+        ("time,service,decode_tps\n600,chat,100\n\n1200,chat,100,5\n", "row 2 has 4 fields but the header has 3"),
+        # a comma ending every row but not the header: was "row 1: time='chat' is not a number of seconds"
+        ("time,service,decode_tps\n600,chat,100,\n1200,chat,100,\n",
+         "row 1 has 4 fields but the header has 3 (the row ends with a comma, the header does not)"),
+        ("time,service,decode_tps,\n600,chat,100,\n1200,chat,100,7\n",
+         "row 2: value 7 is in column 4, which has no name in the header"),
+        ("time,,decode_tps\n600,chat,100\n", "column 2 has no name in the header"),
+        # pandas renames the second one: was "column='decode_tps.1' is unknown"
+        ("time,service,decode_tps,decode_tps\n600,chat,100,100\n", "column 'decode_tps' appears twice"),
+        # was a run of no cycles, exit 0 with an empty table
+        (HEADER, "no rows (the file has a header and nothing else)"),
+        (HEADER + "\n\n", "no rows (the file has a header and nothing else)"),
     ],
 )
 def test_bad_metrics_csv_is_refused_before_any_cycle(
@@ -62,6 +77,21 @@ def test_metrics_csv_with_bom_spaces_and_rows_in_any_order_reads_as_sorted(tmp_p
         (600.0, 1.0, 5.0),
         (1200.0, 2.0, None),
     ]
+
+
+def test_a_header_and_rows_that_all_end_with_a_comma_read_as_without_it(tmp_path: Path) -> None:
+    text = HEADER + "600,chat,1,5\n1200,chat,2,6\n"
+    plain, commas = tmp_path / "plain.csv", tmp_path / "commas.csv"
+    plain.write_text(text)
+    commas.write_text(text.replace("\n", ",\n"))
+    assert load_metrics(commas) == load_metrics(plain)
+
+
+def test_a_folder_for_metrics_is_named_as_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["autoscale", "--config", str(DEMO / "policy.yaml"), "--instance", str(DEMO / "cluster.yaml"),
+                 "--metrics", str(tmp_path)])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == f"{tmp_path}: is a folder, not a metrics CSV file"
 
 
 def test_frame_rows_are_named_by_their_position_in_the_frame() -> None:

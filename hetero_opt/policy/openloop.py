@@ -13,9 +13,9 @@ import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import pandas as pd
 from pydantic import Field
 
+from hetero_opt.csv_input import read_csv
 from hetero_opt.policy._base import Frozen
 from hetero_opt.policy.config import ServicePolicy
 from hetero_opt.policy.engine import Decision, ServiceMetrics, ServicePolicyState, decide
@@ -64,7 +64,7 @@ def servegen_series(path: str | Path, model: str, scale: float = 1.0) -> list[tu
     ``decode_tps`` = output tokens/s × ``scale``, ``prefill_tps`` = input tokens/s × ``scale``
     (no cache hits are given, so all count as missed). Gap windows carry no metrics (hold).
     """
-    df = pd.read_csv(path)
+    df = read_csv(Path(path), "ServeGen rate CSV")
     rows = df[df["model"] == model].sort_values("window_start_s")
     cols = ("window_start_s", "window_s", "is_gap", "output_tokens_per_s", "input_tokens_per_s")
     out: list[tuple[float, ServiceMetrics]] = []

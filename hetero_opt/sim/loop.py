@@ -217,6 +217,17 @@ class _Run:
     horizon: float
 
 
+def check_trace_length(trace: Trace, cfg: SimConfig, where: str) -> None:
+    """:class:`InputError` naming ``where`` (the trace file, for a user) when ``trace`` lasts more than
+    :data:`MAX_CYCLES` control periods: times in ms read as s, or dates a century apart."""
+    periods = trace.duration_s / cfg.control_period_s
+    if periods > MAX_CYCLES:
+        raise InputError(
+            f"{where}: the trace lasts {trace.duration_s:g} s, {periods:.3g} control periods of "
+            f"{cfg.control_period_s:g} s; at most {MAX_CYCLES:g} are simulated (are its times in the right unit?)"
+        )
+
+
 def simulate(
     trace: Trace,
     cfg: SimConfig,
@@ -239,12 +250,7 @@ def simulate(
     is raised (:class:`~hetero_opt.sim.checkpoint.SignalStop` answers true after SIGINT or SIGTERM).
     """
     check_against(cfg, policy, instance, where)
-    periods = trace.duration_s / cfg.control_period_s
-    if periods > MAX_CYCLES:
-        raise InputError(
-            f"{where}: the trace lasts {trace.duration_s:g} s, {periods:.3g} control periods of "
-            f"{cfg.control_period_s:g} s; at most {MAX_CYCLES:g} are simulated (are its times in the right unit?)"
-        )
+    check_trace_length(trace, cfg, where)
     if mode == "request" and isinstance(trace, RateTrace):
         from hetero_opt.sim.trace import requests_from_rates
 

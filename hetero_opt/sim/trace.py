@@ -23,7 +23,8 @@ columns match one name, or with a column of no listed name, is refused.
 
 Any of them may be gzip-compressed (``.gz``); a UTF-8 byte-order mark is skipped. Token counts are
 whole numbers from 1 to :data:`MAX_TOKENS`. Every error names the file, the row (the data row: the
-header and blank lines are not counted) and the field.
+header and blank lines are not counted) and the field. A row with more fields than the header is
+refused (a header and rows that all end with a comma are read alike).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hetero_opt.csv_input import read_csv
 from hetero_opt.errors import InputError
 
 AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
@@ -123,17 +125,14 @@ def load_trace(path: str | Path, *, model: str | None = None) -> Trace:
     ``model`` given for them is refused rather than ignored.
     """
     p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{p}: is a folder, not a trace file")
     if not p.is_file():
         raise InputError(f"{p}: no such trace file")
     if p.name.lower().endswith((".jsonl", ".jsonl.gz")):
         _no_model(p, "Mooncake", model)
         return _load_mooncake(p)
-    try:
-        df = pd.read_csv(
-            p, encoding="utf-8-sig", skipinitialspace=True, compression="gzip" if p.suffix.lower() == ".gz" else None
-        )
-    except (OSError, ValueError, EOFError, zlib.error) as exc:
-        raise InputError(f"{p}: cannot read trace CSV ({' '.join(str(exc).split())})") from None
+    df = read_csv(p, "trace CSV")
     cols = tuple(str(c) for c in df.columns)
     keys = {_key(c) for c in cols}
     if {_key(c) for c in AZURE_COLUMNS} <= keys:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from hetero_opt.errors import InputError
 from hetero_opt.policy.config import ServicePolicy, StabilityConfig, load_policy_config
 from hetero_opt.policy.engine import ServiceMetrics, ServicePolicyState, decide
 from hetero_opt.policy.openloop import flap_stats, open_loop, servegen_series
@@ -30,6 +33,15 @@ def test_servegen_windows_are_stamped_at_their_end() -> None:
     demo = load_metrics(DEMO / "metrics.csv")
     assert demo[0][0] == 600.0
     assert demo[0][1]["chat"].decode_tps == round(62239.8623 / 8, 1)
+
+
+def test_servegen_series_refuses_a_row_with_more_fields_than_the_header(tmp_path: Path) -> None:
+    # pandas read the first row's extra field as an index: every value one column off
+    lines = TRACE.read_text().splitlines()[:3]
+    p = tmp_path / "rates.csv"
+    p.write_text("\n".join([lines[0], lines[1] + ",1", lines[2]]) + "\n")
+    with pytest.raises(InputError, match=r"rates\.csv: row 1 has 13 fields but the header has 12$"):
+        servegen_series(p, "m-large")
 
 
 def _cfg(**stability: float) -> ServicePolicy:

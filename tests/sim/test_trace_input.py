@@ -288,6 +288,53 @@ def test_bad_burstgpt_or_header_is_one_clear_error(tmp_path: Path, name: str, te
     assert "\n" not in str(err.value)
 
 
+_SERVEGEN_TWO = _servegen({}, {"start": 600})
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        # pandas read the extra fields of a first row as an index, or dropped them: every value moved
+        ("azure.csv", AZURE_HEADER + "2023-11-16 18:15:46.5,374,44,5\n", "row 1 has 4 fields but the header has 3"),
+        # a comma ending every row but not the header: was "row 1: GeneratedTokens=nan must be at least 1"
+        ("azure_commas.csv", AZURE_HEADER + AZURE_ROWS.replace("\n", ",\n"),
+         "row 1 has 4 fields but the header has 3 (the row ends with a comma, the header does not)"),
+        # was "row 6: Timestamp='ChatGPT' is not a number"
+        ("burstgpt_commas.csv", BURSTGPT.read_text().replace("\n", ",\n").replace("Log Type,", "Log Type", 1),
+         "row 1 has 7 fields but the header has 6 (the row ends with a comma, the header does not)"),
+        # a later row: refused by pandas by its line in the file (6); the data row does not count blank lines
+        ("burstgpt.csv", BURSTGPT_HEADER + "5,ChatGPT,10,5,15,API log\n\n\n6,ChatGPT,10,5,15,API log,x\n",
+         "row 2 has 7 fields but the header has 6"),
+        ("servegen.csv", _SERVEGEN_TWO[:-1] + ",1\n", "row 2 has 13 fields but the header has 12"),
+        ("servegen_first.csv", _SERVEGEN_TWO.replace("350,300", "350,0,300", 1),
+         "row 1 has 13 fields but the header has 12"),
+        # pandas renamed the second one: was "column='Timestamp.1' is unknown"
+        ("twice_exact.csv", "Timestamp,Timestamp,Request tokens,Response tokens,Model\n5,5,10,5,a\n",
+         "column 'Timestamp' appears twice"),
+    ],
+)
+def test_a_row_with_more_fields_than_the_header_is_refused(tmp_path: Path, name: str, text: str, message: str) -> None:
+    for p in (_write(tmp_path, name, text), _write(tmp_path, name + ".gz", gzip.compress(text.encode()))):
+        with pytest.raises(InputError) as err:
+            load_trace(p)
+        assert str(err.value) == f"{p}: {message}"
+
+
+def test_a_header_and_rows_that_all_end_with_a_comma_load_as_without_it(tmp_path: Path) -> None:
+    azure = AZURE_HEADER + AZURE_ROWS
+    plain = _requests(load_trace(_write(tmp_path, "a.csv", azure)))
+    assert _requests(load_trace(_write(tmp_path, "a_commas.csv", azure.replace("\n", ",\n")))) == plain
+    commas = _write(tmp_path, "b_commas.csv", BURSTGPT.read_text().replace("\n", ",\n"))
+    assert _requests(load_trace(commas)) == _requests(load_trace(BURSTGPT))
+
+
+def test_a_folder_for_a_trace_is_named_as_one(tmp_path: Path) -> None:
+    # was "no such trace file"
+    with pytest.raises(InputError) as err:
+        load_trace(tmp_path)
+    assert str(err.value) == f"{tmp_path}: is a folder, not a trace file"
+
+
 def test_burstgpt_errors_count_rows_in_the_file_and_model_is_checked(tmp_path: Path) -> None:
     text = BURSTGPT_HEADER + "5,ChatGPT,10,5,15,API log\n6,GPT-4,10,5.5,15,API log\n7,GPT-4,x,5,15,API log\n"
     p = _write(tmp_path, "b.csv", text)
@@ -428,16 +475,28 @@ def test_simulate_refuses_a_control_period_outside_1s_to_a_day(
     assert not out.exists()
 
 
-def test_simulate_refuses_a_trace_of_more_than_a_million_periods(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("rows", "lasts"),
+    [
+        # epoch milliseconds read as seconds make a one-hour trace last 41 days; a unit slip of 1e6 is refused
+        ("0,100,50\n6.6e7,100,50\n", "6.6e+07 s, 1.1e+06"),
+        ("0,100,50\n1e300,100,50\n", "1e+300 s, 1.67e+298"),
+        ("1900-01-01 00:00,100,50\n2100-01-01 00:00,100,50\n", "6.31143e+09 s, 1.05e+08"),
+    ],
+)
+def test_simulate_refuses_a_trace_of_more_than_a_million_periods_naming_the_trace(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], rows: str, lasts: str
 ) -> None:
-    # epoch milliseconds read as seconds make a one-hour trace last 41 days; a unit slip of 1e6 is refused
-    trace = _write(tmp_path, "long.csv", AZURE_HEADER + "0,100,50\n6.6e7,100,50\n")
+    # the message named the config file (sim.yaml), not the trace whose times are off
+    trace = _write(tmp_path, "long.csv", AZURE_HEADER + rows)
     out = tmp_path / "out"
     code = main(["simulate", "--trace", str(trace), "--config", str(SIM_DIR / "sim.yaml"), "--cluster",
                  str(SIM_DIR / "cluster.yaml"), "--out-dir", str(out), "--no-plots"])
     assert code == 2
-    assert "the trace lasts 6.6e+07 s, 1.1e+06 control periods of 60 s; at most 1e+06" in capsys.readouterr().err
+    assert capsys.readouterr().err.strip() == (
+        f"{trace}: the trace lasts {lasts} control periods of 60 s; at most 1e+06 are simulated (are its times in "
+        "the right unit?)"
+    )
     assert not out.exists()
 
 
