@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,29 @@ def test_any_sequence_keeps_whole_units_within_min_and_max(loads: list[float]) -
             assert pods == {r: units * n for r, n in svc.pods_per_unit.items()}
         assert 2 <= current_units(inst, "chat") <= 12
         assert decision.services[0].placed_units == current_units(inst, "chat")
+
+
+
+def _refused(call: Callable[[], object]) -> str:
+    """The message of the :class:`InputError` ``call`` raises."""
+    with pytest.raises(ho.InputError) as err:
+        call()
+    return str(err.value)
+
+
+def test_a_decision_applied_twice_or_to_another_cluster_is_refused() -> None:
+    # the cycle grows chat-g1 onto sa0-n6's last 4 free GPUs: applied twice it used to leave 26 nodes with negative
+    # free GPUs (an instance load_instance refuses); applied to another cluster it raised KeyError: 'sa0-n6'
+    policy = load_policy_config(DEMO / "policy.yaml")
+    d = Autoscaler(policy, "greedy").step(600.0, {"chat": ServiceMetrics(decode_tps=20_000)}, _cluster())
+    assert d.placement is not None
+    plan = d.placement.plan
+    once = d.apply(_cluster())
+    assert min(n.gpus_free for n in once.nodes) == 0
+    full = "plan: group 'chat-g1' adds 4 GPUs of pods on node 'sa0-n6', which has 0 free"
+    assert _refused(lambda: d.apply(once)) == full
+    other = ho.load_instance(ROOT / "instances" / "tier_preference.yaml")
+    missing = "plan: group 'chat-g1' adds pods on node 'sa0-n6', which is not in the instance"
+    assert _refused(lambda: d.apply(other)) == missing
+    assert _refused(lambda: ho.score(other, plan)) == missing
+
