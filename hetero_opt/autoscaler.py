@@ -18,10 +18,10 @@ nothing, placed greedily), then the cycle's units are placed at ``p':d``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from hetero_opt.drain import DrainBatch, expire, reinstate, without_draining
 from hetero_opt.errors import InputError
@@ -29,7 +29,7 @@ from hetero_opt.instance import Frozen, Instance, ScalingRequest, Service, curre
 from hetero_opt.placement.apply import apply_plan
 from hetero_opt.placement.plan import Plan
 from hetero_opt.placement.result import PlacementResult
-from hetero_opt.placement.solve import check_options, solve
+from hetero_opt.placement.solve import check_options, check_solver, is_number, solve
 from hetero_opt.policy.config import AutoscalerConfig
 from hetero_opt.policy.engine import EngineState, PolicyEngine, ServiceMetrics, ServicePolicyState
 from hetero_opt.ratio_move import RatioMove, apply_move, can_move, plan_move
@@ -156,7 +156,7 @@ class Autoscaler:
     config
         Policies per service (``hetero_opt.policy.config``).
     solver
-        Placement solver: ``greedy``, ``cpsat``, ``milp``.
+        Placement solver: ``greedy``, ``cpsat``, ``milp`` or ``milp-cbc`` (refused here if it is none of them).
     time_limit, seed
         Passed to :func:`hetero_opt.solve`.
     startup_delay_s
@@ -175,9 +175,15 @@ class Autoscaler:
         startup_delay_s: float = 120.0,
         state: AutoscalerState | None = None,
     ) -> None:
+        if not isinstance(config, AutoscalerConfig):
+            raise InputError(
+                f"Autoscaler() takes an AutoscalerConfig, not {type(config).__name__}: "
+                "use load_policy_config(path) or AutoscalerConfig.model_validate(dict)"
+            )
+        check_solver(solver, "Autoscaler")
         check_options(time_limit, seed, 1)
-        if not (math.isfinite(startup_delay_s) and 0 <= startup_delay_s <= MAX_STARTUP_DELAY_S):
-            raise InputError(f"Autoscaler: startup_delay_s={startup_delay_s} must be in 0..{MAX_STARTUP_DELAY_S:g} s")
+        if not (is_number(startup_delay_s) and 0 <= startup_delay_s <= MAX_STARTUP_DELAY_S):  # NaN compares False
+            raise InputError(f"Autoscaler: startup_delay_s={startup_delay_s!r} must be in 0..{MAX_STARTUP_DELAY_S:g} s")
         self.config = config
         self.solver = solver
         self.time_limit = time_limit
@@ -187,10 +193,25 @@ class Autoscaler:
         self._policies = config.by_service()
         self.state = state or AutoscalerState()
 
-    def step(self, now: float, metrics: Mapping[str, ServiceMetrics], instance: Instance) -> CycleDecision:
-        """Run one cycle at time ``now`` on the live cluster ``instance``; updates :attr:`state`."""
-        if not (math.isfinite(now) and abs(now) <= MAX_TIME_S):
-            raise InputError(f"Autoscaler: now={now} must be a finite time in seconds within ±{MAX_TIME_S:g}")
+    def step(
+        self, now: float, metrics: Mapping[str, ServiceMetrics | Mapping[str, Any]], instance: Instance
+    ) -> CycleDecision:
+        """Run one cycle at time ``now`` on the live cluster ``instance``; updates :attr:`state`.
+
+        ``metrics`` maps a service id to its :class:`ServiceMetrics`, or to a mapping of their fields
+        (validated into one: a bad field raises :class:`InputError` naming the service, field and value).
+        """
+        if not (is_number(now) and abs(now) <= MAX_TIME_S):  # NaN compares False
+            raise InputError(f"Autoscaler: now={now!r} must be a finite time in seconds within ±{MAX_TIME_S:g}")
+        if not isinstance(metrics, Mapping):
+            raise InputError(
+                f"Autoscaler: metrics must map service ids to ServiceMetrics, not be a {type(metrics).__name__}"
+            )
+        if not isinstance(instance, Instance):
+            raise InputError(
+                f"Autoscaler.step() takes an Instance, not {type(instance).__name__}: "
+                "use load_instance(path) or parse_instance(dict)"
+            )
         if self.state.last_time is not None and now < self.state.last_time:
             raise InputError(f"Autoscaler: now={now} is before the last cycle {self.state.last_time}")
         services = {s.id: s for s in instance.services}
@@ -204,6 +225,7 @@ class Autoscaler:
             if ignored
             else ()
         )
+        observed = {sid: _metrics(sid, metrics[sid]) for sid in configured if sid in metrics}
         stability = {sid: self._policies[sid].stability for sid in configured}
         draining = {sid: list(self.state.draining.get(sid, [])) for sid in configured}
         total = {sid: current_units(instance, sid) for sid in configured}
@@ -219,7 +241,7 @@ class Autoscaler:
         decisions, engine_state = self.engine.step(
             self.state.engine,
             now,
-            metrics,
+            observed,
             {sid: cur[sid] - n_starting[sid] for sid in configured},
             n_starting,
             unit,
@@ -348,6 +370,22 @@ class Autoscaler:
     def save_state(self) -> str:
         """The state as JSON."""
         return self.state.model_dump_json()
+
+
+def _metrics(sid: str, value: object) -> ServiceMetrics:
+    """Service ``sid``'s metrics as :class:`ServiceMetrics` (a mapping of its fields is validated into one)."""
+    if isinstance(value, ServiceMetrics):
+        return value
+    if not isinstance(value, Mapping):
+        raise InputError(
+            f"Autoscaler: metrics['{sid}'] is a {type(value).__name__}, not ServiceMetrics or a mapping of its fields"
+        )
+    try:
+        return ServiceMetrics.model_validate(value)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(map(str, err["loc"]))
+        raise InputError(f"Autoscaler: metrics['{sid}'].{field}={err.get('input')!r}: {err['msg']}") from None
 
 
 def _units(n: int) -> str:

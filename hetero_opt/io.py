@@ -58,6 +58,10 @@ def parse_instance(data: object, source: str = "<instance>") -> Instance:
 
 def load_instance(path: str | Path) -> Instance:
     """Load and validate an instance file (``.json``, ``.yaml`` or ``.yml``, UTF-8)."""
+    if not isinstance(path, str | os.PathLike):
+        raise InputError(f"load_instance() takes a path, not {type(path).__name__}: parse_instance(dict) takes data")
+    if path == "":  # Path("") is ".", a directory: say what is wrong
+        raise InputError("load_instance: path='' is empty: name an instance file (.json, .yaml or .yml)")
     p = Path(path)
     if p.suffix.lower() in (".yaml", ".yml"):
         return loads_instance(read_text(p), p)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -165,3 +167,74 @@ def test_any_sequence_keeps_whole_units_within_min_and_max(loads: list[float]) -
             assert pods == {r: units * n for r, n in svc.pods_per_unit.items()}
         assert 2 <= current_units(inst, "chat") <= 12
         assert decision.services[0].placed_units == current_units(inst, "chat")
+
+
+
+def _refused(call: Callable[[], object]) -> str:
+    """The message of the :class:`InputError` ``call`` raises."""
+    with pytest.raises(ho.InputError) as err:
+        call()
+    return str(err.value)
+
+
+def test_a_decision_applied_twice_or_to_another_cluster_is_refused() -> None:
+    # the cycle grows chat-g1 onto sa0-n6's last 4 free GPUs: applied twice it used to leave 26 nodes with negative
+    # free GPUs (an instance load_instance refuses); applied to another cluster it raised KeyError: 'sa0-n6'
+    policy = load_policy_config(DEMO / "policy.yaml")
+    d = Autoscaler(policy, "greedy").step(600.0, {"chat": ServiceMetrics(decode_tps=20_000)}, _cluster())
+    assert d.placement is not None
+    plan = d.placement.plan
+    once = d.apply(_cluster())
+    assert min(n.gpus_free for n in once.nodes) == 0
+    full = "plan: group 'chat-g1' adds 4 GPUs of pods on node 'sa0-n6', which has 0 free"
+    assert _refused(lambda: d.apply(once)) == full
+    other = ho.load_instance(ROOT / "instances" / "tier_preference.yaml")
+    missing = "plan: group 'chat-g1' adds pods on node 'sa0-n6', which is not in the instance"
+    assert _refused(lambda: d.apply(other)) == missing
+    assert _refused(lambda: ho.score(other, plan)) == missing
+
+
+def test_metrics_may_be_mappings_of_their_fields() -> None:
+    as_model = Autoscaler(_config(), "greedy").step(0.0, {"chat": ServiceMetrics(decode_tps=6_500)}, _cluster())
+    as_dict = Autoscaler(_config(), "greedy").step(0.0, {"chat": {"decode_tps": 6_500}}, _cluster())
+    assert as_dict.services == as_model.services
+    assert as_dict.placement is not None
+    assert as_model.placement is not None
+    assert as_dict.placement.plan == as_model.placement.plan
+
+
+@pytest.mark.parametrize(
+    ("metrics", "message"),
+    [
+        ({"chat": {"decode_tsp": 1}}, "metrics['chat'].decode_tsp=1: Extra inputs are not permitted"),
+        ({"chat": {"decode_tps": -1}}, "metrics['chat'].decode_tps=-1: Input should be greater than or equal to 0"),
+        ({"chat": 6_500}, "metrics['chat'] is a int, not ServiceMetrics or a mapping of its fields"),
+        ([ServiceMetrics()], "metrics must map service ids to ServiceMetrics, not be a list"),
+    ],
+)
+def test_bad_metrics_are_refused_naming_the_service_field_and_value(metrics: Any, message: str) -> None:
+    a = Autoscaler(_config(), "greedy")
+    assert _refused(lambda: a.step(0.0, metrics, _cluster())) == f"Autoscaler: {message}"
+    assert a.state == AutoscalerState()  # nothing recorded
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"solver": "nosuch"}, "Autoscaler: solver='nosuch' is not one of ['greedy', 'cpsat', 'milp', 'milp-cbc']"),
+        ({"time_limit": "2"}, "solve: time_limit='2' must be a number in (0, 86400] seconds"),
+        ({"startup_delay_s": "60"}, "Autoscaler: startup_delay_s='60' must be in 0..1e+09 s"),
+    ],
+)
+def test_bad_options_are_refused_at_construction(options: dict[str, Any], message: str) -> None:
+    assert _refused(lambda: Autoscaler(_config(), **options)).startswith(message)
+
+
+def test_wrong_types_are_refused_naming_what_to_pass() -> None:
+    wrong_config = _refused(lambda: Autoscaler({"services": []}))  # type: ignore[arg-type]
+    assert wrong_config.startswith("Autoscaler() takes an AutoscalerConfig, not dict: use load_policy_config(path)")
+    a = Autoscaler(_config(), "greedy")
+    path = str(DEMO / "cluster.yaml")
+    wrong_instance = _refused(lambda: a.step(0.0, {}, path))  # type: ignore[arg-type]
+    assert wrong_instance.startswith("Autoscaler.step() takes an Instance, not str: use load_instance(path)")
+    assert _refused(lambda: a.step("0", {}, _cluster())).startswith("Autoscaler: now='0' must be a finite time")  # type: ignore[arg-type]

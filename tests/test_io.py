@@ -187,3 +187,16 @@ def test_garbage_collection_is_left_as_it_was(enabled: bool, good: bool) -> None
             assert gc.isenabled() is enabled
     finally:
         gc.enable() if was else gc.disable()
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("", "load_instance: path='' is empty: name an instance file (.json, .yaml or .yml)"),  # was ".: cannot read"
+        ({"nodes": []}, "load_instance() takes a path, not dict: parse_instance(dict) takes data"),
+    ],
+)
+def test_load_instance_names_a_path_that_is_no_path(path: object, message: str) -> None:
+    with pytest.raises(InputError) as err:
+        load_instance(path)  # type: ignore[arg-type]
+    assert str(err.value) == message

@@ -21,7 +21,9 @@ from functools import total_ordering
 
 from pydantic import Field
 
+from hetero_opt.errors import InputError
 from hetero_opt.instance import Frozen, Instance, Node
+from hetero_opt.placement.apply import unknown_reference
 from hetero_opt.placement.binding import GroupDraft
 from hetero_opt.placement.plan import Plan
 from hetero_opt.topology import TopologyView, build_view
@@ -138,20 +140,30 @@ def modelled(view: TopologyView, drafts: Iterable[GroupDraft]) -> tuple[object, 
 
 
 def score(instance: Instance, plan: Plan, view: TopologyView | None = None) -> Score:
-    """Score ``plan`` on ``instance``; the one definition of every objective term."""
+    """Score ``plan`` on ``instance``; the one definition of every objective term.
+
+    A plan naming a service, node or role ``instance`` lacks, or pods on a GPU type their role does not
+    take, raises :class:`InputError` naming the group and what it names.
+    """
     view = view or build_view(instance)
     nodes = view.node_by_id
-    used_delta: defaultdict[str, int] = defaultdict(int)
-    for c in plan.changes:
-        if c.units > 0:
-            svc = view.service_by_id[c.service]
-            for p in c.pods:
-                used_delta[p.node] += p.count * svc.role(p.role).gpus_per_pod
-    changes = (
-        (c.service, c.group, c.new, c.units, [((p.role, *_place(nodes[p.node])), p.count) for p in c.pods])
-        for c in plan.changes
-    )
-    priorities, unserved, premium, new_groups, emptied = _terms(view, changes)
+    try:
+        used_delta: defaultdict[str, int] = defaultdict(int)
+        for c in plan.changes:
+            if c.units > 0:
+                svc = view.service_by_id[c.service]
+                for p in c.pods:
+                    used_delta[p.node] += p.count * svc.role(p.role).gpus_per_pod
+        changes = (
+            (c.service, c.group, c.new, c.units, [((p.role, *_place(nodes[p.node])), p.count) for p in c.pods])
+            for c in plan.changes
+        )
+        priorities, unserved, premium, new_groups, emptied = _terms(view, changes)
+    except (KeyError, ValueError):  # a plan of another instance: name what does not match
+        why = _mismatch(view, plan)
+        if why:
+            raise InputError(why) from None
+        raise
     whole_free = len(view.whole_free_ids.difference(used_delta))
     return Score(
         priorities=priorities,
@@ -161,6 +173,20 @@ def score(instance: Instance, plan: Plan, view: TopologyView | None = None) -> S
         emptied_groups=emptied,
         whole_free_nodes=whole_free,
     )
+
+
+def _mismatch(view: TopologyView, plan: Plan) -> str:
+    """The first thing ``plan`` names that ``view``'s instance lacks or refuses; "" when there is none."""
+    for c in plan.changes:
+        svc = view.service_by_id.get(c.service)
+        why = unknown_reference(c, svc, view.node_by_id)
+        if why or svc is None:
+            return why
+        for p in c.pods:
+            gpu_type, types = view.node_by_id[p.node].gpu_type, svc.role(p.role).gpu_types
+            if gpu_type not in types:
+                return f"plan: group '{c.group}' has {p.role} pods on node '{p.node}' ({gpu_type}), not in {types}"
+    return ""
 
 
 def whole_free_bound(view: TopologyView, unserved_lb: list[int]) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import numbers
 import time
 
 from hetero_opt.errors import InputError, PlanError
@@ -93,8 +94,11 @@ def solve(
     and only here are counts bound to nodes, unserved records derived, the plan sorted, verified
     and scored, once per plan (the greedy's plan is verified only when it is returned).
     """
-    if isinstance(solver, str) and solver not in SOLVERS:
-        raise ValueError(f"solver='{solver}' is not one of {list(SOLVERS)}")
+    if not isinstance(instance, Instance):
+        raise InputError(
+            f"solve() takes an Instance, not {type(instance).__name__}: use load_instance(path) or parse_instance(dict)"
+        )
+    check_solver(solver)
     check_options(time_limit, seed, num_workers)
     if export_model is not None:  # now, not as a backend failure that falls back to the greedy's plan
         check_export_prefix(export_model)
@@ -181,10 +185,23 @@ def _checked(
     return plan, plan_score, "", False
 
 
+def check_solver(solver: object, caller: str = "solve") -> None:
+    """Raise :class:`InputError` unless ``solver`` is one of :data:`SOLVERS` or a :class:`Backend`."""
+    if isinstance(solver, str) and solver in SOLVERS:
+        return
+    if isinstance(solver, str) or not callable(getattr(solver, "solve", None)):
+        raise InputError(f"{caller}: solver={solver!r} is not one of {list(SOLVERS)} (or a Backend)")
+
+
+def is_number(value: object) -> bool:
+    """True for an int or float (numpy's too), not a bool or a string: what a time in seconds may be."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def check_options(time_limit: float, seed: int, num_workers: int) -> None:
     """Raise :class:`InputError` unless the solver options are in range (and finite)."""
-    if not (math.isfinite(time_limit) and 0 < time_limit <= MAX_TIME_LIMIT_S):
-        raise InputError(f"solve: time_limit={time_limit} must be a number in (0, {MAX_TIME_LIMIT_S:g}] seconds")
+    if not (is_number(time_limit) and math.isfinite(time_limit) and 0 < time_limit <= MAX_TIME_LIMIT_S):
+        raise InputError(f"solve: time_limit={time_limit!r} must be a number in (0, {MAX_TIME_LIMIT_S:g}] seconds")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise InputError(f"solve: seed={seed!r} must be an integer in 0..{MAX_SEED}")
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or not 1 <= num_workers <= MAX_WORKERS:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
+import pytest
 from conftest import make_instance, node, pd_service, request
 
-from hetero_opt import score, solve, verify
+from hetero_opt import InputError, score, solve, verify
 from hetero_opt.placement.backend import BackendOutput, Hint, SolveOptions
 from hetero_opt.placement.binding import CountKey, Counts, GroupDraft
 from hetero_opt.topology import TopologyView
@@ -133,3 +135,20 @@ def test_a_backend_is_not_called_when_the_greedy_leaves_no_time_within_the_limit
     assert result.status == "fallback"
     assert "no time left within time_limit=0.001 s" in result.fallback_reason
     assert result.plan == solve(TWO_S1S, "greedy").plan
+
+
+@pytest.mark.parametrize(
+    ("instance", "options", "message"),
+    [
+        ({"nodes": []}, {}, "solve() takes an Instance, not dict: use load_instance(path) or parse_instance(dict)"),
+        ("x.yaml", {}, "solve() takes an Instance, not str: use load_instance(path) or parse_instance(dict)"),
+        (TWO_S1S, {"time_limit": "2"}, "solve: time_limit='2' must be a number in (0, 86400] seconds"),
+        (TWO_S1S, {"time_limit": True}, "solve: time_limit=True must be a number in (0, 86400] seconds"),
+        (TWO_S1S, {"solver": "nosuch"}, "solve: solver='nosuch' is not one of ['greedy', 'cpsat', 'milp', 'milp-cbc']"),
+        (TWO_S1S, {"solver": 3}, "solve: solver=3 is not one of ['greedy', 'cpsat', 'milp', 'milp-cbc'] (or"),
+    ],
+)
+def test_wrong_arguments_are_refused_at_the_entry(instance: Any, options: dict[str, Any], message: str) -> None:
+    with pytest.raises(InputError) as err:
+        solve(instance, **options)
+    assert str(err.value).startswith(message)
