@@ -284,3 +284,17 @@ def test_a_valid_instance_with_duplicate_keys_is_refused(tmp_path: Path, capsys:
     assert main(["validate", str(f)]) == 2
     assert capsys.readouterr().err == f"{f}: line {line}: key 'requests' appears twice\n"
 
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["generate", "--family", "tiny", "--out", "g.json"],
+        ["curate", "--model", "llama3-70b", "--gpu", "H20", "--trace", "t.csv"],
+        ["experiment", "pd-ratio", "--out-dir", "e"],
+    ],
+    ids=lambda argv: argv[0],
+)
+def test_a_negative_seed_flag_is_named(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """numpy's "expected non-negative integer" named neither the flag nor the value."""
+    assert main([*argv, "--seed", "-1"]) == 2
+    assert capsys.readouterr().err == "--seed=-1 must be in 0..2147483647\n"
