@@ -27,10 +27,11 @@ from hetero_opt.batch.solve_batch import SUMMARY_COLUMNS as SUMMARY_COLUMNS  # r
 from hetero_opt.batch.solve_batch import SolveSettings, solve_batch
 from hetero_opt.batch.solve_batch import served_gpus as served_gpus  # re-exported for the demo
 from hetero_opt.cli_pipe import closed_pipe_exit, whole_writes
+from hetero_opt.cli_simulate import check_seed
 from hetero_opt.errors import InputError
 from hetero_opt.instance import Instance, node_column
 from hetero_opt.io import check_destination, check_export_prefix, load_instance, same_file
-from hetero_opt.placement.solve import MAX_SEED, MAX_TIME_LIMIT_S, MAX_WORKERS, SOLVERS
+from hetero_opt.placement.solve import MAX_TIME_LIMIT_S, MAX_WORKERS, SOLVERS
 from hetero_opt.topology import build_view
 
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -124,8 +125,7 @@ def run_solve(args: argparse.Namespace) -> int:
     check_time_limit(args.time_limit)
     if not 1 <= args.workers <= MAX_WORKERS:
         raise InputError(f"--workers={args.workers} must be at least 1 and at most {MAX_WORKERS}")
-    if not 0 <= args.seed <= MAX_SEED:
-        raise InputError(f"--seed={args.seed} must be in 0..{MAX_SEED}")
+    check_seed(args.seed)
     files = collect_instance_files(args.paths)
     check_out_dir(args.out_dir)
     check_solve_outputs(args.paths, files, args.out_dir)
@@ -264,6 +264,7 @@ def run_generate(args: argparse.Namespace) -> int:
     families = cast("tuple[str, ...]", _lazy("hetero_opt.generate", "FAMILIES"))
     if args.family not in families:
         raise ValueError(f"family='{args.family}' is not one of {list(families)}")
+    check_seed(args.seed)
     check_destination(out, "--out", create=False)
     columnar = {"auto": None, "rows": False, "columns": True}[args.nodes_as]
     inst = generate(args.family, args.seed, columnar=columnar)

@@ -15,7 +15,7 @@ from pathlib import Path
 from rich.console import Console
 
 from hetero_opt.batch.executor import add_executor_arguments, executor_from_args
-from hetero_opt.cli_simulate import TRACE_HELP, add_trace_model_argument, load_cli_trace
+from hetero_opt.cli_simulate import TRACE_HELP, add_trace_model_argument, check_seed, load_cli_trace
 from hetero_opt.errors import InputError
 from hetero_opt.io import check_destination, write_all_atomic
 from hetero_opt.sim import experiments as ex
@@ -78,6 +78,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _inputs(args: argparse.Namespace) -> tuple[Trace, CurateSettings]:
+    check_seed(args.seed)
     if args.model not in model_catalog().models or model_catalog().models[args.model].architecture != "dense":
         raise InputError(f"--model='{args.model}' is not a dense model with performance data")
     if not 1 <= args.gpus_per_pod <= 64:

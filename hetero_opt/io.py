@@ -6,6 +6,7 @@ import codecs
 import json
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,8 +28,70 @@ from hetero_opt.instance import (
 
 M = TypeVar("M", bound=BaseModel)
 
-#: libyaml's parser with PyYAML's safe constructor (same data, about 4x faster); pure Python without libyaml.
-_FAST_YAML_LOADER: type[yaml.SafeLoader] | type[yaml.CSafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A YAML mapping names the same key twice (PyYAML would keep the last value without a word)."""
+
+
+class _StrictConstructor(yaml.constructor.SafeConstructor):
+    """PyYAML's safe constructor that refuses duplicate keys and names the line of an unreadable integer."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """The mapping of ``node``; :class:`DuplicateKeyError` at the second of two equal keys."""
+        seen: set[tuple[str, str]] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                key = (key_node.tag, key_node.value)  # the resolved tag: 1 and '1' are different keys
+                if key in seen:
+                    raise DuplicateKeyError(None, None, f"key {key_node.value!r} appears twice", key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep)
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        """The integer of ``node``; a :class:`~yaml.constructor.ConstructorError` at its line when Python
+        refuses it (more than 4,300 digits)."""
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError as exc:
+            problem = str(exc).split(";")[0]  # without Python's advice to raise the limit
+            raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from None
+
+
+_StrictConstructor.add_constructor(  # type: ignore[type-var]  # (the stubs type it for subclasses of Loader)
+    "tag:yaml.org,2002:int", _StrictConstructor.construct_yaml_int
+)
+
+
+class _StrictSafeLoader(_StrictConstructor, yaml.SafeLoader):
+    """The reference YAML loader: pure-Python PyYAML with the strict constructor."""
+
+
+#: libyaml's parser with the strict constructor (same data, about 4x faster); pure Python without libyaml.
+_FAST_YAML_LOADER: type[yaml.SafeLoader] | type[yaml.CSafeLoader] = _StrictSafeLoader
+if hasattr(yaml, "CSafeLoader"):
+
+    class _StrictCSafeLoader(_StrictConstructor, yaml.CSafeLoader):
+        """libyaml's parser with the strict constructor."""
+
+    _FAST_YAML_LOADER = _StrictCSafeLoader
+
+
+def load_yaml(text: str, *, fast: bool = True) -> Any:
+    """Parse one YAML document with PyYAML's safe types, refusing duplicate keys (:class:`DuplicateKeyError`).
+
+    ``fast`` parses with libyaml where installed; otherwise (the reference) in pure Python.
+    """
+    return yaml.load(text, Loader=_FAST_YAML_LOADER if fast else _StrictSafeLoader)
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line for a YAML error: where and what (``line 31: key 'requests' appears twice``)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+    if isinstance(exc, yaml.constructor.ConstructorError) and mark is not None:  # a value, not the syntax
+        return f"line {mark.line + 1}: {problem}"
+    where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+    return f"malformed YAML{where}: {problem}"
 
 #: The first ``nodes`` key of a JSON instance and what its value opens with: ``{`` for columns, ``[`` for
 #: rows. Only the speed of a load depends on it (a wrong guess validates the same data the other way).
@@ -84,7 +147,7 @@ def loads_instance(text: str, path: str | Path) -> Instance:
     if p.suffix.lower() in (".yaml", ".yml"):
         try:
             with gc_paused():
-                return Instance.model_validate(yaml.load(text, Loader=_FAST_YAML_LOADER))
+                return Instance.model_validate(load_yaml(text))
         except (ValidationError, ValueError, yaml.YAMLError, RecursionError):
             pass  # refused by the fast path: the reference path decides and words the error
         return _reference(text, p)
@@ -140,15 +203,12 @@ def parse_text(text: str, path: Path) -> object:
     """Parse JSON, or YAML for ``.yaml``/``.yml``; one-line :class:`InputError` naming the file and where."""
     try:
         if path.suffix.lower() in (".yaml", ".yml"):
-            return yaml.safe_load(text)
+            return load_yaml(text, fast=False)
         return json.loads(text.removeprefix("\ufeff"))  # json refuses a byte-order mark; YAML skips it
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
-        raise InputError(f"{path}: malformed YAML{where}: {problem}") from None
+        raise InputError(f"{path}: {yaml_problem(exc)}") from None
     except RecursionError:
         raise InputError(f"{path}: nesting is too deep to parse") from None
     except ValueError as exc:  # e.g. an integer literal beyond Python's 4300-digit conversion limit
@@ -282,9 +342,14 @@ def same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def describe_error(exc: ValidationError, data: dict[str, Any]) -> str:
+def describe_error(
+    exc: ValidationError, data: dict[str, Any], kinds: Mapping[str, str] = _KINDS, *, source: str | None = None
+) -> str:
     """One line for the first error: entity (by its id), field and value.
 
+    ``kinds`` names the entities of the top-level lists (``services`` -> ``Service``, found by their ``id`` or
+    ``service``). With ``source``, the YAML text ``data`` was read from (a config), list places are written
+    ``windows[0]`` and a string YAML read as a number (``10:30`` is 630 in YAML 1.1) is shown as written.
     ``nodes`` is a list of nodes or (format 1.2) a mapping of columns: the error of the form the data has
     is the one described (a columnar error comes worded by the columns' validation, ``Instance.nodes``).
     """
@@ -298,20 +363,23 @@ def describe_error(exc: ValidationError, data: dict[str, Any]) -> str:
     if loc[:2] == ["nodes", given]:
         del loc[1]
     entity, item = "", None
-    if len(loc) >= 2 and loc[0] in _KINDS and isinstance(loc[1], int):
+    if len(loc) >= 2 and loc[0] in kinds and isinstance(loc[1], int):
         items = data.get(str(loc[0]))
         item = items[loc[1]] if isinstance(items, list) and loc[1] < len(items) else None
         ident = item.get("id", item.get("service")) if isinstance(item, dict) else None
-        entity = f"{_KINDS[str(loc[0])]} '{clip(str(ident))}'" if ident is not None else f"{loc[0]}[{loc[1]}]"
+        entity = f"{kinds[str(loc[0])]} '{clip(str(ident))}'" if ident is not None else f"{loc[0]}[{loc[1]}]"
         loc = loc[2:]
+    head = f"{entity}: " if entity else ""
     if msg.startswith("Value error, "):
         msg = msg.removeprefix("Value error, ")
+        if source is not None and loc:  # a config's nested section (kpa: ...) is named before its rule
+            msg = f"{_field(loc, brackets=True)}: {msg}"
         # an entity's own rule names it; a rule of one of its fields (a group's pod columns) does not
-        return msg if not entity or msg.startswith(f"{_KINDS[str(err['loc'][0])]} ") else f"{entity}: {msg}"
+        return msg if not entity or msg.startswith(f"{kinds[str(err['loc'][0])]} ") else f"{head}{msg}"
     pods = item.get("pods") if isinstance(item, dict) else None
     if loc[:1] == ["pods"] and len(loc) == 3 and isinstance(pods, (dict, PodTable)):
         loc = ["pods", f"{loc[2]}[{loc[1]}]"]  # a value of a group's pod columns: its place in them (pods.count[3])
-    field = ".".join(str(x) for x in loc) or "(entry)"
+    field = _field(loc, brackets=source is not None)
     value = err.get("input")
     if err["type"] == "missing":
         shown = "missing"
@@ -319,27 +387,61 @@ def describe_error(exc: ValidationError, data: dict[str, Any]) -> str:
         shown = type(value).__name__
     else:
         shown = clip(repr(value))
-    head = f"{entity}: " if entity else ""
     if field == "format_version" and isinstance(value, float) and f"{value:.1f}" in FORMAT_VERSIONS:
         msg += f' (read as a number: quote it, format_version: "{value:.1f}")'  # YAML's 1.2 is a float
+    elif source is not None and err["type"] == "string_type" and isinstance(value, (int, float)):
+        written = _written(source, err["loc"]) or repr(value)
+        msg = f"YAML read {written} as a number; quote it"
     return " ".join(f"{head}{clip(field)}={shown}: {msg}".split())
 
 
-def load_yaml_model(path: Path, model: type[M], what: str, defaults: dict[str, Any] | None = None) -> M:
-    """Read a YAML file into ``model``; one-line :class:`InputError` naming ``what``, the file and field.
+def _field(loc: list[Any], *, brackets: bool) -> str:
+    """A field's place: ``a.0.b``, or with ``brackets`` ``a[0].b``; ``(entry)`` for the entry itself."""
+    if not brackets:
+        return ".".join(str(x) for x in loc) or "(entry)"
+    return "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in loc).removeprefix(".") or "(entry)"
 
-    ``defaults`` fill keys the file leaves out (when it holds a mapping).
-    """
+
+def _written(source: str, loc: tuple[int | str, ...]) -> str | None:
+    """The text of the YAML scalar at ``loc`` in ``source`` as written (``10:30``); None if not found."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
-        raise InputError(f"{what} '{path}': cannot read: {' '.join(str(exc).split())}") from exc
-    if isinstance(data, dict) and defaults:
+        node = yaml.compose(source, Loader=_StrictSafeLoader)
+    except yaml.YAMLError:
+        return None
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(key)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+        else:
+            return None
+    return clip(str(node.value)) if isinstance(node, yaml.ScalarNode) else None
+
+
+def load_yaml_model(
+    path: Path, model: type[M], what: str, defaults: dict[str, Any] | None = None, kinds: Mapping[str, str] = {}
+) -> M:
+    """Read a YAML file into ``model``; one-line :class:`InputError` naming ``what``, the file, entity, field and
+    value (:func:`describe_error`).
+
+    ``defaults`` fill keys the file leaves out; ``kinds`` names the entities of its top-level lists
+    (``{"services": "Service"}``). Duplicate keys are refused.
+    """
+    where = f"{what} '{path}'"
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = load_yaml(text)
+    except yaml.YAMLError as exc:
+        raise InputError(f"{where}: {yaml_problem(exc)}") from None
+    except (OSError, UnicodeDecodeError, RecursionError) as exc:
+        raise InputError(f"{where}: cannot read: {' '.join(str(exc).split())}") from exc
+    if data is None:
+        raise InputError(f"{where}: the file is empty (no settings)")
+    if not isinstance(data, dict):
+        raise InputError(f"{where}: top level must be a mapping of settings, got {type(data).__name__}")
+    if defaults:
         data = {**defaults, **data}
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"])
-        msg = str(first["msg"]).removeprefix("Value error, ")
-        raise InputError(f"{what} '{path}': {loc}: {msg}") from exc
+        raise InputError(f"{where}: {describe_error(exc, data, kinds, source=text)}") from None

@@ -149,6 +149,25 @@ RAW_FILES: list[tuple[str, str, str, str]] = [
     ("malformed-yaml", "bad.yaml", "format_version: '1.0'\nnodes: [a, b\n", r"malformed YAML at line \d+ column \d+"),
     ("top-level-list", "list.yaml", "- 1\n- 2\n", r"top level must be a mapping, got list"),
     ("empty-file", "empty.yaml", "", r"top level must be a mapping, got NoneType"),
+    # PyYAML keeps the last of two equal keys without a word: a second requests list replaced the first
+    (
+        "duplicate-top-level-key",
+        "dup.yaml",
+        "format_version: '1.0'\nrequests: []\nnodes: []\nrequests: []\n",
+        r"line 4: key 'requests' appears twice$",
+    ),
+    (
+        "duplicate-key-in-flow-mapping",
+        "dup-node.yaml",
+        "nodes:\n  - {id: a1, gpus_free: 8, gpus_free: 0}\n",
+        r"line 2: key 'gpus_free' appears twice$",
+    ),
+    (
+        "integer-beyond-python-limit",
+        "huge.yaml",
+        "format_version: '1.0'\nname: " + "9" * 5000 + "\n",
+        r"line 2: Exceeds the limit \(4300 digits\) for integer string conversion: value has 5000 digits$",
+    ),
 ]
 
 
@@ -245,3 +264,37 @@ def test_validate_reports_every_file_and_fails_if_any_is_bad(
     assert out.splitlines() == [f"{good}: ok ({summary})"]
     assert len(err.splitlines()) == 1
     assert err.startswith(f"{bad}: format_version='2.0'")
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["libyaml", "reference"])
+def test_both_yaml_loaders_refuse_duplicate_keys(fast: bool) -> None:
+    from hetero_opt.io import DuplicateKeyError, load_yaml
+
+    with pytest.raises(DuplicateKeyError, match="key 'b' appears twice"):
+        load_yaml("a: 1\nb: 2\nc: {x: 1}\nb: 3\n", fast=fast)
+    assert load_yaml("a: 1\n'1': x\n1: y\n", fast=fast) == {"a": 1, "1": "x", 1: "y"}  # str and int keys differ
+
+
+def test_a_valid_instance_with_duplicate_keys_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The audit's case: a second ``requests`` silently replaced the first (target 4 -> 1)."""
+    f = tmp_path / "x.yaml"
+    text = (Path(__file__).resolve().parents[1] / "instances" / "tier_preference.yaml").read_text()
+    f.write_text(text + "requests:\n  - {service: chat, target_units: 1}\n")
+    line = text.count("\n") + 1
+    assert main(["validate", str(f)]) == 2
+    assert capsys.readouterr().err == f"{f}: line {line}: key 'requests' appears twice\n"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["generate", "--family", "tiny", "--out", "g.json"],
+        ["curate", "--model", "llama3-70b", "--gpu", "H20", "--trace", "t.csv"],
+        ["experiment", "pd-ratio", "--out-dir", "e"],
+    ],
+    ids=lambda argv: argv[0],
+)
+def test_a_negative_seed_flag_is_named(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """numpy's "expected non-negative integer" named neither the flag nor the value."""
+    assert main([*argv, "--seed", "-1"]) == 2
+    assert capsys.readouterr().err == "--seed=-1 must be in 0..2147483647\n"

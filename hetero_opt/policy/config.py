@@ -360,13 +360,25 @@ def load_policy_config(path: str | Path, profiles: Mapping[str, ServingProfile] 
     Profiles come from ``profiles`` if given, else from ``models_dir`` (relative to the file).
     """
     p = Path(path)
-    cfg = load_yaml_model(p, AutoscalerConfig, "Policy config")
+    cfg = load_yaml_model(p, AutoscalerConfig, "Policy config", kinds={"services": "Service"})
     if not any(s.profile for s in cfg.services):
         return cfg
+    where = f"Policy config '{p}'"
     if profiles is None:
         if cfg.models_dir is None:
-            raise InputError(f"Policy config '{p}': services name profiles but no models_dir")
-        profiles = load_profiles(p.parent / cfg.models_dir)
+            raise InputError(f"{where}: services name profiles but no models_dir")
+        folder = p.parent / cfg.models_dir
+        if not folder.is_dir():
+            raise InputError(f"{where}: models_dir='{cfg.models_dir}': no such folder ({folder})")
+        profiles = load_profiles(folder)
+        source = f"models_dir '{folder}'"
+    else:
+        source = "the profiles given"
+    for s in cfg.services:
+        if s.profile is not None and s.profile not in profiles:
+            known = ", ".join(sorted(profiles)) or "none"
+            raise InputError(f"{where}: Service '{s.service}': profile='{s.profile}' not found in {source} "
+                             f"(known: {known})")
     return cfg.replace(services=tuple(s.resolve(profiles) for s in cfg.services))
 
 

@@ -9,9 +9,11 @@ from typing import Literal
 from pydantic import Field
 
 from hetero_opt.adapters.prometheus import LabelMap, PromQLSource
+from hetero_opt.autoscaler import MAX_STARTUP_DELAY_S
 from hetero_opt.errors import InputError
 from hetero_opt.instance import Frozen
 from hetero_opt.io import load_yaml_model
+from hetero_opt.placement.solve import MAX_SEED, MAX_TIME_LIMIT_S
 from hetero_opt.policy.config import AutoscalerConfig, load_policy_config
 
 
@@ -32,10 +34,14 @@ class ServiceConfig(Frozen):
         default=None, description="Policy config YAML, relative to this file; None = no /v1/step."
     )
     solver: Literal["greedy", "cpsat", "milp"] = Field(default="greedy", description="Default placement solver.")
-    time_limit_s: float = Field(default=2.0, gt=0, description="Default solver time limit (s).")
-    max_time_limit_s: float = Field(default=10.0, gt=0, description="Largest time limit a request may ask for (s).")
-    seed: int = Field(default=0, description="Solver seed.")
-    startup_delay_s: float = Field(default=120.0, ge=0, description="Seconds until placed units are ready.")
+    time_limit_s: float = Field(default=2.0, gt=0, le=MAX_TIME_LIMIT_S, description="Default solver time limit (s).")
+    max_time_limit_s: float = Field(
+        default=10.0, gt=0, le=MAX_TIME_LIMIT_S, description="Largest time limit a request may ask for (s)."
+    )
+    seed: int = Field(default=0, ge=0, le=MAX_SEED, description="Solver seed.")
+    startup_delay_s: float = Field(
+        default=120.0, ge=0, le=MAX_STARTUP_DELAY_S, description="Seconds until placed units are ready."
+    )
     request_timeout_s: float = Field(default=30.0, gt=0, description="A request still running after this gets 504.")
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, description="Larger request bodies get 413.")
     prometheus: PrometheusConfig | None = Field(

@@ -19,9 +19,11 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from hetero_opt.autoscaler import MAX_STARTUP_DELAY_S
 from hetero_opt.errors import InputError
 from hetero_opt.instance import Frozen, Instance
 from hetero_opt.io import load_yaml_model
+from hetero_opt.placement.solve import MAX_SEED, MAX_TIME_LIMIT_S
 from hetero_opt.policy.config import AutoscalerConfig, check_listed_once, load_policy_config
 from hetero_opt.sim.perf import pod_perf
 from hetero_opt.sim.perfdata import model_catalog
@@ -48,15 +50,19 @@ class SimConfig(Frozen):
 
     policy_file: str = Field(min_length=1, description="AutoscalerConfig YAML, relative to this file.")
     solver: Literal["greedy", "cpsat", "milp"] = Field(default="greedy", description="Placement solver.")
-    solver_time_limit_s: float = Field(default=2.0, gt=0, description="Placement time limit per cycle (s).")
+    solver_time_limit_s: float = Field(
+        default=2.0, gt=0, le=MAX_TIME_LIMIT_S, description="Placement time limit per cycle (s)."
+    )
     control_period_s: float = Field(
         default=60.0, ge=1, le=86_400, description="Seconds between autoscaler cycles (1 s to a day)."
     )
-    startup_delay_s: float = Field(default=120.0, ge=0, description="Seconds from placement to a ready pod.")
+    startup_delay_s: float = Field(
+        default=120.0, ge=0, le=MAX_STARTUP_DELAY_S, description="Seconds from placement to a ready pod."
+    )
     queue_timeout_s: float = Field(default=300.0, gt=0, description="A request waiting longer for prefill is dropped.")
     drain_limit_s: float = Field(default=1800.0, ge=0, description="Time after the last arrival to finish requests.")
     prefix_cache_blocks: int = Field(default=200_000, ge=0, description="Shared prefix pool, 512-token blocks.")
-    seed: int = Field(default=0, description="Seed of every random choice.")
+    seed: int = Field(default=0, ge=0, le=MAX_SEED, description="Seed of every random choice (and the solver's).")
     services: tuple[SimService, ...] = Field(min_length=1, description="Simulated services.")
 
     @model_validator(mode="after")
@@ -68,7 +74,7 @@ class SimConfig(Frozen):
 def load_sim_config(path: str | Path) -> tuple[SimConfig, AutoscalerConfig]:
     """Read the simulation config and the policy config it names."""
     p = Path(path)
-    cfg = load_yaml_model(p, SimConfig, "Simulation config")
+    cfg = load_yaml_model(p, SimConfig, "Simulation config", kinds={"services": "Service"})
     policy_path = p.parent / cfg.policy_file
     if not policy_path.is_file():
         raise InputError(f"Simulation config '{p}': policy_file='{cfg.policy_file}' not found")

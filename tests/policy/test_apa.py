@@ -140,4 +140,4 @@ def test_config_yaml_error_is_one_line(tmp_path: object) -> None:
     with pytest.raises(InputError) as exc:
         load_policy_config(p)
     assert "\n" not in str(exc.value)
-    assert "services.0.apa: window_s=-5.0 must be > 0" in str(exc.value)
+    assert "Service 's': apa: window_s=-5.0 must be > 0" in str(exc.value)

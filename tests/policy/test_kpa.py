@@ -498,5 +498,5 @@ def test_config_yaml_error_is_one_line(tmp_path: object) -> None:
         load_policy_config(p)
     msg = str(exc.value)
     assert "\n" not in msg
-    assert "services.0.kpa" in msg
+    assert "Service 's': kpa: " in msg
     assert "max_scale_down_rate=1.0 must be > 1 and <= 1e9" in msg

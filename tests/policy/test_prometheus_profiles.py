@@ -210,7 +210,7 @@ def test_a_headroom_above_one_is_refused_naming_the_field(tmp_path: Path) -> Non
 def test_policy_config_errors_name_field(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("services:\n  - service: a\n    policy: magic\n", encoding="utf-8")
-    with pytest.raises(InputError, match=r"services\.0\.policy"):
+    with pytest.raises(InputError, match=r"Service 'a': policy='magic': Input should be 'proportional'"):
         load_policy_config(bad)
     bad.write_text(
         "services:\n  - {service: a, policy: static, static_units: 1, min_units: 5, max_units: 2}\n",

@@ -222,6 +222,24 @@ def test_serve_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFix
     assert "cannot be read back" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        # each started the server; every /v1/solve and /v1/step then answered 400 'solve: seed=-1 ...'
+        ("seed: -1\n", "seed=-1: Input should be greater than or equal to 0"),
+        ("time_limit_s: 100000\nmax_time_limit_s: 100000\n", "time_limit_s=100000: Input should be less than or"),
+        ("max_time_limit_s: 1e9\n", "max_time_limit_s='1e9': Input should be less than or equal to 86400"),
+        ("startup_delay_s: 1e12\n", "startup_delay_s='1e12': Input should be less than or equal to 1000000000"),
+    ],
+)
+def test_values_solve_would_refuse_are_refused_at_start_up(tmp_path: Path, settings: str, expected: str) -> None:
+    cfg = tmp_path / "serve.yaml"
+    cfg.write_text(settings)
+    with pytest.raises(InputError) as err:
+        load_service_config(cfg)
+    assert str(err.value).startswith(f"Service config '{cfg}': {expected}")
+
+
 def test_prometheus_url_without_scheme_is_refused_at_start_up(tmp_path: Path) -> None:
     # 'prometheus:9090' used to pass the config and fail every step without metrics as the caller's 400
     cfg = tmp_path / "serve.yaml"
