@@ -456,8 +456,8 @@ def test_simulate_refuses_bad_scale_and_duration(
     ("change", "message"),
     [
         # 1e-9 s between cycles: a one-request trace ran for ever
-        ("control_period_s: 1e-9", "control_period_s: Input should be greater than or equal to 1"),
-        ("control_period_s: 1e9", "control_period_s: Input should be less than or equal to 86400"),
+        ("control_period_s: 1e-9", "control_period_s='1e-9': Input should be greater than or equal to 1"),
+        ("control_period_s: 1e9", "control_period_s='1e9': Input should be less than or equal to 86400"),
     ],
 )
 def test_simulate_refuses_a_control_period_outside_1s_to_a_day(
