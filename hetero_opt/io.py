@@ -6,7 +6,7 @@ import codecs
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -82,6 +82,11 @@ def load_yaml(text: str, *, fast: bool = True) -> Any:
     ``fast`` parses with libyaml where installed; otherwise (the reference) in pure Python.
     """
     return yaml.load(text, Loader=_FAST_YAML_LOADER if fast else _StrictSafeLoader)
+
+
+def load_yaml_all(text: str) -> Iterator[Any]:
+    """The documents of a YAML stream (``---`` between them), each as :func:`load_yaml` parses one."""
+    return yaml.load_all(text, Loader=_FAST_YAML_LOADER)
 
 
 def yaml_problem(exc: yaml.YAMLError) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from hetero_opt.errors import InputError
+from hetero_opt.io import load_yaml_all, yaml_problem
 
 GPU_RESOURCE = "nvidia.com/gpu"
 
@@ -37,7 +38,7 @@ def load_k8s_file(path: str | Path) -> Any:
     except json.JSONDecodeError as exc:
         raise InputError(f"{p}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except yaml.YAMLError as exc:
-        raise InputError(f"{p}: malformed YAML: {getattr(exc, 'problem', exc)}") from None
+        raise InputError(f"{p}: {yaml_problem(exc)}") from None
     except RecursionError:
         raise InputError(f"{p}: nested too deeply") from None
     return docs[0] if len(docs) == 1 else Stream(docs)
@@ -49,7 +50,7 @@ class Stream(list[Any]):
 
 def _yaml_documents(text: str) -> list[Any]:
     """The documents of a YAML stream; empty ones (a trailing ``---``) dropped, at least one (None)."""
-    return [d for d in yaml.safe_load_all(text) if d is not None] or [None]
+    return [d for d in load_yaml_all(text) if d is not None] or [None]
 
 
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")

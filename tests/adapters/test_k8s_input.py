@@ -272,3 +272,19 @@ def test_kept_node_named_longer_than_an_instance_id_is_refused_naming_file_node_
     cordoned["metadata"]["name"] = name
     p.write_text(json.dumps(data))
     assert main(["import", "k8s", "--nodes", str(p), "--preset", "topograph", "--out", str(out)]) == 0  # left out
+
+
+def test_a_key_given_twice_in_a_node_yaml_is_refused_naming_its_line(tmp_path: Path) -> None:
+    # before: the last value won silently (yaml.safe_load), as it did in instance files
+    p = tmp_path / "nodes.yaml"
+    p.write_text("apiVersion: v1\nkind: Node\nmetadata:\n  name: a0\n  name: a1\n")
+    with pytest.raises(InputError, match=r"nodes\.yaml: line 5: .*key 'name' appears twice"):
+        import_k8s_files(p)
+
+
+def test_malformed_node_yaml_says_where_once(tmp_path: Path) -> None:
+    p = tmp_path / "nodes.yaml"
+    p.write_text("kind: Node\nmetadata: [a\n")
+    with pytest.raises(InputError, match=r"nodes\.yaml: malformed YAML at line \d+ column \d+: ") as exc:
+        import_k8s_files(p)
+    assert str(exc.value).count("malformed YAML") == 1
