@@ -129,6 +129,9 @@ def run_solve(args: argparse.Namespace) -> int:
     files = collect_instance_files(args.paths)
     check_out_dir(args.out_dir)
     check_solve_outputs(args.paths, files, args.out_dir)
+    if args.export_model is not None and args.solver == "greedy":
+        raise InputError(f"--export-model='{args.export_model}': the greedy has no solver model to export (--solver "
+                         "cpsat, milp or milp-cbc)")
     if args.export_model is not None and args.address is None:  # a cluster's workers write on their own disks
         check_export_prefix(args.export_model, "--export-model")
     settings = SolveSettings(args.solver, args.time_limit, args.seed, args.workers, not args.fast)

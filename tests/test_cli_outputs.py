@@ -89,6 +89,16 @@ def test_library_solve_refuses_an_export_prefix_it_cannot_write(tmp_path: Path) 
         ho.solve(inst, "milp", export_model=str(tmp_path / "no" / "m"))
 
 
+def test_export_model_with_the_greedy_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # before: exit 0 and no model (the greedy, the default solver, has none), nothing said
+    out = tmp_path / "out"
+    _refused(capsys, ["solve", str(TWO[1]), "--out-dir", str(out), "--export-model", str(tmp_path / "m")],
+             f"--export-model='{tmp_path / 'm'}': the greedy has no solver model to export")
+    assert not out.exists()
+    with pytest.raises(InputError, match="the greedy has no solver model to export"):
+        ho.solve(ho.load_instance(TWO[1]), "greedy", export_model=str(tmp_path / "m"))
+
+
 # -------------------------------------------------------------------- an output that is an input
 
 

@@ -100,9 +100,12 @@ def solve(
         )
     check_solver(solver)
     check_options(time_limit, seed, num_workers)
-    if export_model is not None:  # now, not as a backend failure that falls back to the greedy's plan
-        check_export_prefix(export_model)
     name = solver if isinstance(solver, str) else solver.name
+    if export_model is not None:  # now, not as a backend failure that falls back to the greedy's plan
+        if name == "greedy":
+            raise InputError(f"export_model={export_model!r}: the greedy has no solver model to export (solver='cpsat' "
+                             "or 'milp')")
+        check_export_prefix(export_model)
     # The solver's module is imported before the clock starts: a one-time cost of the process (CP-SAT
     # about 0.2 s on its first use), not of a control cycle.
     backend = (get_backend(solver) if isinstance(solver, str) else solver) if name != "greedy" else None
