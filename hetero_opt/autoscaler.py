@@ -25,7 +25,7 @@ from pydantic import Field, ValidationError
 
 from hetero_opt.drain import DrainBatch, expire, reinstate, without_draining
 from hetero_opt.errors import InputError
-from hetero_opt.instance import Frozen, Instance, ScalingRequest, Service, current_units
+from hetero_opt.instance import Frozen, Instance, ScalingRequest, Service, current_units, require_instance
 from hetero_opt.placement.apply import apply_plan
 from hetero_opt.placement.plan import Plan
 from hetero_opt.placement.result import PlacementResult
@@ -122,7 +122,7 @@ class CycleDecision(Frozen):
 
     def apply(self, instance: Instance) -> Instance:
         """``instance`` once this cycle's ratio moves, placement and deletions have run (draining pods stay)."""
-        instance = self.apply_moves(instance)
+        instance = self.apply_moves(require_instance(instance, "CycleDecision.apply()"))
         if self.placement is not None:
             instance = apply_plan(instance, self.placement.plan)
         if self.deleted is not None:
@@ -181,7 +181,7 @@ class Autoscaler:
                 "use load_policy_config(path) or AutoscalerConfig.model_validate(dict)"
             )
         check_solver(solver, "Autoscaler")
-        check_options(time_limit, seed, 1)
+        check_options(time_limit, seed, 1, "Autoscaler")
         if not (is_number(startup_delay_s) and 0 <= startup_delay_s <= MAX_STARTUP_DELAY_S):  # NaN compares False
             raise InputError(f"Autoscaler: startup_delay_s={startup_delay_s!r} must be in 0..{MAX_STARTUP_DELAY_S:g} s")
         self.config = config
@@ -205,13 +205,9 @@ class Autoscaler:
             raise InputError(f"Autoscaler: now={now!r} must be a finite time in seconds within ±{MAX_TIME_S:g}")
         if not isinstance(metrics, Mapping):
             raise InputError(
-                f"Autoscaler: metrics must map service ids to ServiceMetrics, not be a {type(metrics).__name__}"
+                f"Autoscaler: metrics must map service ids to ServiceMetrics, not be of type {type(metrics).__name__}"
             )
-        if not isinstance(instance, Instance):
-            raise InputError(
-                f"Autoscaler.step() takes an Instance, not {type(instance).__name__}: "
-                "use load_instance(path) or parse_instance(dict)"
-            )
+        require_instance(instance, "Autoscaler.step()")
         if self.state.last_time is not None and now < self.state.last_time:
             raise InputError(f"Autoscaler: now={now} is before the last cycle {self.state.last_time}")
         services = {s.id: s for s in instance.services}
@@ -378,7 +374,7 @@ def _metrics(sid: str, value: object) -> ServiceMetrics:
         return value
     if not isinstance(value, Mapping):
         raise InputError(
-            f"Autoscaler: metrics['{sid}'] is a {type(value).__name__}, not ServiceMetrics or a mapping of its fields"
+            f"Autoscaler: metrics['{sid}'] is of type {type(value).__name__}, not ServiceMetrics or a mapping of its fields"
         )
     try:
         return ServiceMetrics.model_validate(value)

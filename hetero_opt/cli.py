@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,12 +25,12 @@ from hetero_opt.batch.manifest import MANIFEST_NAME
 from hetero_opt.batch.solve_batch import SUMMARY_COLUMNS as SUMMARY_COLUMNS  # re-exported: summary.csv's columns
 from hetero_opt.batch.solve_batch import SolveSettings, solve_batch
 from hetero_opt.batch.solve_batch import served_gpus as served_gpus  # re-exported for the demo
+from hetero_opt.cli_checks import check_seed, check_time_limit
 from hetero_opt.cli_pipe import closed_pipe_exit, whole_writes
-from hetero_opt.cli_simulate import check_seed
 from hetero_opt.errors import InputError
 from hetero_opt.instance import Instance, node_column
 from hetero_opt.io import check_destination, check_export_prefix, load_instance, same_file
-from hetero_opt.placement.solve import MAX_TIME_LIMIT_S, MAX_WORKERS, SOLVERS
+from hetero_opt.placement.solve import MAX_WORKERS, SOLVERS
 from hetero_opt.topology import build_view
 
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -140,12 +139,6 @@ def run_solve(args: argparse.Namespace) -> int:
         report = solve_batch(files, settings, args.out_dir, executor, export_model=args.export_model, console=console)
     console.print(summary_table(report.rows, args.solver))
     return 1 if report.failures else 0
-
-
-def check_time_limit(value: float, flag: str = "--time-limit") -> None:
-    """Raise :class:`InputError` unless ``value`` is a finite time limit in (0, one day]."""
-    if not (math.isfinite(value) and 0 < value <= MAX_TIME_LIMIT_S):
-        raise InputError(f"{flag}={value} must be positive and finite, at most {MAX_TIME_LIMIT_S:g} s")
 
 
 def check_out_dir(out_dir: Path) -> None:

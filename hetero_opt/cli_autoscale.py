@@ -8,7 +8,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from hetero_opt.autoscaler import Autoscaler
+from hetero_opt.autoscaler import MAX_STARTUP_DELAY_S, Autoscaler
+from hetero_opt.cli_checks import check_seconds, check_time_limit
 from hetero_opt.io import check_destination, check_not_input, load_instance, write_atomic
 from hetero_opt.policy.config import load_policy_config
 from hetero_opt.replay import decisions_table, load_metrics, replay
@@ -34,6 +35,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; input errors propagate as InputError (exit 2 in the CLI)."""
+    check_time_limit(args.time_limit)  # now, naming the flag, not once the inputs are read
+    check_seconds(args.startup_delay, "--startup-delay", MAX_STARTUP_DELAY_S)
     if args.state_out:  # now, not after the whole table is printed
         inputs = {"--config": args.config, "--metrics": args.metrics, "--instance": args.instance}
         check_not_input(Path(args.state_out), "--state-out", inputs)

@@ -17,7 +17,8 @@ from rich.console import Console
 from rich.table import Table
 
 from hetero_opt.batch.executor import add_executor_arguments, executor_from_args
-from hetero_opt.cli_simulate import TRACE_HELP, add_trace_model_argument, check_seed, load_cli_trace
+from hetero_opt.cli_checks import check_seed
+from hetero_opt.cli_simulate import TRACE_HELP, add_trace_model_argument, load_cli_trace
 from hetero_opt.errors import InputError
 from hetero_opt.io import check_destination, check_not_input, write_all_atomic
 from hetero_opt.policy.profiles import ServingProfile

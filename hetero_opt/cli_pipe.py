@@ -56,7 +56,7 @@ def whole_writes() -> Iterator[None]:
     """
     out = sys.stdout
     if not (isinstance(out, io.TextIOWrapper) and isinstance(out.buffer, io.FileIO)):
-        yield  # buffered already (or captured): its writes are whole
+        yield  # buffered (or not a file): its writes are whole
         return
     raw = io.FileIO(out.fileno(), "w", closefd=False)
     whole = io.TextIOWrapper(io.BufferedWriter(raw), encoding=out.encoding, errors=out.errors, line_buffering=True)

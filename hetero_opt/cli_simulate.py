@@ -33,7 +33,6 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from hetero_opt.cli_pipe import QuietOnClosedPipe, closed_pipe_exit
 from hetero_opt.errors import InputError
 from hetero_opt.io import load_instance
-from hetero_opt.placement.solve import MAX_SEED
 from hetero_opt.sim.checkpoint import (
     DEFAULT_EVERY_S,
     Checkpoint,
@@ -64,12 +63,6 @@ def add_trace_model_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trace-model", "--servegen-model", dest="trace_model", default=None,
                    help="model to read from a trace with several: ServeGen (default m-large), BurstGPT "
                         "(e.g. ChatGPT or GPT-4; default every model)")
-
-
-def check_seed(seed: int, flag: str = "--seed") -> None:
-    """Refuse a seed outside the solver's range (every seed reaches a solver or numpy, which need >= 0)."""
-    if not 0 <= seed <= MAX_SEED:
-        raise InputError(f"{flag}={seed} must be in 0..{MAX_SEED}")
 
 
 def load_cli_trace(path: str | Path, model: str | None) -> Trace:

@@ -41,6 +41,8 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
+from hetero_opt.errors import InputError
+
 FORMAT_VERSION = "1.3"
 #: The version written where nodes and pods are rows (nothing of 1.2 or 1.3 used): readable by releases before 1.2.
 ROWS_FORMAT_VERSION = "1.1"
@@ -1294,6 +1296,16 @@ def _check_unique(kind: str, ids: Sequence[str]) -> set[str]:
         dup = [i for i, c in Counter(ids).items() if c > 1]
         raise ValueError(f"{kind} '{sorted(dup)[0]}': id is declared more than once")
     return id_set
+
+
+def require_instance(value: object, caller: str) -> Instance:
+    """``value``, if it is an :class:`Instance`; else :class:`InputError` saying how to get one (a path or the
+    parsed mapping is the usual slip, which would fail deep inside as an ``AttributeError``)."""
+    if not isinstance(value, Instance):
+        raise InputError(
+            f"{caller} takes an Instance, not {type(value).__name__}: use load_instance(path) or parse_instance(dict)"
+        )
+    return value
 
 
 def node_column(nodes: Sequence[Node], name: str) -> tuple[Any, ...]:

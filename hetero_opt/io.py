@@ -33,15 +33,21 @@ class DuplicateKeyError(yaml.constructor.ConstructorError):
     """A YAML mapping names the same key twice (PyYAML would keep the last value without a word)."""
 
 
+_STR_TAG, _MERGE_TAG = "tag:yaml.org,2002:str", "tag:yaml.org,2002:merge"
+_VALUE = object()  # marks a key compared by the value it reads as
+
+
 class _StrictConstructor(yaml.constructor.SafeConstructor):
     """PyYAML's safe constructor that refuses duplicate keys and names the line of an unreadable integer."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         """The mapping of ``node``; :class:`DuplicateKeyError` at the second of two equal keys."""
-        seen: set[tuple[str, str]] = set()
-        for key_node, _ in node.value:
-            if isinstance(key_node, yaml.ScalarNode):
-                key = (key_node.tag, key_node.value)  # the resolved tag: 1 and '1' are different keys
+        seen: set[object] = set()
+        for key_node, _ in node.value:  # its own keys: a merged one (``<<: *base``) may be overridden
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE_TAG:
+                # a string as written; any other scalar as the value it reads as, which the mapping's keys
+                # compare by: 1 and 0x1, or true and yes, are one key, 1 and '1' two
+                key = key_node.value if key_node.tag == _STR_TAG else (_VALUE, self.construct_object(key_node))
                 if key in seen:
                     raise DuplicateKeyError(None, None, f"key {key_node.value!r} appears twice", key_node.start_mark)
                 seen.add(key)

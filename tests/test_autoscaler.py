@@ -208,8 +208,8 @@ def test_metrics_may_be_mappings_of_their_fields() -> None:
     [
         ({"chat": {"decode_tsp": 1}}, "metrics['chat'].decode_tsp=1: Extra inputs are not permitted"),
         ({"chat": {"decode_tps": -1}}, "metrics['chat'].decode_tps=-1: Input should be greater than or equal to 0"),
-        ({"chat": 6_500}, "metrics['chat'] is a int, not ServiceMetrics or a mapping of its fields"),
-        ([ServiceMetrics()], "metrics must map service ids to ServiceMetrics, not be a list"),
+        ({"chat": 6_500}, "metrics['chat'] is of type int, not ServiceMetrics or a mapping of its fields"),
+        ([ServiceMetrics()], "metrics must map service ids to ServiceMetrics, not be of type list"),
     ],
 )
 def test_bad_metrics_are_refused_naming_the_service_field_and_value(metrics: Any, message: str) -> None:
@@ -222,7 +222,7 @@ def test_bad_metrics_are_refused_naming_the_service_field_and_value(metrics: Any
     ("options", "message"),
     [
         ({"solver": "nosuch"}, "Autoscaler: solver='nosuch' is not one of ['greedy', 'cpsat', 'milp', 'milp-cbc']"),
-        ({"time_limit": "2"}, "solve: time_limit='2' must be a number in (0, 86400] seconds"),
+        ({"time_limit": "2"}, "Autoscaler: time_limit='2' must be a number in (0, 86400] seconds"),
         ({"startup_delay_s": "60"}, "Autoscaler: startup_delay_s='60' must be in 0..1e+09 s"),
     ],
 )

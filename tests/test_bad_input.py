@@ -275,6 +275,27 @@ def test_both_yaml_loaders_refuse_duplicate_keys(fast: bool) -> None:
     assert load_yaml("a: 1\n'1': x\n1: y\n", fast=fast) == {"a": 1, "1": "x", 1: "y"}  # str and int keys differ
 
 
+@pytest.mark.parametrize("fast", [True, False], ids=["libyaml", "reference"])
+@pytest.mark.parametrize(
+    ("text", "second"),
+    [("1: x\n0x1: y\n", "0x1"), ("yes: 1\ntrue: 2\n", "true"), ("true: a\n1: b\n", "1"), ("null: a\n~: b\n", "~")],
+)
+def test_keys_that_read_as_one_value_are_duplicates(fast: bool, text: str, second: str) -> None:
+    # before: written differently, they passed, and the mapping kept only the last (1 == 0x1, True == 1)
+    from hetero_opt.io import DuplicateKeyError, load_yaml
+
+    with pytest.raises(DuplicateKeyError, match=f"key '{re.escape(second)}' appears twice"):
+        load_yaml(text, fast=fast)
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["libyaml", "reference"])
+def test_a_merged_key_may_be_given_again(fast: bool) -> None:
+    from hetero_opt.io import load_yaml
+
+    text = "base: &b {x: 1, y: 1}\nd:\n  <<: *b\n  x: 2\n"  # YAML's merge: the mapping's own x wins
+    assert load_yaml(text, fast=fast) == {"base": {"x": 1, "y": 1}, "d": {"x": 2, "y": 1}}
+
+
 def test_a_valid_instance_with_duplicate_keys_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The audit's case: a second ``requests`` silently replaced the first (target 4 -> 1)."""
     f = tmp_path / "x.yaml"

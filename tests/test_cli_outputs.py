@@ -148,6 +148,20 @@ def test_autoscale_state_out_in_a_missing_folder_is_refused_before_the_table(
              f"--state-out '{tmp_path / 'no' / 's.json'}': folder '{tmp_path / 'no'}' does not exist")
 
 
+@pytest.mark.parametrize(
+    ("flag", "value", "needle"),
+    [
+        ("--time-limit", "-1", "--time-limit=-1.0 must be positive and finite, at most 86400 s"),
+        ("--startup-delay", "nan", "--startup-delay=nan must be a finite number of seconds in 0..1e+09"),
+    ],
+)
+def test_autoscale_numbers_are_refused_naming_the_flag_before_the_inputs_are_read(
+    flag: str, value: str, needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # before: 'solve: time_limit=-1.0 ...' or 'Autoscaler: startup_delay_s=nan ...', once the inputs were read
+    _refused(capsys, [*_autoscale(tmp_path / "missing.csv", tmp_path / "s.json"), flag, value], needle)
+
+
 def test_solve_out_dir_that_is_an_input_folder_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # before: it worked once, then every rerun (the way to resume) read its own plans as instances
     folder = tmp_path / "in"

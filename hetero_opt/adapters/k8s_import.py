@@ -135,7 +135,7 @@ class ImportResult:
 
 def load_import_map(path: str | Path) -> ImportMap:
     """Read an :class:`ImportMap` from YAML."""
-    mapping = load_yaml_model(Path(path), ImportMap, "Import map")
+    mapping = load_yaml_model(Path(path), ImportMap, "Import map", kinds={"services": "Service"})
     mapping._source = str(path)
     return mapping
 

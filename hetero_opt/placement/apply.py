@@ -17,6 +17,7 @@ from hetero_opt.instance import (
     Service,
     node_column,
     pod_rows,
+    require_instance,
 )
 from hetero_opt.placement.plan import GroupChange, Plan
 from hetero_opt.topology import build_view
@@ -36,7 +37,7 @@ def apply_plan(instance: Instance, plan: Plan, *, release_removed: bool = True) 
         Give the GPUs of removed pods back (the next cycle's view). The paper does not reuse
         them within the cycle that removes them; by the next cycle they are free again.
     """
-    view = build_view(instance)
+    view = build_view(require_instance(instance, "apply_plan()"))
     ids = node_column(instance.nodes, "id")
     free = dict(zip(ids, node_column(instance.nodes, "gpus_free"), strict=True))
     pods: dict[str, Counter[tuple[str, str]]] = {

@@ -22,7 +22,7 @@ from functools import total_ordering
 from pydantic import Field
 
 from hetero_opt.errors import InputError
-from hetero_opt.instance import Frozen, Instance, Node
+from hetero_opt.instance import Frozen, Instance, Node, require_instance
 from hetero_opt.placement.apply import unknown_reference
 from hetero_opt.placement.binding import GroupDraft
 from hetero_opt.placement.plan import Plan
@@ -145,7 +145,7 @@ def score(instance: Instance, plan: Plan, view: TopologyView | None = None) -> S
     A plan naming a service, node or role ``instance`` lacks, or pods on a GPU type their role does not
     take, raises :class:`InputError` naming the group and what it names.
     """
-    view = view or build_view(instance)
+    view = view or build_view(require_instance(instance, "score()"))
     nodes = view.node_by_id
     try:
         used_delta: defaultdict[str, int] = defaultdict(int)

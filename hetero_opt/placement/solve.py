@@ -9,7 +9,7 @@ import time
 
 from hetero_opt.errors import InputError, PlanError
 from hetero_opt.gc_pause import gc_paused
-from hetero_opt.instance import Instance
+from hetero_opt.instance import Instance, require_instance
 from hetero_opt.io import check_export_prefix
 from hetero_opt.placement.backend import (
     Backend,
@@ -94,10 +94,7 @@ def solve(
     and only here are counts bound to nodes, unserved records derived, the plan sorted, verified
     and scored, once per plan (the greedy's plan is verified only when it is returned).
     """
-    if not isinstance(instance, Instance):
-        raise InputError(
-            f"solve() takes an Instance, not {type(instance).__name__}: use load_instance(path) or parse_instance(dict)"
-        )
+    require_instance(instance, "solve()")
     check_solver(solver)
     check_options(time_limit, seed, num_workers)
     name = solver if isinstance(solver, str) else solver.name
@@ -201,14 +198,14 @@ def is_number(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def check_options(time_limit: float, seed: int, num_workers: int) -> None:
-    """Raise :class:`InputError` unless the solver options are in range (and finite)."""
+def check_options(time_limit: float, seed: int, num_workers: int, caller: str = "solve") -> None:
+    """Raise :class:`InputError` unless the solver options are in range (and finite); ``caller`` names the call."""
     if not (is_number(time_limit) and math.isfinite(time_limit) and 0 < time_limit <= MAX_TIME_LIMIT_S):
-        raise InputError(f"solve: time_limit={time_limit!r} must be a number in (0, {MAX_TIME_LIMIT_S:g}] seconds")
+        raise InputError(f"{caller}: time_limit={time_limit!r} must be a number in (0, {MAX_TIME_LIMIT_S:g}] seconds")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise InputError(f"solve: seed={seed!r} must be an integer in 0..{MAX_SEED}")
+        raise InputError(f"{caller}: seed={seed!r} must be an integer in 0..{MAX_SEED}")
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or not 1 <= num_workers <= MAX_WORKERS:
-        raise InputError(f"solve: num_workers={num_workers!r} must be an integer in 1..{MAX_WORKERS}")
+        raise InputError(f"{caller}: num_workers={num_workers!r} must be an integer in 1..{MAX_WORKERS}")
 
 
 def _run_backend(backend: Backend, view: TopologyView, hint: Hint, options: SolveOptions) -> BackendOutput:

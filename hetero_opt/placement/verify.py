@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from pydantic import Field
 
-from hetero_opt.instance import Frozen, Instance
+from hetero_opt.instance import Frozen, Instance, require_instance
 from hetero_opt.placement.plan import GroupChange, Plan
 from hetero_opt.topology import TopologyView, build_view
 
@@ -25,7 +25,7 @@ class Violation(Frozen):
 
 def verify(instance: Instance, plan: Plan, view: TopologyView | None = None) -> list[Violation]:
     """Return every violation of the hard constraints by ``plan``; an empty list means valid."""
-    view = view or build_view(instance)
+    view = view or build_view(require_instance(instance, "verify()"))
     out: list[Violation] = []
 
     def bad(code: str, entity: str, message: str) -> None:

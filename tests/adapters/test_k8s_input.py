@@ -288,3 +288,13 @@ def test_malformed_node_yaml_says_where_once(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"nodes\.yaml: malformed YAML at line \d+ column \d+: ") as exc:
         import_k8s_files(p)
     assert str(exc.value).count("malformed YAML") == 1
+
+
+def test_a_service_error_in_the_map_names_the_service_as_the_policy_config_does(tmp_path: Path) -> None:
+    # before: "Import map '...': services[0]: Service 'chat': min_units=..." (the list's place before its name)
+    p = tmp_path / "map.yaml"
+    text = (DATA / "map.yaml").read_text()
+    p.write_text(text.replace("    max_units: 16\n", "    min_units: 20\n    max_units: 16\n", 1))
+    with pytest.raises(InputError) as exc:
+        load_import_map(p)
+    assert str(exc.value) == f"Import map '{p}': Service 'chat': min_units=20 exceeds max_units=16"

@@ -92,3 +92,14 @@ def test_scoring_a_plan_of_another_instance_names_what_does_not_match() -> None:
         score(INST, plan(1, ("prefill", "n9", 1), ("decode", "n2", 1)))
     with pytest.raises(InputError, match=r"^plan: group 'g1' has prefill pods on node 'n3' \(L20\), not in \['H20'\]$"):
         score(INST, plan(1, ("prefill", "n3", 1), ("decode", "n2", 1)))
+
+
+@pytest.mark.parametrize("call", ["apply_plan", "score", "verify"])
+@pytest.mark.parametrize("given", ["x.yaml", {"nodes": []}])
+def test_a_path_or_a_mapping_for_the_instance_is_refused_by_name(call: str, given: object) -> None:
+    # before: AttributeError ('str' object has no attribute 'groups'), as solve() gave before it checked
+    import hetero_opt
+
+    with pytest.raises(InputError, match=rf"^{call}\(\) takes an Instance, not {type(given).__name__}: "
+                                         r"use load_instance\(path\) or parse_instance\(dict\)$"):
+        getattr(hetero_opt, call)(given, Plan(changes=[]))
