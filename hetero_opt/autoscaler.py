@@ -374,7 +374,8 @@ def _metrics(sid: str, value: object) -> ServiceMetrics:
         return value
     if not isinstance(value, Mapping):
         raise InputError(
-            f"Autoscaler: metrics['{sid}'] is of type {type(value).__name__}, not ServiceMetrics or a mapping of its fields"
+            f"Autoscaler: metrics['{sid}'] is of type {type(value).__name__}, "
+            "not ServiceMetrics or a mapping of its fields"
         )
     try:
         return ServiceMetrics.model_validate(value)
