@@ -298,3 +298,12 @@ def test_a_service_error_in_the_map_names_the_service_as_the_policy_config_does(
     with pytest.raises(InputError) as exc:
         load_import_map(p)
     assert str(exc.value) == f"Import map '{p}': Service 'chat': min_units=20 exceeds max_units=16"
+
+
+def test_a_map_read_from_a_file_equals_the_same_map_made_in_code() -> None:
+    # the file it came from names it in errors, and is no part of what it says
+    read = load_import_map(DATA / "map.yaml")
+    made = type(read).model_validate(read.model_dump())
+    assert (read.source, made.source) == (str(DATA / "map.yaml"), "the import map")
+    assert read == made
+    assert read != made.model_copy(update={"cluster": "other"})
