@@ -444,7 +444,9 @@ def load_yaml_model(
         data = load_yaml(text)
     except yaml.YAMLError as exc:
         raise InputError(f"{where}: {yaml_problem(exc)}") from None
-    except (OSError, UnicodeDecodeError, RecursionError) as exc:
+    except OSError as exc:  # as read_bytes words it: the reason, not the errno and the path again
+        raise InputError(f"{where}: cannot read file ({exc.strerror or type(exc).__name__})") from None
+    except (UnicodeDecodeError, RecursionError) as exc:
         raise InputError(f"{where}: cannot read: {' '.join(str(exc).split())}") from exc
     if data is None:
         raise InputError(f"{where}: the file is empty (no settings)")

@@ -73,3 +73,12 @@ def test_an_empty_file_is_called_empty(tmp_path: Path, text: str) -> None:
 def test_a_duplicate_key_is_refused(tmp_path: Path) -> None:
     text = CHAT.format(policy="hybrid") + "    min_units: 2\n    max_units: 9\n    min_units: 3\n"
     assert _refusal(tmp_path, text) == "line 6: key 'min_units' appears twice"
+
+
+@pytest.mark.parametrize(("name", "reason"), [("missing.yaml", "No such file or directory"), (".", "Is a directory")])
+def test_a_config_that_cannot_be_read_says_why_in_one_line(tmp_path: Path, name: str, reason: str) -> None:
+    # before: "cannot read: [Errno 21] Is a directory: '.'" (the errno and the path twice)
+    path = tmp_path / name
+    with pytest.raises(InputError) as exc:
+        load_policy_config(path)
+    assert str(exc.value) == f"Policy config '{path}': cannot read file ({reason})"
