@@ -170,26 +170,29 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"simulate: stopped at once by a second signal; {kept}", markup=False)
         return 128 + (stop.second or signal.SIGINT)
     wall = time.perf_counter() - start + result.extra["wall_s_before"]
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.parent.glob(f".{glob.escape(out_dir.name)}.*"):  # a run killed while writing
-        if stale.is_dir() and re.fullmatch(rf"\.{re.escape(out_dir.name)}\.[a-z0-9_]{{8}}", stale.name):
-            shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; the outputs are for whoever the umask allows
     writing = SignalStop(at_once=True)  # a signal now: the half-written folder removed, one line said
+    tmp: Path | None = None
     try:
-        with writing:
+        with writing:  # from the folder's creation on (a signal before it left a stale folder or no line)
+            out_dir.parent.mkdir(parents=True, exist_ok=True)
+            for stale in out_dir.parent.glob(f".{glob.escape(out_dir.name)}.*"):  # a run killed while writing
+                if stale.is_dir() and re.fullmatch(rf"\.{re.escape(out_dir.name)}\.[a-z0-9_]{{8}}", stale.name):
+                    shutil.rmtree(stale, ignore_errors=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; the outputs are for whoever the umask allows
             figures = _write_outputs(args, result, wall, failed_skipped, tmp, out_dir)
     except KeyboardInterrupt:  # a signal while the outputs were written: they are not, the checkpoint stays
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         kept = f"the checkpoint {path} is kept: run the same command again" if path.exists() else "rerun it"
         state = "left as it was" if out_dir.exists() else "not created"
         console.print(f"simulate: interrupted while writing {out_dir}, which is {state}; {kept}", markup=False)
         return 128 + (writing.second or signal.SIGINT)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     path.unlink(missing_ok=True)  # the outputs are written: nothing left to resume
     console.print(
