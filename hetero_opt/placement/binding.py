@@ -218,6 +218,8 @@ def _exact_packing(pool: FreePool, items: list[tuple[int, int, str, int]]) -> li
     """
     from ortools.sat.python import cp_model  # binding is pure Python unless best fit fails
 
+    from hetero_opt.placement.cp_solver import new_cp_solver
+
     nodes = sorted(n for n, free in pool.free.items() if free > 0)
     model = cp_model.CpModel()
     y: dict[tuple[int, str], cp_model.IntVar] = {}
@@ -230,7 +232,7 @@ def _exact_packing(pool: FreePool, items: list[tuple[int, int, str, int]]) -> li
         terms = [(-items[k][0], var) for (k, nd), var in y.items() if nd == node]
         if terms:
             model.add(sum(size * var for size, var in terms) <= pool.free[node])
-    solver = cp_model.CpSolver()
+    solver = new_cp_solver()
     solver.parameters.num_workers = 1
     solver.parameters.random_seed = 0
     solver.parameters.max_deterministic_time = 2.0  # a cell of a few sizes and nodes: milliseconds

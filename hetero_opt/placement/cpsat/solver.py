@@ -32,6 +32,7 @@ from ortools.sat.python import cp_model
 from hetero_opt.instance import Instance
 from hetero_opt.placement.backend import BackendOutput, Budget, Hint, SolveOptions
 from hetero_opt.placement.binding import BindingError, Counts, bind, bind_plan
+from hetero_opt.placement.cp_solver import new_cp_solver
 from hetero_opt.placement.cpsat.blocks import improve_by_class
 from hetero_opt.placement.cpsat.model import HintError, add_hint, build
 from hetero_opt.placement.cpsat.neighbourhood import Guided, lp_guided
@@ -441,7 +442,7 @@ def hint_is_feasible(instance: Instance) -> bool:
         add_hint(pm, count_values(pm, counts.drafts, bind_plan(view, counts).changes))
     except HintError:
         return False
-    solver = cp_model.CpSolver()
+    solver = new_cp_solver()
     solver.parameters.fix_variables_to_their_hinted_value = True
     solver.parameters.num_workers = 1
     status = solver.solve(pm.model)

@@ -26,6 +26,7 @@ from typing import Literal
 from ortools.sat.python import cp_model
 
 from hetero_opt.placement.backend import MIN_STAGE_DTIME, Budget, SolveOptions
+from hetero_opt.placement.cp_solver import new_cp_solver
 from hetero_opt.placement.cpsat.model import PlacementModel, add_hint, set_objective, set_quiet, with_quiet
 from hetero_opt.placement.cpsat.objective import Linear
 
@@ -168,7 +169,7 @@ class StagedSolver:
             return StageResult(hint, False, None)
         add_hint(pm, hint)
         set_objective(pm, [v.index for v in lin.vars], lin.coefs, sense)
-        solver = cp_model.CpSolver()
+        solver = new_cp_solver()
         _parameters(solver, pm, self.options, wall, dtime)
         if self.single:
             solver.parameters.num_workers = 1
