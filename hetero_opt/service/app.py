@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import json
 import threading
@@ -187,9 +188,29 @@ def create_app(loaded: Loaded, state_dir: Path | None = None) -> FastAPI:
         except InputError as exc:  # the metrics server failed, not the caller
             raise HTTPException(502, str(exc)) from None
 
+    def _replayed(req: StepRequest, digest: str) -> StepResponse | None:
+        """The saved answer where ``req`` is the last step's request again; 409 for another request at its time."""
+        last = store.state
+        if last.last_time is None or req.time != last.last_time:
+            return None
+        if digest == last.last_request and last.last_response is not None:
+            return last.last_response
+        raise HTTPException(
+            409, f"time={req.time:g} is the last step's, taken with another request: send the next time"
+        )
+
     def _step(req: StepRequest, policy: Any) -> StepResponse:
+        # A step is applied once: its answer is saved with the state it leads to, so a client whose answer was
+        # lost (the server killed after saving, a 504 whose step still ran) sends the same request again and
+        # gets the same answer, not a second step (which would count the lost scale-out as already starting).
+        digest = hashlib.sha256(req.model_dump_json().encode()).hexdigest()
+        with step_lock:
+            if (answered := _replayed(req, digest)) is not None:
+                return answered
         metrics = _metrics(req)
         with step_lock:
+            if (answered := _replayed(req, digest)) is not None:  # the same request, stepped meanwhile
+                return answered
             auto = Autoscaler(
                 policy,
                 cfg.solver,
@@ -212,14 +233,16 @@ def create_app(loaded: Loaded, state_dir: Path | None = None) -> FastAPI:
                     desired_units=row.wanted_units,
                     placed_units=row.placed_units,
                 )
-            store.save(StoredState(last_time=decision.state.last_time, services=saved))
-        return StepResponse(
-            time=decision.time,
-            services=decision.services,
-            placement=decision.placement,
-            desired_replicas=desired,
-            warnings=decision.warnings,
-        )
+            response = StepResponse(
+                time=decision.time,
+                services=decision.services,
+                placement=decision.placement,
+                desired_replicas=desired,
+                warnings=decision.warnings,
+            )
+            state = StoredState(last_time=decision.state.last_time, services=saved, last_request=digest)
+            store.save(state.model_copy(update={"last_response": response}))
+        return response
 
     @app.get("/metrics", response_class=Response, dependencies=[Depends(require_token)])
     def metrics_endpoint() -> Response:

@@ -16,6 +16,7 @@ from hetero_opt.errors import InputError
 from hetero_opt.instance import Frozen
 from hetero_opt.io import write_atomic
 from hetero_opt.policy.engine import EngineState, ServicePolicyState
+from hetero_opt.service.models import StepResponse
 
 STATE_FILE = "autoscaler-state.json"
 
@@ -35,6 +36,12 @@ class StoredState(Frozen):
 
     last_time: float | None = Field(default=None, description="Time of the last step (s).")
     services: dict[str, ServiceState] = Field(default_factory=dict, description="State per service id.")
+    last_request: str | None = Field(
+        default=None, description="SHA-256 of the last step's request: the same request again is answered, not applied."
+    )
+    last_response: StepResponse | None = Field(
+        default=None, description="The last step's answer, saved with the state it led to (a retry gets it again)."
+    )
 
     def autoscaler_state(self) -> AutoscalerState:
         """The :class:`AutoscalerState` these entries make up."""

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from hetero_opt import load_instance, verify
+from hetero_opt import apply_plan, load_instance, verify
 from hetero_opt.errors import InputError
 from hetero_opt.io import parse_instance
 from hetero_opt.placement.result import PlacementResult
 from hetero_opt.service.app import create_app
 from hetero_opt.service.config import Loaded, ServiceConfig, load_service_config
-from service.helpers import CONFIG, DEMO, drive, reference
+from service.helpers import CONFIG, DEMO, drive, reference, series
 
 SMALL = DEMO.parent / "tier_preference.yaml"
 
@@ -130,6 +130,36 @@ def test_steps_match_an_uninterrupted_autoscaler_and_survive_a_restart(tmp_path:
     second, _ = drive(post_with(_client(tmp_path)), 3, 6, inst)
     assert first + second == expected
     assert any(row["placed_units"] != row["current_units"] for rows in expected for row in rows)  # something moved
+
+
+def test_a_step_whose_answer_was_lost_is_answered_again_not_applied_twice(tmp_path: Path) -> None:
+    # a resume audit: the server killed after saving a step and before answering; the client's retry was
+    # stepped again and answered 'none 9->9' instead of 'out 9->12', and every later cycle differed
+    expected = reference()
+    inst = load_instance(DEMO / "cluster.yaml")
+    client = _client(tmp_path)
+
+    def post(path: str, body: dict[str, Any]) -> Any:
+        r = client.post(path, json=body)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    rows, inst = drive(post, 0, 3, inst)
+    (t, ms) = series()[3]
+    body = {"time": t, "metrics": ms, "instance": inst.model_dump(mode="json")}
+    lost = client.post("/v1/step", json=body).json()  # stepped and saved; say the answer never arrived
+    retried = _client(tmp_path).post("/v1/step", json=body)  # a restarted server, the same request
+    assert retried.status_code == 200
+    assert retried.json() == lost
+    other = _client(tmp_path).post("/v1/step", json={**body, "metrics": {"chat": {"decode_tps": 1.0}}})
+    assert other.status_code == 409
+    assert "is the last step's, taken with another request" in other.json()["error"]
+    if lost["placement"] is not None:
+        from hetero_opt.placement.plan import Plan
+
+        inst = apply_plan(inst, Plan.model_validate(lost["placement"]["plan"]))
+    later, _ = drive(post, 4, 6, inst)
+    assert [*rows, lost["services"], *later] == expected
 
 
 def test_metrics_serve_desired_replicas(tmp_path: Path) -> None:
