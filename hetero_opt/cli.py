@@ -126,7 +126,7 @@ def run_solve(args: argparse.Namespace) -> int:
         raise InputError(f"--workers={args.workers} must be at least 1 and at most {MAX_WORKERS}")
     check_seed(args.seed)
     files = collect_instance_files(args.paths)
-    check_out_dir(args.out_dir)
+    check_destination(args.out_dir, "--out-dir", folder=True)
     check_solve_outputs(args.paths, files, args.out_dir)
     if args.export_model is not None and args.solver == "greedy":
         raise InputError(f"--export-model='{args.export_model}': the greedy has no solver model to export (--solver "
@@ -139,11 +139,6 @@ def run_solve(args: argparse.Namespace) -> int:
         report = solve_batch(files, settings, args.out_dir, executor, export_model=args.export_model, console=console)
     console.print(summary_table(report.rows, args.solver))
     return 1 if report.failures else 0
-
-
-def check_out_dir(out_dir: Path) -> None:
-    """Refuse, before any work, an output folder that is a file, lies under a file or is not writable."""
-    check_destination(out_dir, "--out-dir", folder=True)
 
 
 def check_solve_outputs(paths: Sequence[str], files: Sequence[Path], out_dir: Path) -> None:

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from hetero_opt.autoscaler import MAX_STARTUP_DELAY_S, Autoscaler
 from hetero_opt.cli_checks import check_seconds, check_time_limit
-from hetero_opt.io import check_destination, check_not_input, load_instance, write_atomic
+from hetero_opt.io import check_destination, load_instance, write_atomic
 from hetero_opt.policy.config import load_policy_config
 from hetero_opt.replay import decisions_table, load_metrics, replay
 
@@ -39,8 +39,7 @@ def run(args: argparse.Namespace) -> int:
     check_seconds(args.startup_delay, "--startup-delay", MAX_STARTUP_DELAY_S)
     if args.state_out:  # now, not after the whole table is printed
         inputs = {"--config": args.config, "--metrics": args.metrics, "--instance": args.instance}
-        check_not_input(Path(args.state_out), "--state-out", inputs)
-        check_destination(Path(args.state_out), "--state-out", create=False)
+        check_destination(Path(args.state_out), "--state-out", create=False, inputs=inputs)
     config = load_policy_config(args.config)
     instance = load_instance(args.instance)
     series = load_metrics(args.metrics)

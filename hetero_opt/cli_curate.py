@@ -20,7 +20,7 @@ from hetero_opt.batch.executor import add_executor_arguments, executor_from_args
 from hetero_opt.cli_checks import check_seed
 from hetero_opt.cli_simulate import TRACE_HELP, add_trace_model_argument, load_cli_trace
 from hetero_opt.errors import InputError
-from hetero_opt.io import check_destination, check_not_input, write_all_atomic
+from hetero_opt.io import check_destination, write_all_atomic
 from hetero_opt.policy.profiles import ServingProfile
 from hetero_opt.sim.curate import (
     TARGET_UTILISATION,
@@ -81,8 +81,7 @@ def _check(args: argparse.Namespace) -> None:
     if args.out.suffix not in (".yaml", ".yml"):
         raise InputError(f"--out='{args.out}' must end in .yaml or .yml")
     for out in (args.out, args.out.with_suffix(".pressure.csv"), args.out.with_suffix(".policies.csv")):
-        check_not_input(out, "--out", {"--trace": args.trace})
-        check_destination(out, "--out")
+        check_destination(out, "--out", inputs={"--trace": args.trace})
     pod_perf(args.model, args.gpu, "decode", args.gpus_per_pod)  # InputError names an unknown GPU type
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from hetero_opt.errors import InputError
-from hetero_opt.io import check_destination, check_not_input, load_instance, parse_instance, save_instance, write_atomic
+from hetero_opt.io import check_destination, load_instance, parse_instance, save_instance, write_atomic
 
 
 def add_import(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,8 +42,8 @@ def run_import(args: argparse.Namespace) -> int:
     out: Path = args.out
     if out.suffix.lower() not in INSTANCE_SUFFIXES:
         raise InputError(f"--out='{out}' must end in .json, .yaml or .yml")
-    check_not_input(out, "--out", {"--nodes": args.nodes, "--pods": args.pods, "--map": args.map})
-    check_destination(out, "--out", create=False)
+    read = {"--nodes": args.nodes, "--pods": args.pods, "--map": args.map}
+    check_destination(out, "--out", create=False, inputs=read)
     mapping = load_import_map(args.map) if args.map else None
     if args.preset == "labels" and (mapping is None or mapping.topology is None):
         print(
@@ -94,8 +94,7 @@ def run_export(args: argparse.Namespace) -> int:
     from hetero_opt.placement.verify import verify
 
     if args.out is not None:
-        check_not_input(args.out, "--out", {"--plan": args.plan, "--instance": args.instance})
-        check_destination(args.out, "--out", create=False)
+        check_destination(args.out, "--out", create=False, inputs={"--plan": args.plan, "--instance": args.instance})
     instance = load_instance(args.instance)
     plan = _load_plan(Path(args.plan))
     violations = verify(instance, plan)

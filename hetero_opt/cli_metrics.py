@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 
 from hetero_opt.errors import InputError
-from hetero_opt.io import check_destination, check_not_input, load_yaml_model, write_atomic
+from hetero_opt.io import check_destination, load_yaml_model, write_atomic
 from hetero_opt.policy.engine import ServiceMetrics
 
 
@@ -36,8 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from hetero_opt.policy.prometheus import MetricsMatchWarning
 
     if args.out is not None:  # before Prometheus is queried
-        check_not_input(args.out, "--out", {"--map": args.map})
-        check_destination(args.out, "--out", create=False)
+        check_destination(args.out, "--out", create=False, inputs={"--map": args.map})
     label_map = load_yaml_model(Path(args.map), LabelMap, "Label map") if args.map else LabelMap()
     end = time.time() if args.end is None else args.end
     start = end - 3600.0 if args.start is None else args.start

@@ -292,55 +292,58 @@ def write_all_atomic(files: dict[Path, str]) -> None:
         raise InputError(f"{current}: cannot write ({exc.strerror or type(exc).__name__})") from None
 
 
-def check_destination(path: Path, flag: str, *, folder: bool = False, create: bool = True) -> None:
+def check_destination(
+    path: Path,
+    flag: str,
+    *,
+    folder: bool = False,
+    create: bool = True,
+    inputs: Mapping[str, str | Path | None] | None = None,
+) -> None:
     """Refuse, before any work, a destination that cannot be written later; the error names ``flag``.
 
     ``folder``: ``path`` is a folder to write into, else a file. ``create``: missing folders on the
-    way are made when writing (else the file's folder must exist). Refused: a file where a folder is
-    needed (``path`` or a folder above it), a folder where the file goes, a missing folder that is
-    not made, a folder that is not writable.
+    way are made when writing (else the file's folder must exist). ``inputs`` (flag -> path): files the
+    command reads, which writing ``path`` would destroy. Refused: one of ``inputs`` (compared as files
+    where both exist, else resolved), a file where a folder is needed (``path`` or a folder above it), a
+    folder where the file goes, a missing folder that is not made, a folder that is not writable.
     """
+    for in_flag, given in (inputs or {}).items():
+        if given is not None and same_file(path, Path(given)):
+            raise InputError(f"{flag} '{path}' is the {in_flag} input; give another file")
     try:
         if path.exists() and path.is_dir() != folder:
             is_, wanted = ("file", "folder") if folder else ("folder", "file")
             raise InputError(f"{flag} '{path}': is a {is_}, not a {wanted}")
-        existing = path if folder else path.parent
-        if not create and not existing.exists():
-            raise InputError(f"{flag} '{path}': folder '{existing}' does not exist")
-        while not existing.exists() and existing != existing.parent:
-            existing = existing.parent
-        if not existing.is_dir():
-            raise InputError(f"{flag} '{path}': '{existing}' is a file, not a folder")
-        if not os.access(existing, os.W_OK | os.X_OK):
-            raise InputError(f"{flag} '{path}': folder '{existing}' is not writable")
+        problem = _folder_problem(path if folder else path.parent, create=create)
     except OSError as exc:
-        raise InputError(f"{flag} '{path}': cannot inspect ({exc.strerror or type(exc).__name__})") from None
+        problem = f"cannot inspect ({exc.strerror or type(exc).__name__})"
+    if problem:
+        raise InputError(f"{flag} '{path}': {problem}")
 
 
 def check_export_prefix(prefix: str, flag: str = "export_model") -> None:
     """Refuse a model export prefix (files ``PREFIX.*``) whose folder is missing, a file or not writable."""
-    folder = Path(os.path.dirname(prefix + ".x") or ".")
     try:
-        problem = (
-            "does not exist" if not folder.exists()
-            else "is not a folder" if not folder.is_dir()
-            else "is not writable" if not os.access(folder, os.W_OK | os.X_OK)
-            else ""
-        )
+        problem = _folder_problem(Path(os.path.dirname(prefix + ".x") or "."), create=False)
     except OSError as exc:
-        problem = f"cannot be inspected ({exc.strerror or type(exc).__name__})"
+        problem = f"cannot inspect ({exc.strerror or type(exc).__name__})"
     if problem:
-        raise InputError(f"{flag}='{prefix}': folder '{folder}' {problem}; the model files cannot be written there")
+        raise InputError(f"{flag}='{prefix}': {problem}; the model files cannot be written there")
 
 
-def check_not_input(out: Path, flag: str, inputs: dict[str, str | Path | None]) -> None:
-    """Refuse an output ``out`` that is one of the ``inputs`` (flag -> path): writing it would destroy the input.
-
-    Paths are compared as files where both exist (links, ``./x`` and ``x`` alike), else resolved.
-    """
-    for in_flag, given in inputs.items():
-        if given is not None and same_file(out, Path(given)):
-            raise InputError(f"{flag} '{out}' is the {in_flag} input; give another file")
+def _folder_problem(folder: Path, *, create: bool) -> str:
+    """Why files cannot be written into ``folder`` ('' if they can); with ``create``, the missing folders on the
+    way would be made, so the nearest existing one decides."""
+    if not create and not folder.exists():
+        return f"folder '{folder}' does not exist"
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"'{folder}' is a file, not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"folder '{folder}' is not writable"
+    return ""
 
 
 def same_file(a: Path, b: Path) -> bool:
