@@ -1278,12 +1278,12 @@ def _pods_ok(
             return False  # an unknown role, or a GPU type the role does not accept
         rows.extend(where)
         gpus.extend(map(mul, counts, map(size.__getitem__, kinds)))
-    in_use = np.asarray(_ints(table.column("gpus_total"))) - np.asarray(_ints(table.column("gpus_free")))
+    in_use = _ints(table.column("gpus_total")) - _ints(table.column("gpus_free"))
     used = np.bincount(np.asarray(rows, dtype=np.int64), np.asarray(gpus, dtype=np.int64), minlength=len(table))
     return not np.any(used > in_use)
 
 
-def _ints(column: Sequence[int]) -> Any:
+def _ints(column: Sequence[int]) -> np.ndarray:
     """A column of GPU counts (ints of 0-64, as a node's fields allow) as an array, through ``bytes`` (a pass in
     C: ``numpy.asarray`` of a tuple of 20k ints takes 5 times as long)."""
     return np.frombuffer(bytes(column), dtype=np.uint8).astype(np.int64)
