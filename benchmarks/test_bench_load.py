@@ -142,6 +142,7 @@ def test_load_json_vs_greedy(
         # (<= 1) is not met robustly at any size, so not asserted. Guarded at 2x, which a model per node
         # (1.4-1.6x alone) would break.
         assert load_cpu <= 2.0 * greedy_cpu, f"columnar load {load_cpu:.3f} s > 2x greedy {greedy_cpu:.3f} s"
+        assert load_cpu <= 2.0 * call_cpu, f"columnar load {load_cpu:.3f} s > 2x solve(greedy) {call_cpu:.3f} s"
 
 
 def _refuse(text: str, path: Path) -> object:

@@ -178,3 +178,20 @@ TOPOLOGY_SOLVERS = ("greedy", "cpsat", "milp")
 def tas_solver(request: pytest.FixtureRequest) -> str:
     """The solvers the ports of other schedulers' topology-aware scenarios check: greedy, CP-SAT, MILP."""
     return _available(request.param)
+
+
+def refused(capsys: pytest.CaptureFixture[str], args: list[str], *needles: str, quiet: bool = False) -> str:
+    """Run the CLI; assert exit 2 and one stderr line holding every needle (and, with ``quiet``, nothing on
+    stdout); return that line."""
+    from hetero_opt.cli import main
+
+    assert main(args) == 2
+    out, err = capsys.readouterr()
+    if quiet:
+        assert out == ""
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import INSTANCES_DIR
+from conftest import INSTANCES_DIR, refused
 
 import hetero_opt as ho
 from hetero_opt.bench import run_suite
@@ -29,13 +29,7 @@ TWO = [INSTANCES_DIR / "s1_affinity.yaml", INSTANCES_DIR / "tier_preference.yaml
 
 def _refused(capsys: pytest.CaptureFixture[str], args: list[str], *needles: str) -> str:
     """Run the CLI; assert exit 2, nothing on stdout and one stderr line holding every needle."""
-    assert main(args) == 2
-    out, err = capsys.readouterr()
-    assert out == ""
-    assert len(err.splitlines()) == 1, err
-    for needle in needles:
-        assert needle in err, err
-    return err
+    return refused(capsys, args, *needles, quiet=True)
 
 
 def _tree(folder: Path) -> list[str]:
@@ -190,8 +184,10 @@ def test_solve_plan_that_would_overwrite_an_input_file_is_refused(
     a, a_plan = tmp_path / "a.yaml", tmp_path / "a.plan.json"
     shutil.copy(TWO[0], a)
     a_plan.write_text(ho.load_instance(TWO[1]).model_dump_json())
+    before = a_plan.read_bytes()
     _refused(capsys, ["solve", str(a), str(a_plan), "--out-dir", str(tmp_path)],
              f"the output '{a_plan}' would overwrite the input '{a_plan}'")
+    assert a_plan.read_bytes() == before
 
 
 # -------------------------------------------------------------------- writes that cannot happen

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import group, instance_dict, moe_service, node, pd_service, request
+from conftest import group, instance_dict, moe_service, node, pd_service, refused, request
 
 import hetero_opt as ho
 from hetero_opt.cli import main
@@ -28,14 +28,7 @@ def _write(tmp_path: Path, data: dict[str, Any], name: str = "x.json") -> Path:
     return path
 
 
-def _refused(capsys: pytest.CaptureFixture[str], args: list[str], *needles: str) -> str:
-    """Run the CLI; assert exit 2 and one stderr line holding every needle; return that line."""
-    assert main(args) == 2
-    err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1, err
-    for needle in needles:
-        assert needle in err[0], err[0]
-    return err[0]
+_refused = refused  # the CLI refuses in one line
 
 
 def _solve_ok(capsys: pytest.CaptureFixture[str], path: Path, out: Path, solver: str) -> dict[str, Any]:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sim_helpers import SIM_DIR
 
 from hetero_opt.errors import InputError
 from hetero_opt.sim.config import load_sim_config
 
-SIM = Path(__file__).resolve().parents[2] / "instances" / "sim"
+SIM = SIM_DIR
 
 
 @pytest.mark.parametrize(
