@@ -134,13 +134,14 @@ def test_load_json_vs_greedy(
     calls = _python_calls(lambda: load_instance(path))
     assert calls < 12 * (len(inst.services) + len(inst.groups) + len(inst.requests)), calls
     # (3) the clock, coarsely: load / json.loads is 3-6 on this machine for rows; quadratic checks or a
-    # Python pass over every node per check would pass 8.
-    assert load_cpu / parse_cpu < 8.0
+    # Python pass over every node per check would pass 8. A file with runs (format 1.4) parses a few thousand
+    # node values instead of 120k-500k, so its json.loads is 2-3x faster and the same load 4-6x it: bound 10.
+    assert load_cpu / parse_cpu < (10.0 if columnar else 8.0)
     if columnar:
-        # (4) Columns (format 1.3, decisions 57 and 66): measured 1.07-1.48x the greedy (view and greedy_plan)
-        # and 0.97-1.40x solve(inst, "greedy") across sizes and runs, against 2.6-3.7x for rows: the goal
-        # (<= 1) is not met robustly at any size, so not asserted. Guarded at 2x, which a model per node
-        # (1.4-1.6x alone) would break.
+        # (4) Columns, repeated node columns as runs (format 1.4, decisions 57, 66 and 68): measured 1.08-1.35x
+        # the greedy (view and greedy_plan) and 0.84-1.01x solve(inst, "greedy") across sizes and runs, against
+        # 2.6-3.7x for rows: the goal (<= 1) is met against the greedy call only within the noise, so not
+        # asserted. Guarded at 2x, which a model per node (1.4-1.6x alone) would break.
         assert load_cpu <= 2.0 * greedy_cpu, f"columnar load {load_cpu:.3f} s > 2x greedy {greedy_cpu:.3f} s"
         assert load_cpu <= 2.0 * call_cpu, f"columnar load {load_cpu:.3f} s > 2x solve(greedy) {call_cpu:.3f} s"
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from hetero_opt.fleets import GPU_MEMORY_GB, FleetMix, get_fleet
-from hetero_opt.instance import FORMAT_VERSION, NODE_FIELDS, POD_FIELDS, ROWS_FORMAT_VERSION, Instance
+from hetero_opt.instance import COLUMNS_FORMAT_VERSION, NODE_FIELDS, POD_FIELDS, ROWS_FORMAT_VERSION, Instance
 
 Rng = np.random.Generator
 
@@ -217,7 +217,7 @@ class _Builder:
             requests.append({"service": svc["id"], "target_units": target})
         types = self.fleet.gpu_types
         return {
-            "format_version": FORMAT_VERSION,
+            "format_version": COLUMNS_FORMAT_VERSION,
             "name": name,
             "gpu_types": [{"id": t, "memory_gb": GPU_MEMORY_GB.get(t)} for t in types],
             "nodes": self.nodes,
@@ -604,7 +604,7 @@ def _contention(rng: Rng, name: str, mode: str) -> dict[str, Any]:
             )
         requests.append((sid, have + int(rng.integers(1, 3))))
     return {
-        "format_version": FORMAT_VERSION,
+        "format_version": COLUMNS_FORMAT_VERSION,
         "name": f"{name}-{mode}",
         "gpu_types": [{"id": t, "memory_gb": GPU_MEMORY_GB[t]} for t in ("H20", "L20")],
         "nodes": nodes,

@@ -43,12 +43,16 @@ from pydantic_core import CoreSchema, core_schema
 
 from hetero_opt.errors import InputError
 
-FORMAT_VERSION = "1.3"
+FORMAT_VERSION = "1.4"
+#: The version written where nodes and pods are columns but no node column is run-length encoded: readable by
+#: releases before 1.4.
+COLUMNS_FORMAT_VERSION = "1.3"
 #: The version written where nodes and pods are rows (nothing of 1.2 or 1.3 used): readable by releases before 1.2.
 ROWS_FORMAT_VERSION = "1.1"
 #: Versions read; 1.0 files are 1.1 files without single-role services and all-or-nothing requests, 1.1
-#: files are 1.2 files without columnar nodes, 1.2 files are 1.3 files without columnar pods.
-FORMAT_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
+#: files are 1.2 files without columnar nodes, 1.2 files are 1.3 files without columnar pods, 1.3 files are
+#: 1.4 files without run-length node columns.
+FORMAT_VERSIONS = ("1.0", "1.1", "1.2", "1.3", "1.4")
 
 Id = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:/@+-]+$")]
 #: Topology ids (cluster, S2, S1, S0) hold no '@': a new group's id ``<service>@<domain>`` then names one pair.
@@ -275,7 +279,7 @@ class NodeTable(_ColumnTable[Node]):
     columns; it is unhashable, as the list of the row form is.
     """
 
-    __slots__ = ("_places", "_row_of")
+    __slots__ = ("_places", "_row_of", "_runs")
     FIELDS = NODE_FIELDS
     MODEL = Node
 
@@ -291,6 +295,7 @@ class NodeTable(_ColumnTable[Node]):
         self._hold((*cols, s0_col or (None,) * len(cols[0])))
         self._row_of: dict[str, int] | None = None
         self._places: frozenset[Place] | None = None
+        self._runs = ""  # the first column the file gave as runs (format 1.4), checked against its version
 
     @classmethod
     def from_nodes(cls, nodes: Iterable[Node]) -> NodeTable:
@@ -468,9 +473,16 @@ def _table_of(value: Any) -> NodeTable:
     for name in REQUIRED_COLUMNS:
         if name not in value:
             raise ValueError(f"nodes: column '{name}' is missing (columns: {', '.join(NODE_FIELDS)}; s0 optional)")
+    runs = [f for f in NODE_FIELDS if isinstance(value.get(f), dict)]  # in field order, as its errors
+    given = value
+    if runs:  # format 1.4: the columns given as runs, expanded (a column's checks then see one value per node)
+        value = {**value, **_expanded_runs(value, runs)}
     for name, col in value.items():
         if not isinstance(col, list) and not (col is None and name == "s0"):
-            raise ValueError(f"nodes: column '{name}' must be a list (one value per node), got {type(col).__name__}")
+            raise ValueError(
+                f"nodes: column '{name}' must be a list (one value per node) or, format 1.4, runs (a mapping of "
+                f"values and lengths), got {type(col).__name__}"
+            )
     lengths = {name: len(col) for name, col in value.items() if col is not None}
     if len(set(lengths.values())) > 1:
         (first, n), (other, m) = next(
@@ -484,16 +496,82 @@ def _table_of(value: Any) -> NodeTable:
     cols = [value[f] for f in REQUIRED_COLUMNS]
     s0 = value.get("s0")
     try:  # the distinct places, which validation reads next (kept with the table)
-        s0_col = repeat(None, len(cols[0])) if s0 is None else s0
-        places = frozenset(zip(cols[4], cols[5], cols[6], s0_col, cols[1], strict=True))
+        if {"cluster", "s2", "s1", "gpu_type"}.issubset(runs) and (s0 is None or "s0" in runs):
+            places = _places_of_runs([given.get(f) for f in _PLACE_FIELDS], len(cols[0]))
+        else:
+            s0_col = repeat(None, len(cols[0])) if s0 is None else s0
+            places = frozenset(zip(cols[4], cols[5], cols[6], s0_col, cols[1], strict=True))
     except TypeError:  # an unhashable value (a list or a mapping): the reference check names it
-        return _table_checked_by_rows(value)
-    counts = _gpu_counts(cols[2], cols[3])
-    if counts is not None and _columns_ok(cols, places):
+        places = None
+    counts = None if places is None else _gpu_counts(cols[2], cols[3])
+    if counts is not None and places is not None and _columns_ok(cols, places):
         table = NodeTable({**value, "gpus_total": counts[0], "gpus_free": counts[1]})  # exact ints
         table._places, table._valid = places, True
-        return table
-    return _table_checked_by_rows(value)
+    else:
+        table = _table_checked_by_rows(value)
+    table._runs = runs[0] if runs else ""
+    return table
+
+
+def _places_of_runs(columns: list[Any], n: int) -> frozenset[Place]:
+    """The distinct places of nodes whose place columns (:data:`_PLACE_FIELDS`; ``s0`` None when left out) are
+    all given as runs: one place per stretch of nodes over which no column changes, found from the runs' ends
+    (a few thousand stretches at production size, not 20k nodes)."""
+    runs: list[dict[str, list[Any]]] = [{"values": [None], "lengths": [n]} if col is None else col for col in columns]
+    ends = [np.cumsum(np.asarray(r["lengths"], dtype=np.int64)) for r in runs]
+    cuts = np.unique(np.concatenate(ends))  # where a stretch ends: where some column's run ends
+    # each stretch's value in a column: that of the column's first run ending at or after the stretch's end
+    picks = [map(r["values"].__getitem__, np.searchsorted(e, cuts).tolist()) for r, e in zip(runs, ends, strict=True)]
+    return frozenset(zip(*picks, strict=True))
+
+
+#: The most nodes a column given as runs may expand to: far above 4x production (81,920), far below what
+#: exhausts memory (runs of a few numbers can stand for any count of nodes).
+MAX_RUN_NODES = 10_000_000
+
+
+def _expanded_runs(value: dict[str, Any], runs: list[str]) -> dict[str, list[Any]]:
+    """The node columns named ``runs``, each given as runs (format 1.4: ``{"values": [...], "lengths": [...]}``,
+    ``values[i]`` repeated ``lengths[i]`` times), as lists of one value per node. Each error is one line naming
+    the column: a wrong shape, a length that is no integer of at least 1, or more nodes than the other columns
+    hold (checked before anything is expanded)."""
+    # the length the runs must give: the first plain column's (in field order: the ids' where they are plain)
+    first = next(((f, len(value[f])) for f in NODE_FIELDS if isinstance(value.get(f), list)), None)
+    out: dict[str, list[Any]] = {}
+    for name in runs:
+        col = value[name]
+        if set(col) != {"values", "lengths"}:
+            keys = ", ".join(sorted(clip(repr(k), 20) for k in col))
+            raise ValueError(
+                f"nodes: column '{name}' as runs must map exactly 'values' and 'lengths' to lists, got keys [{keys}]"
+            )
+        values, lengths = col["values"], col["lengths"]
+        for key, part in (("values", values), ("lengths", lengths)):
+            if not isinstance(part, list):
+                raise ValueError(f"nodes: column '{name}': runs '{key}' must be a list, got {type(part).__name__}")
+        if len(values) != len(lengths):
+            raise ValueError(
+                f"nodes: column '{name}': runs have {len(values)} value{'s' * (len(values) != 1)} but "
+                f"{len(lengths)} length{'s' * (len(lengths) != 1)} (one of each per run)"
+            )
+        if not (set(map(type, lengths)) <= _INT and min(lengths, default=1) >= 1):
+            i, bad = next((i, n) for i, n in enumerate(lengths) if type(n) is not int or n < 1)
+            raise ValueError(
+                f"nodes: column '{name}': runs lengths[{i}]={clip(repr(bad))}: each length must be an integer of "
+                "at least 1"
+            )
+        total = sum(lengths)
+        if first is None:
+            first = (name, total)
+        if total != first[1]:
+            raise ValueError(
+                f"nodes: column '{name}' has {total} value{'s' * (total != 1)} in its runs but column '{first[0]}' "
+                f"has {first[1]} (one per node)"
+            )
+        if total > MAX_RUN_NODES:
+            raise ValueError(f"nodes: column '{name}' has {total} values in its runs: at most {MAX_RUN_NODES} are read")
+        out[name] = list(chain.from_iterable(map(repeat, values, lengths)))
+    return out
 
 
 def _table_checked_by_rows(value: dict[str, list[Any]]) -> NodeTable:
@@ -567,12 +645,28 @@ class _NodesSchema:
             "type": "object",
             "title": "NodeColumns",
             "description": "Format 1.2: the nodes as columns, one array per Node field, all of one length "
-            "(s0 may be left out or hold nulls).",
-            "properties": {f: {"type": "array", "items": fields[f]} for f in NODE_FIELDS},
+            "(s0 may be left out or hold nulls); format 1.4: a column may be runs of equal values instead, "
+            "values[i] repeated lengths[i] times.",
+            "properties": {f: _column_schema(fields[f]) for f in NODE_FIELDS},
             "required": list(REQUIRED_COLUMNS),
             "additionalProperties": False,
         }
         return {"anyOf": [rows, columns]}
+
+
+def _column_schema(item: JsonSchemaValue) -> JsonSchemaValue:
+    """The JSON schema of a node column: an array of ``item``, or (format 1.4) runs of equal values."""
+    runs = {
+        "type": "object",
+        "title": "Runs",
+        "properties": {
+            "values": {"type": "array", "items": item},
+            "lengths": {"type": "array", "items": {"type": "integer", "minimum": 1}},
+        },
+        "required": ["values", "lengths"],
+        "additionalProperties": False,
+    }
+    return {"anyOf": [{"type": "array", "items": item}, runs]}
 
 
 #: Validates the rows of columnar nodes that the fast column check refused (the reference path).
@@ -916,9 +1010,10 @@ class ObjectiveWeights(Frozen):
 class Instance(Frozen):
     """One placement cycle: topology with free GPUs, services, groups and requests."""
 
-    format_version: Literal["1.0", "1.1", "1.2", "1.3"] = Field(
-        description="Instance format version: '1.3', '1.2' without columnar pods, '1.1' without columnar nodes "
-        "either, or '1.0' without single-role services and all-or-nothing requests either."
+    format_version: Literal["1.0", "1.1", "1.2", "1.3", "1.4"] = Field(
+        description="Instance format version: '1.4', '1.3' without run-length node columns, '1.2' without "
+        "columnar pods either, '1.1' without columnar nodes either, or '1.0' without single-role services and "
+        "all-or-nothing requests either."
     )
     name: str = Field(default="", description="Free-form instance name.")
     gpu_types: list[GpuType] = Field(min_length=1, description="GPU types in the cluster.")
@@ -946,17 +1041,24 @@ class Instance(Frozen):
     def _check_references(self) -> Instance:
         nodes = self.nodes
         table = nodes if isinstance(nodes, NodeTable) else None
-        if table is not None and self.format_version not in ("1.2", "1.3"):
+        if table is not None and self.format_version not in ("1.2", "1.3", "1.4"):
             raise ValueError(
                 "nodes: columns (a mapping of node fields) need format_version '1.2' or later, "
                 f"not '{self.format_version}'"
             )
+        if table is not None and table._runs:  # read from runs just now: a property of the input, not the table
+            if self.format_version != "1.4":
+                raise ValueError(
+                    f"nodes: column '{table._runs}' as runs (a mapping of values and lengths) needs format_version "
+                    f"'1.4', not '{self.format_version}'"
+                )
+            table._runs = ""
         pod_tables = [isinstance(g.pods, PodTable) for g in self.groups]
-        if self.format_version != "1.3" and any(pod_tables):
+        if self.format_version not in ("1.3", "1.4") and any(pod_tables):
             g = self.groups[pod_tables.index(True)]
             raise ValueError(
-                f"DeploymentGroup '{g.id}': pods as columns (a mapping of pod fields) need format_version='1.3', "
-                f"not '{self.format_version}'"
+                f"DeploymentGroup '{g.id}': pods as columns (a mapping of pod fields) need format_version='1.3' "
+                f"or later, not '{self.format_version}'"
             )
         # Each node's fields once, as its __dict__ (module docstring): at production size, reading
         # 7 attributes of 20k models was half of these checks' instructions. A table's are its columns.

@@ -7,6 +7,7 @@ import json
 import os
 import re
 from collections.abc import Iterator, Mapping
+from itertools import groupby
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,6 +18,7 @@ from pydantic_core import from_json
 from hetero_opt.errors import InputError
 from hetero_opt.gc_pause import gc_paused
 from hetero_opt.instance import (
+    COLUMNS_FORMAT_VERSION,
     FORMAT_VERSION,
     FORMAT_VERSIONS,
     ROWS_FORMAT_VERSION,
@@ -226,15 +228,17 @@ def parse_text(text: str, path: Path) -> object:
         raise InputError(f"{path}: unreadable value: {clip(str(exc))}") from None
 
 
-def save_instance(instance: Instance, path: str | Path, *, columnar: bool | None = None) -> None:
+def save_instance(instance: Instance, path: str | Path, *, columnar: bool | None = None, runs: bool = True) -> None:
     """Write ``instance`` as JSON or YAML (by suffix), atomically.
 
     The nodes and each group's pods are written in the form the instance holds them (``columnar=None``): lists
     of objects, or columns for a :class:`~hetero_opt.instance.NodeTable` (format 1.2) and a
     :class:`~hetero_opt.instance.PodTable` (format 1.3; a columnar production file loads 2-3x faster).
-    ``columnar=True`` writes nodes and pods as columns (and ``format_version`` ``'1.3'``), ``False`` as lists
-    (and ``'1.1'``, which releases before 1.2 read, where it turned columns into lists; an instance already
-    in rows keeps the version it says).
+    ``columnar=True`` writes nodes and pods as columns, ``False`` as lists (and ``'1.1'``, which releases
+    before 1.2 read, where it turned columns into lists; an instance already in rows keeps the version it says).
+    Node columns are written as runs of equal values (format 1.4, ``'1.4'``) where that takes at most a quarter
+    of the values (a production file: 2.5 MB as plain columns, 1.0 MB with runs); ``runs=False`` writes plain
+    columns (and ``'1.3'``, which releases before 1.4 read).
     """
     p = Path(path)
     data = instance.model_dump(mode="json", exclude_defaults=False)
@@ -254,10 +258,34 @@ def save_instance(instance: Instance, path: str | Path, *, columnar: bool | None
                 dumped["pods"] = g.pods.to_rows()
         if isinstance(nodes, NodeTable) or any(isinstance(g.pods, PodTable) for g in instance.groups):
             data["format_version"] = ROWS_FORMAT_VERSION  # rows need nothing of 1.2: readable before it
+    if isinstance(data["nodes"], dict):
+        encoded = _runs_encoded(data["nodes"]) if runs else {}
+        data["nodes"].update(encoded)
+        if encoded:
+            data["format_version"] = FORMAT_VERSION
+        elif data["format_version"] == FORMAT_VERSION:
+            data["format_version"] = COLUMNS_FORMAT_VERSION  # nothing of 1.4 used: readable before it
     text = (
         yaml.safe_dump(data, sort_keys=False) if p.suffix.lower() in (".yaml", ".yml") else json.dumps(data, indent=1)
     )
     write_atomic(p, text)
+
+
+def _runs_encoded(columns: dict[str, list[Any]]) -> dict[str, dict[str, list[Any]]]:
+    """The node columns worth writing as runs (format 1.4): those with at most a quarter as many runs of equal
+    values as values (the GPU type and the switches of a cluster, laid out node by node), each as
+    ``{"values": [...], "lengths": [...]}``."""
+    out = {}
+    for name, col in columns.items():
+        if col is None:
+            continue
+        values, lengths = [], []
+        for value, run in groupby(col):
+            values.append(value)
+            lengths.append(sum(1 for _ in run))
+        if 4 * len(values) <= len(col):
+            out[name] = {"values": values, "lengths": lengths}
+    return out
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -223,7 +223,7 @@ def test_generate_help_names_every_family_and_the_columnar_threshold(capsys: pyt
     assert f"columns from {COLUMNAR_MIN_NODES:,} nodes" in text
 
 
-@pytest.mark.parametrize(("form", "version", "kind"), [("rows", "1.1", list), ("columns", "1.3", dict)])
+@pytest.mark.parametrize(("form", "version", "kind"), [("rows", "1.1", list), ("columns", "1.4", dict)])
 def test_generate_writes_the_nodes_as_asked(form: str, version: str, kind: type, tmp_path: Path) -> None:
     out = tmp_path / "x.json"
     assert main(["generate", "--family", "tiny", "--nodes-as", form, "--out", str(out)]) == 0

@@ -10,6 +10,7 @@ import copy
 import json
 import pickle
 import re
+from itertools import chain, groupby, repeat
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,16 @@ def _columnar(data: dict[str, Any]) -> dict[str, Any]:
     names = [f for f in NODE_FIELDS if f != "s0" or any("s0" in n for n in nodes)]
     out["nodes"] = {f: [n.get(f) for n in nodes] for f in names}
     out["format_version"] = "1.2"
+    return out
+
+
+def _runs(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with every node column as runs of equal values and format 1.4 (ids and all: runs of one)."""
+    out = _columnar(data)
+    for name, col in out["nodes"].items():
+        runs = [(value, len(list(run))) for value, run in groupby(col)]
+        out["nodes"][name] = {"values": [v for v, _ in runs], "lengths": [n for _, n in runs]}
+    out["format_version"] = "1.4"
     return out
 
 
@@ -223,6 +234,12 @@ def test_the_schema_accepts_both_forms() -> None:
     schema = Instance.model_json_schema()
     jsonschema.validate(_columnar(valid_dict()), schema)
     jsonschema.validate(_rows_1_2(valid_dict()), schema)
+    jsonschema.validate(_runs(valid_dict()), schema)
+    for key, value in (("lengths", [2, 0]), ("counts", [2, 1])):  # a run of no node; a wrong key
+        runs = _runs(valid_dict())
+        runs["nodes"]["s1"] = {"values": ["a-1", "b-1"], key: value}
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(runs, schema)
     bad = _columnar(valid_dict())
     bad["nodes"]["gpu_typo"] = bad["nodes"].pop("gpu_type")
     with pytest.raises(jsonschema.ValidationError):
@@ -323,6 +340,28 @@ def _shape(change: str) -> dict[str, Any]:
         data["format_version"] = "1.0"
     elif change == "scalar":
         data["nodes"] = 5
+    elif change == "runs-huge":  # a few numbers standing for 10**12 nodes: refused before anything is expanded
+        data["format_version"] = "1.4"
+        data["nodes"] = {f: {"values": [v[0]], "lengths": [10**12]} for f, v in cols.items()}
+    elif change.startswith("runs"):
+        data["format_version"] = "1.4"
+        runs: dict[str, Any] = {"values": ["a-1", "b-1"], "lengths": [2, 1]}  # s1 of the three nodes, as in valid_dict
+        assert list(chain.from_iterable(map(repeat, runs["values"], runs["lengths"]))) == cols["s1"]
+        cols["s1"] = runs
+        if change == "runs-keys":
+            runs["counts"] = runs.pop("lengths")
+        elif change == "runs-not-a-list":
+            runs["values"] = "a-1"
+        elif change == "runs-unequal":
+            runs["lengths"].append(1)
+        elif change == "runs-zero":
+            runs["lengths"][1] = 0
+        elif change == "runs-bool":
+            runs["lengths"][1] = True
+        elif change == "runs-long":
+            runs["lengths"][1] = 2
+        elif change == "runs-version":
+            data["format_version"] = "1.3"
     return data
 
 
@@ -330,11 +369,22 @@ SHAPES = [
     ("short", r"^nodes: column 'gpus_free' has \d+ values but column 'id' has \d+ \(one per node\)$"),
     ("missing", r"^nodes: column 'cluster' is missing \(columns: id, gpu_type, .*s0 optional\)$"),
     ("unknown", r"^nodes: unknown column 'rack' \(columns: id, gpu_type, .*\)$"),
-    ("not-a-list", r"^nodes: column 's1' must be a list \(one value per node\), got str$"),
+    ("not-a-list", r"^nodes: column 's1' must be a list \(one value per node\) or, format 1\.4, runs .*, got str$"),
     ("empty", r"^nodes: the columns hold no node \(at least 1 is required\)$"),
     ("version", r"^nodes: columns \(a mapping of node fields\) need format_version '1.2' or later, not '1.1'$"),
     ("version-1.0", r"^nodes: columns \(a mapping of node fields\) need format_version '1.2' or later, not '1.0'$"),
     ("scalar", r"^nodes=5: Input should be a valid list$"),
+    # format 1.4: a column as runs of equal values
+    ("runs-keys", r"^nodes: column 's1' as runs must map exactly 'values' and 'lengths' to lists, got keys "
+     r"\['counts', 'values'\]$"),
+    ("runs-not-a-list", r"^nodes: column 's1': runs 'values' must be a list, got str$"),
+    ("runs-unequal", r"^nodes: column 's1': runs have 2 values but 3 lengths \(one of each per run\)$"),
+    ("runs-zero", r"^nodes: column 's1': runs lengths\[1\]=0: each length must be an integer of at least 1$"),
+    ("runs-bool", r"^nodes: column 's1': runs lengths\[1\]=True: each length must be an integer of at least 1$"),
+    ("runs-long", r"^nodes: column 's1' has 4 values in its runs but column 'id' has 3 \(one per node\)$"),
+    ("runs-huge", r"^nodes: column 'id' has 1000000000000 values in its runs: at most 10000000 are read$"),
+    ("runs-version", r"^nodes: column 's1' as runs \(a mapping of values and lengths\) needs format_version "
+     r"'1\.4', not '1\.3'$"),
 ]
 
 
@@ -435,6 +485,52 @@ def test_row_and_columnar_forms_load_equal_and_plan_alike(data: dict[str, Any]) 
     assert cols == rows
     assert isinstance(cols.nodes, NodeTable)
     assert greedy_plan(cols, build_view(cols)) == greedy_plan(rows, build_view(rows))
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=instance_dicts())
+def test_runs_load_as_their_columns_with_the_same_errors(data: dict[str, Any]) -> None:
+    """Format 1.4: columns given as runs are the columns they expand to, error for error (a value's error names
+    its node's place, as the plain column's), and their distinct places (found from the runs' ends) are the
+    columns'."""
+    try:
+        cols = parse_instance(_columnar(data), "fuzz")
+    except InputError as exc:
+        message = str(exc)
+        with pytest.raises(InputError) as runs_exc:
+            parse_instance(_runs(data), "fuzz")
+        assert str(runs_exc.value) == message
+        return
+    runs = parse_instance(_runs(data), "fuzz")
+    assert runs == cols.model_copy(update={"format_version": "1.4"})
+    assert isinstance(runs.nodes, NodeTable)
+    assert isinstance(cols.nodes, NodeTable)
+    places = zip(*map(cols.nodes.column, ("cluster", "s2", "s1", "s0", "gpu_type")), strict=True)
+    assert runs.nodes.places() == frozenset(places)
+
+
+def test_save_writes_repeated_node_columns_as_runs(tmp_path: Path) -> None:
+    inst = generate_instance("production", 0)
+    path, plain = tmp_path / "runs.json", tmp_path / "plain.json"
+    save_instance(inst, path)
+    save_instance(inst, plain, runs=False)
+    data, data_plain = json.loads(path.read_text()), json.loads(plain.read_text())
+    assert (data["format_version"], data_plain["format_version"]) == ("1.4", "1.3")
+    # node by node, the ids and the free GPUs change (plain lists); the GPU type and the switches come in runs
+    as_runs = {f for f, c in data["nodes"].items() if isinstance(c, dict)}
+    assert as_runs == {"gpu_type", "gpus_total", "cluster", "s2", "s1", "s0"}
+    for name, col in data["nodes"].items():
+        if isinstance(col, dict):
+            assert list(chain.from_iterable(map(repeat, col["values"], col["lengths"]))) == data_plain["nodes"][name]
+            assert 4 * len(col["values"]) <= len(inst.nodes)
+    assert path.stat().st_size < plain.stat().st_size / 2
+    loaded, loaded_plain = load_instance(path), load_instance(plain)
+    assert loaded == inst.model_copy(update={"format_version": "1.4"})
+    assert loaded_plain == inst
+    assert loaded.nodes.places() == loaded_plain.nodes.places()
+    # the instance holds columns either way; saved again, a 1.4 instance with nothing worth runs says 1.3
+    assert save_instance(loaded, plain, runs=False) is None
+    assert json.loads(plain.read_text())["format_version"] == "1.3"
 
 
 def test_a_node_built_alone_is_the_same_model() -> None:

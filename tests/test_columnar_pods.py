@@ -397,11 +397,13 @@ SHAPES = [
     ("not-a-list", r"^DeploymentGroup 'g1': pods: column 'role' must be a list \(one value per pod\), got str$"),
     (
         "version",
-        r"^DeploymentGroup 'g1': pods as columns \(a mapping of pod fields\) need format_version='1\.3', not '1\.2'$",
+        r"^DeploymentGroup 'g1': pods as columns \(a mapping of pod fields\) need format_version='1\.3' or later, "
+        r"not '1\.2'$",
     ),
     (
         "version-rows",
-        r"^DeploymentGroup 'g1': pods as columns \(a mapping of pod fields\) need format_version='1\.3', not '1\.1'$",
+        r"^DeploymentGroup 'g1': pods as columns \(a mapping of pod fields\) need format_version='1\.3' or later, "
+        r"not '1\.1'$",
     ),
     ("scalar", r"^DeploymentGroup 'g1': pods=5: Input should be a valid list$"),
 ]

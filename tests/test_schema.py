@@ -91,3 +91,18 @@ def test_the_columnar_example_in_the_format_doc_validates() -> None:
     inst = parse_instance(yaml.safe_load(example.group(1)))
     assert isinstance(inst.nodes, NodeTable)
     assert [n.id for n in inst.nodes] == ["m1", "m2", "m3"]
+
+
+def test_the_runs_example_in_the_format_doc_validates() -> None:
+    import re
+
+    from hetero_opt import parse_instance
+    from hetero_opt.instance import NodeTable
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "instance-format.md").read_text()
+    example = re.search(r"## Node columns as runs.*?```yaml\n(.*?)```", doc, re.S)
+    assert example is not None
+    inst = parse_instance(yaml.safe_load(example.group(1)))
+    assert isinstance(inst.nodes, NodeTable)
+    rows = [("m1", "H20", "m-1"), ("m2", "H20", "m-1"), ("m3", "L20", "m-2")]
+    assert [(n.id, n.gpu_type, n.s1) for n in inst.nodes] == rows
