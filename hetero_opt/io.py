@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
 import json
 import os
 import re
+import secrets
 from collections.abc import Iterator, Mapping
 from itertools import groupby
 from pathlib import Path
@@ -308,16 +310,46 @@ def write_all_atomic(files: dict[Path, str]) -> None:
     try:
         for path, text in files.items():
             current = path
-            tmp = path.with_name(path.name + ".tmp")
+            tmp = _write_synced(path, text.encode("utf-8"))
             tmps.append((tmp, path))
-            tmp.write_text(text, encoding="utf-8")
         for tmp, path in tmps:
             current = path
             tmp.replace(path)
-    except OSError as exc:
+    except BaseException as exc:  # an interrupt too: no temporary file is left behind
         for tmp, _ in tmps:
             tmp.unlink(missing_ok=True)
-        raise InputError(f"{current}: cannot write ({exc.strerror or type(exc).__name__})") from None
+        if isinstance(exc, OSError):
+            raise InputError(f"{current}: cannot write ({exc.strerror or type(exc).__name__})") from None
+        raise
+    for folder in dict.fromkeys(path.parent for path in files):
+        _sync_folder(folder)
+
+
+def _write_synced(path: Path, data: bytes) -> Path:
+    """``data`` in a new temporary file beside ``path``, on disk (fsync) before it is renamed: a crash after
+    the rename finds the whole file, not an empty one. The name is unique (two writers of one path never
+    share it); the mode is a new file's (the umask applies, as to ``open``)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def _sync_folder(folder: Path) -> None:
+    """The renames into ``folder`` on disk (fsync of the folder); skipped where the file system refuses it."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def check_destination(

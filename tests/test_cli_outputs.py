@@ -7,19 +7,21 @@ never a temporary file.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import INSTANCES_DIR, refused
 
 import hetero_opt as ho
+import hetero_opt.io
 from hetero_opt.bench import run_suite
 from hetero_opt.cli import main
 from hetero_opt.errors import InputError
-from hetero_opt.io import write_atomic
+from hetero_opt.io import write_all_atomic, write_atomic
 
 AUTOSCALE = INSTANCES_DIR / "autoscale"
 K8S_NODES = Path(__file__).resolve().parent / "adapters" / "data" / "nodes-example.json"
@@ -208,21 +210,21 @@ def test_solve_plan_write_failing_mid_batch_keeps_earlier_plans_and_resumes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Resumable batches (docs/distributed.md): what is solved is kept, as after a kill, and the error says so.
-    real = Path.write_text
+    real = hetero_opt.io._write_synced
 
-    def disk_full(self: Path, text: str, *args: Any, **kwargs: Any) -> int:
-        if self.name.startswith("tier_preference.plan.json"):
-            raise OSError(28, "No space left on device", str(self))
-        return real(self, text, *args, **kwargs)
+    def disk_full(path: Path, data: bytes) -> Path:
+        if path.name == "tier_preference.plan.json":
+            raise OSError(28, "No space left on device", str(path))
+        return real(path, data)
 
-    monkeypatch.setattr(Path, "write_text", disk_full)
+    monkeypatch.setattr(hetero_opt.io, "_write_synced", disk_full)
     args = ["solve", *map(str, TWO), "--out-dir", str(tmp_path)]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err == (f"{tmp_path / 'tier_preference.plan.json'}: cannot write (No space left on device); plans written "
                    "before it are kept, each with its manifest line: the same command again solves the rest\n")
     assert _tree(tmp_path) == ["manifest.jsonl", "s1_affinity.plan.json"]
-    monkeypatch.setattr(Path, "write_text", real)
+    monkeypatch.setattr(hetero_opt.io, "_write_synced", real)
     assert main(args) == 0
     assert "1 of 2 instances were done before" in capsys.readouterr().out
 
@@ -260,3 +262,48 @@ def test_a_file_where_a_folder_is_needed_is_refused_naming_the_flag(
              f"--out '{f / 'x.yaml'}': '{f}' is a file, not a folder")
     assert f.read_text() == "x"
     assert os.listdir(tmp_path) == ["F"]
+
+
+def test_atomic_write_is_on_disk_in_a_file_of_the_usual_mode_and_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    old = os.umask(0o022)
+    try:
+        write_atomic(tmp_path / "plan.json", "{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "plan.json").read_text() == "{}"
+    assert (tmp_path / "plan.json").stat().st_mode & 0o777 == 0o644  # as open() makes it, not mkstemp's 0600
+    assert len(synced) == 2  # the file before its rename, then the folder holding the rename
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.json"]
+
+
+def test_atomic_writes_of_one_file_from_threads_never_mix_or_fail(tmp_path: Path) -> None:
+    target = tmp_path / "state.json"
+    texts = [json.dumps({"writer": i, "pad": "x" * 20_000}) for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:  # one shared temporary name made the writers rename each other's file
+        list(pool.map(lambda text: [write_atomic(target, text) for _ in range(20)], texts))
+    assert target.read_text() in texts
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
+
+
+def test_an_interrupted_atomic_write_leaves_the_old_file_and_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text("old")
+    real_replace = Path.replace
+
+    def interrupted(self: Path, target: Path) -> Path:
+        if Path(target) == b:
+            raise KeyboardInterrupt
+        return real_replace(self, target)
+
+    monkeypatch.setattr(Path, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_all_atomic({b: "new b", a: "new a"})
+    assert a.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
