@@ -6,12 +6,23 @@ import argparse
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
 from rich.console import Console
 
-from hetero_opt.autoscaler import MAX_STARTUP_DELAY_S, Autoscaler
+from hetero_opt.autoscaler import MAX_STARTUP_DELAY_S, Autoscaler, AutoscalerState, CycleDecision
 from hetero_opt.cli_checks import check_seconds, check_time_limit
-from hetero_opt.io import check_destination, load_instance, write_atomic
-from hetero_opt.policy.config import load_policy_config
+from hetero_opt.errors import InputError
+from hetero_opt.instance import clip
+from hetero_opt.io import (
+    check_destination,
+    instance_text,
+    load_instance,
+    parse_text,
+    read_text,
+    same_file,
+    write_all_atomic,
+)
+from hetero_opt.policy.config import AutoscalerConfig, load_policy_config
 from hetero_opt.replay import decisions_table, load_metrics, replay
 
 
@@ -30,28 +41,74 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="seconds until placed units are ready (default: %(default)g)")
     p.add_argument("--once", action="store_true", help="run only the first time step")
     p.add_argument("--all", action="store_true", help="show cycles without a change too")
+    p.add_argument("--state-in", help="resume from this autoscaler state JSON (an earlier run's --state-out): "
+                   "metrics at or before its last cycle are skipped")
     p.add_argument("--state-out", help="write the autoscaler state JSON here at the end")
+    p.add_argument("--instance-out", help="write the cluster after the last cycle here (the instance with every "
+                   "cycle's plan applied): with --state-out, what a later run resumes from")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; input errors propagate as InputError (exit 2 in the CLI)."""
     check_time_limit(args.time_limit)  # now, naming the flag, not once the inputs are read
     check_seconds(args.startup_delay, "--startup-delay", MAX_STARTUP_DELAY_S)
-    if args.state_out:  # now, not after the whole table is printed
-        inputs = {"--config": args.config, "--metrics": args.metrics, "--instance": args.instance}
-        check_destination(Path(args.state_out), "--state-out", create=False, inputs=inputs)
+    inputs = {"--config": args.config, "--metrics": args.metrics, "--instance": args.instance}
+    for flag, out in (("--state-out", args.state_out), ("--instance-out", args.instance_out)):
+        if out:  # now, not after the whole table is printed
+            # a chain of runs updates its state and cluster in place: each is read first and written at the end
+            mine = {k: v for k, v in inputs.items() if not (flag == "--instance-out" and k == "--instance")}
+            check_destination(Path(out), flag, create=False, inputs=mine)
+    if args.state_out and args.instance_out and same_file(Path(args.state_out), Path(args.instance_out)):
+        raise InputError(f"--instance-out {args.instance_out}: is also --state-out: name two files")
     config = load_policy_config(args.config)
+    state = None if args.state_in is None else _load_state(Path(args.state_in), config, args.config)
     instance = load_instance(args.instance)
     series = load_metrics(args.metrics)
+    if state is not None and state.last_time is not None:
+        done = sum(1 for now, _ in series if now <= state.last_time)
+        if done:  # the earlier run stepped these
+            print(f"--state-in: {done} cycle{'s' * (done != 1)} at or before its last cycle "
+                  f"(t={state.last_time:g}) skipped", file=sys.stderr)
+        series = series[done:]
     if args.once:
         series = series[:1]
     autoscaler = Autoscaler(
-        config, args.solver, time_limit=args.time_limit, startup_delay_s=args.startup_delay
+        config, args.solver, time_limit=args.time_limit, startup_delay_s=args.startup_delay, state=state
     )
-    decisions = [d for d, _ in replay(autoscaler, instance, series)]
+    decisions: list[CycleDecision] = []
+    cluster = instance  # after each cycle, with its plan applied
+    for decision, cluster in replay(autoscaler, instance, series):  # noqa: B007  # the last one is kept
+        decisions.append(decision)
     Console(width=160).print(decisions_table(decisions, only_changes=not args.all))
     for warning in dict.fromkeys(w for d in decisions for w in d.warnings):  # each once, first seen first
         print(f"warning: {warning}", file=sys.stderr)
+    files = {}
     if args.state_out:
-        write_atomic(Path(args.state_out), autoscaler.save_state())
+        files[Path(args.state_out)] = autoscaler.save_state()
+    if args.instance_out:
+        files[Path(args.instance_out)] = instance_text(cluster, Path(args.instance_out))
+    write_all_atomic(files)  # both or neither
     return 0
+
+
+def _load_state(path: Path, config: AutoscalerConfig, config_path: str) -> AutoscalerState:
+    """The autoscaler state saved in ``path`` (JSON, as ``--state-out`` writes it); one-line errors naming the
+    file, the field and the value, or a service the config does not hold."""
+    data = parse_text(read_text(path), path.with_suffix(".json"))  # JSON whatever the name
+    if not isinstance(data, dict):
+        raise InputError(f"--state-in {path}: must be a JSON object (an autoscaler state), got {type(data).__name__}")
+    try:
+        state = AutoscalerState.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(map(str, err["loc"]))
+        raise InputError(f"--state-in {path}: {field}={clip(repr(err.get('input')))}: {err['msg']}") from None
+    known = {s.service for s in config.services}
+    held = [*state.engine.services, *state.starting, *state.draining]
+    stray = next((sid for sid in held if sid not in known), None)
+    if stray is not None:
+        raise InputError(
+            f"--state-in {path}: service '{clip(stray)}' is not in --config {config_path}: a state resumes the "
+            "services it was saved with"
+        )
+    return state

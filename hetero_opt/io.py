@@ -243,6 +243,12 @@ def save_instance(instance: Instance, path: str | Path, *, columnar: bool | None
     columns (and ``'1.3'``, which releases before 1.4 read).
     """
     p = Path(path)
+    write_atomic(p, instance_text(instance, p, columnar=columnar, runs=runs))
+
+
+def instance_text(instance: Instance, path: Path, *, columnar: bool | None = None, runs: bool = True) -> str:
+    """The text :func:`save_instance` writes to ``path`` (JSON, or YAML by suffix)."""
+    p = path
     data = instance.model_dump(mode="json", exclude_defaults=False)
     nodes = instance.nodes
     if columnar:
@@ -267,10 +273,9 @@ def save_instance(instance: Instance, path: str | Path, *, columnar: bool | None
             data["format_version"] = FORMAT_VERSION
         elif data["format_version"] == FORMAT_VERSION:
             data["format_version"] = COLUMNS_FORMAT_VERSION  # nothing of 1.4 used: readable before it
-    text = (
-        yaml.safe_dump(data, sort_keys=False) if p.suffix.lower() in (".yaml", ".yml") else json.dumps(data, indent=1)
-    )
-    write_atomic(p, text)
+    if p.suffix.lower() in (".yaml", ".yml"):
+        return yaml.safe_dump(data, sort_keys=False)
+    return json.dumps(data, indent=1)
 
 
 def _runs_encoded(columns: dict[str, list[Any]]) -> dict[str, dict[str, list[Any]]]:

@@ -1,0 +1,92 @@
+"""``hetero-opt autoscale --state-in``: a replay cut in two and resumed from its saved state and cluster
+(``--state-out``, ``--instance-out``) ends where the uncut replay ends, decision for decision."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import refused
+
+from hetero_opt.cli import main
+
+DEMO = Path(__file__).resolve().parent.parent / "instances" / "autoscale"
+
+
+def _metrics(tmp_path: Path, name: str, rows: int) -> Path:
+    lines = (DEMO / "metrics.csv").read_text().splitlines()
+    path = tmp_path / name
+    path.write_text("\n".join(lines[: rows + 1]) + "\n")
+    return path
+
+
+def _run(metrics: Path, instance: Path, out: Path, *extra: str) -> None:
+    args = ["autoscale", "--config", str(DEMO / "policy.yaml"), "--metrics", str(metrics), "--instance",
+            str(instance), "--state-out", str(out / "state.json"), "--instance-out", str(out / "cluster.json"),
+            "--all", *extra]
+    assert main(args) == 0
+
+
+def test_a_replay_cut_in_two_and_resumed_ends_as_the_uncut_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    whole, first, second = (tmp_path / d for d in ("whole", "first", "second"))
+    for d in (whole, first, second):
+        d.mkdir()
+    metrics = _metrics(tmp_path, "m.csv", 48)
+    _run(metrics, DEMO / "cluster.yaml", whole)
+    whole_table = capsys.readouterr().out
+    _run(_metrics(tmp_path, "half.csv", 20), DEMO / "cluster.yaml", first)
+    capsys.readouterr()
+    _run(metrics, first / "cluster.json", second, "--state-in", str(first / "state.json"))
+    out, err = capsys.readouterr()
+    assert "--state-in: 20 cycles at or before its last cycle (t=12000) skipped" in err
+    assert json.loads((second / "state.json").read_text()) == json.loads((whole / "state.json").read_text())
+    assert (second / "cluster.json").read_text() == (whole / "cluster.json").read_text()
+    # the resumed table starts at the first cycle after the saved one (the uncut table shows both)
+    assert "│ 12600 " in out
+    assert "│ 12000 " not in out
+    assert "│ 12000 " in whole_table
+
+
+def test_a_chain_of_runs_updates_its_state_and_cluster_in_place(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _run(_metrics(tmp_path, "a.csv", 3), DEMO / "cluster.yaml", tmp_path)
+    state = str(tmp_path / "state.json")
+    _run(_metrics(tmp_path, "b.csv", 5), tmp_path / "cluster.json", tmp_path, "--state-in", state)
+    assert json.loads((tmp_path / "state.json").read_text())["last_time"] == 3000.0
+    assert "3 cycles at or before" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[1]", "must be a JSON object (an autoscaler state), got list"),
+        ('{"last_time": "soon"}', "last_time='soon': Input should be a valid number"),
+        ('{"last_time": 1, "extra": 2}', "extra=2: Extra inputs are not permitted"),
+        ('{"starting": {"other": []}}', "service 'other' is not in --config"),
+        ("{", "malformed JSON at line 1"),
+    ],
+)
+def test_a_bad_state_is_one_line_naming_the_file(
+    text: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "state.json"
+    state.write_text(text)
+    args = ["autoscale", "--config", str(DEMO / "policy.yaml"), "--metrics", str(DEMO / "metrics.csv"),
+            "--instance", str(DEMO / "cluster.yaml"), "--state-in", str(state)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert str(state) in err
+    assert message in err
+    assert err.count("\n") == 1
+
+
+def test_the_two_outputs_must_be_two_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "x.json"
+    args = ["autoscale", "--config", str(DEMO / "policy.yaml"), "--metrics", str(DEMO / "metrics.csv"),
+            "--instance", str(DEMO / "cluster.yaml"), "--state-out", str(out), "--instance-out", str(out)]
+    refused(capsys, args, f"--instance-out {out}: is also --state-out: name two files")
+    assert not out.exists()
