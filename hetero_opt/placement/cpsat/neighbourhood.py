@@ -241,6 +241,9 @@ def lp_guided(
                 outcome = LpOutcome(served_ub=settled, premium_lb=premium)
         stats["lp_total_s"] = time.perf_counter() - start
         placed_all = True
+        # the classes placed one at a time may leave a lower class more short than the greedy does, which
+        # phase A's chunks (lexicographic: the classes above first) rarely win back: then a second start
+        second = hint is not None and _lower_class_worse(view, part, drafts, hint)
     else:
         assert lp is not None  # an outcome comes from the LP of every request
         stats = {"lp_cols": float(lp.num_cols), "lp_rows": float(len(lp.row_starts)), **outcome.stats}
@@ -252,6 +255,7 @@ def lp_guided(
         drafts, load, freed, placed_all, _ = _place_lp(
             view, lp, part, outcome, options, budget, termination, stats, ample
         )
+        second = False  # every request fits, fractionally at least: no class is placed before another
         if freed and placed_all:  # a MIP placed them short of the bounds: no worse than the greedy would
             drafts, load = _no_worse_than_greedy(view, part, freed, drafts, load, termination)
         if outcome.groups_stage is not None and not freed:
@@ -276,9 +280,14 @@ def lp_guided(
     tops = [c for c, t in zip(chunks, holds_top, strict=True) if t]
     rest = [c for c, t in zip(chunks, holds_top, strict=True) if not t]
     # (``after``: the chunks the later groups may take, which share the wall time where it decides)
+    if second:  # phase A leaves the second start its share of the plan
+        run.share = PLANNED_SHARE - SECOND_START_SHARE
     _fractional(run, tops, first_hint, built, "fractional-top", len(rest) + len(_short_below_top(run, part)))
     _make_room(run, part, built, len(rest))
     _fractional(run, rest, first_hint, built, "fractional")
+    run.share = PLANNED_SHARE
+    if second and hint is not None:
+        _second_start(run, part, hint, built)
     # Phase B, as far as the plan on size allows: the requests spread over the most new groups, re-placed
     # at no more premium. The LP barely sees group counts (a fractional switch costs units/max_units).
     opened = Counter(d.service for d in run.drafts if d.new)
@@ -446,6 +455,62 @@ def _make_room(run: _Chunks, part: list[RequestView], columns: int, after: int =
         run.termination.append(f"room:{ran} of {len(targets)} chunks")
 
 
+#: Of time_limit, the plan on size phase A leaves for the second start (:func:`_second_start`) where the
+#: classes were placed one at a time; what the second start does not take goes to phase B.
+SECOND_START_SHARE = 0.1
+#: Rounds of room chunks from the second start, while a round serves more.
+SECOND_START_ROUNDS = 2
+
+
+def _second_start(run: _Chunks, part: list[RequestView], hint: Counts, columns: int) -> None:
+    """Where the drafts leave a class below the top one more short than the greedy (``hint``) does, phase A
+    again from a second start: the top class as placed, the classes below it placed by the greedy around
+    it, then rounds of room chunks (:func:`_make_room`: each short request re-placed with the higher-class
+    requests holding its capacity). Taken where it is lexicographically better (GPUs unserved per class,
+    then premium). The class-by-class path places a class before the ones below it, on whatever capacity
+    its own LP chooses among equally good placements: heavy seed 10 ended with class 10 26 GPUs more short
+    than the greedy, and the second start, which lets the lower classes take capacity in the greedy's order
+    and then moves the top class only where a room chunk proves it serves more, serves more of class 50
+    and of class 10 there (decision 69)."""
+    view = run.view
+    if not _lower_class_worse(view, part, run.drafts, hint):  # phase A won it back: phase B gets the share
+        return
+    mine = _draft_key(view, part, run.drafts)
+    top = max(r.service.priority for r in part)
+    kept = [d for d in run.drafts if view.service_by_id[d.service].priority == top]
+    lower = [r for r in part if r.service.priority != top]
+    around = _greedy_around(view, lower, kept)
+    if around is None:
+        return
+    drafts = [*kept, *_drafts_of(around, lower)]
+    load: dict[tuple[str, str], Counter[int]] = {}
+    add_load(view, drafts, load)
+    ids = {r.service.id for r in lower}
+    reasons = {s: why for s, why in run.reasons.items() if s not in ids} | {
+        s: why for s, why in around.reasons.items() if s in ids
+    }
+    alt = _Chunks(
+        view, run.options, run.budget, drafts, load, reasons, [], run.stats, run.domains, run.count, run.planned
+    )
+    key = _draft_key(view, part, alt.drafts)
+    for _ in range(SECOND_START_ROUNDS):
+        _make_room(alt, part, columns)
+        before, key = key, _draft_key(view, part, alt.drafts)
+        if key >= before:
+            break
+    run.count, run.planned = alt.count, alt.planned  # the chunks ran either way: the plan counts them
+    better = key < mine
+    run.termination.append(f"second-start[{' '.join(alt.termination)}]:" + ("BETTER" if better else "KEPT"))
+    if better:
+        run.drafts, run.load, run.reasons = alt.drafts, alt.load, alt.reasons
+
+
+def _lower_class_worse(view: TopologyView, part: list[RequestView], drafts: list[GroupDraft], greedy: Counts) -> bool:
+    """True when ``drafts`` leave a class below the top more GPUs short than the ``greedy``'s counts do."""
+    mine, theirs = _draft_key(view, part, drafts), _draft_key(view, part, greedy.drafts)
+    return any(a > b for a, b in zip(mine[1:-1], theirs[1:-1], strict=True))
+
+
 def _consolidate(run: _Chunks, chunks: list[list[RequestView]], columns: int) -> None:
     """Phase B: each of ``chunks`` re-placed for fewer new groups (served and premium kept) where the plan on
     size fits it (:func:`_plan`, after ``columns`` LP columns); one that does not fit leaves its share to the
@@ -460,7 +525,7 @@ def _consolidate(run: _Chunks, chunks: list[list[RequestView]], columns: int) ->
 
 
 def _plan(run: _Chunks, chunks: list[list[RequestView]], columns: int, share: float) -> tuple[bool, float | None]:
-    """Whether the plan on size fits the first of ``chunks`` (those still to go) in :data:`PLANNED_SHARE` of the
+    """Whether the plan on size fits the first of ``chunks`` (those still to go) in ``run.share`` of the
     time limit, after the LP path (``columns`` LP columns built) and what ``run`` has planned so far (its
     MIPs' work, the chunks' builds and the deterministic time they used: each known exactly, so the plan is
     the same every run); and the deterministic time it may take: its floor plus an even share, among the
@@ -470,7 +535,7 @@ def _plan(run: _Chunks, chunks: list[list[RequestView]], columns: int, share: fl
     every chunk fits, with no planned time (the wall clock decides)."""
     if not run.budget.deterministic:  # the parallel portfolio has no deterministic time to plan: the wall decides
         return True, None
-    room = PLANNED_SHARE * run.options.time_limit - PLANNED_SECONDS_PER_COLUMN * columns - run.planned
+    room = run.share * run.options.time_limit - PLANNED_SECONDS_PER_COLUMN * columns - run.planned
     builds, floors, fit, first = 0.0, 0.0, 0, 0.0
     for chunk in chunks:
         build_s = PLANNED_CHUNK_SECONDS_PER_CELL * run.estimate(chunk)
@@ -641,7 +706,7 @@ def _staged_alternative(
     return outcome, drafts, load, freed
 
 
-def _draft_key(view: TopologyView, part: list[RequestView], drafts: list[GroupDraft]) -> tuple[object, ...]:
+def _draft_key(view: TopologyView, part: list[RequestView], drafts: list[GroupDraft]) -> tuple[int, ...]:
     """GPUs unserved per class (highest first), then premium, of the additions ``drafts``."""
     placed: Counter[str] = Counter()
     premium = 0
@@ -737,6 +802,7 @@ class _Chunks:
     domains: dict[str, frozenset[str]] | None = None  # the restricted model's candidate domains
     count: int = 0
     planned: float = 0.0  # seconds the plan on size counts for the MIPs and the chunks taken so far (:func:`_plan`)
+    share: float = PLANNED_SHARE  # of time_limit, what the plan on size may fill with this run's chunks so far
 
     def place_by_greedy(self, requests: list[RequestView]) -> None:
         """Place ``requests`` by the greedy around the drafts placed so far (no CP-SAT time left); those
