@@ -195,3 +195,18 @@ def refused(capsys: pytest.CaptureFixture[str], args: list[str], *needles: str, 
         assert needle in lines[0], lines[0]
     return lines[0]
 
+
+
+def failing_write(monkeypatch: pytest.MonkeyPatch, name: str, error: OSError) -> None:
+    """Make every atomic write of a file called ``name`` fail with ``error`` (a full disk, no permission),
+    the other files written as usual; ``monkeypatch.undo()`` lets them through again."""
+    import hetero_opt.io
+
+    real = hetero_opt.io._write_synced
+
+    def write(path: Path, data: bytes) -> Path:
+        if path.name == name:
+            raise error
+        return real(path, data)
+
+    monkeypatch.setattr(hetero_opt.io, "_write_synced", write)

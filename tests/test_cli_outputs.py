@@ -14,10 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import INSTANCES_DIR, refused
+from conftest import INSTANCES_DIR, failing_write, refused
 
 import hetero_opt as ho
-import hetero_opt.io
 from hetero_opt.bench import run_suite
 from hetero_opt.cli import main
 from hetero_opt.errors import InputError
@@ -210,21 +209,14 @@ def test_solve_plan_write_failing_mid_batch_keeps_earlier_plans_and_resumes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Resumable batches (docs/distributed.md): what is solved is kept, as after a kill, and the error says so.
-    real = hetero_opt.io._write_synced
-
-    def disk_full(path: Path, data: bytes) -> Path:
-        if path.name == "tier_preference.plan.json":
-            raise OSError(28, "No space left on device", str(path))
-        return real(path, data)
-
-    monkeypatch.setattr(hetero_opt.io, "_write_synced", disk_full)
+    failing_write(monkeypatch, "tier_preference.plan.json", OSError(28, "No space left on device"))
     args = ["solve", *map(str, TWO), "--out-dir", str(tmp_path)]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err == (f"{tmp_path / 'tier_preference.plan.json'}: cannot write (No space left on device); plans written "
                    "before it are kept, each with its manifest line: the same command again solves the rest\n")
     assert _tree(tmp_path) == ["manifest.jsonl", "s1_affinity.plan.json"]
-    monkeypatch.setattr(hetero_opt.io, "_write_synced", real)
+    monkeypatch.undo()
     assert main(args) == 0
     assert "1 of 2 instances were done before" in capsys.readouterr().out
 

@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import group, instance_dict, moe_service, node, pd_service, refused, request
+from conftest import failing_write, group, instance_dict, moe_service, node, pd_service, refused, request
 
 import hetero_opt as ho
-import hetero_opt.io
 from hetero_opt.cli import main
 from hetero_opt.errors import InputError
 from hetero_opt.instance import MAX_UNITS, current_units
@@ -226,14 +225,7 @@ def test_out_dir_write_failure_exits_2_and_leaves_nothing(
 ) -> None:
     path = _write(tmp_path, _clash())
     out = tmp_path / "o"
-    real = hetero_opt.io._write_synced
-
-    def refuse_csv(path: Path, data: bytes) -> Path:
-        if path.name == "summary.csv":
-            raise PermissionError(13, "Permission denied", str(path))
-        return real(path, data)
-
-    monkeypatch.setattr(hetero_opt.io, "_write_synced", refuse_csv)
+    failing_write(monkeypatch, "summary.csv", PermissionError(13, "Permission denied"))
     _refused(
         capsys,
         ["solve", str(path), "--out-dir", str(out)],
@@ -243,7 +235,7 @@ def test_out_dir_write_failure_exits_2_and_leaves_nothing(
     # batches are resumable (issue 13): the plan written first stays, with its manifest line, and no
     # partial file is left; once writing works again the same command finishes from there
     assert sorted(p.name for p in out.iterdir()) == ["manifest.jsonl", f"{path.stem}.plan.json"]
-    monkeypatch.setattr(hetero_opt.io, "_write_synced", real)
+    monkeypatch.undo()
     assert main(["solve", str(path), "--out-dir", str(out)]) == 0
     assert (out / "summary.csv").exists()
 

@@ -79,28 +79,15 @@ def test_the_example_in_the_format_doc_validates() -> None:
     assert [g.id for g in inst.groups] == ["g1"]
 
 
-def test_the_columnar_example_in_the_format_doc_validates() -> None:
+@pytest.mark.parametrize("section", ["Columnar nodes", "Node columns as runs"])
+def test_the_node_examples_in_the_format_doc_validate(section: str) -> None:
     import re
 
     from hetero_opt import parse_instance
     from hetero_opt.instance import NodeTable
 
     doc = (Path(__file__).resolve().parent.parent / "docs" / "instance-format.md").read_text()
-    example = re.search(r"## Columnar nodes.*?```yaml\n(.*?)```", doc, re.S)
-    assert example is not None
-    inst = parse_instance(yaml.safe_load(example.group(1)))
-    assert isinstance(inst.nodes, NodeTable)
-    assert [n.id for n in inst.nodes] == ["m1", "m2", "m3"]
-
-
-def test_the_runs_example_in_the_format_doc_validates() -> None:
-    import re
-
-    from hetero_opt import parse_instance
-    from hetero_opt.instance import NodeTable
-
-    doc = (Path(__file__).resolve().parent.parent / "docs" / "instance-format.md").read_text()
-    example = re.search(r"## Node columns as runs.*?```yaml\n(.*?)```", doc, re.S)
+    example = re.search(rf"## {section}.*?```yaml\n(.*?)```", doc, re.S)
     assert example is not None
     inst = parse_instance(yaml.safe_load(example.group(1)))
     assert isinstance(inst.nodes, NodeTable)
