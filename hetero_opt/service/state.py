@@ -7,6 +7,7 @@ restarted server continues with exactly the decisions an uninterrupted one would
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from pydantic import Field
@@ -19,6 +20,9 @@ from hetero_opt.policy.engine import EngineState, ServicePolicyState
 from hetero_opt.service.models import StepResponse
 
 STATE_FILE = "autoscaler-state.json"
+#: Keys every state file this server writes holds (a file without them, ``{}`` say, is refused, not read as a
+#: fresh start that forgets cooldowns and starting units).
+_WRITTEN = ("last_time", "services")
 
 
 class ServiceState(Frozen):
@@ -65,10 +69,18 @@ class StateStore:
         if self.path is None or not self.path.exists():
             return StoredState()
         try:
-            return StoredState.model_validate_json(self.path.read_text(encoding="utf-8"))
-        except ValueError as exc:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            state = StoredState.model_validate(data)
+        except (OSError, ValueError) as exc:
             first = str(exc).splitlines()[0]
             raise InputError(f"State file '{self.path}': cannot be read back: {first}") from None
+        missing = [key for key in _WRITTEN if key not in data]
+        if missing:  # every state this server writes has them: an emptied or foreign file is no state to resume
+            raise InputError(
+                f"State file '{self.path}': holds no autoscaler state (no {' or '.join(map(repr, missing))}); "
+                "move it away to start afresh"
+            )
+        return state
 
     def save(self, state: StoredState) -> None:
         """Keep ``state`` and write it atomically."""

@@ -250,6 +250,12 @@ def test_serve_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFix
     (state / "autoscaler-state.json").write_text("{broken")
     assert main(["serve", "--config", str(CONFIG), "--state-dir", str(state)]) == 2
     assert "cannot be read back" in capsys.readouterr().err
+    for text in ("{}", '{"services": {}}'):  # emptied, or cut to part of a state: no fresh start in silence
+        (state / "autoscaler-state.json").write_text(text)
+        assert main(["serve", "--config", str(CONFIG), "--state-dir", str(state)]) == 2
+        err = capsys.readouterr().err
+        assert "holds no autoscaler state (no 'last_time'" in err
+        assert err.count("\n") == 1
 
 
 @pytest.mark.parametrize(
