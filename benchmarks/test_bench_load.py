@@ -134,8 +134,9 @@ def test_load_json_vs_greedy(
     calls = _python_calls(lambda: load_instance(path))
     assert calls < 12 * (len(inst.services) + len(inst.groups) + len(inst.requests)), calls
     # (3) the clock, coarsely: load / json.loads is 3-6 on this machine for rows; quadratic checks or a
-    # Python pass over every node per check would pass 8. A file with runs (format 1.4) parses a few thousand
-    # node values instead of 120k-500k, so its json.loads is 2-3x faster and the same load 4-6x it: bound 10.
+    # Python pass over every node per check would pass 8. A file with runs (format 1.4) parses ~48k node values
+    # instead of 164k at 1x (ids and free GPUs plain, the rest ~3,300 runs), so its json.loads is 2-3x faster
+    # and the same load 4-6x it: bound 10.
     assert load_cpu / parse_cpu < (10.0 if columnar else 8.0)
     if columnar:
         # (4) Columns, repeated node columns as runs (format 1.4, decisions 57, 66 and 68): measured 1.08-1.35x

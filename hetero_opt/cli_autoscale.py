@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import re
 import sys
 from pathlib import Path
 
@@ -17,8 +20,9 @@ from hetero_opt.io import (
     check_destination,
     instance_text,
     load_instance,
-    parse_text,
+    read_bytes,
     read_text,
+    require_keys,
     same_file,
     write_all_atomic,
 )
@@ -58,11 +62,18 @@ def run(args: argparse.Namespace) -> int:
             # a chain of runs updates its state and cluster in place: each is read first and written at the end
             mine = {k: v for k, v in inputs.items() if not (flag == "--instance-out" and k == "--instance")}
             check_destination(Path(out), flag, create=False, inputs=mine)
-    if args.state_out and args.instance_out and same_file(Path(args.state_out), Path(args.instance_out)):
-        raise InputError(f"--instance-out {args.instance_out}: is also --state-out: name two files")
+    for other, name in (("--state-out", args.state_out), ("--state-in", args.state_in)):
+        if name and args.instance_out and same_file(Path(name), Path(args.instance_out)):
+            raise InputError(f"--instance-out {args.instance_out}: is also {other}: name two files")
     config = load_policy_config(args.config)
-    state = None if args.state_in is None else _load_state(Path(args.state_in), config, args.config)
+    state, saved_cluster = None, None
+    if args.state_in is not None:
+        state, saved_cluster = _load_state(Path(args.state_in), config, args.config)
     instance = load_instance(args.instance)
+    if saved_cluster is not None and hashlib.sha256(read_bytes(Path(args.instance))).hexdigest() != saved_cluster:
+        print(f"warning: --instance {args.instance} is not the cluster saved with --state-in {args.state_in} (its "
+              "--instance-out): right for a live cluster; otherwise the two files come from different runs",
+              file=sys.stderr)
     series = load_metrics(args.metrics)
     if state is not None and state.last_time is not None:
         done = sum(1 for now, _ in series if now <= state.last_time)
@@ -82,33 +93,50 @@ def run(args: argparse.Namespace) -> int:
     Console(width=160).print(decisions_table(decisions, only_changes=not args.all))
     for warning in dict.fromkeys(w for d in decisions for w in d.warnings):  # each once, first seen first
         print(f"warning: {warning}", file=sys.stderr)
-    files = {}
+    files: dict[Path, str] = {}
+    state_text = json.loads(autoscaler.save_state())
+    if args.instance_out:  # written first: the state, renamed last, is what says the pair is complete
+        text = files[Path(args.instance_out)] = instance_text(cluster, Path(args.instance_out))
+        state_text[CLUSTER_KEY] = hashlib.sha256(text.encode()).hexdigest()
     if args.state_out:
-        files[Path(args.state_out)] = autoscaler.save_state()
-    if args.instance_out:
-        files[Path(args.instance_out)] = instance_text(cluster, Path(args.instance_out))
-    write_all_atomic(files)  # both or neither
+        files[Path(args.state_out)] = json.dumps(state_text)
+    write_all_atomic(files)
     return 0
 
 
-def _load_state(path: Path, config: AutoscalerConfig, config_path: str) -> AutoscalerState:
-    """The autoscaler state saved in ``path`` (JSON, as ``--state-out`` writes it); one-line errors naming the
-    file, the field and the value, or a service the config does not hold."""
-    data = parse_text(read_text(path), path.with_suffix(".json"))  # JSON whatever the name
+#: The key a state file written with ``--instance-out`` adds: the SHA-256 of the cluster file written with it.
+CLUSTER_KEY = "cluster_sha256"
+
+
+def _load_state(path: Path, config: AutoscalerConfig, config_path: str) -> tuple[AutoscalerState, str | None]:
+    """The autoscaler state saved in ``path`` (JSON, as ``--state-out`` writes it, whatever the file's name) and
+    the SHA-256 of the cluster saved with it, if any; one-line errors naming the flag, the file, the field and
+    the value, or a service the config does not hold."""
+    where = f"--state-in {path}"
+    try:
+        data = json.loads(read_text(path))
+    except InputError as exc:
+        raise InputError(f"--state-in {exc}") from None
+    except ValueError as exc:
+        raise InputError(f"{where}: malformed JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise InputError(f"--state-in {path}: must be a JSON object (an autoscaler state), got {type(data).__name__}")
+        raise InputError(f"{where}: must be a JSON object (an autoscaler state), got {type(data).__name__}")
+    require_keys(data, ("last_time", "engine"), where)  # what save_state() always writes
+    cluster = data.pop(CLUSTER_KEY, None)
+    if cluster is not None and not (isinstance(cluster, str) and re.fullmatch(r"[0-9a-f]{64}", cluster)):
+        raise InputError(f"{where}: {CLUSTER_KEY}={clip(repr(cluster))}: must be a SHA-256 in hex")
     try:
         state = AutoscalerState.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(map(str, err["loc"]))
-        raise InputError(f"--state-in {path}: {field}={clip(repr(err.get('input')))}: {err['msg']}") from None
+        raise InputError(f"{where}: {field}={clip(repr(err.get('input')))}: {err['msg']}") from None
     known = {s.service for s in config.services}
     held = [*state.engine.services, *state.starting, *state.draining]
     stray = next((sid for sid in held if sid not in known), None)
     if stray is not None:
         raise InputError(
-            f"--state-in {path}: service '{clip(stray)}' is not in --config {config_path}: a state resumes the "
-            "services it was saved with"
+            f"{where}: service '{clip(stray)}' is not in --config {config_path}: a state resumes the services it "
+            "was saved with"
         )
-    return state
+    return state, cluster

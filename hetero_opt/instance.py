@@ -525,19 +525,19 @@ def _places_of_runs(columns: list[Any], n: int) -> frozenset[Place]:
     return frozenset(zip(*picks, strict=True))
 
 
-#: The most nodes a column given as runs may expand to: far above 4x production (81,920), far below what
-#: exhausts memory (runs of a few numbers can stand for any count of nodes).
-MAX_RUN_NODES = 10_000_000
+#: The most nodes columns given as runs may stand for: 12x the 4x production size (81,920 nodes), 8M GPUs;
+#: far below what exhausts memory (runs of a few numbers can stand for any count: 10M nodes took 1.3 GB).
+MAX_RUN_NODES = 1_000_000
 
 
 def _expanded_runs(value: dict[str, Any], runs: list[str]) -> dict[str, list[Any]]:
     """The node columns named ``runs``, each given as runs (format 1.4: ``{"values": [...], "lengths": [...]}``,
     ``values[i]`` repeated ``lengths[i]`` times), as lists of one value per node. Each error is one line naming
-    the column: a wrong shape, a length that is no integer of at least 1, or more nodes than the other columns
-    hold (checked before anything is expanded)."""
+    the column: a wrong shape, a length that is no integer in 1..:data:`MAX_RUN_NODES`, runs standing for more
+    nodes than that, or for another count than the other columns hold; every column is checked before any is
+    expanded (a few bytes of runs may stand for millions of nodes)."""
     # the length the runs must give: the first plain column's (in field order: the ids' where they are plain)
     first = next(((f, len(value[f])) for f in NODE_FIELDS if isinstance(value.get(f), list)), None)
-    out: dict[str, list[Any]] = {}
     for name in runs:
         col = value[name]
         if set(col) != {"values", "lengths"}:
@@ -554,13 +554,18 @@ def _expanded_runs(value: dict[str, Any], runs: list[str]) -> dict[str, list[Any
                 f"nodes: column '{name}': runs have {len(values)} value{'s' * (len(values) != 1)} but "
                 f"{len(lengths)} length{'s' * (len(lengths) != 1)} (one of each per run)"
             )
-        if not (set(map(type, lengths)) <= _INT and min(lengths, default=1) >= 1):
-            i, bad = next((i, n) for i, n in enumerate(lengths) if type(n) is not int or n < 1)
+        ints = set(map(type, lengths)) <= _INT  # first: min and max compare the values
+        if not (ints and min(lengths, default=1) >= 1 and max(lengths, default=1) <= MAX_RUN_NODES):
+            i, bad = next((i, n) for i, n in enumerate(lengths) if type(n) is not int or not 1 <= n <= MAX_RUN_NODES)
             raise ValueError(
-                f"nodes: column '{name}': runs lengths[{i}]={clip(repr(bad))}: each length must be an integer of "
-                "at least 1"
+                f"nodes: column '{name}': runs lengths[{i}]={clip(repr(bad))}: each length must be an integer in "
+                f"1..{MAX_RUN_NODES}"
             )
-        total = sum(lengths)
+        total = sum(lengths)  # at most len(lengths) x MAX_RUN_NODES: a number that prints
+        if total > MAX_RUN_NODES:
+            raise ValueError(
+                f"nodes: column '{name}': its runs stand for {total} nodes: at most {MAX_RUN_NODES} are read"
+            )
         if first is None:
             first = (name, total)
         if total != first[1]:
@@ -568,10 +573,9 @@ def _expanded_runs(value: dict[str, Any], runs: list[str]) -> dict[str, list[Any
                 f"nodes: column '{name}' has {total} value{'s' * (total != 1)} in its runs but column '{first[0]}' "
                 f"has {first[1]} (one per node)"
             )
-        if total > MAX_RUN_NODES:
-            raise ValueError(f"nodes: column '{name}' has {total} values in its runs: at most {MAX_RUN_NODES} are read")
-        out[name] = list(chain.from_iterable(map(repeat, values, lengths)))
-    return out
+    return {
+        name: list(chain.from_iterable(map(repeat, value[name]["values"], value[name]["lengths"]))) for name in runs
+    }
 
 
 def _table_checked_by_rows(value: dict[str, list[Any]]) -> NodeTable:

@@ -315,7 +315,7 @@ def write_all_atomic(files: dict[Path, str]) -> None:
     try:
         for path, text in files.items():
             current = path
-            tmp = _write_synced(path, text.encode("utf-8"))
+            tmp = write_synced_temp(path, text.encode("utf-8"))
             tmps.append((tmp, path))
         for tmp, path in tmps:
             current = path
@@ -327,10 +327,10 @@ def write_all_atomic(files: dict[Path, str]) -> None:
             raise InputError(f"{current}: cannot write ({exc.strerror or type(exc).__name__})") from None
         raise
     for folder in dict.fromkeys(path.parent for path in files):
-        _sync_folder(folder)
+        sync_folder(folder)
 
 
-def _write_synced(path: Path, data: bytes) -> Path:
+def write_synced_temp(path: Path, data: bytes) -> Path:
     """``data`` in a new temporary file beside ``path``, on disk (fsync) before it is renamed: a crash after
     the rename finds the whole file, not an empty one. The name is unique (two writers of one path never
     share it); the mode is a new file's (the umask applies, as to ``open``)."""
@@ -347,7 +347,7 @@ def _write_synced(path: Path, data: bytes) -> Path:
     return tmp
 
 
-def _sync_folder(folder: Path) -> None:
+def sync_folder(folder: Path) -> None:
     """The renames into ``folder`` on disk (fsync of the folder); skipped where the file system refuses it."""
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
@@ -355,6 +355,16 @@ def _sync_folder(folder: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def require_keys(data: Mapping[str, Any], keys: tuple[str, ...], where: str) -> None:
+    """Refuse a saved state (``data``) without ``keys``, which every state the project writes holds: an emptied
+    or foreign file (``{}``) is not read as a fresh start that forgets cooldowns and starting units."""
+    missing = [key for key in keys if key not in data]
+    if missing:
+        raise InputError(
+            f"{where}: holds no autoscaler state (no {' or '.join(map(repr, missing))}); move it away to start afresh"
+        )
 
 
 def check_destination(

@@ -202,11 +202,11 @@ def failing_write(monkeypatch: pytest.MonkeyPatch, name: str, error: OSError) ->
     the other files written as usual; ``monkeypatch.undo()`` lets them through again."""
     import hetero_opt.io
 
-    real = hetero_opt.io._write_synced
+    real = hetero_opt.io.write_synced_temp
 
     def write(path: Path, data: bytes) -> Path:
         if path.name == name:
             raise error
         return real(path, data)
 
-    monkeypatch.setattr(hetero_opt.io, "_write_synced", write)
+    monkeypatch.setattr(hetero_opt.io, "write_synced_temp", write)

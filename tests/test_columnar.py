@@ -10,6 +10,7 @@ import copy
 import json
 import pickle
 import re
+from collections.abc import Collection
 from itertools import chain, groupby, repeat
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import yaml
 from conftest import valid_dict
 from fuzz.strategies import instance_dicts
 from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 from test_bad_input import MUTATIONS
 
@@ -42,12 +44,14 @@ def _columnar(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _runs(data: dict[str, Any]) -> dict[str, Any]:
-    """``data`` with every node column as runs of equal values and format 1.4 (ids and all: runs of one)."""
+def _runs(data: dict[str, Any], names: Collection[str] = NODE_FIELDS) -> dict[str, Any]:
+    """``data`` with its node columns ``names`` (default every one: ids too, as runs of one) as runs of equal
+    values, the others plain, and format 1.4."""
     out = _columnar(data)
     for name, col in out["nodes"].items():
-        runs = [(value, len(list(run))) for value, run in groupby(col)]
-        out["nodes"][name] = {"values": [v for v, _ in runs], "lengths": [n for _, n in runs]}
+        if name in names:
+            runs = [(value, len(list(run))) for value, run in groupby(col)]
+            out["nodes"][name] = {"values": [v for v, _ in runs], "lengths": [n for _, n in runs]}
     out["format_version"] = "1.4"
     return out
 
@@ -340,9 +344,12 @@ def _shape(change: str) -> dict[str, Any]:
         data["format_version"] = "1.0"
     elif change == "scalar":
         data["nodes"] = 5
-    elif change == "runs-huge":  # a few numbers standing for 10**12 nodes: refused before anything is expanded
+    elif change == "runs-many":  # a few numbers standing for 2M nodes: refused before any column is expanded
         data["format_version"] = "1.4"
-        data["nodes"] = {f: {"values": [v[0]], "lengths": [10**12]} for f, v in cols.items()}
+        data["nodes"] = {f: {"values": [v[0], v[0]], "lengths": [10**6, 10**6]} for f, v in cols.items()}
+    elif change == "runs-huge":  # two 4,300-digit lengths: the message must still name the column, and be short
+        data["format_version"] = "1.4"
+        data["nodes"] = {f: {"values": [v[0], v[0]], "lengths": [10**4299, 10**4299]} for f, v in cols.items()}
     elif change.startswith("runs"):
         data["format_version"] = "1.4"
         runs: dict[str, Any] = {"values": ["a-1", "b-1"], "lengths": [2, 1]}  # s1 of the three nodes, as in valid_dict
@@ -379,10 +386,11 @@ SHAPES = [
      r"\['counts', 'values'\]$"),
     ("runs-not-a-list", r"^nodes: column 's1': runs 'values' must be a list, got str$"),
     ("runs-unequal", r"^nodes: column 's1': runs have 2 values but 3 lengths \(one of each per run\)$"),
-    ("runs-zero", r"^nodes: column 's1': runs lengths\[1\]=0: each length must be an integer of at least 1$"),
-    ("runs-bool", r"^nodes: column 's1': runs lengths\[1\]=True: each length must be an integer of at least 1$"),
+    ("runs-zero", r"^nodes: column 's1': runs lengths\[1\]=0: each length must be an integer in 1\.\.1000000$"),
+    ("runs-bool", r"^nodes: column 's1': runs lengths\[1\]=True: each length must be an integer in 1\.\.1000000$"),
     ("runs-long", r"^nodes: column 's1' has 4 values in its runs but column 'id' has 3 \(one per node\)$"),
-    ("runs-huge", r"^nodes: column 'id' has 1000000000000 values in its runs: at most 10000000 are read$"),
+    ("runs-many", r"^nodes: column 'id': its runs stand for 2000000 nodes: at most 1000000 are read$"),
+    ("runs-huge", r"^nodes: column 'id': runs lengths\[0\]=1000000000.{60,80}: each length must be an integer in "),
     ("runs-version", r"^nodes: column 's1' as runs \(a mapping of values and lengths\) needs format_version "
      r"'1\.4', not '1\.3'$"),
 ]
@@ -487,21 +495,38 @@ def test_row_and_columnar_forms_load_equal_and_plan_alike(data: dict[str, Any]) 
     assert greedy_plan(cols, build_view(cols)) == greedy_plan(rows, build_view(rows))
 
 
-@settings(max_examples=40, deadline=None)
-@given(data=instance_dicts())
-def test_runs_load_as_their_columns_with_the_same_errors(data: dict[str, Any]) -> None:
-    """Format 1.4: columns given as runs are the columns they expand to, error for error (a value's error names
-    its node's place, as the plain column's), and their distinct places (found from the runs' ends) are the
-    columns'."""
+#: Bad values a node may get (field, value): each an error the row form names.
+BAD_NODE_VALUES = [
+    ("gpus_free", 65), ("gpus_total", 0), ("gpus_free", "8"), ("s1", None), ("s2", "a b"), ("gpu_type", "X@1"),
+    ("cluster", 7), ("s0", "bad!"), ("id", ""),
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=instance_dicts(), draw=st.data())
+def test_runs_load_as_their_columns_with_the_same_errors(data: dict[str, Any], draw: st.DataObject) -> None:
+    """Format 1.4: columns given as runs, any of them, are the columns they expand to, error for error (a
+    value's error names its node's place, as the plain column's), and their distinct places (found from the
+    runs' ends where every place column is runs) are the columns'. Nodes get S0s, some null, and sometimes
+    one bad value."""
+    nodes = data["nodes"]
+    if draw.draw(st.booleans()):
+        for i, n in enumerate(nodes):
+            if draw.draw(st.integers(0, 3)):
+                n["s0"] = f"{n['s1']}-r{i // 2}"
+    if draw.draw(st.integers(0, 2)) == 0:
+        field, value = draw.draw(st.sampled_from(BAD_NODE_VALUES))
+        nodes[draw.draw(st.integers(0, len(nodes) - 1))][field] = value
+    names = draw.draw(st.sets(st.sampled_from(NODE_FIELDS)) | st.just(set(NODE_FIELDS)))
     try:
         cols = parse_instance(_columnar(data), "fuzz")
     except InputError as exc:
         message = str(exc)
         with pytest.raises(InputError) as runs_exc:
-            parse_instance(_runs(data), "fuzz")
+            parse_instance(_runs(data, names), "fuzz")
         assert str(runs_exc.value) == message
         return
-    runs = parse_instance(_runs(data), "fuzz")
+    runs = parse_instance(_runs(data, names), "fuzz")
     assert runs == cols.model_copy(update={"format_version": "1.4"})
     assert isinstance(runs.nodes, NodeTable)
     assert isinstance(cols.nodes, NodeTable)
@@ -528,9 +553,21 @@ def test_save_writes_repeated_node_columns_as_runs(tmp_path: Path) -> None:
     assert loaded == inst.model_copy(update={"format_version": "1.4"})
     assert loaded_plain == inst
     assert loaded.nodes.places() == loaded_plain.nodes.places()
-    # the instance holds columns either way; saved again, a 1.4 instance with nothing worth runs says 1.3
-    assert save_instance(loaded, plain, runs=False) is None
+    # the instance read from runs, saved without them, says 1.3
+    save_instance(loaded, plain, runs=False)
     assert json.loads(plain.read_text())["format_version"] == "1.3"
+
+
+def test_columns_with_nothing_worth_runs_are_written_plain_as_1_3(tmp_path: Path) -> None:
+    # three nodes: every column has more than a quarter as many runs as values (even one run of 3)
+    inst = parse_instance(_runs(valid_dict()))
+    assert inst.format_version == "1.4"
+    path = tmp_path / "small.json"
+    save_instance(inst, path)
+    data = json.loads(path.read_text())
+    assert data["format_version"] == "1.3"
+    assert all(isinstance(c, list) for c in data["nodes"].values())
+    assert load_instance(path) == inst.model_copy(update={"format_version": "1.3"})
 
 
 def test_a_node_built_alone_is_the_same_model() -> None:

@@ -15,7 +15,7 @@ from pydantic import Field
 from hetero_opt.autoscaler import AutoscalerState, Starting
 from hetero_opt.errors import InputError
 from hetero_opt.instance import Frozen
-from hetero_opt.io import write_atomic
+from hetero_opt.io import require_keys, write_atomic
 from hetero_opt.policy.engine import EngineState, ServicePolicyState
 from hetero_opt.service.models import StepResponse
 
@@ -74,12 +74,7 @@ class StateStore:
         except (OSError, ValueError) as exc:
             first = str(exc).splitlines()[0]
             raise InputError(f"State file '{self.path}': cannot be read back: {first}") from None
-        missing = [key for key in _WRITTEN if key not in data]
-        if missing:  # every state this server writes has them: an emptied or foreign file is no state to resume
-            raise InputError(
-                f"State file '{self.path}': holds no autoscaler state (no {' or '.join(map(repr, missing))}); "
-                "move it away to start afresh"
-            )
+        require_keys(data, _WRITTEN, f"State file '{self.path}'")
         return state
 
     def save(self, state: StoredState) -> None:

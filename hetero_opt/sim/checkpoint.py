@@ -15,7 +15,6 @@ Writes go to a temporary file in the same folder, are fsynced and renamed over t
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
@@ -23,7 +22,6 @@ import math
 import os
 import pickle
 import signal
-import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +34,7 @@ import pydantic
 
 from hetero_opt.errors import InputError
 from hetero_opt.instance import Instance
+from hetero_opt.io import sync_folder, write_synced_temp
 from hetero_opt.policy.config import AutoscalerConfig
 from hetero_opt.sim.config import SimConfig
 from hetero_opt.sim.trace import RateTrace, RequestTrace, Trace
@@ -165,25 +164,13 @@ def save(path: Path, state: object, fp: Mapping[str, Any], time_s: float, cycles
         "payload_sha256": hashlib.sha256(payload).hexdigest(),
         "fingerprint": dict(fp),
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = write_synced_temp(path, MAGIC + json.dumps(header).encode() + b"\n" + payload)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(MAGIC)
-            f.write(json.dumps(header).encode() + b"\n")
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        tmp.replace(path)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
-    with contextlib.suppress(OSError):  # the rename itself durable (not every file system allows it)
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+    sync_folder(path.parent)  # the rename itself durable (where the file system allows it)
 
 
 @dataclass(frozen=True)

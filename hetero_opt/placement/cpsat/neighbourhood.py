@@ -496,10 +496,11 @@ def _second_start(run: _Chunks, part: list[RequestView], hint: Counts, columns: 
     for _ in range(SECOND_START_ROUNDS):
         _make_room(alt, part, columns)
         before, key = key, _draft_key(view, part, alt.drafts)
-        if key >= before:
+        if key[:-1] >= before[:-1]:  # another round only where this one served more
             break
     run.count, run.planned = alt.count, alt.planned  # the chunks ran either way: the plan counts them
     better = key < mine
+    run.stats["second_start_taken"] = float(better)
     run.termination.append(f"second-start[{' '.join(alt.termination)}]:" + ("BETTER" if better else "KEPT"))
     if better:
         run.drafts, run.load, run.reasons = alt.drafts, alt.load, alt.reasons
