@@ -473,7 +473,7 @@ def _second_start(run: _Chunks, part: list[RequestView], hint: Counts, columns: 
     and then moves the top class only where a room chunk proves it serves more, serves more of class 50
     and of class 10 there (decision 69)."""
     view = run.view
-    if not _lower_class_worse(view, part, run.drafts, hint):  # phase A won it back: phase B gets the share
+    if not _lower_class_worse(view, part, run.drafts, hint):  # phase A won the class back
         return
     mine = _draft_key(view, part, run.drafts)
     top = max(r.service.priority for r in part)
