@@ -223,7 +223,9 @@ def test_generate_help_names_every_family_and_the_columnar_threshold(capsys: pyt
     assert f"columns from {COLUMNAR_MIN_NODES:,} nodes" in text
 
 
-@pytest.mark.parametrize(("form", "version", "kind"), [("rows", "1.1", list), ("columns", "1.4", dict)])
+@pytest.mark.parametrize(
+    ("form", "version", "kind"), [("rows", "1.1", list), ("columns", "1.4", dict), ("plain-columns", "1.3", dict)]
+)
 def test_generate_writes_the_nodes_as_asked(form: str, version: str, kind: type, tmp_path: Path) -> None:
     out = tmp_path / "x.json"
     assert main(["generate", "--family", "tiny", "--nodes-as", form, "--out", str(out)]) == 0
@@ -231,3 +233,6 @@ def test_generate_writes_the_nodes_as_asked(form: str, version: str, kind: type,
     assert data["format_version"] == version
     assert isinstance(data["nodes"], kind)
     assert all(isinstance(g["pods"], kind) for g in data["groups"])  # the groups' pods in the same form
+    if kind is dict:  # runs (1.4) only where asked for: plain columns are lists, each value once per node
+        runs = {f for f, c in data["nodes"].items() if isinstance(c, dict)}
+        assert bool(runs) == (form == "columns")
