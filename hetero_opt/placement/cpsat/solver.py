@@ -239,7 +239,7 @@ def _solve_part(
     return result
 
 
-#: The limit of the short look (:func:`_short_look`), and the limit from which a call takes one.
+#: The limit of the short look (:func:`_guided`), and the limit from which a call takes one.
 SHORT_LOOK_S = 1.0
 SHORT_LOOK_FROM_S = 5.0
 
@@ -252,46 +252,35 @@ def _guided(
     stats: dict[str, float],
     hint: Counts,
 ) -> Guided | None:
-    """The LP-guided counts of a scale-out part, or None (LP not solved in time)."""
+    """The LP-guided counts of a scale-out part, or None (LP not solved in time).
+
+    From :data:`SHORT_LOOK_FROM_S`, a short look: the path once more as a call of :data:`SHORT_LOOK_S` would
+    run it, on its own budget, after the full path; its counts replace the full path's where they rank better
+    (the bounds stay the full path's), and what follows (CP-SAT, the counts its hint) starts from them. The
+    path is not monotone in the limit: a short call restricts each request to a few candidate domains, and on
+    heavy seeds 6 and 13 that found better plans than the full path at 10 s (the top class of 6 at its proven
+    optimum, 612 against 652). The look costs 0.2-0.6 s of wall on heavy production (decision 70). It is not
+    in the full path's plan on size, which it follows and does not change; it is skipped where less than
+    twice its limit is left on the wall clock (a machine so busy that the plan's margin is gone).
+    """
     guided = lp_guided(view, part, options, budget, stats, hint)
-    if guided is not None:
-        stats.update({f"lp_{k}" if not k.startswith("lp_") else k: v for k, v in guided.stats.items()})
-        stats["lp_fixed_requests"] = float(guided.fixed)
-        stats["lp_freed_requests"] = float(guided.freed)
-        _short_look(view, part, options, budget, stats, hint, guided)
+    if guided is None:
+        return None
+    stats.update({f"lp_{k}" if not k.startswith("lp_") else k: v for k, v in guided.stats.items()})
+    stats["lp_fixed_requests"] = float(guided.fixed)
+    stats["lp_freed_requests"] = float(guided.freed)
+    if options.time_limit >= SHORT_LOOK_FROM_S and budget.left() >= 2 * SHORT_LOOK_S:
+        start = time.perf_counter()
+        short = replace(options, time_limit=SHORT_LOOK_S, budget=None)
+        own = Budget.new(start + SHORT_LOOK_S, SHORT_LOOK_S, options.deterministic)
+        look = lp_guided(view, part, short, own, {}, hint)
+        taken = look is not None and Ranking(view).compare(look.counts, guided.counts) < 0
+        stats["lp_short_look_s"] = time.perf_counter() - start
+        stats["lp_short_look_taken"] = float(taken)
+        if taken and look is not None:
+            guided.drafts, guided.unserved = look.drafts, look.unserved
+            guided.termination.append("short-look:BETTER")
     return guided
-
-
-def _short_look(
-    view: TopologyView,
-    part: list[RequestView],
-    options: SolveOptions,
-    budget: Budget,
-    stats: dict[str, float],
-    hint: Counts,
-    guided: Guided,
-) -> None:
-    """From :data:`SHORT_LOOK_FROM_S`, the LP-guided path once more as a call of :data:`SHORT_LOOK_S` would run
-    it, on its own budget, after the full path; its counts replace ``guided``'s where they rank better (the
-    bounds stay the full path's). The path is not monotone in the limit: a short call restricts each request
-    to a few candidate domains, and on heavy seeds 6 and 13 that found better plans than the full path at
-    10 s (the top class of 6 at its proven optimum, 612 against 652). What follows (CP-SAT, the counts its
-    hint) starts from the better of the two; the look costs 0.2-0.6 s of wall on heavy production (decision
-    70). It is not in the full
-    path's plan on size (which it follows and does not change), and is skipped where less than twice its limit
-    is left on the wall clock: on a machine so busy that the plan's margin is gone."""
-    if options.time_limit < SHORT_LOOK_FROM_S or budget.left() < 2 * SHORT_LOOK_S:
-        return
-    start = time.perf_counter()
-    short = replace(options, time_limit=SHORT_LOOK_S, budget=None)
-    own = Budget.new(start + SHORT_LOOK_S, SHORT_LOOK_S, options.deterministic)
-    look = lp_guided(view, part, short, own, {}, hint)
-    taken = look is not None and Ranking(view).compare(look.counts, guided.counts) < 0
-    stats["lp_short_look_s"] = time.perf_counter() - start
-    stats["lp_short_look_taken"] = float(taken)
-    if taken and look is not None:
-        guided.drafts, guided.unserved = look.drafts, look.unserved
-        guided.termination.append("short-look:BETTER")
 
 
 def _lp_bounds(part: list[RequestView], guided: Guided) -> Staged:
