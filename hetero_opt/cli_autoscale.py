@@ -94,12 +94,12 @@ def run(args: argparse.Namespace) -> int:
     for warning in dict.fromkeys(w for d in decisions for w in d.warnings):  # each once, first seen first
         print(f"warning: {warning}", file=sys.stderr)
     files: dict[Path, str] = {}
-    state_text = json.loads(autoscaler.save_state())
+    saved = autoscaler.state.model_dump(mode="json")  # save_state()'s fields
     if args.instance_out:  # written first: the state, renamed last, is what says the pair is complete
         text = files[Path(args.instance_out)] = instance_text(cluster, Path(args.instance_out))
-        state_text[CLUSTER_KEY] = hashlib.sha256(text.encode()).hexdigest()
+        saved[CLUSTER_KEY] = hashlib.sha256(text.encode()).hexdigest()
     if args.state_out:
-        files[Path(args.state_out)] = json.dumps(state_text)
+        files[Path(args.state_out)] = json.dumps(saved)
     write_all_atomic(files)
     return 0
 

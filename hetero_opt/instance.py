@@ -279,7 +279,7 @@ class NodeTable(_ColumnTable[Node]):
     columns; it is unhashable, as the list of the row form is.
     """
 
-    __slots__ = ("_places", "_row_of", "_runs")
+    __slots__ = ("_places", "_row_of")
     FIELDS = NODE_FIELDS
     MODEL = Node
 
@@ -295,7 +295,6 @@ class NodeTable(_ColumnTable[Node]):
         self._hold((*cols, s0_col or (None,) * len(cols[0])))
         self._row_of: dict[str, int] | None = None
         self._places: frozenset[Place] | None = None
-        self._runs = ""  # the first column the file gave as runs (format 1.4), checked against its version
 
     @classmethod
     def from_nodes(cls, nodes: Iterable[Node]) -> NodeTable:
@@ -509,7 +508,6 @@ def _table_of(value: Any) -> NodeTable:
         table._places, table._valid = places, True
     else:
         table = _table_checked_by_rows(value)
-    table._runs = runs[0] if runs else ""
     return table
 
 
@@ -1041,6 +1039,21 @@ class Instance(Frozen):
             _check_free_within_total(nodes)
         return nodes
 
+    @model_validator(mode="before")
+    @classmethod
+    def _runs_need_1_4(cls, data: Any) -> Any:
+        """Node columns given as runs need format 1.4: checked on the input, as runs are a form of the file only
+        (the table holds them expanded)."""
+        if isinstance(data, dict) and isinstance(nodes := data.get("nodes"), dict):
+            version = data.get("format_version")
+            name = next((f for f in NODE_FIELDS if isinstance(nodes.get(f), dict)), None)
+            if name is not None and version in FORMAT_VERSIONS and version != "1.4":
+                raise ValueError(
+                    f"nodes: column '{name}' as runs (a mapping of values and lengths) needs format_version '1.4', "
+                    f"not '{version}'"
+                )
+        return data
+
     @model_validator(mode="after")
     def _check_references(self) -> Instance:
         nodes = self.nodes
@@ -1050,13 +1063,6 @@ class Instance(Frozen):
                 "nodes: columns (a mapping of node fields) need format_version '1.2' or later, "
                 f"not '{self.format_version}'"
             )
-        if table is not None and table._runs:  # read from runs just now: a property of the input, not the table
-            if self.format_version != "1.4":
-                raise ValueError(
-                    f"nodes: column '{table._runs}' as runs (a mapping of values and lengths) needs format_version "
-                    f"'1.4', not '{self.format_version}'"
-                )
-            table._runs = ""
         pod_tables = [isinstance(g.pods, PodTable) for g in self.groups]
         if self.format_version not in ("1.3", "1.4") and any(pod_tables):
             g = self.groups[pod_tables.index(True)]

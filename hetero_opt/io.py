@@ -248,7 +248,6 @@ def save_instance(instance: Instance, path: str | Path, *, columnar: bool | None
 
 def instance_text(instance: Instance, path: Path, *, columnar: bool | None = None, runs: bool = True) -> str:
     """The text :func:`save_instance` writes to ``path`` (JSON, or YAML by suffix)."""
-    p = path
     data = instance.model_dump(mode="json", exclude_defaults=False)
     nodes = instance.nodes
     if columnar:
@@ -273,7 +272,7 @@ def instance_text(instance: Instance, path: Path, *, columnar: bool | None = Non
             data["format_version"] = FORMAT_VERSION
         elif data["format_version"] == FORMAT_VERSION:
             data["format_version"] = COLUMNS_FORMAT_VERSION  # nothing of 1.4 used: readable before it
-    if p.suffix.lower() in (".yaml", ".yml"):
+    if path.suffix.lower() in (".yaml", ".yml"):
         return yaml.safe_dump(data, sort_keys=False)
     return json.dumps(data, indent=1)
 
@@ -290,7 +289,9 @@ def _runs_encoded(columns: dict[str, list[Any]]) -> dict[str, dict[str, list[Any
         for value, run in groupby(col):
             values.append(value)
             lengths.append(sum(1 for _ in run))
-        if 4 * len(values) <= len(col):
+            if 4 * len(values) > len(col):  # not worth it (the ids: one run per node), known part way
+                break
+        else:
             out[name] = {"values": values, "lengths": lengths}
     return out
 
