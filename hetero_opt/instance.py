@@ -401,7 +401,7 @@ def _lines_match(pattern: re.Pattern[str], values: Collection[str]) -> bool:
     return text.count("\n") == len(values) - 1 and pattern.fullmatch(text) is not None
 
 
-def _ids_ok(ids: list[Any]) -> bool:
+def _ids_ok(ids: Sequence[Any]) -> bool:
     """Every id is a str of 1-200 characters of ``Id``'s pattern: passes in C over the ids joined by newlines
     (``join`` refuses a non-str; deleting the allowed characters must leave just the newlines between them)."""
     try:
@@ -419,7 +419,7 @@ def _ids_ok(ids: list[Any]) -> bool:
     )
 
 
-def _gpu_counts(totals: list[Any], frees: list[Any]) -> tuple[bytes, bytes] | None:
+def _gpu_counts(totals: Sequence[Any], frees: Sequence[Any]) -> tuple[bytes, bytes] | None:
     """``gpus_total`` and ``gpus_free`` as bytes when every value is an int (a bool counts as 0 or 1, as
     pydantic's lax int reads it), 1 <= total <= 64, 0 <= free <= total; else None. Passes in C: ``bytes``
     refuses a non-int or a value beyond a byte, ``translate`` deletes the values in range (nothing may be
@@ -440,7 +440,7 @@ def _gpu_counts(totals: list[Any], frees: list[Any]) -> tuple[bytes, bytes] | No
     return total, free
 
 
-def _columns_ok(cols: list[list[Any]], places: frozenset[Place]) -> bool:
+def _columns_ok(cols: list[Sequence[Any]], places: frozenset[Place]) -> bool:
     """The str field rules of :class:`Node` over columns, as a few passes in C: exact types, patterns (the
     tree's on the distinct ``places``); False sends the columns to the row-by-row reference check."""
     clusters, s2s, s1s, s0s, gpu_types = map(set, zip(*places, strict=True))
@@ -477,7 +477,7 @@ def _table_of(value: Any) -> NodeTable:
     if runs:  # format 1.4: the columns given as runs, expanded (a column's checks then see one value per node)
         value = {**value, **_expanded_runs(value, runs)}
     for name, col in value.items():
-        if not isinstance(col, list) and not (col is None and name == "s0"):
+        if not isinstance(col, list) and name not in runs and not (col is None and name == "s0"):
             raise ValueError(
                 f"nodes: column '{name}' must be a list (one value per node) or, format 1.4, runs (a mapping of "
                 f"values and lengths), got {type(col).__name__}"
@@ -528,12 +528,13 @@ def _places_of_runs(columns: list[Any], n: int) -> frozenset[Place]:
 MAX_RUN_NODES = 1_000_000
 
 
-def _expanded_runs(value: dict[str, Any], runs: list[str]) -> dict[str, list[Any]]:
+def _expanded_runs(value: dict[str, Any], runs: list[str]) -> dict[str, tuple[Any, ...]]:
     """The node columns named ``runs``, each given as runs (format 1.4: ``{"values": [...], "lengths": [...]}``,
-    ``values[i]`` repeated ``lengths[i]`` times), as lists of one value per node. Each error is one line naming
+    ``values[i]`` repeated ``lengths[i]`` times), as tuples of one value per node. Each error is one line naming
     the column: a wrong shape, a length that is no integer in 1..:data:`MAX_RUN_NODES`, runs standing for more
     nodes than that, or for another count than the other columns hold; every column is checked before any is
-    expanded (a few bytes of runs may stand for millions of nodes)."""
+    expanded (a few bytes of runs may stand for millions of nodes). Tuples, as the table holds them: no list
+    copied on the way (at 2x production, six columns of 41k values)."""
     # the length the runs must give: the first plain column's (in field order: the ids' where they are plain)
     first = next(((f, len(value[f])) for f in NODE_FIELDS if isinstance(value.get(f), list)), None)
     for name in runs:
@@ -572,7 +573,7 @@ def _expanded_runs(value: dict[str, Any], runs: list[str]) -> dict[str, list[Any
                 f"has {first[1]} (one per node)"
             )
     return {
-        name: list(chain.from_iterable(map(repeat, value[name]["values"], value[name]["lengths"]))) for name in runs
+        name: tuple(chain.from_iterable(map(repeat, value[name]["values"], value[name]["lengths"]))) for name in runs
     }
 
 
@@ -879,8 +880,9 @@ def _pod_table_of(value: Any) -> PodTable:
         )
     except TypeError:  # a node id that is no str (join), an unhashable role or count
         ok = False
-    if ok:
-        table = PodTable(value)
+    if ok:  # held as the constructor would, without its per-column generator (one table per group)
+        table = PodTable.__new__(PodTable)
+        table._hold((tuple(roles), tuple(nodes), tuple(counts)))
         table._valid = True
         return table
     # The row form's validation of the same values: its first error is the message (a ValidationError keeps
@@ -914,7 +916,7 @@ def _check_pod_columns_shape(value: dict[Any, Any]) -> None:
 
 def _pods_of(value: Any, handler: ValidatorFunctionWrapHandler) -> Sequence[PodCount]:
     """Python input of ``DeploymentGroup.pods``: columns (a mapping or a :class:`PodTable`) or rows (the rest)."""
-    if isinstance(value, (dict, PodTable)):
+    if type(value) is dict or isinstance(value, (dict, PodTable)):  # exact dict first: no ABC check per group
         return _pod_table_of(value)
     pods: Sequence[PodCount] = handler(value)
     return pods
@@ -1359,7 +1361,8 @@ def _pods_ok(
     owners: dict[str, list[tuple[int, str, str]]] = {"s1": [], "s2": [], "cluster": []}  # (group, service, domain)
     for i, g in enumerate(groups):
         svc = services.get(g.service)
-        if svc is None or not isinstance(g.pods, PodTable) or g.domain not in domains[svc.affinity]:
+        # (an exact type: isinstance of an ABC's subclass is a Python call per group; a subclass takes the loop)
+        if svc is None or type(g.pods) is not PodTable or g.domain not in domains[svc.affinity]:
             return False
         pods[svc.affinity].append(g.pods)
         owners[svc.affinity].append((i, svc.id, g.domain))

@@ -558,6 +558,21 @@ def test_save_writes_repeated_node_columns_as_runs(tmp_path: Path) -> None:
     assert json.loads(plain.read_text())["format_version"] == "1.3"
 
 
+def test_a_value_repeated_down_a_column_loads_as_few_objects(tmp_path: Path) -> None:
+    # Plain columns repeat a GPU type, a cluster, a switch node after node: the parser's string cache makes
+    # each repeated value one object (else 20k strings per column); runs hold one object per run. The cache
+    # is left off for runs files, where only the ids are left to parse and it costs (decision 71).
+    inst = generate_instance("production", 0)
+    for runs in (True, False):
+        path = tmp_path / f"runs-{runs}.json"
+        save_instance(inst, path, runs=runs)
+        nodes = load_instance(path).nodes
+        assert nodes == inst.nodes
+        for name in ("gpu_type", "cluster", "s2", "s1"):
+            column = nodes.column(name)
+            assert len({id(v) for v in column}) < len(column) / 10, (runs, name)
+
+
 def test_columns_with_nothing_worth_runs_are_written_plain_as_1_3(tmp_path: Path) -> None:
     # three nodes: every column has more than a quarter as many runs as values (even one run of 3)
     inst = parse_instance(_runs(valid_dict()))
