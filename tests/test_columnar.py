@@ -306,6 +306,23 @@ def test_a_null_place_of_a_node_is_the_row_forms_error(field: str, tmp_path: Pat
     assert _message(_rows_1_2(rows), ".json", tmp_path) == f"Node 'n3': {field}=None: Input should be a valid string"
 
 
+@pytest.mark.parametrize("ident", ["n" * 200, "n" * 201, "", "n\nm", "n\u00e9", "n m"])
+@pytest.mark.parametrize("row", [1, 2])  # not n1, which pods name; the last id ends the joined text
+def test_a_node_id_is_checked_in_columns_as_in_rows(ident: str, row: int, tmp_path: Path) -> None:
+    # the ids' fast check runs over them joined by newlines (lengths from the gaps between the newlines)
+    data = valid_dict()
+    data["nodes"][row]["id"] = ident
+    try:
+        expected = parse_instance(_rows_1_2(data))
+    except InputError:
+        row_message = _message(_rows_1_2(data), ".json", tmp_path)
+        assert re.sub(r": nodes\.(\w+)\[\d+\]=", r": \1=", _message(_columnar(data), ".json", tmp_path)) == row_message
+        assert len(ident) != 200
+    else:
+        assert len(ident) == 200
+        assert parse_instance(_columnar(data)) == expected
+
+
 def test_an_empty_slice_of_a_checked_table_is_no_instance_nodes() -> None:
     data = _columnar(valid_dict())
     table = parse_instance(data).nodes
