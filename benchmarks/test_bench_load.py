@@ -139,12 +139,14 @@ def test_load_json_vs_greedy(
     # and the same load 4-6x it: bound 10.
     assert load_cpu / parse_cpu < (10.0 if columnar else 8.0)
     if columnar:
-        # (4) Columns, repeated node columns as runs (format 1.4, decisions 57, 66 and 68): measured 1.08-1.35x
-        # the greedy (view and greedy_plan) and 0.84-1.01x solve(inst, "greedy") across sizes and runs, against
-        # 2.6-3.7x for rows: the goal (<= 1) is met against the greedy call only within the noise, so not
-        # asserted. Guarded at 2x, which a model per node (1.4-1.6x alone) would break.
-        assert load_cpu <= 2.0 * greedy_cpu, f"columnar load {load_cpu:.3f} s > 2x greedy {greedy_cpu:.3f} s"
-        assert load_cpu <= 2.0 * call_cpu, f"columnar load {load_cpu:.3f} s > 2x solve(greedy) {call_cpu:.3f} s"
+        # (4) Columns, repeated node columns as runs (format 1.4, decisions 57, 66, 68 and 71): measured
+        # 1.03-1.15x the greedy (view and greedy_plan) at 1x-2x and 0.88-0.97x at 4x, 0.74-0.91x
+        # solve(inst, "greedy") at every size (2026-12-03, three runs), against 3.7-5.3x for rows. Within the
+        # noise of this machine (+-20 % between runs) parity with the greedy is not a bound a benchmark can hold;
+        # the guards sit ~30 % above the worst of those runs, where a model per node (1.4-1.6x alone) or a
+        # Python pass per node would break them.
+        assert load_cpu <= 1.6 * greedy_cpu, f"columnar load {load_cpu:.3f} s > 1.6x greedy {greedy_cpu:.3f} s"
+        assert load_cpu <= 1.3 * call_cpu, f"columnar load {load_cpu:.3f} s > 1.3x solve(greedy) {call_cpu:.3f} s"
 
 
 def _refuse(text: str, path: Path) -> object:
