@@ -147,6 +147,11 @@ def test_load_json_vs_greedy(
         # Python pass per node would break them.
         assert load_cpu <= 1.6 * greedy_cpu, f"columnar load {load_cpu:.3f} s > 1.6x greedy {greedy_cpu:.3f} s"
         assert load_cpu <= 1.3 * call_cpu, f"columnar load {load_cpu:.3f} s > 1.3x solve(greedy) {call_cpu:.3f} s"
+        if size == "1x":
+            # The goal itself (issue 8, item 5: "loading a production instance no slower than the greedy call"),
+            # the call being the one a user makes, solve(inst, "greedy"): 0.66-0.89 in eleven runs on
+            # 2026-12-03. The bare algorithm (view and greedy_plan, not a public call) is at parity, 0.83-1.24.
+            assert load_cpu <= call_cpu, f"production load {load_cpu:.3f} s > solve(greedy) {call_cpu:.3f} s"
 
 
 def _refuse(text: str, path: Path) -> object:
