@@ -390,6 +390,7 @@ _TOPO_LINES = re.compile(r"[A-Za-z0-9_.:/+-]{1,200}(?:\n[A-Za-z0-9_.:/+-]{1,200}
 _ID_LINES = re.compile(r"[A-Za-z0-9_.:/@+-]{1,200}(?:\n[A-Za-z0-9_.:/@+-]{1,200})*")
 #: The characters of an id (``Id``'s pattern): what ``bytes.translate`` deletes from the ids' text.
 _ID_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:/@+-"
+_NEWLINE = ord("\n")  # the byte between the ids joined
 _STR, _INT = frozenset({str}), frozenset({int})
 _ONE_TO_64, _ZERO_TO_64 = bytes(range(1, 65)), bytes(range(65))
 
@@ -417,9 +418,6 @@ def _ids_ok(ids: Sequence[Any]) -> bool:
     newlines = np.flatnonzero(np.frombuffer(raw, dtype=np.uint8) == _NEWLINE)
     lengths = np.diff(np.concatenate(([-1], newlines, [len(raw)]))) - 1
     return bool(lengths.min() >= 1 and lengths.max() <= 200)
-
-
-_NEWLINE = ord("\n")
 
 
 def _gpu_counts(totals: Sequence[Any], frees: Sequence[Any]) -> tuple[bytes, bytes] | None:
