@@ -854,7 +854,7 @@ def _pod_table_of(value: Any) -> PodTable:
     """Validate a group's columnar pods (format 1.3) into a :class:`PodTable`. A shape error is one line; a
     value the fast check refuses goes to the row form's validation, whose errors keep the row form's place
     (``pods.3.count``; shown as ``pods.count[3]``). A table a group checked passes as it is."""
-    if isinstance(value, PodTable):
+    if type(value) is not dict and isinstance(value, PodTable):  # a dict skips the ABC's check, a Python call
         return value if value._valid else _pod_table_of(value.to_columns())
     if not isinstance(value, dict):
         raise ValueError(f"pods: must be a list of pod counts or a mapping of columns, got {type(value).__name__}")
@@ -917,7 +917,7 @@ def _check_pod_columns_shape(value: dict[Any, Any]) -> None:
 
 def _pods_of(value: Any, handler: ValidatorFunctionWrapHandler) -> Sequence[PodCount]:
     """Python input of ``DeploymentGroup.pods``: columns (a mapping or a :class:`PodTable`) or rows (the rest)."""
-    if type(value) is dict or isinstance(value, (dict, PodTable)):  # exact dict first: no ABC check per group
+    if isinstance(value, (dict, PodTable)):
         return _pod_table_of(value)
     pods: Sequence[PodCount] = handler(value)
     return pods
@@ -1362,8 +1362,7 @@ def _pods_ok(
     owners: dict[str, list[tuple[int, str, str]]] = {"s1": [], "s2": [], "cluster": []}  # (group, service, domain)
     for i, g in enumerate(groups):
         svc = services.get(g.service)
-        # (an exact type: isinstance of an ABC's subclass is a Python call per group; a subclass takes the loop)
-        if svc is None or type(g.pods) is not PodTable or g.domain not in domains[svc.affinity]:
+        if svc is None or not isinstance(g.pods, PodTable) or g.domain not in domains[svc.affinity]:
             return False
         pods[svc.affinity].append(g.pods)
         owners[svc.affinity].append((i, svc.id, g.domain))

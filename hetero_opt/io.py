@@ -112,6 +112,15 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
 #: rows. Only the speed of a load depends on it (a wrong guess validates the same data the other way).
 _NODES = re.compile(r'"nodes"\s*:\s*([\[{])')
 _NODES_BYTES = re.compile(rb'"nodes"\s*:\s*([\[{])')
+#: The node columns of strings whose values repeat from node to node (not the ids: each is unique).
+_REPEATING = frozenset({"gpu_type", "cluster", "s2", "s1", "s0"})
+#: A column's key in a columnar ``nodes`` mapping and the first character of its value.
+_COLUMN = re.compile(r'\s*"([^"\\]*)"\s*:\s*(\S)')
+_COLUMN_BYTES = re.compile(rb'\s*"([^"\\]*)"\s*:\s*(\S)')
+#: What follows a column's value (its closing bracket, or its first character where it is a scalar such as
+#: null): the next column, or the end of the mapping.
+_NEXT = re.compile(r"[^,}\]]*([,}])")
+_NEXT_BYTES = re.compile(rb"[^,}\]]*([,}])")
 
 _KINDS = {
     "gpu_types": "GpuType",
@@ -180,13 +189,43 @@ def _fast_json(data: str | bytes) -> Instance | None:
             if nodes is None or nodes[1] in ("[", b"["):
                 return Instance.model_validate_json(data)
             # Columnar nodes: parsed to Python first (pydantic-core's parser), then validated: ~2x faster than
-            # validating them from JSON (decision 52). The parser's string cache makes equal repeated strings
-            # one object, which pays where node columns repeat values; where they are runs (format 1.4) what
-            # repeats was written once, and the cache only costs, the 20k+ distinct ids above all (decision 71).
-            runs = data.find(b'"lengths"' if isinstance(data, bytes) else '"lengths"') >= 0  # type: ignore[arg-type]
+            # validating them from JSON (decision 52), with the parser's string cache where it pays (decision 71).
+            runs = _repeats_as_runs(data, nodes.end())
             return Instance.model_validate(from_json(data, cache_strings="keys" if runs else "all"))
     except (ValidationError, ValueError, RecursionError):
         return None
+
+
+def _repeats_as_runs(data: str | bytes, start: int) -> bool:
+    """Whether no node column of strings but the ids is a plain list in JSON ``data`` whose columnar nodes open
+    at ``start`` (just after the ``{``): each is runs (format 1.4), null or left out. pydantic-core's string
+    cache makes equal strings one object, which pays where a plain column repeats a GPU type or a switch node
+    after node; with those columns as runs what repeats was written once, the strings left to parse are the
+    distinct ids, and the cache only costs (decision 71). The columns are walked key by key, each value skipped
+    to its closing bracket (a column holds scalars; a few memchr-speed scans over the nodes). A file this walk
+    misreads (a bracket inside a string, which no valid id or name holds) gets False: the cache on, as before
+    runs; the answer changes the load's speed and how many objects hold equal strings, never the values."""
+    as_bytes = isinstance(data, bytes)
+    column, after = (_COLUMN_BYTES, _NEXT_BYTES) if as_bytes else (_COLUMN, _NEXT)
+    closing = {"[": "]", "{": "}", b"[": b"]", b"{": b"}"}
+    at, runs = start, False
+    while True:
+        key = column.match(data, at)  # type: ignore[arg-type]
+        if key is None:
+            return False
+        name: str = key[1].decode() if isinstance(key[1], bytes) else key[1]
+        if name in _REPEATING:
+            if key[2] in ("[", b"["):
+                return False
+            runs = runs or key[2] in ("{", b"{")
+        close = closing.get(key[2])
+        end = key.end() if close is None else data.find(close, key.end()) + 1  # type: ignore[arg-type]
+        nxt = after.match(data, end) if end > 0 else None  # type: ignore[arg-type]
+        if nxt is None:
+            return False
+        if nxt[1] in ("}", b"}"):
+            return runs
+        at = nxt.end()
 
 
 def _reference(text: str, p: Path) -> Instance:

@@ -24,6 +24,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from test_bad_input import MUTATIONS
 
+import hetero_opt.instance
+import hetero_opt.io
 from hetero_opt import InputError, parse_instance, solve, verify
 from hetero_opt.cli import main
 from hetero_opt.generate import generate_instance
@@ -307,20 +309,27 @@ def test_a_null_place_of_a_node_is_the_row_forms_error(field: str, tmp_path: Pat
 
 
 @pytest.mark.parametrize("ident", ["n" * 200, "n" * 201, "", "n\nm", "n\u00e9", "n m"])
-@pytest.mark.parametrize("row", [1, 2])  # not n1, which pods name; the last id ends the joined text
-def test_a_node_id_is_checked_in_columns_as_in_rows(ident: str, row: int, tmp_path: Path) -> None:
+@pytest.mark.parametrize("row", [0, 1, 2])  # the first and the last id begin and end the joined text
+@pytest.mark.parametrize("form", ["columns", "runs"])
+def test_a_node_id_is_checked_in_columns_as_in_rows(ident: str, row: int, form: str, tmp_path: Path) -> None:
     # the ids' fast check runs over them joined by newlines (lengths from the gaps between the newlines)
     data = valid_dict()
+    old = data["nodes"][row]["id"]
     data["nodes"][row]["id"] = ident
+    for group in data["groups"]:
+        for pod in group["pods"]:
+            pod["node"] = ident if pod["node"] == old else pod["node"]
+    columnar = _columnar(data) if form == "columns" else _runs(data)
+    assert hetero_opt.instance._ids_ok([n["id"] for n in data["nodes"]]) is (len(ident) == 200)  # no fallback
     try:
         expected = parse_instance(_rows_1_2(data))
     except InputError:
         row_message = _message(_rows_1_2(data), ".json", tmp_path)
-        assert re.sub(r": nodes\.(\w+)\[\d+\]=", r": \1=", _message(_columnar(data), ".json", tmp_path)) == row_message
+        assert re.sub(r": nodes\.(\w+)\[\d+\]=", r": \1=", _message(columnar, ".json", tmp_path)) == row_message
         assert len(ident) != 200
     else:
         assert len(ident) == 200
-        assert parse_instance(_columnar(data)) == expected
+        assert parse_instance(columnar) == expected.model_copy(update={"format_version": columnar["format_version"]})
 
 
 def test_an_empty_slice_of_a_checked_table_is_no_instance_nodes() -> None:
@@ -578,16 +587,41 @@ def test_save_writes_repeated_node_columns_as_runs(tmp_path: Path) -> None:
 def test_a_value_repeated_down_a_column_loads_as_few_objects(tmp_path: Path) -> None:
     # Plain columns repeat a GPU type, a cluster, a switch node after node: the parser's string cache makes
     # each repeated value one object (else 20k strings per column); runs hold one object per run. The cache
-    # is left off for runs files, where only the ids are left to parse and it costs (decision 71).
+    # is left off only where no column of strings but the ids is plain (decision 71).
     inst = generate_instance("production", 0)
-    for runs in (True, False):
-        path = tmp_path / f"runs-{runs}.json"
-        save_instance(inst, path, runs=runs)
+    runs, plain, named, mixed = (tmp_path / f"{name}.json" for name in ("runs", "plain", "named", "mixed"))
+    save_instance(inst, runs)
+    save_instance(inst, plain, runs=False)
+    save_instance(inst.model_copy(update={"name": '"lengths" {"values": 1}'}), named, runs=False)
+    data = json.loads(runs.read_text())  # runs, but for the GPU types, plain (a file written by hand)
+    data["nodes"]["gpu_type"] = list(chain.from_iterable(map(repeat, *data["nodes"]["gpu_type"].values())))
+    mixed.write_text(json.dumps(data))
+    for path in (runs, plain, named, mixed):
         nodes = load_instance(path).nodes
         assert nodes == inst.nodes
         for name in ("gpu_type", "cluster", "s2", "s1"):
             column = nodes.column(name)
-            assert len({id(v) for v in column}) < len(column) / 10, (runs, name)
+            assert len({id(v) for v in column}) < len(column) / 10, (path.name, name)
+
+
+@pytest.mark.parametrize(
+    ("nodes", "all_runs"),
+    [
+        ('"id": ["a"], "gpu_type": ["H20"], "cluster": ["c"], "s2": ["b"], "s1": ["m"]', False),
+        ('"id": ["a"], "gpu_type": R, "cluster": R, "s2": R, "s1": R', True),
+        ('"id": ["a"], "gpu_type": R, "cluster": R, "s2": R, "s1": R, "s0": null', True),
+        ('"id": ["a"], "gpu_type": R, "cluster": R, "s2": R, "s1": R, "s0": ["x"]', False),
+        ('"id": ["a"], "gpu_type": R, "cluster": ["c"], "s2": R, "s1": R', False),
+        # a value that reads as a column's name (a node named "s1") is no key: followed by no colon
+        ('"id": ["s1", "cluster"], "gpu_type": R, "cluster" :\n R, "s2": R, "s1": R', True),
+        ('"id": ["a"], "gpu_type": R', True),  # columns left out: the validation's to refuse
+    ],
+)
+def test_the_string_cache_is_left_off_only_where_every_repeating_column_is_runs(nodes: str, all_runs: bool) -> None:
+    text = '{"format_version": "1.4", "nodes": {' + nodes.replace("R", '{"values": ["v"], "lengths": [1]}') + "}}"
+    start = text.index("{", text.index('"nodes"'))
+    assert hetero_opt.io._repeats_as_runs(text, start + 1) is all_runs
+    assert hetero_opt.io._repeats_as_runs(text.encode(), start + 1) is all_runs
 
 
 def test_columns_with_nothing_worth_runs_are_written_plain_as_1_3(tmp_path: Path) -> None:
