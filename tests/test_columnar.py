@@ -624,6 +624,26 @@ def test_the_string_cache_is_left_off_only_where_every_repeating_column_is_runs(
     assert hetero_opt.io._repeats_as_runs(text.encode(), start + 1) is all_runs
 
 
+@settings(max_examples=60, deadline=None)
+@given(data=instance_dicts(), draw=st.data())
+def test_the_cache_rule_reads_any_mix_of_columns_and_runs_as_written(data: dict[str, Any], draw: st.DataObject) -> None:
+    # the walk over the nodes' columns against the columns themselves, whatever the JSON layout
+    names = draw.draw(st.sets(st.sampled_from(NODE_FIELDS)))
+    doc = _runs(data, names)
+    if isinstance(doc["nodes"], dict) and draw.draw(st.booleans()):
+        doc["nodes"] = dict(reversed(list(doc["nodes"].items())))  # any column order
+    indent = draw.draw(st.sampled_from([None, 0, 1, 2]))
+    text = json.dumps(doc, indent=indent, separators=(",", ": ") if indent is not None else (", ", ": "))
+    nodes = hetero_opt.io._NODES.search(text)
+    assert nodes is not None
+    if nodes[1] != "{":
+        return  # rows: no cache rule
+    repeating = [v for k, v in doc["nodes"].items() if k in ("gpu_type", "cluster", "s2", "s1", "s0") and v is not None]
+    expected = bool(repeating) and all(isinstance(v, dict) for v in repeating)
+    assert hetero_opt.io._repeats_as_runs(text, nodes.end()) is expected
+    assert hetero_opt.io._repeats_as_runs(text.encode(), nodes.end()) is expected
+
+
 def test_columns_with_nothing_worth_runs_are_written_plain_as_1_3(tmp_path: Path) -> None:
     # three nodes: every column has more than a quarter as many runs as values (even one run of 3)
     inst = parse_instance(_runs(valid_dict()))
