@@ -54,6 +54,11 @@ ROWS_FORMAT_VERSION = "1.1"
 #: 1.4 files without run-length node columns.
 FORMAT_VERSIONS = ("1.0", "1.1", "1.2", "1.3", "1.4")
 
+
+def _since(version: str, first: str) -> bool:
+    """Whether format ``version`` (one of :data:`FORMAT_VERSIONS`) is ``first`` or later."""
+    return FORMAT_VERSIONS.index(version) >= FORMAT_VERSIONS.index(first)
+
 Id = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:/@+-]+$")]
 #: Topology ids (cluster, S2, S1, S0) hold no '@': a new group's id ``<service>@<domain>`` then names one pair.
 TopoId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:/+-]+$")]
@@ -142,7 +147,7 @@ class _ColumnTable(Sequence[ModelT]):
 
     def __init__(self, columns: Mapping[str, Sequence[Any]]) -> None:
         """Hold ``columns``, one sequence per field of :attr:`FIELDS`, trusted as valid."""
-        self._hold(tuple(tuple(columns[f]) for f in self.FIELDS))
+        self._hold(tuple(map(tuple, map(columns.__getitem__, self.FIELDS))))  # in C: a pod table per group
 
     def _hold(self, columns: tuple[tuple[Any, ...], ...]) -> None:
         self._columns = columns
@@ -881,9 +886,8 @@ def _pod_table_of(value: Any) -> PodTable:
         )
     except TypeError:  # a node id that is no str (join), an unhashable role or count
         ok = False
-    if ok:  # held as the constructor would, without its per-column generator (one table per group)
-        table = PodTable.__new__(PodTable)
-        table._hold((tuple(roles), tuple(nodes), tuple(counts)))
+    if ok:
+        table = PodTable(value)
         table._valid = True
         return table
     # The row form's validation of the same values: its first error is the message (a ValidationError keeps
@@ -1050,7 +1054,7 @@ class Instance(Frozen):
         if isinstance(data, dict) and isinstance(nodes := data.get("nodes"), dict):
             version = data.get("format_version")
             name = next((f for f in NODE_FIELDS if isinstance(nodes.get(f), dict)), None)
-            if name is not None and version in FORMAT_VERSIONS and version != "1.4":
+            if name is not None and version in FORMAT_VERSIONS and not _since(version, "1.4"):
                 raise ValueError(
                     f"nodes: column '{name}' as runs (a mapping of values and lengths) needs format_version '1.4', "
                     f"not '{version}'"
@@ -1061,13 +1065,13 @@ class Instance(Frozen):
     def _check_references(self) -> Instance:
         nodes = self.nodes
         table = nodes if isinstance(nodes, NodeTable) else None
-        if table is not None and self.format_version not in ("1.2", "1.3", "1.4"):
+        if table is not None and not _since(self.format_version, "1.2"):
             raise ValueError(
                 "nodes: columns (a mapping of node fields) need format_version '1.2' or later, "
                 f"not '{self.format_version}'"
             )
         pod_tables = [isinstance(g.pods, PodTable) for g in self.groups]
-        if self.format_version not in ("1.3", "1.4") and any(pod_tables):
+        if not _since(self.format_version, "1.3") and any(pod_tables):
             g = self.groups[pod_tables.index(True)]
             raise ValueError(
                 f"DeploymentGroup '{g.id}': pods as columns (a mapping of pod fields) need format_version='1.3' "

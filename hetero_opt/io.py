@@ -121,6 +121,8 @@ _COLUMN_BYTES = re.compile(rb'\s*"([^"\\]*)"\s*:\s*(\S)')
 #: null): the next column, or the end of the mapping.
 _NEXT = re.compile(r"[^,}\]]*([,}])")
 _NEXT_BYTES = re.compile(rb"[^,}\]]*([,}])")
+#: A column's opening bracket and the one that closes it (a column holds scalars: no bracket in between).
+_CLOSING: dict[str | bytes, str | bytes] = {"[": "]", "{": "}", b"[": b"]", b"{": b"}"}
 
 _KINDS = {
     "gpu_types": "GpuType",
@@ -207,7 +209,6 @@ def _repeats_as_runs(data: str | bytes, start: int) -> bool:
     runs; the answer changes the load's speed and how many objects hold equal strings, never the values."""
     as_bytes = isinstance(data, bytes)
     column, after = (_COLUMN_BYTES, _NEXT_BYTES) if as_bytes else (_COLUMN, _NEXT)
-    closing = {"[": "]", "{": "}", b"[": b"]", b"{": b"}"}
     at, runs = start, False
     while True:
         key = column.match(data, at)  # type: ignore[arg-type]
@@ -218,7 +219,7 @@ def _repeats_as_runs(data: str | bytes, start: int) -> bool:
             if key[2] in ("[", b"["):
                 return False
             runs = runs or key[2] in ("{", b"{")
-        close = closing.get(key[2])
+        close = _CLOSING.get(key[2])
         end = key.end() if close is None else data.find(close, key.end()) + 1  # type: ignore[arg-type]
         nxt = after.match(data, end) if end > 0 else None  # type: ignore[arg-type]
         if nxt is None:
@@ -371,6 +372,18 @@ def write_all_atomic(files: dict[Path, str]) -> None:
         raise
     for folder in dict.fromkeys(path.parent for path in files):
         sync_folder(folder)
+
+
+def replace_synced(path: Path, data: bytes) -> None:
+    """``data`` written over ``path`` whole or not at all: a synced temporary file renamed over it, then the
+    folder synced. An ``OSError`` propagates (the caller decides whether a failed write stops it)."""
+    tmp = write_synced_temp(path, data)
+    try:
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    sync_folder(path.parent)
 
 
 def write_synced_temp(path: Path, data: bytes) -> Path:

@@ -34,7 +34,7 @@ import pydantic
 
 from hetero_opt.errors import InputError
 from hetero_opt.instance import Instance
-from hetero_opt.io import sync_folder, write_synced_temp
+from hetero_opt.io import replace_synced
 from hetero_opt.policy.config import AutoscalerConfig
 from hetero_opt.sim.config import SimConfig
 from hetero_opt.sim.trace import RateTrace, RequestTrace, Trace
@@ -164,13 +164,7 @@ def save(path: Path, state: object, fp: Mapping[str, Any], time_s: float, cycles
         "payload_sha256": hashlib.sha256(payload).hexdigest(),
         "fingerprint": dict(fp),
     }
-    tmp = write_synced_temp(path, MAGIC + json.dumps(header).encode() + b"\n" + payload)
-    try:
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    sync_folder(path.parent)  # the rename itself durable (where the file system allows it)
+    replace_synced(path, MAGIC + json.dumps(header).encode() + b"\n" + payload)
 
 
 @dataclass(frozen=True)

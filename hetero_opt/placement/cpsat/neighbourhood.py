@@ -473,9 +473,9 @@ def _second_start(run: _Chunks, part: list[RequestView], hint: Counts, columns: 
     and then moves the top class only where a room chunk proves it serves more, serves more of class 50
     and of class 10 there (decision 69)."""
     view = run.view
-    if not _lower_class_worse(view, part, run.drafts, hint):  # phase A won the class back
-        return
     mine = _draft_key(view, part, run.drafts)
+    if not _worse_below_top(mine, _draft_key(view, part, hint.drafts)):  # phase A won the class back
+        return
     top = max(r.service.priority for r in part)
     kept = [d for d in run.drafts if view.service_by_id[d.service].priority == top]
     lower = [r for r in part if r.service.priority != top]
@@ -509,7 +509,11 @@ def _second_start(run: _Chunks, part: list[RequestView], hint: Counts, columns: 
 
 def _lower_class_worse(view: TopologyView, part: list[RequestView], drafts: list[GroupDraft], greedy: Counts) -> bool:
     """True when ``drafts`` leave a class below the top more GPUs short than the ``greedy``'s counts do."""
-    mine, theirs = _draft_key(view, part, drafts), _draft_key(view, part, greedy.drafts)
+    return _worse_below_top(_draft_key(view, part, drafts), _draft_key(view, part, greedy.drafts))
+
+
+def _worse_below_top(mine: tuple[int, ...], theirs: tuple[int, ...]) -> bool:
+    """Whether draft key ``mine`` (:func:`_draft_key`) has a class below the top more short than ``theirs``."""
     return any(a > b for a, b in zip(mine[1:-1], theirs[1:-1], strict=True))
 
 
